@@ -1,0 +1,151 @@
+"""The one ``twisted.cred`` portal every gateway logs in through.
+
+Gateways call::
+
+    iface, account, logout = await portal.login(PasswordCredentials(login, password, ip), None, IAccount)
+
+and get a :class:`store.interfaces.Account` or :class:`twisted.cred.error.UnauthorizedLogin`.
+
+Invariants
+- The failure path is the same whatever failed (unknown user, wrong password, disabled account,
+  throttled): one password verification's worth of CPU, then ``failure_delay`` seconds, then the
+  same exception.  Nothing tells a client whether an account exists.
+- Hash verification runs in the store's CPU pool; the reactor never hashes.
+- Throttling: after ``max_failures_per_ip`` failures from one IP or ``max_failures_per_account``
+  against one login within ``throttle_window`` seconds, further attempts are refused without
+  checking the password until the window has passed.  Successful logins do not clear an IP's
+  record (a valid account must not unlock guessing on others).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from twisted.cred import checkers, credentials, error, portal
+from twisted.internet import defer, task, threads
+from zope.interface import Interface, implementer
+
+from auth.passwords import verify_password
+from store import errors
+
+log = logging.getLogger("haven.auth")
+
+
+class IAccount(Interface):
+    """Avatar interface: the logged-in :class:`store.interfaces.Account`."""
+
+
+@implementer(credentials.IUsernamePassword)
+@dataclass
+class PasswordCredentials:
+    username: str
+    password: str
+    remote_ip: str = ""
+
+    def checkPassword(self, password):  # pragma: no cover - the checker verifies hashes itself
+        raise NotImplementedError
+
+
+class Throttle:
+    def __init__(self, max_per_ip: int, max_per_account: int, window: float):
+        self.max_per_ip = max_per_ip
+        self.max_per_account = max_per_account
+        self.window = window
+        self._ip: dict[str, deque] = defaultdict(deque)
+        self._account: dict[str, deque] = defaultdict(deque)
+
+    def _count(self, table, key, now) -> int:
+        q = table.get(key)
+        if not q:
+            return 0
+        while q and q[0] < now - self.window:
+            q.popleft()
+        if not q:
+            del table[key]
+            return 0
+        return len(q)
+
+    def blocked(self, ip: str, login: str) -> bool:
+        now = time.monotonic()
+        return (bool(ip) and self._count(self._ip, ip, now) >= self.max_per_ip) or \
+            self._count(self._account, login, now) >= self.max_per_account
+
+    def failed(self, ip: str, login: str) -> None:
+        now = time.monotonic()
+        if ip:
+            self._ip[ip].append(now)
+        self._account[login].append(now)
+
+
+@implementer(checkers.ICredentialsChecker)
+class StoreChecker:
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, store, cpu_pool, throttle: Throttle, failure_delay: float):
+        self.store = store
+        self.cpu_pool = cpu_pool
+        self.throttle = throttle
+        self.failure_delay = failure_delay
+
+    def requestAvatarId(self, creds):
+        return defer.Deferred.fromCoroutine(self._check(creds))
+
+    async def _check(self, creds):
+        from twisted.internet import reactor
+        login = (creds.username or "").strip().lower()
+        ip = getattr(creds, "remote_ip", "") or ""
+        password = creds.password
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        if isinstance(login, bytes):
+            login = login.decode("utf-8", "replace")
+        blocked = self.throttle.blocked(ip, login)
+        try:
+            cred = None if blocked else await self.store.get_credentials(login)
+        except errors.StoreError as e:
+            log.warning("login %r from %s: store unavailable: %s", login, ip, e)
+            raise error.UnauthorizedLogin("temporary failure") from None
+        stored = cred.password_hash if cred and not cred.disabled else None
+        ok, new_hash = await threads.deferToThreadPool(reactor, self.cpu_pool, verify_password, password, stored)
+        if ok and not blocked:
+            if new_hash:
+                try:
+                    await self.store.set_password_hash(cred.account_id, new_hash)
+                    log.info("upgraded the password hash of %s", cred.address)
+                except errors.StoreError:
+                    pass
+            return cred.address
+        self.throttle.failed(ip, login)
+        log.warning("authentication failed for %r from %s%s", login, ip or "?", " (throttled)" if blocked else "")
+        if self.failure_delay > 0:
+            await task.deferLater(reactor, self.failure_delay, lambda: None)
+        raise error.UnauthorizedLogin("authentication failed")
+
+
+@implementer(portal.IRealm)
+class AccountRealm:
+    def __init__(self, store):
+        self.store = store
+
+    def requestAvatar(self, avatarId, mind, *interfaces):
+        if IAccount not in interfaces:
+            raise NotImplementedError("only IAccount avatars")
+
+        async def get():
+            try:
+                account = await self.store.get_account(avatarId)
+            except errors.StoreError:
+                raise error.UnauthorizedLogin("authentication failed") from None
+            return IAccount, account, lambda: None
+        return defer.Deferred.fromCoroutine(get())
+
+
+def make_portal(store, config) -> portal.Portal:
+    throttle = Throttle(config.getint("auth", "max_failures_per_ip"),
+                        config.getint("auth", "max_failures_per_account"),
+                        config.getfloat("auth", "throttle_window"))
+    checker = StoreChecker(store, store.cpu, throttle, config.getfloat("auth", "failure_delay"))
+    return portal.Portal(AccountRealm(store), [checker])

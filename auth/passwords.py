@@ -1,0 +1,39 @@
+"""Password hashing with libpass's ``passlib`` CryptContext.
+
+argon2 is the default; legacy schemes (what Dovecot and Zarafa installs commonly carry:
+SHA-512/SHA-256/MD5 crypt, salted SHA-1 LDAP style) are verified and flagged for rehash, so an
+imported account moves to argon2 at its next successful login.  Every function here is CPU
+heavy: call it from the CPU pool, never the reactor thread.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from passlib.context import CryptContext
+
+CONTEXT = CryptContext(
+    schemes=["argon2", "sha512_crypt", "sha256_crypt", "md5_crypt", "ldap_salted_sha1"],
+    default="argon2",
+    deprecated=["sha512_crypt", "sha256_crypt", "md5_crypt", "ldap_salted_sha1"],
+)
+
+# Verified when the account is unknown or has no password, so a failure takes as long either way.
+_DUMMY_HASH = CONTEXT.hash("haven-dummy-password-for-constant-time")
+
+
+def hash_password(password: str) -> str:
+    return CONTEXT.hash(password)
+
+
+def verify_password(password: str, stored: Optional[str]) -> tuple[bool, Optional[str]]:
+    """``(ok, new_hash)``: new_hash is set when the stored hash should be upgraded."""
+    if not stored:
+        CONTEXT.verify(password, _DUMMY_HASH)
+        return False, None
+    try:
+        ok, new_hash = CONTEXT.verify_and_update(password, stored)
+    except (ValueError, TypeError):  # unknown or malformed stored hash
+        CONTEXT.verify(password, _DUMMY_HASH)
+        return False, None
+    return ok, new_hash

@@ -1,0 +1,325 @@
+"""The ``haven`` command.
+
+Every sub-command reads the same INI file (``--config PATH``, else ``$HAVEN_CONFIG``, else the
+bundled defaults) and talks to the store directly, so it works whether or not ``haven serve``
+is running.  Exit codes follow sysexits(3) where an MTA reads them: ``haven deliver`` exits 0
+when delivered, 67 (EX_NOUSER) for an unknown recipient, 75 (EX_TEMPFAIL) on a temporary failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 67, 70, 75, 78
+
+DESCRIPTION = """\
+Haven: IMAP, LMTP (and more) on one SQL-backed store.
+
+Start with `haven serve --demo` to run on the embedded SQLite store with a demo account.
+Configuration: one INI file, see conf/haven.ini for every key and its default."""
+
+
+def _install_reactor():
+    from twisted.internet import asyncioreactor
+    if "twisted.internet.reactor" not in sys.modules:
+        asyncioreactor.install(asyncio.new_event_loop())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="haven", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="PATH", help="INI file (default: $HAVEN_CONFIG, else built-in defaults)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("serve", help="run every enabled gateway in the foreground")
+    s.add_argument("--demo", action="store_true",
+                   help="create demo@localhost (password printed, kept in data_dir/demo-password) if missing")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", metavar="ACTION")
+    db.required = True
+    db.add_parser("migrate", help="apply missing schema deltas (back up first)")
+    db.add_parser("status", help="show the schema version")
+
+    u = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", metavar="ACTION")
+    u.required = True
+    ua = u.add_parser("add", help="create an account with its default folders, calendar and address book")
+    ua.add_argument("address")
+    ua.add_argument("--name", help="display name")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    u.add_parser("list", help="list accounts")
+    ud = u.add_parser("del", help="delete an account and all its data, at once")
+    ud.add_argument("address")
+    up = u.add_parser("passwd", help="set an account's password")
+    up.add_argument("address")
+    up.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    al = sub.add_parser("alias", help="aliases: other addresses delivering to an account")
+    al = al.add_subparsers(dest="alias_command", metavar="ACTION")
+    al.required = True
+    aa = al.add_parser("add", help="deliver ALIAS to ADDRESS")
+    aa.add_argument("alias")
+    aa.add_argument("address")
+    ad = al.add_parser("del", help="remove an alias")
+    ad.add_argument("alias")
+    al.add_parser("list", help="list aliases")
+
+    d = sub.add_parser("deliver", help="deliver a message from standard input (for an MTA's pipe transport)")
+    d.add_argument("address", nargs="+")
+    d.add_argument("-f", "--from", dest="sender", default="", help="envelope sender")
+
+    pu = sub.add_parser("purge", help="remove soft-deleted items past [store] softdelete_lifetime")
+    pu.add_argument("--days", type=float, help="override the lifetime (0 = everything deleted)")
+
+    r = sub.add_parser("recover", help="soft-deleted (recoverable) messages of an account")
+    r = r.add_subparsers(dest="recover_command", metavar="ACTION")
+    r.required = True
+    rl = r.add_parser("list", help="list recoverable messages")
+    rl.add_argument("address")
+    rr = r.add_parser("restore", help="restore messages by id (from `recover list`)")
+    rr.add_argument("address")
+    rr.add_argument("ids", nargs="+", type=int)
+    return p
+
+
+def _read_password(args, prompt="Password: ") -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("haven: passwords differ")
+    else:
+        raise SystemExit("haven: give --password-stdin to read the password from standard input")
+    if not password:
+        raise SystemExit("haven: empty password refused")
+    return password
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _install_reactor()
+    from conf import ConfigError, load_config
+    from gateways.service import StartupError, setup_logging
+    from store import errors
+    try:
+        config = load_config(args.config)
+        setup_logging(config, args.verbose)
+    except ConfigError as e:
+        print(f"haven: {e}", file=sys.stderr)
+        return EX_CONFIG
+    if args.command == "serve":
+        return _serve(config, args)
+    if args.command == "deliver":
+        raw = sys.stdin.buffer.read()
+    else:
+        raw = None
+    try:
+        return _run(config, args, raw)
+    except (StartupError, ConfigError) as e:
+        print(f"haven: {e}", file=sys.stderr)
+        return EX_CONFIG
+    except errors.SchemaOutOfDate as e:
+        print(f"haven: {e}", file=sys.stderr)
+        return EX_CONFIG
+    except errors.TemporaryFailure as e:
+        print(f"haven: {e}", file=sys.stderr)
+        return EX_TEMPFAIL
+    except errors.StoreError as e:
+        print(f"haven: {e}", file=sys.stderr)
+        return EX_DATAERR
+
+
+def _run(config, args, raw) -> int:
+    """Run one admin command on a started store, then stop the reactor."""
+    from twisted.internet import defer, reactor
+    from gateways.service import open_started_store
+    outcome = {}
+
+    async def go():
+        store = await open_started_store(config, reactor, poll=False,
+                                         init_empty=not (args.command == "db"))
+        return await COMMANDS[args.command](store, args, raw)
+
+    def done(result):
+        outcome["result"] = result
+        reactor.stop()
+
+    def start():
+        d = defer.Deferred.fromCoroutine(go())
+        d.addBoth(done)
+
+    reactor.callWhenRunning(start)
+    reactor.run(installSignalHandlers=False)
+    result = outcome.get("result")
+    if hasattr(result, "raiseException"):
+        result.raiseException()
+    return result or 0
+
+
+async def cmd_user(store, args, raw) -> int:
+    from auth.passwords import hash_password
+    from twisted.internet import reactor, threads
+    action = args.user_command
+    if action == "add":
+        password = _read_password(args)
+        pw_hash = await threads.deferToThreadPool(reactor, store.cpu, hash_password, password)
+        account = await store.create_account(args.address, pw_hash, args.name)
+        print(f"created {account.address}")
+    elif action == "list":
+        for account in await store.list_accounts():
+            print(account.address + (f"\t{account.name}" if account.name else ""))
+    elif action == "del":
+        await store.delete_account(args.address)
+        print(f"deleted {args.address}")
+    elif action == "passwd":
+        account = await store.get_account(args.address)
+        password = _read_password(args, "New password: ")
+        pw_hash = await threads.deferToThreadPool(reactor, store.cpu, hash_password, password)
+        await store.set_password_hash(account.id, pw_hash)
+        print(f"password of {account.address} changed")
+    return EX_OK
+
+
+async def cmd_alias(store, args, raw) -> int:
+    if args.alias_command == "add":
+        await store.add_alias(args.alias, args.address)
+        print(f"{args.alias} -> {args.address}")
+    elif args.alias_command == "del":
+        await store.delete_alias(args.alias)
+    else:
+        for alias, address in await store.list_aliases():
+            print(f"{alias}\t{address}")
+    return EX_OK
+
+
+async def cmd_db(store, args, raw) -> int:
+    current, latest = await store.schema_version()
+    if args.db_command == "migrate":
+        applied = await store.migrate()
+        print("applied: " + ", ".join(applied) if applied else f"schema is up to date (version {latest})")
+    else:
+        print(f"schema version {current or 0}, this Haven knows {latest}"
+              + ("" if (current or 0) == latest else ": run `haven db migrate`"))
+    return EX_OK
+
+
+async def cmd_deliver(store, args, raw) -> int:
+    from store import errors
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # pipe transports hand over LF lines
+    if not raw.startswith(b"Return-Path:"):
+        raw = b"Return-Path: <" + args.sender.encode("utf-8", "replace") + b">\r\n" + raw
+    delivery = store.begin_delivery(args.sender)
+    for address in args.address:
+        try:
+            await delivery.add_recipient(address)
+        except errors.NotFound:
+            print(f"haven: {address}: no such user", file=sys.stderr)
+            return EX_NOUSER
+        except errors.InvalidInput as e:
+            print(f"haven: {e}", file=sys.stderr)
+            return EX_NOUSER
+    results = await delivery.commit(raw)
+    failures = [r for r in results if r.error is not None]
+    for r in failures:
+        print(f"haven: {r.recipient.original}: {r.error}", file=sys.stderr)
+    if failures:
+        return EX_TEMPFAIL if any(isinstance(r.error, errors.TemporaryFailure) for r in failures) else EX_DATAERR
+    return EX_OK
+
+
+async def cmd_purge(store, args, raw) -> int:
+    report = await store.purge(args.days)
+    print(f"purged {report.messages} messages, {report.folders} folders, {report.blobs} blobs")
+    return EX_OK
+
+
+async def cmd_recover(store, args, raw) -> int:
+    import time
+    account = await store.get_account(args.address)
+    if args.recover_command == "list":
+        for item in await store.list_deleted(account.id):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(item["deleted_at"]))
+            print(f"{item['id']}\t{when}\t{item['folder']}\t{item['size']}\t{item['subject'] or ''}")
+    else:
+        count = await store.restore_messages(account.id, args.ids)
+        print(f"restored {count} messages")
+    return EX_OK
+
+
+COMMANDS = {"user": cmd_user, "alias": cmd_alias, "db": cmd_db, "deliver": cmd_deliver, "purge": cmd_purge,
+            "recover": cmd_recover}
+
+
+def _ensure_demo(store, config):
+    async def go():
+        from auth.passwords import hash_password
+        from store import errors
+        from twisted.internet import reactor, threads
+        address = "demo@localhost"
+        secret_file = config.data_dir / "demo-password"
+        try:
+            await store.get_account(address)
+            password = secret_file.read_text().strip() if secret_file.exists() else None
+        except errors.NotFound:
+            password = secrets.token_urlsafe(9)
+            pw_hash = await threads.deferToThreadPool(reactor, store.cpu, hash_password, password)
+            await store.create_account(address, pw_hash, "Demo User")
+            secret_file.write_text(password + "\n")
+            os.chmod(secret_file, 0o600)
+        return address, password
+    return go()
+
+
+def _serve(config, args) -> int:
+    import logging
+    import signal
+    from twisted.internet import defer, reactor
+    from gateways.service import Service, StartupError
+    from store import errors
+    log = logging.getLogger("haven")
+    service = Service(config, reactor)
+    status = {"code": 0}
+
+    async def start():
+        try:
+            await service.start()
+            if args.demo:
+                address, password = await _ensure_demo(service.store, config)
+                imap, lmtp = config.listen("imap"), config.listen("lmtp")
+                print("\n  Haven is running on the embedded SQLite store in %s\n"
+                      "  demo account: %s   password: %s\n"
+                      "  IMAP: %s   LMTP: %s\n"
+                      "  try:  curl -s --url 'imap://%s:%s/INBOX' --user '%s:%s' -X 'STATUS INBOX (MESSAGES)'\n"
+                      % (config.data_dir, address, password or "(see data_dir/demo-password)", imap, lmtp,
+                         imap.host if imap else "", imap.port if imap else "", address, password or "..."),
+                      file=sys.stderr, flush=True)
+            log.info("Haven started (%s store)", config.store_url().engine)
+        except (StartupError, errors.SchemaOutOfDate, errors.StoreError) as e:
+            print(f"haven: {e}", file=sys.stderr)
+            status["code"] = EX_CONFIG
+            reactor.stop()
+        except Exception:
+            log.exception("start-up failed")
+            status["code"] = EX_SOFTWARE
+            reactor.stop()
+
+    def shutdown(*_):
+        reactor.callFromThread(reactor.stop)
+
+    reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(start()))
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(service.stop()))
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    reactor.run(installSignalHandlers=False)
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""SEARCH: the search-key grammar (RFC 3501 §6.4.4, §9 ``search-key``; RFC 7162 §3.1.5 MODSEQ)
+and its evaluation over a session's messages.
+
+Evaluation is three-valued so that the cheap keys (flags, UIDs, sizes, dates, MODSEQ: all in the
+session's :class:`MessageMeta`) run first; only messages still undecided are loaded with their
+header (HEADER/SUBJECT/FROM/..., SENT*) and, last, their decoded text (BODY/TEXT), which reads the
+blob and runs :func:`store.mime.decoded_text` off the reactor in a thread.
+
+Matching rules: string keys are case-insensitive substring matches on RFC 2047-decoded header
+values and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
+case"); dates use the UTC date of INTERNALDATE and the Date header's own date (ignoring time and
+zone).  \\Recent is never set (see the package docstring), so RECENT and NEW match nothing.
+
+Deliberately not done: ESEARCH, fuzzy search, SEARCHRES, WITHIN (OLDER/YOUNGER).
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+from typing import Optional
+
+from store import mime
+
+from .parser import ParseError, Reader
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True), "DELETED": ("\\Deleted", True), "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True), "SEEN": ("\\Seen", True),
+    "UNANSWERED": ("\\Answered", False), "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False), "UNSEEN": ("\\Seen", False),
+}
+_HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
+_DATE_KEYS = {"BEFORE": ("date", "<"), "ON": ("date", "="), "SINCE": ("date", ">="),
+              "SENTBEFORE": ("sent", "<"), "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
+MAX_DEPTH = 100
+
+
+# -- grammar -----------------------------------------------------------------------------------
+def parse_search_keys(r: Reader) -> tuple:
+    """1*(SP search-key) after the first SP -> ("and", [...])."""
+    keys = [_key(r, 0)]
+    while r.maybe_sp():
+        keys.append(_key(r, 0))
+    return ("and", keys)
+
+
+def _text(r: Reader) -> str:
+    return r.astring().decode("utf-8", "replace")
+
+
+def _key(r: Reader, depth: int) -> tuple:
+    if depth > MAX_DEPTH:
+        raise r.error("search keys nested too deeply")
+    if r.peek() == 0x28:
+        return ("and", r.paren_list(lambda rr: _key(rr, depth + 1)))
+    c = r.peek()
+    if c == 0x2A or 0x30 <= c <= 0x39:
+        return ("seq", r.seq_set())
+    word = r.atom().upper()
+    if word == "ALL":
+        return ("all",)
+    if word in _FLAG_KEYS:
+        flag, want = _FLAG_KEYS[word]
+        return ("flag", flag, want)
+    if word in ("KEYWORD", "UNKEYWORD"):
+        r.sp()
+        return ("flag", r.flag(), word == "KEYWORD")
+    if word in ("NEW", "RECENT"):
+        return ("none",)
+    if word == "OLD":
+        return ("all",)
+    if word in _HEADER_KEYS:
+        r.sp()
+        return ("header", _HEADER_KEYS[word], _text(r).casefold())
+    if word == "HEADER":
+        r.sp()
+        name = _text(r).strip().lower()
+        r.sp()
+        return ("header", name, _text(r).casefold())
+    if word in ("BODY", "TEXT"):
+        r.sp()
+        return (word.lower(), _text(r).casefold())
+    if word in _DATE_KEYS:
+        r.sp()
+        kind, op = _DATE_KEYS[word]
+        return (kind, op, datetime.date(*r.date()))
+    if word in ("LARGER", "SMALLER"):
+        r.sp()
+        return (word.lower(), r.number())
+    if word == "UID":
+        r.sp()
+        return ("uid", r.seq_set())
+    if word == "NOT":
+        r.sp()
+        return ("not", _key(r, depth + 1))
+    if word == "OR":
+        r.sp()
+        a = _key(r, depth + 1)
+        r.sp()
+        return ("or", a, _key(r, depth + 1))
+    if word == "MODSEQ":
+        # RFC 7162 §3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer
+        r.sp()
+        if r.peek() == 0x22:
+            r.quoted()
+            r.sp()
+            kind = r.atom().lower()
+            if kind not in ("priv", "shared", "all"):
+                raise r.error("invalid MODSEQ entry type")
+            r.sp()
+        return ("modseq", r.number())
+    raise r.error("unknown search key %s" % word[:30])
+
+
+def uses_modseq(node: tuple) -> bool:
+    if node[0] == "modseq":
+        return True
+    if node[0] == "and":
+        return any(uses_modseq(n) for n in node[1])
+    if node[0] == "or":
+        return uses_modseq(node[1]) or uses_modseq(node[2])
+    if node[0] == "not":
+        return uses_modseq(node[1])
+    return False
+
+
+# -- evaluation --------------------------------------------------------------------------------
+class Candidate:
+    """One message under evaluation: its sequence number, meta and what was loaded so far."""
+
+    __slots__ = ("seq", "meta", "header", "fields", "text", "sent")
+
+    def __init__(self, seq: int, meta):
+        self.seq = seq
+        self.meta = meta
+        self.header: Optional[bytes] = None  # raw header section, once loaded
+        self.fields: Optional[dict] = None  # lower-case name -> [decoded value casefolded]
+        self.text: Optional[str] = None  # decoded body text casefolded, once loaded
+        self.sent = None  # date of the Date header (False when absent/unparseable)
+
+    def field_values(self, name: str) -> list:
+        if self.fields is None:
+            fields: dict = {}
+            for fname, raw in mime.header_fields(self.header or b""):
+                value = raw.split(b":", 1)[1] if b":" in raw else b""
+                value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip()
+                try:
+                    text = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = value.decode("latin-1")
+                fields.setdefault(fname.lower(), []).append(mime.decode_header_value(text).casefold())
+            self.fields = fields
+        return self.fields.get(name, [])
+
+    def sent_date(self):
+        if self.sent is None:
+            self.sent = False
+            values = self.field_values("date")
+            if values:
+                try:
+                    self.sent = email.utils.parsedate_to_datetime(values[0]).date()
+                except (TypeError, ValueError, IndexError, OverflowError):
+                    self.sent = False
+        return self.sent
+
+
+class Context:
+    """What evaluation needs from the mailbox: sizes for ``*``."""
+
+    def __init__(self, count: int, largest_uid: int):
+        self.count = count
+        self.largest_uid = largest_uid
+
+
+def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
+    """True/False, or None when the message's header or text is needed but not loaded yet."""
+    kind = node[0]
+    meta = m.meta
+    if kind == "and":
+        result: Optional[bool] = True
+        for sub in node[1]:
+            v = evaluate(sub, m, ctx)
+            if v is False:
+                return False
+            if v is None:
+                result = None
+        return result
+    if kind == "or":
+        a = evaluate(node[1], m, ctx)
+        if a is True:
+            return True
+        b = evaluate(node[2], m, ctx)
+        if b is True:
+            return True
+        return None if a is None or b is None else False
+    if kind == "not":
+        v = evaluate(node[1], m, ctx)
+        return None if v is None else not v
+    if kind == "all":
+        return True
+    if kind == "none":
+        return False
+    if kind == "flag":
+        return (node[1] in meta.flags) == node[2]
+    if kind == "seq":
+        return node[1].contains(m.seq, ctx.count)
+    if kind == "uid":
+        return node[1].contains(meta.uid, ctx.largest_uid)
+    if kind == "larger":
+        return meta.size > node[1]
+    if kind == "smaller":
+        return meta.size < node[1]
+    if kind == "modseq":
+        return meta.modseq >= node[1]
+    if kind == "date":
+        return _compare(datetime.datetime.fromtimestamp(meta.internaldate, datetime.timezone.utc).date(),
+                        node[1], node[2])
+    if kind == "sent":
+        if m.header is None:
+            return None
+        sent = m.sent_date()
+        return False if sent is False else _compare(sent, node[1], node[2])
+    if kind == "header":
+        if m.header is None:
+            return None
+        values = m.field_values(node[1])
+        needle = node[2]
+        return any(needle in v for v in values) if needle else bool(values)
+    if kind == "body":
+        if m.text is None:
+            return None
+        return node[1] in m.text
+    if kind == "text":
+        if m.text is None or m.header is None:
+            return None
+        if node[1] in m.text:
+            return True
+        return any(node[1] in v for vs in (m.fields or {}).values() for v in vs) or \
+            node[1] in m.header.decode("utf-8", "replace").casefold()
+    raise ValueError("unknown search node %r" % (kind,))
+
+
+def _compare(value, op: str, ref) -> bool:
+    if op == "<":
+        return value < ref
+    if op == "=":
+        return value == ref
+    return value >= ref
+
+
+def needs(node: tuple) -> set:
+    kind = node[0]
+    if kind == "and":
+        out: set = set()
+        for sub in node[1]:
+            out |= needs(sub)
+        return out
+    if kind == "or":
+        return needs(node[1]) | needs(node[2])
+    if kind == "not":
+        return needs(node[1])
+    if kind in ("header", "sent"):
+        return {"header"}
+    if kind == "body":
+        return {"text"}
+    if kind == "text":
+        return {"header", "text"}
+    return set()
+
+
+async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: Context,
+                     batch: int = 200) -> list:
+    """The candidates (:class:`Candidate`, ascending) matching ``node``."""
+    from twisted.internet import threads
+
+    matched = []
+    pending = []
+    for m in candidates:
+        v = evaluate(node, m, ctx)
+        if v:
+            matched.append(m)
+        elif v is None:
+            pending.append(m)
+    if not pending:
+        return matched
+    want = needs(node)
+    for i in range(0, len(pending), batch):
+        chunk = pending[i:i + batch]
+        by_uid = {m.meta.uid: m for m in chunk}
+        records = await store.fetch_messages(folder_id, list(by_uid), header=True,
+                                             structure="text" in want)
+        undecided = []
+        for rec in records:
+            m = by_uid[rec.meta.uid]
+            m.header = rec.header or b""
+            v = evaluate(node, m, ctx)
+            if v:
+                matched.append(m)
+            elif v is None:
+                undecided.append((m, rec))
+        for m, rec in undecided:
+            raw = await store.read_blob(rec.blob_id)
+            structure = rec.structure or mime.analyze(raw)["structure"]
+            text = await threads.deferToThread(_text_of, raw, structure)
+            m.text = text
+            if evaluate(node, m, ctx):
+                matched.append(m)
+    matched.sort(key=lambda m: m.meta.uid)
+    return matched
+
+
+def _text_of(raw: bytes, structure: dict) -> str:
+    return mime.decoded_text(raw, structure).casefold()

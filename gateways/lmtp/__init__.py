@@ -1,0 +1,100 @@
+"""LMTP gateway (RFC 2033): how an MTA (Postfix ``lmtp:``, Exim, ...) hands mail to Haven.
+
+aiosmtpd's protocol engine, run on the reactor's asyncio loop: the service calls
+``loop.create_server(make_protocol_factory(ctx), host, port)`` (or ``create_unix_server``),
+never aiosmtpd's threaded Controller.  ``server.py`` speaks the protocol, ``handler.py`` maps a
+transaction onto one store :class:`~store.interfaces.Delivery`, ``wire.py`` holds the pure
+byte-level pieces, ``replies.py`` the one store-error → reply table.
+
+Guarantees
+----------
+* **Durable before 250.**  A recipient gets ``250`` only after ``Delivery.commit`` returned a
+  result without error for it: blob fsynced and rows committed (store contract).
+* **One reply per accepted RCPT after DATA**, in RCPT order (RFC 2033 §4.2), whatever happens:
+  a per-recipient error gets its mapped reply; a failing commit (TemporaryFailure, a bug, a
+  malformed result) gives every recipient ``451 4.3.0`` and the MTA retries.  A store failure is
+  never a 5xx; a traceback never reaches the client (it is logged).  A commit in progress is
+  not cancelled when the client disconnects.
+* **The stored message is what was sent**: the DATA stream after dot-unstuffing, as bytes
+  (8BITMIME, SMTPUTF8; never decoded as text), prefixed by ``Return-Path: <reverse-path>`` and
+  one ``Received:`` line (RFC 5321 §4.4) naming the LHLO name, the peer address, this host,
+  ``with LMTP`` (``UTF8LMTP`` under SMTPUTF8) and the queue id.  The trace has no
+  ``for <recipient>`` clause, so one blob serves every recipient (single-instance storage).
+* **Line endings** (RFC 5321 §2.3.8): only CRLF ends a line, and only CRLF "." CRLF ends the
+  data.  ``LF.LF``, ``CR.CR``, ``LF.CRLF`` in the stream are content: they neither end the
+  message nor start commands (SMTP smuggling, CVE-2023-51766).  Bare LF inside a line *is*
+  stored as CRLF (as Postfix and Dovecot do; IMAP clients expect CRLF); bare CR is stored as
+  it came (it has no agreed meaning, and rewriting it would change octets for nothing).  A
+  "." after a bare LF is not a line start, so it is not unstuffed.
+* **Bounded memory**: at most ``max_message_size`` octets of a message are buffered; a bigger
+  one is read to its end and discarded, then every recipient gets ``552 5.3.4``.  ``SIZE=`` over
+  the limit is refused at MAIL with ``552 5.3.4``.  Lines of any length are accepted (only the
+  total counts), as real-world mail has lines over RFC 5322's 998 octets.
+* **Replies** carry RFC 2034 enhanced status codes; LHLO advertises PIPELINING,
+  ENHANCEDSTATUSCODES, 8BITMIME, SMTPUTF8 and SIZE.  HELO/EHLO get ``500``.
+* **Logs**: one line per recipient per delivery (queue id, from, to, orig_to, size, peer,
+  folder/uid, status and the reply), one per rejected RCPT, Postfix style, on ``haven.lmtp``.
+
+Settings (``[lmtp]`` section; values are strings from the INI file)
+-------------------------------------------------------------------
+``max_recipients`` (1000): accepted RCPTs per transaction; more get ``452 4.5.3``.
+``timeout`` (300): seconds a connection may stay idle between commands.
+The message size limit is ``ctx.limits["max_message_size"]`` (default 50 MiB; 0 = none).
+
+Deliberately not done here (yet)
+--------------------------------
+* No Sieve, no junk filing, no vacation: rules run inside the store's delivery pipeline at
+  commit, where every delivery path (LMTP, submission, ``haven deliver``) gets them.
+* No de-duplication of recipients (an alias and its target in one transaction): the store
+  decides; every accepted RCPT gets its own reply either way.
+* No STARTTLS, no AUTH, no XCLIENT/XFORWARD, no DSN, no CHUNKING/BINARYMIME: LMTP is a local
+  hop from a trusted MTA; bind it to loopback or a unix socket.
+* No reverse DNS in ``Received:`` (it would block or add latency); the MTA's own Received:
+  line above ours has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Mapping
+
+from gateways.base import GatewayContext
+from gateways.lmtp.handler import DeliveryHandler
+from gateways.lmtp.server import LMTPServer
+
+__all__ = ["make_protocol_factory", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_RECIPIENTS"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+DEFAULT_MAX_RECIPIENTS = 1000
+DEFAULT_TIMEOUT = 300.0
+
+
+def _number(mapping: Mapping, key: str, default, kind, where: str):
+    raw = mapping.get(key) if mapping else None
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return default
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise ValueError(f"{where} {key} = {raw!r}: expected a number >= 0 (default {default})")
+    return value
+
+
+def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]:
+    """A protocol factory for ``loop.create_server`` / ``loop.create_unix_server`` on the
+    reactor's asyncio loop.  Raises ValueError (naming the key) for a malformed setting."""
+    max_size = _number(ctx.limits, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE, int, "[limits]")
+    max_rcpt = _number(ctx.settings, "max_recipients", DEFAULT_MAX_RECIPIENTS, int, "[lmtp]")
+    timeout = _number(ctx.settings, "timeout", DEFAULT_TIMEOUT, float, "[lmtp]")
+    if max_rcpt < 1:
+        raise ValueError(f"[lmtp] max_recipients = {max_rcpt}: must be at least 1")
+    handler = DeliveryHandler(ctx.store, hostname=ctx.hostname, max_message_size=max_size,
+                              max_recipients=max_rcpt)
+
+    def factory() -> LMTPServer:
+        return LMTPServer(handler, hostname=ctx.hostname, max_message_size=max_size,
+                          timeout=timeout or DEFAULT_TIMEOUT, loop=asyncio.get_running_loop())
+
+    return factory

@@ -1,0 +1,213 @@
+"""``haven serve``: one reactor (asyncio-backed), the store, and every enabled gateway.
+
+Invariants
+- ``twisted.internet.asyncioreactor`` is installed before anything imports the reactor, so
+  Twisted protocols and aiosmtpd servers share one asyncio loop (gateways/cli.py does it).
+- A gateway runs when its INI section has a non-empty ``listen``; a listener that cannot bind
+  stops the start-up with a message naming the key to change.
+- An empty database is initialised; an older schema is refused with the command to run.
+- The purge job runs every ``[store] purge_interval`` hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+from twisted.internet import defer, endpoints, ssl, task
+
+from conf import Config, ConfigError, ListenAddress
+from gateways.base import GatewayContext
+
+log = logging.getLogger("haven.service")
+
+
+class StartupError(Exception):
+    """Start-up failed for a reason the admin can fix; the message says how."""
+
+
+async def open_started_store(config: Config, reactor, poll: bool = True, init_empty: bool = True):
+    """The store, started, with its schema checked (an empty database initialised)."""
+    from store.errors import SchemaOutOfDate
+    from store.sqlstore import open_store
+    store = open_store(config)
+    store.start(reactor, poll=poll)
+    try:
+        current, latest = await store.schema_version()
+    except Exception as e:
+        raise StartupError(f"cannot open the store at [store] url ({config.store_url().engine}): {e}") from e
+    if current is None and init_empty:
+        applied = await store.migrate()
+        log.info("initialised an empty database (%s)", ", ".join(applied))
+    elif current is None or current < latest:
+        raise SchemaOutOfDate(f"the database schema is at version {current or 0}, this Haven needs {latest}: "
+                              f"run `haven db migrate` (back up the database first)")
+    elif current > latest:
+        raise StartupError(f"the database schema ({current}) is newer than this Haven ({latest}); "
+                           f"upgrade Haven or point [store] url elsewhere")
+    return store
+
+
+def tls_options(config: Config):
+    """CertificateOptions from [tls] cert/key, or a self-signed pair made in data_dir/tls/."""
+    cert_path, key_path = config.get("tls", "cert"), config.get("tls", "key")
+    if bool(cert_path) != bool(key_path):
+        raise StartupError("[tls] cert and key must both be set (or both empty for a self-signed pair)")
+    if not cert_path:
+        tls_dir = config.data_dir / "tls"
+        cert_path, key_path = str(tls_dir / "cert.pem"), str(tls_dir / "key.pem")
+        if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+            make_self_signed(config.hostname, Path(cert_path), Path(key_path))
+            log.warning("made a self-signed certificate for %s in %s", config.hostname, tls_dir)
+    try:
+        pem = Path(cert_path).read_bytes() + b"\n" + Path(key_path).read_bytes()
+        return ssl.PrivateCertificate.loadPEM(pem).options()
+    except Exception as e:
+        raise StartupError(f"cannot load [tls] cert={cert_path} key={key_path}: {e}") from e
+
+
+def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+class Service:
+    def __init__(self, config: Config, reactor):
+        self.config = config
+        self.reactor = reactor
+        self.store = None
+        self.portal = None
+        self.listeners = []  # twisted ports
+        self.servers = []  # asyncio servers
+        self._purge: Optional[task.LoopingCall] = None
+
+    def context(self, section: str, tls) -> GatewayContext:
+        return GatewayContext(store=self.store, portal=self.portal, hostname=self.config.hostname,
+                              settings=self.config.section(section), tls=tls,
+                              limits={"max_message_size": self.config.getint("server", "max_message_size")})
+
+    async def start(self) -> None:
+        from auth.cred import make_portal
+        self.store = await open_started_store(self.config, self.reactor)
+        self.portal = make_portal(self.store, self.config)
+        tls = tls_options(self.config)
+        await self._start_imap(tls)
+        await self._start_lmtp()
+        hours = self.config.getfloat("store", "purge_interval")
+        if hours > 0:
+            self._purge = task.LoopingCall(self._run_purge)
+            self._purge.start(hours * 3600, now=True)
+
+    async def _listen_twisted(self, key: str, where: ListenAddress, factory, tls=None) -> None:
+        if where.kind == "unix":
+            ep = endpoints.UNIXServerEndpoint(self.reactor, where.path)
+        elif tls is not None:
+            ep = endpoints.SSL4ServerEndpoint(self.reactor, where.port, tls, interface=where.host)
+        else:
+            ep = endpoints.TCP4ServerEndpoint(self.reactor, where.port, interface=where.host) \
+                if ":" not in where.host else endpoints.TCP6ServerEndpoint(self.reactor, where.port,
+                                                                         interface=where.host)
+        try:
+            port = await ep.listen(factory)
+        except Exception as e:
+            raise StartupError(f"cannot listen on {key} = {where}: {e}") from e
+        self.listeners.append(port)
+        log.info("listening on %s (%s)", where, key)
+
+    async def _start_imap(self, tls) -> None:
+        plain, secure = self.config.listen("imap"), self.config.listen("imap", "tls_listen")
+        if not (plain or secure):
+            return
+        from gateways.imap import make_factory
+        factory = make_factory(self.context("imap", tls))
+        if plain:
+            await self._listen_twisted("[imap] listen", plain, factory)
+        if secure:
+            await self._listen_twisted("[imap] tls_listen", secure, factory, tls=tls)
+
+    async def _start_lmtp(self) -> None:
+        where = self.config.listen("lmtp")
+        if not where:
+            return
+        from gateways.lmtp import make_protocol_factory
+        factory = make_protocol_factory(self.context("lmtp", None))
+        loop = asyncio.get_event_loop()
+        try:
+            if where.kind == "unix":
+                Path(where.path).parent.mkdir(parents=True, exist_ok=True)
+                if os.path.exists(where.path):
+                    os.unlink(where.path)
+                server = await defer.Deferred.fromFuture(asyncio.ensure_future(
+                    loop.create_unix_server(factory, where.path)))
+                os.chmod(where.path, 0o660)
+            else:
+                server = await defer.Deferred.fromFuture(asyncio.ensure_future(
+                    loop.create_server(factory, where.host, where.port, reuse_address=True)))
+        except Exception as e:
+            raise StartupError(f"cannot listen on [lmtp] listen = {where}: {e}") from e
+        self.servers.append(server)
+        log.info("listening on %s ([lmtp] listen)", where)
+
+    def _run_purge(self):
+        d = defer.Deferred.fromCoroutine(self.store.purge())
+        d.addErrback(lambda f: log.error("purge failed: %s", f.getErrorMessage()))
+        return None
+
+    async def stop(self) -> None:
+        if self._purge is not None and self._purge.running:
+            self._purge.stop()
+        for port in self.listeners:
+            await port.stopListening()
+        for server in self.servers:
+            server.close()
+
+
+def setup_logging(config: Config, verbose: bool = False) -> None:
+    import logging.handlers
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+    level = "DEBUG" if verbose else config.get("log", "level").upper()
+    level = {"WARN": "WARNING"}.get(level, level)
+    method = config.get("log", "method")
+    if method == "file":
+        path = config.get("log", "file")
+        if not path:
+            raise ConfigError("[log] method = file needs [log] file = /path/to/haven.log")
+        handler = logging.handlers.WatchedFileHandler(path)
+    elif method == "syslog":
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.ident = "haven: "
+    elif method == "stderr":
+        handler = logging.StreamHandler()
+    else:
+        raise ConfigError(f"[log] method = {method!r}: expected stderr, file or syslog")
+    fmt = "%(name)s %(levelname)s %(message)s" if method == "syslog" else \
+        "%(asctime)s %(name)s %(levelname)s %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    try:
+        root.setLevel(level)
+    except ValueError:
+        raise ConfigError(f"[log] level = {level!r}: expected debug, info, warn or error") from None
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False,
+                                     discardBuffer=True)

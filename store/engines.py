@@ -1,0 +1,246 @@
+"""SQL engines: SQLite (embedded default) and MariaDB/MySQL (pymysql), one code path.
+
+Invariants
+- SQL is written once with ``?`` placeholders; :class:`Txn` rewrites it for pymysql.
+- Every query runs inside ``run_interaction(desc, fn, *args)``: ``fn(txn, *args)`` is a plain
+  function executed in a DB pool thread inside one transaction, committed when it returns and
+  rolled back when it raises.  ``fn`` touches no reactor object and may run more than once
+  (retried on deadlocks, busy locks and lost connections).
+- SQLite: one connection on one thread (one writer), WAL, ``synchronous=FULL`` so a commit is on
+  disk when it returns.  MariaDB/MySQL: one connection per pool thread, READ COMMITTED, InnoDB.
+- Driver exceptions never leave this module: retryable ones are retried, then surface as
+  :class:`store.errors.TemporaryFailure`; integrity errors as :class:`IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from typing import Any, Callable
+
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
+
+from conf import StoreURL
+from store import errors
+
+log = logging.getLogger("haven.store")
+
+RETRIES = 5
+
+
+class IntegrityError(Exception):
+    """A unique or foreign key constraint failed inside a transaction (raised to the txn fn)."""
+
+
+class Txn:
+    """Cursor wrapper handed to ``_txn`` functions."""
+
+    def __init__(self, engine: str, cursor):
+        self.engine = engine
+        self._cur = cursor
+
+    def _sql(self, sql: str) -> str:
+        if self.engine == "mysql":
+            return sql.replace("%", "%%").replace("?", "%s")
+        return sql
+
+    def execute(self, sql: str, args: tuple | list = ()) -> "Txn":
+        try:
+            self._cur.execute(self._sql(sql), tuple(args))
+        except (sqlite3.IntegrityError, _mysql_integrity()) as e:
+            raise IntegrityError(str(e)) from e
+        return self
+
+    def executemany(self, sql: str, rows) -> "Txn":
+        rows = [tuple(r) for r in rows]
+        if rows:
+            try:
+                self._cur.executemany(self._sql(sql), rows)
+            except (sqlite3.IntegrityError, _mysql_integrity()) as e:
+                raise IntegrityError(str(e)) from e
+        return self
+
+    def fetchone(self):
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list:
+        return list(self._cur.fetchall())
+
+    def scalar(self, sql: str, args=()) -> Any:
+        row = self.execute(sql, args).fetchone()
+        return row[0] if row else None
+
+    @property
+    def lastrowid(self) -> int:
+        return self._cur.lastrowid
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    def insert_ignore(self, table: str, columns: tuple, values: tuple) -> int:
+        """INSERT that does nothing if a unique key already exists; returns rows inserted."""
+        verb = "INSERT OR IGNORE" if self.engine == "sqlite" else "INSERT IGNORE"
+        marks = ", ".join("?" for _ in columns)
+        self.execute(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+        return self._cur.rowcount
+
+    def in_list(self, values) -> str:
+        """``(?, ?, ?)`` for an IN clause of len(values) (callers chunk long lists)."""
+        return "(" + ", ".join("?" for _ in values) + ")"
+
+
+def _mysql_integrity():
+    try:
+        import pymysql
+        return pymysql.err.IntegrityError
+    except ImportError:  # pragma: no cover - pymysql is a hard dependency
+        return sqlite3.IntegrityError
+
+
+def chunks(seq, size: int = 500):
+    seq = list(seq)
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+class Database:
+    """A pool of connections of one engine and the threads that use them."""
+
+    def __init__(self, url: StoreURL, pool_size: int = 8, busy_timeout_ms: int = 5000):
+        self.url = url
+        self.engine = url.engine
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        size = 1 if self.engine == "sqlite" else max(1, pool_size)
+        self.pool = ThreadPool(minthreads=1, maxthreads=size, name=f"haven-db-{self.engine}")
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, reactor) -> None:
+        if not self._started:
+            self.pool.start()
+            self._started = True
+            reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+
+    def stop(self) -> None:
+        if self._started:
+            self._started = False
+            self.pool.stop()
+
+    # -- connections -----------------------------------------------------------------------
+    def connect(self):
+        if self.engine == "sqlite":
+            conn = sqlite3.connect(self.url.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self.busy_timeout_ms / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            return conn
+        import pymysql
+        conn = pymysql.connect(host=self.url.host, port=self.url.port, user=self.url.user,
+                               password=self.url.password, database=self.url.database,
+                               charset="utf8mb4", autocommit=False, connect_timeout=10,
+                               read_timeout=60, write_timeout=60)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'")
+        return conn
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.connect()
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    # -- running transactions --------------------------------------------------------------
+    def run_sync(self, desc: str, fn: Callable, *args, **kwargs):
+        """Run ``fn(txn, *args)`` in one transaction on the calling thread, with retries."""
+        delay = 0.02
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._attempt(fn, args, kwargs)
+            except errors.StoreError:
+                raise
+            except IntegrityError:
+                raise
+            except Exception as e:
+                retryable, reconnect = self._classify(e)
+                if reconnect:
+                    self._drop_conn()
+                if not retryable or attempt == RETRIES:
+                    if retryable:
+                        log.warning("%s: giving up after %d attempts: %s", desc, attempt + 1, e)
+                        raise errors.TemporaryFailure("the store is busy, try again later") from e
+                    log.exception("%s failed", desc)
+                    raise errors.TemporaryFailure("the store failed, try again later") from e
+                log.info("%s: retrying after %s", desc, e)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _attempt(self, fn, args, kwargs):
+        conn = self._conn()
+        if self.engine == "sqlite":
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(Txn("sqlite", cur), *args, **kwargs)
+                cur.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+            finally:
+                cur.close()
+        cur = conn.cursor()
+        try:
+            result = fn(Txn("mysql", cur), *args, **kwargs)
+            conn.commit()
+            return result
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                self._drop_conn()
+            raise
+        finally:
+            try:
+                cur.close()
+            except Exception:
+                pass
+
+    def _classify(self, e: Exception) -> tuple[bool, bool]:
+        """(retryable, reconnect) for a driver exception."""
+        if isinstance(e, sqlite3.OperationalError):
+            msg = str(e).lower()
+            return ("locked" in msg or "busy" in msg), False
+        try:
+            import pymysql
+        except ImportError:  # pragma: no cover
+            return False, False
+        if isinstance(e, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
+            code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+            if code in (1205, 1213, 1020):  # lock wait timeout, deadlock, record changed
+                return True, False
+            # 2003 can't connect, 2006 gone away, 2013 lost connection, 0 interface closed
+            return True, True
+        return False, False
+
+    def run_interaction(self, desc: str, fn: Callable, *args, **kwargs) -> defer.Deferred:
+        """Deferred firing with ``fn(txn, *args)`` run in a DB pool thread."""
+        from twisted.internet import reactor
+        return threads.deferToThreadPool(reactor, self.pool, self.run_sync, desc, fn, *args, **kwargs)

@@ -1,0 +1,47 @@
+"""The store's one closed error taxonomy.
+
+Every gateway maps these (and only these) to its wire replies, in one table per gateway:
+IMAP ``NO [TRYCREATE]``/``[OVERQUOTA]``, SMTP/LMTP 451/452/550/552, HTTP 404/409/503/507.
+No gateway ever sees a driver exception: the engines translate sqlite3/pymysql errors into
+:class:`TemporaryFailure` (retryable: locked, deadlock, connection lost) before they leave the store.
+"""
+
+
+class StoreError(Exception):
+    """Base class. ``str(err)`` is safe to show to a client: no paths, no SQL."""
+
+
+class NotFound(StoreError):
+    """The account, folder, message or item does not exist (or is soft-deleted)."""
+
+
+class Exists(StoreError):
+    """Something with that name already exists."""
+
+
+class Expunged(StoreError):
+    """The message was expunged (soft-deleted) by another session meanwhile."""
+
+
+class PermissionDenied(StoreError):
+    """The operation is not allowed on this object (e.g. deleting INBOX)."""
+
+
+class OverQuota(StoreError):
+    """The account is over its quota."""
+
+
+class TooBig(StoreError):
+    """The message or item exceeds a configured size limit."""
+
+
+class TemporaryFailure(StoreError):
+    """The store cannot do it now (database down, disk full, lock timeout). Try again later."""
+
+
+class InvalidInput(StoreError):
+    """The request is malformed (bad folder name, bad flag, unparseable data)."""
+
+
+class SchemaOutOfDate(StoreError):
+    """The database schema is older than this code; run ``haven db migrate``."""

@@ -1,0 +1,163 @@
+"""Folders: the ``_txn`` functions.  One tree per account for every kind (mail, calendar,
+contacts, tasks); names are full paths separated by ``/`` and ``INBOX`` is spelled exactly so."""
+
+from __future__ import annotations
+
+import time
+
+from store import errors
+from store.engines import IntegrityError, Txn
+from store.interfaces import DELIMITER, FOLDER_KINDS, INBOX, SPECIAL_USES, Folder, FolderStatus
+
+_COLS = "id, account_id, name, kind, special_use, subscribed, uidvalidity, uidnext, highest_modseq"
+
+
+def normalize_name(name: str) -> str:
+    """``inbox`` in any case is INBOX (RFC 3501 §5.1); so is the first component of its children.
+    Refuses empty components, control characters and over-long names."""
+    if name is None:
+        raise errors.InvalidInput("folder name missing")
+    name = name.strip(DELIMITER) if name != DELIMITER else name
+    parts = name.split(DELIMITER)
+    if not name or any(p == "" for p in parts):
+        raise errors.InvalidInput("empty folder name component")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in name) or len(name.encode("utf-8")) > 500:
+        raise errors.InvalidInput("invalid folder name")
+    if parts[0].upper() == INBOX:
+        parts[0] = INBOX
+    return DELIMITER.join(parts)
+
+
+def folder_from_row(row) -> Folder:
+    return Folder(id=row[0], account_id=row[1], name=row[2], kind=row[3], special_use=row[4],
+                  subscribed=bool(row[5]), uidvalidity=row[6], uidnext=row[7], highest_modseq=row[8])
+
+
+def next_uidvalidity_txn(txn: Txn, account_id: int) -> int:
+    """Strictly increasing per account, so a folder deleted and recreated under the same name
+    never reuses a UIDVALIDITY (RFC 3501 §2.3.1.1)."""
+    highest = txn.scalar("SELECT MAX(uidvalidity) FROM folders WHERE account_id = ?", (account_id,)) or 0
+    return max(int(time.time()), highest + 1)
+
+
+def insert_folder_txn(txn: Txn, account_id: int, name: str, kind: str, special_use, uidvalidity: int) -> int:
+    if kind not in FOLDER_KINDS:
+        raise errors.InvalidInput(f"unknown folder kind {kind!r}")
+    if special_use is not None and special_use not in SPECIAL_USES:
+        raise errors.InvalidInput(f"unknown special use {special_use!r}")
+    try:
+        txn.execute("INSERT INTO folders (account_id, name, kind, special_use, uidvalidity) "
+                    "VALUES (?, ?, ?, ?, ?)", (account_id, name, kind, special_use, uidvalidity))
+    except IntegrityError:
+        raise errors.Exists(f"folder {name} already exists") from None
+    return txn.lastrowid
+
+
+def list_folders_txn(txn: Txn, account_id: int, kind) -> list:
+    sql = f"SELECT {_COLS} FROM folders WHERE account_id = ? AND deleted_at = 0"
+    args = [account_id]
+    if kind is not None:
+        sql += " AND kind = ?"
+        args.append(kind)
+    rows = txn.execute(sql + " ORDER BY name", args).fetchall()
+    return [folder_from_row(r) for r in rows]
+
+
+def get_folder_txn(txn: Txn, account_id: int, name: str) -> Folder:
+    row = txn.execute(f"SELECT {_COLS} FROM folders WHERE account_id = ? AND name = ? AND deleted_at = 0",
+                      (account_id, normalize_name(name))).fetchone()
+    if row is None:
+        raise errors.NotFound(f"no folder {name}")
+    return folder_from_row(row)
+
+
+def get_folder_by_id_txn(txn: Txn, folder_id: int) -> Folder:
+    row = txn.execute(f"SELECT {_COLS} FROM folders WHERE id = ? AND deleted_at = 0", (folder_id,)).fetchone()
+    if row is None:
+        raise errors.NotFound("folder no longer exists")
+    return folder_from_row(row)
+
+
+def create_folder_txn(txn: Txn, account_id: int, name: str, kind: str, special_use) -> Folder:
+    name = normalize_name(name)
+    if txn.scalar("SELECT COUNT(*) FROM folders WHERE account_id = ? AND name = ? AND deleted_at = 0",
+                  (account_id, name)):
+        raise errors.Exists(f"folder {name} already exists")
+    from store.messages import bump_modseq_txn
+    modseq = bump_modseq_txn(txn, account_id)
+    folder_id = insert_folder_txn(txn, account_id, name, kind, special_use, next_uidvalidity_txn(txn, account_id))
+    txn.execute("UPDATE folders SET created_modseq = ?, highest_modseq = ? WHERE id = ?", (modseq, modseq, folder_id))
+    return get_folder_by_id_txn(txn, folder_id)
+
+
+def delete_folder_txn(txn: Txn, account_id: int, name: str) -> tuple[Folder, int]:
+    folder = get_folder_txn(txn, account_id, name)
+    if folder.name == INBOX:
+        raise errors.PermissionDenied("INBOX cannot be deleted")
+    from store.messages import bump_modseq_txn
+    modseq = bump_modseq_txn(txn, account_id)
+    now = int(time.time())
+    txn.execute("UPDATE messages SET deleted_at = ?, modseq = ? WHERE folder_id = ? AND deleted_at = 0",
+                (now, modseq, folder.id))
+    txn.execute("UPDATE folders SET deleted_at = ?, highest_modseq = ? WHERE id = ?", (now, modseq, folder.id))
+    return folder, modseq
+
+
+def rename_folder_txn(txn: Txn, account_id: int, old: str, new: str) -> int:
+    """Returns the modseq of the change.  See Store.rename_folder for INBOX."""
+    old, new = normalize_name(old), normalize_name(new)
+    folder = get_folder_txn(txn, account_id, old)
+    if old == new:
+        raise errors.Exists(f"folder {new} already exists")
+    if txn.scalar("SELECT COUNT(*) FROM folders WHERE account_id = ? AND name = ? AND deleted_at = 0",
+                  (account_id, new)):
+        raise errors.Exists(f"folder {new} already exists")
+    if new.startswith(old + DELIMITER):
+        raise errors.InvalidInput("cannot move a folder into itself")
+    from store.messages import bump_modseq_txn
+    modseq = bump_modseq_txn(txn, account_id)
+    if folder.name == INBOX:
+        # RFC 3501 §6.3.5: renaming INBOX moves its messages to a new folder; INBOX stays.
+        dest = create_folder_txn(txn, account_id, new, "mail", None)
+        from store.messages import live_uids_txn, move_messages_txn
+        move_messages_txn(txn, account_id, folder.id, live_uids_txn(txn, folder.id), dest.id)
+        return modseq
+    rows = txn.execute("SELECT id, name FROM folders WHERE account_id = ? AND deleted_at = 0 AND "
+                       "(name = ? OR name LIKE ? ESCAPE '!')", (account_id, old, _like_prefix(old))).fetchall()
+    for folder_id, name in rows:
+        target = new + name[len(old):]
+        if folder_id != folder.id and txn.scalar(
+                "SELECT COUNT(*) FROM folders WHERE account_id = ? AND name = ? AND deleted_at = 0",
+                (account_id, target)):
+            raise errors.Exists(f"folder {target} already exists")
+        txn.execute("UPDATE folders SET name = ?, highest_modseq = ? WHERE id = ?", (target, modseq, folder_id))
+    # Create missing parents of the new name so the tree stays navigable (RFC 3501 §6.3.5).
+    parts = new.split(DELIMITER)
+    for i in range(1, len(parts)):
+        parent = DELIMITER.join(parts[:i])
+        if not txn.scalar("SELECT COUNT(*) FROM folders WHERE account_id = ? AND name = ? AND deleted_at = 0",
+                          (account_id, parent)):
+            create_folder_txn(txn, account_id, parent, folder.kind, None)
+    return modseq
+
+
+def _like_prefix(name: str) -> str:
+    escaped = name.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return escaped + DELIMITER + "%"
+
+
+def set_subscribed_txn(txn: Txn, account_id: int, name: str, subscribed: bool) -> None:
+    folder = get_folder_txn(txn, account_id, name)
+    txn.execute("UPDATE folders SET subscribed = ? WHERE id = ?", (1 if subscribed else 0, folder.id))
+
+
+def folder_status_txn(txn: Txn, account_id: int, name: str) -> FolderStatus:
+    from store.messages import SEEN, DELETED
+    folder = get_folder_txn(txn, account_id, name)
+    row = txn.execute(
+        "SELECT COUNT(*), "
+        f"COALESCE(SUM(CASE WHEN sysflags & {SEEN} = 0 THEN 1 ELSE 0 END), 0), "
+        f"COALESCE(SUM(CASE WHEN sysflags & {DELETED} <> 0 THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(size), 0) FROM messages WHERE folder_id = ? AND deleted_at = 0", (folder.id,)).fetchone()
+    return FolderStatus(folder=folder, messages=int(row[0]), unseen=int(row[1]), deleted=int(row[2]),
+                        size=int(row[3]))

@@ -1,0 +1,360 @@
+"""The contract every gateway codes against.
+
+Gateways import only this module, :mod:`store.errors` and the pure parsing helpers of
+:mod:`store.mime` (bytes in, plain data out; no I/O).  They never import an engine, a driver or
+the SQL modules.
+
+Thread and loop rules
+---------------------
+* Every ``async def`` here runs on the reactor thread and must be driven by Twisted
+  (``Deferred.fromCoroutine(coro)`` or ``await`` inside another Twisted-driven coroutine).
+  From an asyncio coroutine (aiosmtpd handlers) use :func:`as_future`.
+* SQL runs in the store's DB thread pool, blob I/O and MIME analysis in its CPU pool; no method
+  blocks the reactor.
+* Change events are published on the :class:`PushBus` only after the transaction committed, on
+  the reactor thread.
+
+Identity and ordering
+---------------------
+* Every change to a message, folder or DAV item bumps the owning account's ``modseq`` and stamps
+  the row with it.  A folder's ``highest_modseq`` is the highest modseq of any row in it,
+  tombstones included, so ``changes_since(folder, m)`` answers CONDSTORE/QRESYNC, sync tokens and
+  ActiveSync sync keys alike.
+* UIDs in a folder are strictly ascending and never reused (RFC 3501 §2.3.1.1); a restored
+  message gets a new UID.
+* Deletes are soft: the row stays as a tombstone (``deleted_at`` set, modseq bumped) until the
+  purge job removes it after ``softdelete_lifetime`` days.
+
+Flags are strings exactly as IMAP spells them: system flags with a backslash (``\\Seen``,
+``\\Answered``, ``\\Flagged``, ``\\Deleted``, ``\\Draft``), keywords without.  System flags are
+case-insensitive and returned in the canonical spelling above; keywords keep their case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional, Sequence
+
+from twisted.internet.defer import Deferred
+
+SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+SPECIAL_USES = ("\\Drafts", "\\Sent", "\\Trash", "\\Junk", "\\Archive")
+INBOX = "INBOX"
+#: hierarchy delimiter of folder names in the store
+DELIMITER = "/"
+
+FOLDER_KINDS = ("mail", "calendar", "contacts", "tasks")
+
+
+def as_future(coro, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Future:
+    """Run a store coroutine from asyncio code (e.g. an aiosmtpd handler).
+
+    ``await as_future(store.deliver(...))`` inside an asyncio task on the shared loop.
+    """
+    loop = loop or asyncio.get_event_loop()
+    return Deferred.fromCoroutine(coro).asFuture(loop)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    address: str
+    name: Optional[str]
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Credentials:
+    account_id: int
+    address: str
+    password_hash: Optional[str]
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A resolved delivery address: the account it lands in and the RFC 5233 ``+detail``."""
+
+    account_id: int
+    address: str  # the account's canonical address
+    original: str  # the address as given in RCPT TO
+    detail: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: int
+    account_id: int
+    name: str  # full path, DELIMITER-separated, "INBOX" for the inbox
+    kind: str  # one of FOLDER_KINDS
+    special_use: Optional[str]  # one of SPECIAL_USES or None
+    subscribed: bool
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    folder: Folder
+    messages: int
+    unseen: int
+    deleted: int  # messages with \\Deleted set (still live)
+    size: int  # sum of RFC822.SIZE of live messages
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """What a session keeps per message: cheap, no header data."""
+
+    uid: int
+    modseq: int
+    flags: frozenset
+    internaldate: int  # seconds since the epoch, UTC
+    size: int  # RFC822.SIZE, octets of the stored message
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One message with the cached data FETCH needs; ``blob_id`` reads the raw bytes.
+
+    ``envelope`` and ``structure`` are the JSON shapes produced by :func:`store.mime.analyze`
+    (ENVELOPE list; PART dict with absolute offsets into the raw message).  ``header`` is the raw
+    RFC 822 header section including its terminating blank line.  Fields that were not asked for
+    are None.
+    """
+
+    meta: MessageMeta
+    blob_id: str
+    envelope: Optional[list] = None
+    structure: Optional[dict] = None
+    header: Optional[bytes] = None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a folder since a modseq.
+
+    ``updated`` holds live messages whose modseq is above the given one (new ones included),
+    ordered by UID; ``expunged`` the UIDs of messages soft-deleted since then, ascending.
+    """
+
+    highest_modseq: int
+    updated: list = field(default_factory=list)
+    expunged: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """Result of :meth:`Store.store_flags`: messages whose flags changed (new meta) and the UIDs
+    that failed an ``unchanged_since`` test (RFC 7162 §3.1.3)."""
+
+    updated: list
+    failed: list
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """``pairs`` maps source UIDs to new UIDs in the destination, ascending by source UID."""
+
+    uidvalidity: int
+    pairs: list
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """Published on the push bus after a commit.  ``kind`` is "message", "folder" or "dav";
+    ``folder_id`` is None for account-wide or unknown changes (e.g. seen via the DB poller)."""
+
+    account_id: int
+    folder_id: Optional[int]
+    modseq: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """Per-recipient outcome: ``error`` None means delivered (durable) into ``folder``."""
+
+    recipient: Recipient
+    error: Optional[Exception] = None
+    folder: Optional[str] = None
+    uid: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    messages: int
+    folders: int
+    blobs: int
+
+
+class PushBus:
+    """In-process publish/subscribe of :class:`ChangeEvent` per account (reactor thread only)."""
+
+    def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for each change of the account; returns the unsubscribe function.
+        Callbacks must not block and must not raise (errors are logged and swallowed)."""
+        raise NotImplementedError
+
+    def publish(self, event: ChangeEvent) -> None:
+        raise NotImplementedError
+
+
+class Delivery:
+    """One delivery transaction (LMTP, local submission, ``haven deliver``): start, add recipients
+    (each may fail on its own), then commit the body once for all of them.
+
+    The message is written to the blob store and fsynced, then one SQL transaction inserts a row
+    per recipient; only then does :meth:`commit` return.  A store failure raises
+    :class:`~store.errors.TemporaryFailure` from commit and leaves nothing half-written.
+    """
+
+    async def add_recipient(self, address: str) -> Recipient:
+        """Resolve ``address`` (aliases, ``+detail`` sub-addresses, case-insensitive).
+        Raises NotFound for an unknown address, TemporaryFailure if the store is down."""
+        raise NotImplementedError
+
+    async def commit(self, raw: bytes) -> list:
+        """Deliver ``raw`` (the message as received, CRLF line endings) to every added recipient.
+        Returns one :class:`DeliveryResult` per recipient, in the order they were added.
+        Raises TemporaryFailure when nothing could be delivered because the store failed."""
+        raise NotImplementedError
+
+
+class Store:
+    """The shared store.  Only the methods below are the contract; see the module docstring for
+    the threading rules.  Raises only :mod:`store.errors` exceptions."""
+
+    bus: PushBus
+
+    # -- accounts --------------------------------------------------------------------------
+    async def create_account(self, address: str, password_hash: Optional[str], name: Optional[str] = None) -> Account:
+        """Create an account with INBOX, Drafts, Sent, Trash, Junk, Archive (special-use set), a
+        default calendar ("Calendar") and address book ("Contacts").  Raises Exists, InvalidInput."""
+        raise NotImplementedError
+
+    async def get_account(self, address: str) -> Account:
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    async def list_accounts(self) -> list:
+        raise NotImplementedError
+
+    async def delete_account(self, address: str) -> None:
+        """Removes the account and everything it owns at once (not a soft delete). Raises NotFound."""
+        raise NotImplementedError
+
+    async def get_credentials(self, address: str) -> Optional[Credentials]:
+        """Credentials of the account an address (or alias) logs in as; None when unknown."""
+        raise NotImplementedError
+
+    async def set_password_hash(self, account_id: int, password_hash: str) -> None:
+        raise NotImplementedError
+
+    async def add_alias(self, alias: str, address: str) -> None:
+        """Mail to ``alias`` is delivered to the account ``address``. Raises Exists, NotFound."""
+        raise NotImplementedError
+
+    async def resolve_recipient(self, address: str) -> Recipient:
+        """See :meth:`Delivery.add_recipient`."""
+        raise NotImplementedError
+
+    # -- folders ---------------------------------------------------------------------------
+    async def list_folders(self, account_id: int, kind: Optional[str] = "mail") -> list:
+        """Live folders of the account (all kinds when ``kind`` is None), sorted by name."""
+        raise NotImplementedError
+
+    async def get_folder(self, account_id: int, name: str) -> Folder:
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    async def create_folder(self, account_id: int, name: str, kind: str = "mail",
+                            special_use: Optional[str] = None) -> Folder:
+        """Raises Exists, InvalidInput (empty component, bad kind)."""
+        raise NotImplementedError
+
+    async def delete_folder(self, account_id: int, name: str) -> None:
+        """Soft-deletes the folder and its messages.  Children are not touched (RFC 3501 §6.3.4:
+        the caller refuses or accepts inferior names).  Raises NotFound, PermissionDenied (INBOX)."""
+        raise NotImplementedError
+
+    async def rename_folder(self, account_id: int, old: str, new: str) -> None:
+        """Renames the folder and all its inferiors (their UIDVALIDITY is kept).  Renaming INBOX
+        moves all its messages into a new folder ``new`` and leaves INBOX empty (RFC 3501 §6.3.5).
+        Raises NotFound, Exists."""
+        raise NotImplementedError
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    async def folder_status(self, account_id: int, name: str) -> FolderStatus:
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    # -- messages --------------------------------------------------------------------------
+    async def list_messages(self, folder_id: int) -> list:
+        """All live messages of the folder as :class:`MessageMeta`, ascending by UID (SELECT)."""
+        raise NotImplementedError
+
+    async def fetch_messages(self, folder_id: int, uids: Sequence[int], envelope: bool = False,
+                             structure: bool = False, header: bool = False) -> list:
+        """:class:`MessageRecord` for the live messages among ``uids``, ascending by UID; UIDs
+        that are not (or no longer) live are left out."""
+        raise NotImplementedError
+
+    async def read_blob(self, blob_id: str) -> bytes:
+        """The raw message bytes.  Raises NotFound if the blob is missing (logged loudly)."""
+        raise NotImplementedError
+
+    async def changes_since(self, folder_id: int, modseq: int) -> Changes:
+        raise NotImplementedError
+
+    async def append_message(self, account_id: int, folder_id: int, raw: bytes,
+                             flags: Iterable[str] = (), internaldate: Optional[int] = None) -> tuple:
+        """Store ``raw`` into the folder; returns ``(uidvalidity, uid)``.  Raises NotFound,
+        TooBig, OverQuota, TemporaryFailure."""
+        raise NotImplementedError
+
+    async def store_flags(self, account_id: int, folder_id: int, uids: Sequence[int], op: str,
+                          flags: Iterable[str], unchanged_since: Optional[int] = None) -> StoreResult:
+        """``op`` is "add", "remove" or "replace".  Messages whose flags do not change keep their
+        modseq and are not in ``updated``.  Raises InvalidInput for a malformed flag."""
+        raise NotImplementedError
+
+    async def copy_messages(self, account_id: int, folder_id: int, uids: Sequence[int],
+                            dest_folder_id: int) -> CopyResult:
+        """Copies keep flags and internal date and share the blob.  Raises NotFound (dest)."""
+        raise NotImplementedError
+
+    async def move_messages(self, account_id: int, folder_id: int, uids: Sequence[int],
+                            dest_folder_id: int) -> CopyResult:
+        """Copy then soft-delete the sources, in one transaction (RFC 6851)."""
+        raise NotImplementedError
+
+    async def expunge(self, account_id: int, folder_id: int, uids: Optional[Sequence[int]] = None) -> list:
+        """Soft-deletes live messages flagged ``\\Deleted`` (only those among ``uids`` when given);
+        returns their UIDs ascending."""
+        raise NotImplementedError
+
+    # -- delivery --------------------------------------------------------------------------
+    def begin_delivery(self, mail_from: str) -> Delivery:
+        raise NotImplementedError
+
+    # -- soft-delete lifecycle -------------------------------------------------------------
+    async def list_deleted(self, account_id: int) -> list:
+        """Soft-deleted messages (recoverable items): list of dicts with id, folder, uid,
+        deleted_at, size, subject."""
+        raise NotImplementedError
+
+    async def restore_messages(self, account_id: int, message_ids: Sequence[int]) -> int:
+        """Brings soft-deleted messages back (new UIDs; the folder is recreated if it was deleted).
+        Returns how many were restored."""
+        raise NotImplementedError
+
+    async def purge(self, older_than_days: Optional[float] = None) -> PurgeReport:
+        """Removes tombstones older than ``older_than_days`` (default: the configured
+        ``softdelete_lifetime``; 0 means never) and blobs no row references any more."""
+        raise NotImplementedError

@@ -1,0 +1,629 @@
+"""MIME analysis for the store: raw RFC 822 bytes in, plain JSON-able data out.
+
+Used at delivery to cache ENVELOPE and body structure (so IMAP FETCH never opens the
+blob for them), by the IMAP gateway to serve BODY[section] by slicing the raw bytes at
+the cached offsets, and by SEARCH BODY/TEXT through decoded_text().
+
+Invariants
+- Pure: bytes in, lists/dicts/str/int/None out. No I/O, no SQL, no reactor. Safe to run
+  in a CPU pool.
+- analyze() never raises for any bytes (a last-resort guard catches the impossible; the
+  tests fuzz _analyze() without that guard so bugs are not hidden).
+- Every offset indexes the ORIGINAL raw bytes, also inside message/rfc822. For every
+  PART: header_start <= body_start <= end; children lie inside their parent's body,
+  in order, never overlapping; size == end - body_start.
+- Linear time: boundaries are found with bytes.find, each nesting level scans only its
+  own part once. Nesting is capped at MAX_DEPTH, entities at about MAX_PARTS; past a
+  cap the rest is one opaque part, so hostile input cannot exhaust recursion or memory.
+- Line endings may be CRLF, bare LF or mixed. A bare CR is ordinary data.
+- A header section ends at the first empty line only (as Dovecot does); a line without
+  a colon inside it is skipped, not taken as the start of the body.
+
+Deliberately not done: decoding encoded-words in ENVELOPE (IMAP wants them raw,
+RFC 3501 §7.4.2); validating dates or addresses; uuencode; TNEF.
+"""
+from __future__ import annotations
+
+import binascii
+import codecs
+import html
+import re
+from urllib.parse import quote_from_bytes, unquote_to_bytes
+
+__all__ = ["analyze", "section_offsets", "header_fields", "decoded_text",
+           "decode_header_value", "MAX_DEPTH", "MAX_PARTS"]
+
+MAX_DEPTH = 50      # entity nesting (multipart children, message/rfc822 bodies)
+MAX_PARTS = 5000    # entities per message
+
+_ENV_FIELDS = frozenset(("date", "subject", "from", "sender", "reply-to", "to", "cc",
+                         "bcc", "in-reply-to", "message-id"))
+_MIME_FIELDS = frozenset(("content-type", "content-transfer-encoding", "content-id",
+                          "content-description", "content-md5", "content-disposition",
+                          "content-language", "content-location"))
+_ALL_FIELDS = _ENV_FIELDS | _MIME_FIELDS
+
+# RFC 5322 §3.6.8 field name (printable US-ASCII but ':'); obs-syntax WSP before ':'.
+_NAME_RE = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"            # RFC 2045 §5.1 token
+_CTYPE_RE = re.compile(r"\s*(" + _TOKEN + r")\s*/\s*(" + _TOKEN + r")")
+_DTYPE_RE = re.compile(r"\s*(" + _TOKEN + r")(?=[\s;]|$)")
+_PARAM_RE = re.compile(r'[;\s]*([^=;\s]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"?|([^;]*)))?', re.S)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+_P2231_RE = re.compile(r"([^*]+)\*(?:(\d{1,3})(\*)?)?")  # RFC 2231 §3/§4: name*, name*N, name*N*
+_ATTR_SAFE = "!#$&+-.^_`|~"                              # RFC 2231 attribute-char, unescaped
+
+
+# -- header sections ---------------------------------------------------------------------
+
+def _dec(b: bytes) -> str:
+    """Header bytes to str: UTF-8 (RFC 6532), else Latin-1 for 8-bit legacy mail."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
+
+
+def _header_end(raw: bytes, start: int, stop: int) -> int:
+    """Offset just past the empty line ending the header section in raw[start:stop]."""
+    if raw.startswith(b"\r\n", start, stop):
+        return start + 2
+    if raw.startswith(b"\n", start, stop):
+        return start + 1
+    i = raw.find(b"\n\r\n", start, stop)
+    j = raw.find(b"\n\n", start, stop if i < 0 else i + 2)
+    if j >= 0:
+        return j + 2
+    return i + 3 if i >= 0 else stop
+
+
+def _field_spans(raw: bytes, start: int, stop: int) -> list:
+    """[name, field_start, field_end] per header field in raw[start:stop], in order.
+
+    A field runs from its name to the end of its last continuation line. Continuation
+    lines with no field before them and lines without a valid "name:" are dropped.
+    """
+    out: list = []
+    cur = None
+    pos = start
+    while pos < stop:
+        nl = raw.find(b"\n", pos, stop)
+        eol = stop if nl < 0 else nl + 1
+        c = raw[pos]
+        if c == 0x20 or c == 0x09:                      # RFC 5322 §2.2.3 folding
+            if cur is not None:
+                cur[2] = eol
+        elif c == 0x0A or (c == 0x0D and eol == pos + 2 and nl >= 0):
+            break                                       # the empty line
+        else:
+            m = _NAME_RE.match(raw, pos, eol)
+            cur = [m.group(1).decode("ascii"), pos, eol] if m else None
+            if cur is not None:
+                out.append(cur)
+        pos = eol
+    return out
+
+
+def _field_value(raw: bytes, start: int, end: int) -> str:
+    v = raw[raw.find(b":", start, end) + 1:end]
+    # Unfold: every line break inside a field precedes WSP, so dropping the breaks
+    # leaves the WSP (RFC 5322 §2.2.3); the last one ends the field.
+    v = v.replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t\r")
+    return v.decode("ascii") if v.isascii() else _dec(v)
+
+
+def _header_map(raw: bytes, start: int, stop: int, wanted: frozenset) -> dict:
+    """Lower-case name -> unfolded value of the FIRST occurrence of each wanted field."""
+    h: dict = {}
+    for name, s, e in _field_spans(raw, start, stop):
+        k = name.lower()
+        if k in wanted and k not in h:
+            h[k] = _field_value(raw, s, e)
+    return h
+
+
+def header_fields(header: bytes) -> list[tuple[str, bytes]]:
+    """(name as written, raw field bytes incl. name, folding and line end), in order."""
+    try:
+        return [(n, header[s:e]) for n, s, e in _field_spans(header, 0, len(header))]
+    except Exception:
+        return []
+
+
+# -- parameters (RFC 2045 §5.1, RFC 2231) ---------------------------------------------------
+
+def _parse_params(s: str) -> list:
+    raw_params = []
+    pos, n = 0, len(s)
+    while pos < n:
+        m = _PARAM_RE.match(s, pos)
+        if not m or m.end() == pos:
+            j = s.find(";", pos + 1)
+            if j < 0:
+                break
+            pos = j
+            continue
+        pos = m.end()
+        name, quoted, bare = m.group(1).lower(), m.group(2), m.group(3)
+        if quoted is not None:
+            raw_params.append((name, _QUOTED_PAIR.sub(r"\1", quoted)))
+            j = s.find(";", pos)                        # junk after the closing quote
+            pos = n if j < 0 else j
+        elif bare is not None:
+            raw_params.append((name, bare.strip()))
+    return _merge_2231(raw_params) if any("*" in p[0] for p in raw_params) else \
+        [[k, v] for k, v in raw_params]
+
+
+def _merge_2231(raw_params: list) -> list:
+    """Join RFC 2231 continuations into one parameter where the first one stood.
+
+    An ASCII result becomes name=value; a non-ASCII one stays in RFC 2231 form,
+    name*=utf-8''%XX.., so it can go on the IMAP wire as a plain quoted string.
+    """
+    out: list = []
+    groups: dict = {}
+    for name, value in raw_params:
+        m = _P2231_RE.fullmatch(name)
+        if not m:
+            out.append([name, value])
+            continue
+        base = m.group(1)
+        g = groups.get(base)
+        if g is None:
+            g = groups[base] = []
+            out.append([base, g])
+        if len(g) < 200:
+            g.append((int(m.group(2) or 0), m.group(2) is None or m.group(3) == "*", value))
+    for item in out:
+        if isinstance(item[1], list):
+            item[0], item[1] = _join_2231(item[0], item[1])
+    return out
+
+
+def _join_2231(base: str, segs: list) -> tuple[str, str]:
+    segs.sort(key=lambda seg: seg[0])
+    if not any(enc for _, enc, _ in segs):
+        return base, "".join(v for _, _, v in segs)
+    charset, data = "", bytearray()
+    for i, (_, enc, v) in enumerate(segs):
+        if enc:
+            if i == 0 and v.count("'") >= 2:
+                charset, _lang, v = v.split("'", 2)
+            data += unquote_to_bytes(v)
+        else:
+            data += v.encode("utf-8")
+    text = _to_text(bytes(data), charset)
+    if text.isascii():
+        return base, text
+    return base + "*", "utf-8''" + quote_from_bytes(text.encode("utf-8"), safe=_ATTR_SAFE)
+
+
+def _param(params: list, name: str):
+    for k, v in params:
+        if k == name:
+            return v
+    return None
+
+
+def _content_type(value, digest: bool):
+    if value is None:                                   # RFC 2045 §5.2, RFC 2046 §5.1.5
+        return ("message", "rfc822", []) if digest else ("text", "plain", [["charset", "us-ascii"]])
+    m = _CTYPE_RE.match(value)
+    if m:
+        return m.group(1).lower(), m.group(2).lower(), _parse_params(value[m.end():])
+    i = value.find(";")                                 # malformed: text/plain (RFC 2045 §5.2)
+    params = _parse_params(value[i + 1:]) if i >= 0 else []
+    if _param(params, "charset") is None:
+        params.append(["charset", "us-ascii"])
+    return "text", "plain", params
+
+
+# -- entities ------------------------------------------------------------------------------
+
+class _Ctx:
+    __slots__ = ("raw", "left")
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self.left = MAX_PARTS
+
+
+def _lines(raw: bytes, start: int, end: int) -> int:
+    n = raw.count(b"\n", start, end)
+    return n + 1 if end > start and raw[end - 1] != 0x0A else n
+
+
+def _leaf(raw: bytes, start: int, end: int) -> dict:
+    """An unlabelled text/plain part covering raw[start:end] (no MIME header)."""
+    return {"type": "text", "subtype": "plain", "params": [["charset", "us-ascii"]],
+            "id": None, "description": None, "encoding": "7BIT",
+            "header_start": start, "body_start": start, "end": end, "size": end - start,
+            "lines": _lines(raw, start, end), "md5": None, "disposition": None,
+            "language": None, "location": None, "parts": None, "message": None}
+
+
+def _entity(ctx: _Ctx, hs: int, end: int, depth: int, digest: bool) -> dict:
+    ctx.left -= 1
+    bs = _header_end(ctx.raw, hs, end)
+    return _part(ctx, _header_map(ctx.raw, hs, bs, _MIME_FIELDS), hs, bs, end, depth, digest)
+
+
+def _part(ctx: _Ctx, h: dict, hs: int, bs: int, end: int, depth: int, digest: bool) -> dict:
+    raw = ctx.raw
+    typ, sub, params = _content_type(h.get("content-type"), digest)
+    disposition = None
+    cd = h.get("content-disposition")
+    m = _DTYPE_RE.match(cd) if cd else None
+    if m:
+        disposition = [m.group(1).lower(), _parse_params(cd[m.end():])]
+    lang = h.get("content-language")
+    lang = [x.strip() for x in lang.split(",") if x.strip()] or None if lang else None
+    is_msg = typ == "message" and sub in ("rfc822", "global")
+    part = {"type": typ, "subtype": sub, "params": params,
+            "id": h.get("content-id"), "description": h.get("content-description"),
+            "encoding": (h.get("content-transfer-encoding") or "").upper() or "7BIT",
+            "header_start": hs, "body_start": bs, "end": end, "size": end - bs,
+            "lines": _lines(raw, bs, end) if typ == "text" or is_msg else None,
+            "md5": h.get("content-md5"), "disposition": disposition, "language": lang,
+            "location": h.get("content-location"), "parts": None, "message": None}
+    deeper = depth < MAX_DEPTH and ctx.left > 0
+    if typ == "multipart":
+        children = []
+        boundary = _param(params, "boundary") if deeper else None
+        if boundary:
+            d = sub == "digest"
+            children = [_entity(ctx, ps, pe, depth + 1, d)
+                        for ps, pe in _split(raw, bs, end, boundary.encode("utf-8"), ctx.left)]
+        # RFC 3501 body-type-mpart needs at least one part: cover the body with one.
+        part["parts"] = children or [_leaf(raw, bs, end)]
+    elif is_msg:
+        if deeper:
+            ctx.left -= 1
+            ibs = _header_end(raw, bs, end)
+            ih = _header_map(raw, bs, ibs, _ALL_FIELDS)
+            part["message"] = {"envelope": _envelope(ih),
+                               "structure": _part(ctx, ih, bs, ibs, end, depth + 1, False)}
+        else:
+            part["message"] = {"envelope": [None] * 10, "structure": _leaf(raw, bs, end)}
+    return part
+
+
+def _split(raw: bytes, bs: int, end: int, boundary: bytes, limit: int) -> list:
+    """(start, end) of each body part of the multipart body raw[bs:end] (RFC 2046 §5.1.1).
+
+    The line break before a delimiter belongs to the delimiter. Preamble and epilogue
+    are dropped. Without a close delimiter the last part runs to `end`; so does the
+    part that reaches `limit`.
+    """
+    delim = b"--" + boundary
+    nd = b"\n" + delim
+    spans: list = []
+    start = -1
+    line = bs if raw.startswith(delim, bs, end) else raw.find(nd, bs, end) + 1 or -1
+    while line >= 0:
+        a = line + len(delim)
+        nl = raw.find(b"\n", a, end)
+        eol = end if nl < 0 else nl + 1
+        close = raw.startswith(b"--", a, eol)
+        if close or not raw[a:eol].strip(b" \t\r\n"):   # else a longer boundary: not ours
+            if start >= 0:
+                pe = line - 1 if line > start else start
+                if pe > start and raw[pe - 1] == 0x0D:
+                    pe -= 1
+                spans.append((start, pe))
+            if close or nl < 0:
+                return spans
+            start = eol
+            if len(spans) + 1 >= limit:
+                spans.append((start, end))
+                return spans
+            a = eol - 1
+        line = raw.find(nd, a, end) + 1 or -1
+    if start >= 0:
+        spans.append((start, end))
+    return spans
+
+
+# -- envelope (RFC 3501 §7.4.2) -----------------------------------------------------------
+
+_ADDR_TOKEN = re.compile(r'[ \t\r\n]+|"(?:[^"\\]|\\.)*"?|\[[^\]]*\]?|[<>,:;@.]|'
+                         r'[^ \t\r\n"()<>,:;@.\[\]]+|.', re.S)
+
+
+def _addr_tokens(s: str) -> list:
+    """(kind, text): w(hitespace), q(uoted, unescaped), c(omment), s(pecial), a(tom)."""
+    toks = []
+    pos, n = 0, len(s)
+    while pos < n:
+        c = s[pos]
+        if c == "(":                                    # comments nest (RFC 5322 §3.2.2)
+            depth, j = 0, pos
+            while j < n:
+                ch = s[j]
+                j += 1
+                if ch == "\\":
+                    j += 1
+                elif ch == "(":
+                    depth += 1
+                elif ch == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+            toks.append(("c", s[pos + 1:j - 1] if depth == 0 else s[pos + 1:]))
+            pos = j
+            continue
+        m = _ADDR_TOKEN.match(s, pos)
+        t = m.group(0)
+        pos = m.end()
+        if c in " \t\r\n":
+            toks.append(("w", " "))
+        elif c == '"':
+            toks.append(("q", _QUOTED_PAIR.sub(r"\1", t[1:-1] if len(t) > 1 and t.endswith('"')
+                                               and not t.endswith('\\"') else t[1:])))
+        elif c in "<>,:;@.":
+            toks.append(("s", t))
+        else:
+            toks.append(("a", t))
+    return toks
+
+
+def _join(toks: list, quoted_raw: bool) -> str:
+    out = []
+    for kind, t in toks:
+        if kind == "c":
+            out.append(" ")
+        elif kind == "q" and quoted_raw:
+            out.append('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            out.append(t)
+    return " ".join("".join(out).split())
+
+
+def _mailbox(toks: list):
+    """[name, adl, mailbox, host] from one mailbox's tokens, or None if empty."""
+    if "<" in [t for k, t in toks if k == "s"]:
+        i = next(i for i, (k, t) in enumerate(toks) if k == "s" and t == "<")
+        name = _join(toks[:i], False)
+        inner = []
+        for k, t in toks[i + 1:]:
+            if k == "s" and t == ">":
+                break
+            inner.append((k, t))
+        adl = None
+        spec = [x for x in inner if x[0] not in "wc"]
+        if spec and spec[0] == ("s", "@") and ("s", ":") in spec:  # obs-route
+            j = spec.index(("s", ":"))
+            adl, spec = _join(spec[:j], True).replace(" ", ""), spec[j + 1:]
+    else:
+        comments = [t for k, t in toks if k == "c" and t.strip()]
+        name = " ".join(comments[-1].split()) if comments else ""
+        spec = [x for x in toks if x[0] != "c"]
+        adl = None
+        if not _join(spec, True):
+            return None
+    at = max((i for i, x in enumerate(spec) if x == ("s", "@")), default=-1)
+    if at < 0:
+        mailbox, host = _join(spec, True), ""
+    else:
+        mailbox, host = _join(spec[:at], True), _join(spec[at + 1:], True).replace(" ", "")
+    return [name or None, adl, mailbox, host]
+
+
+def _addresses(value):
+    """RFC 5322 address-list -> RFC 3501 address structures, groups as marker pairs."""
+    if not value:
+        return None
+    out: list = []
+    cur: list = []
+    group = angle = False
+
+    def flush():
+        if cur:
+            a = _mailbox(cur)
+            if a is not None:
+                out.append(a)
+            cur.clear()
+
+    for tok in _addr_tokens(value):
+        kind, t = tok
+        if kind == "s" and not angle:
+            if t == "," or (t == ";" and not group):    # ';' between mailboxes: Outlook
+                flush()
+                continue
+            if t == ":" and not group:                  # RFC 3501: [NIL NIL name NIL]
+                name = _join(cur, False)
+                cur.clear()
+                out.append([None, None, name, None])
+                group = True
+                continue
+            if t == ";":                                # group end: [NIL NIL NIL NIL]
+                flush()
+                out.append([None, None, None, None])
+                group = False
+                continue
+            if t == "<":
+                angle = True
+        elif kind == "s" and t == ">":
+            angle = False
+        cur.append(tok)
+    flush()
+    if group:
+        out.append([None, None, None, None])
+    return out or None
+
+
+def _envelope(h: dict) -> list:
+    frm = _addresses(h.get("from"))
+
+    def copy(addrs):
+        return [list(a) for a in addrs] if addrs else None
+    # RFC 3501 §7.4.2: absent or empty Sender/Reply-To default to From.
+    return [h.get("date"), h.get("subject"), frm,
+            _addresses(h.get("sender")) or copy(frm), _addresses(h.get("reply-to")) or copy(frm),
+            _addresses(h.get("to")), _addresses(h.get("cc")), _addresses(h.get("bcc")),
+            h.get("in-reply-to"), h.get("message-id")]
+
+
+# -- public entry points -------------------------------------------------------------------
+
+def _analyze(raw: bytes) -> dict:
+    ctx = _Ctx(raw)
+    he = _header_end(raw, 0, len(raw))
+    h = _header_map(raw, 0, he, _ALL_FIELDS)
+    ctx.left -= 1
+    return {"envelope": _envelope(h), "structure": _part(ctx, h, 0, he, len(raw), 0, False),
+            "header_end": he}
+
+
+def analyze(raw: bytes) -> dict:
+    """{"envelope": ENV, "structure": PART, "header_end": int}; never raises for bytes."""
+    if not isinstance(raw, bytes):
+        raw = bytes(raw)
+    try:
+        return _analyze(raw)
+    except Exception:  # pragma: no cover - last resort, the fuzz tests run _analyze bare
+        he = _header_end(raw, 0, len(raw))
+        leaf = _leaf(raw, he, len(raw))
+        leaf["header_start"] = 0
+        return {"envelope": [None] * 10, "structure": leaf, "header_end": he}
+
+
+def section_offsets(structure: dict, part_path: list[int]) -> dict | None:
+    """The PART named by an IMAP section number (RFC 3501 §6.4.5), or None.
+
+    [] is the whole message. Part 1 of a non-multipart is its body; a number after a
+    message/rfc822 part descends into the encapsulated message.
+    """
+    try:
+        msg, cur = structure, structure
+        for i, n in enumerate(part_path):
+            if i:                                       # descend from `cur`
+                if cur.get("parts"):
+                    msg = cur
+                elif cur.get("message"):
+                    msg = cur["message"]["structure"]
+                else:
+                    return None
+            if msg.get("parts"):
+                if not 1 <= n <= len(msg["parts"]):
+                    return None
+                cur = msg["parts"][n - 1]
+            elif n == 1:
+                cur = msg
+            else:
+                return None
+        return cur
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
+
+
+_EW_RE = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
+_B64_JUNK = bytes(c for c in range(256) if not (48 <= c <= 57 or 65 <= c <= 90
+                                                  or 97 <= c <= 122 or c in b"+/"))
+
+
+def _b64(data: bytes) -> bytes:
+    data = data.translate(None, _B64_JUNK)              # whitespace, '=', garbage
+    data = data[:len(data) - 1] if len(data) % 4 == 1 else data
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+
+
+def _to_text(data: bytes, charset) -> str:
+    cs = (charset or "").strip().lower()
+    if cs and cs not in ("us-ascii", "ascii", "utf-8", "utf8"):
+        try:
+            return data.decode(cs, "replace")
+        except Exception:                               # unknown or not a text codec
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def decode_header_value(value: str) -> str:
+    """RFC 2047 encoded-words decoded; whitespace between adjacent ones dropped (§6.2),
+    adjacent words in one charset joined as bytes first (split multi-byte characters)."""
+    try:
+        if "=?" not in value:
+            return value
+        out: list = []
+        buf, buf_cs, pos = bytearray(), None, 0
+
+        def flush():
+            nonlocal buf_cs
+            if buf_cs is not None:
+                out.append(_to_text(bytes(buf), buf_cs))
+                buf.clear()
+                buf_cs = None
+
+        for m in _EW_RE.finditer(value):
+            gap = value[pos:m.start()]
+            if gap and (buf_cs is None or gap.strip(" \t\r\n")):
+                flush()
+                out.append(gap)
+            cs = m.group(1).split("*", 1)[0].lower()    # RFC 2231 §5 language suffix
+            text = m.group(3).encode("utf-8", "replace")
+            try:
+                data = _b64(text) if m.group(2) in "bB" else binascii.a2b_qp(text, header=True)
+            except (binascii.Error, ValueError):
+                flush()
+                out.append(m.group(0))
+                pos = m.end()
+                continue
+            if buf_cs is not None and cs != buf_cs:
+                flush()
+            buf_cs = cs
+            buf += data
+            pos = m.end()
+        flush()
+        out.append(value[pos:])
+        return "".join(out)
+    except Exception:
+        return value
+
+
+_TAG_RE = re.compile(r"<[^<>]*>")
+
+
+def _body_text(raw: bytes, part: dict, budget: int) -> str:
+    data = raw[part["body_start"]:min(part["end"], part["body_start"] + 3 * budget + 4)]
+    enc = (part.get("encoding") or "").lower()
+    if enc == "base64":
+        data = _b64(data)
+    elif enc == "quoted-printable":
+        data = binascii.a2b_qp(data)
+    text = _to_text(data[:budget], _param(part.get("params") or [], "charset"))
+    if part.get("subtype") == "html":
+        text = html.unescape(_TAG_RE.sub(" ", text))
+    return text
+
+
+def decoded_text(raw: bytes, structure: dict, max_bytes: int = 4_000_000) -> str:
+    """Searchable text: every text/* body transfer- and charset-decoded (HTML tags
+    stripped), plus decoded headers of encapsulated messages; at most ~max_bytes."""
+    out: list = []
+    left = max_bytes
+    try:
+        stack = [structure]
+        while stack and left > 0:
+            part = stack.pop()
+            if part.get("parts"):
+                stack.extend(reversed(part["parts"]))
+            elif part.get("message"):
+                inner = part["message"]["structure"]
+                for name, s, e in _field_spans(raw, inner["header_start"], inner["body_start"]):
+                    if left <= 0:
+                        break
+                    line = name + ": " + decode_header_value(_field_value(raw, s, e))
+                    out.append(line[:left])
+                    left -= len(line)
+                stack.append(inner)
+            elif part.get("type") == "text":
+                text = _body_text(raw, part, left)
+                out.append(text[:left])
+                left -= len(text)
+    except Exception:
+        pass
+    return "\n".join(out)

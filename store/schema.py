@@ -1,0 +1,87 @@
+"""Numbered schema deltas and the ``applied_schema_deltas`` table.
+
+Deltas live in ``store/deltas/NNN_name.sql``; a landed delta is never edited, a change is a new
+file.  ``{pk}``, ``{text}`` and ``{blob}`` are replaced per engine.  ``haven db migrate`` applies
+what is missing; ``haven serve`` initialises an empty database but refuses to run on an older
+schema (:class:`store.errors.SchemaOutOfDate`), so an upgrade is always an explicit admin step.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from store.engines import Txn
+
+DELTAS_DIR = Path(__file__).with_name("deltas")
+
+_TYPES = {
+    "sqlite": {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "text": "TEXT", "blob": "BLOB"},
+    "mysql": {"pk": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY", "text": "MEDIUMTEXT", "blob": "MEDIUMBLOB"},
+}
+
+
+def available_deltas() -> list[tuple[int, str, Path]]:
+    found = []
+    for path in sorted(DELTAS_DIR.glob("*.sql")):
+        m = re.match(r"(\d+)_(\w+)\.sql$", path.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), path))
+    return found
+
+
+def latest_version() -> int:
+    deltas = available_deltas()
+    return deltas[-1][0] if deltas else 0
+
+
+def _statements(sql: str, engine: str) -> list[str]:
+    sql = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    for key, value in _TYPES[engine].items():
+        sql = sql.replace("{" + key + "}", value)
+    out = []
+    for stmt in sql.split(";"):
+        stmt = stmt.strip()
+        if stmt:
+            if engine == "mysql" and stmt.upper().startswith("CREATE TABLE"):
+                stmt += " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+            out.append(stmt)
+    return out
+
+
+def current_version_txn(txn: Txn) -> int | None:
+    """Highest applied delta, 0 for a database with tables of Haven but no deltas table... or
+    None for an empty database (no deltas table)."""
+    if txn.engine == "sqlite":
+        exists = txn.scalar("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='applied_schema_deltas'")
+    else:
+        exists = txn.scalar("SELECT COUNT(*) FROM information_schema.tables "
+                            "WHERE table_schema = DATABASE() AND table_name = 'applied_schema_deltas'")
+    if not exists:
+        return None
+    return txn.scalar("SELECT MAX(version) FROM applied_schema_deltas") or 0
+
+
+def migrate_txn(txn: Txn) -> list[str]:
+    """Apply every missing delta; returns the names applied.
+
+    Note: MySQL commits DDL implicitly, so a delta that fails half way on MySQL leaves its
+    earlier statements applied; deltas are therefore written to be re-runnable in that case
+    (CREATE TABLE of new tables only), and each is recorded only after all its statements ran.
+    """
+    current = current_version_txn(txn)
+    if current is None:
+        txn.execute("CREATE TABLE applied_schema_deltas (version INTEGER NOT NULL PRIMARY KEY, "
+                    "name VARCHAR(200) NOT NULL, applied_at BIGINT NOT NULL)")
+        current = 0
+    applied = []
+    for version, name, path in available_deltas():
+        if version <= current:
+            continue
+        for stmt in _statements(path.read_text(encoding="utf-8"), txn.engine):
+            txn.execute(stmt)
+        txn.execute("INSERT INTO applied_schema_deltas (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, int(time.time())))
+        applied.append(f"{version:03d}_{name}")
+    return applied

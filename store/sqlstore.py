@@ -1,0 +1,303 @@
+"""The SQL-backed implementation of :class:`store.interfaces.Store`.
+
+Each method is a thin coroutine: heavy parsing and blob I/O go to the CPU pool, SQL to the DB
+pool through ``run_interaction(desc, some_txn, ...)``, and change events are published on the
+bus only after the transaction committed (mox's rule: broadcast after commit).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from twisted.internet import threads
+from twisted.python.threadpool import ThreadPool
+
+from store import accounts as A
+from store import errors
+from store import folders as F
+from store import messages as M
+from store import mime
+from store.blobs import BlobStore
+from store.bus import LocalBus, ModseqPoller
+from store.engines import Database
+from store.interfaces import (INBOX, Account, ChangeEvent, Delivery, DeliveryResult, PurgeReport,
+                              Recipient, Store)
+from store.schema import current_version_txn, latest_version, migrate_txn
+
+log = logging.getLogger("haven.store")
+
+#: orphan blob files (written, but whose row never committed) older than this are swept
+ORPHAN_GRACE = 3600
+
+
+class SqlStore(Store):
+    def __init__(self, db: Database, data_dir: Path, softdelete_lifetime: float = 30,
+                 max_message_size: int = 50 * 1024 * 1024, poll_interval: float = 1.0):
+        self.db = db
+        self.blobs = BlobStore(Path(data_dir) / "blobs")
+        self.softdelete_lifetime = softdelete_lifetime
+        self.max_message_size = max_message_size
+        self.bus = LocalBus()
+        self.poller = ModseqPoller(self.bus, db, poll_interval)
+        self.cpu = ThreadPool(minthreads=1, maxthreads=2, name="haven-cpu")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, reactor, poll: bool = True) -> None:
+        self.db.start(reactor)
+        self.cpu.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+        if poll:
+            self.poller.start()
+
+    def stop(self) -> None:
+        self.poller.stop()
+        if self.cpu.started:
+            self.cpu.stop()
+
+    def _cpu(self, fn, *args):
+        from twisted.internet import reactor
+        return threads.deferToThreadPool(reactor, self.cpu, fn, *args)
+
+    def _run(self, desc, fn, *args):
+        return self.db.run_interaction(desc, fn, *args)
+
+    def _publish(self, account_id: int, folder_id: Optional[int], modseq: Optional[int], kind: str = "message"):
+        if modseq is not None:
+            self.bus.publish(ChangeEvent(account_id=account_id, folder_id=folder_id, modseq=modseq, kind=kind))
+
+    # -- schema ----------------------------------------------------------------------------
+    async def schema_version(self) -> tuple:
+        """(current or None for an empty database, latest known)."""
+        return await self._run("schema_version", current_version_txn), latest_version()
+
+    async def migrate(self) -> list:
+        return await self._run("migrate", migrate_txn)
+
+    # -- accounts --------------------------------------------------------------------------
+    async def create_account(self, address, password_hash, name=None) -> Account:
+        address = A.normalize_address(address)
+        return await self._run("create_account", A.create_account_txn, address, password_hash, name,
+                               int(time.time()))
+
+    async def get_account(self, address) -> Account:
+        return await self._run("get_account", A.get_account_txn, A.normalize_address(address))
+
+    async def get_account_by_id(self, account_id: int) -> Account:
+        return await self._run("get_account_by_id", A.get_account_by_id_txn, account_id)
+
+    async def list_accounts(self):
+        return await self._run("list_accounts", A.list_accounts_txn)
+
+    async def delete_account(self, address) -> None:
+        gone = await self._run("delete_account", A.delete_account_txn, A.normalize_address(address))
+        await self._cpu(lambda: [self.blobs.delete(b) for b in gone])
+
+    async def get_credentials(self, address):
+        try:
+            address = A.normalize_address(address)
+        except errors.InvalidInput:
+            return None
+        return await self._run("get_credentials", A.get_credentials_txn, address)
+
+    async def set_password_hash(self, account_id, password_hash) -> None:
+        await self._run("set_password_hash", A.set_password_hash_txn, account_id, password_hash)
+
+    async def add_alias(self, alias, address) -> None:
+        await self._run("add_alias", A.add_alias_txn, A.normalize_address(alias), A.normalize_address(address))
+
+    async def delete_alias(self, alias) -> None:
+        await self._run("delete_alias", A.delete_alias_txn, A.normalize_address(alias))
+
+    async def list_aliases(self) -> list:
+        return await self._run("list_aliases", A.list_aliases_txn)
+
+    async def resolve_recipient(self, address) -> Recipient:
+        return await self._run("resolve_recipient", A.resolve_recipient_txn, address)
+
+    # -- folders ---------------------------------------------------------------------------
+    async def list_folders(self, account_id, kind="mail"):
+        return await self._run("list_folders", F.list_folders_txn, account_id, kind)
+
+    async def get_folder(self, account_id, name):
+        return await self._run("get_folder", F.get_folder_txn, account_id, name)
+
+    async def create_folder(self, account_id, name, kind="mail", special_use=None):
+        folder = await self._run("create_folder", F.create_folder_txn, account_id, name, kind, special_use)
+        self._publish(account_id, folder.id, folder.highest_modseq, "folder")
+        return folder
+
+    async def delete_folder(self, account_id, name) -> None:
+        folder, modseq = await self._run("delete_folder", F.delete_folder_txn, account_id, name)
+        self._publish(account_id, folder.id, modseq, "folder")
+
+    async def rename_folder(self, account_id, old, new) -> None:
+        modseq = await self._run("rename_folder", F.rename_folder_txn, account_id, old, new)
+        self._publish(account_id, None, modseq, "folder")
+
+    async def set_subscribed(self, account_id, name, subscribed) -> None:
+        await self._run("set_subscribed", F.set_subscribed_txn, account_id, name, subscribed)
+
+    async def folder_status(self, account_id, name):
+        return await self._run("folder_status", F.folder_status_txn, account_id, name)
+
+    # -- messages --------------------------------------------------------------------------
+    async def list_messages(self, folder_id):
+        return await self._run("list_messages", M.list_messages_txn, folder_id)
+
+    async def fetch_messages(self, folder_id, uids, envelope=False, structure=False, header=False):
+        return await self._run("fetch_messages", M.fetch_messages_txn, folder_id, list(uids), envelope,
+                               structure, header)
+
+    async def read_blob(self, blob_id) -> bytes:
+        try:
+            return await self._cpu(self.blobs.read, blob_id)
+        except errors.NotFound:
+            log.error("blob %s is referenced but missing from %s", blob_id, self.blobs.root)
+            raise
+
+    async def changes_since(self, folder_id, modseq):
+        return await self._run("changes_since", M.changes_since_txn, folder_id, modseq)
+
+    def _prepare(self, raw: bytes) -> M.PreparedMessage:
+        """CPU pool: analyse the MIME structure and write the blob (fsynced)."""
+        if len(raw) > self.max_message_size:
+            raise errors.TooBig(f"message exceeds {self.max_message_size} bytes")
+        info = mime.analyze(raw)
+        blob_id, stored = self.blobs.write(raw)
+        envelope = info["envelope"]
+        return M.PreparedMessage(blob_id=blob_id, stored_size=stored, size=len(raw),
+                                 header=raw[:info["header_end"]], envelope=json.dumps(envelope),
+                                 structure=json.dumps(info["structure"]),
+                                 subject=envelope[1] if envelope else None)
+
+    async def prepare_message(self, raw: bytes) -> M.PreparedMessage:
+        return await self._cpu(self._prepare, raw)
+
+    async def append_message(self, account_id, folder_id, raw, flags=(), internaldate=None):
+        msg = await self.prepare_message(raw)
+        uidvalidity, uid, modseq = await self._run("append_message", M.append_message_txn, account_id, folder_id,
+                                                   msg, list(flags), internaldate)
+        self._publish(account_id, folder_id, modseq)
+        return uidvalidity, uid
+
+    async def store_flags(self, account_id, folder_id, uids, op, flags, unchanged_since=None):
+        result, modseq = await self._run("store_flags", M.store_flags_txn, account_id, folder_id, list(uids), op,
+                                         list(flags), unchanged_since)
+        self._publish(account_id, folder_id, modseq)
+        return result
+
+    async def copy_messages(self, account_id, folder_id, uids, dest_folder_id):
+        result, _ids, modseq = await self._run("copy_messages", M.copy_messages_txn, account_id, folder_id,
+                                               list(uids), dest_folder_id)
+        self._publish(account_id, dest_folder_id, modseq)
+        return result
+
+    async def move_messages(self, account_id, folder_id, uids, dest_folder_id):
+        result, modseq = await self._run("move_messages", M.move_messages_txn, account_id, folder_id, list(uids),
+                                         dest_folder_id)
+        self._publish(account_id, dest_folder_id, modseq)
+        self._publish(account_id, folder_id, modseq)
+        return result
+
+    async def expunge(self, account_id, folder_id, uids=None):
+        expunged, modseq = await self._run("expunge", M.expunge_txn, account_id, folder_id,
+                                           None if uids is None else list(uids))
+        self._publish(account_id, folder_id, modseq)
+        return expunged
+
+    # -- delivery --------------------------------------------------------------------------
+    def begin_delivery(self, mail_from: str) -> Delivery:
+        return SqlDelivery(self, mail_from)
+
+    async def deliver_prepared(self, recipients: list, msg: M.PreparedMessage, raw: bytes) -> list:
+        rows = await self._run("deliver", M.deliver_txn, recipients, msg)
+        # The blob was written before the transaction; make sure it is still there (a purge
+        # running at the same instant could have swept an identical, unreferenced blob).
+        if not await self._cpu(self.blobs.exists, msg.blob_id):
+            log.warning("blob %s vanished during delivery; rewriting it", msg.blob_id)
+            await self._cpu(self.blobs.write, raw)
+        results = []
+        for rcpt, (error, folder, uid, account_id, folder_id, modseq) in zip(recipients, rows):
+            self._publish(account_id, folder_id, modseq)
+            results.append(DeliveryResult(recipient=rcpt, error=error, folder=folder, uid=uid))
+        return results
+
+    # -- soft-delete lifecycle -------------------------------------------------------------
+    async def list_deleted(self, account_id):
+        return await self._run("list_deleted", M.list_deleted_txn, account_id)
+
+    async def restore_messages(self, account_id, message_ids):
+        count, touched = await self._run("restore_messages", M.restore_messages_txn, account_id, list(message_ids))
+        for folder_id, modseq in touched:
+            self._publish(account_id, folder_id, modseq)
+        return count
+
+    async def purge(self, older_than_days=None) -> PurgeReport:
+        days = self.softdelete_lifetime if older_than_days is None else older_than_days
+        if days <= 0 and older_than_days is None:
+            messages = folders = 0
+            gone = []
+        else:
+            cutoff = int(time.time() - days * 86400) if days > 0 else int(time.time()) + 1
+            messages, folders, gone = await self._run("purge", M.purge_txn, cutoff)
+        orphans = await self._sweep_orphans()
+        await self._cpu(lambda: [self.blobs.delete(b) for b in gone])
+        report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans)
+        if messages or folders or report.blobs:
+            log.info("purge: %d messages, %d folders, %d blobs removed", messages, folders, report.blobs)
+        return report
+
+    async def _sweep_orphans(self) -> int:
+        """Blob files whose row never committed (a delivery failed after writing its blob)."""
+        cutoff = time.time() - ORPHAN_GRACE
+        candidates = await self._cpu(lambda: [b for b, mtime in self.blobs.all_ids() if mtime < cutoff])
+        if not candidates:
+            return 0
+        known = await self._run("known_blobs", M.known_blob_ids_txn, candidates)
+        orphans = [b for b in candidates if b not in known]
+        await self._cpu(lambda: [self.blobs.delete(b) for b in orphans])
+        return len(orphans)
+
+
+class SqlDelivery(Delivery):
+    def __init__(self, store: SqlStore, mail_from: str):
+        self.store = store
+        self.mail_from = mail_from
+        self.recipients: list[Recipient] = []
+
+    async def add_recipient(self, address: str) -> Recipient:
+        rcpt = await self.store.resolve_recipient(address)
+        self.recipients.append(rcpt)
+        return rcpt
+
+    async def commit(self, raw: bytes) -> list:
+        if not self.recipients:
+            return []
+        try:
+            msg = await self.store.prepare_message(raw)
+        except errors.TooBig as e:
+            return [DeliveryResult(recipient=r, error=e) for r in self.recipients]
+        results = await self.store.deliver_prepared(self.recipients, msg, raw)
+        for r in results:
+            log.info("delivered from=<%s> to=<%s> account=%s folder=%s uid=%s size=%d%s", self.mail_from,
+                     r.recipient.original, r.recipient.address, r.folder, r.uid, len(raw),
+                     f" error={r.error}" if r.error else "")
+        return results
+
+
+def open_store(config, poll_interval: Optional[float] = None) -> SqlStore:
+    """Build the store from a :class:`conf.Config` (not started)."""
+    url = config.store_url()
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if url.engine == "sqlite":
+        Path(url.path).parent.mkdir(parents=True, exist_ok=True)
+    db = Database(url, pool_size=config.getint("store", "pool_size"),
+                  busy_timeout_ms=config.getint("store", "busy_timeout_ms"))
+    return SqlStore(db, data_dir, softdelete_lifetime=config.getfloat("store", "softdelete_lifetime"),
+                    max_message_size=config.getint("server", "max_message_size"),
+                    poll_interval=config.getfloat("store", "poll_interval") if poll_interval is None else poll_interval)
