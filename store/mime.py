@@ -35,6 +35,9 @@ __all__ = ["analyze", "section_offsets", "header_fields", "decoded_text",
 
 MAX_DEPTH = 50      # entity nesting (multipart children, message/rfc822 bodies)
 MAX_PARTS = 5000    # entities per message
+_MAX_HEADER = 256 * 1024     # header bytes looked at per section (Postfix keeps 100 KiB)
+_MAX_ADDR_BYTES = 256 * 1024  # address-list bytes parsed per message, all envelopes together
+_MAX_PARAMS = 100            # parameters per Content-Type / Content-Disposition
 
 _ENV_FIELDS = frozenset(("date", "subject", "from", "sender", "reply-to", "to", "cc",
                          "bcc", "in-reply-to", "message-id"))
@@ -115,7 +118,7 @@ def _field_value(raw: bytes, start: int, end: int) -> str:
 def _header_map(raw: bytes, start: int, stop: int, wanted: frozenset) -> dict:
     """Lower-case name -> unfolded value of the FIRST occurrence of each wanted field."""
     h: dict = {}
-    for name, s, e in _field_spans(raw, start, stop):
+    for name, s, e in _field_spans(raw, start, min(stop, start + _MAX_HEADER)):
         k = name.lower()
         if k in wanted and k not in h:
             h[k] = _field_value(raw, s, e)
@@ -135,7 +138,7 @@ def header_fields(header: bytes) -> list[tuple[str, bytes]]:
 def _parse_params(s: str) -> list:
     raw_params = []
     pos, n = 0, len(s)
-    while pos < n:
+    while pos < n and len(raw_params) < _MAX_PARAMS:
         m = _PARAM_RE.match(s, pos)
         if not m or m.end() == pos:
             j = s.find(";", pos + 1)
@@ -222,11 +225,12 @@ def _content_type(value, digest: bool):
 # -- entities ------------------------------------------------------------------------------
 
 class _Ctx:
-    __slots__ = ("raw", "left")
+    __slots__ = ("raw", "left", "addr_left")
 
     def __init__(self, raw: bytes):
         self.raw = raw
         self.left = MAX_PARTS
+        self.addr_left = _MAX_ADDR_BYTES
 
 
 def _lines(raw: bytes, start: int, end: int) -> int:
@@ -282,7 +286,7 @@ def _part(ctx: _Ctx, h: dict, hs: int, bs: int, end: int, depth: int, digest: bo
             ctx.left -= 1
             ibs = _header_end(raw, bs, end)
             ih = _header_map(raw, bs, ibs, _ALL_FIELDS)
-            part["message"] = {"envelope": _envelope(ih),
+            part["message"] = {"envelope": _envelope(ih, ctx),
                                "structure": _part(ctx, ih, bs, ibs, end, depth + 1, False)}
         else:
             part["message"] = {"envelope": [None] * 10, "structure": _leaf(raw, bs, end)}
@@ -453,15 +457,22 @@ def _addresses(value):
     return out or None
 
 
-def _envelope(h: dict) -> list:
-    frm = _addresses(h.get("from"))
+def _envelope(h: dict, ctx: _Ctx) -> list:
+    def addrs(name):
+        v = h.get(name)
+        if v:
+            v = v[:max(ctx.addr_left, 0)]
+            ctx.addr_left -= len(v)
+        return _addresses(v)
+
+    frm = addrs("from")
 
     def copy(addrs):
         return [list(a) for a in addrs] if addrs else None
     # RFC 3501 §7.4.2: absent or empty Sender/Reply-To default to From.
     return [h.get("date"), h.get("subject"), frm,
-            _addresses(h.get("sender")) or copy(frm), _addresses(h.get("reply-to")) or copy(frm),
-            _addresses(h.get("to")), _addresses(h.get("cc")), _addresses(h.get("bcc")),
+            addrs("sender") or copy(frm), addrs("reply-to") or copy(frm),
+            addrs("to"), addrs("cc"), addrs("bcc"),
             h.get("in-reply-to"), h.get("message-id")]
 
 
@@ -472,7 +483,8 @@ def _analyze(raw: bytes) -> dict:
     he = _header_end(raw, 0, len(raw))
     h = _header_map(raw, 0, he, _ALL_FIELDS)
     ctx.left -= 1
-    return {"envelope": _envelope(h), "structure": _part(ctx, h, 0, he, len(raw), 0, False),
+    envelope = _envelope(h, ctx)                        # before inner ones: budget
+    return {"envelope": envelope, "structure": _part(ctx, h, 0, he, len(raw), 0, False),
             "header_end": he}
 
 

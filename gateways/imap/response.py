@@ -156,7 +156,9 @@ def _body(part: dict, ext: bool, out: list, depth: int) -> None:
         nstring(part.get("description")), string((part.get("encoding") or "7BIT").upper()),
         int(part.get("size") or 0)))
     message = part.get("message")
-    if typ == "MESSAGE" and sub in ("RFC822", "GLOBAL") and message and depth < 100:
+    if typ == "MESSAGE" and sub in ("RFC822", "GLOBAL") and depth < 100:
+        # body-type-msg always carries envelope, body and lines, even for a broken message
+        message = message or {"envelope": None, "structure": {"type": "text", "subtype": "plain"}}
         out.append(b" ")
         out.append(envelope(message.get("envelope")))
         out.append(b" ")

@@ -39,7 +39,9 @@ Settings (``[lmtp]`` section; values are strings from the INI file)
 -------------------------------------------------------------------
 ``max_recipients`` (1000): accepted RCPTs per transaction; more get ``452 4.5.3``.
 ``timeout`` (300): seconds a connection may stay idle between commands.
-The message size limit is ``ctx.limits["max_message_size"]`` (default 50 MiB; 0 = none).
+The message size limit is ``[server] max_message_size`` (``ctx.limits``; default 50 MiB,
+0 = none), counted on the message as received; the store counts it again with the trace
+headers, so a message within a few hundred octets of the limit may still get ``552 5.3.4``.
 
 Deliberately not done here (yet)
 --------------------------------
@@ -56,6 +58,7 @@ Deliberately not done here (yet)
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Callable, Mapping
 
 from gateways.base import GatewayContext
@@ -82,14 +85,24 @@ def _number(mapping: Mapping, key: str, default, kind, where: str):
     return value
 
 
+def _quiet_aiosmtpd_log() -> None:
+    """aiosmtpd logs every command line and connection at INFO on ``mail.log``; Haven's own
+    one-line-per-recipient log (``haven.lmtp``) is what an admin wants at INFO.  Its chatter is
+    kept for debug level, and a level set explicitly for ``mail.log`` is left alone."""
+    chatty = logging.getLogger("mail.log")
+    if chatty.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        chatty.setLevel(logging.WARNING)
+
+
 def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]:
     """A protocol factory for ``loop.create_server`` / ``loop.create_unix_server`` on the
     reactor's asyncio loop.  Raises ValueError (naming the key) for a malformed setting."""
-    max_size = _number(ctx.limits, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE, int, "[limits]")
+    max_size = _number(ctx.limits, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE, int, "[server]")
     max_rcpt = _number(ctx.settings, "max_recipients", DEFAULT_MAX_RECIPIENTS, int, "[lmtp]")
     timeout = _number(ctx.settings, "timeout", DEFAULT_TIMEOUT, float, "[lmtp]")
     if max_rcpt < 1:
         raise ValueError(f"[lmtp] max_recipients = {max_rcpt}: must be at least 1")
+    _quiet_aiosmtpd_log()
     handler = DeliveryHandler(ctx.store, hostname=ctx.hostname, max_message_size=max_size,
                               max_recipients=max_rcpt)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import List, Optional
 
 from gateways.lmtp import replies
@@ -20,14 +21,21 @@ from store.interfaces import Store, as_future
 log = logging.getLogger("haven.lmtp")
 
 
-def _has_bad_octets(address: str) -> bool:
-    """aiosmtpd decodes arguments as UTF-8 with surrogateescape: a surrogate is an octet that
-    was not UTF-8.  Such an address cannot name an account and must not reach the store."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _bad_address(address: str) -> bool:
+    """True for an address that must not reach the store or a header.
+
+    aiosmtpd decodes arguments as UTF-8 with surrogateescape, so a surrogate is an octet that was
+    not UTF-8; and its address parser lets control characters through (even a bare CR, which
+    would end up in ``Return-Path:``).  RFC 5321 §4.1.2 allows neither.
+    """
     try:
         address.encode("utf-8")
     except UnicodeEncodeError:
         return True
-    return False
+    return bool(_CONTROL.search(address))
 
 
 def _reverse_path(mail_from: Optional[str]) -> str:
@@ -48,7 +56,7 @@ class DeliveryHandler:
 
     # -- MAIL ------------------------------------------------------------------------------
     async def handle_MAIL(self, server, session, envelope, address: str, mail_options: List[str]) -> str:
-        if _has_bad_octets(address):
+        if _bad_address(address):
             return replies.BAD_SENDER
         size = declared_size(mail_options)
         if size is not None and self.max_message_size and size > self.max_message_size:
@@ -77,7 +85,7 @@ class DeliveryHandler:
             log.info("%s: reject: RCPT from %s: too many recipients (%d); to=<%s>",
                      qid, _peer(session), self.max_recipients, address)
             return replies.TOO_MANY_RECIPIENTS
-        if _has_bad_octets(address):
+        if _bad_address(address):
             return replies.BAD_RECIPIENT
         try:
             recipient = await as_future(envelope.delivery.add_recipient(address), server.loop)

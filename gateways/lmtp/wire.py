@@ -117,6 +117,7 @@ def dot_stuff(message: bytes) -> bytes:
 
 # -- trace headers (RFC 5321 §4.4) -----------------------------------------------------------
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNSAFE_HELO = re.compile(r"[^\x21-\x7e]|[()\\;]")
 
 
@@ -150,7 +151,7 @@ def trace_headers(*, mail_from: str, helo: Optional[str], peer, hostname: str, q
     transaction (single-instance storage), so the trace must not name any one of them.
     ``with UTF8LMTP`` when the client used SMTPUTF8 (RFC 6531 §3.7.3), ``LMTP`` otherwise.
     """
-    reverse_path = "" if mail_from in ("", "<>") else mail_from
+    reverse_path = "" if mail_from in ("", "<>") else _CONTROL.sub("?", mail_from)
     protocol = "UTF8LMTP" if utf8 else "LMTP"
     stamp = email.utils.formatdate(date, localtime=True)
     received = (f"Received: from {_helo_text(helo)} ({_peer_text(peer)})\r\n"

@@ -1,0 +1,412 @@
+"""The IMAP protocol engine: one :class:`IMAPServer` per connection on the reactor.
+
+Invariants:
+* Commands of a connection run strictly in order: frames are queued as they arrive (pipelining
+  works) and the next one starts only when the previous one wrote its tagged reply.  A handler
+  that needs more client lines (AUTHENTICATE, IDLE's DONE) takes them from the same queue.
+* Nothing blocks the reactor: handlers are coroutines driven by ``Deferred.fromCoroutine``; big
+  responses are written in batches and wait for the transport to drain (we are registered as its
+  streaming producer).  Input is paused while too much is queued.
+* No client input can produce a traceback on the wire: parse errors answer ``BAD``, store errors
+  go through the one table :data:`STORE_ERRORS`, anything else is logged and answered
+  ``NO [SERVERBUG]`` (RFC 5530) with the connection kept.
+* Before every tagged reply of a command run in the selected state the session reports other
+  sessions' changes, except that EXPUNGE/VANISHED is held back during FETCH, STORE and SEARCH
+  (RFC 3501 §7.4.1; their UID forms may report it).
+* Plaintext received after STARTTLS and before the TLS handshake is discarded (no command
+  injection, RFC 3207 §4.2 analogue / CVE-2011-0411).
+
+Deliberately not done: COMPRESS, NOTIFY, per-IP connection limits (the service's job).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Optional
+
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
+
+from store import errors
+
+from .cmd_auth import AuthCommands
+from .cmd_mailbox import MailboxCommands
+from .cmd_message import MessageCommands
+from .framing import Continue, Frame, Framer, Rejected, command_name
+from .parser import ParseError, parse_command
+from .seqset import SeqSetError
+
+log = logging.getLogger("haven.imap")
+
+NOT_AUTH, AUTH, SELECTED, LOGOUT = "not-authenticated", "authenticated", "selected", "logout"
+_ANY = {NOT_AUTH, AUTH, SELECTED}
+_AUTHED = {AUTH, SELECTED}
+STATES = {
+    "CAPABILITY": _ANY, "NOOP": _ANY, "LOGOUT": _ANY, "ID": _ANY,
+    "STARTTLS": {NOT_AUTH}, "LOGIN": {NOT_AUTH}, "AUTHENTICATE": {NOT_AUTH},
+    "ENABLE": _AUTHED, "SELECT": _AUTHED, "EXAMINE": _AUTHED, "CREATE": _AUTHED, "DELETE": _AUTHED,
+    "RENAME": _AUTHED, "SUBSCRIBE": _AUTHED, "UNSUBSCRIBE": _AUTHED, "LIST": _AUTHED, "LSUB": _AUTHED,
+    "STATUS": _AUTHED, "APPEND": _AUTHED, "NAMESPACE": _AUTHED, "IDLE": _AUTHED,
+    "CHECK": {SELECTED}, "CLOSE": {SELECTED}, "UNSELECT": {SELECTED}, "EXPUNGE": {SELECTED},
+    "SEARCH": {SELECTED}, "FETCH": {SELECTED}, "STORE": {SELECTED}, "COPY": {SELECTED},
+    "MOVE": {SELECTED},
+}
+#: RFC 3501 §7.4.1: no EXPUNGE while answering these (their UID forms are fine)
+NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+
+#: the one table: store error -> (status, response code); RFC 5530 codes
+STORE_ERRORS = [
+    (errors.NotFound, "NO", "NONEXISTENT"),
+    (errors.Exists, "NO", "ALREADYEXISTS"),
+    (errors.Expunged, "NO", "EXPUNGEISSUED"),
+    (errors.PermissionDenied, "NO", "NOPERM"),
+    (errors.OverQuota, "NO", "OVERQUOTA"),
+    (errors.TooBig, "NO", "TOOBIG"),
+    (errors.TemporaryFailure, "NO", "UNAVAILABLE"),
+    (errors.InvalidInput, "NO", "CANNOT"),
+    (errors.SchemaOutOfDate, "NO", "UNAVAILABLE"),
+    (errors.StoreError, "NO", "SERVERBUG"),
+]
+#: commands where a missing destination means "create it first" (RFC 3501 §6.3.11, §6.4.7)
+TRYCREATE = {"APPEND", "COPY", "MOVE"}
+
+MAX_QUEUED_BYTES = 4 << 20
+MAX_QUEUED_COMMANDS = 500
+
+
+class IMAPError(Exception):
+    """A handler's own failure reply: ``tag STATUS [CODE] text``."""
+
+    def __init__(self, status: str, text: str, code: Optional[str] = None):
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.code = code
+
+
+def yes(value, default: bool) -> bool:
+    if value is None or str(value).strip() == "":
+        return default
+    return str(value).strip().lower() in ("1", "yes", "true", "on")
+
+
+@implementer(IPushProducer)
+class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageCommands):
+    def __init__(self, ctx, config):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.config = config
+        self.state = NOT_AUTH
+        self.account = None
+        self.selected = None
+        self.condstore = False
+        self.qresync = False
+        self.idling = False
+        self._logout_cb = None
+        self._unsubscribe = None
+        self._queue: deque = deque()
+        self._queued_bytes = 0
+        self._running = False
+        self._pumping = False
+        self._waiter: Optional[Deferred] = None
+        self._paused = False
+        self._drain_waiters: list = []
+        self._reading_paused = False
+        self._tls_pending = False
+        self._tls_frame = None
+        self._closed = False
+        self.after_reply = None  # called right after the tagged reply (STARTTLS)
+        self.peer = "?"
+
+    # -- connection lifecycle ----------------------------------------------------------------
+    def connectionMade(self):
+        try:
+            self.peer = self.transport.getPeer().host
+        except Exception:
+            self.peer = "?"
+        self.framer = Framer(self.config.max_line, self._literal_limit)
+        self.transport.registerProducer(self, True)
+        self.setTimeout(self.config.login_timeout)
+        self.write(b"* OK [CAPABILITY %s] Haven IMAP ready.\r\n" % self.capabilities().encode())
+
+    def connectionLost(self, reason=None):
+        self._closed = True
+        self.setTimeout(None)
+        self._release_account()
+        for d in self._drain_waiters:
+            d.callback(None)
+        self._drain_waiters = []
+        if self._waiter is not None:
+            d, self._waiter = self._waiter, None
+            d.callback(None)
+
+    def _release_account(self):
+        if self._unsubscribe is not None:
+            unsub, self._unsubscribe = self._unsubscribe, None
+            unsub()
+        if self._logout_cb is not None:
+            cb, self._logout_cb = self._logout_cb, None
+            try:
+                cb()
+            except Exception:
+                log.exception("logout callback failed")
+
+    def timeoutConnection(self):
+        if self._running and not self.idling:
+            self.resetTimeout()  # a long command is still being answered
+            return
+        # RFC 3501 §5.4: autologout after at least 30 minutes of inactivity
+        self.write(b"* BYE Autologout; idle for too long\r\n")
+        self.close()
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self.transport.loseConnection()
+
+    # -- output ------------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if not self._closed and data:
+            self.transport.write(data)
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def stopProducing(self):
+        self._closed = True
+        self.resumeProducing()
+
+    def drained(self) -> Deferred:
+        """Fires when the transport wants more data (backpressure for big responses)."""
+        if not self._paused or self._closed:
+            return defer.succeed(None)
+        d = Deferred()
+        self._drain_waiters.append(d)
+        return d
+
+    # -- input -------------------------------------------------------------------------------
+    def _literal_limit(self, name: str) -> int:
+        return self.config.max_literal_size if name == "APPEND" else self.config.max_small_literal
+
+    def dataReceived(self, data: bytes):
+        if self._closed or self._tls_pending:
+            return
+        self.resetTimeout()
+        for event in self.framer.feed(data):
+            if isinstance(event, Continue):
+                self.write(b"+ Ready for literal data\r\n")
+            elif isinstance(event, Frame):
+                if self._waiter is not None and not self._queue:
+                    d, self._waiter = self._waiter, None
+                    d.callback(event.data)
+                else:
+                    self._enqueue(event, len(event.data))
+                if command_name(event.data[:100])[1] == "STARTTLS":
+                    # discard anything pipelined after STARTTLS (command injection)
+                    self._tls_pending = True
+                    self._tls_frame = event
+                    self.framer.reset()
+                    break
+            elif isinstance(event, Rejected):
+                self._enqueue(event, 0)
+                if event.fatal:
+                    break
+        self._pump()
+
+    def _enqueue(self, item, size: int) -> None:
+        self._queue.append(item)
+        self._queued_bytes += size
+        if not self._reading_paused and (self._queued_bytes > MAX_QUEUED_BYTES
+                                         or len(self._queue) > MAX_QUEUED_COMMANDS):
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _dequeue(self):
+        item = self._queue.popleft()
+        if isinstance(item, Frame):
+            self._queued_bytes -= len(item.data)
+        if self._reading_paused and self._queued_bytes < MAX_QUEUED_BYTES // 2 and \
+                len(self._queue) < MAX_QUEUED_COMMANDS // 2:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        return item
+
+    def next_line(self) -> Deferred:
+        """The next line (frame) from the client, for AUTHENTICATE and IDLE; None if closed."""
+        if self._queue and isinstance(self._queue[0], Frame):
+            return defer.succeed(self._dequeue().data)
+        if self._queue:
+            self._dequeue()  # a refused frame cannot be a continuation line
+            return defer.succeed(b"")
+        if self._closed:
+            return defer.succeed(None)
+        self._waiter = Deferred()
+        return self._waiter
+
+    def _pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while not self._running and self._queue and not self._closed:
+                item = self._dequeue()
+                self._running = True
+                d = Deferred.fromCoroutine(self._execute(item))
+                d.addBoth(self._finished)
+        finally:
+            self._pumping = False
+
+    def _finished(self, result):
+        self._running = False
+        if not self._closed:
+            self.setTimeout(self.config.idle_timeout if self.state != NOT_AUTH else self.config.login_timeout)
+        self._pump()
+        return None
+
+    # -- command execution -------------------------------------------------------------------
+    async def _execute(self, item) -> None:
+        tag = None
+        try:
+            if isinstance(item, Rejected):
+                self._reply_rejected(item)
+                return
+            try:
+                cmd = parse_command(item.data)
+            except ParseError as e:
+                log.info("imap %s: bad command: %s", self.peer, e.text)
+                code = "[%s] " % e.code if e.code else ""
+                status = "NO" if e.code in ("CANNOT", "TOOBIG") or (e.code or "").startswith("BADCHARSET") else "BAD"
+                self.write(b"%s %s %s%s\r\n" % ((e.tag or "*").encode(), status.encode(),
+                                                 code.encode(), e.text.encode("utf-8", "replace")))
+                return
+            tag = cmd.tag
+            await self._dispatch(cmd)
+        except Exception:
+            log.exception("imap %s: unexpected error", self.peer)
+            self.write(b"%s NO [SERVERBUG] Internal error; the event was logged\r\n" % (tag or "*").encode())
+        finally:
+            if item is self._tls_frame:
+                self._tls_pending = False
+                self._tls_frame = None
+
+    def _reply_rejected(self, item: Rejected) -> None:
+        tag = (item.tag or "*").encode()
+        log.info("imap %s: refused %s (%s, %d octets)", self.peer, item.command, item.reason, item.size)
+        if item.reason == "literal-too-big":
+            status = b"NO" if item.command == "APPEND" else b"BAD"
+            self.write(b"%s %s [TOOBIG] Literal too big (limit %d octets)\r\n"
+                       % (tag, status, self._literal_limit(item.command or "")))
+        elif item.reason == "bad-literal":
+            self.write(b"%s BAD Unsupported literal syntax\r\n" % tag)
+        else:
+            self.write(b"%s BAD Command line too long\r\n" % tag)
+        if item.fatal:
+            self.write(b"* BYE Cannot resynchronize the command stream\r\n")
+            self.close()
+
+    async def _dispatch(self, cmd) -> None:
+        name = cmd.name
+        tag = cmd.tag.encode()
+        if self.state not in STATES.get(name, ()):
+            self.write(b"%s BAD %s not allowed %s\r\n" % (tag, name.encode(), self._state_hint().encode()))
+            return
+        label = ("UID " if cmd.uid else "") + name
+        handler = getattr(self, "do_" + name)
+        status, code, text = "OK", None, label + " completed"
+        try:
+            result = await handler(cmd)
+            if isinstance(result, tuple):
+                code, text = result
+            elif isinstance(result, str):
+                text = result
+        except IMAPError as e:
+            status, code, text = e.status, e.code, e.text
+        except SeqSetError as e:
+            status, code, text = "BAD", None, str(e)
+        except UnauthorizedLogin:
+            status, code, text = "NO", "AUTHENTICATIONFAILED", "Authentication failed."
+        except errors.StoreError as e:
+            status, code, text = self._map_store_error(e, name)
+            (log.warning if code in ("UNAVAILABLE", "SERVERBUG") else log.info)(
+                "imap %s: %s failed: %s: %s", self.peer, label, type(e).__name__, e)
+        if self.selected is not None and self.state == SELECTED and not self._closed:
+            await self.sync(allow_expunge=not (name in NO_EXPUNGE and not cmd.uid))
+        if self._closed and name != "LOGOUT":
+            return
+        line = b"%s %s %s%s\r\n" % (tag, status.encode(), b"[%s] " % code.encode() if code else b"",
+                                    text.encode("utf-8", "replace"))
+        self.write(line)
+        hook, self.after_reply = self.after_reply, None
+        if hook is not None:
+            hook()
+        if name == "LOGOUT":
+            self.close()
+
+    def _map_store_error(self, e: Exception, name: str) -> tuple:
+        for cls, status, code in STORE_ERRORS:
+            if isinstance(e, cls):
+                if cls is errors.NotFound and name in TRYCREATE:
+                    code = "TRYCREATE"
+                text = str(e) or type(e).__name__
+                return status, code, text
+        return "NO", "SERVERBUG", "Internal error"
+
+    def _state_hint(self) -> str:
+        return {NOT_AUTH: "before authentication", AUTH: "without a selected mailbox",
+                SELECTED: "in the selected state"}.get(self.state, "now")
+
+    async def sync(self, allow_expunge: bool = True, force: bool = False) -> None:
+        sel = self.selected
+        if sel is None:
+            return
+        try:
+            await sel.sync(self.store, self.write, allow_expunge, self.condstore, self.qresync, force)
+        except errors.StoreError as e:
+            log.warning("imap %s: could not report mailbox changes: %s", self.peer, e)
+
+    def on_change(self, event) -> None:
+        """Push bus callback (reactor thread; must not raise)."""
+        sel = self.selected
+        if sel is None or (event.folder_id is not None and event.folder_id != sel.folder.id):
+            return
+        sel.dirty = True
+        if self.idling:
+            # RFC 2177: tell an idling client at once
+            Deferred.fromCoroutine(self.sync()).addErrback(lambda f: log.error("idle sync: %s", f.value))
+
+    # -- shared helpers for handlers ----------------------------------------------------------
+    @property
+    def is_tls(self) -> bool:
+        return ISSLTransport.providedBy(self.transport)
+
+    def plaintext_auth_allowed(self) -> bool:
+        if self.config.allow_plaintext_auth or self.is_tls:
+            return True
+        return self.peer in ("127.0.0.1", "::1") or self.peer.startswith("127.")
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
+        if self.state == NOT_AUTH:
+            if self.ctx.tls is not None and not self.is_tls:
+                caps.append("STARTTLS")
+            if self.plaintext_auth_allowed():
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+            return " ".join(caps)
+        caps += ["NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
+                 "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC",
+                 "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size]
+        return " ".join(caps)

@@ -1,0 +1,148 @@
+"""The selected mailbox of one connection: sequence numbers <-> UIDs, cached flags and modseqs,
+and the reporting of other sessions' changes (RFC 3501 §5.2, §7.3.1, §7.4.1; RFC 7162 §3.2.10).
+
+Invariants:
+* ``uids`` is the client's view: ascending, message sequence number = index + 1.  It changes
+  only when this session reports ``EXISTS``/``EXPUNGE``/``VANISHED`` (or expunges itself), never
+  behind the client's back.
+* ``highest_modseq`` is the folder modseq up to which every change has been reported or
+  deliberately held back (expunges held back live in ``pending_expunge`` and their messages stay
+  in ``uids`` until reported).
+* A sync is skipped unless the push bus marked the session ``dirty`` (or a caller forces it), so
+  an unchanged mailbox costs no query per command.
+* Flags in ``metas`` are what the client was last told; a change is reported only when the stored
+  flags differ, so this session's own STORE (which already answered with FETCH) is not repeated.
+
+Deliberately not done: \\Recent (always ``* 0 RECENT``; IMAP4rev2 dropped it).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Callable, Optional
+
+from twisted.internet.defer import DeferredLock
+
+from . import response
+from .seqset import SequenceSet, format_set
+
+
+class SelectedMailbox:
+    def __init__(self, folder, readonly: bool, metas: list):
+        self.folder = folder
+        self.readonly = readonly
+        self.uids: list = [m.uid for m in metas]
+        self.metas: dict = {m.uid: m for m in metas}
+        self.highest_modseq: int = folder.highest_modseq
+        self.pending_expunge: set = set()
+        self.dirty = False
+        self.lock = DeferredLock()
+
+    # -- lookups ---------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> Optional[int]:
+        i = bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def resolve(self, seqset: SequenceSet, uid_mode: bool) -> list:
+        """UIDs (ascending) named by a sequence set; SeqSetError for a bad sequence number."""
+        if uid_mode:
+            return seqset.uids(self.uids)
+        uids = self.uids
+        return [uids[s - 1] for s in seqset.seqs(len(uids))]
+
+    def keywords(self) -> set:
+        out = set()
+        for m in self.metas.values():
+            out.update(f for f in m.flags if not f.startswith("\\"))
+        return out
+
+    # -- updates from this session's own commands -------------------------------------------
+    def update_metas(self, metas) -> None:
+        for m in metas:
+            if m.uid in self.metas:
+                self.metas[m.uid] = m
+
+    def remove(self, uids) -> list:
+        """Drop expunged UIDs; returns their sequence numbers, descending (the order in which
+        ``* n EXPUNGE`` lines can be sent without renumbering, RFC 3501 §7.4.1)."""
+        gone = set(u for u in uids if u in self.metas)
+        if not gone:
+            return []
+        seqs = [i + 1 for i, u in enumerate(self.uids) if u in gone]
+        self.uids = [u for u in self.uids if u not in gone]
+        for u in gone:
+            del self.metas[u]
+        self.pending_expunge -= gone
+        seqs.reverse()
+        return seqs
+
+    def expunge_lines(self, uids, qresync: bool) -> bytes:
+        present = [u for u in uids if u in self.metas]
+        if not present:
+            return b""
+        seqs = self.remove(present)
+        if qresync:
+            # RFC 7162 §3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled
+            return b"* VANISHED %s\r\n" % format_set(present).encode()
+        return b"".join(b"* %d EXPUNGE\r\n" % s for s in seqs)
+
+    # -- changes by others ---------------------------------------------------------------
+    async def sync(self, store, write: Callable[[bytes], None], allow_expunge: bool,
+                   condstore: bool, qresync: bool, force: bool = False) -> None:
+        """Report what changed since ``highest_modseq``: EXISTS, FETCH (FLAGS), EXPUNGE."""
+        if not (self.dirty or force or (allow_expunge and self.pending_expunge)):
+            return
+        await self.lock.acquire()
+        try:
+            out = []
+            if self.dirty or force:
+                self.dirty = False
+                changes = await store.changes_since(self.folder.id, self.highest_modseq)
+                self._apply(changes, out, condstore)
+            if allow_expunge and self.pending_expunge:
+                out.append(self.expunge_lines(sorted(self.pending_expunge), qresync))
+            if out:
+                write(b"".join(out))
+        finally:
+            self.lock.release()
+
+    def _apply(self, changes, out: list, condstore: bool) -> None:
+        last = self.uids[-1] if self.uids else 0
+        new = []
+        for meta in changes.updated:
+            old = self.metas.get(meta.uid)
+            if old is None:
+                if meta.uid > last:
+                    new.append(meta)
+                continue
+            if meta.uid in self.pending_expunge:
+                continue
+            self.metas[meta.uid] = meta
+            if old.flags != meta.flags or (condstore and old.modseq != meta.modseq):
+                seq = self.seq_of(meta.uid)
+                out.append(self.fetch_line(seq, meta, condstore))
+        for uid in changes.expunged:
+            if uid in self.metas:
+                self.pending_expunge.add(uid)
+        if new:
+            new.sort(key=lambda m: m.uid)
+            for m in new:
+                self.uids.append(m.uid)
+                self.metas[m.uid] = m
+            # RFC 3501 §7.3.1: EXISTS gives the new size of the mailbox
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        self.highest_modseq = max(self.highest_modseq, changes.highest_modseq)
+
+    @staticmethod
+    def fetch_line(seq: int, meta, condstore: bool) -> bytes:
+        # RFC 7162 §3.2: unsolicited flag updates carry MODSEQ once CONDSTORE is enabled
+        line = b"* %d FETCH (UID %d FLAGS %s" % (seq, meta.uid, response.flag_list(meta.flags))
+        if condstore:
+            line += b" MODSEQ (%d)" % meta.modseq
+        return line + b")\r\n"

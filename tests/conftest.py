@@ -1,0 +1,310 @@
+"""Shared fixtures: real engines, a real ``haven serve`` process, real sockets.
+
+* ``engine`` / ``store_url``: every engine the machine has.  MariaDB is at 127.0.0.1:3306 (root,
+  no password; override with HAVEN_TEST_MYSQL=mysql://user:pw@host:port/db).  When it cannot be
+  reached its tests are skipped with a loud reason, except with CI=true, where that is a failure.
+  HAVEN_TEST_ENGINES=sqlite (or mariadb) narrows the run.
+* ``haven``: a ``haven serve`` subprocess on free loopback ports with its own data dir (and its
+  own MariaDB database), one per test module and engine.
+* ``run``: drives a store coroutine on an in-process reactor thread (store contract tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from twisted.internet import asyncioreactor
+
+if "twisted.internet.reactor" not in sys.modules:
+    asyncioreactor.install(asyncio.new_event_loop())
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+MYSQL_URL = os.environ.get("HAVEN_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ENGINES = [e.strip() for e in os.environ.get("HAVEN_TEST_ENGINES", "sqlite,mariadb").split(",") if e.strip()]
+
+_mariadb_problem: list = []
+
+
+def _mysql_admin():
+    import pymysql
+    u = urlsplit(MYSQL_URL)
+    return pymysql.connect(host=u.hostname, port=u.port or 3306, user=u.username or "root",
+                           password=u.password or "", connect_timeout=5, autocommit=True)
+
+
+def mariadb_available() -> bool:
+    if _mariadb_problem:
+        return _mariadb_problem[0] is None
+    try:
+        _mysql_admin().close()
+        _mariadb_problem.append(None)
+    except Exception as e:  # noqa: BLE001 - any reason is reported
+        _mariadb_problem.append(f"{type(e).__name__}: {e}")
+    return _mariadb_problem[0] is None
+
+
+def pytest_report_header(config):
+    if "mariadb" not in ENGINES:
+        return "haven engines: sqlite only (HAVEN_TEST_ENGINES)"
+    if mariadb_available():
+        return f"haven engines: sqlite, mariadb ({MYSQL_URL})"
+    return f"haven engines: sqlite; MariaDB UNAVAILABLE at {MYSQL_URL}: {_mariadb_problem[0]}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if "mariadb" in ENGINES and not mariadb_available():
+        terminalreporter.write_sep("!", "MariaDB tests were SKIPPED: " + str(_mariadb_problem[0]), yellow=True)
+
+
+def require_engine(engine: str) -> None:
+    if engine == "mariadb" and not mariadb_available():
+        msg = f"MariaDB not reachable at {MYSQL_URL}: {_mariadb_problem[0]}"
+        if IN_CI:
+            pytest.fail("CI=true requires MariaDB. " + msg, pytrace=False)
+        pytest.skip(msg)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    require_engine(request.param)
+    return request.param
+
+
+def _new_mysql_database() -> str:
+    name = "haven_t_" + secrets.token_hex(4)
+    conn = _mysql_admin()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    conn.close()
+    return name
+
+
+def _drop_mysql_database(name: str) -> None:
+    try:
+        conn = _mysql_admin()
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()
+    except Exception:
+        pass
+
+
+def store_url_for(engine: str, data_dir: Path):
+    """(url, cleanup) for a fresh, empty database of ``engine``."""
+    if engine == "sqlite":
+        return f"sqlite:///haven.db", lambda: None
+    name = _new_mysql_database()
+    u = urlsplit(MYSQL_URL)
+    auth = u.username or "root"
+    if u.password:
+        auth += ":" + u.password
+    return f"mysql://{auth}@{u.hostname}:{u.port or 3306}/{name}", lambda: _drop_mysql_database(name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc=None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"haven serve exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open in {timeout}s")
+
+
+class HavenServer:
+    """A ``haven serve`` process with its own config, data dir and database."""
+
+    def __init__(self, tmp: Path, engine: str, overrides: dict | None = None):
+        self.tmp = tmp
+        self.engine = engine
+        self.data_dir = tmp / "data"
+        self.config_path = tmp / "haven.ini"
+        self.log_path = tmp / "haven.log"
+        self.imap = ("127.0.0.1", free_port())
+        self.lmtp = ("127.0.0.1", free_port())
+        self.url, self._cleanup_db = store_url_for(engine, self.data_dir)
+        sections = {
+            "server": {"hostname": "haven.test", "data_dir": str(self.data_dir)},
+            "store": {"url": self.url, "poll_interval": "0.2", "busy_timeout_ms": "1500"},
+            "auth": {"failure_delay": "0.05"},
+            "imap": {"listen": f"127.0.0.1:{self.imap[1]}"},
+            "lmtp": {"listen": f"127.0.0.1:{self.lmtp[1]}"},
+            "log": {"level": "info"},
+        }
+        for key, value in (overrides or {}).items():
+            section, _, name = key.partition(".")
+            sections.setdefault(section, {})[name] = value
+        self.config_path.write_text("".join(
+            f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items()) for s, kv in sections.items()))
+        self.proc = None
+        self._users = 0
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "haven.db"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.pop("HAVEN_CONFIG", None)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    def start(self) -> "HavenServer":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateways.cli", "--config", str(self.config_path),
+                                      "serve"], cwd=self.tmp, env=self.env(), stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.imap[1], self.proc)
+            wait_port(self.lmtp[1], self.proc)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError("haven serve did not start:\n" + self.log())
+        return self
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._cleanup_db()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def cli(self, *args, input: bytes = b"", check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(self.config_path), *args],
+                              input=input, capture_output=True, cwd=self.tmp, env=self.env(), timeout=60,
+                              check=check)
+
+    def new_user(self, name: str | None = None) -> tuple[str, str]:
+        self._users += 1
+        address = f"{name or 'user'}{self._users}-{secrets.token_hex(3)}@example.test"
+        password = "pw-" + secrets.token_hex(6)
+        result = self.cli("user", "add", address, "--password-stdin", input=password.encode() + b"\n")
+        assert result.returncode == 0, result.stderr.decode()
+        return address, password
+
+    def deliver(self, address: str, raw: bytes, sender: str = "sender@example.org") -> None:
+        with smtplib.LMTP(*self.lmtp, timeout=30) as lmtp:
+            refused = lmtp.sendmail(sender, [address], raw)
+            assert not refused, refused
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def haven(request, tmp_path_factory):
+    require_engine(request.param)
+    server = HavenServer(tmp_path_factory.mktemp(f"haven-{request.param}"), request.param)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def haven_factory(tmp_path_factory):
+    """Build extra servers with config overrides: ``haven_factory(engine, **{"store.x": "1"})``."""
+    made = []
+
+    def make(engine: str, start: bool = True, **overrides) -> HavenServer:
+        require_engine(engine)
+        server = HavenServer(tmp_path_factory.mktemp(f"haven-{engine}"), engine, overrides)
+        made.append(server)
+        return server.start() if start else server
+    yield make
+    for server in made:
+        server.close()
+
+
+# -- in-process reactor for store tests ------------------------------------------------------
+
+_reactor_thread: list = []
+
+
+def _ensure_reactor():
+    from twisted.internet import reactor
+    if not _reactor_thread:
+        t = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True,
+                             name="test-reactor")
+        t.start()
+        _reactor_thread.append(t)
+        deadline = time.monotonic() + 5
+        while not reactor.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return reactor
+
+
+@pytest.fixture(scope="session")
+def run():
+    """``run(coro_fn, *args)``: call an async function on the reactor thread and wait."""
+    from twisted.internet import defer, threads
+    reactor = _ensure_reactor()
+
+    def call(fn, *args, timeout=30, **kwargs):
+        return threads.blockingCallFromThread(reactor, lambda: defer.Deferred.fromCoroutine(fn(*args, **kwargs)))
+    return call
+
+
+@pytest.fixture
+def store(engine, tmp_path, run):
+    """A started SqlStore on a fresh database of each engine."""
+    from conf import load_config
+    from twisted.internet import threads
+    url, cleanup = store_url_for(engine, tmp_path)
+    cfg = tmp_path / "haven.ini"
+    cfg.write_text(f"[server]\ndata_dir = {tmp_path / 'data'}\n[store]\nurl = {url}\nsoftdelete_lifetime = 30\n")
+    config = load_config(str(cfg))
+    from store.sqlstore import open_store
+    st = open_store(config, poll_interval=0)
+    reactor = _ensure_reactor()
+    threads.blockingCallFromThread(reactor, st.start, reactor, False)
+
+    async def init():
+        await st.migrate()
+    run(init)
+    yield st
+    threads.blockingCallFromThread(reactor, st.stop)
+    st.db.stop()
+    cleanup()
