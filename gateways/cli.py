@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         return _run(config, args, raw)
     except (StartupError, ConfigError) as e:
         print(f"haven: {e}", file=sys.stderr)
-        return EX_CONFIG
+        return EX_TEMPFAIL if args.command == "deliver" else EX_CONFIG
     except errors.SchemaOutOfDate as e:
         print(f"haven: {e}", file=sys.stderr)
         return EX_CONFIG
@@ -133,7 +133,14 @@ def main(argv=None) -> int:
         return EX_TEMPFAIL
     except errors.StoreError as e:
         print(f"haven: {e}", file=sys.stderr)
-        return EX_DATAERR
+        return EX_TEMPFAIL if args.command == "deliver" else EX_DATAERR
+    except Exception:
+        if args.command != "deliver":
+            raise
+        # an MTA must retry rather than bounce when Haven itself failed
+        import logging
+        logging.getLogger("haven").exception("deliver failed")
+        return EX_TEMPFAIL
 
 
 def _run(config, args, raw) -> int:
@@ -143,8 +150,7 @@ def _run(config, args, raw) -> int:
     outcome = {}
 
     async def go():
-        store = await open_started_store(config, reactor, poll=False,
-                                         init_empty=not (args.command == "db"))
+        store = await open_started_store(config, reactor, poll=False, check_schema=args.command != "db")
         return await COMMANDS[args.command](store, args, raw)
 
     def done(result):

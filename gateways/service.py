@@ -29,16 +29,21 @@ class StartupError(Exception):
     """Start-up failed for a reason the admin can fix; the message says how."""
 
 
-async def open_started_store(config: Config, reactor, poll: bool = True, init_empty: bool = True):
+async def open_started_store(config: Config, reactor, poll: bool = True, init_empty: bool = True,
+                             check_schema: bool = True):
     """The store, started, with its schema checked (an empty database initialised)."""
-    from store.errors import SchemaOutOfDate
+    from store.errors import SchemaOutOfDate, TemporaryFailure
     from store.sqlstore import open_store
     store = open_store(config)
     store.start(reactor, poll=poll)
     try:
         current, latest = await store.schema_version()
+    except TemporaryFailure:
+        raise
     except Exception as e:
         raise StartupError(f"cannot open the store at [store] url ({config.store_url().engine}): {e}") from e
+    if not check_schema:
+        return store
     if current is None and init_empty:
         applied = await store.migrate()
         log.info("initialised an empty database (%s)", ", ".join(applied))

@@ -1,0 +1,123 @@
+"""The haven command as an admin and an MTA use it: real processes, real databases."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import HavenServer, ROOT
+
+MESSAGE = b"From: a@example.org\nSubject: piped\n\nhello over a pipe\n"
+
+
+@pytest.fixture
+def admin(engine, tmp_path):
+    """A configured but not running Haven (CLI only)."""
+    server = HavenServer(tmp_path, engine)
+    yield server
+    server.close()
+
+
+def test_user_lifecycle(admin):
+    r = admin.cli("user", "add", "Zed@Example.TEST", "--password-stdin", "--name", "Zed", input=b"pw\n")
+    assert r.returncode == 0 and b"created zed@example.test" in r.stdout
+    r = admin.cli("user", "add", "zed@example.test", "--password-stdin", input=b"pw\n")
+    assert r.returncode != 0 and b"already exists" in r.stderr
+    assert b"zed@example.test\tZed" in admin.cli("user", "list").stdout
+    assert admin.cli("user", "passwd", "zed@example.test", "--password-stdin", input=b"new\n").returncode == 0
+    r = admin.cli("user", "passwd", "nobody@example.test", "--password-stdin", input=b"new\n")
+    assert r.returncode != 0 and b"no account" in r.stderr
+    assert admin.cli("user", "add", "x@example.test", "--password-stdin", input=b"\n").returncode != 0
+    assert admin.cli("user", "del", "zed@example.test").returncode == 0
+    assert b"zed@" not in admin.cli("user", "list").stdout
+
+
+def test_deliver_exit_codes_and_alias(admin):
+    admin.cli("user", "add", "pipe@example.test", "--password-stdin", input=b"pw\n", check=True)
+    assert admin.cli("alias", "add", "postmaster@example.test", "pipe@example.test").returncode == 0
+    assert b"postmaster@example.test\tpipe@example.test" in admin.cli("alias", "list").stdout
+    for rcpt in ("pipe@example.test", "postmaster@example.test", "pipe+tag@example.test"):
+        r = admin.cli("deliver", "-f", "a@example.org", rcpt, input=MESSAGE)
+        assert r.returncode == 0, r.stderr
+    r = admin.cli("deliver", "nobody@example.test", input=MESSAGE)
+    assert r.returncode == 67 and b"no such user" in r.stderr
+    if admin.engine == "sqlite":
+        db = sqlite3.connect(admin.sqlite_path)
+        rows = db.execute("SELECT uid, size FROM messages ORDER BY uid").fetchall()
+        assert [r[0] for r in rows] == [1, 2, 3]
+        header = db.execute("SELECT header FROM messages WHERE uid = 1").fetchone()[0]
+        assert header.startswith(b"Return-Path: <a@example.org>\r\n") and b"\r\n\r\n" in header
+
+
+def test_deliver_temporary_failure_is_75(admin):
+    if admin.engine != "sqlite":
+        pytest.skip("locks the SQLite file")
+    admin.cli("user", "add", "busy@example.test", "--password-stdin", input=b"pw\n", check=True)
+    locker = sqlite3.connect(admin.sqlite_path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        r = admin.cli("deliver", "busy@example.test", input=MESSAGE)
+    finally:
+        locker.execute("ROLLBACK")
+    assert r.returncode == 75, r.stderr
+    assert locker.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+
+
+def test_out_of_date_schema_is_refused(admin):
+    admin.cli("user", "add", "old@example.test", "--password-stdin", input=b"pw\n", check=True)
+    if admin.engine == "sqlite":
+        db = sqlite3.connect(admin.sqlite_path)
+        db.execute("DELETE FROM applied_schema_deltas WHERE version = (SELECT MAX(version) FROM applied_schema_deltas)")
+        db.commit()
+    else:
+        import pymysql
+        from urllib.parse import urlsplit
+        u = urlsplit(admin.url)
+        conn = pymysql.connect(host=u.hostname, port=u.port, user=u.username, password=u.password or "",
+                               database=u.path.lstrip("/"), autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM applied_schema_deltas ORDER BY version DESC LIMIT 1")
+        conn.close()
+    proc = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(admin.config_path), "serve"],
+                          capture_output=True, timeout=60, cwd=admin.tmp, env=admin.env())
+    assert proc.returncode == 78
+    assert b"haven db migrate" in proc.stderr
+    assert b"run `haven db migrate`" in admin.cli("db", "status").stdout
+
+
+def test_config_errors_say_what_to_change(tmp_path):
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[imap]\nlisten = 127.0.0.1:1143\nlistne = x\n")
+    r = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(bad), "user", "list"],
+                       capture_output=True, cwd=ROOT)
+    assert r.returncode == 78 and b"unknown key 'listne' in [imap]" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(tmp_path / "missing.ini"), "user",
+                        "list"], capture_output=True, cwd=ROOT)
+    assert r.returncode == 78 and b"does not exist" in r.stderr
+    help_text = subprocess.run([sys.executable, "-m", "gateways.cli", "--help"], capture_output=True, cwd=ROOT).stdout
+    for command in (b"serve", b"db", b"user", b"alias", b"deliver", b"purge", b"recover"):
+        assert command in help_text
+
+
+def test_recover_and_purge(admin):
+    admin.cli("user", "add", "rec@example.test", "--password-stdin", input=b"pw\n", check=True)
+    admin.cli("deliver", "rec@example.test", input=MESSAGE, check=True)
+    if admin.engine != "sqlite":
+        pytest.skip("soft-deletes the row through the SQLite file")
+    db = sqlite3.connect(admin.sqlite_path)
+    db.execute("UPDATE messages SET deleted_at = 1000")  # a tombstone from long ago
+    db.commit()
+    listing = admin.cli("recover", "list", "rec@example.test").stdout.decode()
+    assert "INBOX" in listing and "piped" in listing
+    message_id = listing.split("\t")[0]
+    assert b"restored 1" in admin.cli("recover", "restore", "rec@example.test", message_id).stdout
+    assert db.execute("SELECT uid FROM messages WHERE deleted_at = 0").fetchall() == [(2,)]
+    r = admin.cli("purge")
+    assert r.returncode == 0 and b"purged 1 messages" in r.stdout  # the restored tombstone
+    db.execute("UPDATE messages SET deleted_at = 1000")
+    db.commit()
+    assert b"purged 1 messages, 0 folders, 1 blobs" in admin.cli("purge").stdout
+    assert not list((admin.data_dir / "blobs").glob("??/??/*.z"))
