@@ -1,31 +1,38 @@
 """MIME analysis for the store: raw RFC 822 bytes in, plain JSON-able data out.
 
-Used at delivery to cache ENVELOPE and body structure (so IMAP FETCH never opens the
-blob for them), by the IMAP gateway to serve BODY[section] by slicing the raw bytes at
-the cached offsets, and by SEARCH BODY/TEXT through decoded_text().
+Used at delivery to cache ENVELOPE and body structure (IMAP FETCH never opens the blob
+for them), by the IMAP gateway to serve BODY[section] by slicing the raw bytes at the
+cached offsets, and by SEARCH BODY/TEXT through decoded_text().
 
 Invariants
-- Pure: bytes in, lists/dicts/str/int/None out. No I/O, no SQL, no reactor. Safe to run
-  in a CPU pool.
-- analyze() never raises for any bytes (a last-resort guard catches the impossible; the
-  tests fuzz _analyze() without that guard so bugs are not hidden).
-- Every offset indexes the ORIGINAL raw bytes, also inside message/rfc822. For every
-  PART: header_start <= body_start <= end; children lie inside their parent's body,
-  in order, never overlapping; size == end - body_start.
-- Linear time: boundaries are found with bytes.find, each nesting level scans only its
-  own part once. Nesting is capped at MAX_DEPTH, entities at about MAX_PARTS; past a
-  cap the rest is one opaque part, so hostile input cannot exhaust recursion or memory.
-- Line endings may be CRLF, bare LF or mixed. A bare CR is ordinary data.
-- A header section ends at the first empty line only (as Dovecot does); a line without
-  a colon inside it is skipped, not taken as the start of the body.
+- Pure: bytes in; lists, dicts, str, int, None out. No I/O, SQL or reactor: CPU pool.
+- analyze() never raises for any bytes. A last-resort guard catches the impossible; the
+  tests fuzz _analyze(), which has no guard, so bugs are not hidden by it.
+- Every offset indexes the ORIGINAL raw bytes, inside message/rfc822 too. For each PART
+  header_start <= body_start <= end and size == end - body_start; children lie inside
+  their parent's body, in order, never overlapping.
+- Slicing for IMAP (RFC 3501 §6.4.5): HEADER = raw[:header_end], TEXT = raw[header_end:];
+  section n: BODY[n] = raw[body_start:end], BODY[n.MIME] = raw[header_start:body_start];
+  n.HEADER / n.TEXT of a message/rfc822 part are the header / body of
+  part["message"]["structure"] (whose header_start == the part's body_start).
+- Linear time: boundaries are found with bytes.find and each nesting level scans only its
+  own bytes. Nesting stops at MAX_DEPTH and entities at about MAX_PARTS; past a cap the
+  rest is one opaque part. Header sections are read up to _MAX_HEADER bytes and address
+  lists up to _MAX_ADDR_BYTES per message, so hostile input cannot exhaust CPU or memory.
+- Line endings may be CRLF, bare LF or mixed (RFC 2046 §5.1.1 delimiters either way); a
+  bare CR is ordinary data. A header section ends at the first empty line only (as in
+  Dovecot): a line without a colon is skipped, not taken as the start of the body.
+- Header strings are unfolded raw values, UTF-8 or else Latin-1 decoded; encoded-words
+  stay encoded (RFC 3501 §7.4.2); decode_header_value() decodes them (RFC 2047).
+- Parameters (RFC 2045 §5.1) are unquoted; RFC 2231 continuations are joined, and a value
+  that is non-ASCII after decoding stays in name*=utf-8''%XX form so it is IMAP-safe.
 
-Deliberately not done: decoding encoded-words in ENVELOPE (IMAP wants them raw,
-RFC 3501 §7.4.2); validating dates or addresses; uuencode; TNEF.
+Deliberately not done: validating dates or addresses; uuencode; TNEF; decoding of
+message/external-body or message/delivery-status (they are leaves, as in IMAP).
 """
 from __future__ import annotations
 
 import binascii
-import codecs
 import html
 import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes
@@ -261,15 +268,14 @@ def _part(ctx: _Ctx, h: dict, hs: int, bs: int, end: int, depth: int, digest: bo
     m = _DTYPE_RE.match(cd) if cd else None
     if m:
         disposition = [m.group(1).lower(), _parse_params(cd[m.end():])]
-    lang = h.get("content-language")
-    lang = [x.strip() for x in lang.split(",") if x.strip()] or None if lang else None
+    lang = [x.strip() for x in (h.get("content-language") or "").split(",") if x.strip()]
     is_msg = typ == "message" and sub in ("rfc822", "global")
     part = {"type": typ, "subtype": sub, "params": params,
             "id": h.get("content-id"), "description": h.get("content-description"),
             "encoding": (h.get("content-transfer-encoding") or "").upper() or "7BIT",
             "header_start": hs, "body_start": bs, "end": end, "size": end - bs,
             "lines": _lines(raw, bs, end) if typ == "text" or is_msg else None,
-            "md5": h.get("content-md5"), "disposition": disposition, "language": lang,
+            "md5": h.get("content-md5"), "disposition": disposition, "language": lang or None,
             "location": h.get("content-location"), "parts": None, "message": None}
     deeper = depth < MAX_DEPTH and ctx.left > 0
     if typ == "multipart":
@@ -331,8 +337,8 @@ def _split(raw: bytes, bs: int, end: int, boundary: bytes, limit: int) -> list:
 
 # -- envelope (RFC 3501 §7.4.2) -----------------------------------------------------------
 
-_ADDR_TOKEN = re.compile(r'[ \t\r\n]+|"(?:[^"\\]|\\.)*"?|\[[^\]]*\]?|[<>,:;@.]|'
-                         r'[^ \t\r\n"()<>,:;@.\[\]]+|.', re.S)
+_ADDR_TOKEN = re.compile(r'[ \t\r\n]+|\[[^\]]*\]?|[<>,:;@.]|[^ \t\r\n"()<>,:;@.\[\]]+|.', re.S)
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"?', re.S)           # may be unterminated
 
 
 def _addr_tokens(s: str) -> list:
@@ -357,14 +363,16 @@ def _addr_tokens(s: str) -> list:
             toks.append(("c", s[pos + 1:j - 1] if depth == 0 else s[pos + 1:]))
             pos = j
             continue
+        if c == '"':
+            m = _QUOTED.match(s, pos)
+            toks.append(("q", _QUOTED_PAIR.sub(r"\1", m.group(1))))
+            pos = m.end()
+            continue
         m = _ADDR_TOKEN.match(s, pos)
         t = m.group(0)
         pos = m.end()
         if c in " \t\r\n":
             toks.append(("w", " "))
-        elif c == '"':
-            toks.append(("q", _QUOTED_PAIR.sub(r"\1", t[1:-1] if len(t) > 1 and t.endswith('"')
-                                               and not t.endswith('\\"') else t[1:])))
         elif c in "<>,:;@.":
             toks.append(("s", t))
         else:
@@ -457,6 +465,10 @@ def _addresses(value):
     return out or None
 
 
+def _copy(addresses):
+    return [list(a) for a in addresses] if addresses else None
+
+
 def _envelope(h: dict, ctx: _Ctx) -> list:
     def addrs(name):
         v = h.get(name)
@@ -466,12 +478,9 @@ def _envelope(h: dict, ctx: _Ctx) -> list:
         return _addresses(v)
 
     frm = addrs("from")
-
-    def copy(addrs):
-        return [list(a) for a in addrs] if addrs else None
     # RFC 3501 §7.4.2: absent or empty Sender/Reply-To default to From.
     return [h.get("date"), h.get("subject"), frm,
-            addrs("sender") or copy(frm), addrs("reply-to") or copy(frm),
+            addrs("sender") or _copy(frm), addrs("reply-to") or _copy(frm),
             addrs("to"), addrs("cc"), addrs("bcc"),
             h.get("in-reply-to"), h.get("message-id")]
 
@@ -638,4 +647,4 @@ def decoded_text(raw: bytes, structure: dict, max_bytes: int = 4_000_000) -> str
                 left -= len(text)
     except Exception:
         pass
-    return "\n".join(out)
+    return "\n".join(out)[:max_bytes]
