@@ -121,7 +121,9 @@ class HavenInstance:
             while not wait_for_port(self.host, port, 0.5):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"haven did not open port {port}:\n{self.log_tail()}")
+                    tail = self.log_tail()
+                    last = tail.splitlines()[-1] if tail.strip() else "(empty log)"
+                    raise RuntimeError(f"haven did not open port {port} (log: {last})\n{tail}")
         self.pop3_listening = bool(self.pop3_port) and wait_for_port(self.host, self.pop3_port, 2)
 
     def stop(self, timeout: float = 15.0) -> None:

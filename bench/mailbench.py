@@ -31,28 +31,37 @@ SEARCH_WORD = "quetzalcoatl"
 
 
 def run_target(t: Target, messages: list[bytes], reps: int = 3) -> Results:
-    """Run every measurement against one server; the accounts must start empty."""
+    """Run every measurement against one server; the accounts must start empty.
+
+    A measurement that fails (protocol error, missing feature, timeout) becomes a FAILED
+    check and the next one still runs; only a failed LMTP delivery stops the run.
+    """
     res = Results()
     for user in (t.user, t.user2):
         c, exists = imap_session(t, user)
         c.logout()
         if exists:
-            raise SystemExit(f"{t.label}: {user} INBOX already holds {exists} messages; "
-                             "the benchmark needs empty accounts (use a fresh instance)")
+            raise RuntimeError(f"{t.label}: {user} INBOX already holds {exists} messages; "
+                               "the benchmark needs empty accounts (use a fresh instance)")
+    hits = corpus.rare_word_hits(len(messages))[SEARCH_WORD]
+    steps = [
+        ("IMAP LOGIN+SELECT", lambda: measure.imap_login_select(t, res, reps)),
+        ("IMAP FETCH metadata", lambda: measure.imap_fetch_metadata(t, len(messages), res, reps)),
+        ("IMAP FETCH bodies", lambda: measure.imap_fetch_bodies(t, messages, res, reps)),
+        ("IMAP SEARCH", lambda: measure.imap_search(t, SEARCH_WORD, hits, res, reps)),
+        ("IMAP STORE", lambda: measure.imap_store_flags(t, res, reps)),
+        ("IMAP IDLE", lambda: measure.imap_idle_latency(t, res)),
+        ("POP3", lambda: measure.pop3_measure(t, messages, res, reps)),
+    ]
     started = time.perf_counter()
     log(f"{t.label}: delivering {len(messages)} messages over LMTP")
     measure.lmtp_delivery(t, messages, res)
-    log(f"{t.label}: IMAP")
-    measure.imap_login_select(t, res, reps)
-    measure.imap_fetch_metadata(t, len(messages), res, reps)
-    measure.imap_fetch_bodies(t, messages, res, reps)
-    measure.imap_search(t, SEARCH_WORD, corpus.rare_word_hits(len(messages))[SEARCH_WORD],
-                        res, reps)
-    measure.imap_store_flags(t, res, reps)
-    log(f"{t.label}: IDLE")
-    measure.imap_idle_latency(t, res)
-    log(f"{t.label}: POP3")
-    measure.pop3_measure(t, messages, res, reps)
+    for name, step in steps:
+        log(f"{t.label}: {name}")
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 - reported as a failed check, run goes on
+            res.check(False, f"{name} raised {type(e).__name__}: {e}")
     log(f"{t.label}: done in {time.perf_counter() - started:.0f} s")
     return res
 
@@ -110,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     t = Target(a.label, a.lmtp, a.imap, a.user, a.password, a.user2 or default_user2(a.user),
                a.pop3)
     messages = corpus.generate(a.count, a.seed)
-    res = run_target(t, messages, a.reps)
+    try:
+        res = run_target(t, messages, a.reps)
+    except (RuntimeError, OSError) as e:
+        raise SystemExit(f"{a.label}: {type(e).__name__}: {e}")
     print(corpus_line(messages) + "\n")
     print(markdown_table({a.label: res}))
     if a.json:
