@@ -1,0 +1,84 @@
+"""Haven's IMAP4rev1 gateway (RFC 3501) on the shared store.
+
+Modules: ``framing`` (bytes -> complete commands, literals, limits), ``parser`` (command grammar,
+pure), ``search`` (search keys: grammar and evaluation), ``response`` (ENVELOPE/BODYSTRUCTURE
+and string serialization), ``fetch`` (FETCH rendering), ``session`` (the selected mailbox:
+sequence numbers, change reporting), ``protocol`` (the per-connection engine), ``cmd_*``
+(handlers ``do_VERB``), ``utf7`` (modified UTF-7 names).
+
+What it guarantees:
+* Extensions advertised and implemented: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
+  MOVE, UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED, LIST-STATUS,
+  CONDSTORE, QRESYNC, STATUS=SIZE, APPENDLIMIT, STARTTLS (when a TLS context is configured and
+  the transport is not TLS already), AUTH=PLAIN.
+* Every session sees other sessions' (and LMTP's) changes at its next command, and at once while
+  in IDLE: the push bus marks the session dirty, a ``changes_since`` query fills in the rest.
+* Limits: ``max_line_length`` (default 64 KiB; longer lines -> BAD), ``max_literal_size``
+  (APPEND; default the service's ``max_message_size``, 50 MiB; larger -> ``NO [TOOBIG]``, never
+  buffered), 64 KiB literals for other commands, autologout after ``idle_timeout`` seconds
+  (default 1800, RFC 3501 §5.4), ``login_timeout`` (default 60) before authentication.
+* ``allow_plaintext_auth = yes`` (default) allows LOGIN/AUTHENTICATE without TLS; with ``no``
+  only TLS connections and loopback peers may authenticate (LOGINDISABLED otherwise).
+
+Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
+no BINARY, CATENATE, MULTIAPPEND, ESEARCH, SORT, THREAD, COMPRESS, NOTIFY, METADATA, QUOTA, ACL,
+UTF8=ACCEPT; a single personal namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.protocol import Factory
+
+DEFAULT_MAX_MESSAGE = 50 * 1024 * 1024
+
+
+@dataclass
+class IMAPConfig:
+    max_line: int = 65536
+    max_literal_size: int = DEFAULT_MAX_MESSAGE
+    max_small_literal: int = 65536
+    idle_timeout: float = 1800.0
+    login_timeout: float = 60.0
+    allow_plaintext_auth: bool = True
+
+    @classmethod
+    def from_context(cls, ctx) -> "IMAPConfig":
+        from .protocol import yes
+        s = dict(ctx.settings or {})
+        limits = dict(ctx.limits or {})
+
+        def num(key, default):
+            value = s.get(key)
+            if value is None or str(value).strip() == "":
+                return default
+            try:
+                return type(default)(str(value).strip())
+            except ValueError:
+                raise ValueError("[imap] %s must be a number, not %r" % (key, value)) from None
+
+        return cls(
+            max_line=num("max_line_length", 65536),
+            max_literal_size=num("max_literal_size", int(limits.get("max_message_size") or DEFAULT_MAX_MESSAGE)),
+            idle_timeout=num("idle_timeout", 1800.0),
+            login_timeout=num("login_timeout", 60.0),
+            allow_plaintext_auth=yes(s.get("allow_plaintext_auth"), True),
+        )
+
+
+class IMAPFactory(Factory):
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.config = IMAPConfig.from_context(ctx)
+
+    def buildProtocol(self, addr):
+        from .protocol import IMAPServer
+        proto = IMAPServer(self.ctx, self.config)
+        proto.factory = self
+        return proto
+
+
+def make_factory(ctx) -> Factory:
+    """The service's entry point: a factory of IMAP connections on ``ctx.store``."""
+    return IMAPFactory(ctx)

@@ -211,8 +211,8 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
                 if self._waiter is not None and not self._queue:
                     d, self._waiter = self._waiter, None
                     d.callback(event.data)
-                else:
-                    self._enqueue(event, len(event.data))
+                    continue
+                self._enqueue(event, len(event.data))
                 if command_name(event.data[:100])[1] == "STARTTLS":
                     # discard anything pipelined after STARTTLS (command injection)
                     self._tls_pending = True

@@ -118,13 +118,15 @@ class DeliveryHandler:
                             peer=session.peer, hostname=self.hostname, queue_id=envelope.queue_id,
                             utf8=envelope.smtp_utf8) + envelope.content
         envelope.content = envelope.original_content = None  # one copy in memory is enough
-        commit = as_future(envelope.delivery.commit(raw), server.loop)
+        commit = None
         try:
+            commit = as_future(envelope.delivery.commit(raw), server.loop)
             # The commit runs to its end even if the client goes away meanwhile: a message is
             # either delivered or not, never cut off halfway by a disconnect.
             results = await asyncio.shield(commit)
         except asyncio.CancelledError:
-            commit.add_done_callback(lambda f: self._log_orphan(f, envelope, session, len(raw)))
+            if commit is not None:
+                commit.add_done_callback(lambda f: self._log_orphan(f, envelope, session, len(raw)))
             raise
         except errors.StoreError as err:
             log.warning("%s: commit failed: %s: %s", envelope.queue_id, type(err).__name__, err)
