@@ -242,5 +242,9 @@ class Database:
 
     def run_interaction(self, desc: str, fn: Callable, *args, **kwargs) -> defer.Deferred:
         """Deferred firing with ``fn(txn, *args)`` run in a DB pool thread."""
+        return self.run_in_pool(self.run_sync, desc, fn, *args, **kwargs)
+
+    def run_in_pool(self, fn: Callable, *args, **kwargs) -> defer.Deferred:
+        """Run a plain function on a DB pool thread (it may call :meth:`run_sync`)."""
         from twisted.internet import reactor
-        return threads.deferToThreadPool(reactor, self.pool, self.run_sync, desc, fn, *args, **kwargs)
+        return threads.deferToThreadPool(reactor, self.pool, fn, *args, **kwargs)

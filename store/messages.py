@@ -141,6 +141,12 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage) -> list:
     return results
 
 
+def deliver_batch_txn(txn: Txn, batch: list) -> list:
+    """Group commit: several deliveries ``[(recipients, msg), ...]`` in one transaction (one
+    fsync of the database for all of them).  Returns one :func:`deliver_txn` result each."""
+    return [deliver_txn(txn, recipients, msg) for recipients, msg in batch]
+
+
 def list_messages_txn(txn: Txn, folder_id: int) -> list:
     rows = txn.execute(f"SELECT {_META} FROM messages WHERE folder_id = ? AND deleted_at = 0 ORDER BY uid",
                        (folder_id,)).fetchall()
