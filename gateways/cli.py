@@ -217,7 +217,9 @@ async def cmd_db(store, args, raw) -> int:
 
 
 async def cmd_deliver(store, args, raw) -> int:
+    import logging
     from store import errors
+    log = logging.getLogger("haven.deliver")
     raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # pipe transports hand over LF lines
     if not raw.startswith(b"Return-Path:"):
         raw = b"Return-Path: <" + args.sender.encode("utf-8", "replace") + b">\r\n" + raw
@@ -232,6 +234,10 @@ async def cmd_deliver(store, args, raw) -> int:
             print(f"haven: {e}", file=sys.stderr)
             return EX_NOUSER
     results = await delivery.commit(raw)
+    for r in results:
+        log.info("deliver from=<%s> to=<%s> size=%d status=%s%s", args.sender, r.recipient.original, len(raw),
+                 "sent" if r.error is None else "failed", f" ({r.error})" if r.error else
+                 f" folder={r.folder} uid={r.uid}")
     failures = [r for r in results if r.error is not None]
     for r in failures:
         print(f"haven: {r.recipient.original}: {r.error}", file=sys.stderr)

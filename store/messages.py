@@ -129,7 +129,13 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage) -> list:
     ``(error or None, folder_name, uid, account_id, folder_id, modseq)``."""
     ensure_blob_txn(txn, msg)
     results = []
+    done: dict = {}
     for rcpt in recipients:
+        if rcpt.account_id in done:
+            # an alias and its target (or one address twice) in one transaction: one copy,
+            # and every RCPT gets the same answer
+            results.append(done[rcpt.account_id])
+            continue
         try:
             folder = get_folder_txn(txn, rcpt.account_id, INBOX)
         except errors.NotFound as e:
@@ -137,7 +143,8 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage) -> list:
             continue
         modseq = bump_modseq_txn(txn, rcpt.account_id)
         uid = insert_message_txn(txn, rcpt.account_id, folder.id, msg, modseq)
-        results.append((None, folder.name, uid, rcpt.account_id, folder.id, modseq))
+        done[rcpt.account_id] = (None, folder.name, uid, rcpt.account_id, folder.id, modseq)
+        results.append(done[rcpt.account_id])
     return results
 
 

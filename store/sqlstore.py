@@ -315,7 +315,7 @@ class SqlDelivery(Delivery):
             return [DeliveryResult(recipient=r, error=e) for r in self.recipients]
         results = await self.store.deliver_prepared(self.recipients, msg, raw)
         for r in results:
-            log.info("delivered from=<%s> to=<%s> account=%s folder=%s uid=%s size=%d%s", self.mail_from,
+            log.debug("delivered from=<%s> to=<%s> account=%s folder=%s uid=%s size=%d%s", self.mail_from,
                      r.recipient.original, r.recipient.address, r.folder, r.uid, len(raw),
                      f" error={r.error}" if r.error else "")
         return results

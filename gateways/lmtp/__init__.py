@@ -53,6 +53,14 @@ Deliberately not done here (yet)
   hop from a trusted MTA; bind it to loopback or a unix socket.
 * No reverse DNS in ``Received:`` (it would block or add latency); the MTA's own Received:
   line above ours has it.
+* A client that half-closes its socket (``shutdown(SHUT_WR)``) right after pipelining commands
+  loses the replies to them: aiosmtpd ends the session at EOF.  MTAs read their replies first.
+  A commit already running when that happens still completes (and is logged).
+
+aiosmtpd 1.4.6, for the record: its DATA reader only ends at CRLF "." CRLF (the 1.4.5 fix for
+CVE-2024-27305, SMTP smuggling) and discards, rather than buffers, data past
+``data_size_limit``; but it answers that (and any line over 1000 octets) with a single reply
+whatever the number of recipients, which puts an LMTP client out of step.  Hence our DATA.
 """
 
 from __future__ import annotations
