@@ -138,7 +138,7 @@ def wait_port(port: int, proc=None, timeout: float = 20.0) -> None:
 class HavenServer:
     """A ``haven serve`` process with its own config, data dir and database."""
 
-    def __init__(self, tmp: Path, engine: str, overrides: dict | None = None):
+    def __init__(self, tmp: Path, engine: str, overrides: dict | None = None, url: str | None = None):
         self.tmp = tmp
         self.engine = engine
         self.data_dir = tmp / "data"
@@ -146,7 +146,10 @@ class HavenServer:
         self.log_path = tmp / "haven.log"
         self.imap = ("127.0.0.1", free_port())
         self.lmtp = ("127.0.0.1", free_port())
-        self.url, self._cleanup_db = store_url_for(engine, self.data_dir)
+        if url is None:
+            self.url, self._cleanup_db = store_url_for(engine, self.data_dir)
+        else:  # another node on an existing database: the first node cleans it up
+            self.url, self._cleanup_db = url, lambda: None
         sections = {
             "server": {"hostname": "haven.test", "data_dir": str(self.data_dir)},
             "store": {"url": self.url, "poll_interval": "0.2", "busy_timeout_ms": "1500"},
@@ -248,9 +251,9 @@ def haven_factory(tmp_path_factory):
     """Build extra servers with config overrides: ``haven_factory(engine, **{"store.x": "1"})``."""
     made = []
 
-    def make(engine: str, start: bool = True, **overrides) -> HavenServer:
+    def make(engine: str, start: bool = True, url: str | None = None, **overrides) -> HavenServer:
         require_engine(engine)
-        server = HavenServer(tmp_path_factory.mktemp(f"haven-{engine}"), engine, overrides)
+        server = HavenServer(tmp_path_factory.mktemp(f"haven-{engine}"), engine, overrides, url=url)
         made.append(server)
         return server.start() if start else server
     yield make
