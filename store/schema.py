@@ -51,8 +51,7 @@ def _statements(sql: str, engine: str) -> list[str]:
 
 
 def current_version_txn(txn: Txn) -> int | None:
-    """Highest applied delta, 0 for a database with tables of Haven but no deltas table... or
-    None for an empty database (no deltas table)."""
+    """Highest applied delta (0 when the table is empty), or None for an empty database."""
     if txn.engine == "sqlite":
         exists = txn.scalar("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='applied_schema_deltas'")
     else:

@@ -1,0 +1,1 @@
+"""Numbered schema deltas (data files; see store/schema.py)."""
