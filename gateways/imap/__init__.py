@@ -15,10 +15,11 @@ What it guarantees:
   in IDLE: the push bus marks the session dirty, a ``changes_since`` query fills in the rest.
 * Limits: ``max_line_length`` (default 64 KiB; longer lines -> BAD), ``max_literal_size``
   (APPEND; default the service's ``max_message_size``, 50 MiB; larger -> ``NO [TOOBIG]``, never
-  buffered), 64 KiB literals for other commands, autologout after ``idle_timeout`` seconds
-  (default 1800, RFC 3501 §5.4), ``login_timeout`` (default 60) before authentication.
+  buffered), 64 KiB literals for other commands, autologout after ``idle_timeout`` minutes
+  (default 30, RFC 3501 §5.4), ``login_timeout`` seconds (default 60) before authentication.
 * ``allow_plaintext_auth = yes`` (default) allows LOGIN/AUTHENTICATE without TLS; with ``no``
-  only TLS connections and loopback peers may authenticate (LOGINDISABLED otherwise).
+  only TLS connections (STARTTLS or implicit) may authenticate: LOGINDISABLED is advertised and
+  LOGIN answers ``NO [PRIVACYREQUIRED]`` (RFC 3501 §6.2.3, RFC 5530).
 
 Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
 no BINARY, CATENATE, MULTIAPPEND, ESEARCH, SORT, THREAD, COMPRESS, NOTIFY, METADATA, QUOTA, ACL,
@@ -61,7 +62,7 @@ class IMAPConfig:
         return cls(
             max_line=num("max_line_length", 65536),
             max_literal_size=num("max_literal_size", int(limits.get("max_message_size") or DEFAULT_MAX_MESSAGE)),
-            idle_timeout=num("idle_timeout", 1800.0),
+            idle_timeout=num("idle_timeout", 30.0) * 60,  # minutes in haven.ini
             login_timeout=num("login_timeout", 60.0),
             allow_plaintext_auth=yes(s.get("allow_plaintext_auth"), True),
         )

@@ -22,7 +22,7 @@ from typing import Optional
 
 from store import mime
 
-from .parser import ParseError, Reader
+from .parser import Reader
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True), "DELETED": ("\\Deleted", True), "DRAFT": ("\\Draft", True),

@@ -1,0 +1,134 @@
+"""Handlers valid in any state and before authentication: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS,
+LOGIN, AUTHENTICATE PLAIN (with SASL-IR, RFC 4959), ENABLE (RFC 5161), NAMESPACE (RFC 2342).
+
+Invariants: authentication goes only through the twisted.cred portal; every failure answers the
+same ``NO [AUTHENTICATIONFAILED] Authentication failed.`` (no user enumeration; the checker
+already delays and throttles).  Passwords are never logged.
+
+Deliberately not done: SASL mechanisms other than PLAIN, proxy authorization (authzid must be
+empty or equal to the login).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+from twisted.cred.error import UnauthorizedLogin
+
+log = logging.getLogger("haven.imap")
+
+
+class AuthCommands:
+    async def do_CAPABILITY(self, cmd):
+        self.write(b"* CAPABILITY %s\r\n" % self.capabilities().encode())
+
+    async def do_NOOP(self, cmd):
+        if self.selected is not None:
+            # one cheap query even without a bus event: covers changes made by other processes
+            # before the store's poller noticed them
+            self.selected.dirty = True
+        return None
+
+    async def do_LOGOUT(self, cmd):
+        from .protocol import LOGOUT
+        self.write(b"* BYE Haven IMAP logging out\r\n")
+        self.state = LOGOUT
+        self._release_account()
+
+    async def do_ID(self, cmd):
+        params = cmd.args["params"]
+        if params:
+            log.info("imap %s: client id %s", self.peer,
+                     " ".join("%s=%r" % kv for kv in sorted(params.items())[:10]))
+        self.write(b'* ID ("name" "Haven" "vendor" "Haven")\r\n')
+
+    async def do_STARTTLS(self, cmd):
+        from .protocol import IMAPError
+        if self.ctx.tls is None or self.is_tls:
+            raise IMAPError("BAD", "STARTTLS is not available")
+        self.framer.reset()
+
+        def start():
+            self.transport.startTLS(self.ctx.tls)
+
+        self.after_reply = start
+        return "Begin TLS negotiation now"
+
+    async def do_LOGIN(self, cmd):
+        from .protocol import IMAPError
+        if not self.plaintext_auth_allowed():
+            raise IMAPError("NO", "Plaintext authentication is disabled; use STARTTLS", "PRIVACYREQUIRED")
+        user = cmd.args["user"].decode("utf-8", "replace")
+        password = cmd.args["password"].decode("utf-8", "replace")
+        return await self._authenticate(user, password)
+
+    async def do_AUTHENTICATE(self, cmd):
+        from .protocol import IMAPError
+        if cmd.args["mechanism"] != "PLAIN":
+            raise IMAPError("NO", "Unsupported authentication mechanism", "CANNOT")
+        if not self.plaintext_auth_allowed():
+            raise IMAPError("NO", "Plaintext authentication is disabled; use STARTTLS", "PRIVACYREQUIRED")
+        data = cmd.args["initial"]
+        if data is None:
+            self.write(b"+ \r\n")  # RFC 3501 §6.2.2: empty challenge for PLAIN
+            data = await self.next_line()
+            if data is None:
+                raise IMAPError("BAD", "Connection closed")
+        data = data.strip()
+        if data == b"*":
+            raise IMAPError("BAD", "Authentication cancelled")
+        if data == b"=":  # RFC 4959: empty initial response
+            data = b""
+        try:
+            decoded = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise IMAPError("BAD", "Invalid base64 in authentication data") from None
+        pieces = decoded.split(b"\0")
+        if len(pieces) != 3:
+            raise IMAPError("BAD", "Invalid PLAIN authentication data")
+        authzid, authcid, password = (p.decode("utf-8", "replace") for p in pieces)
+        if authzid and authzid != authcid:
+            raise IMAPError("NO", "Authentication failed.", "AUTHENTICATIONFAILED")
+        return await self._authenticate(authcid, password)
+
+    async def _authenticate(self, user: str, password: str):
+        from auth.cred import IAccount, PasswordCredentials
+        from .protocol import AUTH, IMAPError
+
+        try:
+            _iface, account, logout = await self.ctx.portal.login(
+                PasswordCredentials(user, password, self.peer), None, IAccount)
+        except UnauthorizedLogin:
+            log.info("imap %s: authentication failed for %r", self.peer, user[:100])
+            raise IMAPError("NO", "Authentication failed.", "AUTHENTICATIONFAILED") from None
+        if self._closed:
+            if logout:
+                logout()
+            return None
+        self.account = account
+        self._logout_cb = logout
+        self.state = AUTH
+        self._unsubscribe = self.store.bus.subscribe(account.id, self.on_change)
+        self.setTimeout(self.config.idle_timeout)
+        log.info("imap %s: %s logged in", self.peer, account.address)
+        return ("CAPABILITY %s" % self.capabilities(), "Logged in")
+
+    async def do_ENABLE(self, cmd):
+        enabled = []
+        for cap in cmd.args["capabilities"]:
+            if cap == "CONDSTORE":
+                if not self.condstore:
+                    enabled.append(cap)
+                self.condstore = True
+            elif cap == "QRESYNC":
+                # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
+                if not self.qresync:
+                    enabled.append(cap)
+                self.condstore = self.qresync = True
+        self.write(b"* ENABLED%s\r\n" % b"".join(b" " + c.encode() for c in enabled))
+
+    async def do_NAMESPACE(self, cmd):
+        # RFC 2342: one personal namespace, no other users', no shared
+        self.write(b'* NAMESPACE (("" "/")) NIL NIL\r\n')

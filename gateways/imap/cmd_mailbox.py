@@ -1,0 +1,319 @@
+"""Mailbox handlers: SELECT/EXAMINE (CONDSTORE, QRESYNC), CREATE (CREATE-SPECIAL-USE), DELETE,
+RENAME, SUBSCRIBE/UNSUBSCRIBE, LIST (LIST-EXTENDED, SPECIAL-USE, LIST-STATUS), LSUB, STATUS,
+APPEND (UIDPLUS APPENDUID, APPENDLIMIT), CLOSE, UNSELECT, CHECK.
+
+Invariants:
+* IMAP sees only folders of kind "mail"; a calendar or address book of the same name is
+  "nonexistent" to every command here (so DELETE can never remove a calendar).
+* Names cross the wire in modified UTF-7 (response.mailbox), the store keeps Unicode.
+* LIST always returns special-use attributes and \\HasChildren/\\HasNoChildren (RFC 6154 §2 and
+  RFC 5258 §4 allow it), which is what Thunderbird and mutt want.
+
+Deliberately not done: MULTIAPPEND, CATENATE, LIST "REMOTE" (no remote mailboxes), \\Marked.
+"""
+
+from __future__ import annotations
+
+import re
+
+from store import errors
+from store.interfaces import SPECIAL_USES
+
+from . import response
+from .parser import normalize_inbox
+from .session import SelectedMailbox
+
+_PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
+_SYSTEM = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+_NOSELECT = {"\\Noselect"}
+
+
+def _pattern_regex(pattern: str):
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.S)
+
+
+class MailboxCommands:
+    async def mail_folder(self, name: str):
+        folder = await self.store.get_folder(self.account.id, name)
+        if folder.kind != "mail":
+            raise errors.NotFound("No such mailbox")
+        return folder
+
+    def deselect(self, notify: bool) -> None:
+        from .protocol import AUTH
+        if self.selected is not None and notify:
+            # RFC 7162 §3.2.11: the old mailbox is closed before the new one is reported
+            self.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
+        self.selected = None
+        self.state = AUTH
+
+    # -- SELECT / EXAMINE ----------------------------------------------------------------------
+    async def do_SELECT(self, cmd, readonly: bool = False):
+        from .protocol import IMAPError, SELECTED
+        args = cmd.args
+        q = args["qresync"]
+        if q is not None and not self.qresync:
+            raise IMAPError("BAD", "QRESYNC parameter requires ENABLE QRESYNC")  # RFC 7162 §3.2.5
+        self.deselect(notify=True)
+        if args["condstore"]:
+            self.condstore = True  # RFC 7162 §3.1.8
+        folder = await self.mail_folder(args["mailbox"])
+        metas = await self.store.list_messages(folder.id)
+        sel = SelectedMailbox(folder, readonly, metas)
+        sel.dirty = True  # re-check once: closes the race between get_folder and list_messages
+        uidnext = max(folder.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
+        flags = " ".join([_SYSTEM] + sorted(sel.keywords()))
+        out = [b"* FLAGS (%s)\r\n" % flags.encode("utf-8", "replace")]
+        if readonly:
+            out.append(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
+        else:
+            out.append(b"* OK [PERMANENTFLAGS %s] Flags permitted\r\n" % _PERMANENT)
+        out.append(b"* %d EXISTS\r\n* 0 RECENT\r\n" % sel.count)
+        for i, uid in enumerate(sel.uids):
+            if "\\Seen" not in sel.metas[uid].flags:
+                out.append(b"* OK [UNSEEN %d] First unseen\r\n" % (i + 1))
+                break
+        out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % folder.uidvalidity)
+        out.append(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % uidnext)
+        out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(folder.highest_modseq, 1))
+        self.write(b"".join(out))
+        if q is not None and q["uidvalidity"] == folder.uidvalidity:
+            await self._qresync(sel, q)
+        self.selected = sel
+        self.state = SELECTED
+        return ("READ-ONLY" if readonly else "READ-WRITE", ("EXAMINE" if readonly else "SELECT") + " completed")
+
+    async def do_EXAMINE(self, cmd):
+        return await self.do_SELECT(cmd, readonly=True)
+
+    async def _qresync(self, sel: SelectedMailbox, q: dict) -> None:
+        """RFC 7162 §3.2.5.1: VANISHED (EARLIER) and FETCH for what changed since the client's modseq."""
+        from .seqset import format_set
+        changes = await self.store.changes_since(sel.folder.id, q["modseq"])
+        expunged = set(changes.expunged)
+        if q["known_uids"] is not None:
+            known = q["known_uids"]
+            expunged = {u for u in expunged if known.contains(u, max(expunged | {1}))}
+        expunged -= set(sel.metas)
+        out = []
+        if expunged:
+            out.append(b"* VANISHED (EARLIER) %s\r\n" % format_set(expunged).encode())
+        for meta in changes.updated:
+            seq = sel.seq_of(meta.uid)
+            if seq is not None:
+                sel.metas[meta.uid] = meta
+                out.append(sel.fetch_line(seq, meta, True))
+        self.write(b"".join(out))
+
+    async def do_CLOSE(self, cmd):
+        sel = self.selected
+        if not sel.readonly:
+            # RFC 3501 §6.4.2: expunge silently
+            await self.store.expunge(self.account.id, sel.folder.id)
+        self.deselect(notify=False)
+
+    async def do_UNSELECT(self, cmd):
+        self.deselect(notify=False)
+
+    async def do_CHECK(self, cmd):
+        self.selected.dirty = True
+
+    # -- CREATE / DELETE / RENAME / SUBSCRIBE --------------------------------------------------
+    async def do_CREATE(self, cmd):
+        from .protocol import IMAPError
+        name = cmd.args["mailbox"].rstrip("/")  # RFC 3501 §6.3.3: trailing delimiter
+        if not name or "//" in name:
+            raise IMAPError("NO", "Invalid mailbox name", "CANNOT")
+        if name == "INBOX":
+            raise IMAPError("NO", "INBOX always exists", "ALREADYEXISTS")
+        special = None
+        uses = cmd.args["special_use"]
+        if uses:
+            canon = {s.lower(): s for s in SPECIAL_USES}
+            if len(uses) != 1 or uses[0].lower() not in canon:
+                raise IMAPError("NO", "Unsupported special-use attribute", "USEATTR")  # RFC 6154 §3
+            special = canon[uses[0].lower()]
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            # RFC 3501 §6.3.3: create the superior names the new one needs
+            try:
+                await self.store.create_folder(self.account.id, "/".join(parts[:i]))
+            except errors.Exists:
+                pass
+        await self.store.create_folder(self.account.id, name, "mail", special)
+
+    async def do_DELETE(self, cmd):
+        from .protocol import IMAPError
+        name = cmd.args["mailbox"]
+        if name == "INBOX":
+            raise IMAPError("NO", "INBOX cannot be deleted", "CANNOT")
+        folder = await self.mail_folder(name)
+        await self.store.delete_folder(self.account.id, name)
+        if self.selected is not None and self.selected.folder.id == folder.id:
+            self.deselect(notify=True)
+
+    async def do_RENAME(self, cmd):
+        from .protocol import IMAPError
+        old, new = cmd.args["old"], cmd.args["new"].rstrip("/")
+        if not new or "//" in new:
+            raise IMAPError("NO", "Invalid mailbox name", "CANNOT")
+        if new == "INBOX":
+            raise IMAPError("NO", "INBOX already exists", "ALREADYEXISTS")
+        await self.mail_folder(old)
+        if old == new:
+            raise IMAPError("NO", "Mailbox already exists", "ALREADYEXISTS")
+        parts = new.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) == old:
+                raise IMAPError("NO", "Cannot rename a mailbox into itself", "CANNOT")
+        for i in range(1, len(parts)):
+            try:
+                await self.store.create_folder(self.account.id, "/".join(parts[:i]))
+            except errors.Exists:
+                pass
+        await self.store.rename_folder(self.account.id, old, new)
+
+    async def do_SUBSCRIBE(self, cmd):
+        await self.mail_folder(cmd.args["mailbox"])
+        await self.store.set_subscribed(self.account.id, cmd.args["mailbox"], True)
+
+    async def do_UNSUBSCRIBE(self, cmd):
+        await self.mail_folder(cmd.args["mailbox"])
+        await self.store.set_subscribed(self.account.id, cmd.args["mailbox"], False)
+
+    # -- LIST / LSUB -----------------------------------------------------------------------------
+    async def do_LIST(self, cmd, verb: bytes = b"LIST"):
+        args = cmd.args
+        select, returns = args["select"], set(args["returns"])
+        patterns = args["patterns"]
+        if verb == b"LIST" and len(patterns) == 1 and patterns[0] == "" and not select:
+            # RFC 3501 §6.3.8: the hierarchy delimiter and root
+            self.write(b'* LIST (\\Noselect) "/" ""\r\n')
+            return None
+        folders = await self.store.list_folders(self.account.id)
+        by_name = {f.name: f for f in folders}
+        children = set()
+        for name in by_name:
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                children.add("/".join(parts[:i]))
+        regexes = []
+        for p in patterns:
+            full = normalize_inbox(args["reference"] + p)
+            regexes.append((_pattern_regex(full), full.endswith("%")))
+        subscribed_only = "SUBSCRIBED" in select
+        special_only = "SPECIAL-USE" in select
+        recursive = "RECURSIVEMATCH" in select
+        show_subscribed = subscribed_only or "SUBSCRIBED" in returns
+        candidates = set(by_name) | children
+        out = []
+        for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
+            matched = [pct for rx, pct in regexes if rx.match(name)]
+            if not matched:
+                continue
+            folder = by_name.get(name)
+            attrs = []
+            extra = b""
+            if folder is None:
+                # only reachable as a hierarchy level with '%' (RFC 3501 §6.3.8)
+                if not any(matched) or special_only:
+                    continue
+                if subscribed_only:
+                    if not (recursive and self._has_subscribed_child(name, by_name)):
+                        continue
+                    extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
+                attrs.append("\\NonExistent" if select or returns else "\\Noselect")
+            else:
+                if special_only and not folder.special_use:
+                    continue
+                if subscribed_only and not folder.subscribed:
+                    if not (recursive and self._has_subscribed_child(name, by_name)):
+                        continue
+                    extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
+                if show_subscribed and folder.subscribed:
+                    attrs.append("\\Subscribed")
+                if folder.special_use:
+                    attrs.append(folder.special_use)
+            if verb == b"LIST":
+                attrs.append("\\HasChildren" if name in children else "\\HasNoChildren")
+            else:
+                attrs = [a for a in attrs if a != "\\Subscribed"]
+            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), response.mailbox(name), extra),
+                        folder))
+        if not args["status"]:
+            self.write(b"".join(line for line, _ in out))
+            return None
+        for line, folder in out:
+            self.write(line)
+            if folder is not None:
+                # RFC 5819: the STATUS of each selectable mailbox follows its LIST line
+                try:
+                    await self._status(folder.name, args["status"])
+                except errors.NotFound:
+                    pass
+        return None
+
+    def _has_subscribed_child(self, name: str, by_name: dict) -> bool:
+        prefix = name + "/"
+        return any(n.startswith(prefix) and f.subscribed for n, f in by_name.items())
+
+    async def do_LSUB(self, cmd):
+        return await self.do_LIST(cmd, b"LSUB")
+
+    # -- STATUS ------------------------------------------------------------------------------
+    async def do_STATUS(self, cmd):
+        await self._status(cmd.args["mailbox"], cmd.args["items"])
+
+    async def _status(self, name: str, items: list) -> None:
+        st = await self.store.folder_status(self.account.id, name)
+        folder = st.folder
+        if folder.kind != "mail":
+            raise errors.NotFound("No such mailbox")
+        values = []
+        for item in items:
+            if item == "MESSAGES":
+                v = st.messages
+            elif item == "RECENT":
+                v = 0
+            elif item == "UIDNEXT":
+                v = folder.uidnext
+            elif item == "UIDVALIDITY":
+                v = folder.uidvalidity
+            elif item == "UNSEEN":
+                v = st.unseen
+            elif item == "HIGHESTMODSEQ":
+                self.condstore = True  # RFC 7162 §3.1.8: STATUS HIGHESTMODSEQ enables CONDSTORE
+                v = max(folder.highest_modseq, 1)
+            elif item == "SIZE":
+                v = st.size
+            elif item == "DELETED":
+                v = st.deleted
+            else:  # APPENDLIMIT, RFC 7889
+                v = self.config.max_literal_size
+            values.append(b"%s %d" % (item.encode(), v))
+        self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name), b" ".join(values)))
+
+    # -- APPEND ------------------------------------------------------------------------------
+    async def do_APPEND(self, cmd):
+        from .protocol import IMAPError
+        args = cmd.args
+        raw = args["message"]
+        if len(raw) > self.config.max_literal_size:
+            raise IMAPError("NO", "Message too big", "TOOBIG")
+        if not raw:
+            raise IMAPError("NO", "Empty message", "CANNOT")
+        folder = await self.mail_folder(args["mailbox"])
+        flags = [f for f in args["flags"] if f != "\\Recent"]
+        uidvalidity, uid = await self.store.append_message(self.account.id, folder.id, raw, flags,
+                                                           args["internaldate"])
+        if self.selected is not None and self.selected.folder.id == folder.id:
+            self.selected.dirty = True  # RFC 3501 §6.3.11: report the new message with EXISTS
+        return ("APPENDUID %d %d" % (uidvalidity, uid), "APPEND completed")

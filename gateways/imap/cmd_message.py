@@ -1,0 +1,260 @@
+"""Selected-state message handlers: FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE (and their UID
+forms), IDLE.
+
+Invariants:
+* Message sets are resolved against the session's view (session.SelectedMailbox), so sequence
+  numbers mean what the client was last told; UIDs unknown to the session are ignored.
+* FETCH works in batches (a few hundred messages, a few dozen when bodies are read) and waits
+  for the transport to drain between batches: memory stays bounded for ``FETCH 1:* BODY[]``.
+* Messages expunged by another session meanwhile are left out of FETCH and the command ends
+  ``OK [EXPUNGEISSUED]`` (RFC 2180 §4.1.2 lets the server send what it can; RFC 5530 code).
+* CONDSTORE is enabled implicitly by MODSEQ/CHANGEDSINCE/UNCHANGEDSINCE use (RFC 7162 §3.1).
+
+Deliberately not done: ESEARCH, SORT/THREAD, COPY/MOVE across accounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from twisted.internet import defer
+
+from . import response
+from .fetch import FetchPlan
+from .parser import FetchItem
+from .search import Candidate, Context, run_search, uses_modseq
+from .seqset import format_pairs, format_set
+
+FETCH_BATCH = 250
+FETCH_BODY_BATCH = 25
+FETCH_BODY_BYTES = 16 << 20
+
+
+class MessageCommands:
+    def _writable(self):
+        from .protocol import IMAPError
+        if self.selected.readonly:
+            raise IMAPError("NO", "Mailbox is open read-only (EXAMINE)", "READ-ONLY")
+
+    # -- FETCH -------------------------------------------------------------------------------
+    async def do_FETCH(self, cmd):
+        from .protocol import IMAPError
+        sel = self.selected
+        args = cmd.args
+        uids = sel.resolve(args["set"], cmd.uid)
+        items = list(args["items"])
+        names = {i.name for i in items}
+        changedsince = args["changedsince"]
+        if cmd.uid and "UID" not in names:
+            items.insert(0, FetchItem("UID"))  # RFC 3501 §6.4.8
+        if changedsince is not None or "MODSEQ" in names:
+            self.condstore = True  # RFC 7162 §3.1.4
+        if "MODSEQ" not in names and (changedsince is not None or (self.condstore and "FLAGS" in names)):
+            # RFC 7162 §3.1.4.1 (CHANGEDSINCE implies MODSEQ) and §3.1.2 (once CONDSTORE is
+            # enabled, FETCH responses that carry FLAGS carry MODSEQ too)
+            items.append(FetchItem("MODSEQ"))
+        if args["vanished"]:
+            if not cmd.uid or not self.qresync:
+                raise IMAPError("BAD", "VANISHED needs UID FETCH and ENABLE QRESYNC")
+            await self._vanished_earlier(args["set"], changedsince)
+        plan = FetchPlan(items, sel.readonly)
+        missing = False
+        for chunk in self._batches(uids, plan.blob):
+            recs = await self.store.fetch_messages(sel.folder.id, chunk, envelope=plan.envelope,
+                                                   structure=plan.structure, header=plan.header)
+            if len(recs) < len(chunk):
+                missing = True
+            if changedsince is not None:
+                recs = [r for r in recs if r.meta.modseq > changedsince]
+            seen_changed = set()
+            if plan.sets_seen:
+                need = [r.meta.uid for r in recs if "\\Seen" not in r.meta.flags]
+                if need:
+                    res = await self.store.store_flags(self.account.id, sel.folder.id, need, "add", ["\\Seen"])
+                    new = {m.uid: m for m in res.updated}
+                    seen_changed = set(new)
+                    recs = [replace(r, meta=new[r.meta.uid]) if r.meta.uid in new else r for r in recs]
+            raws = {}
+            if plan.blob and recs:
+                try:
+                    blobs = await defer.gatherResults(
+                        [defer.Deferred.fromCoroutine(self.store.read_blob(r.blob_id)) for r in recs],
+                        consumeErrors=True)
+                except defer.FirstError as e:
+                    e.subFailure.raiseException()  # the store error itself, for the error table
+                raws = {r.meta.uid: b for r, b in zip(recs, blobs)}
+            out = []
+            for r in recs:
+                uid = r.meta.uid
+                seq = sel.seq_of(uid)
+                if seq is None:
+                    continue
+                if plan.has_flags or uid in seen_changed:
+                    cached = sel.metas.get(uid)
+                    if cached is not None and r.meta.modseq >= cached.modseq:
+                        sel.metas[uid] = r.meta  # the client now knows these flags
+                out.append(plan.render(seq, r, raws.get(uid), uid in seen_changed))
+            if out:
+                self.write(b"".join(out))
+                await self.drained()
+            if self._closed:
+                return None
+        if missing:
+            return ("EXPUNGEISSUED", "Some messages were expunged meanwhile")
+        return None
+
+    def _batches(self, uids: list, bodies: bool):
+        """Slices of ``uids``: FETCH_BATCH messages, or when bodies are read at most
+        FETCH_BODY_BATCH messages and about FETCH_BODY_BYTES octets (at least one message)."""
+        if not bodies:
+            for i in range(0, len(uids), FETCH_BATCH):
+                yield uids[i:i + FETCH_BATCH]
+            return
+        metas = self.selected.metas
+        chunk, size = [], 0
+        for uid in uids:
+            meta = metas.get(uid)
+            octets = meta.size if meta is not None else 0
+            if chunk and (len(chunk) >= FETCH_BODY_BATCH or size + octets > FETCH_BODY_BYTES):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(uid)
+            size += octets
+        if chunk:
+            yield chunk
+
+    async def _vanished_earlier(self, seqset, changedsince: int) -> None:
+        # RFC 7162 §3.2.6: UIDs in the set expunged since CHANGEDSINCE
+        sel = self.selected
+        changes = await self.store.changes_since(sel.folder.id, changedsince)
+        largest = max([sel.uids[-1] if sel.uids else 0] + list(changes.expunged))
+        gone = [u for u in changes.expunged if seqset.contains(u, largest) and u not in sel.metas]
+        if gone:
+            self.write(b"* VANISHED (EARLIER) %s\r\n" % format_set(gone).encode())
+
+    # -- STORE -------------------------------------------------------------------------------
+    async def do_STORE(self, cmd):
+        self._writable()
+        sel = self.selected
+        args = cmd.args
+        uids = sel.resolve(args["set"], cmd.uid)
+        flags = [f for f in args["flags"] if f != "\\Recent"]
+        unchanged = args["unchangedsince"]
+        if unchanged is not None:
+            self.condstore = True  # RFC 7162 §3.1.3
+        if not uids:
+            return None
+        res = await self.store.store_flags(self.account.id, sel.folder.id, uids, args["op"], flags, unchanged)
+        updated = {m.uid: m for m in res.updated}
+        sel.update_metas(res.updated)
+        failed = set(res.failed)
+        out = []
+        for uid in uids:
+            if uid in failed:
+                continue
+            seq = sel.seq_of(uid)
+            meta = updated.get(uid) or sel.metas.get(uid)
+            if seq is None or meta is None:
+                continue
+            if not args["silent"]:
+                items = [b"FLAGS " + response.flag_list(meta.flags)]
+            elif unchanged is not None and uid in updated:
+                items = []  # RFC 7162 §3.1.3: MODSEQ is sent even with .SILENT
+            else:
+                continue
+            if cmd.uid:
+                items.insert(0, b"UID %d" % uid)
+            if self.condstore:
+                items.append(b"MODSEQ (%d)" % meta.modseq)
+            out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
+        self.write(b"".join(out))
+        if failed:
+            nums = sorted(failed) if cmd.uid else sorted(filter(None, (sel.seq_of(u) for u in failed)))
+            return ("MODIFIED %s" % format_set(nums), "Conditional STORE failed")
+        return None
+
+    # -- SEARCH ------------------------------------------------------------------------------
+    async def do_SEARCH(self, cmd):
+        sel = self.selected
+        node = cmd.args["criteria"]
+        modseq = uses_modseq(node)
+        if modseq:
+            self.condstore = True
+        candidates = [Candidate(i + 1, sel.metas[u]) for i, u in enumerate(sel.uids)]
+        ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0)
+        matched = await run_search(self.store, sel.folder.id, candidates, node, ctx)
+        nums = [m.meta.uid if cmd.uid else m.seq for m in matched]
+        nums.sort()
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in nums)
+        if modseq and matched:
+            # RFC 7162 §3.1.5: the highest mod-sequence of the messages returned
+            line += b" (MODSEQ %d)" % max(m.meta.modseq for m in matched)
+        self.write(line + b"\r\n")
+
+    # -- COPY / MOVE / EXPUNGE -----------------------------------------------------------------
+    async def do_COPY(self, cmd):
+        sel = self.selected
+        uids = sel.resolve(cmd.args["set"], cmd.uid)
+        dest = await self.mail_folder(cmd.args["mailbox"])
+        if not uids:
+            return None
+        res = await self.store.copy_messages(self.account.id, sel.folder.id, uids, dest.id)
+        if dest.id == sel.folder.id:
+            sel.dirty = True
+        if not res.pairs:
+            return None
+        src = [p[0] for p in res.pairs]
+        dst = [p[1] for p in res.pairs]
+        # RFC 4315 §3: COPYUID uidvalidity source-set destination-set
+        return ("COPYUID %d %s %s" % (res.uidvalidity, format_pairs(src), format_pairs(dst)), "COPY completed")
+
+    async def do_MOVE(self, cmd):
+        self._writable()
+        sel = self.selected
+        uids = sel.resolve(cmd.args["set"], cmd.uid)
+        dest = await self.mail_folder(cmd.args["mailbox"])
+        if not uids:
+            return None
+        if dest.id == sel.folder.id:
+            from .protocol import IMAPError
+            raise IMAPError("NO", "Source and destination are the same mailbox", "CANNOT")
+        res = await self.store.move_messages(self.account.id, sel.folder.id, uids, dest.id)
+        src = [p[0] for p in res.pairs]
+        dst = [p[1] for p in res.pairs]
+        out = []
+        if res.pairs:
+            # RFC 6851 §4.3: COPYUID in an untagged OK before the expunges
+            out.append(b"* OK [COPYUID %d %s %s] Moved\r\n" % (res.uidvalidity, format_pairs(src).encode(),
+                                                                 format_pairs(dst).encode()))
+        out.append(sel.expunge_lines(src, self.qresync))
+        self.write(b"".join(out))
+        return None
+
+    async def do_EXPUNGE(self, cmd):
+        self._writable()
+        sel = self.selected
+        uids = None
+        if cmd.uid:
+            uids = sel.resolve(cmd.args["set"], True)  # RFC 4315 §2.1 UID EXPUNGE
+            if not uids:
+                return None
+        gone = await self.store.expunge(self.account.id, sel.folder.id, uids)
+        self.write(sel.expunge_lines(gone, self.qresync))
+        return None
+
+    # -- IDLE (RFC 2177) ---------------------------------------------------------------------
+    async def do_IDLE(self, cmd):
+        from .protocol import IMAPError
+        self.write(b"+ idling\r\n")
+        self.idling = True
+        try:
+            if self.selected is not None:
+                await self.sync(allow_expunge=True)
+            line = await self.next_line()
+        finally:
+            self.idling = False
+        if line is None:
+            return None
+        if line.strip().upper() != b"DONE":
+            raise IMAPError("BAD", "Expected DONE to end IDLE")
+        return "IDLE terminated"
