@@ -1,5 +1,8 @@
 """Content-addressed, compressed, single-instance message blobs on disk.
 
+(Small messages are not here: their compressed bytes live inline in the ``blobs`` row, see
+docs/store.md.  This module serves the large ones, and compresses for both.)
+
 Layout: ``data_dir/blobs/ab/cd/<sha256>.z`` where the name is the sha256 of the raw bytes and the
 file is a zlib stream of them.  Invariants:
 - A blob file is complete and fsynced (file and directory) before :meth:`BlobStore.write`
@@ -34,13 +37,23 @@ class BlobStore:
     def path(self, blob_id: str) -> Path:
         return self.root / blob_id[:2] / blob_id[2:4] / (blob_id + SUFFIX)
 
+    def compress(self, raw: bytes) -> bytes:
+        return zlib.compress(raw, self.level)
+
+    @staticmethod
+    def decompress(blob_id: str, data: bytes) -> bytes:
+        try:
+            return zlib.decompress(data)
+        except zlib.error as e:
+            raise errors.TemporaryFailure(f"message data {blob_id[:12]} is corrupt") from e
+
     def write(self, raw: bytes) -> tuple[str, int]:
         """Store ``raw``; returns ``(blob_id, stored_size)``.  Idempotent."""
         blob_id = blob_id_of(raw)
         path = self.path(blob_id)
         if path.exists():
             return blob_id, path.stat().st_size
-        data = zlib.compress(raw, self.level)
+        data = self.compress(raw)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{blob_id}.{os.getpid()}.{id(data)}.tmp")
@@ -69,10 +82,7 @@ class BlobStore:
             raise errors.NotFound(f"message data {blob_id[:12]} is missing") from None
         except OSError as e:
             raise errors.TemporaryFailure("cannot read message from disk") from e
-        try:
-            return zlib.decompress(data)
-        except zlib.error as e:
-            raise errors.TemporaryFailure(f"message data {blob_id[:12]} is corrupt") from e
+        return self.decompress(blob_id, data)
 
     def exists(self, blob_id: str) -> bool:
         return self.path(blob_id).exists()

@@ -40,6 +40,7 @@ class PreparedMessage:
 
     blob_id: str
     stored_size: int
+    inline: Optional[bytes]  # compressed bytes stored in the blobs row; None: a blob file
     size: int
     header: bytes
     envelope: str  # JSON
@@ -95,8 +96,14 @@ def _touch_folder(txn: Txn, folder_id: int, modseq: int) -> None:
 
 
 def ensure_blob_txn(txn: Txn, msg: PreparedMessage) -> None:
-    txn.insert_ignore("blobs", ("id", "size", "stored_size", "created_at"),
-                      (msg.blob_id, msg.size, msg.stored_size, int(time.time())))
+    txn.insert_ignore("blobs", ("id", "size", "stored_size", "created_at", "data"),
+                      (msg.blob_id, msg.size, msg.stored_size, int(time.time()), msg.inline))
+
+
+def inline_blob_txn(txn: Txn, blob_id: str) -> Optional[bytes]:
+    """The blob's inline compressed bytes, or None when it is stored as a file."""
+    row = txn.execute("SELECT data FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+    return bytes(row[0]) if row is not None and row[0] is not None else None
 
 
 def insert_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedMessage, modseq: int,

@@ -22,7 +22,7 @@ from store import errors
 from store import folders as F
 from store import messages as M
 from store import mime
-from store.blobs import BlobStore
+from store.blobs import BlobStore, blob_id_of
 from store.bus import LocalBus, ModseqPoller
 from store.engines import Database
 from store.interfaces import (INBOX, Account, ChangeEvent, Delivery, DeliveryResult, PurgeReport,
@@ -37,11 +37,13 @@ ORPHAN_GRACE = 3600
 
 class SqlStore(Store):
     def __init__(self, db: Database, data_dir: Path, softdelete_lifetime: float = 30,
-                 max_message_size: int = 50 * 1024 * 1024, poll_interval: float = 1.0):
+                 max_message_size: int = 50 * 1024 * 1024, poll_interval: float = 1.0,
+                 inline_blob_size: int = 65536):
         self.db = db
         self.blobs = BlobStore(Path(data_dir) / "blobs")
         self.softdelete_lifetime = softdelete_lifetime
         self.max_message_size = max_message_size
+        self.inline_blob_size = inline_blob_size
         self.bus = LocalBus()
         self.poller = ModseqPoller(self.bus, db, poll_interval)
         self.cpu = ThreadPool(minthreads=1, maxthreads=4, name="haven-cpu")
@@ -155,7 +157,15 @@ class SqlStore(Store):
         return await self._run("fetch_messages", M.fetch_messages_txn, folder_id, list(uids), envelope,
                                structure, header)
 
+    def _read_inline(self, blob_id: str) -> Optional[bytes]:
+        """DB pool thread: the decompressed inline bytes, or None for a blob file."""
+        inline = self.db.run_sync("read_blob", M.inline_blob_txn, blob_id)
+        return None if inline is None else self.blobs.decompress(blob_id, inline)
+
     async def read_blob(self, blob_id) -> bytes:
+        raw = await self.db.run_in_pool(self._read_inline, blob_id)
+        if raw is not None:
+            return raw
         try:
             return await self._cpu(self.blobs.read, blob_id)
         except errors.NotFound:
@@ -170,9 +180,14 @@ class SqlStore(Store):
         if len(raw) > self.max_message_size:
             raise errors.TooBig(f"message exceeds {self.max_message_size} bytes")
         info = mime.analyze(raw)
-        blob_id, stored = self.blobs.write(raw)
+        if len(raw) <= self.inline_blob_size:
+            inline = self.blobs.compress(raw)
+            blob_id, stored = blob_id_of(raw), len(inline)
+        else:
+            inline = None
+            blob_id, stored = self.blobs.write(raw)
         envelope = info["envelope"]
-        return M.PreparedMessage(blob_id=blob_id, stored_size=stored, size=len(raw),
+        return M.PreparedMessage(blob_id=blob_id, stored_size=stored, inline=inline, size=len(raw),
                                  header=raw[:info["header_end"]], envelope=json.dumps(envelope),
                                  structure=json.dumps(info["structure"]),
                                  subject=envelope[1] if envelope else None)
@@ -253,7 +268,7 @@ class SqlStore(Store):
         unreferenced blob; then its bytes are written again before anyone is told 250)."""
         rows = self.db.run_sync("deliver", M.deliver_batch_txn, [(r, m) for r, m, _raw, _w in batch])
         for _r, msg, raw, _w in batch:
-            if not self.blobs.exists(msg.blob_id):
+            if msg.inline is None and not self.blobs.exists(msg.blob_id):
                 log.warning("blob %s vanished during delivery; writing it again", msg.blob_id)
                 self.blobs.write(raw)
         return rows
@@ -332,4 +347,5 @@ def open_store(config, poll_interval: Optional[float] = None) -> SqlStore:
                   busy_timeout_ms=config.getint("store", "busy_timeout_ms"))
     return SqlStore(db, data_dir, softdelete_lifetime=config.getfloat("store", "softdelete_lifetime"),
                     max_message_size=config.getint("server", "max_message_size"),
-                    poll_interval=config.getfloat("store", "poll_interval") if poll_interval is None else poll_interval)
+                    poll_interval=config.getfloat("store", "poll_interval") if poll_interval is None else poll_interval,
+                    inline_blob_size=config.getint("store", "inline_blob_size"))

@@ -45,11 +45,14 @@ CREATE TABLE folders (
     UNIQUE (account_id, name, deleted_at)
 );
 
+-- A blob's compressed bytes are either inline in `data` (small messages: one fsync per
+-- delivery, the database's) or, when `data` is NULL, a file under data_dir/blobs/.
 CREATE TABLE blobs (
     id CHAR(64) NOT NULL PRIMARY KEY,
     size BIGINT NOT NULL,
     stored_size BIGINT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    data {blob}
 );
 
 CREATE TABLE messages (

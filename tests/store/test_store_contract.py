@@ -21,6 +21,20 @@ def msg(n: int) -> bytes:
     return MSG.replace(b"Hello there", b"Hello %d" % n).replace(b"<m1@", b"<m%d@" % n)
 
 
+def stored_blobs(store) -> tuple[int, int]:
+    """(rows in the blobs table, blob files on disk)."""
+    rows = store.db.run_sync("count", lambda txn: txn.scalar("SELECT COUNT(*) FROM blobs"))
+    return rows, len(list(store.blobs.all_ids()))
+
+
+@pytest.fixture(params=["inline", "file"])
+def blob_mode(request, store):
+    """Small messages live inline in the database; with inline_blob_size = 0 every one is a file."""
+    if request.param == "file":
+        store.inline_blob_size = 0
+    return request.param
+
+
 @pytest.fixture
 def account(store, run):
     return run(store.create_account, "bob@example.test", "x", "Bob")
@@ -135,7 +149,7 @@ def test_rename_moves_children_and_inbox_rule(store, run, account):
         run(store.delete_folder, account.id, "INBOX")
 
 
-def test_soft_delete_restore_and_purge(store, run, account):
+def test_soft_delete_restore_and_purge(store, run, account, blob_mode):
     inbox = run(store.get_folder, account.id, INBOX)
     run(store.append_message, account.id, inbox.id, MSG)
     run(store.store_flags, account.id, inbox.id, [1], "add", ["\\Deleted"])
@@ -149,27 +163,29 @@ def test_soft_delete_restore_and_purge(store, run, account):
     assert run(store.list_deleted, account.id) == []
     run(store.store_flags, account.id, inbox.id, [2], "add", ["\\Deleted"])
     run(store.expunge, account.id, inbox.id)
+    assert stored_blobs(store) == (1, 1 if blob_mode == "file" else 0)
     report = run(store.purge, 0)
     assert report.messages >= 1 and report.blobs == 1
-    assert list(store.blobs.all_ids()) == []
+    assert stored_blobs(store) == (0, 0)
 
 
-def test_single_instance_blobs_across_accounts(store, run, account):
+def test_single_instance_blobs_across_accounts(store, run, account, blob_mode):
     other = run(store.create_account, "carol@example.test", "x")
     delivery = store.begin_delivery("alice@example.org")
     run(delivery.add_recipient, "bob@example.test")
     run(delivery.add_recipient, "carol@example.test")
     results = run(delivery.commit, MSG)
     assert [r.error for r in results] == [None, None] and [r.uid for r in results] == [1, 1]
-    assert len(list(store.blobs.all_ids())) == 1
+    one = (1, 1 if blob_mode == "file" else 0)
+    assert stored_blobs(store) == one
     # deleting one account keeps the blob the other still references
     run(store.delete_account, "bob@example.test")
-    assert len(list(store.blobs.all_ids())) == 1
+    assert stored_blobs(store) == one
     inbox = run(store.get_folder, other.id, INBOX)
     [rec] = run(store.fetch_messages, inbox.id, [1])
     assert run(store.read_blob, rec.blob_id) == MSG
     run(store.delete_account, "carol@example.test")
-    assert list(store.blobs.all_ids()) == []
+    assert stored_blobs(store) == (0, 0)
 
 
 def test_events_published_after_commit(store, run, account):
