@@ -185,15 +185,16 @@ class LMTPServer(LMTP):
     async def _read_data(self, decoder: DataDecoder) -> None:
         """Feed the DATA stream to ``decoder`` until its end marker.
 
-        Reads whole CRLF-terminated lines (``readuntil(b"\\r\\n")``) and, for a line longer
-        than the reader's limit, its pieces (``read(consumed)``: asyncio never splits a CRLF
-        between two pieces), so the end marker is always the end of a read and nothing that
-        follows it (pipelined commands) is consumed here.
+        Reads up to and including the next ``"." CRLF`` (``readuntil``), or, past the reader's
+        limit, what can be consumed without splitting one (``read(consumed)``).  The end marker
+        CRLF "." CRLF (or "." CRLF as the first line) always ends with "." CRLF, so it is
+        always the end of a read and nothing after it (pipelined commands) is consumed here;
+        the decoder decides which "." CRLF is the end.  Reads are many lines long, not one.
         """
         since_reset = 0
         while True:
             try:
-                chunk = await self._reader.readuntil(b"\r\n")
+                chunk = await self._reader.readuntil(b".\r\n")
             except asyncio.LimitOverrunError as overrun:
                 chunk = await self._reader.read(overrun.consumed)
             except asyncio.IncompleteReadError as eof:  # eof_received normally cancels us first

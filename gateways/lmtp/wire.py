@@ -17,6 +17,7 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 #: the end of the mail data, as seen at the beginning of a line (RFC 5321 §4.1.1.4)
 _END = b".\r\n"
+_CRLF_END = b"\r\n.\r\n"
 
 
 class DataDecoder:
@@ -33,7 +34,7 @@ class DataDecoder:
     * Bare LF (LF not preceded by CR) is written out as CRLF; bare CR is kept as it came.  So the
       stored message has CRLF line endings wherever the sender meant a line break, and no byte
       other than an inserted CR differs from the wire.
-    * Memory is bounded: at most ``limit`` decoded octets are kept (plus a 2-octet carry).  Once
+    * Memory is bounded: at most ``limit`` decoded octets are kept (plus a 4-octet carry).  Once
       the message is over the limit the rest is read and discarded, ``too_big`` is set and
       ``size`` keeps counting.
 
@@ -58,44 +59,47 @@ class DataDecoder:
             raise ValueError("DataDecoder.feed() after the end of data")
         data = self._carry + bytes(chunk) if self._carry else bytes(chunk)
         self._carry = b""
-        pos, n = 0, len(data)
-        while pos < n:
-            if self._bol:
-                if data[pos] == 0x2E:  # "." at the beginning of a line
-                    head = data[pos:pos + 3]
-                    if head == _END:
-                        self.done = True
-                        return data[pos + 3:]
-                    if _END.startswith(head):  # "." or ".\r" at the end of the chunk
-                        self._carry = head
-                        return None
-                    pos += 1  # RFC 5321 §4.5.2: drop the transparency dot
-                self._bol = False
-                continue
-            eol = data.find(b"\r\n", pos)
-            if eol < 0:
-                end = n - 1 if data.endswith(b"\r") else n  # "\r" may pair with the next "\n"
-                self._emit(data[pos:end])
-                self._carry = data[end:]
+        if self._bol:
+            if data.startswith(_END):  # the data ends with its very first line
+                self.done = True
+                return data[3:]
+            if _END.startswith(data):  # "" / "." / ".\r": undecided until more arrives
+                self._carry = data
                 return None
-            self._emit(data[pos:eol + 2])
-            pos = eol + 2
-            self._bol = True
-        return None
+        end = data.find(_CRLF_END)
+        if end >= 0:
+            body, rest = data[:end + 2], data[end + 5:]
+        else:
+            # Hold back a tail that could be the start of CRLF "." CRLF (or a CR whose LF is in
+            # the next chunk), so every marker and every CRLF is seen whole in one piece.
+            keep = next((k for k in range(min(4, len(data)), 0, -1) if _CRLF_END.startswith(data[-k:])), 0)
+            body, rest = data[:len(data) - keep], None
+            self._carry = data[len(data) - keep:]
+        if body:
+            self._emit(body)
+        if rest is not None:
+            self.done = True
+        return rest
 
-    def _emit(self, segment: bytes) -> None:
-        # A segment never ends in a CR whose LF is in the next one (feed keeps such a CR in the
-        # carry), so a lookbehind inside the segment finds every bare LF.
-        if b"\n" in segment:
-            segment = _BARE_LF.sub(b"\r\n", segment)
-        self.size += len(segment)
+    def _emit(self, body: bytes) -> None:
+        # RFC 5321 §4.5.2: drop the transparency dot of every line that starts with one; a line
+        # starts after CRLF only (a "." after a bare LF stays).  Then bare LF -> CRLF.  ``body``
+        # never ends inside a CRLF or a CRLF "." (feed holds those back), so both rewrites see
+        # whole sequences.
+        if self._bol and body[:1] == b".":
+            body = body[1:]
+        self._bol = body.endswith(b"\r\n") or (not body and self._bol)
+        body = body.replace(b"\r\n.", b"\r\n")
+        if b"\n" in body:
+            body = _BARE_LF.sub(b"\r\n", body)
+        self.size += len(body)
         if self.too_big:
             return
         if self.limit is not None and self.size > self.limit:
             self.too_big = True
             self._parts.clear()  # RFC 5321 §4.5.3.1.10: read on, keep nothing
             return
-        self._parts.append(segment)
+        self._parts.append(body)
 
     def content(self) -> bytes:
         """The decoded message; empty when ``too_big``."""

@@ -98,10 +98,10 @@ def test_size_limit_discards_but_reads_to_the_end():
     dec = DataDecoder(limit=1000)
     for _ in range(50):
         assert dec.feed(line) is None
-    assert dec.too_big and dec.size == 5000
+    assert dec.too_big and dec.size >= 4998  # the last CRLF may still be held back
     assert sum(map(len, dec._parts)) == 0  # nothing kept once over the limit
     assert dec.feed(b".\r\nRSET\r\n") == b"RSET\r\n"
-    assert dec.content() == b""
+    assert dec.size == 5000 and dec.content() == b""
 
 
 def test_size_limit_is_inclusive():
