@@ -310,6 +310,8 @@ class Store:
         raise NotImplementedError
 
     async def changes_since(self, folder_id: int, modseq: int) -> Changes:
+        """Also answers for a folder deleted meanwhile (its messages are then all expunged);
+        NotFound only once the purge job removed it."""
         raise NotImplementedError
 
     async def append_message(self, account_id: int, folder_id: int, raw: bytes,

@@ -209,14 +209,18 @@ def _uid_chunks(txn: Txn, folder_id: int, uids):
 
 
 def changes_since_txn(txn: Txn, folder_id: int, modseq: int) -> Changes:
-    folder = get_folder_by_id_txn(txn, folder_id)
-    if folder.highest_modseq <= modseq:
-        return Changes(highest_modseq=folder.highest_modseq)
+    # A folder deleted meanwhile still answers: its messages come back as expunged, so a
+    # session that had it selected sees them go (rather than an error on every command).
+    highest = txn.scalar("SELECT highest_modseq FROM folders WHERE id = ?", (folder_id,))
+    if highest is None:
+        raise errors.NotFound("folder no longer exists")
+    if highest <= modseq:
+        return Changes(highest_modseq=highest)
     rows = txn.execute(f"SELECT {_META}, deleted_at FROM messages WHERE folder_id = ? AND modseq > ? ORDER BY uid",
                        (folder_id, modseq)).fetchall()
     updated = [_meta(r) for r in rows if r[6] == 0]
     expunged = [r[0] for r in rows if r[6] != 0]
-    return Changes(highest_modseq=folder.highest_modseq, updated=updated, expunged=expunged)
+    return Changes(highest_modseq=highest, updated=updated, expunged=expunged)
 
 
 def store_flags_txn(txn: Txn, account_id: int, folder_id: int, uids, op: str, flags, unchanged_since) -> tuple:

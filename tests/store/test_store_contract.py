@@ -251,3 +251,13 @@ def test_migrate_is_idempotent(store, run):
     assert run(store.migrate) == []
     current, latest = run(store.schema_version)
     assert current == latest >= 1
+
+
+def test_changes_of_a_deleted_folder_are_expunges(store, run, account):
+    f = run(store.create_folder, account.id, "Gone")
+    for n in range(2):
+        run(store.append_message, account.id, f.id, msg(n))
+    mark = run(store.get_folder, account.id, "Gone").highest_modseq
+    run(store.delete_folder, account.id, "Gone")
+    changes = run(store.changes_since, f.id, mark)
+    assert changes.expunged == [1, 2] and changes.updated == []

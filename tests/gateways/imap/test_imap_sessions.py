@@ -265,3 +265,19 @@ def test_plaintext_auth_disabled_and_autologout(haven_factory, haven):
     with pytest.raises((imaplib.IMAP4.abort, OSError)):
         c.noop()
         c.noop()
+
+
+def test_selected_folder_deleted_by_another_session(haven, user):
+    with Wire(haven.imap) as a, Wire(haven.imap) as b:
+        a.login(*user)
+        b.login(*user)
+        a.ok("CREATE Doomed")
+        a.ok("APPEND Doomed {20+}\r\nSubject: x\r\n\r\nbody\r\n")
+        a.ok("APPEND Doomed {20+}\r\nSubject: y\r\n\r\nbody\r\n")
+        a.ok("SELECT Doomed")
+        b.ok("DELETE Doomed")
+        # A's messages are gone from its view at the next command, not an error forever after
+        lines = a.ok("NOOP")
+        assert sum(1 for line in lines if line.endswith(b" EXPUNGE")) == 2, lines
+        assert a.ok("SEARCH ALL")[0].strip() == b"* SEARCH"
+        a.ok("SELECT INBOX")
