@@ -19,5 +19,6 @@ class GatewayContext:
     portal: Any  # twisted.cred.portal.Portal; log in with auth.cred.PasswordCredentials
     hostname: str
     settings: Mapping[str, str] = field(default_factory=dict)  # the gateway's own INI section
-    tls: Optional[Any] = None  # twisted CertificateOptions for STARTTLS, None when unavailable
+    tls: Optional[Any] = None  # twisted CertificateOptions for STARTTLS (Twisted gateways)
+    ssl_context: Optional[Any] = None  # the same certificate as a stdlib ssl.SSLContext (aiosmtpd)
     limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)

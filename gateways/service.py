@@ -12,6 +12,7 @@ Invariants
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -56,8 +57,8 @@ async def open_started_store(config: Config, reactor, poll: bool = True, init_em
     return store
 
 
-def tls_options(config: Config):
-    """CertificateOptions from [tls] cert/key, or a self-signed pair made in data_dir/tls/."""
+def tls_paths(config: Config) -> tuple[str, str]:
+    """[tls] cert and key, or a self-signed pair made in data_dir/tls/ on first use."""
     cert_path, key_path = config.get("tls", "cert"), config.get("tls", "key")
     if bool(cert_path) != bool(key_path):
         raise StartupError("[tls] cert and key must both be set (or both empty for a self-signed pair)")
@@ -67,11 +68,27 @@ def tls_options(config: Config):
         if not (os.path.exists(cert_path) and os.path.exists(key_path)):
             make_self_signed(config.hostname, Path(cert_path), Path(key_path))
             log.warning("made a self-signed certificate for %s in %s", config.hostname, tls_dir)
+    return cert_path, key_path
+
+
+def tls_options(cert_path: str, key_path: str):
+    """Twisted CertificateOptions (IMAP, POP3)."""
     try:
         pem = Path(cert_path).read_bytes() + b"\n" + Path(key_path).read_bytes()
         return ssl.PrivateCertificate.loadPEM(pem).options()
     except Exception as e:
         raise StartupError(f"cannot load [tls] cert={cert_path} key={key_path}: {e}") from e
+
+
+def ssl_context(cert_path: str, key_path: str):
+    """A stdlib server SSLContext from the same pair (aiosmtpd gateways)."""
+    import ssl as stdlib_ssl
+    context = stdlib_ssl.create_default_context(stdlib_ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert_path, key_path)
+    except (OSError, stdlib_ssl.SSLError) as e:
+        raise StartupError(f"cannot load [tls] cert={cert_path} key={key_path}: {e}") from e
+    return context
 
 
 def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
@@ -104,20 +121,31 @@ class Service:
         self.portal = None
         self.listeners = []  # twisted ports
         self.servers = []  # asyncio servers
+        self.spooler = None
+        self.tls = self.ssl_context = None
         self._purge: Optional[task.LoopingCall] = None
 
-    def context(self, section: str, tls) -> GatewayContext:
+    def context(self, section: str) -> GatewayContext:
         return GatewayContext(store=self.store, portal=self.portal, hostname=self.config.hostname,
-                              settings=self.config.section(section), tls=tls,
+                              settings=self.config.section(section), tls=self.tls,
+                              ssl_context=self.ssl_context,
                               limits={"max_message_size": self.config.getint("server", "max_message_size")})
 
     async def start(self) -> None:
         from auth.cred import make_portal
         self.store = await open_started_store(self.config, self.reactor)
         self.portal = make_portal(self.store, self.config)
-        tls = tls_options(self.config)
-        await self._start_imap(tls)
-        await self._start_lmtp()
+        cert, key = tls_paths(self.config)
+        self.tls, self.ssl_context = tls_options(cert, key), ssl_context(cert, key)
+        # Twisted gateways: make_factory(ctx) -> protocol.Factory
+        await self._start_twisted("imap", "gateways.imap")
+        await self._start_twisted("pop3", "gateways.pop3")
+        # aiosmtpd gateways: make_protocol_factory(ctx, implicit_tls=False) -> asyncio factory
+        await self._start_asyncio("lmtp", "gateways.lmtp", tls_key=None)
+        await self._start_asyncio("submission", "gateways.submission")
+        if self.config.listen("submission") or self.config.listen("submission", "tls_listen"):
+            from gateways.submission import start_spooler
+            self.spooler = start_spooler(self.context("submission"))
         hours = self.config.getfloat("store", "purge_interval")
         if hours > 0:
             self._purge = task.LoopingCall(self._run_purge)
@@ -139,23 +167,17 @@ class Service:
         self.listeners.append(port)
         log.info("listening on %s (%s)", where, key)
 
-    async def _start_imap(self, tls) -> None:
-        plain, secure = self.config.listen("imap"), self.config.listen("imap", "tls_listen")
+    async def _start_twisted(self, section: str, module: str) -> None:
+        plain, secure = self.config.listen(section), self.config.listen(section, "tls_listen")
         if not (plain or secure):
             return
-        from gateways.imap import make_factory
-        factory = make_factory(self.context("imap", tls))
+        factory = importlib.import_module(module).make_factory(self.context(section))
         if plain:
-            await self._listen_twisted("[imap] listen", plain, factory)
+            await self._listen_twisted(f"[{section}] listen", plain, factory)
         if secure:
-            await self._listen_twisted("[imap] tls_listen", secure, factory, tls=tls)
+            await self._listen_twisted(f"[{section}] tls_listen", secure, factory, tls=self.tls)
 
-    async def _start_lmtp(self) -> None:
-        where = self.config.listen("lmtp")
-        if not where:
-            return
-        from gateways.lmtp import make_protocol_factory
-        factory = make_protocol_factory(self.context("lmtp", None))
+    async def _listen_asyncio(self, key: str, where: ListenAddress, factory, ssl_context=None) -> None:
         loop = asyncio.get_event_loop()
         try:
             if where.kind == "unix":
@@ -163,15 +185,29 @@ class Service:
                 if os.path.exists(where.path):
                     os.unlink(where.path)
                 server = await defer.Deferred.fromFuture(asyncio.ensure_future(
-                    loop.create_unix_server(factory, where.path)))
+                    loop.create_unix_server(factory, where.path, ssl=ssl_context)))
                 os.chmod(where.path, 0o660)
             else:
                 server = await defer.Deferred.fromFuture(asyncio.ensure_future(
-                    loop.create_server(factory, where.host, where.port, reuse_address=True)))
+                    loop.create_server(factory, where.host, where.port, reuse_address=True, ssl=ssl_context)))
         except Exception as e:
-            raise StartupError(f"cannot listen on [lmtp] listen = {where}: {e}") from e
+            raise StartupError(f"cannot listen on {key} = {where}: {e}") from e
         self.servers.append(server)
-        log.info("listening on %s ([lmtp] listen)", where)
+        log.info("listening on %s (%s)", where, key)
+
+    async def _start_asyncio(self, section: str, module: str, tls_key: Optional[str] = "tls_listen") -> None:
+        plain = self.config.listen(section)
+        secure = self.config.listen(section, tls_key) if tls_key else None
+        if not (plain or secure):
+            return
+        gateway = importlib.import_module(module)
+        ctx = self.context(section)
+        if plain:
+            await self._listen_asyncio(f"[{section}] listen", plain, gateway.make_protocol_factory(ctx))
+        if secure:
+            await self._listen_asyncio(f"[{section}] {tls_key}", secure,
+                                       gateway.make_protocol_factory(ctx, implicit_tls=True),
+                                       ssl_context=self.ssl_context)
 
     def _run_purge(self):
         d = defer.Deferred.fromCoroutine(self.store.purge())
@@ -185,6 +221,8 @@ class Service:
             await port.stopListening()
         for server in self.servers:
             server.close()
+        if self.spooler is not None:
+            self.spooler.stop()
 
 
 def setup_logging(config: Config, verbose: bool = False) -> None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import secrets
 import signal
@@ -146,6 +147,12 @@ class HavenServer:
         self.log_path = tmp / "haven.log"
         self.imap = ("127.0.0.1", free_port())
         self.lmtp = ("127.0.0.1", free_port())
+        # POP3 (plain + implicit TLS) and submission (STARTTLS port + implicit TLS port) run
+        # whenever this checkout has those gateways
+        self.pop3, self.pop3s = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
+        self.submission, self.submissions = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
+        self.gateways = ["imap", "lmtp"] + [g for g in ("pop3", "submission")
+                                            if importlib.util.find_spec(f"gateways.{g}") is not None]
         if url is None:
             self.url, self._cleanup_db = store_url_for(engine, self.data_dir)
         else:  # another node on an existing database: the first node cleans it up
@@ -156,6 +163,11 @@ class HavenServer:
             "auth": {"failure_delay": "0.05"},
             "imap": {"listen": f"127.0.0.1:{self.imap[1]}"},
             "lmtp": {"listen": f"127.0.0.1:{self.lmtp[1]}"},
+            **({"pop3": {"listen": f"127.0.0.1:{self.pop3[1]}", "tls_listen": f"127.0.0.1:{self.pop3s[1]}"}}
+               if "pop3" in self.gateways else {}),
+            **({"submission": {"listen": f"127.0.0.1:{self.submission[1]}",
+                               "tls_listen": f"127.0.0.1:{self.submissions[1]}"}}
+               if "submission" in self.gateways else {}),
             "log": {"level": "info"},
         }
         for key, value in (overrides or {}).items():
@@ -182,8 +194,8 @@ class HavenServer:
                                       "serve"], cwd=self.tmp, env=self.env(), stdout=self._log,
                                      stderr=subprocess.STDOUT)
         try:
-            wait_port(self.imap[1], self.proc)
-            wait_port(self.lmtp[1], self.proc)
+            for name in self.gateways:
+                wait_port(getattr(self, name)[1], self.proc)
         except RuntimeError:
             self.stop()
             raise RuntimeError("haven serve did not start:\n" + self.log())
