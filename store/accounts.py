@@ -110,6 +110,7 @@ def set_password_hash_txn(txn: Txn, account_id: int, password_hash: str) -> None
 
 def add_alias_txn(txn: Txn, alias: str, address: str) -> None:
     account = get_account_txn(txn, address)
+    txn.insert_ignore("domains", ("name", "created_at"), (alias.rpartition("@")[2], int(time.time())))
     if txn.scalar("SELECT COUNT(*) FROM accounts WHERE address = ?", (alias,)):
         raise errors.Exists(f"{alias} is an account")
     try:
@@ -144,3 +145,8 @@ def resolve_recipient_txn(txn: Txn, original: str) -> Recipient:
     if row is None or row[3]:
         raise errors.NotFound(f"no such user: {address}")
     return Recipient(account_id=row[0], address=row[1], original=original, detail=detail or None)
+
+
+def is_local_domain_txn(txn: Txn, domain: str) -> bool:
+    """A domain is local when an account or alias was ever created in it."""
+    return bool(txn.scalar("SELECT COUNT(*) FROM domains WHERE name = ?", (domain.strip().lower(),)))

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from twisted.internet.defer import Deferred
 
@@ -261,6 +261,11 @@ class Store:
         """See :meth:`Delivery.add_recipient`."""
         raise NotImplementedError
 
+    async def is_local_domain(self, domain: str) -> bool:
+        """True when mail for ``domain`` is Haven's own (an account or alias exists in it), so an
+        unknown user there is a 550, not a relay."""
+        raise NotImplementedError
+
     # -- folders ---------------------------------------------------------------------------
     async def list_folders(self, account_id: int, kind: Optional[str] = "mail") -> list:
         """Live folders of the account (all kinds when ``kind`` is None), sorted by name."""
@@ -309,6 +314,47 @@ class Store:
         """The raw message bytes.  Raises NotFound if the blob is missing (logged loudly)."""
         raise NotImplementedError
 
+    # -- batched reads: correct but slow defaults on the methods above; a backend overrides
+    # -- them with one pool hop per batch (IMAP FETCH of bodies, SEARCH BODY/TEXT) -----------
+    async def read_blobs(self, blob_ids: Iterable[str], prefix: Optional[Mapping[str, int]] = None) -> dict:
+        """``{blob_id: raw bytes}`` for every blob of ``blob_ids``, read as one batch.
+
+        ``prefix`` may map a blob id to the number of leading octets the caller needs; that
+        value may then end there (never sooner, unless the message does), which saves inflating
+        what follows, e.g. attachments after the text.  Raises NotFound if a blob is missing."""
+        return {blob_id: await self.read_blob(blob_id) for blob_id in dict.fromkeys(blob_ids)}
+
+    async def fetch_messages_with_bodies(self, folder_id: int, uids: Sequence[int], envelope: bool = False,
+                                         structure: bool = False, header: bool = False) -> list:
+        """:meth:`fetch_messages` with each message's raw bytes: ``[(MessageRecord, bytes)]``,
+        ascending by UID, live messages only.  For messages stored inline in the database this is
+        one pool hop in all.  Raises NotFound if a blob is missing."""
+        recs = await self.fetch_messages(folder_id, uids, envelope, structure, header)
+        raws = await self.read_blobs(r.blob_id for r in recs)
+        return [(r, raws[r.blob_id]) for r in recs]
+
+    async def search_text(self, folder_id: int, uids: Sequence[int], needles: Iterable[str]) -> dict:
+        """The full-text part of IMAP SEARCH BODY/TEXT (RFC 3501 §6.4.4: case-insensitive
+        substring): ``{uid: frozenset of the needles found}`` for the live messages among ``uids``.
+
+        ``needles`` are casefolded ``str``, looked for in :func:`store.mime.decoded_text`
+        casefolded (every text/* body transfer- and charset-decoded, HTML tags stripped, headers
+        of encapsulated messages), see :func:`store.mime.find_text`.  Runs off the reactor; a
+        backend may answer from an index instead of scanning."""
+        from twisted.internet import threads
+
+        from store import mime
+
+        needles = frozenset(needles)
+        recs = await self.fetch_messages(folder_id, uids, structure=True)
+        raws = await self.read_blobs(r.blob_id for r in recs)
+
+        def scan() -> dict:
+            return {r.meta.uid: mime.find_text(raws[r.blob_id], r.structure or
+                                               mime.analyze(raws[r.blob_id])["structure"], needles)
+                    for r in recs}
+        return await threads.deferToThread(scan)
+
     async def changes_since(self, folder_id: int, modseq: int) -> Changes:
         """Also answers for a folder deleted meanwhile (its messages are then all expunged);
         NotFound only once the purge job removed it."""
@@ -341,8 +387,49 @@ class Store:
         returns their UIDs ascending."""
         raise NotImplementedError
 
+    async def delete_messages(self, account_id: int, folder_id: int, uids: Sequence[int]) -> list:
+        """Soft-deletes the live messages among ``uids`` whatever their flags (POP3 DELE at
+        QUIT); returns their UIDs ascending.  Other sessions see them expunged."""
+        raise NotImplementedError
+
     # -- delivery --------------------------------------------------------------------------
     def begin_delivery(self, mail_from: str) -> Delivery:
+        raise NotImplementedError
+
+    # -- outbound queue (SMTP submission) --------------------------------------------------
+    # OutboundMessage / OutboundRecipient are defined in store.queue (plain dataclasses):
+    # id, account_id, mail_from, blob_id, size, created_at, recipients[id, address, status
+    # ("queued" | "sent" | "failed" | "expired"), attempts, next_attempt, last_error].
+    async def enqueue_outbound(self, account_id: int, mail_from: str, recipients: Sequence[str],
+                               raw: bytes) -> int:
+        """Durably queue ``raw`` for remote ``recipients`` (blob fsynced, rows committed before
+        it returns); returns the queue id.  Raises TooBig, TemporaryFailure."""
+        raise NotImplementedError
+
+    async def take_due_outbound(self, limit: int = 50) -> list:
+        """Messages with recipients due for an attempt (only those recipients), leased to the
+        caller for ``store.queue.LEASE`` seconds so no other spooler takes them meanwhile."""
+        raise NotImplementedError
+
+    async def record_outbound_attempt(self, queue_id: int, outcomes: dict) -> list:
+        """``outcomes``: recipient id -> (status, error or None, next attempt time or None).
+        When no recipient is left queued the message leaves the queue; then returns every
+        recipient's final state (for the DSN), else an empty list."""
+        raise NotImplementedError
+
+    async def list_outbound(self) -> list:
+        raise NotImplementedError
+
+    async def get_outbound(self, queue_id: int):
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    async def retry_outbound(self, queue_id: Optional[int] = None) -> int:
+        """Make queued recipients (of one message, or all) due now; returns how many."""
+        raise NotImplementedError
+
+    async def delete_outbound(self, queue_id: int) -> None:
+        """Drop a message from the queue without a DSN.  Raises NotFound."""
         raise NotImplementedError
 
     # -- soft-delete lifecycle -------------------------------------------------------------

@@ -63,16 +63,28 @@ def encode_flags(flags: Iterable[str]) -> tuple[int, list]:
     return bits, keywords
 
 
+#: (sysflags, keywords) -> flags: a mailbox has few distinct combinations, and SELECT and FETCH
+#: of thousands of messages then share one frozenset each instead of building it per row
+_FLAG_SETS: dict = {}
+
+
 def decode_flags(bits: int, keywords: str) -> frozenset:
-    out = {name for bit, name in _NAMES.items() if bits & bit}
-    if keywords:
-        out.update(keywords.split(" "))
-    return frozenset(out)
+    key = (bits, keywords)
+    flags = _FLAG_SETS.get(key)
+    if flags is None:
+        out = {name for bit, name in _NAMES.items() if bits & bit}
+        if keywords:
+            out.update(keywords.split(" "))
+        flags = frozenset(out)
+        if len(_FLAG_SETS) >= 4096:
+            _FLAG_SETS.clear()
+        _FLAG_SETS[key] = flags
+    return flags
 
 
 def _meta(row) -> MessageMeta:
-    return MessageMeta(uid=row[0], modseq=row[1], flags=decode_flags(row[2], row[3]),
-                       internaldate=row[4], size=row[5])
+    # positional (uid, modseq, flags, internaldate, size): cheaper than keywords, per row
+    return MessageMeta(row[0], row[1], decode_flags(row[2], row[3]), row[4], row[5])
 
 
 def bump_modseq_txn(txn: Txn, account_id: int) -> int:
@@ -180,10 +192,10 @@ def fetch_messages_txn(txn: Txn, folder_id: int, uids, envelope: bool, structure
         sql, args = part
         for r in txn.execute(f"SELECT {', '.join(cols)} FROM messages WHERE folder_id = ? AND deleted_at = 0 "
                              f"AND {sql} ORDER BY uid", [folder_id, *args]).fetchall():
-            out.append(MessageRecord(meta=_meta(r), blob_id=r[6],
-                                     envelope=json.loads(r[7]) if r[7] else None,
-                                     structure=json.loads(r[8]) if r[8] else None,
-                                     header=bytes(r[9]) if r[9] is not None else None))
+            # positional (meta, blob_id, envelope, structure, header): this runs per message
+            out.append(MessageRecord(_meta(r), r[6], json.loads(r[7]) if r[7] else None,
+                                     json.loads(r[8]) if r[8] else None,
+                                     bytes(r[9]) if r[9] is not None else None))
     out.sort(key=lambda m: m.meta.uid)
     return out
 
@@ -302,6 +314,20 @@ def expunge_txn(txn: Txn, account_id: int, folder_id: int, uids) -> tuple[list, 
     if uids is not None:
         wanted = set(int(u) for u in uids)
         rows = [r for r in rows if r[0] in wanted]
+    return _soft_delete_txn(txn, account_id, folder_id, rows)
+
+
+def delete_messages_txn(txn: Txn, account_id: int, folder_id: int, uids) -> tuple[list, Optional[int]]:
+    """Soft-delete the live messages among ``uids`` whatever their flags (POP3 DELE)."""
+    rows = []
+    for sql, args in _uid_chunks(txn, folder_id, uids):
+        rows += txn.execute(f"SELECT uid, id FROM messages WHERE folder_id = ? AND deleted_at = 0 AND {sql}",
+                            [folder_id, *args]).fetchall()
+    return _soft_delete_txn(txn, account_id, folder_id, rows)
+
+
+def _soft_delete_txn(txn: Txn, account_id: int, folder_id: int, rows) -> tuple[list, Optional[int]]:
+    """``rows`` are (uid, id) of live messages of the folder."""
     if not rows:
         return [], None
     modseq = bump_modseq_txn(txn, account_id)
@@ -379,11 +405,13 @@ def purge_txn(txn: Txn, cutoff: int) -> tuple[int, int, list]:
 
 
 def drop_unreferenced_blobs_txn(txn: Txn, blob_ids) -> list:
-    """Delete blob rows no message references any more; returns their ids (the caller removes
-    the files after commit).  The reference count is the indexed count of message rows."""
+    """Delete blob rows nothing references any more; returns their ids (the caller removes the
+    files after commit).  The reference count is the indexed count of message rows and
+    outbound queue entries."""
     gone = []
     for blob_id in blob_ids:
-        if not txn.scalar("SELECT COUNT(*) FROM messages WHERE blob_id = ?", (blob_id,)):
+        if not (txn.scalar("SELECT COUNT(*) FROM messages WHERE blob_id = ?", (blob_id,))
+                or txn.scalar("SELECT COUNT(*) FROM outbound_queue WHERE blob_id = ?", (blob_id,))):
             txn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
             gone.append(blob_id)
     return gone
@@ -394,3 +422,45 @@ def known_blob_ids_txn(txn: Txn, blob_ids) -> set:
     for part in chunks(list(blob_ids)):
         known.update(r[0] for r in txn.execute(f"SELECT id FROM blobs WHERE id IN {txn.in_list(part)}", part).fetchall())
     return known
+
+
+# -- batched reads for the IMAP hot paths (FETCH bodies, SEARCH text), see SqlStore ----------
+
+def blob_data_txn(txn: Txn, blob_ids) -> dict:
+    """``{blob id: inline compressed bytes, or None for a blob file}`` for the blob rows among
+    ``blob_ids``; ids without a row are left out."""
+    out = {}
+    for part in chunks(list(blob_ids)):
+        for r in txn.execute(f"SELECT id, data FROM blobs WHERE id IN {txn.in_list(part)}", part).fetchall():
+            out[r[0]] = bytes(r[1]) if r[1] is not None else None
+    return out
+
+
+def fetch_messages_with_data_txn(txn: Txn, folder_id: int, uids, envelope: bool, structure: bool,
+                                 header: bool, cached=None) -> tuple[list, dict, dict]:
+    """:func:`fetch_messages_txn` and the :func:`blob_data_txn` of its blobs, in one transaction:
+    ``(records, {blob id: raw}, {blob id: inline data or None})``.  ``cached(blob_id)`` may give
+    the raw bytes of a blob already at hand (second dict); those are not read again."""
+    recs = fetch_messages_txn(txn, folder_id, uids, envelope, structure, header)
+    have, want = {}, set()
+    for r in recs:
+        raw = cached(r.blob_id) if cached is not None else None
+        if raw is not None:
+            have[r.blob_id] = raw
+        else:
+            want.add(r.blob_id)
+    return recs, have, blob_data_txn(txn, want)
+
+
+def text_sources_txn(txn: Txn, folder_id: int, uids) -> list:
+    """``(uid, blob_id, structure JSON or None, inline compressed bytes or None)`` of the live
+    messages among ``uids``, ascending by UID (None bytes: a blob file, or a missing blob)."""
+    out = []
+    for sql, args in _uid_chunks(txn, folder_id, uids):
+        for r in txn.execute("SELECT m.uid, m.blob_id, m.structure, b.data FROM messages m "
+                             "LEFT JOIN blobs b ON b.id = m.blob_id "
+                             f"WHERE m.folder_id = ? AND m.deleted_at = 0 AND m.{sql}",
+                             [folder_id, *args]).fetchall():
+            out.append((r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None))
+    out.sort(key=lambda t: t[0])
+    return out

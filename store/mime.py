@@ -37,8 +37,8 @@ import html
 import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-__all__ = ["analyze", "section_offsets", "header_fields", "decoded_text",
-           "decode_header_value", "MAX_DEPTH", "MAX_PARTS"]
+__all__ = ["analyze", "section_offsets", "header_fields", "decoded_text", "text_extent",
+           "find_text", "decode_header_value", "MAX_DEPTH", "MAX_PARTS"]
 
 MAX_DEPTH = 50      # entity nesting (multipart children, message/rfc822 bodies)
 MAX_PARTS = 5000    # entities per message
@@ -648,3 +648,102 @@ def decoded_text(raw: bytes, structure: dict, max_bytes: int = 4_000_000) -> str
     except Exception:
         pass
     return "\n".join(out)[:max_bytes]
+
+
+# -- searching the text without decoding it (SEARCH BODY/TEXT) -----------------------------
+
+_DECODED_MAX = 4_000_000        # decoded_text()'s default max_bytes
+_PLAIN_CHARSETS = frozenset(("", "us-ascii", "ascii", "utf-8", "utf8", "iso-8859-1",
+                             "iso-8859-15", "windows-1252"))    # ASCII bytes decode to themselves
+
+
+def text_extent(structure: dict) -> int | None:
+    """How many leading octets of the message decoded_text() reads with this structure
+    (None: all of them). A caller may hand decoded_text() and find_text() just that prefix,
+    e.g. to skip inflating attachments stored after the text."""
+    try:
+        end = 0
+        stack = [structure]
+        while stack:                                    # the walk of decoded_text()
+            part = stack.pop()
+            if part.get("parts"):
+                stack.extend(part["parts"])
+            elif part.get("message"):
+                inner = part["message"]["structure"]
+                end = max(end, int(inner["body_start"]))
+                stack.append(inner)
+            elif part.get("type") == "text":
+                end = max(end, int(part["end"]))
+        return end
+    except Exception:
+        return None
+
+
+def find_text(raw: bytes, structure: dict, needles) -> frozenset:
+    """The needles (casefolded str) found in decoded_text(raw, structure).casefold().
+
+    The same answer as decoding; but where every text part is ASCII that transfer and
+    charset decoding leave as it is, the needles are looked for in the raw bytes, which is
+    several times faster (most mail is like that, and most searched messages do not match).
+    """
+    needles = frozenset(needles)
+    if not needles:
+        return needles
+    try:
+        found = _find_plain(raw, structure, needles)
+    except Exception:
+        found = None
+    if found is None:
+        text = decoded_text(raw, structure).casefold()
+        found = frozenset(n for n in needles if n in text)
+    return found
+
+
+def _find_plain(raw: bytes, structure: dict, needles: frozenset) -> frozenset | None:
+    """find_text() on the raw bytes, or None when only decoding can tell.
+
+    Exact because: ASCII needles without LF cannot span the LF that joins parts; the
+    text of a 7bit/8bit part in an ASCII-compatible charset is its bytes, when they are
+    ASCII, and casefold() of ASCII is lower(); nothing is cut at _DECODED_MAX (checked).
+    HTML: with no '&' unescaping changes nothing and tags become one space each, so a
+    needle without a space occurs in the text only if it occurs in the bytes; but the
+    bytes may hold it inside a tag, so a hit there is left to decoding.
+    """
+    if not all(n.isascii() and "\n" not in n for n in needles):
+        return None
+    wanted = {n: n.encode("ascii") for n in needles if n}
+    found = {""} if "" in needles else set()
+    total = 0
+    stack = [structure]
+    while stack:
+        part = stack.pop()
+        if part.get("parts"):
+            stack.extend(part["parts"])
+            continue
+        if part.get("message"):
+            return None                                 # RFC 2047-decoded header lines
+        if part.get("type") != "text":
+            continue
+        if (part.get("encoding") or "").lower() in ("base64", "quoted-printable"):
+            return None
+        charset = _param(part.get("params") or [], "charset")
+        if (charset or "").strip().lower() not in _PLAIN_CHARSETS:
+            return None
+        data = raw[part["body_start"]:part["end"]]
+        total += len(data) + 1
+        if total > _DECODED_MAX // 2 or not data.isascii():
+            return None
+        html = part.get("subtype") == "html"
+        if html and b"&" in data:
+            return None
+        low = data.lower()
+        for n, nb in wanted.items():
+            if n in found:
+                continue
+            if nb in low:
+                if html:
+                    return None
+                found.add(n)
+            elif html and " " in n:
+                return None
+    return frozenset(found)

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from store import accounts as A
+from store import bulk
 from store import errors
 from store import folders as F
 from store import messages as M
@@ -25,6 +26,7 @@ from store import mime
 from store.blobs import BlobStore, blob_id_of
 from store.bus import LocalBus, ModseqPoller
 from store.engines import Database
+from store.queue import OutboundQueueMixin
 from store.interfaces import (INBOX, Account, ChangeEvent, Delivery, DeliveryResult, PurgeReport,
                               Recipient, Store)
 from store.schema import current_version_txn, latest_version, migrate_txn
@@ -35,7 +37,7 @@ log = logging.getLogger("haven.store")
 ORPHAN_GRACE = 3600
 
 
-class SqlStore(Store):
+class SqlStore(OutboundQueueMixin, Store):
     def __init__(self, db: Database, data_dir: Path, softdelete_lifetime: float = 30,
                  max_message_size: int = 50 * 1024 * 1024, poll_interval: float = 1.0,
                  inline_blob_size: int = 65536):
@@ -47,6 +49,7 @@ class SqlStore(Store):
         self.bus = LocalBus()
         self.poller = ModseqPoller(self.bus, db, poll_interval)
         self.cpu = ThreadPool(minthreads=1, maxthreads=4, name="haven-cpu")
+        self.raw_cache = bulk.RawCache()  # recently read messages, for the batched reads below
         self._pending_deliveries: list = []
         self._committing = False
 
@@ -69,6 +72,11 @@ class SqlStore(Store):
 
     def _run(self, desc, fn, *args):
         return self.db.run_interaction(desc, fn, *args)
+
+    async def _delete_blob_files(self, blob_ids) -> None:
+        """After the commit that dropped their rows (inline blobs have no file: a no-op)."""
+        if blob_ids:
+            await self._cpu(lambda: [self.blobs.delete(b) for b in blob_ids])
 
     def _publish(self, account_id: int, folder_id: Optional[int], modseq: Optional[int], kind: str = "message"):
         if modseq is not None:
@@ -99,7 +107,7 @@ class SqlStore(Store):
 
     async def delete_account(self, address) -> None:
         gone = await self._run("delete_account", A.delete_account_txn, A.normalize_address(address))
-        await self._cpu(lambda: [self.blobs.delete(b) for b in gone])
+        await self._delete_blob_files(gone)
 
     async def get_credentials(self, address):
         try:
@@ -119,6 +127,9 @@ class SqlStore(Store):
 
     async def list_aliases(self) -> list:
         return await self._run("list_aliases", A.list_aliases_txn)
+
+    async def is_local_domain(self, domain: str) -> bool:
+        return await self._run("is_local_domain", A.is_local_domain_txn, domain)
 
     async def resolve_recipient(self, address) -> Recipient:
         return await self._run("resolve_recipient", A.resolve_recipient_txn, address)
@@ -221,6 +232,12 @@ class SqlStore(Store):
         self._publish(account_id, folder_id, modseq)
         return result
 
+    async def delete_messages(self, account_id, folder_id, uids):
+        deleted, modseq = await self._run("delete_messages", M.delete_messages_txn, account_id, folder_id,
+                                          list(uids))
+        self._publish(account_id, folder_id, modseq)
+        return deleted
+
     async def expunge(self, account_id, folder_id, uids=None):
         expunged, modseq = await self._run("expunge", M.expunge_txn, account_id, folder_id,
                                            None if uids is None else list(uids))
@@ -292,7 +309,7 @@ class SqlStore(Store):
             cutoff = int(time.time() - days * 86400) if days > 0 else int(time.time()) + 1
             messages, folders, gone = await self._run("purge", M.purge_txn, cutoff)
         orphans = await self._sweep_orphans()
-        await self._cpu(lambda: [self.blobs.delete(b) for b in gone])
+        await self._delete_blob_files(gone)
         report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans)
         if messages or folders or report.blobs:
             log.info("purge: %d messages, %d folders, %d blobs removed", messages, folders, report.blobs)
@@ -306,9 +323,50 @@ class SqlStore(Store):
             return 0
         known = await self._run("known_blobs", M.known_blob_ids_txn, candidates)
         orphans = [b for b in candidates if b not in known]
-        await self._cpu(lambda: [self.blobs.delete(b) for b in orphans])
+        await self._delete_blob_files(orphans)
         return len(orphans)
 
+    # -- batched reads (IMAP FETCH of bodies, SEARCH BODY/TEXT): one pool hop per batch, not
+    # -- one or two per message; the pool-thread side is store/bulk.py --------------------------
+    async def read_blobs(self, blob_ids, prefix=None) -> dict:
+        ids = list(dict.fromkeys(blob_ids))
+        if not ids:
+            return {}
+        stored = await self._run("read_blobs", M.blob_data_txn, ids)
+        return await self._cpu(bulk.load, self.blobs, self.raw_cache, ids, stored, dict(prefix or {}))
+
+    async def fetch_messages_with_bodies(self, folder_id, uids, envelope=False, structure=False, header=False):
+        recs, raws, rest = await self.db.run_in_pool(self._fetch_with_bodies_sync, folder_id, list(uids),
+                                                     envelope, structure, header)
+        if rest:
+            raws.update(await self._cpu(bulk.load, self.blobs, self.raw_cache, list(rest), rest, {}))
+        return [(r, raws[r.blob_id]) for r in recs]
+
+    def _fetch_with_bodies_sync(self, folder_id, uids, envelope, structure, header) -> tuple:
+        """DB pool thread: the rows and the inline blobs not in the raw cache, in one transaction.
+        Inline blobs of a small batch are inflated right here, as read_blob does, so FETCH of one
+        small message is one hop; blob files and big batches are left (``rest``) to the CPU pool."""
+        cache = self.raw_cache
+        recs, raws, stored = self.db.run_sync("fetch_messages_with_bodies", M.fetch_messages_with_data_txn,
+                                              folder_id, uids, envelope, structure, header, cache.get)
+        here = sum(len(d) for d in stored.values() if d is not None) <= bulk.INFLATE_ON_DB_THREAD
+        rest = {}
+        for r in recs:
+            blob_id = r.blob_id
+            if blob_id in raws or blob_id in rest:
+                continue
+            data = stored.get(blob_id)
+            if data is not None and here:
+                raws[blob_id] = cache.put(blob_id, bulk.inflate(blob_id, data))
+            else:
+                rest[blob_id] = data  # None: a blob file (or a missing blob: NotFound from load)
+        return recs, raws, rest
+
+    async def search_text(self, folder_id, uids, needles) -> dict:
+        rows = await self._run("search_text", M.text_sources_txn, folder_id, list(uids))
+        if not rows:
+            return {}
+        return await self._cpu(bulk.scan_text, self.blobs, self.raw_cache, rows, frozenset(needles))
 
 class SqlDelivery(Delivery):
     def __init__(self, store: SqlStore, mail_from: str):

@@ -261,3 +261,10 @@ def test_changes_of_a_deleted_folder_are_expunges(store, run, account):
     run(store.delete_folder, account.id, "Gone")
     changes = run(store.changes_since, f.id, mark)
     assert changes.expunged == [1, 2] and changes.updated == []
+
+
+def test_local_domains(store, run, account):
+    assert run(store.is_local_domain, "example.test") and run(store.is_local_domain, "EXAMPLE.test")
+    assert not run(store.is_local_domain, "elsewhere.example")
+    run(store.add_alias, "info@other.example", "bob@example.test")
+    assert run(store.is_local_domain, "other.example")

@@ -1,0 +1,178 @@
+"""The outbound queue: what SMTP submission accepted for remote recipients, until the spooler
+relayed it, it failed for good, or it grew too old.
+
+Invariants
+- A message is in the queue (blob written, rows committed) before submission answers 250.
+- Each recipient has its own state, attempts and next attempt; a message leaves the queue when
+  no recipient is ``queued`` any more (the spooler writes the DSN for failed ones first).
+- Taking due work leases it (``next_attempt`` moves ``LEASE`` seconds ahead in the same
+  transaction), so two spoolers on one database never relay the same recipient at once, and
+  work a crashed spooler had leased comes due again by itself.
+- The queue's blob is referenced like a message's: the purge job never frees it under a
+  queued message (see ``drop_unreferenced_blobs_txn``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from store import errors
+from store.engines import Txn, chunks
+from store.messages import PreparedMessage, drop_unreferenced_blobs_txn, ensure_blob_txn
+
+QUEUED, SENT, FAILED, EXPIRED = "queued", "sent", "failed", "expired"
+#: seconds a spooler owns the recipients it took before they come due again
+LEASE = 600
+
+
+@dataclass(frozen=True)
+class OutboundRecipient:
+    id: int
+    address: str
+    status: str
+    attempts: int
+    next_attempt: int
+    last_error: Optional[str]
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    id: int
+    account_id: int
+    mail_from: str
+    blob_id: str
+    size: int
+    created_at: int
+    recipients: list = field(default_factory=list)
+
+
+def enqueue_txn(txn: Txn, account_id: int, mail_from: str, recipients: Sequence[str], msg: PreparedMessage) -> int:
+    now = int(time.time())
+    ensure_blob_txn(txn, msg)
+    txn.execute("INSERT INTO outbound_queue (account_id, mail_from, blob_id, size, created_at) VALUES (?, ?, ?, ?, ?)",
+                (account_id, mail_from, msg.blob_id, msg.size, now))
+    queue_id = txn.lastrowid
+    txn.executemany("INSERT INTO outbound_recipients (queue_id, recipient, status, next_attempt, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?)", [(queue_id, r, QUEUED, now, now) for r in recipients])
+    return queue_id
+
+
+def _messages(txn: Txn, queue_ids, recipient_rows) -> list:
+    by_queue: dict = {}
+    for r in recipient_rows:
+        by_queue.setdefault(r[1], []).append(OutboundRecipient(id=r[0], address=r[2], status=r[3], attempts=r[4],
+                                                               next_attempt=r[5], last_error=r[6]))
+    out = []
+    for part in chunks(sorted(queue_ids)):
+        for q in txn.execute("SELECT id, account_id, mail_from, blob_id, size, created_at FROM outbound_queue "
+                             f"WHERE id IN {txn.in_list(part)} ORDER BY id", part).fetchall():
+            out.append(OutboundMessage(id=q[0], account_id=q[1], mail_from=q[2], blob_id=q[3], size=q[4],
+                                       created_at=q[5], recipients=by_queue.get(q[0], [])))
+    return out
+
+
+_RCPT_COLS = "id, queue_id, recipient, status, attempts, next_attempt, last_error"
+
+
+def take_due_txn(txn: Txn, now: int, limit: int) -> list:
+    """Due recipients grouped by message, leased to the caller."""
+    rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE status = ? AND next_attempt <= ? "
+                       "ORDER BY next_attempt, id LIMIT ?", (QUEUED, now, limit)).fetchall()
+    if not rows:
+        return []
+    for part in chunks([r[0] for r in rows]):
+        txn.execute(f"UPDATE outbound_recipients SET next_attempt = ? WHERE id IN {txn.in_list(part)}",
+                    [now + LEASE, *part])
+    return _messages(txn, {r[1] for r in rows}, rows)
+
+
+def record_attempt_txn(txn: Txn, queue_id: int, outcomes: dict) -> tuple[list, list]:
+    """``outcomes``: recipient id -> (status, error or None, next_attempt or None).  Counts an
+    attempt for each.  When no recipient is left queued, the message leaves the queue.
+    Returns (blob ids no longer referenced, finished recipients [OutboundRecipient])."""
+    now = int(time.time())
+    for rid, (status, error, next_attempt) in outcomes.items():
+        if status not in (QUEUED, SENT, FAILED, EXPIRED):
+            raise errors.InvalidInput(f"bad recipient status {status!r}")
+        txn.execute("UPDATE outbound_recipients SET status = ?, attempts = attempts + 1, last_error = ?, "
+                    "next_attempt = ?, updated_at = ? WHERE id = ? AND queue_id = ?",
+                    (status, (error or None) and error[:1000], next_attempt if next_attempt is not None else now,
+                     now, rid, queue_id))
+    return _finish_if_done(txn, queue_id)
+
+
+def _finish_if_done(txn: Txn, queue_id: int) -> tuple[list, list]:
+    if txn.scalar("SELECT COUNT(*) FROM outbound_recipients WHERE queue_id = ? AND status = ?", (queue_id, QUEUED)):
+        return [], []
+    rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id = ?", (queue_id,)).fetchall()
+    blob_id = txn.scalar("SELECT blob_id FROM outbound_queue WHERE id = ?", (queue_id,))
+    txn.execute("DELETE FROM outbound_recipients WHERE queue_id = ?", (queue_id,))
+    txn.execute("DELETE FROM outbound_queue WHERE id = ?", (queue_id,))
+    finished = [OutboundRecipient(id=r[0], address=r[2], status=r[3], attempts=r[4], next_attempt=r[5],
+                                  last_error=r[6]) for r in rows]
+    return (drop_unreferenced_blobs_txn(txn, [blob_id]) if blob_id else []), finished
+
+
+def list_queue_txn(txn: Txn) -> list:
+    rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients ORDER BY queue_id, id").fetchall()
+    ids = {r[0] for r in txn.execute("SELECT id FROM outbound_queue").fetchall()}
+    return _messages(txn, ids, rows)
+
+
+def get_queued_txn(txn: Txn, queue_id: int) -> OutboundMessage:
+    rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id = ? ORDER BY id",
+                       (queue_id,)).fetchall()
+    found = _messages(txn, [queue_id], rows)
+    if not found:
+        raise errors.NotFound(f"no queued message {queue_id}")
+    return found[0]
+
+
+def retry_txn(txn: Txn, queue_id: Optional[int]) -> int:
+    now = int(time.time())
+    if queue_id is None:
+        txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE status = ?", (now, QUEUED))
+    else:
+        get_queued_txn(txn, queue_id)
+        txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE status = ? AND queue_id = ?",
+                    (now, QUEUED, queue_id))
+    return txn.rowcount
+
+
+def delete_queued_txn(txn: Txn, queue_id: int) -> list:
+    """Drop a message from the queue without a DSN (admin); returns unreferenced blob ids."""
+    get_queued_txn(txn, queue_id)
+    txn.execute("UPDATE outbound_recipients SET status = ? WHERE queue_id = ? AND status = ?",
+                (FAILED, queue_id, QUEUED))
+    return _finish_if_done(txn, queue_id)[0]
+
+
+class OutboundQueueMixin:
+    """The queue methods of :class:`store.sqlstore.SqlStore` (see store.interfaces.Store)."""
+
+    async def enqueue_outbound(self, account_id: int, mail_from: str, recipients: Sequence[str], raw: bytes) -> int:
+        msg = await self.prepare_message(raw)
+        return await self._run("enqueue_outbound", enqueue_txn, account_id, mail_from, list(recipients), msg)
+
+    async def take_due_outbound(self, limit: int = 50) -> list:
+        return await self._run("take_due_outbound", take_due_txn, int(time.time()), limit)
+
+    async def record_outbound_attempt(self, queue_id: int, outcomes: dict) -> list:
+        gone, finished = await self._run("record_outbound_attempt", record_attempt_txn, queue_id, outcomes)
+        await self._delete_blob_files(gone)
+        return finished
+
+    async def list_outbound(self) -> list:
+        return await self._run("list_outbound", list_queue_txn)
+
+    async def get_outbound(self, queue_id: int) -> OutboundMessage:
+        return await self._run("get_outbound", get_queued_txn, queue_id)
+
+    async def retry_outbound(self, queue_id: Optional[int] = None) -> int:
+        return await self._run("retry_outbound", retry_txn, queue_id)
+
+    async def delete_outbound(self, queue_id: int) -> None:
+        gone = await self._run("delete_outbound", delete_queued_txn, queue_id)
+        await self._delete_blob_files(gone)

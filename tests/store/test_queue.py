@@ -1,0 +1,77 @@
+"""The outbound queue and POP3-style deletes, on every engine."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from store import errors
+from store.interfaces import INBOX
+from store.queue import EXPIRED, FAILED, LEASE, QUEUED, SENT
+
+RAW = b"From: a@example.test\r\nTo: x@remote.example\r\nSubject: out\r\n\r\nhello\r\n"
+
+
+@pytest.fixture
+def account(store, run):
+    return run(store.create_account, "sender@example.test", "x")
+
+
+def blob_rows(store) -> int:
+    return store.db.run_sync("count", lambda txn: txn.scalar("SELECT COUNT(*) FROM blobs"))
+
+
+def test_enqueue_take_lease_and_finish(store, run, account):
+    qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example", "y@remote.example"], RAW)
+    [item] = run(store.take_due_outbound)
+    assert item.id == qid and item.mail_from == "sender@example.test"
+    assert [r.address for r in item.recipients] == ["x@remote.example", "y@remote.example"]
+    assert run(store.read_blob, item.blob_id) == RAW
+    assert run(store.take_due_outbound) == []  # leased: no second spooler gets it
+    x, y = item.recipients
+    later = int(time.time()) + 60
+    assert run(store.record_outbound_attempt, qid, {x.id: (SENT, None, None), y.id: (QUEUED, "451 busy", later)}) == []
+    [listed] = run(store.list_outbound)
+    assert {r.address: (r.status, r.attempts, r.last_error) for r in listed.recipients} == {
+        "x@remote.example": (SENT, 1, None), "y@remote.example": (QUEUED, 1, "451 busy")}
+    assert run(store.take_due_outbound) == []  # not due yet
+    assert run(store.retry_outbound) == 1
+    [again] = run(store.take_due_outbound)
+    assert [r.address for r in again.recipients] == ["y@remote.example"]
+    finished = run(store.record_outbound_attempt, qid, {y.id: (FAILED, "550 no such user", None)})
+    assert {r.address: r.status for r in finished} == {"x@remote.example": SENT, "y@remote.example": FAILED}
+    assert run(store.list_outbound) == [] and blob_rows(store) == 0
+
+
+def test_queued_blob_survives_purge_and_message_deletion(store, run, account):
+    inbox = run(store.get_folder, account.id, INBOX)
+    run(store.append_message, account.id, inbox.id, RAW)  # the same bytes as a message (e.g. Sent)
+    qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example"], RAW)
+    run(store.delete_messages, account.id, inbox.id, [1])
+    run(store.purge, 0)
+    [item] = run(store.take_due_outbound)
+    assert run(store.read_blob, item.blob_id) == RAW
+    run(store.record_outbound_attempt, qid, {item.recipients[0].id: (EXPIRED, "too old", None)})
+    assert blob_rows(store) == 0
+
+
+def test_delete_and_get(store, run, account):
+    qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example"], RAW)
+    assert run(store.get_outbound, qid).recipients[0].status == QUEUED
+    run(store.delete_outbound, qid)
+    with pytest.raises(errors.NotFound):
+        run(store.get_outbound, qid)
+    with pytest.raises(errors.NotFound):
+        run(store.delete_outbound, qid)
+    assert LEASE > 0
+
+
+def test_delete_messages_ignores_flags(store, run, account):
+    inbox = run(store.get_folder, account.id, INBOX)
+    for n in range(3):
+        run(store.append_message, account.id, inbox.id, RAW + b"%d" % n)
+    mark = run(store.get_folder, account.id, INBOX).highest_modseq
+    assert run(store.delete_messages, account.id, inbox.id, [1, 3, 9]) == [1, 3]
+    assert [m.uid for m in run(store.list_messages, inbox.id)] == [2]
+    assert run(store.changes_since, inbox.id, mark).expunged == [1, 3]
