@@ -70,12 +70,14 @@ class IMAPConfig:
 
 class IMAPFactory(Factory):
     def __init__(self, ctx):
+        from .fetch import EnvelopeCache
         self.ctx = ctx
         self.config = IMAPConfig.from_context(ctx)
+        self.envelopes = EnvelopeCache()  # one for all connections of this service
 
     def buildProtocol(self, addr):
         from .protocol import IMAPServer
-        proto = IMAPServer(self.ctx, self.config)
+        proto = IMAPServer(self.ctx, self.config, self.envelopes)
         proto.factory = self
         return proto
 

@@ -6,6 +6,8 @@ Invariants:
   numbers mean what the client was last told; UIDs unknown to the session are ignored.
 * FETCH works in batches (a few hundred messages, a few dozen when bodies are read) and waits
   for the transport to drain between batches: memory stays bounded for ``FETCH 1:* BODY[]``.
+  Without bodies the next batch is read while the current one is rendered and sent; with bodies,
+  each batch is one store call (:meth:`Store.fetch_messages_with_bodies`), not one per message.
 * Messages expunged by another session meanwhile are left out of FETCH and the command ends
   ``OK [EXPUNGEISSUED]`` (RFC 2180 §4.1.2 lets the server send what it can; RFC 5530 code).
 * CONDSTORE is enabled implicitly by MODSEQ/CHANGEDSINCE/UNCHANGEDSINCE use (RFC 7162 §3.1).
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from twisted.internet import defer
+from twisted.internet.defer import Deferred
 
 from . import response
 from .fetch import FetchPlan
@@ -58,50 +60,98 @@ class MessageCommands:
                 raise IMAPError("BAD", "VANISHED needs UID FETCH and ENABLE QRESYNC")
             await self._vanished_earlier(args["set"], changedsince)
         plan = FetchPlan(items, sel.readonly)
+        folder = sel.folder
+        cache = self.envelopes if plan.envelope else None
+        batches = self._batches(uids, plan.blob)
+
+        def start(chunk: list) -> tuple:
+            # ENVELOPEs served from the cache are taken now: they cannot be evicted under us
+            envs = cache.get_many(folder.id, folder.uidvalidity, chunk) if cache is not None else {}
+            return chunk, envs, Deferred.fromCoroutine(
+                self._fetch_batch(plan, folder.id, chunk, changedsince, len(envs) < len(chunk)))
+
         missing = False
-        for chunk in self._batches(uids, plan.blob):
-            recs = await self.store.fetch_messages(sel.folder.id, chunk, envelope=plan.envelope,
-                                                   structure=plan.structure, header=plan.header)
-            if len(recs) < len(chunk):
-                missing = True
-            if changedsince is not None:
-                recs = [r for r in recs if r.meta.modseq > changedsince]
-            seen_changed = set()
-            if plan.sets_seen:
-                need = [r.meta.uid for r in recs if "\\Seen" not in r.meta.flags]
-                if need:
-                    res = await self.store.store_flags(self.account.id, sel.folder.id, need, "add", ["\\Seen"])
-                    new = {m.uid: m for m in res.updated}
-                    seen_changed = set(new)
-                    recs = [replace(r, meta=new[r.meta.uid]) if r.meta.uid in new else r for r in recs]
-            raws = {}
-            if plan.blob and recs:
-                try:
-                    blobs = await defer.gatherResults(
-                        [defer.Deferred.fromCoroutine(self.store.read_blob(r.blob_id)) for r in recs],
-                        consumeErrors=True)
-                except defer.FirstError as e:
-                    e.subFailure.raiseException()  # the store error itself, for the error table
-                raws = {r.meta.uid: b for r, b in zip(recs, blobs)}
-            out = []
-            for r in recs:
-                uid = r.meta.uid
-                seq = sel.seq_of(uid)
-                if seq is None:
-                    continue
-                if plan.has_flags or uid in seen_changed:
-                    cached = sel.metas.get(uid)
-                    if cached is not None and r.meta.modseq >= cached.modseq:
-                        sel.metas[uid] = r.meta  # the client now knows these flags
-                out.append(plan.render(seq, r, raws.get(uid), uid in seen_changed))
-            if out:
-                self.write(b"".join(out))
-                await self.drained()
-            if self._closed:
-                return None
+        first = next(batches, None)
+        ahead = start(first) if first is not None else None
+        try:
+            while ahead is not None:
+                chunk, envs, d = ahead
+                ahead = None
+                recs, raws = await d
+                if not plan.blob:
+                    # the next batch is read while this one is rendered and sent; bodies are not
+                    # read ahead, so memory stays one batch of them
+                    following = next(batches, None)
+                    ahead = start(following) if following is not None else None
+                if len(recs) < len(chunk):
+                    missing = True
+                if changedsince is not None:
+                    recs = [r for r in recs if r.meta.modseq > changedsince]
+                seen_changed: set = set()
+                if plan.sets_seen:
+                    recs, seen_changed = await self._set_seen(recs)
+                if plan.blob and raws is None:
+                    blobs = await self.store.read_blobs(r.blob_id for r in recs)
+                    raws = {r.meta.uid: blobs[r.blob_id] for r in recs}
+                out = self._render_batch(plan, recs, raws or {}, envs, seen_changed, cache)
+                if out:
+                    self.write(b"".join(out))
+                    await self.drained()
+                if self._closed:
+                    return None
+                if plan.blob:
+                    following = next(batches, None)
+                    ahead = start(following) if following is not None else None
+        finally:
+            if ahead is not None:
+                ahead[2].addErrback(lambda _failure: None)  # nobody awaits it after an error
         if missing:
             return ("EXPUNGEISSUED", "Some messages were expunged meanwhile")
         return None
+
+    async def _fetch_batch(self, plan: FetchPlan, folder_id: int, chunk: list, changedsince,
+                           envelope: bool) -> tuple:
+        """(records, {uid: raw} or None when the bodies are still to be read).  Bodies come with
+        the records in one store call, except with CHANGEDSINCE, which usually leaves most out."""
+        envelope = plan.envelope and envelope
+        if plan.blob and changedsince is None:
+            pairs = await self.store.fetch_messages_with_bodies(
+                folder_id, chunk, envelope=envelope, structure=plan.structure, header=plan.header)
+            return [r for r, _raw in pairs], {r.meta.uid: raw for r, raw in pairs}
+        recs = await self.store.fetch_messages(folder_id, chunk, envelope=envelope,
+                                               structure=plan.structure, header=plan.header)
+        return recs, None
+
+    async def _set_seen(self, recs: list) -> tuple:
+        """RFC 3501 §6.4.5: a non-PEEK body fetch sets \\Seen.  (records, UIDs newly seen)."""
+        need = [r.meta.uid for r in recs if "\\Seen" not in r.meta.flags]
+        if not need:
+            return recs, set()
+        res = await self.store.store_flags(self.account.id, self.selected.folder.id, need, "add", ["\\Seen"])
+        new = {m.uid: m for m in res.updated}
+        return [replace(r, meta=new[r.meta.uid]) if r.meta.uid in new else r for r in recs], set(new)
+
+    def _render_batch(self, plan: FetchPlan, recs: list, raws: dict, envs: dict, seen_changed: set,
+                      cache) -> list:
+        sel = self.selected
+        folder = sel.folder
+        metas = sel.metas
+        out = []
+        for r in recs:
+            uid = r.meta.uid
+            seq = sel.seq_of(uid)
+            if seq is None:
+                continue
+            if plan.has_flags or uid in seen_changed:
+                known = metas.get(uid)
+                if known is not None and r.meta.modseq >= known.modseq:
+                    metas[uid] = r.meta  # the client now knows these flags
+            env = envs.get(uid)
+            if env is None and cache is not None:
+                env = response.envelope(r.envelope)
+                cache.put(folder.id, folder.uidvalidity, uid, env)
+            out.append(plan.render(seq, r, raws.get(uid), uid in seen_changed, env))
+        return out
 
     def _batches(self, uids: list, bodies: bool):
         """Slices of ``uids``: FETCH_BATCH messages, or when bodies are read at most

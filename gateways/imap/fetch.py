@@ -13,12 +13,18 @@ Invariants:
   does; RFC 3501 leaves it open).
 * \\Seen set implicitly by a non-PEEK body fetch is reported as FLAGS in the same response
   (RFC 3501 §6.4.5) even when FLAGS was not asked for.
+* Serialized ENVELOPEs are kept in an :class:`EnvelopeCache` shared by a service's sessions, keyed
+  by (folder, UIDVALIDITY, UID), which names an immutable message (RFC 3501 §2.3.1.1): a FETCH
+  whose ENVELOPEs are all cached does not read the envelope column at all.
+* :class:`FetchPlan` chooses one render function per item once per command; per message it only
+  calls them (``FETCH 1:*`` of a big mailbox is thousands of lines).
 
 Deliberately not done: BINARY (RFC 3516), PREVIEW, EMAILID/THREADID.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Optional
 
 from store import mime
@@ -27,6 +33,54 @@ from . import response
 from .parser import FetchItem
 
 _BODY_SEEN = ("RFC822", "RFC822.TEXT")
+#: octets of serialized ENVELOPEs an :class:`EnvelopeCache` keeps by default (~100k messages)
+ENVELOPE_CACHE_BYTES = 32 << 20
+
+
+class EnvelopeCache:
+    """Serialized ENVELOPEs of recently fetched messages, shared by a service's sessions so that
+    the ``FETCH 1:* (... ENVELOPE)`` a client sends on opening a folder neither decodes the
+    cached JSON nor serializes again (the store column is not even read when all are here).
+
+    Keyed by (folder id, UIDVALIDITY, UID): RFC 3501 §2.3.1.1 makes that name one immutable
+    message forever (folder ids are never reused), so an entry never goes stale.  Least recently
+    used entries go when the total passes ``max_bytes``.  Reactor thread only.
+    """
+
+    ENTRY_OVERHEAD = 200  # key, node and object headers, roughly
+
+    def __init__(self, max_bytes: int = ENVELOPE_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_many(self, folder_id: int, uidvalidity: int, uids) -> dict:
+        """``{uid: envelope bytes}`` for the cached ones among ``uids``."""
+        entries = self._entries
+        touch = entries.move_to_end
+        out = {}
+        for uid in uids:
+            key = (folder_id, uidvalidity, uid)
+            value = entries.get(key)
+            if value is not None:
+                touch(key)
+                out[uid] = value
+        return out
+
+    def put(self, folder_id: int, uidvalidity: int, uid: int, value: bytes) -> None:
+        entries = self._entries
+        key = (folder_id, uidvalidity, uid)
+        old = entries.pop(key, None)
+        if old is not None:
+            self.size -= len(old) + self.ENTRY_OVERHEAD
+        entries[key] = value
+        self.size += len(value) + self.ENTRY_OVERHEAD
+        while self.size > self.max_bytes and entries:
+            _key, gone = entries.popitem(last=False)
+            self.size -= len(gone) + self.ENTRY_OVERHEAD
 
 
 class FetchPlan:
@@ -42,47 +96,55 @@ class FetchPlan:
             s.section.path or s.section.spec in ("", "TEXT") for s in sections)
         self.sets_seen = not readonly and (bool(names & set(_BODY_SEEN)) or any(not s.peek for s in sections))
         self.has_flags = "FLAGS" in names
+        # one function per item, chosen once: render() runs per message of FETCH 1:*
+        self._renderers = [_renderer(item) for item in items]
 
-    def render(self, seq: int, rec, raw: Optional[bytes], seen_changed: bool) -> bytes:
-        meta = rec.meta
-        out = []
-        for item in self.items:
-            name = item.name
-            if name == "UID":
-                out.append(b"UID %d" % meta.uid)
-            elif name == "FLAGS":
-                out.append(b"FLAGS " + response.flag_list(meta.flags))
-            elif name == "INTERNALDATE":
-                out.append(b"INTERNALDATE " + response.internaldate(meta.internaldate))
-            elif name == "RFC822.SIZE":
-                out.append(b"RFC822.SIZE %d" % meta.size)
-            elif name == "MODSEQ":
-                out.append(b"MODSEQ (%d)" % meta.modseq)
-            elif name == "ENVELOPE":
-                out.append(b"ENVELOPE " + response.envelope(rec.envelope))
-            elif name == "BODY":
-                out.append(b"BODY " + response.body_structure(_structure(rec, raw), False))
-            elif name == "BODYSTRUCTURE":
-                out.append(b"BODYSTRUCTURE " + response.body_structure(_structure(rec, raw), True))
-            elif name == "RFC822":
-                out.append(b"RFC822 " + response.literal(raw))
-            elif name == "RFC822.HEADER":
-                out.append(b"RFC822.HEADER " + response.literal(_header(rec, raw)))
-            elif name == "RFC822.TEXT":
-                out.append(b"RFC822.TEXT " + response.literal(raw[len(_header(rec, raw)):]))
-            else:  # BODY[section]<partial>
-                data = section_data(item, rec, raw)
-                label = item.label.encode("ascii")
-                if data is None:
-                    out.append(label + b" NIL")
-                else:
-                    if item.partial is not None:
-                        start, length = item.partial
-                        data = data[start:start + length]
-                    out.append(label + b" " + response.literal(data))
+    def render(self, seq: int, rec, raw: Optional[bytes], seen_changed: bool,
+               envelope: Optional[bytes] = None) -> bytes:
+        """One ``* seq FETCH (...)`` line.  ``envelope``: the serialized ENVELOPE when the caller
+        has it (cached), else it is made from ``rec.envelope``."""
+        out = [render(rec, raw, envelope) for render in self._renderers]
         if seen_changed and not self.has_flags:
-            out.append(b"FLAGS " + response.flag_list(meta.flags))
+            out.append(b"FLAGS " + response.flag_list(rec.meta.flags))
         return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(out))
+
+
+def _renderer(item: FetchItem):
+    """``f(rec, raw, envelope) -> bytes`` for one FETCH item (RFC 3501 §7.4.2)."""
+    name = item.name
+    if name == "UID":
+        return lambda rec, raw, env: b"UID %d" % rec.meta.uid
+    if name == "FLAGS":
+        return lambda rec, raw, env: b"FLAGS " + response.flag_list(rec.meta.flags)
+    if name == "INTERNALDATE":
+        return lambda rec, raw, env: b"INTERNALDATE " + response.internaldate(rec.meta.internaldate)
+    if name == "RFC822.SIZE":
+        return lambda rec, raw, env: b"RFC822.SIZE %d" % rec.meta.size
+    if name == "MODSEQ":
+        return lambda rec, raw, env: b"MODSEQ (%d)" % rec.meta.modseq
+    if name == "ENVELOPE":
+        return lambda rec, raw, env: b"ENVELOPE " + (env if env is not None else response.envelope(rec.envelope))
+    if name == "BODY":
+        return lambda rec, raw, env: b"BODY " + response.body_structure(_structure(rec, raw), False)
+    if name == "BODYSTRUCTURE":
+        return lambda rec, raw, env: b"BODYSTRUCTURE " + response.body_structure(_structure(rec, raw), True)
+    if name == "RFC822":
+        return lambda rec, raw, env: b"RFC822 " + response.literal(raw)
+    if name == "RFC822.HEADER":
+        return lambda rec, raw, env: b"RFC822.HEADER " + response.literal(_header(rec, raw))
+    if name == "RFC822.TEXT":
+        return lambda rec, raw, env: b"RFC822.TEXT " + response.literal(raw[len(_header(rec, raw)):])
+    label = item.label.encode("ascii")  # BODY[section]<partial>
+
+    def section(rec, raw, env) -> bytes:
+        data = section_data(item, rec, raw)
+        if data is None:
+            return label + b" NIL"
+        if item.partial is not None:
+            start, length = item.partial
+            data = data[start:start + length]
+        return label + b" " + response.literal(data)
+    return section
 
 
 def _structure(rec, raw: Optional[bytes]) -> dict:

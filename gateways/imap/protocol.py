@@ -38,6 +38,7 @@ from store import errors
 from .cmd_auth import AuthCommands
 from .cmd_mailbox import MailboxCommands
 from .cmd_message import MessageCommands
+from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
 from .seqset import SeqSetError
@@ -98,10 +99,11 @@ def yes(value, default: bool) -> bool:
 
 @implementer(IPushProducer)
 class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageCommands):
-    def __init__(self, ctx, config):
+    def __init__(self, ctx, config, envelopes: Optional[EnvelopeCache] = None):
         self.ctx = ctx
         self.store = ctx.store
         self.config = config
+        self.envelopes = envelopes if envelopes is not None else EnvelopeCache()  # shared per service
         self.state = NOT_AUTH
         self.account = None
         self.selected = None

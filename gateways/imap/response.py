@@ -35,12 +35,33 @@ def to_bytes(value) -> bytes:
 
 def string(value) -> bytes:
     """An IMAP ``string``: quoted when safe, else a literal."""
+    if value.__class__ is str and len(value) <= _QUOTE_MAX and value.isascii() and value.isprintable():
+        return _quoted(value).encode("ascii")  # the common case, without a bytes round trip
     raw = to_bytes(value)
     if len(raw) <= _QUOTE_MAX and _SAFE.issuperset(raw):
         if b'"' in raw or b"\\" in raw:
             raw = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
         return b'"' + raw + b'"'
     return b"{%d}\r\n%s" % (len(raw), raw)
+
+
+def _quoted(text: str) -> str:
+    """``text`` (printable ASCII, at most _QUOTE_MAX) as an IMAP quoted string."""
+    if '"' in text or "\\" in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text + '"'
+
+
+def _nstring_text(value) -> str:
+    """:func:`nstring` as text with one character per octet (decode Latin-1 to get the octets
+    back): ENVELOPE is assembled as one ``str`` and encoded once, which is several times faster
+    than joining bytes per field."""
+    if value is None:
+        return "NIL"
+    # str.isprintable() on ASCII text is exactly _SAFE (0x20-0x7E)
+    if value.__class__ is str and len(value) <= _QUOTE_MAX and value.isascii() and value.isprintable():
+        return _quoted(value)
+    return string(value).decode("latin-1")
 
 
 def nstring(value) -> bytes:
@@ -67,33 +88,49 @@ def _flag_order(flag: str):
     return (_SYSTEM_ORDER.get(flag, 5), flag)
 
 
+_DAYS: dict = {}  # day number -> b'"17-Jul-1996 ' (mail arrives a day at a time)
+
+
 def internaldate(ts: int) -> bytes:
     """RFC 3501 date-time, in UTC: "17-Jul-1996 02:44:25 +0000"."""
-    t = time.gmtime(ts)
-    return b'"%2d-%s-%04d %02d:%02d:%02d +0000"' % (t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
-                                                   t.tm_hour, t.tm_min, t.tm_sec)
+    day, secs = divmod(ts, 86400)
+    prefix = _DAYS.get(day)
+    if prefix is None:
+        t = time.gmtime(day * 86400)
+        prefix = b'"%2d-%s-%04d ' % (t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year)
+        if len(_DAYS) >= 4096:
+            _DAYS.clear()
+        _DAYS[day] = prefix
+    return prefix + b'%02d:%02d:%02d +0000"' % (secs // 3600, secs // 60 % 60, secs % 60)
 
 
 # -- ENVELOPE (RFC 3501 §7.4.2) ---------------------------------------------------------------
-def _address_list(addrs) -> bytes:
+_NO_ENVELOPE = [None] * 10
+
+
+def _address_list(addrs) -> str:
     if not addrs:
-        return NIL
+        return "NIL"
+    q = _nstring_text
     out = []
     for a in addrs:
-        a = (list(a) + [None] * 4)[:4]
-        out.append(b"(" + b" ".join(nstring(x) for x in a) + b")")
-    return b"(" + b"".join(out) + b")"
+        if a.__class__ is not list or len(a) != 4:
+            a = (list(a) + [None] * 4)[:4]
+        out.append("(%s %s %s %s)" % (q(a[0]), q(a[1]), q(a[2]), q(a[3])))
+    return "(" + "".join(out) + ")"
 
 
 def envelope(env: Optional[list]) -> bytes:
+    """The ENVELOPE of the cached JSON list (date, subject, from, sender, reply-to, to, cc, bcc,
+    in-reply-to, message-id); missing fields are NIL."""
     if not env:
-        env = [None] * 10
-    env = (list(env) + [None] * 10)[:10]
-    parts = [nstring(env[0]), nstring(env[1])]
-    parts.extend(_address_list(a) for a in env[2:8])
-    parts.append(nstring(env[8]))
-    parts.append(nstring(env[9]))
-    return b"(" + b" ".join(parts) + b")"
+        env = _NO_ENVELOPE
+    elif env.__class__ is not list or len(env) != 10:
+        env = (list(env) + [None] * 10)[:10]
+    q, a = _nstring_text, _address_list
+    return ("(%s %s %s %s %s %s %s %s %s %s)" % (
+        q(env[0]), q(env[1]), a(env[2]), a(env[3]), a(env[4]), a(env[5]), a(env[6]), a(env[7]),
+        q(env[8]), q(env[9]))).encode("latin-1")
 
 
 # -- BODY / BODYSTRUCTURE ---------------------------------------------------------------------

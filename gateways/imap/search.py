@@ -3,8 +3,9 @@ and its evaluation over a session's messages.
 
 Evaluation is three-valued so that the cheap keys (flags, UIDs, sizes, dates, MODSEQ: all in the
 session's :class:`MessageMeta`) run first; only messages still undecided are loaded with their
-header (HEADER/SUBJECT/FROM/..., SENT*) and, last, their decoded text (BODY/TEXT), which reads the
-blob and runs :func:`store.mime.decoded_text` off the reactor in a thread.
+header (HEADER/SUBJECT/FROM/..., SENT*) and, last, asked about their decoded text (BODY/TEXT):
+:meth:`Store.search_text` tells which of the query's BODY/TEXT strings each message's text holds,
+scanning batches in the store's CPU pool (``Candidate.text`` is that set).
 
 Matching rules: string keys are case-insensitive substring matches on RFC 2047-decoded header
 values and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
@@ -18,7 +19,10 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+from collections import deque
 from typing import Optional
+
+from twisted.internet.defer import Deferred
 
 from store import mime
 
@@ -136,7 +140,7 @@ class Candidate:
         self.meta = meta
         self.header: Optional[bytes] = None  # raw header section, once loaded
         self.fields: Optional[dict] = None  # lower-case name -> [decoded value casefolded]
-        self.text: Optional[str] = None  # decoded body text casefolded, once loaded
+        self.text: Optional[frozenset] = None  # the BODY/TEXT strings in the body text, once searched
         self.sent = None  # date of the Date header (False when absent/unparseable)
 
     def field_values(self, name: str) -> list:
@@ -269,11 +273,27 @@ def needs(node: tuple) -> set:
     return set()
 
 
-async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: Context,
-                     batch: int = 200) -> list:
-    """The candidates (:class:`Candidate`, ascending) matching ``node``."""
-    from twisted.internet import threads
+def text_needles(node: tuple) -> frozenset:
+    """The strings of the BODY and TEXT keys (casefolded at parse time)."""
+    kind = node[0]
+    if kind in ("body", "text"):
+        return frozenset((node[1],))
+    if kind == "and":
+        return frozenset().union(*(text_needles(n) for n in node[1]))
+    if kind == "or":
+        return text_needles(node[1]) | text_needles(node[2])
+    if kind == "not":
+        return text_needles(node[1])
+    return frozenset()
 
+
+async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: Context,
+                     batch: int = 250, window: int = 2) -> list:
+    """The candidates (:class:`Candidate`, ascending) matching ``node``.
+
+    Messages still undecided after the cheap keys are loaded in batches: their header when a key
+    needs it, then the text keys' answers from :meth:`Store.search_text`.  Up to ``window`` text
+    batches are in flight at once, so the store scans one while it reads the next."""
     matched = []
     pending = []
     for m in candidates:
@@ -285,30 +305,44 @@ async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: 
     if not pending:
         return matched
     want = needs(node)
-    for i in range(0, len(pending), batch):
-        chunk = pending[i:i + batch]
-        by_uid = {m.meta.uid: m for m in chunk}
-        records = await store.fetch_messages(folder_id, list(by_uid), header=True,
-                                             structure="text" in want)
-        undecided = []
-        for rec in records:
-            m = by_uid[rec.meta.uid]
-            m.header = rec.header or b""
-            v = evaluate(node, m, ctx)
-            if v:
-                matched.append(m)
-            elif v is None:
-                undecided.append((m, rec))
-        for m, rec in undecided:
-            raw = await store.read_blob(rec.blob_id)
-            structure = rec.structure or mime.analyze(raw)["structure"]
-            text = await threads.deferToThread(_text_of, raw, structure)
-            m.text = text
+    needles = text_needles(node)
+    inflight: deque = deque()
+
+    async def settle_oldest() -> None:
+        waiting, d = inflight.popleft()
+        found = await d
+        for m in waiting:
+            hits = found.get(m.meta.uid)
+            if hits is None:
+                continue  # expunged meanwhile
+            m.text = hits
             if evaluate(node, m, ctx):
                 matched.append(m)
+
+    try:
+        for i in range(0, len(pending), batch):
+            chunk = pending[i:i + batch]
+            if "header" in want:
+                by_uid = {m.meta.uid: m for m in chunk}
+                records = await store.fetch_messages(folder_id, list(by_uid), header=True)
+                chunk = []
+                for rec in records:
+                    m = by_uid[rec.meta.uid]
+                    m.header = rec.header or b""
+                    v = evaluate(node, m, ctx)
+                    if v:
+                        matched.append(m)
+                    elif v is None:
+                        chunk.append(m)
+            if chunk and "text" in want:
+                d = Deferred.fromCoroutine(store.search_text(folder_id, [m.meta.uid for m in chunk], needles))
+                inflight.append((chunk, d))
+                if len(inflight) >= window:
+                    await settle_oldest()
+        while inflight:
+            await settle_oldest()
+    finally:
+        for _waiting, d in inflight:  # after a failure: nobody waits for these any more
+            d.addErrback(lambda _failure: None)
     matched.sort(key=lambda m: m.meta.uid)
     return matched
-
-
-def _text_of(raw: bytes, structure: dict) -> str:
-    return mime.decoded_text(raw, structure).casefold()

@@ -58,8 +58,8 @@ class SelectedMailbox:
 
     def keywords(self) -> set:
         out = set()
-        for m in self.metas.values():
-            out.update(f for f in m.flags if not f.startswith("\\"))
+        for flags in {m.flags for m in self.metas.values()}:  # few distinct sets in a mailbox
+            out.update(f for f in flags if not f.startswith("\\"))
         return out
 
     # -- updates from this session's own commands -------------------------------------------
