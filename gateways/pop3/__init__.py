@@ -1,0 +1,106 @@
+"""Haven's POP3 gateway (RFC 1939, RFC 2449 CAPA, RFC 5034 SASL, RFC 2595 STLS, RFC 3206 codes).
+
+Modules: ``parser`` (lines, commands, SASL PLAIN, dot-stuffing: pure), ``maildrop`` (the
+session's snapshot of INBOX and its DELE marks: pure), ``protocol`` (the per-connection engine,
+the store error table), ``commands`` (handlers ``do_KEYWORD``).
+
+What it guarantees:
+* Commands: USER, PASS, AUTH PLAIN (initial response or continuation), CAPA, STAT, LIST, UIDL,
+  TOP, RETR, DELE, RSET, NOOP, QUIT, STLS.  CAPA announces TOP, UIDL, RESP-CODES, AUTH-RESP-CODE,
+  PIPELINING, IMPLEMENTATION, and before login USER + SASL PLAIN (when plaintext login is
+  allowed) and STLS (when a certificate is configured and the connection is not TLS yet).
+* The maildrop is the account's INBOX as it was at login (RFC 1939 §4): one ``list_messages``
+  then, numbers 1..n fixed for the session; later deliveries show up at the next login.
+  Sizes are the store's RFC822.SIZE, which for CRLF-stored messages is the size as transmitted
+  (see ``maildrop``).  UIDL is ``<INBOX uidvalidity>.<uid>``: stable across sessions and
+  restarts, unique per account.
+* DELE only marks.  The store deletes (a soft delete; IMAP sessions see EXPUNGE) only at QUIT in
+  the UPDATE state, via ``delete_messages``.  A connection that drops, times out or is closed
+  for bad commands deletes nothing.  Messages another session expunged meanwhile: RETR/TOP answer
+  ``-ERR``, the session goes on, and QUIT still answers ``+OK`` (with a note).
+* RETR/TOP read the body through the store at the time of the command (one store call, which
+  also checks the message is still live) and write it CRLF, dot-stuffed, in pieces that respect
+  the transport's backpressure.  POP3 never changes flags: RETR does not set ``\\Seen``.
+* Authentication goes through ``ctx.portal``; every failure is ``-ERR [AUTH] Authentication
+  failed.``.  With ``allow_plaintext_auth = no``, USER/PASS/AUTH before TLS from a non-loopback
+  peer answer ``-ERR [SYS/PERM] TLS required`` and are not announced (loopback peers, e.g. a
+  local TLS proxy, are trusted as Dovecot does).
+* Limits: lines longer than ``max_line_length`` -> ``-ERR``; ``max_bad_commands`` malformed,
+  unknown or out-of-state commands close the connection; ``idle_timeout`` minutes without a
+  command (RFC 1939 §3: at least 10) close it without UPDATE.  Store failures answer
+  ``-ERR [SYS/TEMP]`` and are logged.
+
+Deliberately not done: APOP (needs plaintext passwords on the server), SASL mechanisms other than
+PLAIN, an exclusive maildrop lock / ``[IN-USE]`` (two POP3 sessions of one account may run at
+once; each sees its own snapshot and a message deleted by both is deleted once), LOGIN-DELAY,
+EXPIRE, the push bus (a POP3 session never changes its snapshot), per-IP connection limits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from twisted.internet.protocol import Factory
+
+log = logging.getLogger("haven.pop3")
+
+
+@dataclass(frozen=True)
+class POP3Config:
+    max_line: int = 8192
+    idle_timeout: float = 600.0  # seconds (minutes in haven.ini)
+    allow_plaintext_auth: bool = True
+    max_bad_commands: int = 20
+    write_chunk: int = 256 * 1024  # octets per transport write of a big message
+
+    @classmethod
+    def from_settings(cls, settings) -> "POP3Config":
+        """Read the ``[pop3]`` section; a bad value stops start-up with a message naming the key."""
+        from gateways.service import StartupError
+        s = dict(settings or {})
+
+        def value(key):
+            v = s.get(key)
+            return None if v is None or str(v).strip() == "" else str(v).strip()
+
+        def number(key, default, kind, minimum):
+            v = value(key)
+            if v is None:
+                return default
+            try:
+                n = kind(v)
+            except ValueError:
+                n = None
+            if n is None or n < minimum:
+                raise StartupError("[pop3] %s = %r: expected a %s of at least %s"
+                                   % (key, v, "whole number" if kind is int else "number", minimum))
+            return n
+
+        plaintext = (value("allow_plaintext_auth") or "yes").lower()
+        if plaintext not in ("1", "yes", "true", "on", "0", "no", "false", "off"):
+            raise StartupError("[pop3] allow_plaintext_auth = %r: expected yes or no" % plaintext)
+        minutes = number("idle_timeout", 10.0, float, 0.01)
+        if minutes < 10:
+            log.warning("[pop3] idle_timeout = %g: RFC 1939 §3 asks for at least 10 minutes", minutes)
+        return cls(max_line=number("max_line_length", 8192, int, 255),
+                   idle_timeout=minutes * 60,
+                   allow_plaintext_auth=plaintext in ("1", "yes", "true", "on"),
+                   max_bad_commands=number("max_bad_commands", 20, int, 1))
+
+
+class POP3Factory(Factory):
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.config = POP3Config.from_settings(ctx.settings)
+
+    def buildProtocol(self, addr):
+        from .protocol import POP3Server
+        proto = POP3Server(self.ctx, self.config)
+        proto.factory = self
+        return proto
+
+
+def make_factory(ctx) -> Factory:
+    """The service's entry point: a factory of POP3 connections on ``ctx.store``."""
+    return POP3Factory(ctx)
