@@ -85,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     rr = r.add_parser("restore", help="restore messages by id (from `recover list`)")
     rr.add_argument("address")
     rr.add_argument("ids", nargs="+", type=int)
+
+    q = sub.add_parser("queue", help="the outbound queue of SMTP submission (mail waiting for [submission] relay)")
+    q = q.add_subparsers(dest="queue_command", metavar="ACTION")
+    q.required = True
+    q.add_parser("list", help="list queued messages, their recipients, attempts and last errors")
+    qr = q.add_parser("retry", help="make queued recipients due now (of message ID, or all); "
+                                    "`haven serve` sends them within [submission] queue_interval")
+    qr.add_argument("id", nargs="?", type=int)
+    qd = q.add_parser("delete", help="drop message ID from the queue, without a bounce to its sender")
+    qd.add_argument("id", type=int)
     return p
 
 
@@ -265,8 +275,35 @@ async def cmd_recover(store, args, raw) -> int:
     return EX_OK
 
 
+async def cmd_queue(store, args, raw) -> int:
+    import time
+
+    def when(t) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    if args.queue_command == "list":
+        messages = await store.list_outbound()
+        waiting = 0
+        for m in messages:
+            print(f"{m.id}\t{when(m.created_at)}\t{m.size} bytes\tfrom <{m.mail_from}>")
+            for r in m.recipients:
+                waiting += r.status == "queued"
+                due = f"\tnext {when(r.next_attempt)}" if r.status == "queued" else ""
+                error = f"\t({r.last_error})" if r.last_error else ""
+                print(f"\t<{r.address}>\t{r.status}\tattempts {r.attempts}{due}{error}")
+        print(f"-- {len(messages)} message{'s' * (len(messages) != 1)}, {waiting} "
+              f"recipient{'s' * (waiting != 1)} waiting" if messages else "the queue is empty")
+    elif args.queue_command == "retry":
+        count = await store.retry_outbound(args.id)
+        print(f"{count} recipient{'s' * (count != 1)} due now"
+              + (f" (message {args.id})" if args.id is not None else ""))
+    else:
+        await store.delete_outbound(args.id)
+        print(f"deleted message {args.id} from the queue (no bounce sent)")
+    return EX_OK
+
+
 COMMANDS = {"user": cmd_user, "alias": cmd_alias, "db": cmd_db, "deliver": cmd_deliver, "purge": cmd_purge,
-            "recover": cmd_recover}
+            "recover": cmd_recover, "queue": cmd_queue}
 
 
 def _ensure_demo(store, config):

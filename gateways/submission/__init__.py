@@ -1,0 +1,122 @@
+"""SMTP submission (RFC 6409): how Thunderbird, phones and scripts send mail through Haven.
+
+aiosmtpd's protocol engine on the reactor's asyncio loop: the service calls
+``loop.create_server(make_protocol_factory(ctx), host, port)`` for ``[submission] listen``
+(port 587 style, STARTTLS, RFC 3207) and ``make_protocol_factory(ctx, implicit_tls=True)`` for
+``tls_listen`` (port 465 style, RFC 8314; the loop wraps it in TLS), and ``start_spooler(ctx)``
+for the relay side.  ``server.py`` speaks the protocol, ``handler.py`` maps a transaction onto
+the store, ``spooler.py`` + ``client.py`` relay the outbound queue to the smarthost,
+``dsn.py`` writes bounces, ``wire.py`` holds the pure byte-level pieces, ``replies.py`` the
+replies and the one store-error → reply table, ``settings.py`` the ``[submission]`` keys.
+
+Guarantees
+----------
+* **No relaying without authentication.**  MAIL/RCPT/DATA before AUTH get ``530 5.7.0``.
+  AUTH PLAIN/LOGIN is offered and accepted only over TLS (STARTTLS or implicit), or in plain
+  text when ``allow_plaintext_auth`` allows it (default ``loopback``: from 127.0.0.0/8 and
+  ::1 only); otherwise ``538 5.7.11``.  Credentials are checked by the one cred portal (same
+  checker, hashing pool, throttling and failure delay as every gateway); any failure is
+  ``535 5.7.8``.
+* **The sender is the user's.**  MAIL FROM must resolve (aliases, ``+detail``) to the
+  logged-in account, else ``553 5.7.1``; the null sender ``<>`` is refused the same way.
+* **Local recipients** (the store resolves them) are delivered through the store's delivery
+  pipeline, exactly as LMTP does (one Delivery, Return-Path and our Received: line added).
+  Unknown users of a local domain get ``550 5.1.1``.  **Remote recipients** go to the outbound
+  queue, only when ``[submission] relay`` is set; else ``550 5.7.1`` (and a log line telling
+  the admin what to set).
+* **250 after DATA means durable**: the local copies committed and the remote part queued
+  (blob fsynced, rows committed).  The remote part is queued first and withdrawn again if the
+  local commit fails, so a ``451`` leaves nothing behind (handler.py explains the order and
+  its corner cases).  Any store failure is ``451 4.3.0``, never a 5xx.  A local recipient
+  whose account vanished between RCPT and DATA does not fail the others: the message is
+  accepted and the sender gets a DSN for that one.
+* **The message is what was sent**, plus one ``Received:`` line (``with ESMTPSA``/``ESMTPA``,
+  ``UTF8SMTPSA``/``UTF8SMTPA`` per RFC 3848 / RFC 6531; EHLO name, peer IP, queue id, date)
+  and, only when the message lacks them, ``Date:``/``Message-ID:`` (RFC 6409 §8.2/§8.3).  The
+  body is never changed.  The DATA stream is decoded as by the LMTP gateway: only CRLF "."
+  CRLF ends it (no SMTP smuggling), bare LF is stored as CRLF, lines of any length, memory
+  bounded by ``[server] max_message_size`` (``552 5.3.4``, also at MAIL for ``SIZE=``).
+* **No copy in Sent**: MUAs (Thunderbird, Apple Mail, K-9) save their own copy with IMAP
+  APPEND; a server-side copy would be a duplicate.
+* **Logs**: one line per accepted message and one per recipient disposition (delivered,
+  queued, bounced, and from the spooler sent/deferred/bounced/expired) on ``haven.submission``.
+
+Deliberately not done here (yet)
+--------------------------------
+* No DSN extension (RFC 3461 NOTIFY/RET/ENVID), no CHUNKING/BINARYMIME, no BURL, no
+  XCLIENT; no per-user rate limits; no DKIM signing (the smarthost's job here).
+* No Sieve at submission; rules run in the delivery pipeline for the local copies.
+* A domain is local when the store has an account or alias in it (``is_local_domain``): an
+  unknown user there is a 550, anything else unknown is remote.  There is no list of extra
+  local domains (a domain with no account yet is remote).
+* A second Haven node's spooler may take a freshly queued message while its local copies are
+  still being committed on the first node (the hold is per process); see handler.py.
+* The DATA decoder, trace-header and reply helpers in ``wire.py`` are copies of the LMTP
+  gateway's (gateways do not import each other); they should move to one shared module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Callable
+
+from gateways.base import GatewayContext
+from gateways.submission.handler import SubmissionHandler
+from gateways.submission.server import SubmissionServer
+from gateways.submission.settings import SettingsError, SubmissionSettings, parse_settings
+from gateways.submission.spooler import Spooler
+
+__all__ = ["make_protocol_factory", "start_spooler"]
+
+log = logging.getLogger("haven.submission")
+
+#: one spooler per store: the listeners' handlers and ``start_spooler`` share it (holds, wake-ups)
+_spoolers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _settings(ctx: GatewayContext) -> SubmissionSettings:
+    try:
+        return parse_settings(ctx.settings, ctx.limits)
+    except SettingsError as e:
+        from gateways.service import StartupError
+        raise StartupError(str(e)) from None
+
+
+def _spooler(ctx: GatewayContext, settings: SubmissionSettings) -> Spooler:
+    spooler = _spoolers.get(ctx.store)
+    if spooler is None:
+        spooler = _spoolers[ctx.store] = Spooler(ctx.store, ctx.hostname, settings)
+    return spooler
+
+
+def _quiet_aiosmtpd_log() -> None:
+    """aiosmtpd logs every command and connection at INFO on ``mail.log``; keep that for
+    debug level (a level set explicitly for ``mail.log`` is left alone)."""
+    chatty = logging.getLogger("mail.log")
+    if chatty.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        chatty.setLevel(logging.WARNING)
+
+
+def make_protocol_factory(ctx: GatewayContext, implicit_tls: bool = False) -> Callable[[], asyncio.Protocol]:
+    """A protocol factory for ``loop.create_server`` on the reactor's asyncio loop; with
+    ``implicit_tls`` the caller wraps the socket in TLS (``ctx.ssl_context``) and STARTTLS is not
+    offered.  Raises StartupError (naming the key) for a malformed setting."""
+    settings = _settings(ctx)
+    _quiet_aiosmtpd_log()
+    if settings.relay is None:
+        log.info("[submission] relay is empty: mail to remote addresses is refused (550 5.7.1)")
+    handler = SubmissionHandler(ctx.store, ctx.portal, _spooler(ctx, settings), hostname=ctx.hostname,
+                                settings=settings)
+
+    def factory() -> SubmissionServer:
+        return SubmissionServer(handler, hostname=ctx.hostname, settings=settings, tls_context=ctx.ssl_context,
+                                implicit_tls=implicit_tls, loop=asyncio.get_running_loop())
+
+    return factory
+
+
+def start_spooler(ctx: GatewayContext) -> Spooler:
+    """Start relaying the outbound queue; the result's ``stop()`` ends it."""
+    return _spooler(ctx, _settings(ctx)).start()

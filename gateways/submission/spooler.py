@@ -1,0 +1,349 @@
+"""The spooler: relays the outbound queue to the smarthost (``[submission] relay``).
+
+Invariants
+----------
+* It runs on the shared reactor/asyncio loop as one task; it has no thread of its own (store
+  calls go to the store's pools, the relay connection is asyncio).
+* It scans the queue every ``queue_interval`` seconds, ``WAKE_GATHER`` (0.5 s) after a
+  submission queued a message (:meth:`Spooler.wake`; the pause lets a burst share one scan
+  and one relay connection) and when the earliest retry it scheduled comes due.  What it
+  takes is leased by the store (``store.queue.LEASE``): another spooler on the same database
+  does not take it meanwhile, and what a crashed spooler held comes due again by itself.
+* A message a submission of this process is still accepting (queued, local copies not yet
+  committed) is held: the spooler waits for the submission's verdict, and skips the message if
+  the submission withdrew it (see handler.py for the order of queue and local delivery).
+* Per recipient: 2xx → ``sent``; 5xx → ``failed``; 4xx, connection trouble, timeouts →
+  ``queued`` again after the next step of ``retry_schedule`` (the last step repeats), until
+  the message is ``max_queue_age`` old → ``expired``.  Every attempt is recorded
+  (``record_outbound_attempt``), with the relay's reply or our own error as ``last_error``:
+  ``"550 5.1.1 ..."`` for a reply, ``"4.4.1 connect to ..."`` (status first) for ours.
+* When a message leaves the queue with failed or expired recipients, one DSN (dsn.py) goes to
+  the sender's INBOX through the store's delivery pipeline.  It is not saved to Sent: MUAs
+  save their own copy there (IMAP APPEND).
+* One log line per recipient per attempt on ``haven.submission``.
+
+Known limits
+------------
+* The DSN is delivered after the store has dropped the message from the queue; if that
+  delivery fails (retried three times in the process), the bounce is lost and logged as an
+  error.  Closing that gap needs the store to keep the entry until the DSN is committed.
+* One relay connection at a time, messages sent one after the other over it (with PIPELINING
+  when offered); enough for a smarthost, not a mass mailer.
+* ``stop()`` cancels an attempt in flight; its recipients come due again after the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Dict, Optional, Sequence
+
+from twisted.internet.defer import Deferred, succeed
+
+from gateways.submission.client import RelayError, Reply, SMTPClient
+from gateways.submission.dsn import FailedRecipient, build_dsn
+from gateways.submission.settings import SubmissionSettings
+from store import errors
+from store.interfaces import Store, as_future
+
+log = logging.getLogger("haven.submission")
+
+QUEUED, SENT, FAILED, EXPIRED = "queued", "sent", "failed", "expired"
+#: recipients taken from the queue per scan
+BATCH = 50
+#: seconds a wake-up waits for more submissions before the scan: under load one scan (one
+#: lease transaction, one relay connection) then carries many messages instead of one each
+WAKE_GATHER = 0.5
+#: seconds the spooler waits for a submission to finish accepting a message it queued
+HOLD_TIMEOUT = 300
+#: store calls the spooler retries in-process before giving up (record, DSN)
+STORE_RETRIES = (1.0, 3.0, 10.0)
+
+
+def human_duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} seconds"
+
+
+class Spooler:
+    def __init__(self, store: Store, hostname: str, settings: SubmissionSettings):
+        self.store = store
+        self.hostname = hostname
+        self.settings = settings
+        self._task: Optional[asyncio.Task] = None
+        self._wake: Optional[asyncio.Event] = None
+        self._next_due: Optional[float] = None
+        self._held: Dict[int, asyncio.Future] = {}  # queue id -> future of the submission's verdict
+        self._enqueuing: set = set()  # futures of enqueues not yet registered in _held
+        self._background: set = set()  # DSN deliveries in flight
+        self._stopped: Optional[asyncio.Future] = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Spooler":
+        if self._task is None:
+            from twisted.internet import reactor
+            loop = asyncio.get_event_loop()
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run())
+            self._stopped = None
+            # The reactor waits for "before shutdown" Deferreds: the scan (and any DSN being
+            # written) is cancelled and has unwound before the loop stops.
+            reactor.addSystemEventTrigger("before", "shutdown", self.stop)
+            log.info("spooler started: relay %s, retry schedule %s, max queue age %s",
+                     self.settings.relay or "(none: [submission] relay is empty)",
+                     ", ".join(human_duration(s) for s in self.settings.retry_schedule),
+                     human_duration(self.settings.max_queue_age))
+        return self
+
+    def stop(self) -> Deferred:
+        """Cancel the scan loop and the DSNs in flight; the Deferred fires once they unwound.
+        An attempt cut short leaves its recipients leased: they come due again after
+        ``store.queue.LEASE``."""
+        if self._stopped is None:
+            tasks = [t for t in (self._task, *self._background) if t is not None and not t.done()]
+            self._task = None
+            for task in tasks:
+                task.cancel()
+            self._stopped = asyncio.gather(*tasks, return_exceptions=True) if tasks else None
+        if self._stopped is None or self._stopped.done():
+            return succeed(None)
+        return Deferred.fromFuture(asyncio.shield(self._stopped))
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- the submission side: enqueue, hold, release --------------------------------------
+    async def enqueue(self, account_id: int, mail_from: str, recipients: Sequence[str], raw: bytes) -> int:
+        """Queue ``raw`` durably and hold it back from relaying until :meth:`release` or
+        :meth:`cancel`.  Raises store errors."""
+        loop = asyncio.get_running_loop()
+        marker = loop.create_future()
+        self._enqueuing.add(marker)
+        try:
+            queue_id = await as_future(self.store.enqueue_outbound(account_id, mail_from, list(recipients), raw),
+                                       loop)
+            self._held[queue_id] = loop.create_future()
+            return queue_id
+        finally:
+            self._enqueuing.discard(marker)
+            marker.set_result(None)
+
+    def release(self, queue_id: int, keep: bool = True) -> None:
+        held = self._held.pop(queue_id, None)
+        if held is not None and not held.done():
+            held.set_result(keep)
+        if keep:
+            self.wake()
+
+    async def cancel(self, queue_id: int) -> None:
+        """Withdraw a queued message whose submission failed after all."""
+        try:
+            await as_future(self.store.delete_outbound(queue_id))
+        except errors.NotFound:
+            self.release(queue_id, keep=False)
+        except errors.StoreError as err:
+            log.error("queue %d: could not withdraw the message of a failed submission (%s); it will be "
+                      "relayed, and the client's retry may send it twice", queue_id, err)
+            self.release(queue_id, keep=True)
+        else:
+            self.release(queue_id, keep=False)
+
+    def bounce(self, mail_from: str, queue_id, failed: Sequence[FailedRecipient], original: bytes,
+               arrival: Optional[float] = None) -> None:
+        """Deliver a DSN for ``failed`` to ``mail_from`` in the background (logged)."""
+        task = asyncio.ensure_future(self._deliver_dsn(mail_from, queue_id, failed, original,
+                                                       arrival or time.time()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- the scan loop ---------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                more = await self.scan()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("spooler: queue scan failed")
+                more = False
+            if not more:
+                await self._sleep()
+
+    async def _sleep(self) -> None:
+        timeout = self.settings.queue_interval
+        if self._next_due is not None:
+            timeout = max(0.05, min(timeout, self._next_due - time.time()))
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+            # Woken by a submission: let the ones right behind it join this scan (one lease
+            # transaction for many messages instead of one each).
+            await asyncio.sleep(WAKE_GATHER)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
+        if self._next_due is not None and self._next_due <= time.time():
+            self._next_due = None
+
+    async def scan(self) -> bool:
+        """Relay what is due now; True when there may be more due at once."""
+        try:
+            taken = await as_future(self.store.take_due_outbound(BATCH))
+        except errors.StoreError as err:
+            log.warning("spooler: cannot read the queue: %s", err)
+            return False
+        if not taken:
+            return False
+        # An enqueue whose rows this scan may have taken but whose hold is not registered yet
+        # is still in flight: let those finish before deciding what is held.
+        pending = list(self._enqueuing)
+        if pending:
+            await asyncio.wait(pending)
+        client: Optional[SMTPClient] = None
+        unreachable: Optional[RelayError] = None
+        try:
+            for message in taken:
+                held = self._held.get(message.id)
+                if held is not None:
+                    try:
+                        if not await asyncio.wait_for(asyncio.shield(held), HOLD_TIMEOUT):
+                            continue  # withdrawn by its submission
+                    except asyncio.TimeoutError:
+                        log.error("queue %d: its submission did not finish in %ds; leaving it for the next "
+                                  "lease", message.id, HOLD_TIMEOUT)
+                        continue
+                client, unreachable = await self._attempt(message, client, unreachable)
+        finally:
+            if client is not None:
+                await client.quit()
+        return sum(len(m.recipients) for m in taken) >= BATCH
+
+    # -- one message -----------------------------------------------------------------------
+    async def _attempt(self, message, client: Optional[SMTPClient], unreachable: Optional[RelayError]) -> tuple:
+        """Relay ``message`` to its due recipients and record the outcome.  Returns the client
+        to reuse for the next message (None when the session broke) and, once the relay could
+        not be reached in this scan, that error: the rest of the scan's messages get it too
+        instead of one connection timeout each."""
+        addresses = [r.address for r in message.recipients]
+        try:
+            raw = await as_future(self.store.read_blob(message.blob_id))
+        except errors.NotFound:
+            log.error("queue %d: message data is missing; failing its recipients", message.id)
+            outcomes = {r.id: (FAILED, "5.3.0 the queued message data was lost", None) for r in message.recipients}
+            await self._record(message, outcomes, {}, b"")
+            return client, unreachable
+        except errors.StoreError as err:
+            log.warning("queue %d: cannot read the message: %s", message.id, err)
+            return client, unreachable
+        now = time.time()
+        replies: Dict[str, Reply] = {}
+        error: Optional[RelayError] = unreachable
+        if error is None and self.settings.relay is None:
+            error = RelayError("[submission] relay is empty: no smarthost to send to", "4.4.0")
+        if error is None:
+            try:
+                if client is None or not client.connected:
+                    client = SMTPClient(self.settings.relay, self.hostname)
+                    try:
+                        await client.connect()
+                    except RelayError as e:
+                        unreachable = e
+                        raise
+                replies = await client.send(message.mail_from, addresses, raw)
+            except RelayError as e:
+                error, client = e, None
+            except (OSError, asyncio.TimeoutError) as e:  # defensive: the client wraps these
+                error, client = RelayError(f"relay {self.settings.relay}: {e}"), None
+        outcomes = {}
+        for r in message.recipients:
+            reply = replies.get(r.address)
+            if reply is None:
+                text = f"{(error.status if error else '4.4.2')} {error or 'no reply'}"
+                outcomes[r.id] = self._retry_or_expire(message, r, text, now)
+            elif 200 <= reply.code < 300:
+                outcomes[r.id] = (SENT, None, None)
+            elif 500 <= reply.code < 600:
+                outcomes[r.id] = (FAILED, str(reply), None)
+            else:
+                outcomes[r.id] = self._retry_or_expire(message, r, str(reply), now)
+        await self._record(message, outcomes, replies, raw)
+        return client, unreachable
+
+    def _retry_or_expire(self, message, recipient, error: str, now: float) -> tuple:
+        deadline = message.created_at + self.settings.max_queue_age
+        if now >= deadline:
+            return EXPIRED, error, None
+        schedule = self.settings.retry_schedule
+        delay = schedule[min(recipient.attempts, len(schedule) - 1)]
+        at = int(math.ceil(min(now + delay, deadline)))
+        return QUEUED, error, at
+
+    async def _record(self, message, outcomes: dict, replies: Dict[str, Reply], raw: bytes) -> None:
+        finished = await self._with_retries(f"queue {message.id}: record attempt",
+                                            lambda: self.store.record_outbound_attempt(message.id, outcomes))
+        by_id = {r.id: r for r in message.recipients}
+        for rid, (status, error, next_attempt) in outcomes.items():
+            r = by_id[rid]
+            if status == QUEUED:
+                self._next_due = next_attempt if self._next_due is None else min(self._next_due, next_attempt)
+            word = {SENT: "sent", FAILED: "bounced", EXPIRED: "expired", QUEUED: "deferred"}[status]
+            log.info("queue %d: to=<%s>, relay=%s, attempt=%d, delay=%ds, status=%s (%s)%s", message.id, r.address,
+                     self.settings.relay or "none", r.attempts + 1, int(time.time() - message.created_at), word,
+                     str(replies[r.address]) if r.address in replies else error,
+                     f", next attempt in {int(next_attempt - time.time())}s" if status == QUEUED else "")
+        if finished is None:
+            log.error("queue %d: the outcome of this attempt could not be recorded; its recipients come due "
+                      "again after the lease (those already sent may get a second copy)", message.id)
+            return
+        failed = [r for r in finished if r.status in (FAILED, EXPIRED)]
+        if failed:
+            relay = self.settings.relay
+            # a finished recipient's next_attempt is the time of its last attempt (store.queue)
+            bounced = [FailedRecipient(address=r.address, action=r.status, last_error=r.last_error,
+                                       last_attempt=r.next_attempt or None,
+                                       remote_mta=relay.host if relay else None) for r in failed]
+            await self._deliver_dsn(message.mail_from, message.id, bounced, raw, message.created_at)
+
+    # -- DSN -------------------------------------------------------------------------------
+    async def _deliver_dsn(self, mail_from: str, queue_id, failed: Sequence[FailedRecipient], original: bytes,
+                           arrival: float) -> None:
+        dsn = build_dsn(hostname=self.hostname, mail_from=mail_from, queue_id=queue_id, arrival=arrival,
+                        recipients=list(failed), original=original,
+                        max_age_text=human_duration(self.settings.max_queue_age))
+
+        async def deliver():
+            delivery = self.store.begin_delivery("")
+            await delivery.add_recipient(mail_from)
+            return await delivery.commit(dsn)
+        try:
+            results = await self._with_retries(f"queue {queue_id}: DSN to <{mail_from}>", deliver,
+                                               give_up=(errors.NotFound, errors.InvalidInput))
+        except (errors.NotFound, errors.InvalidInput):
+            log.warning("queue %s: no DSN: the sender <%s> is not a local address any more", queue_id, mail_from)
+            return
+        if not results or results[0].error is not None:
+            log.error("queue %s: DSN to <%s> for %s was NOT delivered (%s)", queue_id, mail_from,
+                      ", ".join(f"<{r.address}>" for r in failed), results[0].error if results else "store down")
+            return
+        log.info("queue %s: DSN to <%s> delivered (folder=%s, uid=%s) for %s", queue_id, mail_from,
+                 results[0].folder, results[0].uid, ", ".join(f"<{r.address}> {r.action}" for r in failed))
+
+    async def _with_retries(self, what: str, call, give_up=()):
+        """``await call()`` (a store coroutine), retried on TemporaryFailure; None if it never
+        succeeded.  Exceptions in ``give_up`` propagate."""
+        for delay in (*STORE_RETRIES, None):
+            try:
+                return await as_future(call())
+            except give_up:
+                raise
+            except errors.StoreError as err:
+                if delay is None:
+                    log.error("%s failed: %s", what, err)
+                    return None
+                log.warning("%s failed (%s); again in %gs", what, err, delay)
+                await asyncio.sleep(delay)
+        return None
