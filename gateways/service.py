@@ -222,7 +222,7 @@ class Service:
         for server in self.servers:
             server.close()
         if self.spooler is not None:
-            self.spooler.stop()
+            await self.spooler.stop()
 
 
 def setup_logging(config: Config, verbose: bool = False) -> None:

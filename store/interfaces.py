@@ -399,7 +399,7 @@ class Store:
     # -- outbound queue (SMTP submission) --------------------------------------------------
     # OutboundMessage / OutboundRecipient are defined in store.queue (plain dataclasses):
     # id, account_id, mail_from, blob_id, size, created_at, recipients[id, address, status
-    # ("queued" | "sent" | "failed" | "expired"), attempts, next_attempt, last_error].
+    # ("queued" | "sent" | "failed" | "expired"), attempts, next_attempt, last_error, last_attempt].
     async def enqueue_outbound(self, account_id: int, mail_from: str, recipients: Sequence[str],
                                raw: bytes) -> int:
         """Durably queue ``raw`` for remote ``recipients`` (blob fsynced, rows committed before
@@ -408,13 +408,21 @@ class Store:
 
     async def take_due_outbound(self, limit: int = 50) -> list:
         """Messages with recipients due for an attempt (only those recipients), leased to the
-        caller for ``store.queue.LEASE`` seconds so no other spooler takes them meanwhile."""
+        caller for ``store.queue.LEASE`` seconds so no other spooler takes them meanwhile; and
+        finished messages whose DSN is still owed (all recipients, none of them queued)."""
         raise NotImplementedError
 
     async def record_outbound_attempt(self, queue_id: int, outcomes: dict) -> list:
         """``outcomes``: recipient id -> (status, error or None, next attempt time or None).
-        When no recipient is left queued the message leaves the queue; then returns every
-        recipient's final state (for the DSN), else an empty list."""
+        When no recipient is left queued, returns every recipient's final state (for the DSN)
+        and leases the message to the caller, who calls :meth:`finish_outbound` once the DSN is
+        delivered; else []."""
+        raise NotImplementedError
+
+    async def finish_outbound(self, queue_id: int) -> None:
+        """Remove a finished message from the queue (after its DSN).  A finished message that is
+        never finished here comes back from take_due_outbound (all recipients final) after the
+        lease, so its DSN is retried.  Raises NotFound."""
         raise NotImplementedError
 
     async def list_outbound(self) -> list:

@@ -3,8 +3,10 @@ relayed it, it failed for good, or it grew too old.
 
 Invariants
 - A message is in the queue (blob written, rows committed) before submission answers 250.
-- Each recipient has its own state, attempts and next attempt; a message leaves the queue when
-  no recipient is ``queued`` any more (the spooler writes the DSN for failed ones first).
+- Each recipient has its own state, attempts and next attempt.  When no recipient is ``queued``
+  any more the message is *finished* but stays until the spooler has written the DSN for its
+  failed recipients and calls ``finish_outbound``: a crash or a store failure in between can
+  delay a bounce, never lose it (finished messages come due again like any other work).
 - Taking due work leases it (``next_attempt`` moves ``LEASE`` seconds ahead in the same
   transaction), so two spoolers on one database never relay the same recipient at once, and
   work a crashed spooler had leased comes due again by itself.
@@ -35,6 +37,7 @@ class OutboundRecipient:
     attempts: int
     next_attempt: int
     last_error: Optional[str]
+    last_attempt: int  # when the state last changed (the time of the last attempt once final)
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,7 @@ def enqueue_txn(txn: Txn, account_id: int, mail_from: str, recipients: Sequence[
 def _messages(txn: Txn, queue_ids, recipient_rows) -> list:
     by_queue: dict = {}
     for r in recipient_rows:
-        by_queue.setdefault(r[1], []).append(OutboundRecipient(id=r[0], address=r[2], status=r[3], attempts=r[4],
-                                                               next_attempt=r[5], last_error=r[6]))
+        by_queue.setdefault(r[1], []).append(_recipient(r))
     out = []
     for part in chunks(sorted(queue_ids)):
         for q in txn.execute("SELECT id, account_id, mail_from, blob_id, size, created_at FROM outbound_queue "
@@ -73,13 +75,26 @@ def _messages(txn: Txn, queue_ids, recipient_rows) -> list:
     return out
 
 
-_RCPT_COLS = "id, queue_id, recipient, status, attempts, next_attempt, last_error"
+_RCPT_COLS = "id, queue_id, recipient, status, attempts, next_attempt, last_error, updated_at"
+
+
+def _recipient(r) -> OutboundRecipient:
+    return OutboundRecipient(id=r[0], address=r[2], status=r[3], attempts=r[4], next_attempt=r[5],
+                             last_error=r[6], last_attempt=r[7])
 
 
 def take_due_txn(txn: Txn, now: int, limit: int) -> list:
-    """Due recipients grouped by message, leased to the caller."""
+    """Due recipients grouped by message, leased to the caller; plus finished messages whose
+    DSN and removal are due (all their recipients, none queued)."""
     rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE status = ? AND next_attempt <= ? "
                        "ORDER BY next_attempt, id LIMIT ?", (QUEUED, now, limit)).fetchall()
+    finished = [r[0] for r in txn.execute(
+        "SELECT queue_id FROM outbound_recipients GROUP BY queue_id "
+        "HAVING SUM(CASE WHEN status = ? THEN 1 ELSE 0 END) = 0 AND MIN(next_attempt) <= ? LIMIT ?",
+        (QUEUED, now, limit)).fetchall()]
+    for part in chunks(finished):
+        rows += txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id IN {txn.in_list(part)}",
+                            part).fetchall()
     if not rows:
         return []
     for part in chunks([r[0] for r in rows]):
@@ -88,10 +103,10 @@ def take_due_txn(txn: Txn, now: int, limit: int) -> list:
     return _messages(txn, {r[1] for r in rows}, rows)
 
 
-def record_attempt_txn(txn: Txn, queue_id: int, outcomes: dict) -> tuple[list, list]:
+def record_attempt_txn(txn: Txn, queue_id: int, outcomes: dict) -> list:
     """``outcomes``: recipient id -> (status, error or None, next_attempt or None).  Counts an
-    attempt for each.  When no recipient is left queued, the message leaves the queue.
-    Returns (blob ids no longer referenced, finished recipients [OutboundRecipient])."""
+    attempt for each.  When no recipient is left queued, returns every recipient's final state
+    (and leases the finished message to the caller for its DSN); else []."""
     now = int(time.time())
     for rid, (status, error, next_attempt) in outcomes.items():
         if status not in (QUEUED, SENT, FAILED, EXPIRED):
@@ -100,19 +115,22 @@ def record_attempt_txn(txn: Txn, queue_id: int, outcomes: dict) -> tuple[list, l
                     "next_attempt = ?, updated_at = ? WHERE id = ? AND queue_id = ?",
                     (status, (error or None) and error[:1000], next_attempt if next_attempt is not None else now,
                      now, rid, queue_id))
-    return _finish_if_done(txn, queue_id)
-
-
-def _finish_if_done(txn: Txn, queue_id: int) -> tuple[list, list]:
     if txn.scalar("SELECT COUNT(*) FROM outbound_recipients WHERE queue_id = ? AND status = ?", (queue_id, QUEUED)):
-        return [], []
-    rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id = ?", (queue_id,)).fetchall()
+        return []
+    txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE queue_id = ?", (now + LEASE, queue_id))
+    rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id = ? ORDER BY id",
+                       (queue_id,)).fetchall()
+    return [_recipient(r) for r in rows]
+
+
+def finish_txn(txn: Txn, queue_id: int) -> list:
+    """Remove a message from the queue; returns blob ids no longer referenced."""
     blob_id = txn.scalar("SELECT blob_id FROM outbound_queue WHERE id = ?", (queue_id,))
+    if blob_id is None:
+        raise errors.NotFound(f"no queued message {queue_id}")
     txn.execute("DELETE FROM outbound_recipients WHERE queue_id = ?", (queue_id,))
     txn.execute("DELETE FROM outbound_queue WHERE id = ?", (queue_id,))
-    finished = [OutboundRecipient(id=r[0], address=r[2], status=r[3], attempts=r[4], next_attempt=r[5],
-                                  last_error=r[6]) for r in rows]
-    return (drop_unreferenced_blobs_txn(txn, [blob_id]) if blob_id else []), finished
+    return drop_unreferenced_blobs_txn(txn, [blob_id])
 
 
 def list_queue_txn(txn: Txn) -> list:
@@ -144,9 +162,7 @@ def retry_txn(txn: Txn, queue_id: Optional[int]) -> int:
 def delete_queued_txn(txn: Txn, queue_id: int) -> list:
     """Drop a message from the queue without a DSN (admin); returns unreferenced blob ids."""
     get_queued_txn(txn, queue_id)
-    txn.execute("UPDATE outbound_recipients SET status = ? WHERE queue_id = ? AND status = ?",
-                (FAILED, queue_id, QUEUED))
-    return _finish_if_done(txn, queue_id)[0]
+    return finish_txn(txn, queue_id)
 
 
 class OutboundQueueMixin:
@@ -160,9 +176,11 @@ class OutboundQueueMixin:
         return await self._run("take_due_outbound", take_due_txn, int(time.time()), limit)
 
     async def record_outbound_attempt(self, queue_id: int, outcomes: dict) -> list:
-        gone, finished = await self._run("record_outbound_attempt", record_attempt_txn, queue_id, outcomes)
+        return await self._run("record_outbound_attempt", record_attempt_txn, queue_id, outcomes)
+
+    async def finish_outbound(self, queue_id: int) -> None:
+        gone = await self._run("finish_outbound", finish_txn, queue_id)
         await self._delete_blob_files(gone)
-        return finished
 
     async def list_outbound(self) -> list:
         return await self._run("list_outbound", list_queue_txn)

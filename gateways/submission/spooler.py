@@ -38,6 +38,7 @@ import asyncio
 import logging
 import math
 import time
+from dataclasses import replace
 from typing import Dict, Optional, Sequence
 
 from twisted.internet.defer import Deferred, succeed
@@ -50,6 +51,7 @@ from store.interfaces import Store, as_future
 
 log = logging.getLogger("haven.submission")
 
+# the queue's recipient states (store.queue; spelled here as the store contract documents them)
 QUEUED, SENT, FAILED, EXPIRED = "queued", "sent", "failed", "expired"
 #: recipients taken from the queue per scan
 BATCH = 50
@@ -216,6 +218,10 @@ class Spooler:
                         log.error("queue %d: its submission did not finish in %ds; leaving it for the next "
                                   "lease", message.id, HOLD_TIMEOUT)
                         continue
+                if not any(r.status == QUEUED for r in message.recipients):
+                    # finished earlier, but its DSN was not delivered then (store down, crash)
+                    await self._finish(message, None)
+                    continue
                 client, unreachable = await self._attempt(message, client, unreachable)
         finally:
             if client is not None:
@@ -299,18 +305,38 @@ class Spooler:
             log.error("queue %d: the outcome of this attempt could not be recorded; its recipients come due "
                       "again after the lease (those already sent may get a second copy)", message.id)
             return
-        failed = [r for r in finished if r.status in (FAILED, EXPIRED)]
+        if finished:
+            await self._finish(replace(message, recipients=finished), raw)
+
+    async def _finish(self, message, raw: Optional[bytes]) -> None:
+        """A message none of whose recipients is queued: its DSN (if any failed), then out of the
+        queue.  If the DSN cannot be delivered the message stays, and comes back after its lease."""
+        failed = [r for r in message.recipients if r.status in (FAILED, EXPIRED)]
         if failed:
+            if raw is None:
+                try:
+                    raw = await as_future(self.store.read_blob(message.blob_id))
+                except errors.NotFound:
+                    raw = b""
+                except errors.StoreError as err:
+                    log.warning("queue %d: cannot read the message for its DSN: %s", message.id, err)
+                    return
             relay = self.settings.relay
-            # a finished recipient's next_attempt is the time of its last attempt (store.queue)
             bounced = [FailedRecipient(address=r.address, action=r.status, last_error=r.last_error,
-                                       last_attempt=r.next_attempt or None,
+                                       last_attempt=r.last_attempt or None,
                                        remote_mta=relay.host if relay else None) for r in failed]
-            await self._deliver_dsn(message.mail_from, message.id, bounced, raw, message.created_at)
+            if not await self._deliver_dsn(message.mail_from, message.id, bounced, raw, message.created_at):
+                log.error("queue %d: keeping the message until its DSN can be delivered", message.id)
+                return
+        if await self._with_retries(f"queue {message.id}: finish", lambda: self.store.finish_outbound(message.id),
+                                    give_up=(errors.NotFound,)) is None:
+            log.error("queue %d: DSN delivered but the message could not leave the queue; it may bounce twice",
+                      message.id)
 
     # -- DSN -------------------------------------------------------------------------------
     async def _deliver_dsn(self, mail_from: str, queue_id, failed: Sequence[FailedRecipient], original: bytes,
-                           arrival: float) -> None:
+                           arrival: float) -> bool:
+        """True when the DSN was delivered or cannot ever be (the sender is not local)."""
         dsn = build_dsn(hostname=self.hostname, mail_from=mail_from, queue_id=queue_id, arrival=arrival,
                         recipients=list(failed), original=original,
                         max_age_text=human_duration(self.settings.max_queue_age))
@@ -324,13 +350,14 @@ class Spooler:
                                                give_up=(errors.NotFound, errors.InvalidInput))
         except (errors.NotFound, errors.InvalidInput):
             log.warning("queue %s: no DSN: the sender <%s> is not a local address any more", queue_id, mail_from)
-            return
+            return True
         if not results or results[0].error is not None:
             log.error("queue %s: DSN to <%s> for %s was NOT delivered (%s)", queue_id, mail_from,
                       ", ".join(f"<{r.address}>" for r in failed), results[0].error if results else "store down")
-            return
+            return False
         log.info("queue %s: DSN to <%s> delivered (folder=%s, uid=%s) for %s", queue_id, mail_from,
                  results[0].folder, results[0].uid, ", ".join(f"<{r.address}> {r.action}" for r in failed))
+        return True
 
     async def _with_retries(self, what: str, call, give_up=()):
         """``await call()`` (a store coroutine), retried on TemporaryFailure; None if it never

@@ -41,7 +41,24 @@ def test_enqueue_take_lease_and_finish(store, run, account):
     assert [r.address for r in again.recipients] == ["y@remote.example"]
     finished = run(store.record_outbound_attempt, qid, {y.id: (FAILED, "550 no such user", None)})
     assert {r.address: r.status for r in finished} == {"x@remote.example": SENT, "y@remote.example": FAILED}
+    assert all(r.last_attempt >= item.created_at for r in finished)
+    # finished, but its DSN is owed: it stays (leased to us) until finish_outbound
+    assert [m.id for m in run(store.list_outbound)] == [qid] and run(store.take_due_outbound) == []
+    run(store.finish_outbound, qid)
     assert run(store.list_outbound) == [] and blob_rows(store) == 0
+
+
+def test_finished_message_whose_dsn_was_not_written_comes_back(store, run, account):
+    qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example"], RAW)
+    [item] = run(store.take_due_outbound)
+    run(store.record_outbound_attempt, qid, {item.recipients[0].id: (FAILED, "550 nope", None)})
+    # the spooler died before its DSN: after the lease the finished message is due again
+    store.db.run_sync("expire lease", lambda txn: txn.execute(
+        "UPDATE outbound_recipients SET next_attempt = next_attempt - ?", (LEASE + 1,)))
+    [again] = run(store.take_due_outbound)
+    assert again.id == qid and [(r.status, r.last_error) for r in again.recipients] == [(FAILED, "550 nope")]
+    run(store.finish_outbound, qid)
+    assert run(store.take_due_outbound) == []
 
 
 def test_queued_blob_survives_purge_and_message_deletion(store, run, account):
@@ -53,6 +70,7 @@ def test_queued_blob_survives_purge_and_message_deletion(store, run, account):
     [item] = run(store.take_due_outbound)
     assert run(store.read_blob, item.blob_id) == RAW
     run(store.record_outbound_attempt, qid, {item.recipients[0].id: (EXPIRED, "too old", None)})
+    run(store.finish_outbound, qid)
     assert blob_rows(store) == 0
 
 
