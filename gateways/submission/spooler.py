@@ -328,10 +328,16 @@ class Spooler:
             if not await self._deliver_dsn(message.mail_from, message.id, bounced, raw, message.created_at):
                 log.error("queue %d: keeping the message until its DSN can be delivered", message.id)
                 return
-        if await self._with_retries(f"queue {message.id}: finish", lambda: self.store.finish_outbound(message.id),
-                                    give_up=(errors.NotFound,)) is None:
-            log.error("queue %d: DSN delivered but the message could not leave the queue; it may bounce twice",
-                      message.id)
+        async def finish():
+            await self.store.finish_outbound(message.id)
+            return True
+        try:
+            done = await self._with_retries(f"queue {message.id}: finish", finish, give_up=(errors.NotFound,))
+        except errors.NotFound:
+            done = True  # another spooler (or `haven queue delete`) already removed it
+        if done is None:
+            log.error("queue %d: finished but could not leave the queue; it comes back after its lease%s",
+                      message.id, " and may bounce twice" if failed else "")
 
     # -- DSN -------------------------------------------------------------------------------
     async def _deliver_dsn(self, mail_from: str, queue_id, failed: Sequence[FailedRecipient], original: bytes,
