@@ -3,8 +3,11 @@
 aiosmtpd's protocol engine, run on the reactor's asyncio loop: the service calls
 ``loop.create_server(make_protocol_factory(ctx), host, port)`` (or ``create_unix_server``),
 never aiosmtpd's threaded Controller.  ``server.py`` speaks the protocol, ``handler.py`` maps a
-transaction onto one store :class:`~store.interfaces.Delivery`, ``wire.py`` holds the pure
-byte-level pieces, ``replies.py`` the one store-error → reply table.
+transaction onto one store :class:`~store.interfaces.Delivery`, ``replies.py`` holds every
+reply the handler gives, store errors included.  What LMTP shares with SMTP submission is in
+two neutral modules (gateways never import each other): :mod:`gateways.smtpwire`, the pure
+byte-level pieces (the DATA decoder, trace headers, enhanced status codes, the RCPT reply
+table), and :mod:`gateways.smtpserver`, the aiosmtpd engine both protocol engines subclass.
 
 Guarantees
 ----------
@@ -20,12 +23,13 @@ Guarantees
   one ``Received:`` line (RFC 5321 §4.4) naming the LHLO name, the peer address, this host,
   ``with LMTP`` (``UTF8LMTP`` under SMTPUTF8) and the queue id.  The trace has no
   ``for <recipient>`` clause, so one blob serves every recipient (single-instance storage).
-* **Line endings** (RFC 5321 §2.3.8): only CRLF ends a line, and only CRLF "." CRLF ends the
-  data.  ``LF.LF``, ``CR.CR``, ``LF.CRLF`` in the stream are content: they neither end the
-  message nor start commands (SMTP smuggling, CVE-2023-51766).  Bare LF inside a line *is*
-  stored as CRLF (as Postfix and Dovecot do; IMAP clients expect CRLF); bare CR is stored as
-  it came (it has no agreed meaning, and rewriting it would change octets for nothing).  A
-  "." after a bare LF is not a line start, so it is not unstuffed.
+* **Line endings** (RFC 5321 §2.3.8; :class:`gateways.smtpwire.DataDecoder`): only CRLF ends a
+  line, and only CRLF "." CRLF ends the data.  ``LF.LF``, ``CR.CR``, ``LF.CRLF`` in the stream
+  are content: they neither end the message nor start commands (SMTP smuggling,
+  CVE-2023-51766).  Bare LF inside a line *is* stored as CRLF (as Postfix and Dovecot do; IMAP
+  clients expect CRLF); bare CR is stored as it came (it has no agreed meaning, and rewriting
+  it would change octets for nothing).  A "." after a bare LF is not a line start, so it is
+  not unstuffed.
 * **Bounded memory**: at most ``max_message_size`` octets of a message are buffered; a bigger
   one is read to its end and discarded, then every recipient gets ``552 5.3.4``.  ``SIZE=`` over
   the limit is refused at MAIL with ``552 5.3.4``.  Lines of any length are accepted (only the
@@ -60,18 +64,19 @@ Deliberately not done here (yet)
 aiosmtpd 1.4.6, for the record: its DATA reader only ends at CRLF "." CRLF (the 1.4.5 fix for
 CVE-2024-27305, SMTP smuggling) and discards, rather than buffers, data past
 ``data_size_limit``; but it answers that (and any line over 1000 octets) with a single reply
-whatever the number of recipients, which puts an LMTP client out of step.  Hence our DATA.
+whatever the number of recipients, which puts an LMTP client out of step.  Hence our DATA
+(:class:`gateways.smtpserver.SMTPServerBase`, shared with submission).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Callable, Mapping
 
 from gateways.base import GatewayContext
 from gateways.lmtp.handler import DeliveryHandler
 from gateways.lmtp.server import LMTPServer
+from gateways.smtpserver import quiet_aiosmtpd_log
 
 __all__ = ["make_protocol_factory", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_RECIPIENTS"]
 
@@ -93,15 +98,6 @@ def _number(mapping: Mapping, key: str, default, kind, where: str):
     return value
 
 
-def _quiet_aiosmtpd_log() -> None:
-    """aiosmtpd logs every command line and connection at INFO on ``mail.log``; Haven's own
-    one-line-per-recipient log (``haven.lmtp``) is what an admin wants at INFO.  Its chatter is
-    kept for debug level, and a level set explicitly for ``mail.log`` is left alone."""
-    chatty = logging.getLogger("mail.log")
-    if chatty.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
-        chatty.setLevel(logging.WARNING)
-
-
 def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]:
     """A protocol factory for ``loop.create_server`` / ``loop.create_unix_server`` on the
     reactor's asyncio loop.  Raises ValueError (naming the key) for a malformed setting."""
@@ -110,7 +106,7 @@ def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]
     timeout = _number(ctx.settings, "timeout", DEFAULT_TIMEOUT, float, "[lmtp]")
     if max_rcpt < 1:
         raise ValueError(f"[lmtp] max_recipients = {max_rcpt}: must be at least 1")
-    _quiet_aiosmtpd_log()
+    quiet_aiosmtpd_log()  # haven.lmtp's one line per recipient is what an admin wants at INFO
     handler = DeliveryHandler(ctx.store, hostname=ctx.hostname, max_message_size=max_size,
                               max_recipients=max_rcpt)
 

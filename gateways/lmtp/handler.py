@@ -10,32 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import List, Optional
 
 from gateways.lmtp import replies
-from gateways.lmtp.wire import declared_size, trace_headers
+from gateways.smtpwire import (declared_size, is_unsafe_address, peer_name, received_header, return_path,
+                               with_protocol)
 from store import errors
 from store.interfaces import Store, as_future
 
 log = logging.getLogger("haven.lmtp")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _bad_address(address: str) -> bool:
-    """True for an address that must not reach the store or a header.
-
-    aiosmtpd decodes arguments as UTF-8 with surrogateescape, so a surrogate is an octet that was
-    not UTF-8; and its address parser lets control characters through (even a bare CR, which
-    would end up in ``Return-Path:``).  RFC 5321 §4.1.2 allows neither.
-    """
-    try:
-        address.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return bool(_CONTROL.search(address))
 
 
 def _reverse_path(mail_from: Optional[str]) -> str:
@@ -56,21 +39,21 @@ class DeliveryHandler:
 
     # -- MAIL ------------------------------------------------------------------------------
     async def handle_MAIL(self, server, session, envelope, address: str, mail_options: List[str]) -> str:
-        if _bad_address(address):
+        if is_unsafe_address(address):
             return replies.BAD_SENDER
         size = declared_size(mail_options)
         if size is not None and self.max_message_size and size > self.max_message_size:
             # RFC 1870 §6.1: refuse at MAIL what is certain to be too big.
             log.info("%s: reject: MAIL from %s: SIZE=%d over %d; from=<%s>", envelope.queue_id,
-                     _peer(session), size, self.max_message_size, _reverse_path(address))
+                     peer_name(session.peer), size, self.max_message_size, _reverse_path(address))
             return replies.SIZE_EXCEEDED
         try:
             envelope.delivery = self.store.begin_delivery(_reverse_path(address))
         except errors.StoreError as err:
-            log.warning("%s: MAIL from %s: store: %s", envelope.queue_id, _peer(session), err)
+            log.warning("%s: MAIL from %s: store: %s", envelope.queue_id, peer_name(session.peer), err)
             return replies.TEMPFAIL
         except Exception:
-            log.exception("%s: MAIL from %s: begin_delivery failed", envelope.queue_id, _peer(session))
+            log.exception("%s: MAIL from %s: begin_delivery failed", envelope.queue_id, peer_name(session.peer))
             return replies.TEMPFAIL
         # A hook that answers must record the sender itself (aiosmtpd contract).
         envelope.mail_from = address
@@ -83,9 +66,9 @@ class DeliveryHandler:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452, and the client sends the rest in another transaction.
             log.info("%s: reject: RCPT from %s: too many recipients (%d); to=<%s>",
-                     qid, _peer(session), self.max_recipients, address)
+                     qid, peer_name(session.peer), self.max_recipients, address)
             return replies.TOO_MANY_RECIPIENTS
-        if _bad_address(address):
+        if is_unsafe_address(address):
             return replies.BAD_RECIPIENT
         try:
             recipient = await as_future(envelope.delivery.add_recipient(address), server.loop)
@@ -94,14 +77,14 @@ class DeliveryHandler:
         except errors.StoreError as err:
             reply = replies.rcpt_error(err, address)
         except Exception:
-            log.exception("%s: RCPT from %s: add_recipient(%r) failed", qid, _peer(session), address)
+            log.exception("%s: RCPT from %s: add_recipient(%r) failed", qid, peer_name(session.peer), address)
             reply = replies.rcpt_error(errors.TemporaryFailure(), address)
         else:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
             envelope.recipients.append(recipient)
             return f"250 2.1.5 <{address}> Ok"
-        log.info("%s: reject: RCPT from %s: %s; from=<%s> to=<%s>", qid, _peer(session), reply,
+        log.info("%s: reject: RCPT from %s: %s; from=<%s> to=<%s>", qid, peer_name(session.peer), reply,
                  _reverse_path(envelope.mail_from), address)
         return reply
 
@@ -114,9 +97,12 @@ class DeliveryHandler:
             self._log(envelope, session, envelope.data_size, answer)
             return answer
 
-        raw = trace_headers(mail_from=_reverse_path(envelope.mail_from), helo=session.host_name,
-                            peer=session.peer, hostname=self.hostname, queue_id=envelope.queue_id,
-                            utf8=envelope.smtp_utf8) + envelope.content
+        # Return-Path and one Received: line, without "for <recipient>": one blob for all.
+        protocol = with_protocol(tls=False, auth=False, utf8=envelope.smtp_utf8, lmtp=True)
+        raw = (return_path(_reverse_path(envelope.mail_from))
+               + received_header(helo=session.host_name, peer=session.peer, hostname=self.hostname,
+                                 queue_id=envelope.queue_id, protocol=protocol)
+               + envelope.content)
         envelope.content = envelope.original_content = None  # one copy in memory is enough
         commit = None
         try:
@@ -162,7 +148,7 @@ class DeliveryHandler:
                      if result is not None and result.error is None else "")
             log.info("%s: from=<%s>, to=<%s>, orig_to=<%s>, size=%d, peer=%s%s, status=%s (%s)",
                      envelope.queue_id, _reverse_path(envelope.mail_from),
-                     recipient.address if recipient else address, address, size, _peer(session),
+                     recipient.address if recipient else address, address, size, peer_name(session.peer),
                      where, status, reply)
 
     def _log_orphan(self, future: asyncio.Future, envelope, session, size: int) -> None:
@@ -174,12 +160,5 @@ class DeliveryHandler:
         else:
             outcome = "committed"
         log.warning("%s: client %s disconnected before the replies; commit %s (size=%d, "
-                    "%d recipients); the MTA will retry", envelope.queue_id, _peer(session),
+                    "%d recipients); the MTA will retry", envelope.queue_id, peer_name(session.peer),
                     outcome, size, len(envelope.rcpt_tos))
-
-
-def _peer(session) -> str:
-    peer = getattr(session, "peer", None)
-    if isinstance(peer, (tuple, list)) and peer:
-        return str(peer[0])
-    return "local"

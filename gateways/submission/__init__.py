@@ -6,8 +6,12 @@ aiosmtpd's protocol engine on the reactor's asyncio loop: the service calls
 ``tls_listen`` (port 465 style, RFC 8314; the loop wraps it in TLS), and ``start_spooler(ctx)``
 for the relay side.  ``server.py`` speaks the protocol, ``handler.py`` maps a transaction onto
 the store, ``spooler.py`` + ``client.py`` relay the outbound queue to the smarthost,
-``dsn.py`` writes bounces, ``wire.py`` holds the pure byte-level pieces, ``replies.py`` the
-replies and the one store-error → reply table, ``settings.py`` the ``[submission]`` keys.
+``dsn.py`` writes bounces, ``wire.py`` holds the pure byte-level pieces of its own,
+``replies.py`` every reply the handler gives, store errors included, ``settings.py`` the
+``[submission]`` keys.  What submission shares with LMTP is in two neutral modules (gateways
+never import each other): :mod:`gateways.smtpwire`, the pure byte-level pieces (the DATA
+decoder, ``dot_stuff``, trace headers, enhanced status codes, the RCPT reply table), and
+:mod:`gateways.smtpserver`, the aiosmtpd engine both protocol engines subclass.
 
 Guarantees
 ----------
@@ -33,9 +37,10 @@ Guarantees
 * **The message is what was sent**, plus one ``Received:`` line (``with ESMTPSA``/``ESMTPA``,
   ``UTF8SMTPSA``/``UTF8SMTPA`` per RFC 3848 / RFC 6531; EHLO name, peer IP, queue id, date)
   and, only when the message lacks them, ``Date:``/``Message-ID:`` (RFC 6409 §8.2/§8.3).  The
-  body is never changed.  The DATA stream is decoded as by the LMTP gateway: only CRLF "."
-  CRLF ends it (no SMTP smuggling), bare LF is stored as CRLF, lines of any length, memory
-  bounded by ``[server] max_message_size`` (``552 5.3.4``, also at MAIL for ``SIZE=``).
+  body is never changed.  The DATA stream is decoded as by the LMTP gateway (the same
+  :class:`gateways.smtpwire.DataDecoder`): only CRLF "." CRLF ends it (no SMTP smuggling),
+  bare LF is stored as CRLF, lines of any length, memory bounded by ``[server]
+  max_message_size`` (``552 5.3.4``, also at MAIL for ``SIZE=``).
 * **No copy in Sent**: MUAs (Thunderbird, Apple Mail, K-9) save their own copy with IMAP
   APPEND; a server-side copy would be a duplicate.
 * **Logs**: one line per accepted message and one per recipient disposition (delivered,
@@ -51,8 +56,6 @@ Deliberately not done here (yet)
   local domains (a domain with no account yet is remote).
 * A second Haven node's spooler may take a freshly queued message while its local copies are
   still being committed on the first node (the hold is per process); see handler.py.
-* The DATA decoder, trace-header and reply helpers in ``wire.py`` are copies of the LMTP
-  gateway's (gateways do not import each other); they should move to one shared module.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ import weakref
 from typing import Callable
 
 from gateways.base import GatewayContext
+from gateways.smtpserver import quiet_aiosmtpd_log
 from gateways.submission.handler import SubmissionHandler
 from gateways.submission.server import SubmissionServer
 from gateways.submission.settings import SettingsError, SubmissionSettings, parse_settings
@@ -91,20 +95,12 @@ def _spooler(ctx: GatewayContext, settings: SubmissionSettings) -> Spooler:
     return spooler
 
 
-def _quiet_aiosmtpd_log() -> None:
-    """aiosmtpd logs every command and connection at INFO on ``mail.log``; keep that for
-    debug level (a level set explicitly for ``mail.log`` is left alone)."""
-    chatty = logging.getLogger("mail.log")
-    if chatty.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
-        chatty.setLevel(logging.WARNING)
-
-
 def make_protocol_factory(ctx: GatewayContext, implicit_tls: bool = False) -> Callable[[], asyncio.Protocol]:
     """A protocol factory for ``loop.create_server`` on the reactor's asyncio loop; with
     ``implicit_tls`` the caller wraps the socket in TLS (``ctx.ssl_context``) and STARTTLS is not
     offered.  Raises StartupError (naming the key) for a malformed setting."""
     settings = _settings(ctx)
-    _quiet_aiosmtpd_log()
+    quiet_aiosmtpd_log()  # haven.submission's own lines are what an admin wants at INFO
     if settings.relay is None:
         log.info("[submission] relay is empty: mail to remote addresses is refused (550 5.7.1)")
     handler = SubmissionHandler(ctx.store, ctx.portal, _spooler(ctx, settings), hostname=ctx.hostname,

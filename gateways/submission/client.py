@@ -33,8 +33,9 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from gateways.smtpwire import dot_stuff, enhanced_code
 from gateways.submission.settings import RelaySettings
-from gateways.submission.wire import dot_stuff, enhanced_code, is_ascii
+from gateways.submission.wire import is_ascii
 
 log = logging.getLogger("haven.submission.client")
 

@@ -30,17 +30,17 @@ from typing import List, Optional
 from twisted.cred.error import UnauthorizedLogin
 
 from auth.cred import IAccount, PasswordCredentials
+from gateways.smtpwire import (declared_size, is_unsafe_address, peer_ip, peer_name, received_header, return_path,
+                               with_protocol)
 from gateways.submission import replies
 from gateways.submission.dsn import FailedRecipient
 from gateways.submission.settings import SubmissionSettings
-from gateways.submission.wire import (declared_size, is_ascii, missing_header_fields, peer_ip, received_header,
-                                      return_path, with_protocol)
+from gateways.submission.wire import is_ascii, missing_header_fields
 from store import errors
 from store.interfaces import Store, as_future
 
 log = logging.getLogger("haven.submission")
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: a remote address: local@domain with a dotted domain or an address literal
 _REMOTE = re.compile(r"^[^@\s<>]+@(?:\[[^\]\s]+\]|[^@\s\[\]<>.]+(?:\.[^@\s\[\]<>.]+)+)$")
 
@@ -51,20 +51,6 @@ _LOCAL_FAILURE = {
     errors.PermissionDenied: "5.7.1 delivery not permitted",
     errors.InvalidInput: "5.1.3 bad address",
 }
-
-
-def _bad_address(address: str) -> bool:
-    """Not UTF-8 (aiosmtpd surrogate-escapes such octets) or control characters (RFC 5321
-    §4.1.2): such an address must reach neither the store nor a header."""
-    try:
-        address.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return bool(_CONTROL.search(address))
-
-
-def _peer(session) -> str:
-    return peer_ip(getattr(session, "peer", None)) or "unknown"
 
 
 class SubmissionHandler:
@@ -82,7 +68,7 @@ class SubmissionHandler:
     async def authenticate(self, server, login: str, password: str, mechanism: str):
         """The :class:`~store.interfaces.Account` the portal logs ``login`` in as, or None.
         The portal's failure path is slow on purpose (failure_delay); it runs on the loop."""
-        creds = PasswordCredentials(login, password, _peer(server.session))
+        creds = PasswordCredentials(login, password, peer_ip(server.session.peer) or "unknown")
 
         async def login_():
             return await self.portal.login(creds, None, IAccount)
@@ -91,10 +77,10 @@ class SubmissionHandler:
         except UnauthorizedLogin:
             return None
         except Exception:
-            log.exception("AUTH %s from %s: portal failed", mechanism, _peer(server.session))
+            log.exception("AUTH %s from %s: portal failed", mechanism, peer_name(server.session.peer))
             return None
         log.info("login: user=<%s>, method=%s, peer=%s, tls=%s", account.address, mechanism,
-                 _peer(server.session), "yes" if server.tls_active else "no")
+                 peer_name(server.session.peer), "yes" if server.tls_active else "no")
         return account
 
     # -- MAIL ------------------------------------------------------------------------------
@@ -102,9 +88,9 @@ class SubmissionHandler:
         account = server.account
         qid = envelope.queue_id
         if address in ("", "<>"):
-            log.info("%s: reject: MAIL from %s: null sender; user=<%s>", qid, _peer(session), account.address)
+            log.info("%s: reject: MAIL from %s: null sender; user=<%s>", qid, peer_name(session.peer), account.address)
             return replies.NULL_SENDER
-        if _bad_address(address):
+        if is_unsafe_address(address):
             return replies.BAD_SENDER
         if not is_ascii(address) and not envelope.smtp_utf8:
             return replies.NEEDS_SMTPUTF8
@@ -112,7 +98,7 @@ class SubmissionHandler:
         limit = self.settings.max_message_size
         if size is not None and limit and size > limit:
             # RFC 1870 §6.1: refuse at MAIL what is certain to be too big.
-            log.info("%s: reject: MAIL from %s: SIZE=%d over %d; user=<%s>", qid, _peer(session), size, limit,
+            log.info("%s: reject: MAIL from %s: SIZE=%d over %d; user=<%s>", qid, peer_name(session.peer), size, limit,
                      account.address)
             return replies.SIZE_EXCEEDED
         try:
@@ -120,11 +106,11 @@ class SubmissionHandler:
         except (errors.NotFound, errors.InvalidInput):
             owner = None
         except errors.StoreError as err:
-            log.warning("%s: MAIL from %s: store: %s", qid, _peer(session), err)
+            log.warning("%s: MAIL from %s: store: %s", qid, peer_name(session.peer), err)
             return replies.TEMPFAIL
         if owner is None or owner.account_id != account.id:
             # RFC 6409 §6.1: the MSA may check that the sender is the authenticated user's.
-            log.warning("%s: reject: MAIL from %s: sender <%s> not owned by user=<%s>", qid, _peer(session),
+            log.warning("%s: reject: MAIL from %s: sender <%s> not owned by user=<%s>", qid, peer_name(session.peer),
                         address, account.address)
             return replies.NOT_OWNED.format(account.address)
         envelope.delivery = self.store.begin_delivery(address)
@@ -138,10 +124,10 @@ class SubmissionHandler:
         qid = envelope.queue_id
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452, and the client sends the rest in another transaction.
-            log.info("%s: reject: RCPT from %s: too many recipients (%d); to=<%s>", qid, _peer(session),
+            log.info("%s: reject: RCPT from %s: too many recipients (%d); to=<%s>", qid, peer_name(session.peer),
                      self.settings.max_recipients, address)
             return replies.TOO_MANY_RECIPIENTS
-        if _bad_address(address):
+        if is_unsafe_address(address):
             return replies.BAD_RECIPIENT
         if not is_ascii(address) and not envelope.smtp_utf8:
             return replies.NEEDS_SMTPUTF8
@@ -158,7 +144,7 @@ class SubmissionHandler:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
         else:
-            log.info("%s: reject: RCPT from %s: %s; from=<%s> to=<%s>", qid, _peer(session), reply,
+            log.info("%s: reject: RCPT from %s: %s; from=<%s> to=<%s>", qid, peer_name(session.peer), reply,
                      envelope.mail_from, address)
         return reply
 
@@ -185,8 +171,8 @@ class SubmissionHandler:
     # -- DATA ------------------------------------------------------------------------------
     async def handle_DATA(self, server, session, envelope) -> str:
         if envelope.too_big:
-            log.info("%s: reject: DATA from %s: %d octets over %s; from=<%s>", envelope.queue_id, _peer(session),
-                     envelope.data_size, self.settings.max_message_size, envelope.mail_from)
+            log.info("%s: reject: DATA from %s: %d octets over %s; from=<%s>", envelope.queue_id,
+                     peer_name(session.peer), envelope.data_size, self.settings.max_message_size, envelope.mail_from)
             return replies.TOO_BIG
         protocol = with_protocol(tls=server.tls_active, auth=True, utf8=envelope.smtp_utf8)
         content = envelope.content
@@ -267,7 +253,7 @@ class SubmissionHandler:
         qid = envelope.queue_id
         log.info("%s: accepted: from=<%s>, user=<%s>, size=%d, nrcpt=%d (local %d, remote %d), peer=%s, "
                  "proto=%s%s", qid, envelope.mail_from, server.account.address, size, len(envelope.rcpt_tos),
-                 len(envelope.local), len(envelope.remote), _peer(session), protocol,
+                 len(envelope.local), len(envelope.remote), peer_name(session.peer), protocol,
                  f", queue={queue_id}" if queue_id is not None else "")
         for rcpt, result in zip(envelope.local, results):
             if result.error is None:
@@ -289,4 +275,4 @@ class SubmissionHandler:
         else:
             outcome = f"finished with {future.result()!r}"
         log.warning("%s: client %s disconnected before the reply; acceptance %s", envelope.queue_id,
-                    _peer(session), outcome)
+                    peer_name(session.peer), outcome)

@@ -1,15 +1,18 @@
-"""The submission gateway's replies, and its one table from :mod:`store.errors` to them
-(RFC 5321 §4.2, RFC 3463 enhanced codes, RFC 4954 for AUTH).
+"""The submission gateway's replies, and its store-error → reply table after DATA (RFC 5321
+§4.2, RFC 3463 enhanced codes, RFC 4954 for AUTH).  What both SMTP gateways answer alike, the
+RCPT table (``rcpt_error``) and replies such as ``TEMPFAIL``, is defined in
+:mod:`gateways.smtpwire` and re-exported here, so the handler finds every reply in one place.
 
 A store failure is always a 4xx (the client keeps the message and retries); only answers that
-stay the same on a retry are 5xx.
+stay the same on a retry (no such user, too big, over quota) are 5xx, as over LMTP.
 """
 
 from __future__ import annotations
 
+from gateways.smtpwire import (BAD_RECIPIENT, BAD_SENDER, SIZE_EXCEEDED, TEMPFAIL, TOO_BIG,  # noqa: F401 (re-exported)
+                               TOO_MANY_RECIPIENTS, rcpt_error)
 from store import errors
 
-TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_TEMPFAIL = "454 4.7.0 Temporary authentication failure"
@@ -21,39 +24,19 @@ AUTH_NEEDS_EHLO = "503 5.5.1 Error: send EHLO first"
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 TLS_ACTIVE = "503 5.5.1 TLS already active"
 TLS_UNAVAILABLE = "454 4.7.0 TLS not available"
-SIZE_EXCEEDED = "552 5.3.4 Message size exceeds fixed maximum message size"
-TOO_BIG = "552 5.3.4 Message too big"
-TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
-BAD_SENDER = "553 5.1.7 Bad sender address syntax"
-BAD_RECIPIENT = "553 5.1.3 Bad recipient address syntax"
 NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII address needs MAIL FROM with SMTPUTF8"
 NULL_SENDER = "553 5.7.1 Sender address rejected: the null sender <> is for bounces only"
 NOT_OWNED = "553 5.7.1 Sender address rejected: not owned by user {0}"
 RELAY_NOT_CONFIGURED = "550 5.7.1 <{0}>: Relaying is not configured on this server"
-NO_VALID_RECIPIENTS = "503 5.5.1 Error: need RCPT command"
-INTERNAL = "421 4.3.0 {0} Internal error, closing connection"
-
-
-def rcpt_error(err: BaseException, address: str) -> str:
-    """The reply to ``RCPT TO:<address>`` of a local address the store refused with ``err``."""
-    if isinstance(err, errors.NotFound):
-        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-    if isinstance(err, errors.InvalidInput):
-        return f"553 5.1.3 <{address}>: Recipient address rejected: bad address syntax"
-    if isinstance(err, errors.OverQuota):
-        return f"452 4.2.2 <{address}>: Recipient address rejected: mailbox full"
-    if isinstance(err, errors.PermissionDenied):
-        return f"550 5.7.1 <{address}>: Recipient address rejected: delivery not permitted"
-    return f"451 4.3.0 <{address}>: Temporary failure, try again later"
 
 
 def data_error(err: BaseException) -> str:
     """The reply after DATA when the message as a whole could not be accepted: only a verdict
-    about the message itself (too big) is permanent; any store failure is a 4xx."""
+    about the message itself (too big, over quota) is permanent; any store failure is a 4xx."""
     if isinstance(err, errors.TooBig):
         return TOO_BIG
     if isinstance(err, errors.OverQuota):
-        return "452 4.2.2 Mailbox full, try again later"
+        return "552 5.2.2 Mailbox full"
     return TEMPFAIL
 
 

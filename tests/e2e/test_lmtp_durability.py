@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.conftest import ENGINES
-from tests.gateways.lmtp.lmtp_helpers import Transcript, imap_messages, send_message, split_trace
+from tests.gateways.lmtp.lmtp_helpers import Transcript, send_message, split_trace
+from tests.gateways.smtp_helpers import imap_messages
 
 
 def test_250_survives_kill_9(haven):

@@ -1,16 +1,17 @@
-"""Wire helpers for the LMTP tests: a raw transcript client, an RFC 2033-aware sender, and IMAP
-read-back.  smtplib.LMTP reads a single reply after DATA, so it is only used with one recipient.
+"""Wire helpers for the LMTP tests: a raw transcript client, an RFC 2033-aware sender, and the
+trace headers of what was delivered (IMAP read-back is :mod:`tests.gateways.smtp_helpers`).
+smtplib.LMTP reads a single reply after DATA, so it is only used with one recipient.
 """
 
 from __future__ import annotations
 
-import imaplib
 import re
 import socket
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-from gateways.lmtp.wire import dot_stuff
+from gateways.smtpwire import dot_stuff
+from tests.gateways.smtp_helpers import split_local
 
 CRLF = b"\r\n"
 
@@ -105,19 +106,12 @@ def send_message(address, sender: str, recipients: Sequence[str], message: bytes
 
 # -- the headers Haven prepends -----------------------------------------------------------------
 
-_TRACE = re.compile(
-    rb"\AReturn-Path: <(?P<path>[^>\r\n]*)>\r\n"
-    rb"Received: from (?P<helo>\S+) \((?P<peer>[^)]*)\)\r\n"
-    rb"\tby (?P<by>\S+) \(Haven\) with (?P<proto>U?T?F?8?LMTP) id (?P<id>[0-9A-F]+);\r\n"
-    rb"\t(?P<date>[^\r\n]+)\r\n")
-
-
 def split_trace(stored: bytes) -> Tuple[dict, bytes]:
     """(trace fields, message as received) of a stored message; fails if the trace is not the
-    exact Return-Path + Received pair the gateway prepends."""
-    m = _TRACE.match(stored)
-    assert m, f"no Haven trace headers at the start of {stored[:300]!r}"
-    return {k: v.decode("utf-8", "replace") for k, v in m.groupdict().items()}, stored[m.end():]
+    exact Return-Path + Received pair the gateway prepends, ``with LMTP`` or ``UTF8LMTP``."""
+    path, fields, message = split_local(stored)
+    assert fields["proto"] in ("LMTP", "UTF8LMTP"), fields
+    return {"path": path, **fields}, message
 
 
 def crlf_normalized(message: bytes) -> bytes:
@@ -125,24 +119,3 @@ def crlf_normalized(message: bytes) -> bytes:
     message = re.sub(rb"(?<!\r)\n", CRLF, message)
     return message if not message or message.endswith(CRLF) else message + CRLF
 
-
-# -- reading back over IMAP ----------------------------------------------------------------------
-
-def imap_messages(haven, address: str, password: str, folder: str = "INBOX") -> List[bytes]:
-    """Every message in ``folder`` as raw bytes (BODY.PEEK[]), ascending by UID."""
-    conn = imaplib.IMAP4(*haven.imap, timeout=15)
-    try:
-        typ, data = conn.login(address, password)
-        assert typ == "OK", data
-        typ, data = conn.select(f'"{folder}"', readonly=True)
-        assert typ == "OK", data
-        if int(data[0]) == 0:
-            return []
-        typ, data = conn.uid("FETCH", "1:*", "(BODY.PEEK[])")
-        assert typ == "OK", data
-        return [item[1] for item in data if isinstance(item, tuple)]
-    finally:
-        try:
-            conn.logout()
-        except Exception:
-            pass

@@ -15,6 +15,7 @@ from gateways.pop3.parser import (TOO_LONG, LineReader, ParseError, decode_sasl_
 from gateways.pop3.protocol import is_local
 from gateways.service import StartupError
 from store.interfaces import MessageMeta
+from tests.gateways.import_rules import imported_names, package_files
 
 
 def test_line_reader_splits_and_limits():
@@ -162,24 +163,12 @@ def test_bundled_defaults_are_the_settings_defaults():
 def test_gateway_imports_only_the_store_contract():
     # STYLE habit 1: the store only through store.interfaces and store.errors; auth only through
     # the portal's credentials type; no other gateway
-    import ast
-    from pathlib import Path
     import gateways.pop3
-    for path in Path(gateways.pop3.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module in ("store", "gateways", "auth"):
-                names = [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top != "store" or name in ("store.interfaces", "store.errors"), f"{path.name}: {name}"
-                assert top != "auth" or name == "auth.cred", f"{path.name}: {name}"
-                assert top not in ("sqlite3", "pymysql"), f"{path.name}: {name}"
-                if top == "gateways":
-                    assert name in ("gateways.base", "gateways.service") or name.startswith("gateways.pop3"), \
-                        f"{path.name} imports another gateway: {name}"
+    for path, name in imported_names(package_files(gateways.pop3)):
+        top = name.split(".")[0]
+        assert top != "store" or name in ("store.interfaces", "store.errors"), f"{path}: {name}"
+        assert top != "auth" or name == "auth.cred", f"{path}: {name}"
+        assert top not in ("sqlite3", "pymysql"), f"{path}: {name}"
+        if top == "gateways":
+            assert name in ("gateways.base", "gateways.service") or name.startswith("gateways.pop3"), \
+                f"{path} imports another gateway: {name}"

@@ -1,6 +1,6 @@
 """Client-side helpers for the submission tests: stock smtplib sessions (STARTTLS or implicit
-TLS, no certificate verification: the server's certificate is self-signed), IMAP read-back and
-a little waiting."""
+TLS, no certificate verification: the server's certificate is self-signed), DSNs, the queue and
+a little waiting.  IMAP read-back and the trace lines are :mod:`tests.gateways.smtp_helpers`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import smtplib
 import ssl
 import time
 from typing import Callable, List, Optional, Sequence
+
+from tests.gateways.smtp_helpers import imap_messages
 
 CRLF = b"\r\n"
 
@@ -52,45 +54,6 @@ def submit(haven, user: str, password: str, mail_from: str, recipients: Sequence
     with connect(haven, tls) as s:
         s.login(user, password)
         return s.sendmail(mail_from, list(recipients), raw)
-
-
-_RECEIVED = re.compile(
-    rb"\AReceived: from (?P<helo>\S+) \((?P<peer>[^)]*)\)\r\n"
-    rb"\tby (?P<by>\S+) \(Haven\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9A-F]+);\r\n"
-    rb"\t(?P<date>[^\r\n]+)\r\n")
-
-
-def split_received(data: bytes):
-    """(fields of Haven's Received: line, the rest) of a relayed message."""
-    m = _RECEIVED.match(data)
-    assert m, f"no Haven Received: line at the start of {data[:300]!r}"
-    return {k: v.decode() for k, v in m.groupdict().items()}, data[m.end():]
-
-
-def split_local(stored: bytes):
-    """(Return-Path, Received fields, the rest) of a locally delivered message."""
-    m = re.match(rb"\AReturn-Path: <([^>\r\n]*)>\r\n", stored)
-    assert m, f"no Return-Path at the start of {stored[:200]!r}"
-    fields, rest = split_received(stored[m.end():])
-    return m.group(1).decode(), fields, rest
-
-
-def imap_messages(haven, address: str, password: str, folder: str = "INBOX") -> List[bytes]:
-    conn = imaplib.IMAP4(*haven.imap, timeout=15)
-    try:
-        assert conn.login(address, password)[0] == "OK"
-        typ, data = conn.select(f'"{folder}"', readonly=True)
-        assert typ == "OK", data
-        if int(data[0]) == 0:
-            return []
-        typ, data = conn.uid("FETCH", "1:*", "(BODY.PEEK[])")
-        assert typ == "OK", data
-        return [item[1] for item in data if isinstance(item, tuple)]
-    finally:
-        try:
-            conn.logout()
-        except Exception:
-            pass
 
 
 def imap_bodystructure(haven, address: str, password: str, uid: int) -> str:

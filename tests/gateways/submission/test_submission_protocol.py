@@ -14,8 +14,9 @@ import smtplib
 
 import pytest
 
-from tests.gateways.submission.helpers import (client_tls, connect, dsn_fields, imap_messages, message, parse,
-                                               split_local, submit, wait_for_log, wait_for_mail)
+from tests.gateways.smtp_helpers import imap_messages, split_local
+from tests.gateways.submission.helpers import (client_tls, connect, dsn_fields, message, parse, submit, wait_for_log,
+                                               wait_for_mail)
 
 DEFAULT_MAX_SIZE = 52428800  # conf/haven.ini [server] max_message_size
 

@@ -1,66 +1,31 @@
-"""The submission gateway's pure pieces: DATA decoding, trace headers, settings, DSNs."""
+"""The submission gateway's own pure pieces: header fields an MSA adds, settings, DSNs, its
+store-error → reply table after DATA and its import rules.  The byte-level pieces it shares with LMTP (DATA
+decoding, dot-stuffing, trace headers, reply codes) are tested once, in
+tests/gateways/test_smtpwire.py."""
 
 from __future__ import annotations
 
 import email
 import email.policy
-import random
 
 import pytest
 
+import gateways.submission
 from conf import load_config
+from gateways.submission import replies
 from gateways.submission.dsn import FailedRecipient, build_dsn, diagnostic_code, status_of
 from gateways.submission.settings import SettingsError, SubmissionSettings, parse_duration, parse_settings
-from gateways.submission.wire import (DataDecoder, dot_stuff, enhanced_code, is_loopback, missing_header_fields,
-                                      received_header, with_enhanced_code, with_protocol)
-
-
-def decode(wire: bytes, chunk: int = 0, limit=None) -> DataDecoder:
-    decoder = DataDecoder(limit)
-    pieces = [wire[i:i + chunk] for i in range(0, len(wire), chunk)] if chunk else [wire]
-    for piece in pieces:
-        if decoder.feed(piece) is not None:
-            break
-    assert decoder.done
-    return decoder
-
-
-# -- DATA --------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("chunk", [0, 1, 2, 3, 7])
-def test_data_end_is_only_crlf_dot_crlf(chunk):
-    wire = b"a\n.\nb\r.\rc\n.\r\nd\r\n..e\r\n.\r\n"
-    assert decode(wire, chunk).content() == b"a\r\n.\r\nb\r.\rc\r\n.\r\nd\r\n.e\r\n"
-
-
-def test_dot_stuff_round_trip():
-    rng = random.Random(7)
-    alphabet = [b"a", b".", b"\r\n", b"\r\n.", b"..", b" ", b"\xc3\xa9"]
-    for _ in range(300):
-        message = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
-        message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        expected = message if not message or message.endswith(b"\r\n") else message + b"\r\n"
-        assert decode(dot_stuff(message), rng.choice([0, 1, 5])).content() == expected
-
-
-def test_too_big_is_read_to_the_end_and_dropped():
-    decoder = decode(b"x" * 100 + b"\r\n.\r\n", 9, limit=50)
-    assert decoder.too_big and decoder.content() == b"" and decoder.size == 102
+from gateways.submission.wire import is_loopback, missing_header_fields
+from store import errors
+from tests.gateways.import_rules import imported_names, package_files
 
 
 # -- headers -------------------------------------------------------------------------------------
 
-def test_received_header_and_protocol_names():
-    line = received_header(helo="pc (evil)\r\nX: y", peer=("::ffff:192.0.2.7", 5000, 0, 0), hostname="mx.example",
-                           queue_id="ABC", protocol=with_protocol(True, True, False), date=0)
-    text = line.decode()
-    assert text.startswith("Received: from pc??evil???X:?y ([192.0.2.7])\r\n"
-                           "\tby mx.example (Haven) with ESMTPSA id ABC;")
-    assert text.count("\r\n") == 3
-    assert [with_protocol(t, a, u) for t, a, u in [(False, True, False), (True, False, False), (True, True, True)]] \
-        == ["ESMTPA", "ESMTPS", "UTF8SMTPSA"]
+def test_loopback_peers():
+    # allow_plaintext_auth = loopback
     assert is_loopback(("127.0.0.5", 1)) and is_loopback(("::1", 1, 0, 0)) and is_loopback(("::ffff:127.0.0.1", 1))
-    assert not is_loopback(("192.0.2.1", 1)) and not is_loopback(None)
+    assert not is_loopback(("192.0.2.1", 1)) and not is_loopback(None) and not is_loopback("")
 
 
 def test_missing_header_fields():
@@ -69,13 +34,6 @@ def test_missing_header_fields():
     added = missing_header_fields(b"Subject: s\r\n\r\nMessage-ID: <in the body>\r\n", "h").decode()
     assert added.startswith("Date: ") and "\r\nMessage-ID: <" in added and added.endswith("@h>\r\n")
     assert missing_header_fields(b"\r\nbody only\r\n", "h").count(b"\r\n") == 2
-
-
-def test_enhanced_codes():
-    assert with_enhanced_code("250 OK") == "250 2.0.0 OK"
-    assert with_enhanced_code("530 5.7.0 Authentication required") == "530 5.7.0 Authentication required"
-    assert with_enhanced_code("220 hello") == "220 hello" and with_enhanced_code("354 go") == "354 go"
-    assert enhanced_code(550, "5.1.1 no") == "5.1.1" and enhanced_code(451, "5.1.1 odd") == "4.0.0"
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -151,27 +109,31 @@ def test_dsn_for_utf8_mail_uses_the_global_types():
     assert "Final-Recipient: utf-8; é@remote.example" in raw.decode()
 
 
+# -- replies and imports -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("err, data", [
+    (errors.NotFound(), "451 4.3.0"),  # at commit: the store failing
+    (errors.InvalidInput(), "451 4.3.0"),
+    (errors.OverQuota(), "552 5.2.2"),
+    (errors.PermissionDenied(), "451 4.3.0"),
+    (errors.TooBig(), "552 5.3.4"),
+    (errors.TemporaryFailure(), "451 4.3.0"),
+])
+def test_store_error_replies_after_data(err, data):
+    # A store failure is never a 5xx.  The RCPT table is shared with LMTP
+    # (tests/gateways/test_smtpwire.py).
+    assert replies.data_error(err).startswith(data + " ")
+
+
 def test_gateway_imports_only_the_store_contract():
     # STYLE habit 1: the store only through store.interfaces and store.errors; auth only through
-    # the portal (auth.cred); no other gateway, no driver
-    import ast
-    from pathlib import Path
-    import gateways.submission
-    for path in Path(gateways.submission.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module in ("store", "gateways", "auth"):
-                names = [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top != "store" or name in ("store.interfaces", "store.errors"), f"{path.name}: {name}"
-                assert top != "auth" or name == "auth.cred", f"{path.name}: {name}"
-                assert top not in ("sqlite3", "pymysql", "smtplib"), f"{path.name}: {name}"
-                if top == "gateways":
-                    assert name in ("gateways.base", "gateways.service") or name.startswith("gateways.submission"), \
-                        f"{path.name} imports another gateway: {name}"
+    # the portal (auth.cred); no other gateway (what it shares with LMTP is in gateways.smtpwire /
+    # smtpserver), no driver
+    for path, name in imported_names(package_files(gateways.submission)):
+        top = name.split(".")[0]
+        assert top != "store" or name in ("store.interfaces", "store.errors"), f"{path}: {name}"
+        assert top != "auth" or name == "auth.cred", f"{path}: {name}"
+        assert top not in ("sqlite3", "pymysql", "smtplib"), f"{path}: {name}"
+        if top == "gateways":
+            assert name in ("gateways.base", "gateways.service", "gateways.smtpwire", "gateways.smtpserver") \
+                or name.startswith("gateways.submission"), f"{path} imports another gateway: {name}"

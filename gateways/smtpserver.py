@@ -1,0 +1,220 @@
+"""What the LMTP and submission protocol engines share: aiosmtpd's :class:`~aiosmtpd.smtp.SMTP`
+with Haven's DATA reader, greeting and reply plumbing.  Each gateway subclasses
+:class:`SMTPServerBase` (the LMTP one together with :class:`aiosmtpd.lmtp.LMTP`) and keeps what
+is its own: LMTP the per-recipient replies after DATA (RFC 2033 §4.2), submission AUTH and
+STARTTLS.  Neither gateway imports the other; this module imports no gateway but
+:mod:`gateways.smtpwire`, and nothing of the store.
+
+What is changed from aiosmtpd 1.4.6, for both gateways, and why:
+
+* ``DATA`` is reimplemented (:meth:`SMTPServerBase.smtp_DATA`): aiosmtpd's reader answers ``500``
+  to any line over 1000 octets (real mail has them; Postfix and Dovecot accept them), keeps bare
+  LFs as they are, and answers an oversized message with a single reply whatever the number of
+  recipients, which puts an LMTP client out of step.  Here the stream is decoded by
+  :class:`~gateways.smtpwire.DataDecoder` (only CRLF "." CRLF ends it, no SMTP smuggling; bare
+  LF stored as CRLF; lines of any length; at most ``max_message_size`` octets buffered, a bigger
+  message read to its end and discarded), and the subclass turns the handler's answer into the
+  replies (:meth:`~SMTPServerBase.data_replies`).  The reader never consumes a byte past the end
+  marker, so pipelined commands after DATA stay in the stream.  (aiosmtpd 1.4.6's own reader
+  also ends only at CRLF "." CRLF, the 1.4.5 fix for CVE-2024-27305.)
+* SIZE is the handler's, not aiosmtpd's (``data_size_limit=None``), so that the refusal at MAIL
+  carries ``5.3.4``.
+* Every 2xx/4xx/5xx reply after the greeting carries an RFC 2034 enhanced status code:
+  :meth:`~SMTPServerBase.push` adds the default one to aiosmtpd's own replies, which have none.
+  Replies that may echo a non-UTF-8 address (surrogate-escaped) never send those octets raw.
+* The LHLO/EHLO reply (:meth:`~SMTPServerBase.greet`) is ours: PIPELINING, ENHANCEDSTATUSCODES,
+  8BITMIME, SMTPUTF8 and SIZE plus the subclass's extensions; aiosmtpd lacks the first two and
+  always adds HELP.
+* ``command_size_limits`` is per connection: aiosmtpd keeps it on the class and grows the MAIL
+  limit by 26 octets on every EHLO of every connection.
+* A handler bug (:meth:`~SMTPServerBase.handle_exception`) is logged with its traceback, the
+  client gets ``421 4.3.0`` (it retries) and the connection is closed: its state is unknown.
+* aiosmtpd logs every command line and connection at INFO on ``mail.log``; :func:`quiet_aiosmtpd_log`
+  keeps that for debug level, since each gateway's own log is what an admin wants at INFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import secrets
+from typing import ClassVar, Iterable, List, Mapping, Optional
+
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
+
+from gateways.smtpwire import INTERNAL, NO_VALID_RECIPIENTS, DataDecoder, multiline_reply, with_enhanced_code
+
+#: RFC 5321 §4.5.3.1.4 gives 512 octets per command line; RFC 1870 §3 adds 26 for SIZE=,
+#: RFC 6531 §3.4 10 for SMTPUTF8, RFC 6152 BODY=8BITMIME is 14 more.
+COMMAND_SIZE_LIMITS = {"MAIL": 512 + 26 + 10 + 14, "RCPT": 512}
+
+#: reset the idle timer after this much DATA: a long upload is not an idle client
+_TIMEOUT_RESET_BYTES = 1 << 20
+
+
+def quiet_aiosmtpd_log() -> None:
+    """Keep aiosmtpd's per-command chatter on ``mail.log`` for debug level; a level set
+    explicitly for ``mail.log`` is left alone."""
+    chatty = logging.getLogger("mail.log")
+    if chatty.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        chatty.setLevel(logging.WARNING)
+
+
+def new_queue_id() -> str:
+    """An id naming one transaction in the logs, the Received: header and the 250 replies."""
+    return secrets.token_hex(6).upper()
+
+
+class SMTPEnvelope(Envelope):
+    """aiosmtpd's envelope plus the state of one MAIL ... DATA that both gateways keep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_id = new_queue_id()
+        self.delivery = None  # store.interfaces.Delivery, set at MAIL FROM
+        self.data_size = 0  # decoded octets received in DATA
+        self.too_big = False  # DATA went over max_message_size (content then empty)
+
+
+class SMTPServerBase(SMTP):
+    """One connection.  Subclasses set :attr:`logger` (their gateway's log), may extend
+    :attr:`command_limits`, and implement :meth:`data_replies` and :meth:`data_failed`; their
+    handler implements ``handle_DATA(server, session, envelope)``, whose answer
+    :meth:`data_replies` checks."""
+
+    #: the gateway's log (``haven.lmtp``, ``haven.submission``)
+    logger: ClassVar[logging.Logger] = logging.getLogger("haven.smtp")
+    #: per-command line limits (the default, 512, for the others)
+    command_limits: ClassVar[Mapping[str, int]] = COMMAND_SIZE_LIMITS
+
+    def __init__(self, handler, *, hostname: str, ident: str, max_message_size: Optional[int], **kwargs):
+        super().__init__(
+            handler,
+            hostname=hostname,
+            ident=ident,  # no version on the wire
+            data_size_limit=None,  # SIZE is the handler's (5.3.4 at MAIL) and DataDecoder's
+            enable_SMTPUTF8=True,
+            decode_data=False,  # 8BITMIME: the body stays bytes from socket to blob
+            **kwargs,
+        )
+        self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit, self.command_limits)
+        self.max_message_size = max_message_size or None
+
+    # -- replies ---------------------------------------------------------------------------
+    async def push(self, status) -> None:
+        if isinstance(status, str):
+            # Replies may echo an address that came in as non-UTF-8 (surrogate-escaped):
+            # never send those octets back raw.
+            status = with_enhanced_code(status).encode("utf-8", "backslashreplace")
+        await super().push(status)
+
+    async def _push_lines(self, lines: List[str]) -> None:
+        """Write several replies (or one multi-line reply) with one flush, as they are."""
+        for line in lines:
+            self._writer.write(line.encode("utf-8", "backslashreplace") + b"\r\n")
+        self.logger.debug("%r << %r", self.session.peer, lines)
+        await self._writer.drain()
+
+    async def handle_exception(self, error: Exception) -> str:
+        # A bug, not a client error: keep the traceback in the log, give the client a 4xx so it
+        # retries, and drop the connection since the session state is unknown.
+        self.logger.exception("%r session error", self.session.peer if self.session else None)
+        if self.transport is not None:
+            self.loop.call_soon(self.transport.close)
+        return INTERNAL.format(self.hostname)
+
+    # -- greeting --------------------------------------------------------------------------
+    async def greet(self, verb: str, arg: Optional[str], extensions: Iterable[str] = ()) -> None:
+        """Answer LHLO/EHLO ``arg``: our keywords, then ``extensions``."""
+        if not arg:
+            await self.push(f"501 5.5.4 Syntax: {verb} hostname")
+            return
+        # RFC 5321 §4.1.4: a new greeting resets the transaction (not the authentication).
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = arg
+        keywords = [
+            self.hostname,
+            "PIPELINING",  # RFC 2920
+            "ENHANCEDSTATUSCODES",  # RFC 2034
+            "8BITMIME",  # RFC 6152
+            "SMTPUTF8",  # RFC 6531
+            f"SIZE {self.max_message_size or 0}",  # RFC 1870: 0 means no fixed maximum
+            *extensions,
+        ]
+        # RFC 2034 §3: the LHLO/EHLO reply is the one 250 without an enhanced code.
+        await self._push_lines(multiline_reply(250, keywords))
+
+    # -- DATA ------------------------------------------------------------------------------
+    def data_replies(self, answer, addresses: List[str]) -> List[str]:
+        """The replies to send for ``handle_DATA``'s ``answer`` to a transaction with the
+        accepted recipients ``addresses``; raises TypeError when the handler broke its
+        contract."""
+        raise NotImplementedError
+
+    def data_failed(self, addresses: List[str]) -> List[str]:
+        """The replies when ``handle_DATA`` raised or broke its contract: a 4xx, the client
+        retries."""
+        raise NotImplementedError
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: Optional[str]) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        envelope: SMTPEnvelope = self.envelope
+        if not envelope.rcpt_tos:
+            # RFC 5321 §3.3, RFC 2033 §4.2: no accepted recipient, no DATA.
+            await self.push(NO_VALID_RECIPIENTS)
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        decoder = DataDecoder(self.max_message_size)
+        await self._read_data(decoder)
+        envelope.content = envelope.original_content = decoder.content()
+        envelope.data_size = decoder.size
+        envelope.too_big = decoder.too_big
+
+        addresses = list(envelope.rcpt_tos)
+        try:
+            answer = await self._call_handler_hook("DATA")
+            if answer is MISSING:
+                raise TypeError("the handler has no handle_DATA")
+            lines = self.data_replies(answer, addresses)
+        except Exception:
+            self.logger.exception("%s: DATA handler failed", envelope.queue_id)
+            lines = self.data_failed(addresses)
+        finally:
+            self._set_post_data_state()
+        await self._push_lines([with_enhanced_code(line) for line in lines])
+
+    async def _read_data(self, decoder: DataDecoder) -> None:
+        """Feed the DATA stream to ``decoder`` until its end marker.
+
+        Reads up to and including the next ``"." CRLF`` (``readuntil``), or, past the reader's
+        limit, what can be consumed without splitting one (``read(consumed)``).  The end marker
+        CRLF "." CRLF (or "." CRLF as the first line) always ends with "." CRLF, so it is
+        always the end of a read and nothing after it (pipelined commands) is consumed here;
+        the decoder decides which "." CRLF is the end.  Reads are many lines long, not one.
+        """
+        since_reset = 0
+        while True:
+            try:
+                chunk = await self._reader.readuntil(b".\r\n")
+            except asyncio.LimitOverrunError as overrun:
+                chunk = await self._reader.read(overrun.consumed)
+            except asyncio.IncompleteReadError as eof:  # eof_received normally cancels us first
+                raise ConnectionResetError("connection closed during DATA") from eof
+            rest = decoder.feed(chunk)
+            if rest is not None:
+                if rest:  # cannot happen, see above; never act on such bytes
+                    self.logger.error("%r %d octets after the end of DATA dropped", self.session.peer, len(rest))
+                return
+            since_reset += len(chunk)
+            if since_reset >= _TIMEOUT_RESET_BYTES:
+                self._reset_timeout()
+                since_reset = 0
