@@ -178,6 +178,9 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
     def close(self):
         if not self._closed:
             self._closed = True
+            # Twisted's TLS layer does not send close_notify (and so never closes) while a
+            # producer is registered: a LOGOUT over STARTTLS or port 993 would hang the client.
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     # -- output ------------------------------------------------------------------------------

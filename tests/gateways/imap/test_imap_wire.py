@@ -106,6 +106,28 @@ def test_starttls(haven, user):
     c.logout()
 
 
+def test_logout_over_tls_closes_the_connection(haven, user):
+    import socket
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(haven.imap, timeout=5)
+    raw.recv(4096)
+    raw.sendall(b"a STARTTLS\r\n")
+    assert raw.recv(4096).startswith(b"a OK")
+    tls = ctx.wrap_socket(raw)
+    tls.sendall(b'b LOGIN "%s" "%s"\r\nc LOGOUT\r\n' % (user[0].encode(), user[1].encode()))
+    data = b""
+    while True:  # the server must end the TLS session, not wait for the client (5 s timeout)
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert b"* BYE" in data and b"c OK" in data
+    tls.close()
+
+
 # -- mailboxes -------------------------------------------------------------------------------
 def test_list_special_use(haven, user):
     with Wire(haven.imap) as w:
