@@ -3,8 +3,9 @@
 (Small messages are not here: their compressed bytes live inline in the ``blobs`` row, see
 docs/store.md.  This module serves the large ones, and compresses for both.)
 
-Layout: ``data_dir/blobs/ab/cd/<sha256>.z`` where the name is the sha256 of the raw bytes and the
-file is a zlib stream of them.  Invariants:
+Layout: ``data_dir/blobs/ab/cd/<sha256>.zst`` where the name is the sha256 of the raw bytes and
+the file is a Zstandard frame of them (zstd level 3: ~450 MB/s here, where zlib managed ~45 MB/s
+at the same ratio, which made compression the largest cost of a delivery).  Invariants:
 - A blob file is complete and fsynced (file and directory) before :meth:`BlobStore.write`
   returns, so the SQL row that names it can commit after it (DESIGN: no row without its bytes).
 - Writes go to a temporary name and are renamed into place: a crash never leaves a partial
@@ -17,12 +18,54 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
+import threading
 from pathlib import Path
+
+import zstandard
 
 from store import errors
 
-SUFFIX = ".z"
+SUFFIX = ".zst"
+LEVEL = 3
+_local = threading.local()  # zstd (de)compressor objects are not shareable across threads
+
+
+def _compressor() -> "zstandard.ZstdCompressor":
+    c = getattr(_local, "c", None)
+    if c is None:
+        c = _local.c = zstandard.ZstdCompressor(level=LEVEL)
+    return c
+
+
+def _decompressor() -> "zstandard.ZstdDecompressor":
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
+
+
+def corrupt(blob_id: str) -> errors.TemporaryFailure:
+    return errors.TemporaryFailure(f"message data {blob_id[:12]} is corrupt")
+
+
+def decompress_prefix(blob_id: str, source, limit: int) -> bytes:
+    """The first ``limit`` octets (or all, if shorter) of the compressed ``source`` (bytes or a
+    binary file object), without inflating the rest."""
+    import io
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    out, have = [], 0
+    try:
+        with _decompressor().stream_reader(source, closefd=False) as reader:
+            while have < limit:
+                chunk = reader.read(limit - have)
+                if not chunk:
+                    break
+                out.append(chunk)
+                have += len(chunk)
+    except zstandard.ZstdError as e:
+        raise corrupt(blob_id) from e
+    return b"".join(out)
 
 
 def blob_id_of(raw: bytes) -> str:
@@ -30,22 +73,22 @@ def blob_id_of(raw: bytes) -> str:
 
 
 class BlobStore:
-    def __init__(self, root: Path, level: int = 3):
+    def __init__(self, root: Path):
         self.root = Path(root)
-        self.level = level
 
     def path(self, blob_id: str) -> Path:
         return self.root / blob_id[:2] / blob_id[2:4] / (blob_id + SUFFIX)
 
-    def compress(self, raw: bytes) -> bytes:
-        return zlib.compress(raw, self.level)
+    @staticmethod
+    def compress(raw: bytes) -> bytes:
+        return _compressor().compress(raw)
 
     @staticmethod
     def decompress(blob_id: str, data: bytes) -> bytes:
         try:
-            return zlib.decompress(data)
-        except zlib.error as e:
-            raise errors.TemporaryFailure(f"message data {blob_id[:12]} is corrupt") from e
+            return _decompressor().decompress(data)
+        except zstandard.ZstdError as e:
+            raise corrupt(blob_id) from e
 
     def write(self, raw: bytes) -> tuple[str, int]:
         """Store ``raw``; returns ``(blob_id, stored_size)``.  Idempotent."""

@@ -19,19 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import zlib
 from collections import OrderedDict
 from typing import Optional
 
 from store import errors, mime
-from store.blobs import BlobStore
+from store.blobs import BlobStore, decompress_prefix
 
 log = logging.getLogger("haven.store")
 
 #: inline blobs of one FETCH batch are inflated on the DB thread up to this many compressed octets
 #: (one pool hop for the common case); bigger batches go to the CPU pool
 INFLATE_ON_DB_THREAD = 256 * 1024
-_FILE_PIECE = 64 * 1024
 #: octets of recently read messages kept by a :class:`RawCache` by default, and the largest kept
 RAW_CACHE_BYTES = 32 << 20
 RAW_CACHE_ITEM = 1 << 20
@@ -72,22 +70,11 @@ class RawCache:
         return raw
 
 
-def _corrupt(blob_id: str) -> errors.TemporaryFailure:
-    return errors.TemporaryFailure(f"message data {blob_id[:12]} is corrupt")
-
-
 def inflate(blob_id: str, data: bytes, limit: Optional[int] = None) -> bytes:
     """Inline compressed bytes -> the raw message (its first ``limit`` octets or more)."""
     if limit is None:
         return BlobStore.decompress(blob_id, data)
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(data, max(limit, 1))
-    except zlib.error as e:
-        raise _corrupt(blob_id) from e
-    if len(out) < limit and not d.eof:
-        raise _corrupt(blob_id)
-    return out
+    return decompress_prefix(blob_id, data, max(limit, 1))
 
 
 def read_file(blobs: BlobStore, blob_id: str, limit: Optional[int] = None) -> bytes:
@@ -95,26 +82,14 @@ def read_file(blobs: BlobStore, blob_id: str, limit: Optional[int] = None) -> by
     try:
         if limit is None:
             return blobs.read(blob_id)
-        d = zlib.decompressobj()
-        out: list = []
-        have = 0
         with open(blobs.path(blob_id), "rb") as f:
-            while have < limit and not d.eof:
-                piece = f.read(_FILE_PIECE)
-                if not piece:
-                    raise _corrupt(blob_id)
-                chunk = d.decompress(piece, limit - have)
-                out.append(chunk)
-                have += len(chunk)
-        return b"".join(out)
+            return decompress_prefix(blob_id, f, max(limit, 1))
     except FileNotFoundError:
         log.error("blob %s is referenced but missing from %s", blob_id, blobs.root)
         raise errors.NotFound(f"message data {blob_id[:12]} is missing") from None
     except errors.NotFound:
         log.error("blob %s is referenced but missing from %s", blob_id, blobs.root)
         raise
-    except zlib.error as e:
-        raise _corrupt(blob_id) from e
     except OSError as e:
         raise errors.TemporaryFailure("cannot read message from disk") from e
 

@@ -248,8 +248,9 @@ class SqlStore(OutboundQueueMixin, Store):
     def begin_delivery(self, mail_from: str) -> Delivery:
         return SqlDelivery(self, mail_from)
 
-    async def deliver_prepared(self, recipients: list, msg: M.PreparedMessage, raw: bytes) -> list:
-        """Queue the rows of one delivery for the next group commit and wait for it."""
+    async def deliver_prepared(self, recipients: list, msg: Optional[M.PreparedMessage], raw: bytes) -> list:
+        """Queue the rows of one delivery for the next group commit and wait for it (``msg``
+        None: prepare ``raw`` on the DB thread, for messages stored inline)."""
         waiter = defer.Deferred()
         self._pending_deliveries.append((recipients, msg, raw, waiter))
         if not self._committing:
@@ -283,6 +284,7 @@ class SqlStore(OutboundQueueMixin, Store):
         """DB pool thread: the batch's rows in one transaction, then a check that every blob
         is still on disk (a purge at the same instant could have swept an identical,
         unreferenced blob; then its bytes are written again before anyone is told 250)."""
+        batch = [(r, m if m is not None else self._prepare(raw), raw, w) for r, m, raw, w in batch]
         rows = self.db.run_sync("deliver", M.deliver_batch_txn, [(r, m) for r, m, _raw, _w in batch])
         for _r, msg, raw, _w in batch:
             if msg.inline is None and not self.blobs.exists(msg.blob_id):
@@ -382,10 +384,13 @@ class SqlDelivery(Delivery):
     async def commit(self, raw: bytes) -> list:
         if not self.recipients:
             return []
-        try:
-            msg = await self.store.prepare_message(raw)
-        except errors.TooBig as e:
-            return [DeliveryResult(recipient=r, error=e) for r in self.recipients]
+        if len(raw) > self.store.max_message_size:
+            error = errors.TooBig(f"message exceeds {self.store.max_message_size} bytes")
+            return [DeliveryResult(recipient=r, error=error) for r in self.recipients]
+        # A message stored inline is prepared on the DB thread with its rows (no file to write,
+        # ~0.1 ms of CPU): one thread hop per delivery instead of two.  Bigger ones write their
+        # blob file (and fsync it) in the CPU pool first.
+        msg = None if len(raw) <= self.store.inline_blob_size else await self.store.prepare_message(raw)
         results = await self.store.deliver_prepared(self.recipients, msg, raw)
         for r in results:
             log.debug("delivered from=<%s> to=<%s> account=%s folder=%s uid=%s size=%d%s", self.mail_from,

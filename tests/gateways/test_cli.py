@@ -120,4 +120,4 @@ def test_recover_and_purge(admin):
     db.execute("UPDATE messages SET deleted_at = 1000")
     db.commit()
     assert b"purged 1 messages, 0 folders, 1 blobs" in admin.cli("purge").stdout
-    assert not list((admin.data_dir / "blobs").glob("??/??/*.z"))
+    assert not list((admin.data_dir / "blobs").glob("??/??/*.zst"))
