@@ -103,19 +103,7 @@ def _number(text: str) -> Optional[int]:
 
 def format_set(numbers: Iterable[int]) -> str:
     """Compact ``1:3,7,9:10`` form of ascending-or-not numbers (for COPYUID, VANISHED, SEARCH)."""
-    nums = sorted(set(numbers))
-    if not nums:
-        return ""
-    out = []
-    start = prev = nums[0]
-    for n in nums[1:]:
-        if n == prev + 1:
-            prev = n
-            continue
-        out.append(str(start) if start == prev else "%d:%d" % (start, prev))
-        start = prev = n
-    out.append(str(start) if start == prev else "%d:%d" % (start, prev))
-    return ",".join(out)
+    return format_pairs(sorted(set(numbers)))
 
 
 def format_pairs(numbers: Sequence[int]) -> str:
