@@ -326,6 +326,22 @@ def _ensure_demo(store, config):
     return go()
 
 
+def demo_banner(config, address: str, password) -> str:
+    """What `haven serve --demo` tells a new user: where the data is, the login, the ports."""
+    password = password or "(see data_dir/demo-password)"
+    services = [(name, config.listen(section)) for name, section in
+                (("IMAP", "imap"), ("POP3", "pop3"), ("submission", "submission"), ("LMTP", "lmtp"))]
+    ports = "   ".join(f"{name}: {where}" for name, where in services if where)
+    imap = config.listen("imap")
+    lines = [f"  Haven is running on the {config.store_url().engine} store in {config.data_dir}",
+             f"  demo account: {address}   password: {password}",
+             f"  {ports}"]
+    if imap and imap.kind == "tcp":
+        lines.append(f"  try:  curl -s --url 'imap://{imap.host}:{imap.port}/INBOX' --user '{address}:{password}'"
+                     " -X 'STATUS INBOX (MESSAGES)'")
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def _serve(config, args) -> int:
     import logging
     import signal
@@ -341,14 +357,7 @@ def _serve(config, args) -> int:
             await service.start()
             if args.demo:
                 address, password = await _ensure_demo(service.store, config)
-                imap, lmtp = config.listen("imap"), config.listen("lmtp")
-                print("\n  Haven is running on the embedded SQLite store in %s\n"
-                      "  demo account: %s   password: %s\n"
-                      "  IMAP: %s   LMTP: %s\n"
-                      "  try:  curl -s --url 'imap://%s:%s/INBOX' --user '%s:%s' -X 'STATUS INBOX (MESSAGES)'\n"
-                      % (config.data_dir, address, password or "(see data_dir/demo-password)", imap, lmtp,
-                         imap.host if imap else "", imap.port if imap else "", address, password or "..."),
-                      file=sys.stderr, flush=True)
+                print(demo_banner(config, address, password), file=sys.stderr, flush=True)
             log.info("Haven started (%s store)", config.store_url().engine)
         except (StartupError, errors.SchemaOutOfDate, errors.StoreError) as e:
             print(f"haven: {e}", file=sys.stderr)

@@ -121,3 +121,26 @@ def test_recover_and_purge(admin):
     db.commit()
     assert b"purged 1 messages, 0 folders, 1 blobs" in admin.cli("purge").stdout
     assert not list((admin.data_dir / "blobs").glob("??/??/*.zst"))
+
+
+def test_serve_demo_prints_a_login_that_works(admin):
+    import imaplib
+    import re
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "gateways.cli", "--config", str(admin.config_path), "serve",
+                             "--demo"], stderr=subprocess.PIPE, cwd=admin.tmp, env=admin.env())
+    try:
+        banner, deadline = b"", time.monotonic() + 30
+        while b"try:" not in banner and time.monotonic() < deadline:
+            banner += proc.stderr.readline()
+        m = re.search(rb"demo account: (\S+)\s+password: (\S+)", banner)
+        assert m, banner
+        assert b"IMAP: 127.0.0.1:%d" % admin.imap[1] in banner
+        imap = imaplib.IMAP4(*admin.imap)
+        imap.login(m.group(1).decode(), m.group(2).decode())
+        assert imap.select("INBOX")[0] == "OK"
+        imap.logout()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
