@@ -120,6 +120,31 @@ def port_is_open(host: str, port: int) -> bool:
     return wait_for_port(host, port, timeout=0.2)
 
 
+class ServerProcess:
+    """Stop and clean up a server started as ``self.proc`` (in its own session) under
+    ``self.base``: shared by the Dovecot and Haven instances."""
+
+    proc: "subprocess.Popen | None"
+    base: Path
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL to the whole process group; safe to call twice."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 def ensure_installed() -> str:
     """Return the dovecot binary path, installing the packages first if needed."""
     binary = shutil.which("dovecot") or (
@@ -145,7 +170,7 @@ def _package_installed(name: str) -> bool:
 
 
 @dataclass
-class DovecotInstance:
+class DovecotInstance(ServerProcess):
     """Configure, start and stop one standalone Dovecot under ``base``."""
 
     base: Path = DEFAULT_BASE
@@ -189,23 +214,6 @@ class DovecotInstance:
             if not wait_for_port(self.host, port, timeout):
                 self.stop()
                 raise RuntimeError(f"dovecot did not open port {port}; see {self.log_path}")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the master (and so all its children); safe to call twice."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> "DovecotInstance":
         self.start()

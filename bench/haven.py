@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dovecot import DEFAULT_USERS, port_is_open, wait_for_port
+from dovecot import DEFAULT_USERS, ServerProcess, port_is_open, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BASE = Path("/var/tmp/haven-bench/haven")
@@ -71,7 +71,7 @@ def haven_command() -> list[str] | None:
 
 
 @dataclass
-class HavenInstance:
+class HavenInstance(ServerProcess):
     base: Path = DEFAULT_BASE
     imap_port: int = 21143
     lmtp_port: int = 22424
@@ -125,22 +125,6 @@ class HavenInstance:
                     last = tail.splitlines()[-1] if tail.strip() else "(empty log)"
                     raise RuntimeError(f"haven did not open port {port} (log: {last})\n{tail}")
         self.pop3_listening = bool(self.pop3_port) and wait_for_port(self.host, self.pop3_port, 2)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
