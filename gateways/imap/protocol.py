@@ -22,17 +22,15 @@ Deliberately not done: COMPRESS, NOTIFY, per-IP connection limits (the service's
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import ISSLTransport
 from twisted.protocols.policies import TimeoutMixin
-from zope.interface import implementer
 
+from gateways.lineproto import OrderedLineProtocol
 from store import errors
 
 from .cmd_auth import AuthCommands
@@ -97,9 +95,12 @@ def yes(value, default: bool) -> bool:
     return str(value).strip().lower() in ("1", "yes", "true", "on")
 
 
-@implementer(IPushProducer)
-class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageCommands):
+class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageCommands):
+    max_queued_items = MAX_QUEUED_COMMANDS
+    max_queued_bytes = MAX_QUEUED_BYTES
+
     def __init__(self, ctx, config, envelopes: Optional[EnvelopeCache] = None):
+        OrderedLineProtocol.__init__(self)
         self.ctx = ctx
         self.store = ctx.store
         self.config = config
@@ -112,17 +113,8 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
         self.idling = False
         self._logout_cb = None
         self._unsubscribe = None
-        self._queue: deque = deque()
-        self._queued_bytes = 0
-        self._running = False
-        self._pumping = False
-        self._waiter: Optional[Deferred] = None
-        self._paused = False
-        self._drain_waiters: list = []
-        self._reading_paused = False
         self._tls_pending = False
         self._tls_frame = None
-        self._closed = False
         self.after_reply = None  # called right after the tagged reply (STARTTLS)
         self.peer = "?"
 
@@ -149,12 +141,7 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
         self._closed = True
         self.setTimeout(None)
         self._release_account()
-        for d in self._drain_waiters:
-            d.callback(None)
-        self._drain_waiters = []
-        if self._waiter is not None:
-            d, self._waiter = self._waiter, None
-            d.callback(None)
+        self._release_waiters()
 
     def _release_account(self):
         if self._unsubscribe is not None:
@@ -175,41 +162,7 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
         self.write(b"* BYE Autologout; idle for too long\r\n")
         self.close()
 
-    def close(self):
-        if not self._closed:
-            self._closed = True
-            # Twisted's TLS layer does not send close_notify (and so never closes) while a
-            # producer is registered: a LOGOUT over STARTTLS or port 993 would hang the client.
-            self.transport.unregisterProducer()
-            self.transport.loseConnection()
-
-    # -- output ------------------------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        if not self._closed and data:
-            self.transport.write(data)
-
-    def pauseProducing(self):
-        self._paused = True
-
-    def resumeProducing(self):
-        self._paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for d in waiters:
-            d.callback(None)
-
-    def stopProducing(self):
-        self._closed = True
-        self.resumeProducing()
-
-    def drained(self) -> Deferred:
-        """Fires when the transport wants more data (backpressure for big responses)."""
-        if not self._paused or self._closed:
-            return defer.succeed(None)
-        d = Deferred()
-        self._drain_waiters.append(d)
-        return d
-
-    # -- input -------------------------------------------------------------------------------
+    # -- input and the ordered command queue (gateways/lineproto.py) -------------------------------------------------------------------------------
     def _literal_limit(self, name: str) -> int:
         return self.config.max_literal_size if name == "APPEND" else self.config.max_small_literal
 
@@ -225,7 +178,7 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
                     d, self._waiter = self._waiter, None
                     d.callback(event.data)
                     continue
-                self._enqueue(event, len(event.data))
+                self._enqueue(event)
                 if command_name(event.data[:100])[1] == "STARTTLS":
                     # discard anything pipelined after STARTTLS (command injection)
                     self._tls_pending = True
@@ -233,28 +186,16 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
                     self.framer.reset()
                     break
             elif isinstance(event, Rejected):
-                self._enqueue(event, 0)
+                self._enqueue(event)
                 if event.fatal:
                     break
         self._pump()
 
-    def _enqueue(self, item, size: int) -> None:
-        self._queue.append(item)
-        self._queued_bytes += size
-        if not self._reading_paused and (self._queued_bytes > MAX_QUEUED_BYTES
-                                         or len(self._queue) > MAX_QUEUED_COMMANDS):
-            self._reading_paused = True
-            self.transport.pauseProducing()
+    def _item_size(self, item) -> int:
+        return len(item.data) if isinstance(item, Frame) else 0  # Rejected frames hold nothing
 
-    def _dequeue(self):
-        item = self._queue.popleft()
-        if isinstance(item, Frame):
-            self._queued_bytes -= len(item.data)
-        if self._reading_paused and self._queued_bytes < MAX_QUEUED_BYTES // 2 and \
-                len(self._queue) < MAX_QUEUED_COMMANDS // 2:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-        return item
+    def _command_done(self) -> None:
+        self.setTimeout(self.config.idle_timeout if self.state != NOT_AUTH else self.config.login_timeout)
 
     def next_line(self) -> Deferred:
         """The next line (frame) from the client, for AUTHENTICATE and IDLE; None if closed."""
@@ -267,26 +208,6 @@ class IMAPServer(Protocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageC
             return defer.succeed(None)
         self._waiter = Deferred()
         return self._waiter
-
-    def _pump(self) -> None:
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while not self._running and self._queue and not self._closed:
-                item = self._dequeue()
-                self._running = True
-                d = Deferred.fromCoroutine(self._execute(item))
-                d.addBoth(self._finished)
-        finally:
-            self._pumping = False
-
-    def _finished(self, result):
-        self._running = False
-        if not self._closed:
-            self.setTimeout(self.config.idle_timeout if self.state != NOT_AUTH else self.config.login_timeout)
-        self._pump()
-        return None
 
     # -- command execution -------------------------------------------------------------------
     async def _execute(self, item) -> None:

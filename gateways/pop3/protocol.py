@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections import deque
 from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import ISSLTransport
 from twisted.protocols.policies import TimeoutMixin
-from zope.interface import implementer
 
+from gateways.lineproto import OrderedLineProtocol
 from store import errors
 
 from .commands import AUTHORIZATION, TRANSACTION, Commands, POP3Error
@@ -82,9 +80,12 @@ def is_local(address) -> bool:
     return (mapped or ip).is_loopback
 
 
-@implementer(IPushProducer)
-class POP3Server(Protocol, TimeoutMixin, Commands):
+class POP3Server(OrderedLineProtocol, TimeoutMixin, Commands):
+    max_queued_items = MAX_QUEUED_LINES
+    max_queued_bytes = MAX_QUEUED_BYTES
+
     def __init__(self, ctx, config):
+        OrderedLineProtocol.__init__(self)
         self.ctx = ctx
         self.store = ctx.store
         self.config = config
@@ -98,17 +99,8 @@ class POP3Server(Protocol, TimeoutMixin, Commands):
         self.bad_commands = 0
         self._logout_cb = None
         self._reader = LineReader(config.max_line)
-        self._queue: deque = deque()
-        self._queued_bytes = 0
-        self._reading_paused = False
-        self._running = False
-        self._pumping = False
-        self._waiter: Optional[Deferred] = None  # a handler waiting for the next line (AUTH)
-        self._paused = False  # the transport asked us to stop writing
-        self._drain_waiters: list = []
         self._tls_pending = False
         self._tls_line = None  # the queued STLS line that set _tls_pending
-        self._closed = False
 
     # -- connection lifecycle ----------------------------------------------------------------
     def connectionMade(self):
@@ -138,10 +130,7 @@ class POP3Server(Protocol, TimeoutMixin, Commands):
             log.info("pop3 %s: %s disconnected without QUIT%s", self.peer, self.account.address,
                      "; nothing deleted (%d marked)" % marked if marked else "")
         self.release_account()
-        self._fire_drain_waiters()
-        if self._waiter is not None:
-            d, self._waiter = self._waiter, None
-            d.callback(None)
+        self._release_waiters()
 
     def release_account(self) -> None:
         if self._logout_cb is not None:
@@ -161,44 +150,10 @@ class POP3Server(Protocol, TimeoutMixin, Commands):
         log.info("pop3 %s: autologout after %d s idle", self.peer, self.config.idle_timeout)
         self.close()
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            # a TLS transport only sends close_notify and closes once no producer is registered
-            self.transport.unregisterProducer()
-            self.transport.loseConnection()
-            self._fire_drain_waiters()
-
-    # -- output ------------------------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        if not self._closed and data:
-            self.transport.write(data)
-
-    def pauseProducing(self):
-        self._paused = True
-
-    def resumeProducing(self):
-        self._paused = False
+    # -- output: write, close, drained() in gateways/lineproto.py ------------------------------
+    def _on_resume(self) -> None:
         if self._drain_waiters and not self._closed:
             self.resetTimeout()  # the client is reading a big reply: not idle
-        self._fire_drain_waiters()
-
-    def stopProducing(self):
-        self._closed = True
-        self._fire_drain_waiters()
-
-    def _fire_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for d in waiters:
-            d.callback(None)
-
-    def drained(self) -> Deferred:
-        """Fires when the transport wants more data (at once unless it asked us to pause)."""
-        if not self._paused or self._closed:
-            return defer.succeed(None)
-        d = Deferred()
-        self._drain_waiters.append(d)
-        return d
 
     async def send(self, head: bytes, body: bytes = b"") -> None:
         """``head`` then ``body`` (a multi-line body), in pieces that respect backpressure."""
@@ -233,22 +188,11 @@ class POP3Server(Protocol, TimeoutMixin, Commands):
                 break
         self._pump()
 
-    def _enqueue(self, line) -> None:
-        self._queue.append(line)
-        self._queued_bytes += 0 if line is TOO_LONG else len(line)
-        if not self._reading_paused and (len(self._queue) > MAX_QUEUED_LINES
-                                         or self._queued_bytes > MAX_QUEUED_BYTES):
-            self._reading_paused = True
-            self.transport.pauseProducing()
+    def _item_size(self, line) -> int:
+        return 0 if line is TOO_LONG else len(line)
 
-    def _dequeue(self):
-        line = self._queue.popleft()
-        self._queued_bytes -= 0 if line is TOO_LONG else len(line)
-        if self._reading_paused and len(self._queue) < MAX_QUEUED_LINES // 2 \
-                and self._queued_bytes < MAX_QUEUED_BYTES // 2:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-        return line
+    def _command_done(self) -> None:
+        self.resetTimeout()
 
     def next_line(self) -> Deferred:
         """The client's next line, for the AUTH continuation; None once the connection is gone,
@@ -259,26 +203,6 @@ class POP3Server(Protocol, TimeoutMixin, Commands):
             return defer.succeed(None)
         self._waiter = Deferred()
         return self._waiter
-
-    def _pump(self) -> None:
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while not self._running and self._queue and not self._closed:
-                line = self._dequeue()
-                self._running = True
-                d = Deferred.fromCoroutine(self._execute(line))
-                d.addBoth(self._finished)
-        finally:
-            self._pumping = False
-
-    def _finished(self, _result):
-        self._running = False
-        if not self._closed:
-            self.resetTimeout()
-        self._pump()
-        return None
 
     # -- command execution -------------------------------------------------------------------
     async def _execute(self, line) -> None:

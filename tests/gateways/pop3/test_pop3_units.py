@@ -170,5 +170,6 @@ def test_gateway_imports_only_the_store_contract():
         assert top != "auth" or name == "auth.cred", f"{path}: {name}"
         assert top not in ("sqlite3", "pymysql"), f"{path}: {name}"
         if top == "gateways":
-            assert name in ("gateways.base", "gateways.service") or name.startswith("gateways.pop3"), \
+            assert name in ("gateways.base", "gateways.service", "gateways.lineproto") \
+                or name.startswith("gateways.pop3"), \
                 f"{path} imports another gateway: {name}"
