@@ -19,7 +19,10 @@ Invariants
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -80,15 +83,48 @@ class Throttle:
         self._account[login].append(now)
 
 
+class VerifiedCache:
+    """(login, stored hash) -> (HMAC of the password, time verified), bounded in size."""
+
+    MAX_ENTRIES = 10000
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._key = os.urandom(32)
+        self._entries: dict = {}
+
+    def _digest(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+
+    def hit(self, login: str, stored: str, password: str) -> bool:
+        if self.ttl <= 0 or not stored:
+            return False
+        entry = self._entries.get((login, stored))
+        if entry is None or time.monotonic() - entry[1] > self.ttl:
+            return False
+        return hmac.compare_digest(entry[0], self._digest(password))
+
+    def remember(self, login: str, stored: str, password: str) -> None:
+        if self.ttl <= 0 or not stored:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if now - v[1] <= self.ttl}
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+        self._entries[(login, stored)] = (self._digest(password), time.monotonic())
+
+
 @implementer(checkers.ICredentialsChecker)
 class StoreChecker:
     credentialInterfaces = (credentials.IUsernamePassword,)
 
-    def __init__(self, store, cpu_pool, throttle: Throttle, failure_delay: float):
+    def __init__(self, store, cpu_pool, throttle: Throttle, failure_delay: float, cache_ttl: float = 0):
         self.store = store
         self.cpu_pool = cpu_pool
         self.throttle = throttle
         self.failure_delay = failure_delay
+        self.cache = VerifiedCache(cache_ttl)
 
     def requestAvatarId(self, creds):
         return defer.Deferred.fromCoroutine(self._check(creds))
@@ -109,8 +145,11 @@ class StoreChecker:
             log.warning("login %r from %s: store unavailable: %s", login, ip, e)
             raise error.UnauthorizedLogin("temporary failure") from None
         stored = cred.password_hash if cred and not cred.disabled else None
+        if not blocked and self.cache.hit(login, stored, password):
+            return cred.address
         ok, new_hash = await threads.deferToThreadPool(reactor, self.cpu_pool, verify_password, password, stored)
         if ok and not blocked:
+            self.cache.remember(login, new_hash or stored, password)
             if new_hash:
                 try:
                     await self.store.set_password_hash(cred.account_id, new_hash)
@@ -147,5 +186,6 @@ def make_portal(store, config) -> portal.Portal:
     throttle = Throttle(config.getint("auth", "max_failures_per_ip"),
                         config.getint("auth", "max_failures_per_account"),
                         config.getfloat("auth", "throttle_window"))
-    checker = StoreChecker(store, store.cpu, throttle, config.getfloat("auth", "failure_delay"))
+    checker = StoreChecker(store, store.cpu, throttle, config.getfloat("auth", "failure_delay"),
+                           cache_ttl=config.getfloat("auth", "cache_ttl"))
     return portal.Portal(AccountRealm(store), [checker])

@@ -5,7 +5,8 @@ same disk as the Dovecot instance), creates the bench accounts with
 ``haven --config CFG user add ADDRESS --password-stdin`` and runs
 ``haven --config CFG serve`` in a subprocess (``HAVEN_CONFIG`` is set too), with
 IMAP on 127.0.0.1:21143, LMTP on 127.0.0.1:22424, POP3 on 127.0.0.1:21110 and
-every other gateway disabled.  Output goes to ``haven.log`` in the base dir.
+every other gateway disabled (``http_port`` turns on ``[http] listen``, for the DAV
+benchmark).  Output goes to ``haven.log`` in the base dir.
 
 The ``haven`` command is the console script if installed, else
 ``python -m gateways.cli`` run from the repository root.
@@ -52,7 +53,7 @@ listen = {pop3_listen}
 listen =
 
 [http]
-listen =
+listen = {http_listen}
 
 [log]
 method = stderr
@@ -76,6 +77,7 @@ class HavenInstance(ServerProcess):
     imap_port: int = 21143
     lmtp_port: int = 22424
     pop3_port: int | None = 21110
+    http_port: int | None = None
     users: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_USERS))
     host: str = "127.0.0.1"
     command: list[str] | None = None
@@ -93,7 +95,8 @@ class HavenInstance(ServerProcess):
     def endpoints(self) -> dict[str, str | None]:
         return {"imap": f"{self.host}:{self.imap_port}",
                 "lmtp": f"{self.host}:{self.lmtp_port}",
-                "pop3": f"{self.host}:{self.pop3_port}" if self.pop3_listening else None}
+                "pop3": f"{self.host}:{self.pop3_port}" if self.pop3_listening else None,
+                "http": f"{self.host}:{self.http_port}" if self.http_port else None}
 
     def start(self, timeout: float = 30.0) -> None:
         self.command = self.command or haven_command()
@@ -101,7 +104,7 @@ class HavenInstance(ServerProcess):
             raise RuntimeError("no `haven` command (pip install -e . in the repo)")
         self._stop_stale()
         self._write_config()
-        busy = [p for p in (self.imap_port, self.lmtp_port, self.pop3_port)
+        busy = [p for p in (self.imap_port, self.lmtp_port, self.pop3_port, self.http_port)
                 if p and port_is_open(self.host, p)]
         if busy:
             raise RuntimeError(f"ports {busy} on {self.host} are already in use")
@@ -117,7 +120,7 @@ class HavenInstance(ServerProcess):
                                      start_new_session=True)
         (self.base / "haven.pid").write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
-        for port in (self.imap_port, self.lmtp_port):
+        for port in filter(None, (self.imap_port, self.lmtp_port, self.http_port)):
             while not wait_for_port(self.host, port, 0.5):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
@@ -165,4 +168,5 @@ class HavenInstance(ServerProcess):
         self.conf_path.write_text(CONFIG_TEMPLATE.format(
             data_dir=self.base / "data", host=self.host, imap_port=self.imap_port,
             lmtp_port=self.lmtp_port,
-            pop3_listen=f"{self.host}:{self.pop3_port}" if self.pop3_port else ""))
+            pop3_listen=f"{self.host}:{self.pop3_port}" if self.pop3_port else "",
+            http_listen=f"{self.host}:{self.http_port}" if self.http_port else ""))

@@ -143,6 +143,7 @@ class Service:
         # aiosmtpd gateways: make_protocol_factory(ctx, implicit_tls=False) -> asyncio factory
         await self._start_asyncio("lmtp", "gateways.lmtp", tls_key=None)
         await self._start_asyncio("submission", "gateways.submission")
+        await self._start_http()
         if self.config.listen("submission") or self.config.listen("submission", "tls_listen"):
             from gateways.submission import start_spooler
             self.spooler = start_spooler(self.context("submission"))
@@ -176,6 +177,18 @@ class Service:
             await self._listen_twisted(f"[{section}] listen", plain, factory)
         if secure:
             await self._listen_twisted(f"[{section}] tls_listen", secure, factory, tls=self.tls)
+
+    async def _start_http(self) -> None:
+        """CalDAV/CardDAV (and later ActiveSync) on one Twisted Web site."""
+        plain, secure = self.config.listen("http"), self.config.listen("http", "tls_listen")
+        if not (plain or secure):
+            return
+        from gateways.dav import make_site
+        site = make_site(self.context("http"), self.reactor)
+        if plain:
+            await self._listen_twisted("[http] listen", plain, site)
+        if secure:
+            await self._listen_twisted("[http] tls_listen", secure, site, tls=self.tls)
 
     async def _listen_asyncio(self, key: str, where: ListenAddress, factory, ssl_context=None) -> None:
         loop = asyncio.get_event_loop()

@@ -79,6 +79,8 @@ def delete_account_txn(txn: Txn, address: str) -> list:
     blob_ids = [r[0] for r in txn.execute("SELECT DISTINCT blob_id FROM messages WHERE account_id = ?",
                                           (account.id,)).fetchall()]
     txn.execute("DELETE FROM messages WHERE account_id = ?", (account.id,))
+    from store.dav import drop_account_txn
+    drop_account_txn(txn, account.id)
     txn.execute("DELETE FROM folders WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM aliases WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))

@@ -240,6 +240,23 @@ class Database:
             return True, True
         return False, False
 
+    def run_blocking(self, desc: str, fn: Callable, *args, **kwargs):
+        """From a thread of its own (neither the reactor's nor one of this pool's, e.g. a WSGI
+        worker): run ``fn(txn, *args)`` in the pool and wait for the result, without a hop
+        through the reactor.  Store errors are raised as they are."""
+        done = threading.Event()
+        box: list = []
+
+        def finished(ok, result):
+            box.append((ok, result))
+            done.set()
+        self.pool.callInThreadWithCallback(finished, self.run_sync, desc, fn, *args, **kwargs)
+        done.wait()
+        ok, result = box[0]
+        if not ok:
+            result.raiseException()
+        return result
+
     def run_interaction(self, desc: str, fn: Callable, *args, **kwargs) -> defer.Deferred:
         """Deferred firing with ``fn(txn, *args)`` run in a DB pool thread."""
         return self.run_in_pool(self.run_sync, desc, fn, *args, **kwargs)

@@ -188,6 +188,7 @@ class PurgeReport:
     messages: int
     folders: int
     blobs: int
+    dav_items: int = 0  # calendar objects and vCards
 
 
 class PushBus:

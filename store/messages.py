@@ -397,9 +397,12 @@ def purge_txn(txn: Txn, cutoff: int) -> tuple[int, int, list]:
     for part in chunks([r[0] for r in rows]):
         txn.execute(f"DELETE FROM messages WHERE id IN {txn.in_list(part)}", part)
     folders = txn.execute("SELECT id FROM folders f WHERE deleted_at <> 0 AND deleted_at < ? AND NOT EXISTS "
-                          "(SELECT 1 FROM messages m WHERE m.folder_id = f.id)", (cutoff,)).fetchall()
+                          "(SELECT 1 FROM messages m WHERE m.folder_id = f.id) AND NOT EXISTS "
+                          "(SELECT 1 FROM dav_items i WHERE i.folder_id = f.id)", (cutoff,)).fetchall()
     for part in chunks([r[0] for r in folders]):
         txn.execute(f"DELETE FROM folders WHERE id IN {txn.in_list(part)}", part)
+    from store.dav import drop_folder_rows_txn
+    drop_folder_rows_txn(txn, [r[0] for r in folders])
     blobs = drop_unreferenced_blobs_txn(txn, {r[1] for r in rows})
     return len(rows), len(folders), blobs
 

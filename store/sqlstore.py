@@ -19,6 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from store import accounts as A
 from store import bulk
+from store import dav as D
 from store import errors
 from store import folders as F
 from store import messages as M
@@ -52,6 +53,7 @@ class SqlStore(OutboundQueueMixin, Store):
         self.raw_cache = bulk.RawCache()  # recently read messages, for the batched reads below
         self._pending_deliveries: list = []
         self._committing = False
+        self.dav = D.DavAccess(self)  # calendars and contacts, for the CalDAV gateway's threads
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, reactor, poll: bool = True) -> None:
@@ -302,19 +304,44 @@ class SqlStore(OutboundQueueMixin, Store):
             self._publish(account_id, folder_id, modseq)
         return count
 
+    async def list_deleted_dav(self, account_id):
+        return await self._run("list_deleted_dav", D.list_deleted_txn, account_id)
+
+    async def restore_dav(self, account_id, item_ids) -> tuple:
+        """(restored count, reasons for the ones that could not come back)."""
+        count, touched, refused = await self._run("restore_dav", D.restore_items_txn, account_id, list(item_ids))
+        for folder_id, modseq in touched:
+            self._publish(account_id, folder_id, modseq, "dav")
+        return count, refused
+
+    async def list_dav_collections(self, account_id):
+        return await self._run("list_dav_collections", D.list_collections_txn, account_id)
+
+    async def list_dav_items(self, folder_id, with_data=False):
+        return await self._run("list_dav_items", D.list_items_txn, folder_id, with_data)
+
+    async def put_dav_item(self, account_id, folder_id, item: D.NewItem):
+        """Create or overwrite one calendar object or vCard (``item`` computed by the caller:
+        gateways/dav/items.py).  Returns (stored item, replaced)."""
+        stored, replaced, modseq = await self._run("put_dav_item", D.put_item_txn, account_id, folder_id, item)
+        self._publish(account_id, folder_id, modseq, "dav")
+        return stored, replaced
+
     async def purge(self, older_than_days=None) -> PurgeReport:
         days = self.softdelete_lifetime if older_than_days is None else older_than_days
         if days <= 0 and older_than_days is None:
-            messages = folders = 0
+            messages = folders = dav_items = 0
             gone = []
         else:
             cutoff = int(time.time() - days * 86400) if days > 0 else int(time.time()) + 1
+            dav_items = await self._run("purge_dav", D.purge_txn, cutoff)
             messages, folders, gone = await self._run("purge", M.purge_txn, cutoff)
         orphans = await self._sweep_orphans()
         await self._delete_blob_files(gone)
-        report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans)
-        if messages or folders or report.blobs:
-            log.info("purge: %d messages, %d folders, %d blobs removed", messages, folders, report.blobs)
+        report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans, dav_items=dav_items)
+        if messages or folders or report.blobs or dav_items:
+            log.info("purge: %d messages, %d calendar/contact items, %d folders, %d blobs removed", messages,
+                     dav_items, folders, report.blobs)
         return report
 
     async def _sweep_orphans(self) -> int:

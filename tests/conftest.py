@@ -151,8 +151,11 @@ class HavenServer:
         # whenever this checkout has those gateways
         self.pop3, self.pop3s = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
         self.submission, self.submissions = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
+        self.http = ("127.0.0.1", free_port())  # CalDAV/CardDAV under /dav/
         self.gateways = ["imap", "lmtp"] + [g for g in ("pop3", "submission")
                                             if importlib.util.find_spec(f"gateways.{g}") is not None]
+        if importlib.util.find_spec("gateways.dav") is not None:
+            self.gateways.append("http")
         if url is None:
             self.url, self._cleanup_db = store_url_for(engine, self.data_dir)
         else:  # another node on an existing database: the first node cleans it up
@@ -168,6 +171,7 @@ class HavenServer:
             **({"submission": {"listen": f"127.0.0.1:{self.submission[1]}",
                                "tls_listen": f"127.0.0.1:{self.submissions[1]}"}}
                if "submission" in self.gateways else {}),
+            **({"http": {"listen": f"127.0.0.1:{self.http[1]}"}} if "http" in self.gateways else {}),
             "log": {"level": "info"},
         }
         for key, value in (overrides or {}).items():
@@ -242,6 +246,10 @@ class HavenServer:
         result = self.cli("user", "add", address, "--password-stdin", input=password.encode() + b"\n")
         assert result.returncode == 0, result.stderr.decode()
         return address, password
+
+    @property
+    def dav_url(self) -> str:
+        return f"http://{self.http[0]}:{self.http[1]}/dav/"
 
     def deliver(self, address: str, raw: bytes, sender: str = "sender@example.org") -> None:
         with smtplib.LMTP(*self.lmtp, timeout=30) as lmtp:

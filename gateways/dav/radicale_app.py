@@ -1,0 +1,131 @@
+"""Radicale configured for Haven: its auth and rights plugins, and the WSGI wrapper around it.
+
+Authentication happens before Radicale, in the Twisted front door (``gateways/dav/web.py``),
+through Haven's portal like every other gateway (throttling, failure delay, no hashing on the
+reactor).  The front door puts the account's address into the WSGI environ as ``haven.user``;
+no request header can produce that key.  Radicale's auth plugin below only accepts that
+address, and its rights plugin lets a user reach nothing but their own principal and the
+calendars and address books directly under it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from radicale import auth as radicale_auth
+from radicale import config as radicale_config
+from radicale import pathutils
+from radicale import rights as radicale_rights
+from radicale.app import Application
+
+from gateways.dav import storage as dav_storage
+
+log = logging.getLogger("haven.dav")
+
+_request = threading.local()  # the address the front door authenticated, per worker thread
+
+
+class Auth(radicale_auth.BaseAuth):
+    """Trusts exactly the login the front door verified for this request."""
+
+    def get_external_login(self, environ):
+        return environ.get("haven.user") or "", ""
+
+    def _login(self, login: str, password: str) -> str:
+        user = getattr(_request, "user", None)
+        return login if user and login == user else ""
+
+
+class Rights(radicale_rights.BaseRights):
+    """Like Radicale's owner_only, narrowed: the principal is read-only (it holds no items and
+    cannot be deleted), and only calendars and address books can be made under it."""
+
+    def authorization(self, user: str, user_groups, path: str) -> str:
+        if not user:
+            return ""
+        sane = pathutils.strip_path(path)
+        if not sane:
+            return "R"
+        parts = sane.split("/")
+        if parts[0] != user:
+            return ""
+        if len(parts) == 1:
+            return "R"
+        if len(parts) == 2:
+            return "rw"
+        return ""
+
+
+class _FailureReason(logging.Filter):
+    """Keeps the reason Radicale logs for a refused request so the client gets it too (Radicale
+    answers a bare "Bad Request"), and drops the traceback Radicale attaches to warnings about
+    client input: bad input is the client's problem, not a server fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            message = record.getMessage()
+            if message.startswith("Bad ") and getattr(dav_storage.failure, "reason", None) is None:
+                reason = str(record.args[-1]) if record.args else message
+                dav_storage.note_failure(reason)
+            if record.levelno < logging.ERROR:
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
+class HavenDav:
+    """The WSGI application: Radicale with the request's user and error bodies filled in."""
+
+    def __init__(self, app: Application):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        _request.user = environ.get("haven.user")
+        dav_storage.failure.reason = None
+        dav_storage.failure.temporary = False
+        captured: list = []
+
+        def capture(status, headers, exc_info=None):
+            captured[:] = [status, headers]
+        body = self.app(environ, capture)
+        status, headers = captured
+        code = int(status.split()[0])
+        reason = dav_storage.failure.reason
+        if code >= 500 and dav_storage.failure.temporary:
+            status, body = "503 Service Unavailable", [b"The store is busy; try again shortly.\n"]
+            headers = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")]
+        elif code == 400 and reason:
+            body = [f"Bad Request: {reason}\n".encode("utf-8", "replace")]
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if headers is not captured[1]:
+            headers.append(("Content-Length", str(sum(len(b) for b in body))))
+        _request.user = None
+        start_response(status, headers)
+        return body
+
+
+def make_application(dav_access, settings) -> HavenDav:
+    """Radicale's WSGI app over ``dav_access`` (store.dav.DavAccess), limits from ``[http]``."""
+    configuration = radicale_config.load()
+    configuration.update({
+        "server": {
+            "max_content_length": settings.get("max_request_size", "10485760"),
+            "max_resource_size": settings.get("max_item_size", "2097152"),
+            "max_vevent_rrule_occurrence": settings.get("max_occurrences", "10000"),
+            "delay_on_error": "0",
+        },
+        "auth": {"type": Auth, "delay": "0", "realm": "Haven", "cache_logins": "False"},
+        "rights": {"type": Rights},
+        "storage": {"type": lambda c: dav_storage.Storage(c, dav_access)},
+        "web": {"type": "none"},
+        "hook": {"type": "none"},
+        "logging": {"mask_passwords": "True", "bad_put_request_content": "False"},
+    }, "haven", privileged=True)
+    radicale_logger = logging.getLogger("radicale")
+    if not any(isinstance(f, _FailureReason) for f in radicale_logger.filters):
+        radicale_logger.addFilter(_FailureReason())
+    # Radicale logs every request at INFO; Haven's own access line is enough below DEBUG.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        radicale_logger.setLevel(logging.WARNING)
+    return HavenDav(Application(configuration))

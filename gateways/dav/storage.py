@@ -1,0 +1,361 @@
+"""Radicale's storage plugin, backed by Haven's store (``store.dav.DavAccess``).
+
+Radicale calls these methods on its WSGI worker threads; every call is one store transaction
+run in the DB pool (``DavAccess``), so nothing here touches the reactor and nothing is cached
+between requests: an item written by another path (the CLI, later ActiveSync) is served with
+its own ETag and sync token on the next request.
+
+The tree Radicale sees::
+
+    ""                               the root (lists nothing: accounts are not enumerable)
+    "<address>"                      the principal of an account (exists when the account does)
+    "<address>/<folder>"             a folder of kind calendar, tasks or contacts
+    "<address>/<folder>/<href>"      one calendar object or vCard
+
+Deliberate limits: collections exist only directly under a principal and are always calendars
+or address books (plain WebDAV collections are refused); the principal itself holds no items.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from email.utils import formatdate
+from typing import Iterable, Iterator, Mapping, Optional
+
+from radicale import item as radicale_item
+from radicale import pathutils, storage
+from radicale.item import filter as radicale_filter
+
+from store import errors
+from store.interfaces import FOLDER_KINDS
+
+log = logging.getLogger("haven.dav")
+
+#: collection tag -> folder kind (a calendar that holds only to-dos is a "tasks" folder)
+_KIND_OF_TAG = {"VCALENDAR": "calendar", "VADDRESSBOOK": "contacts"}
+_TAG_OF_KIND = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
+#: the JSON of a collection's properties is kept below this many characters
+MAX_PROPS = 64 * 1024
+SYNC_PREFIX = "urn:haven:sync:"
+
+#: why the current request failed, for the WSGI wrapper's error body (one request per thread)
+failure = threading.local()
+
+
+def note_failure(reason: str, temporary: bool = False) -> None:
+    failure.reason = reason
+    failure.temporary = temporary
+
+
+class _Texts:
+    """Lazily loads the text of a listing's items in one query, the first time one is needed
+    (a PROPFIND for ETags needs none; a GET of the whole collection needs them all)."""
+
+    def __init__(self, dav, folder_id: int, hrefs: list):
+        self._dav, self._folder_id, self._hrefs = dav, folder_id, hrefs
+        self._texts: Optional[dict] = None
+
+    def get(self, href: str) -> str:
+        if self._texts is None:
+            self._texts = {i.href: i.data for i in self._dav.items(self._folder_id, self._hrefs)}
+        text = self._texts.get(href)
+        if text is None:
+            raise RuntimeError(f"item {href} disappeared during the request")
+        return text
+
+
+class LazyItem(radicale_item.Item):
+    """A stored item whose text is fetched only when something reads it."""
+
+    def __init__(self, texts: _Texts, **kwargs):
+        super().__init__(text="", **kwargs)
+        self._text = None
+        self._texts = texts
+
+    def serialize(self) -> str:
+        if self._text is None:
+            self._text = self._texts.get(self.href)
+        return self._text
+
+    @property
+    def vobject_item(self):
+        if self._vobject_item is None:
+            self.serialize()
+        return super().vobject_item
+
+
+def _http_date(ts: int) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+class Collection(storage.BaseCollection):
+    def __init__(self, store: "Storage", path: str, account_id: Optional[int], coll=None):
+        self._storage = store
+        self._path = path
+        self.account_id = account_id
+        self.coll = coll  # store.dav.DavCollection, None for the root and principals
+
+    # -- identity --------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def folder_id(self) -> int:
+        return self.coll.folder.id
+
+    @property
+    def etag(self) -> str:
+        """The CTag: changes with every item and property change (the folder's modseq)."""
+        if self.coll is None:
+            return '"%s"' % (self._path or "root")
+        folder = self.coll.folder
+        return '"%d-%d"' % (folder.uidvalidity, folder.highest_modseq)
+
+    @property
+    def last_modified(self) -> str:
+        if self.coll is None:
+            return _http_date(0)
+        return _http_date(self._storage.dav.last_modified(self.folder_id))
+
+    # -- properties ------------------------------------------------------------------------
+    def get_meta(self, key: Optional[str] = None):
+        if self.coll is None:
+            meta: dict = {}
+        else:
+            meta = dict(self.coll.props)
+            meta["tag"] = _TAG_OF_KIND[self.coll.folder.kind]
+            meta.setdefault("D:displayname", self.coll.folder.name)
+            if self.coll.folder.kind == "tasks":
+                meta.setdefault("C:supported-calendar-component-set", "VTODO")
+        return meta if key is None else meta.get(key)
+
+    def set_meta(self, props: Mapping[str, str]) -> None:
+        if self.coll is None:
+            raise ValueError("the principal has no properties to change")
+        props = dict(props)
+        tag = props.pop("tag", None)
+        if tag and tag != _TAG_OF_KIND[self.coll.folder.kind]:
+            raise ValueError("a collection cannot change between calendar and address book")
+        if len(repr(props)) > MAX_PROPS:
+            raise ValueError("too many or too large properties")
+        self._storage.dav.set_props(self.account_id, self.folder_id, props)
+
+    # -- items -----------------------------------------------------------------------------
+    def _item(self, stored, texts: Optional[_Texts] = None) -> radicale_item.Item:
+        is_card = stored.component == "VCARD"
+        fields = dict(collection=self, href=stored.href, last_modified=_http_date(stored.updated_at),
+                      etag=stored.etag, uid=None if stored.uid.startswith("sha256:") else stored.uid,
+                      name="VCARD" if is_card else "VCALENDAR",
+                      component_name="" if is_card else stored.component,
+                      time_range=(stored.dtstart, stored.dtend))
+        if stored.data is not None:
+            return radicale_item.Item(text=stored.data, **fields)
+        return LazyItem(texts, **fields)
+
+    def get_multi(self, hrefs: Iterable[str]):
+        hrefs = list(hrefs)
+        found = {i.href: i for i in self._storage.dav.items(self.folder_id, hrefs)}
+        for href in hrefs:
+            stored = found.get(href)
+            yield href, (self._item(stored) if stored is not None else None)
+
+    def get_all(self) -> Iterator[radicale_item.Item]:
+        if self.coll is None:
+            return
+        listing = self._storage.dav.all_items(self.folder_id, with_data=False)
+        texts = _Texts(self._storage.dav, self.folder_id, [i.href for i in listing])
+        for stored in listing:
+            yield self._item(stored, texts)
+
+    def get_filtered(self, filters):
+        """The time range and component of a calendar-query are answered from the indexed
+        bounds; Radicale then applies the full filter to what comes back (``simple`` False)."""
+        if self.coll is None or not self.tag:
+            return
+        tag, start, end, simple = radicale_filter.simplify_prefilters(filters, self.tag)
+        for stored in self._storage.dav.filtered(self.folder_id, tag, start, end):
+            item = self._item(stored)
+            istart, iend = stored.dtstart, stored.dtend
+            yield item, simple and (start <= istart or iend <= end)
+
+    def has_uid(self, uid: str) -> bool:
+        return self.coll is not None and self._storage.dav.has_uid(self.folder_id, uid)
+
+    def upload(self, href: str, item: radicale_item.Item):
+        if self.coll is None:
+            raise ValueError("items live in a calendar or address book, not here")
+        new = new_item(href, item)
+        try:
+            stored, _replaced = self._storage.dav.put(self.account_id, self.folder_id, new)
+        except (errors.Exists, errors.InvalidInput, errors.NotFound) as e:
+            note_failure(str(e))
+            raise ValueError(str(e)) from None
+        except errors.TemporaryFailure as e:
+            note_failure(str(e), temporary=True)
+            raise
+        return self._item(stored), None
+
+    def delete(self, href: Optional[str] = None) -> None:
+        if self.coll is None:
+            raise ValueError("a principal cannot be deleted")
+        if href is None:
+            self._storage.dav.delete_collection(self.account_id, self.folder_id)
+        else:
+            self._storage.dav.delete(self.account_id, self.folder_id, href)
+
+    # -- sync (RFC 6578) -------------------------------------------------------------------
+    def sync(self, old_token: str = ""):
+        if self.coll is None:
+            raise ValueError("not a calendar or address book")
+        folder = self.coll.folder
+        since = 0
+        if old_token:
+            try:
+                prefix, uidvalidity, modseq = old_token.rsplit(":", 2)
+                uidvalidity, since = int(uidvalidity), int(modseq)
+            except ValueError:
+                raise ValueError(f"malformed sync token {old_token!r}") from None
+            if prefix + ":" != SYNC_PREFIX or uidvalidity != folder.uidvalidity:
+                raise ValueError(f"sync token {old_token!r} is not of this collection")
+        current, purged, hrefs = self._storage.dav.changes_since(self.folder_id, since)
+        if old_token and not (purged <= since <= current):
+            raise ValueError(f"sync token {old_token!r} is too old or unknown")
+        token = f"{SYNC_PREFIX}{folder.uidvalidity}:{current}"
+        if not old_token:
+            hrefs = [i.href for i in self._storage.dav.all_items(self.folder_id, with_data=False)]
+        return token, hrefs
+
+
+def new_item(href: str, item: radicale_item.Item):
+    """The store's row for a Radicale item (already parsed and checked by Radicale)."""
+    from store.dav import NewItem
+    start, end = item.time_range
+    return NewItem(href=href, uid=item.uid or "", etag=item.etag,
+                   component=item.component_name or item.name or "VCARD", data=item.serialize(),
+                   dtstart=start, dtend=end)
+
+
+class Storage(storage.BaseStorage):
+    # Radicale's own path checks: names may be Unicode (the store keeps UTF-8), but not the
+    # characters Radicale calls problematic.
+    _supports_unicode = True
+
+    def __init__(self, configuration, dav=None):
+        super().__init__(configuration)
+        self.dav = dav
+
+    # -- lookup ----------------------------------------------------------------------------
+    def discover(self, path: str, depth: str = "0", child_context_manager=None,
+                 user_groups=frozenset()) -> Iterator:
+        sane = pathutils.strip_path(path)
+        parts = sane.split("/") if sane else []
+        if not parts:
+            yield Collection(self, "", None)
+            return
+        if len(parts) > 3:
+            return
+        try:
+            account_id, coll, stored = self.dav.resolve(*parts)
+        except errors.InvalidInput:
+            return
+        if account_id is None:
+            return
+        principal = parts[0]
+        if len(parts) == 1:
+            yield Collection(self, principal, account_id)
+            if depth != "0":
+                for c in self.dav.collections(account_id):
+                    yield Collection(self, f"{principal}/{c.folder.name}", account_id, c)
+            return
+        if coll is None:
+            return
+        collection = Collection(self, f"{principal}/{coll.folder.name}", account_id, coll)
+        if len(parts) == 3:
+            if stored is not None:
+                yield collection._item(stored)
+            return
+        yield collection
+        if depth != "0":
+            yield from collection.get_all()
+
+    # -- changes ---------------------------------------------------------------------------
+    def create_collection(self, href: str, items=None, props=None):
+        sane = pathutils.strip_path(href)
+        parts = sane.split("/") if sane else []
+        if len(parts) == 1:
+            principal = next(iter(self.discover(href)), None)
+            if principal is None:
+                raise ValueError(f"no account {parts[0]}")
+            return principal, {}, []
+        if len(parts) != 2:
+            raise ValueError("calendars and address books live directly under the principal")
+        props = dict(props or {})
+        tag = props.pop("tag", None)
+        if tag not in _KIND_OF_TAG:
+            note_failure("only calendars and address books can be created here")
+            raise ValueError("only calendars and address books can be created here")
+        kind = _KIND_OF_TAG[tag]
+        if tag == "VCALENDAR" and props.get("C:supported-calendar-component-set") == "VTODO":
+            kind = "tasks"
+        assert kind in FOLDER_KINDS
+        account_id, coll, _ = self.dav.resolve(parts[0], parts[1])
+        if account_id is None:
+            raise ValueError(f"no account {parts[0]}")
+        try:
+            if coll is None:
+                coll = self.dav.create_collection(account_id, parts[1], kind, props)
+            elif props:
+                self.dav.set_props(account_id, coll.folder.id, props)
+            new_hrefs = []
+            if items is not None:
+                rows, used = [], set()
+                for item in items:
+                    name = _href_for(item, used)
+                    rows.append(new_item(name, item))
+                    new_hrefs.append(name)
+                self.dav.replace_items(account_id, coll.folder.id, rows)
+        except (errors.Exists, errors.InvalidInput) as e:
+            note_failure(str(e))
+            raise ValueError(str(e)) from None
+        collection = next(iter(self.discover(href)))
+        return collection, {}, new_hrefs
+
+    def move(self, item: radicale_item.Item, to_collection: storage.BaseCollection, to_href: str) -> None:
+        src = item.collection
+        assert isinstance(src, Collection) and isinstance(to_collection, Collection)
+        if src.account_id != to_collection.account_id:
+            raise ValueError("items move only between collections of one account")
+        try:
+            self.dav.move(src.account_id, src.folder_id, item.href, to_collection.folder_id, to_href)
+        except (errors.Exists, errors.InvalidInput, errors.NotFound) as e:
+            note_failure(str(e))
+            raise ValueError(str(e)) from None
+
+    @contextlib.contextmanager
+    def acquire_lock(self, mode: str, user: str = "", *args, **kwargs):
+        """Writes of one user are serialised in this process (see DavAccess.write_lock);
+        reads need no lock: each store call is a transaction of its own."""
+        if mode == "w" and user:
+            with self.dav.write_lock(user):
+                yield
+        else:
+            yield
+
+    def verify(self) -> bool:
+        return True
+
+
+def _href_for(item: radicale_item.Item, used: set) -> str:
+    """A resource name for an item of a whole-collection PUT: its UID when that is a safe
+    name, a random one otherwise."""
+    ext = ".vcf" if item.name == "VCARD" else ".ics"
+    uid = item.uid or ""
+    name = uid + ext
+    if not uid or not pathutils.is_safe_filesystem_path_component(name) or len(name) > 255 or name in used:
+        name = str(uuid.uuid4()) + ext
+    used.add(name)
+    return name

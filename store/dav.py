@@ -1,0 +1,468 @@
+"""Calendar and address-book objects: the ``_txn`` functions and the blocking facade
+:class:`DavAccess` that the CalDAV/CardDAV gateway (Radicale's worker threads) uses.
+
+The store keeps what it is given: raw iCalendar/vCard text with the href, UID, ETag, component
+name and time bounds the gateway computed.  It never parses calendar data itself.
+
+Invariants
+- Every change bumps the account's modseq and sets it on the item row and as the folder's
+  ``highest_modseq``; a collection's sync token is that folder modseq, and the changes since a
+  token are the rows (tombstones included) with a higher modseq.
+- DELETE is a soft delete: the row stays as a tombstone (``deleted_at``; ``live_href`` and
+  ``live_uid`` NULL) until the purge, which records the highest modseq it removed in
+  ``dav_collections.purged_modseq``: a sync token older than that cannot be answered
+  incrementally any more (RFC 6578 §3.2: the client starts over).
+- A MOVE leaves a tombstone marked ``moved`` in the source: sync clients see the item go, and
+  ``haven recover`` does not offer it (the item lives on in the target).
+- A PUT over an existing href updates the row in place (an overwrite is not a delete).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from store import errors
+from store.engines import IntegrityError, Txn, chunks
+from store.folders import create_folder_txn, folder_from_row, normalize_name
+from store.interfaces import Folder
+
+#: folder kinds served over CalDAV / CardDAV, and the collection tag of each
+DAV_KINDS = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
+
+_FOLDER_COLS = "f.id, f.account_id, f.name, f.kind, f.special_use, f.subscribed, f.uidvalidity, f.uidnext, " \
+               "f.highest_modseq"
+_ITEM_COLS = "id, folder_id, href, uid, etag, component, data, dtstart, dtend, modseq, updated_at"
+_ITEM_META_COLS = "id, folder_id, href, uid, etag, component, NULL, dtstart, dtend, modseq, updated_at"
+
+
+@dataclass
+class DavItem:
+    id: int
+    folder_id: int
+    href: str
+    uid: str
+    etag: str
+    component: str  # VEVENT, VTODO, VJOURNAL, VCARD
+    data: Optional[str]  # None when only metadata was asked for
+    dtstart: int
+    dtend: int
+    modseq: int
+    updated_at: int
+
+
+@dataclass
+class DavCollection:
+    folder: Folder
+    props: dict = field(default_factory=dict)
+    purged_modseq: int = 0
+
+    @property
+    def tag(self) -> str:
+        return DAV_KINDS[self.folder.kind]
+
+
+@dataclass
+class NewItem:
+    """What the gateway hands the store for one PUT."""
+    href: str
+    uid: str
+    etag: str
+    component: str
+    data: str
+    dtstart: int
+    dtend: int
+
+
+def uid_key(uid: str) -> str:
+    """The indexed form of a UID: itself, or a digest for the rare UID longer than the column."""
+    if len(uid) <= 255:
+        return uid
+    return "sha256:" + hashlib.sha256(uid.encode("utf-8")).hexdigest()
+
+
+def _item(row) -> DavItem:
+    return DavItem(id=row[0], folder_id=row[1], href=row[2], uid=row[3], etag=row[4], component=row[5],
+                   data=row[6], dtstart=row[7], dtend=row[8], modseq=row[9], updated_at=row[10])
+
+
+def _bump(txn: Txn, account_id: int, folder_id: int) -> int:
+    from store.messages import bump_modseq_txn
+    modseq = bump_modseq_txn(txn, account_id)
+    txn.execute("UPDATE folders SET highest_modseq = ? WHERE id = ?", (modseq, folder_id))
+    return modseq
+
+
+def _check_href(href: str) -> None:
+    if not href or "/" in href or len(href) > 255 or any(ord(c) < 0x20 for c in href):
+        raise errors.InvalidInput(f"invalid resource name {href[:80]!r}")
+
+
+# -- collections -------------------------------------------------------------------------------
+
+def _collection(txn: Txn, row) -> DavCollection:
+    folder = folder_from_row(row[:9])
+    props = json.loads(row[9]) if row[9] else {}
+    return DavCollection(folder=folder, props=props, purged_modseq=row[10] or 0)
+
+
+def _select_collections(txn: Txn, where: str, args) -> list:
+    kinds = tuple(DAV_KINDS)
+    rows = txn.execute(
+        f"SELECT {_FOLDER_COLS}, c.props, c.purged_modseq FROM folders f LEFT JOIN dav_collections c "
+        f"ON c.folder_id = f.id WHERE f.deleted_at = 0 AND f.kind IN {txn.in_list(kinds)} AND {where} "
+        "ORDER BY f.name", (*kinds, *args)).fetchall()
+    return [_collection(txn, r) for r in rows]
+
+
+def list_collections_txn(txn: Txn, account_id: int) -> list:
+    return _select_collections(txn, "f.account_id = ?", (account_id,))
+
+
+def get_collection_txn(txn: Txn, account_id: int, name: str) -> DavCollection:
+    found = _select_collections(txn, "f.account_id = ? AND f.name = ?", (account_id, name))
+    if not found:
+        raise errors.NotFound(f"no collection {name}")
+    return found[0]
+
+
+def create_collection_txn(txn: Txn, account_id: int, name: str, kind: str, props: dict) -> DavCollection:
+    if kind not in DAV_KINDS:
+        raise errors.InvalidInput(f"not a calendar or address book kind: {kind!r}")
+    if normalize_name(name) != name or "/" in name:
+        raise errors.InvalidInput(f"invalid collection name {name!r}")
+    folder = create_folder_txn(txn, account_id, name, kind, None)
+    txn.execute("INSERT INTO dav_collections (folder_id, account_id, props) VALUES (?, ?, ?)",
+                (folder.id, account_id, json.dumps(props, sort_keys=True)))
+    return get_collection_txn(txn, account_id, name)
+
+
+def set_props_txn(txn: Txn, account_id: int, folder_id: int, props: dict) -> int:
+    """Replace the collection's WebDAV properties (empty values dropped); returns the modseq."""
+    props = {k: v for k, v in props.items() if v}
+    modseq = _bump(txn, account_id, folder_id)
+    txn.execute("UPDATE dav_collections SET props = ? WHERE folder_id = ?",
+                (json.dumps(props, sort_keys=True), folder_id))
+    if txn.rowcount == 0:
+        txn.execute("INSERT INTO dav_collections (folder_id, account_id, props) VALUES (?, ?, ?)",
+                    (folder_id, account_id, json.dumps(props, sort_keys=True)))
+    return modseq
+
+
+def delete_collection_txn(txn: Txn, account_id: int, folder_id: int) -> int:
+    """Soft-delete the collection and every item in it (both recoverable until the purge)."""
+    modseq = _bump(txn, account_id, folder_id)
+    now = int(time.time())
+    txn.execute("UPDATE dav_items SET deleted_at = ?, modseq = ?, live_href = NULL, live_uid = NULL "
+                "WHERE folder_id = ? AND deleted_at = 0", (now, modseq, folder_id))
+    txn.execute("UPDATE folders SET deleted_at = ? WHERE id = ? AND account_id = ?", (now, folder_id, account_id))
+    return modseq
+
+
+def replace_items_txn(txn: Txn, account_id: int, folder_id: int, items: list) -> int:
+    """A PUT of a whole collection: the old items become tombstones, the new ones go in."""
+    modseq = _bump(txn, account_id, folder_id)
+    now = int(time.time())
+    txn.execute("UPDATE dav_items SET deleted_at = ?, modseq = ?, live_href = NULL, live_uid = NULL "
+                "WHERE folder_id = ? AND deleted_at = 0", (now, modseq, folder_id))
+    for item in items:
+        _insert(txn, account_id, folder_id, item, modseq, now)
+    return modseq
+
+
+def resolve_txn(txn: Txn, address: str, name: Optional[str] = None, href: Optional[str] = None) -> tuple:
+    """One lookup for a request path: (account id, collection, item), None where absent.
+    ``address`` must be spelled exactly as stored (lower case)."""
+    account_id = txn.scalar("SELECT id FROM accounts WHERE address = ?", (address,))
+    if account_id is None or name is None:
+        return account_id, None, None
+    found = _select_collections(txn, "f.account_id = ? AND f.name = ?", (account_id, name))
+    if not found or href is None:
+        return account_id, (found[0] if found else None), None
+    items = get_items_txn(txn, found[0].folder.id, [href])
+    return account_id, found[0], (items[0] if items else None)
+
+
+def last_modified_txn(txn: Txn, folder_id: int) -> int:
+    row = txn.execute("SELECT MAX(updated_at), MAX(deleted_at) FROM dav_items WHERE folder_id = ?",
+                      (folder_id,)).fetchone()
+    return max(row[0] or 0, row[1] or 0)
+
+
+# -- items -------------------------------------------------------------------------------------
+
+def get_items_txn(txn: Txn, folder_id: int, hrefs: Iterable[str]) -> list:
+    out = []
+    for part in chunks(list(dict.fromkeys(hrefs))):
+        out += txn.execute(f"SELECT {_ITEM_COLS} FROM dav_items WHERE folder_id = ? AND live_href IN "
+                           f"{txn.in_list(part)}", (folder_id, *part)).fetchall()
+    return [_item(r) for r in out]
+
+
+def list_items_txn(txn: Txn, folder_id: int, with_data: bool = True) -> list:
+    cols = _ITEM_COLS if with_data else _ITEM_META_COLS
+    rows = txn.execute(f"SELECT {cols} FROM dav_items WHERE folder_id = ? AND deleted_at = 0 ORDER BY href",
+                       (folder_id,)).fetchall()
+    return [_item(r) for r in rows]
+
+
+def filter_items_txn(txn: Txn, folder_id: int, component: Optional[str], start: int, end: int) -> list:
+    """Live items whose enclosing time range overlaps [start, end) (RFC 4791 §9.9)."""
+    sql = f"SELECT {_ITEM_COLS} FROM dav_items WHERE folder_id = ? AND deleted_at = 0 AND dtstart < ? AND dtend > ?"
+    args: list = [folder_id, end, start]
+    if component:
+        sql += " AND component = ?"
+        args.append(component)
+    return [_item(r) for r in txn.execute(sql + " ORDER BY href", args).fetchall()]
+
+
+def has_uid_txn(txn: Txn, folder_id: int, uid: str) -> bool:
+    return bool(txn.scalar("SELECT COUNT(*) FROM dav_items WHERE folder_id = ? AND live_uid = ?",
+                           (folder_id, uid_key(uid))))
+
+
+def _insert(txn: Txn, account_id: int, folder_id: int, item: NewItem, modseq: int, now: int) -> int:
+    _check_href(item.href)
+    key = uid_key(item.uid)
+    try:
+        txn.execute("INSERT INTO dav_items (account_id, folder_id, href, live_href, uid, live_uid, etag, component, "
+                    "data, size, dtstart, dtend, modseq, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (account_id, folder_id, item.href, item.href, key, key or None, item.etag, item.component,
+                     item.data, len(item.data.encode("utf-8")), item.dtstart, item.dtend, modseq, now, now))
+    except IntegrityError:
+        raise errors.Exists(f"an item with UID {item.uid!r} or name {item.href!r} already exists") from None
+    return txn.lastrowid
+
+
+def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tuple[DavItem, bool, int]:
+    """Create or overwrite ``item.href``; returns (the stored item, whether it replaced one, modseq)."""
+    _check_href(item.href)
+    if not txn.scalar("SELECT COUNT(*) FROM folders WHERE id = ? AND account_id = ? AND deleted_at = 0",
+                      (folder_id, account_id)):
+        raise errors.NotFound("collection no longer exists")
+    modseq = _bump(txn, account_id, folder_id)
+    now = int(time.time())
+    existing = txn.scalar("SELECT id FROM dav_items WHERE folder_id = ? AND live_href = ?", (folder_id, item.href))
+    if existing is None:
+        item_id = _insert(txn, account_id, folder_id, item, modseq, now)
+    else:
+        key = uid_key(item.uid)
+        try:
+            txn.execute("UPDATE dav_items SET uid = ?, live_uid = ?, etag = ?, component = ?, data = ?, size = ?, "
+                        "dtstart = ?, dtend = ?, modseq = ?, updated_at = ? WHERE id = ?",
+                        (key, key or None, item.etag, item.component, item.data, len(item.data.encode("utf-8")),
+                         item.dtstart, item.dtend, modseq, now, existing))
+        except IntegrityError:
+            raise errors.Exists(f"an item with UID {item.uid!r} already exists") from None
+        item_id = existing
+    row = txn.execute(f"SELECT {_ITEM_COLS} FROM dav_items WHERE id = ?", (item_id,)).fetchone()
+    return _item(row), existing is not None, modseq
+
+
+def delete_item_txn(txn: Txn, account_id: int, folder_id: int, href: str, moved: bool = False) -> int:
+    item_id = txn.scalar("SELECT id FROM dav_items WHERE folder_id = ? AND live_href = ? AND account_id = ?",
+                         (folder_id, href, account_id))
+    if item_id is None:
+        raise errors.NotFound(f"no item {href}")
+    modseq = _bump(txn, account_id, folder_id)
+    txn.execute("UPDATE dav_items SET deleted_at = ?, modseq = ?, live_href = NULL, live_uid = NULL, moved = ? "
+                "WHERE id = ?", (int(time.time()), modseq, 1 if moved else 0, item_id))
+    return modseq
+
+
+def move_item_txn(txn: Txn, account_id: int, src_folder_id: int, href: str, dst_folder_id: int,
+                  dst_href: str) -> int:
+    """MOVE (RFC 4918 §9.9): the target is created or overwritten; the source goes (as a tombstone
+    marked moved).  Returns the modseq of the target."""
+    rows = get_items_txn(txn, src_folder_id, [href])
+    if not rows:
+        raise errors.NotFound(f"no item {href}")
+    src = rows[0]
+    delete_item_txn(txn, account_id, src_folder_id, href, moved=True)
+    if dst_folder_id != src_folder_id or dst_href != href:
+        old = txn.scalar("SELECT id FROM dav_items WHERE folder_id = ? AND live_href = ?", (dst_folder_id, dst_href))
+        if old is not None:
+            delete_item_txn(txn, account_id, dst_folder_id, dst_href, moved=True)
+    moved = NewItem(href=dst_href, uid=src.uid, etag=src.etag, component=src.component, data=src.data,
+                    dtstart=src.dtstart, dtend=src.dtend)
+    _item_row, _replaced, modseq = put_item_txn(txn, account_id, dst_folder_id, moved)
+    return modseq
+
+
+def changes_since_txn(txn: Txn, folder_id: int, since: int) -> tuple[int, int, list]:
+    """(the folder's modseq now, the highest modseq the purge removed, hrefs changed after ``since``)."""
+    row = txn.execute("SELECT f.highest_modseq, COALESCE(c.purged_modseq, 0) FROM folders f LEFT JOIN "
+                      "dav_collections c ON c.folder_id = f.id WHERE f.id = ? AND f.deleted_at = 0",
+                      (folder_id,)).fetchone()
+    if row is None:
+        raise errors.NotFound("collection no longer exists")
+    hrefs = [r[0] for r in txn.execute("SELECT DISTINCT href FROM dav_items WHERE folder_id = ? AND modseq > ? "
+                                       "AND deleted_at >= 0", (folder_id, since)).fetchall()]
+    return row[0], row[1], hrefs
+
+
+# -- recovery and purge ------------------------------------------------------------------------
+
+def list_deleted_txn(txn: Txn, account_id: int) -> list:
+    rows = txn.execute("SELECT i.id, f.name, i.href, i.component, i.uid, i.deleted_at, i.size FROM dav_items i "
+                       "JOIN folders f ON f.id = i.folder_id WHERE i.account_id = ? AND i.deleted_at > 0 "
+                       "AND i.moved = 0 ORDER BY i.deleted_at DESC, i.id", (account_id,)).fetchall()
+    return [{"id": r[0], "folder": r[1], "href": r[2], "component": r[3], "uid": r[4], "deleted_at": r[5],
+             "size": r[6]} for r in rows]
+
+
+def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, list]:
+    """Bring deleted items back under their href (into a live collection of the same name,
+    recreated if it was deleted too).  Returns (restored, [(folder_id, modseq)], [reasons an item
+    could not come back])."""
+    restored, touched, refused = 0, [], []
+    for item_id in item_ids:
+        row = txn.execute("SELECT i.folder_id, f.name, f.kind, f.deleted_at, i.href, i.uid, i.etag, i.component, "
+                          "i.data, i.dtstart, i.dtend FROM dav_items i JOIN folders f ON f.id = i.folder_id "
+                          "WHERE i.id = ? AND i.account_id = ? AND i.deleted_at > 0 AND i.moved = 0",
+                          (item_id, account_id)).fetchone()
+        if row is None:
+            continue
+        folder_id = row[0]
+        if row[3]:
+            try:
+                folder_id = get_collection_txn(txn, account_id, row[1]).folder.id
+            except errors.NotFound:
+                folder_id = create_folder_txn(txn, account_id, row[1], row[2], None).id
+        if txn.scalar("SELECT COUNT(*) FROM dav_items WHERE folder_id = ? AND (live_href = ? OR live_uid = ?)",
+                      (folder_id, row[4], row[5] or None)):
+            refused.append(f"{item_id}: {row[1]}/{row[4]} exists again (same name or UID)")
+            continue
+        modseq = _bump(txn, account_id, folder_id)
+        item = NewItem(href=row[4], uid=row[5], etag=row[6], component=row[7], data=row[8], dtstart=row[9],
+                       dtend=row[10])
+        _insert(txn, account_id, folder_id, item, modseq, int(time.time()))
+        # the tombstone stays for sync clients (they saw the item go), no longer restorable
+        txn.execute("UPDATE dav_items SET moved = 1 WHERE id = ?", (item_id,))
+        restored += 1
+        touched.append((folder_id, modseq))
+    return restored, touched, refused
+
+
+def purge_txn(txn: Txn, cutoff: int) -> int:
+    """Remove item tombstones deleted before ``cutoff``; remember per collection the highest
+    modseq removed (older sync tokens become invalid).  Returns the number removed."""
+    rows = txn.execute("SELECT id, account_id, folder_id, modseq FROM dav_items WHERE deleted_at <> 0 "
+                       "AND deleted_at < ?", (cutoff,)).fetchall()
+    highest: dict = {}
+    for _id, account_id, folder_id, modseq in rows:
+        if modseq > highest.get(folder_id, (0, 0))[1]:
+            highest[folder_id] = (account_id, modseq)
+    for folder_id, (account_id, modseq) in highest.items():
+        txn.execute("UPDATE dav_collections SET purged_modseq = ? WHERE folder_id = ? AND purged_modseq < ?",
+                    (modseq, folder_id, modseq))
+        if txn.rowcount == 0 and not txn.scalar("SELECT COUNT(*) FROM dav_collections WHERE folder_id = ?",
+                                                (folder_id,)):
+            txn.execute("INSERT INTO dav_collections (folder_id, account_id, purged_modseq) VALUES (?, ?, ?)",
+                        (folder_id, account_id, modseq))
+    for part in chunks([r[0] for r in rows]):
+        txn.execute(f"DELETE FROM dav_items WHERE id IN {txn.in_list(part)}", part)
+    return len(rows)
+
+
+def drop_folder_rows_txn(txn: Txn, folder_ids) -> None:
+    """The purge removes a deleted folder: its collection properties go with it."""
+    for part in chunks(list(folder_ids)):
+        txn.execute(f"DELETE FROM dav_collections WHERE folder_id IN {txn.in_list(part)}", part)
+
+
+def drop_account_txn(txn: Txn, account_id: int) -> None:
+    txn.execute("DELETE FROM dav_items WHERE account_id = ?", (account_id,))
+    txn.execute("DELETE FROM dav_collections WHERE account_id = ?", (account_id,))
+
+
+# -- the blocking facade -----------------------------------------------------------------------
+
+class DavAccess:
+    """Calendar/contacts operations for code running on its own worker threads (the WSGI pool
+    of the CalDAV gateway): each call runs one transaction in the DB pool and waits for it.
+    Never call it from the reactor thread or from a DB pool thread.  Changes are published on
+    the push bus (from the reactor) after they committed."""
+
+    def __init__(self, store):
+        self._store = store
+        self._db = store.db
+        self._write_locks: dict = {}
+        self._locks_guard = threading.Lock()
+
+    def write_lock(self, owner) -> threading.Lock:
+        """One writer per account inside this process: a conditional request (If-Match) checks
+        and writes under it, so two PUTs of one user cannot both pass the same precondition."""
+        with self._locks_guard:
+            return self._write_locks.setdefault(owner, threading.Lock())
+
+    def _run(self, desc, fn, *args):
+        return self._db.run_blocking(desc, fn, *args)
+
+    def _published(self, account_id: int, folder_id: int, modseq: int) -> int:
+        from twisted.internet import reactor
+        reactor.callFromThread(self._store._publish, account_id, folder_id, modseq, "dav")
+        return modseq
+
+    def resolve(self, address: str, name: Optional[str] = None, href: Optional[str] = None) -> tuple:
+        return self._run("dav_resolve", resolve_txn, address, name, href)
+
+    def last_modified(self, folder_id: int) -> int:
+        return self._run("dav_last_modified", last_modified_txn, folder_id)
+
+    def collections(self, account_id: int) -> list:
+        return self._run("dav_collections", list_collections_txn, account_id)
+
+    def collection(self, account_id: int, name: str) -> DavCollection:
+        return self._run("dav_collection", get_collection_txn, account_id, name)
+
+    def create_collection(self, account_id: int, name: str, kind: str, props: dict) -> DavCollection:
+        coll = self._run("dav_create_collection", create_collection_txn, account_id, name, kind, props)
+        self._published(account_id, coll.folder.id, coll.folder.highest_modseq)
+        return coll
+
+    def set_props(self, account_id: int, folder_id: int, props: dict) -> int:
+        return self._published(account_id, folder_id,
+                               self._run("dav_set_props", set_props_txn, account_id, folder_id, props))
+
+    def delete_collection(self, account_id: int, folder_id: int) -> int:
+        return self._published(account_id, folder_id,
+                               self._run("dav_delete_collection", delete_collection_txn, account_id, folder_id))
+
+    def replace_items(self, account_id: int, folder_id: int, items: list) -> int:
+        return self._published(account_id, folder_id,
+                               self._run("dav_replace_items", replace_items_txn, account_id, folder_id, items))
+
+    def items(self, folder_id: int, hrefs) -> list:
+        return self._run("dav_get_items", get_items_txn, folder_id, list(hrefs))
+
+    def all_items(self, folder_id: int, with_data: bool = True) -> list:
+        return self._run("dav_list_items", list_items_txn, folder_id, with_data)
+
+    def filtered(self, folder_id: int, component, start: int, end: int) -> list:
+        return self._run("dav_filter_items", filter_items_txn, folder_id, component, start, end)
+
+    def has_uid(self, folder_id: int, uid: str) -> bool:
+        return self._run("dav_has_uid", has_uid_txn, folder_id, uid)
+
+    def put(self, account_id: int, folder_id: int, item: NewItem) -> tuple:
+        stored, replaced, modseq = self._run("dav_put", put_item_txn, account_id, folder_id, item)
+        self._published(account_id, folder_id, modseq)
+        return stored, replaced
+
+    def delete(self, account_id: int, folder_id: int, href: str) -> int:
+        return self._published(account_id, folder_id,
+                               self._run("dav_delete", delete_item_txn, account_id, folder_id, href))
+
+    def move(self, account_id: int, src_folder_id: int, href: str, dst_folder_id: int, dst_href: str) -> int:
+        modseq = self._run("dav_move", move_item_txn, account_id, src_folder_id, href, dst_folder_id, dst_href)
+        self._published(account_id, src_folder_id, modseq)
+        return self._published(account_id, dst_folder_id, modseq)
+
+    def changes_since(self, folder_id: int, since: int) -> tuple:
+        return self._run("dav_changes", changes_since_txn, folder_id, since)
