@@ -77,14 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
     pu = sub.add_parser("purge", help="remove soft-deleted items past [store] softdelete_lifetime")
     pu.add_argument("--days", type=float, help="override the lifetime (0 = everything deleted)")
 
-    r = sub.add_parser("recover", help="soft-deleted (recoverable) messages of an account")
+    r = sub.add_parser("recover", help="soft-deleted (recoverable) messages, events and contacts of an account")
     r = r.add_subparsers(dest="recover_command", metavar="ACTION")
     r.required = True
-    rl = r.add_parser("list", help="list recoverable messages")
+    rl = r.add_parser("list", help="list recoverable messages (ID) and calendar/contact items (dav:ID)")
     rl.add_argument("address")
-    rr = r.add_parser("restore", help="restore messages by id (from `recover list`)")
+    rr = r.add_parser("restore", help="restore by id from `recover list` (messages: ID, events/contacts: dav:ID)")
     rr.add_argument("address")
-    rr.add_argument("ids", nargs="+", type=int)
+    rr.add_argument("ids", nargs="+", type=_recover_id)
+
+    dv = sub.add_parser("dav", help="calendars and address books (what CalDAV/CardDAV clients see)")
+    dv = dv.add_subparsers(dest="dav_command", metavar="ACTION")
+    dv.required = True
+    dl = dv.add_parser("list", help="an account's calendars and address books, or the items of one")
+    dl.add_argument("address")
+    dl.add_argument("collection", nargs="?")
+    di = dv.add_parser("import", help="import an .ics or .vcf file into a calendar or address book "
+                                      "(an object whose UID is already there replaces it)")
+    di.add_argument("address")
+    di.add_argument("collection")
+    di.add_argument("file", help="path, or - for standard input")
 
     q = sub.add_parser("queue", help="the outbound queue of SMTP submission (mail waiting for [submission] relay)")
     q = q.add_subparsers(dest="queue_command", metavar="ACTION")
@@ -96,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     qd = q.add_parser("delete", help="drop message ID from the queue, without a bounce to its sender")
     qd.add_argument("id", type=int)
     return p
+
+
+def _recover_id(value: str):
+    """``12`` (a message) or ``dav:12`` (an event or contact)."""
+    kind, _, number = value.rpartition(":")
+    if kind not in ("", "dav") or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an id from `haven recover list` (12 or dav:12)")
+    return kind or "message", int(number)
 
 
 def _read_password(args, prompt="Password: ") -> str:
@@ -126,7 +146,7 @@ def main(argv=None) -> int:
         return EX_CONFIG
     if args.command == "serve":
         return _serve(config, args)
-    if args.command == "deliver":
+    if args.command == "deliver" or (args.command == "dav" and getattr(args, "file", None) == "-"):
         raw = sys.stdin.buffer.read()
     else:
         raw = None
@@ -258,20 +278,73 @@ async def cmd_deliver(store, args, raw) -> int:
 
 async def cmd_purge(store, args, raw) -> int:
     report = await store.purge(args.days)
-    print(f"purged {report.messages} messages, {report.folders} folders, {report.blobs} blobs")
+    print(f"purged {report.messages} messages, {report.dav_items} calendar/contact items, {report.folders} folders, "
+          f"{report.blobs} blobs")
     return EX_OK
 
 
 async def cmd_recover(store, args, raw) -> int:
     import time
     account = await store.get_account(args.address)
+    def when(t) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
     if args.recover_command == "list":
         for item in await store.list_deleted(account.id):
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(item["deleted_at"]))
-            print(f"{item['id']}\t{when}\t{item['folder']}\t{item['size']}\t{item['subject'] or ''}")
-    else:
-        count = await store.restore_messages(account.id, args.ids)
-        print(f"restored {count} messages")
+            print(f"{item['id']}\t{when(item['deleted_at'])}\t{item['folder']}\t{item['size']}\t{item['subject'] or ''}")
+        for item in await store.list_deleted_dav(account.id):
+            print(f"dav:{item['id']}\t{when(item['deleted_at'])}\t{item['folder']}\t{item['size']}\t"
+                  f"{item['component']} {item['href']} (UID {item['uid']})")
+        return EX_OK
+    messages = [i for kind, i in args.ids if kind == "message"]
+    dav = [i for kind, i in args.ids if kind == "dav"]
+    if messages:
+        count = await store.restore_messages(account.id, messages)
+        print(f"restored {count} message{'s' * (count != 1)}")
+    if dav:
+        count, refused = await store.restore_dav(account.id, dav)
+        print(f"restored {count} calendar/contact item{'s' * (count != 1)}")
+        for reason in refused:
+            print(f"not restored: dav:{reason}", file=sys.stderr)
+        if refused:
+            return EX_DATAERR
+    return EX_OK
+
+
+async def cmd_dav(store, args, raw) -> int:
+    import time
+    account = await store.get_account(args.address)
+    collections = {c.folder.name: c for c in await store.list_dav_collections(account.id)}
+    if args.dav_command == "list" and args.collection is None:
+        for name, c in collections.items():
+            items = await store.list_dav_items(c.folder.id)
+            label = c.props.get("D:displayname") or name
+            print(f"{name}\t{c.folder.kind}\t{len(items)} item{'s' * (len(items) != 1)}\t{label}")
+        return EX_OK
+    coll = collections.get(args.collection)
+    if coll is None:
+        print(f"haven: {args.address} has no calendar or address book {args.collection!r} "
+              f"(there are: {', '.join(collections) or 'none'})", file=sys.stderr)
+        return EX_DATAERR
+    if args.dav_command == "list":
+        for item in await store.list_dav_items(coll.folder.id):
+            print(f"{item.href}\t{item.component}\t{item.etag}\t"
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(item.updated_at))}\tUID {item.uid}")
+        return EX_OK
+    from gateways.dav.items import parse_objects, rows_for
+    text = raw if args.file == "-" else open(args.file, "rb").read()
+    try:
+        items = parse_objects(text.decode("utf-8"), coll.folder.kind, f"{account.address}/{coll.folder.name}")
+    except (ValueError, UnicodeDecodeError) as e:
+        print(f"haven: {args.file}: {e}", file=sys.stderr)
+        return EX_DATAERR
+    existing = {i.uid: i.href for i in await store.list_dav_items(coll.folder.id)}
+    created = replaced = 0
+    for _href, row in rows_for(items, existing):
+        _stored, was = await store.put_dav_item(account.id, coll.folder.id, row)
+        replaced += was
+        created += not was
+    print(f"imported {created + replaced} item{'s' * (created + replaced != 1)} into {coll.folder.name} "
+          f"({created} new, {replaced} replaced)")
     return EX_OK
 
 
@@ -303,7 +376,7 @@ async def cmd_queue(store, args, raw) -> int:
 
 
 COMMANDS = {"user": cmd_user, "alias": cmd_alias, "db": cmd_db, "deliver": cmd_deliver, "purge": cmd_purge,
-            "recover": cmd_recover, "queue": cmd_queue}
+            "recover": cmd_recover, "queue": cmd_queue, "dav": cmd_dav}
 
 
 def _ensure_demo(store, config):
@@ -336,6 +409,10 @@ def demo_banner(config, address: str, password) -> str:
     lines = [f"  Haven is running on the {config.store_url().engine} store in {config.data_dir}",
              f"  demo account: {address}   password: {password}",
              f"  {ports}"]
+    http = config.listen("http")
+    if http and http.kind == "tcp":
+        lines.append(f"  calendars and contacts (CalDAV/CardDAV): http://{http.host}:{http.port}/  "
+                     "(enter this URL and the login above in Thunderbird, DAVx5, iOS, ...)")
     if imap and imap.kind == "tcp":
         lines.append(f"  try:  curl -s --url 'imap://{imap.host}:{imap.port}/INBOX' --user '{address}:{password}'"
                      " -X 'STATUS INBOX (MESSAGES)'")

@@ -1,7 +1,7 @@
 """The HTTP listener: Twisted Web in front of Radicale.
 
     /dav/...               CalDAV and CardDAV (Radicale's WSGI app on its own thread pool)
-    /.well-known/caldav    301 to /dav/ (RFC 6764 §5); so is /.well-known/carddav
+    /.well-known/caldav    301 to /dav/ (RFC 6764 §5); so are /.well-known/carddav and "/"
     anything else          404, kept free for ActiveSync and autoconfig
 
 Invariants
@@ -184,6 +184,7 @@ def make_site(reactor, pool, app, portal, settings) -> DavSite:
     root = resource.Resource()
     root.putChild(b"dav", DavResource(reactor, pool, app, portal))
     root.putChild(b".well-known", WellKnown())
-    root.putChild(b"", NotFound())
+    # A client given only http://host:port/ (DAVx5, Thunderbird) asks "/" first.
+    root.putChild(b"", Moved(b"/dav/"))
     return DavSite(root, max_request_size=int(settings.get("max_request_size", 10485760)),
                    idle_timeout=float(settings.get("idle_timeout", 300)))

@@ -1,0 +1,48 @@
+"""iCalendar and vCard text -> store rows, outside a DAV request (``haven dav import``).
+
+Radicale's own checks and splitting are used (``radicale.app.put.prepare``, the code behind a
+PUT of a whole collection), so an item imported here is stored exactly as if a client had
+PUT it: the same UID handling, the same ETag, the same time bounds.
+"""
+
+from __future__ import annotations
+
+from radicale import item as radicale_item
+from radicale.app.put import prepare
+
+from gateways.dav.storage import _href_for, new_item
+
+TAG_OF_KIND = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
+
+
+def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int = 2097152,
+                  max_occurrences: int = 10000) -> list:
+    """Radicale items (prepared: UID, ETag, time range computed) for every object in ``text``;
+    events sharing a UID (a recurrence and its exceptions) stay one item.  Raises ValueError
+    with the reason for text that is not valid iCalendar/vCard or does not fit the collection."""
+    tag = TAG_OF_KIND[kind]
+    try:
+        components = radicale_item.read_components(text)
+    except Exception as e:
+        raise ValueError(f"not valid {'iCalendar' if tag == 'VCALENDAR' else 'vCard'}: {e}") from None
+    if not components:
+        raise ValueError("no calendar object or vCard found")
+    content_type = "text/calendar" if tag == "VCALENDAR" else "text/vcard"
+    items, _tag, _whole, _props, exc_info = prepare(
+        components, "/" + collection_path.strip("/") + "/", content_type, True, False, max_item_size,
+        max_occurrences, tag=tag, write_whole_collection=True)
+    if exc_info:
+        if exc_info[0] is OverflowError:
+            raise ValueError(f"an object is larger than {max_item_size} bytes")
+        raise ValueError(str(exc_info[1]))
+    return list(items)
+
+
+def rows_for(items: list, existing_by_uid: dict) -> list:
+    """(href, store.dav.NewItem) per item: an item whose UID is already stored overwrites it."""
+    used = set(existing_by_uid.values())
+    out = []
+    for item in items:
+        href = existing_by_uid.get(item.uid) or _href_for(item, used)
+        out.append((href, new_item(href, item)))
+    return out

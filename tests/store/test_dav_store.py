@@ -1,0 +1,141 @@
+"""Calendar and contact items in the store (store/dav.py), on every engine: the rows, the sync
+state, soft delete, MOVE, purge.  ``store.dav`` is the blocking facade the CalDAV gateway's
+worker threads use; the test thread is such a thread."""
+
+from __future__ import annotations
+
+import pytest
+
+from store import errors
+from store.dav import NewItem
+
+
+def item(href: str, uid: str, start: int = 1000, end: int = 2000, component: str = "VEVENT",
+         text: str = "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n") -> NewItem:
+    return NewItem(href=href, uid=uid, etag=f'"{href}-{len(uid)}-{len(text)}"', component=component, data=text,
+                   dtstart=start, dtend=end)
+
+
+@pytest.fixture
+def account(store, run):
+    return run(store.create_account, "carol@example.test", "x", "Carol")
+
+
+@pytest.fixture
+def calendar(store, account):
+    return store.dav.collection(account.id, "Calendar")
+
+
+def test_default_collections_and_create(store, account):
+    colls = {c.folder.name: c for c in store.dav.collections(account.id)}
+    assert {n: c.tag for n, c in colls.items()} == {"Calendar": "VCALENDAR", "Contacts": "VADDRESSBOOK"}
+    work = store.dav.create_collection(account.id, "work", "tasks", {"D:displayname": "Work"})
+    assert work.folder.kind == "tasks" and work.props == {"D:displayname": "Work"}
+    with pytest.raises(errors.Exists):
+        store.dav.create_collection(account.id, "work", "calendar", {})
+    with pytest.raises(errors.InvalidInput):
+        store.dav.create_collection(account.id, "a/b", "calendar", {})
+    before = store.dav.collection(account.id, "work").folder.highest_modseq
+    store.dav.set_props(account.id, work.folder.id, {"D:displayname": "Job", "ICAL:calendar-color": "#ff0000"})
+    after = store.dav.collection(account.id, "work")
+    assert after.props == {"D:displayname": "Job", "ICAL:calendar-color": "#ff0000"}
+    assert after.folder.highest_modseq > before  # the CTag changes with a property
+
+
+def test_put_overwrite_uid_conflict_and_filter(store, account, calendar):
+    fid = calendar.folder.id
+    stored, replaced = store.dav.put(account.id, fid, item("a.ics", "A", 100, 200))
+    assert not replaced and stored.href == "a.ics" and stored.modseq > 0
+    stored2, replaced = store.dav.put(account.id, fid, item("a.ics", "A", 300, 400, text="X" * 10))
+    assert replaced and stored2.id == stored.id and stored2.modseq > stored.modseq and stored2.etag != stored.etag
+    with pytest.raises(errors.Exists):
+        store.dav.put(account.id, fid, item("b.ics", "A"))  # one UID per collection (RFC 4791 §5.3.2.1)
+    store.dav.put(account.id, fid, item("b.ics", "B", 1000, 5000))
+    store.dav.put(account.id, fid, item("t.ics", "T", 1000, 5000, component="VTODO"))
+    assert store.dav.has_uid(fid, "B") and not store.dav.has_uid(fid, "Z")
+    assert [i.href for i in store.dav.filtered(fid, "VEVENT", 350, 1001)] == ["a.ics", "b.ics"]
+    assert [i.href for i in store.dav.filtered(fid, "VEVENT", 400, 1000)] == []  # both ends exclusive
+    assert [i.href for i in store.dav.filtered(fid, None, 4000, 9000)] == ["b.ics", "t.ics"]
+    assert [i.href for i in store.dav.items(fid, ["b.ics", "nope.ics"])] == ["b.ics"]
+    listing = store.dav.all_items(fid, with_data=False)
+    assert [i.href for i in listing] == ["a.ics", "b.ics", "t.ics"] and listing[0].data is None
+    with pytest.raises(errors.InvalidInput):
+        store.dav.put(account.id, fid, item("x/y.ics", "Y"))
+
+
+def test_long_uid_is_indexed_by_digest(store, account, calendar):
+    uid = "u" * 400
+    stored, _ = store.dav.put(account.id, calendar.folder.id, item("long.ics", uid))
+    assert stored.uid.startswith("sha256:")
+    assert store.dav.has_uid(calendar.folder.id, uid)
+    with pytest.raises(errors.Exists):
+        store.dav.put(account.id, calendar.folder.id, item("other.ics", uid))
+
+
+def test_sync_changes_delete_and_restore(store, run, account, calendar):
+    fid = calendar.folder.id
+    store.dav.put(account.id, fid, item("a.ics", "A"))
+    store.dav.put(account.id, fid, item("b.ics", "B"))
+    token, purged, _ = store.dav.changes_since(fid, 0)
+    assert purged == 0
+    assert store.dav.changes_since(fid, token)[2] == []
+    store.dav.put(account.id, fid, item("c.ics", "C"))
+    store.dav.delete(account.id, fid, "a.ics")
+    now, _, changed = store.dav.changes_since(fid, token)
+    assert now > token and sorted(changed) == ["a.ics", "c.ics"]
+    assert [i.href for i in store.dav.all_items(fid)] == ["b.ics", "c.ics"]
+    with pytest.raises(errors.NotFound):
+        store.dav.delete(account.id, fid, "a.ics")
+    # the href and UID are free again while the tombstone waits
+    store.dav.put(account.id, fid, item("a.ics", "A"))
+    store.dav.delete(account.id, fid, "a.ics")
+    deleted = run(store.list_deleted_dav, account.id)
+    assert [d["href"] for d in deleted] == ["a.ics", "a.ics"]
+    count, refused = run(store.restore_dav, account.id, [deleted[0]["id"]])
+    assert (count, refused) == (1, [])
+    count, refused = run(store.restore_dav, account.id, [deleted[1]["id"]])
+    assert count == 0 and "exists again" in refused[0]  # the restored one holds the name now
+    assert [i.href for i in store.dav.all_items(fid)] == ["a.ics", "b.ics", "c.ics"]
+
+
+def test_move_leaves_a_tombstone_not_a_recoverable_item(store, run, account, calendar):
+    other = store.dav.create_collection(account.id, "other", "calendar", {})
+    store.dav.put(account.id, calendar.folder.id, item("m.ics", "M"))
+    token = store.dav.changes_since(calendar.folder.id, 0)[0]
+    store.dav.move(account.id, calendar.folder.id, "m.ics", other.folder.id, "moved.ics")
+    assert store.dav.changes_since(calendar.folder.id, token)[2] == ["m.ics"]
+    assert [i.href for i in store.dav.all_items(other.folder.id)] == ["moved.ics"]
+    assert store.dav.all_items(calendar.folder.id) == []
+    assert run(store.list_deleted_dav, account.id) == []
+
+
+def test_delete_collection_purge_and_old_tokens(store, run, account, calendar):
+    fid = calendar.folder.id
+    store.dav.put(account.id, fid, item("a.ics", "A"))
+    early = store.dav.changes_since(fid, 0)[0]
+    store.dav.put(account.id, fid, item("b.ics", "B"))
+    store.dav.delete(account.id, fid, "a.ics")
+    report = run(store.purge, 0)
+    assert report.dav_items == 1
+    current, purged, _ = store.dav.changes_since(fid, early)
+    assert early < purged <= current  # the early token can no longer be answered incrementally
+    temp = store.dav.create_collection(account.id, "temp", "contacts", {"D:displayname": "T"})
+    store.dav.put(account.id, temp.folder.id, item("x.vcf", "X", component="VCARD"))
+    store.dav.delete_collection(account.id, temp.folder.id)
+    with pytest.raises(errors.NotFound):
+        store.dav.collection(account.id, "temp")
+    assert [d["href"] for d in run(store.list_deleted_dav, account.id)] == ["x.vcf"]
+    # restoring an item of a deleted collection brings a collection of that name back
+    count, _ = run(store.restore_dav, account.id, [run(store.list_deleted_dav, account.id)[0]["id"]])
+    assert count == 1
+    back = store.dav.collection(account.id, "temp")
+    assert [i.href for i in store.dav.all_items(back.folder.id)] == ["x.vcf"]
+
+
+def test_account_deletion_removes_dav_rows(store, run, account, calendar):
+    store.dav.put(account.id, calendar.folder.id, item("a.ics", "A"))
+    store.dav.set_props(account.id, calendar.folder.id, {"D:displayname": "Mine"})
+    run(store.delete_account, account.address)
+    left = store.db.run_sync("count", lambda txn: (txn.scalar("SELECT COUNT(*) FROM dav_items"),
+                                                   txn.scalar("SELECT COUNT(*) FROM dav_collections")))
+    assert left == (0, 0)
