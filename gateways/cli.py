@@ -179,6 +179,8 @@ def _run(config, args, raw) -> int:
     from gateways.service import open_started_store
     outcome = {}
 
+    args.loaded_config = config
+
     async def go():
         store = await open_started_store(config, reactor, poll=False, check_schema=args.command != "db")
         return await COMMANDS[args.command](store, args, raw)
@@ -333,13 +335,20 @@ async def cmd_dav(store, args, raw) -> int:
     from gateways.dav.items import parse_objects, rows_for
     text = raw if args.file == "-" else open(args.file, "rb").read()
     try:
-        items = parse_objects(text.decode("utf-8"), coll.folder.kind, f"{account.address}/{coll.folder.name}")
+        items = parse_objects(text.decode("utf-8"), coll.folder.kind, f"{account.address}/{coll.folder.name}",
+                              max_item_size=args.loaded_config.getint("http", "max_item_size"),
+                              max_occurrences=args.loaded_config.getint("http", "max_occurrences"))
     except (ValueError, UnicodeDecodeError) as e:
         print(f"haven: {args.file}: {e}", file=sys.stderr)
         return EX_DATAERR
     existing = {i.uid: i.href for i in await store.list_dav_items(coll.folder.id)}
     created = replaced = 0
-    for _href, row in rows_for(items, existing):
+    try:
+        rows = rows_for(items, existing, max_occurrences=args.loaded_config.getint("http", "max_occurrences"))
+    except ValueError as e:
+        print(f"haven: {args.file}: {e}", file=sys.stderr)
+        return EX_DATAERR
+    for _href, row in rows:
         _stored, was = await store.put_dav_item(account.id, coll.folder.id, row)
         replaced += was
         created += not was

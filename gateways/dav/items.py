@@ -38,11 +38,11 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
     return list(items)
 
 
-def rows_for(items: list, existing_by_uid: dict) -> list:
+def rows_for(items: list, existing_by_uid: dict, max_occurrences: int = 10000) -> list:
     """(href, store.dav.NewItem) per item: an item whose UID is already stored overwrites it."""
     used = set(existing_by_uid.values())
     out = []
     for item in items:
         href = existing_by_uid.get(item.uid) or _href_for(item, used)
-        out.append((href, new_item(href, item)))
+        out.append((href, new_item(href, item, max_occurrences)))
     return out

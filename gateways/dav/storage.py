@@ -188,7 +188,11 @@ class Collection(storage.BaseCollection):
     def upload(self, href: str, item: radicale_item.Item):
         if self.coll is None:
             raise ValueError("items live in a calendar or address book, not here")
-        new = new_item(href, item)
+        try:
+            new = new_item(href, item, self._storage.max_occurrences)
+        except ValueError as e:
+            note_failure(str(e))
+            raise
         try:
             stored, _replaced = self._storage.dav.put(self.account_id, self.folder_id, new)
         except (errors.Exists, errors.InvalidInput, errors.NotFound) as e:
@@ -230,9 +234,38 @@ class Collection(storage.BaseCollection):
         return token, hrefs
 
 
-def new_item(href: str, item: radicale_item.Item):
+_FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400,
+                 "MONTHLY": 28 * 86400, "YEARLY": 365 * 86400}
+
+
+def check_recurrence(item: radicale_item.Item, max_occurrences: int) -> None:
+    """Refuses an endless recurrence rule that would produce more than ``max_occurrences``
+    occurrences a year (e.g. FREQ=SECONDLY or MINUTELY without COUNT or UNTIL).
+
+    Deliberate deviation: RFC 5545 allows such rules, but no calendar client creates them and
+    expanding one for a time-range query or ``<expand>`` takes Radicale minutes of CPU.  Rules
+    with COUNT or UNTIL are bounded by Radicale's own check against the same limit."""
+    if item.name != "VCALENDAR" or max_occurrences <= 0:
+        return
+    for component in item.vobject_item.components():
+        for rule in component.contents.get("rrule", []):
+            parts = dict(p.partition("=")[::2] for p in str(rule.value).upper().split(";") if "=" in p)
+            if "COUNT" in parts or "UNTIL" in parts:
+                continue
+            try:
+                interval = max(1, int(parts.get("INTERVAL", "1")))
+            except ValueError:
+                raise ValueError(f"invalid INTERVAL in recurrence rule {rule.value!r}") from None
+            step = _FREQ_SECONDS.get(parts.get("FREQ", ""), 0) * interval
+            if step and 365 * 86400 / step > max_occurrences:
+                raise ValueError(f"the endless recurrence rule {rule.value!r} repeats more than "
+                                 f"{max_occurrences} times a year; give it a COUNT or UNTIL")
+
+
+def new_item(href: str, item: radicale_item.Item, max_occurrences: int = 0):
     """The store's row for a Radicale item (already parsed and checked by Radicale)."""
     from store.dav import NewItem
+    check_recurrence(item, max_occurrences)
     start, end = item.time_range
     return NewItem(href=href, uid=item.uid or "", etag=item.etag,
                    component=item.component_name or item.name or "VCARD", data=item.serialize(),
@@ -247,6 +280,7 @@ class Storage(storage.BaseStorage):
     def __init__(self, configuration, dav=None):
         super().__init__(configuration)
         self.dav = dav
+        self.max_occurrences = configuration.get("server", "max_vevent_rrule_occurrence")
 
     # -- lookup ----------------------------------------------------------------------------
     def discover(self, path: str, depth: str = "0", child_context_manager=None,
@@ -315,10 +349,10 @@ class Storage(storage.BaseStorage):
                 rows, used = [], set()
                 for item in items:
                     name = _href_for(item, used)
-                    rows.append(new_item(name, item))
+                    rows.append(new_item(name, item, self.max_occurrences))
                     new_hrefs.append(name)
                 self.dav.replace_items(account_id, coll.folder.id, rows)
-        except (errors.Exists, errors.InvalidInput) as e:
+        except (errors.Exists, errors.InvalidInput, ValueError) as e:
             note_failure(str(e))
             raise ValueError(str(e)) from None
         collection = next(iter(self.discover(href)))
