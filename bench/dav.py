@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import davbench as D  # noqa: E402
 from dovecot import sigterm_as_interrupt  # noqa: E402
-from haven import HavenInstance, haven_command  # noqa: E402
+from haven import REPO, HavenInstance, haven_command  # noqa: E402
 from mailbench import markdown_table  # noqa: E402
 from measure import log  # noqa: E402
 from radicale_instance import RadicaleInstance  # noqa: E402
@@ -156,9 +157,11 @@ def machine_line(labels: list[str]) -> str:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
     return (f"Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
             f"Python {platform.python_version()}; servers: {', '.join(labels)}; "
-            f"haven command: {' '.join(haven_command() or ['none'])}")
+            f"Haven at {commit or '?'}, command: {' '.join(haven_command() or ['none'])}")
 
 
 def main() -> None:
@@ -186,7 +189,9 @@ def main() -> None:
             raise
         except Exception as e:  # a server that fails gets a column saying why
             log(f"{name} FAILED: {type(e).__name__}: {e}")
-            columns[name] = not_run(f"{type(e).__name__}: {str(e).splitlines()[0]}", len(events))
+            lines = [line for line in str(e).splitlines() if line.strip()] or [""]
+            why = lines[0] + (f" ... {lines[-1].strip()}" if len(lines) > 1 else "")
+            columns[name] = not_run(f"{type(e).__name__}: {why}", len(events))
 
     print(machine_line(list(columns)))
     print(events_line(events) + "\n")

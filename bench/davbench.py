@@ -110,8 +110,9 @@ class Event:
     def describe(self) -> str:
         rule = ""
         if self.freq:
-            rule = f" {self.freq} " + (f"COUNT={self.count}" if self.count else
-                                       f"UNTIL={self.until:%Y%m%dT%H%M%SZ}" if self.until else "no end")
+            end = (f"COUNT={self.count}" if self.count else
+                   f"UNTIL={self.until:%Y%m%dT%H%M%SZ}" if self.until else "no end")
+            rule = f" {self.freq} {end}"
         return f"{self.name} ({self.start.isoformat()} .. {self.end.isoformat()}{rule})"
 
 
@@ -235,7 +236,7 @@ class DavClient:
 
     def expect(self, statuses: tuple[int, ...], method: str, path: str, body: bytes = b"",
                **headers: str) -> Reply:
-        """``request``, raising with the server's answer unless the status is one of ``statuses``."""
+        """``request``, raising with the server's answer unless its status is in ``statuses``."""
         r = self.request(method, path, body, **headers)
         if r.status not in statuses:
             raise RuntimeError(f"{method} {path}: {r.status} (expected {statuses}): "
@@ -295,11 +296,13 @@ def make_calendar(c: DavClient, coll: str) -> None:
 
 def put_events(c: DavClient, coll: str, events: list[Event], res: DavResults) -> dict[str, str]:
     """PUT every event with If-None-Match: *; returns the ETags the server answered with."""
-    connects0, statuses, tags = c.connects, {}, {}
+    c.close()  # so that the connections counted are the PUTs' own
+    connects0, statuses, tags, each = c.connects, {}, {}, []
     t0 = time.perf_counter()
     for ev in events:
         r = c.request("PUT", coll + ev.name, ev.ics, If_None_Match="*",
                       Content_Type="text/calendar; charset=utf-8")
+        each.append(r.seconds)
         statuses[r.status] = statuses.get(r.status, 0) + 1
         if r.status not in (201, 204) and statuses[r.status] == 1:
             res.check(False, f"PUT {ev.name}: {r.status} {r.body[:300].decode(errors='replace')}")
@@ -307,12 +310,15 @@ def put_events(c: DavClient, coll: str, events: list[Event], res: DavResults) ->
             tags[ev.name] = r.headers["ETag"]
     secs = time.perf_counter() - t0
     conns = c.connects - connects0
+    k = len(events) // 10  # does the rate hold up as the calendar fills?
     res.add(PUT_ROW.format(n=len(events)), len(events) / secs, "{:.0f}",
-            f"{secs:.1f} s, {conns} connection{'s' * (conns != 1)}")
+            f"{secs:.1f} s, {conns} connection{'s' * (conns != 1)}; first {k}: "
+            f"{k / sum(each[:k]):.0f}/s, last {k}: {k / sum(each[-k:]):.0f}/s")
     created = statuses.get(201, 0)
     res.check(created == len(events), f"PUT: {created} of {len(events)} answered 201 Created "
               f"(statuses {dict(sorted(statuses.items()))})")
-    res.check(len(tags) == len(events), f"PUT: {len(tags)} of {len(events)} answers carried an ETag")
+    res.check(len(tags) == len(events),
+              f"PUT: {len(tags)} of {len(events)} answers carried an ETag")
     return tags
 
 
@@ -358,7 +364,8 @@ def multiget(c: DavClient, coll: str, events: list[Event], res: DavResults, reps
     hrefs = "".join(f"<D:href>{coll}{ev.name}</D:href>" for ev in picked)
     body = (f'<?xml version="1.0" encoding="utf-8"?>'
             f'<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
-            f'<D:prop><D:getetag/><C:calendar-data/></D:prop>{hrefs}</C:calendar-multiget>').encode()
+            f'<D:prop><D:getetag/><C:calendar-data/></D:prop>{hrefs}'
+            f'</C:calendar-multiget>').encode()
     reply = best_reply(reps, lambda: c.request("REPORT", coll, body, Depth="1"))
     found = multistatus(reply)
     res.counts["calendar-multiget"] = len(found)

@@ -109,9 +109,10 @@ class RadicaleInstance(ServerProcess):
         self._write_files()
         if port_is_open(self.host, self.port):
             raise RuntimeError(f"port {self.port} on {self.host} is already in use")
-        self.proc = subprocess.Popen([str(python), "-m", "radicale", "--config", str(self.conf_path)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log_path, "wb"), start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(python), "-m", "radicale", "--config", str(self.conf_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.log_path, "wb"), start_new_session=True)
         (self.base / "radicale.pid").write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
         while not wait_for_port(self.host, self.port, 0.5):
