@@ -83,6 +83,19 @@ class Throttle:
         self._account[login].append(now)
 
 
+class VerifiedLogin(str):
+    """The avatar id the checker hands the realm: the account's address, carrying the account
+    it read while checking (the realm need not read it again)."""
+
+    account = None
+
+
+def _verified(cred) -> VerifiedLogin:
+    login = VerifiedLogin(cred.address)
+    login.account = cred.account
+    return login
+
+
 class VerifiedCache:
     """(login, stored hash) -> (HMAC of the password, time verified), bounded in size."""
 
@@ -146,7 +159,7 @@ class StoreChecker:
             raise error.UnauthorizedLogin("temporary failure") from None
         stored = cred.password_hash if cred and not cred.disabled else None
         if not blocked and self.cache.hit(login, stored, password):
-            return cred.address
+            return _verified(cred)
         ok, new_hash = await threads.deferToThreadPool(reactor, self.cpu_pool, verify_password, password, stored)
         if ok and not blocked:
             self.cache.remember(login, new_hash or stored, password)
@@ -156,7 +169,7 @@ class StoreChecker:
                     log.info("upgraded the password hash of %s", cred.address)
                 except errors.StoreError:
                     pass
-            return cred.address
+            return _verified(cred)
         self.throttle.failed(ip, login)
         log.warning("authentication failed for %r from %s%s", login, ip or "?", " (throttled)" if blocked else "")
         if self.failure_delay > 0:
@@ -174,6 +187,8 @@ class AccountRealm:
             raise NotImplementedError("only IAccount avatars")
 
         async def get():
+            if getattr(avatarId, "account", None) is not None:
+                return IAccount, avatarId.account, lambda: None
             try:
                 account = await self.store.get_account(avatarId)
             except errors.StoreError:

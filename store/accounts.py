@@ -89,11 +89,11 @@ def delete_account_txn(txn: Txn, address: str) -> list:
 
 
 def _lookup_login(txn: Txn, address: str):
-    row = txn.execute("SELECT id, address, password_hash, disabled FROM accounts WHERE address = ?",
-                      (address,)).fetchone()
+    cols = "a.id, a.address, a.password_hash, a.disabled, a.name, a.created_at"
+    row = txn.execute(f"SELECT {cols} FROM accounts a WHERE a.address = ?", (address,)).fetchone()
     if row is None:
-        row = txn.execute("SELECT a.id, a.address, a.password_hash, a.disabled FROM aliases l "
-                          "JOIN accounts a ON a.id = l.account_id WHERE l.address = ?", (address,)).fetchone()
+        row = txn.execute(f"SELECT {cols} FROM aliases l JOIN accounts a ON a.id = l.account_id "
+                          "WHERE l.address = ?", (address,)).fetchone()
     return row
 
 
@@ -101,7 +101,8 @@ def get_credentials_txn(txn: Txn, address: str):
     row = _lookup_login(txn, address)
     if row is None:
         return None
-    return Credentials(account_id=row[0], address=row[1], password_hash=row[2], disabled=bool(row[3]))
+    return Credentials(account_id=row[0], address=row[1], password_hash=row[2], disabled=bool(row[3]),
+                       name=row[4], created_at=row[5])
 
 
 def set_password_hash_txn(txn: Txn, account_id: int, password_hash: str) -> None:

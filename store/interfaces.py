@@ -70,6 +70,12 @@ class Credentials:
     address: str
     password_hash: Optional[str]
     disabled: bool
+    name: Optional[str] = None
+    created_at: int = 0
+
+    @property
+    def account(self) -> "Account":
+        return Account(id=self.account_id, address=self.address, name=self.name, created_at=self.created_at)
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,7 @@ class HavenDav:
 
     def __call__(self, environ, start_response):
         _request.user = environ.get("haven.user")
-        dav_storage.failure.reason = None
-        dav_storage.failure.temporary = False
+        dav_storage.begin_request(_request.user, environ.get("haven.account_id"))
         captured: list = []
 
         def capture(status, headers, exc_info=None):
@@ -101,6 +100,7 @@ class HavenDav:
         if headers is not captured[1]:
             headers.append(("Content-Length", str(sum(len(b) for b in body))))
         _request.user = None
+        dav_storage.begin_request(None, None)
         start_response(status, headers)
         return body
 

@@ -43,6 +43,19 @@ SYNC_PREFIX = "urn:haven:sync:"
 
 #: why the current request failed, for the WSGI wrapper's error body (one request per thread)
 failure = threading.local()
+#: what the current request already knows: the authenticated user and account id (from the
+#: front door) and the collections looked up so far (forgotten at every write), so a PUT reads
+#: its collection once, not three times
+request = threading.local()
+
+
+def begin_request(user, account_id) -> None:
+    request.user, request.account_id, request.collections = user, account_id, {}
+    failure.reason, failure.temporary = None, False
+
+
+def _forget() -> None:
+    request.collections = {}
 
 
 def note_failure(reason: str, temporary: bool = False) -> None:
@@ -142,6 +155,7 @@ class Collection(storage.BaseCollection):
             raise ValueError("a collection cannot change between calendar and address book")
         if len(repr(props)) > MAX_PROPS:
             raise ValueError("too many or too large properties")
+        _forget()
         self._storage.dav.set_props(self.account_id, self.folder_id, props)
 
     # -- items -----------------------------------------------------------------------------
@@ -193,6 +207,7 @@ class Collection(storage.BaseCollection):
         except ValueError as e:
             note_failure(str(e))
             raise
+        _forget()
         try:
             stored, _replaced = self._storage.dav.put(self.account_id, self.folder_id, new)
         except (errors.Exists, errors.InvalidInput, errors.NotFound) as e:
@@ -206,6 +221,7 @@ class Collection(storage.BaseCollection):
     def delete(self, href: Optional[str] = None) -> None:
         if self.coll is None:
             raise ValueError("a principal cannot be deleted")
+        _forget()
         if href is None:
             self._storage.dav.delete_collection(self.account_id, self.folder_id)
         else:
@@ -293,7 +309,7 @@ class Storage(storage.BaseStorage):
         if len(parts) > 3:
             return
         try:
-            account_id, coll, stored = self.dav.resolve(*parts)
+            account_id, coll, stored = self._resolve(parts)
         except errors.InvalidInput:
             return
         if account_id is None:
@@ -316,6 +332,20 @@ class Storage(storage.BaseStorage):
         if depth != "0":
             yield from collection.get_all()
 
+    def _resolve(self, parts: list) -> tuple:
+        """(account id, collection, item) for a path, from what this request already read
+        where it can: the front door authenticated the account; a collection is read once."""
+        known = getattr(request, "collections", None)
+        if parts[0] == getattr(request, "user", None) and known is not None:
+            if len(parts) == 1:
+                return request.account_id, None, None
+            if len(parts) == 2 and parts[1] in known:
+                return request.account_id, known[parts[1]], None
+        account_id, coll, stored = self.dav.resolve(*parts)
+        if known is not None and coll is not None and parts[0] == getattr(request, "user", None):
+            known[parts[1]] = coll
+        return account_id, coll, stored
+
     # -- changes ---------------------------------------------------------------------------
     def create_collection(self, href: str, items=None, props=None):
         sane = pathutils.strip_path(href)
@@ -336,6 +366,7 @@ class Storage(storage.BaseStorage):
         if tag == "VCALENDAR" and props.get("C:supported-calendar-component-set") == "VTODO":
             kind = "tasks"
         assert kind in FOLDER_KINDS
+        _forget()
         account_id, coll, _ = self.dav.resolve(parts[0], parts[1])
         if account_id is None:
             raise ValueError(f"no account {parts[0]}")
@@ -355,6 +386,7 @@ class Storage(storage.BaseStorage):
         except (errors.Exists, errors.InvalidInput, ValueError) as e:
             note_failure(str(e))
             raise ValueError(str(e)) from None
+        _forget()
         collection = next(iter(self.discover(href)))
         return collection, {}, new_hrefs
 
@@ -363,6 +395,7 @@ class Storage(storage.BaseStorage):
         assert isinstance(src, Collection) and isinstance(to_collection, Collection)
         if src.account_id != to_collection.account_id:
             raise ValueError("items move only between collections of one account")
+        _forget()
         try:
             self.dav.move(src.account_id, src.folder_id, item.href, to_collection.folder_id, to_href)
         except (errors.Exists, errors.InvalidInput, errors.NotFound) as e:

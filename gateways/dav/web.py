@@ -149,6 +149,7 @@ class DavResource(resource.Resource):
         response = _WSGIResponse(self._reactor, self._pool, self._app, request)
         # The only way into Radicale's auth plugin; WSGI keys from headers all start with HTTP_.
         response.environ["haven.user"] = account.address
+        response.environ["haven.account_id"] = account.id
         response.start()
 
     def _failed(self, failure, request):

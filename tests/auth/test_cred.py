@@ -17,7 +17,7 @@ class Cfg:
 
     def __init__(self, **values):
         self.values = {"max_failures_per_ip": 5, "max_failures_per_account": 3, "throttle_window": 60,
-                       "failure_delay": 0.01, **values}
+                       "failure_delay": 0.01, "cache_ttl": 0, **values}
 
     def getint(self, section, key):
         return int(self.values[key])
@@ -84,3 +84,30 @@ def test_ip_throttled_after_failures(store, run, portal):
     with pytest.raises(UnauthorizedLogin):
         login(run, portal, "eve@example.test", "right", ip="192.0.2.77")
     assert login(run, portal, "eve@example.test", "right", ip="192.0.2.78")[1].address == "eve@example.test"
+
+
+def test_verified_login_cache(store, run, monkeypatch):
+    """A verified password is remembered: the slow hash runs once, a wrong password still
+    fails, and a changed password takes effect at once."""
+    import auth.cred
+    calls = []
+    real = auth.cred.verify_password
+
+    def counting(password, stored):
+        calls.append(password)
+        return real(password, stored)
+    monkeypatch.setattr(auth.cred, "verify_password", counting)
+    portal = make_portal(store, Cfg(cache_ttl=300))
+    run(store.create_account, "cache@example.test", hash_password("right"))
+    for _ in range(3):
+        _iface, account, _logout = login(run, portal, "cache@example.test", "right")
+        assert account.address == "cache@example.test" and account.id
+    assert calls == ["right"]
+    with pytest.raises(UnauthorizedLogin):
+        login(run, portal, "cache@example.test", "wrong")
+    account = run(store.get_account, "cache@example.test")
+    run(store.set_password_hash, account.id, hash_password("new"))
+    with pytest.raises(UnauthorizedLogin):
+        login(run, portal, "cache@example.test", "right")
+    login(run, portal, "cache@example.test", "new")
+    assert calls == ["right", "wrong", "right", "new"]

@@ -119,7 +119,7 @@ def test_recover_and_purge(admin):
     assert r.returncode == 0 and b"purged 1 messages" in r.stdout  # the restored tombstone
     db.execute("UPDATE messages SET deleted_at = 1000")
     db.commit()
-    assert b"purged 1 messages, 0 folders, 1 blobs" in admin.cli("purge").stdout
+    assert b"purged 1 messages, 0 calendar/contact items, 0 folders, 1 blobs" in admin.cli("purge").stdout
     assert not list((admin.data_dir / "blobs").glob("??/??/*.zst"))
 
 
