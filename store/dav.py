@@ -28,7 +28,7 @@ from typing import Iterable, Optional
 
 from store import errors
 from store.engines import IntegrityError, Txn, chunks
-from store.folders import create_folder_txn, folder_from_row, normalize_name
+from store.folders import create_folder_txn, folder_from_row, normalize_name, tombstone_time_txn
 from store.interfaces import Folder
 
 #: folder kinds served over CalDAV / CardDAV, and the collection tag of each
@@ -155,11 +155,15 @@ def set_props_txn(txn: Txn, account_id: int, folder_id: int, props: dict) -> int
 
 def delete_collection_txn(txn: Txn, account_id: int, folder_id: int) -> int:
     """Soft-delete the collection and every item in it (both recoverable until the purge)."""
+    name = txn.scalar("SELECT name FROM folders WHERE id = ? AND account_id = ? AND deleted_at = 0",
+                      (folder_id, account_id))
+    if name is None:
+        raise errors.NotFound("collection no longer exists")
     modseq = _bump(txn, account_id, folder_id)
-    now = int(time.time())
+    now = tombstone_time_txn(txn, account_id, name)
     txn.execute("UPDATE dav_items SET deleted_at = ?, modseq = ?, live_href = NULL, live_uid = NULL "
                 "WHERE folder_id = ? AND deleted_at = 0", (now, modseq, folder_id))
-    txn.execute("UPDATE folders SET deleted_at = ? WHERE id = ? AND account_id = ?", (now, folder_id, account_id))
+    txn.execute("UPDATE folders SET deleted_at = ? WHERE id = ?", (now, folder_id))
     return modseq
 
 

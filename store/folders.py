@@ -90,13 +90,23 @@ def create_folder_txn(txn: Txn, account_id: int, name: str, kind: str, special_u
     return get_folder_by_id_txn(txn, folder_id)
 
 
+def tombstone_time_txn(txn: Txn, account_id: int, name: str) -> int:
+    """The ``deleted_at`` for deleting the live folder ``name``: now, or later than an earlier
+    tombstone of the same name (deleted, recreated and deleted again within one second must not
+    collide on the unique key)."""
+    now = int(time.time())
+    latest = txn.scalar("SELECT MAX(deleted_at) FROM folders WHERE account_id = ? AND name = ?",
+                        (account_id, name)) or 0
+    return max(now, latest + 1)
+
+
 def delete_folder_txn(txn: Txn, account_id: int, name: str) -> tuple[Folder, int]:
     folder = get_folder_txn(txn, account_id, name)
     if folder.name == INBOX:
         raise errors.PermissionDenied("INBOX cannot be deleted")
     from store.messages import bump_modseq_txn
     modseq = bump_modseq_txn(txn, account_id)
-    now = int(time.time())
+    now = tombstone_time_txn(txn, account_id, folder.name)
     txn.execute("UPDATE messages SET deleted_at = ?, modseq = ? WHERE folder_id = ? AND deleted_at = 0",
                 (now, modseq, folder.id))
     txn.execute("UPDATE folders SET deleted_at = ?, highest_modseq = ? WHERE id = ?", (now, modseq, folder.id))

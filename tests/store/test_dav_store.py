@@ -139,3 +139,12 @@ def test_account_deletion_removes_dav_rows(store, run, account, calendar):
     left = store.db.run_sync("count", lambda txn: (txn.scalar("SELECT COUNT(*) FROM dav_items"),
                                                    txn.scalar("SELECT COUNT(*) FROM dav_collections")))
     assert left == (0, 0)
+
+
+def test_a_collection_deleted_twice_within_a_second(store, account):
+    for _ in range(3):
+        coll = store.dav.create_collection(account.id, "flip", "calendar", {})
+        store.dav.put(account.id, coll.folder.id, item("a.ics", "A"))
+        store.dav.delete_collection(account.id, coll.folder.id)
+    with pytest.raises(errors.NotFound):
+        store.dav.collection(account.id, "flip")
