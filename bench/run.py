@@ -84,7 +84,10 @@ def machine_line() -> str:
                 break
     except OSError:
         pass
-    dv = subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout.strip()
+    try:
+        dv = subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout.strip()
+    except FileNotFoundError:  # --only haven on a machine without Dovecot
+        dv = ""
     return (f"Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
             f"Python {platform.python_version()}, Dovecot {dv or '?'}, "
             f"haven command: {' '.join(haven_command() or ['none'])}")
