@@ -85,8 +85,13 @@ def uid_key(uid: str) -> str:
     return "sha256:" + hashlib.sha256(uid.encode("utf-8")).hexdigest()
 
 
+def _str(value):
+    """{name} columns come back as bytes from MySQL (VARBINARY)."""
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
+
+
 def _item(row) -> DavItem:
-    return DavItem(id=row[0], folder_id=row[1], href=row[2], uid=row[3], etag=row[4], component=row[5],
+    return DavItem(id=row[0], folder_id=row[1], href=_str(row[2]), uid=_str(row[3]), etag=row[4], component=row[5],
                    data=row[6], dtstart=row[7], dtend=row[8], modseq=row[9], updated_at=row[10])
 
 
@@ -305,7 +310,7 @@ def changes_since_txn(txn: Txn, folder_id: int, since: int) -> tuple[int, int, l
                       (folder_id,)).fetchone()
     if row is None:
         raise errors.NotFound("collection no longer exists")
-    hrefs = [r[0] for r in txn.execute("SELECT DISTINCT href FROM dav_items WHERE folder_id = ? AND modseq > ? "
+    hrefs = [_str(r[0]) for r in txn.execute("SELECT DISTINCT href FROM dav_items WHERE folder_id = ? AND modseq > ? "
                                        "AND deleted_at >= 0", (folder_id, since)).fetchall()]
     return row[0], row[1], hrefs
 
@@ -316,7 +321,7 @@ def list_deleted_txn(txn: Txn, account_id: int) -> list:
     rows = txn.execute("SELECT i.id, f.name, i.href, i.component, i.uid, i.deleted_at, i.size FROM dav_items i "
                        "JOIN folders f ON f.id = i.folder_id WHERE i.account_id = ? AND i.deleted_at > 0 "
                        "AND i.moved = 0 ORDER BY i.deleted_at DESC, i.id", (account_id,)).fetchall()
-    return [{"id": r[0], "folder": r[1], "href": r[2], "component": r[3], "uid": r[4], "deleted_at": r[5],
+    return [{"id": r[0], "folder": r[1], "href": _str(r[2]), "component": r[3], "uid": _str(r[4]), "deleted_at": r[5],
              "size": r[6]} for r in rows]
 
 
@@ -332,6 +337,8 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
                           (item_id, account_id)).fetchone()
         if row is None:
             continue
+        row = list(row)
+        row[4], row[5] = _str(row[4]), _str(row[5])
         folder_id = row[0]
         if row[3]:
             try:
@@ -343,8 +350,8 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
             refused.append(f"{item_id}: {row[1]}/{row[4]} exists again (same name or UID)")
             continue
         modseq = _bump(txn, account_id, folder_id)
-        item = NewItem(href=row[4], uid=row[5], etag=row[6], component=row[7], data=row[8], dtstart=row[9],
-                       dtend=row[10])
+        item = NewItem(href=row[4], uid=row[5], etag=row[6], component=row[7], data=row[8],
+                       dtstart=row[9], dtend=row[10])
         _insert(txn, account_id, folder_id, item, modseq, int(time.time()))
         # the tombstone stays for sync clients (they saw the item go), no longer restorable
         txn.execute("UPDATE dav_items SET moved = 1 WHERE id = ?", (item_id,))

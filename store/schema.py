@@ -1,7 +1,7 @@
 """Numbered schema deltas and the ``applied_schema_deltas`` table.
 
 Deltas live in ``store/deltas/NNN_name.sql``; a landed delta is never edited, a change is a new
-file.  ``{pk}``, ``{text}`` and ``{blob}`` are replaced per engine.  ``haven db migrate`` applies
+file.  ``{pk}``, ``{text}``, ``{blob}`` and ``{name}`` are replaced per engine.  ``haven db migrate`` applies
 what is missing; ``haven serve`` initialises an empty database but refuses to run on an older
 schema (:class:`store.errors.SchemaOutOfDate`), so an upgrade is always an explicit admin step.
 """
@@ -17,8 +17,10 @@ from store.engines import Txn
 DELTAS_DIR = Path(__file__).with_name("deltas")
 
 _TYPES = {
-    "sqlite": {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "text": "TEXT", "blob": "BLOB"},
-    "mysql": {"pk": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY", "text": "MEDIUMTEXT", "blob": "MEDIUMBLOB"},
+    # {name}: a short name compared exactly (MySQL's PAD SPACE collations ignore trailing blanks)
+    "sqlite": {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "text": "TEXT", "blob": "BLOB", "name": "VARCHAR(255)"},
+    "mysql": {"pk": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY", "text": "MEDIUMTEXT", "blob": "MEDIUMBLOB",
+              "name": "VARBINARY(1020)"},
 }
 
 

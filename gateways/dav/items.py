@@ -10,7 +10,7 @@ from __future__ import annotations
 from radicale import item as radicale_item
 from radicale.app.put import prepare
 
-from gateways.dav.storage import _href_for, new_item
+from gateways.dav.storage import _href_for, check_kind, new_item
 
 TAG_OF_KIND = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
 
@@ -35,7 +35,10 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
         if exc_info[0] is OverflowError:
             raise ValueError(f"an object is larger than {max_item_size} bytes")
         raise ValueError(str(exc_info[1]))
-    return list(items)
+    items = list(items)
+    for item in items:
+        check_kind(item, kind)
+    return items
 
 
 def rows_for(items: list, existing_by_uid: dict, max_occurrences: int = 10000) -> list:

@@ -74,6 +74,37 @@ class _FailureReason(logging.Filter):
         return True
 
 
+#: the root element each XML method's body must have (RFC 4918 §9.1, §9.2, §9.3.1; RFC 4791 §5.3.1)
+_ROOTS = {"PROPFIND": "{DAV:}propfind", "PROPPATCH": "{DAV:}propertyupdate", "MKCOL": "{DAV:}mkcol",
+          "MKCALENDAR": "{urn:ietf:params:xml:ns:caldav}mkcalendar", "REPORT": None}
+
+
+def check_xml_body(method: str, body: bytes):
+    """The reason to refuse an XML request body, or None.  Radicale parses with defusedxml too,
+    but answers a DTD or entity declaration, or a body of the wrong kind, with a 500."""
+    if method not in _ROOTS or not body.strip():
+        return None
+    import defusedxml.ElementTree as DefusedET
+    from defusedxml import DefusedXmlException
+    from xml.etree.ElementTree import ParseError
+    try:
+        root = DefusedET.fromstring(body)
+    except DefusedXmlException:
+        return "XML with DTDs or entity declarations is not accepted"
+    except (ParseError, ValueError) as e:
+        return f"malformed XML: {e}"
+    expected = _ROOTS[method]
+    if expected and root.tag != expected:
+        return f"{method} expects a {expected} body, not {root.tag}"
+    return None
+
+
+def _text_response(start_response, status: str, text: str):
+    body = text.encode("utf-8", "replace")
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class HavenDav:
     """The WSGI application: Radicale with the request's user and error bodies filled in."""
 
@@ -81,6 +112,23 @@ class HavenDav:
         self.app = app
 
     def __call__(self, environ, start_response):
+        # PEP 3333 hands the path over as latin-1; clients send UTF-8 (Radicale's own server
+        # re-decodes it the same way).
+        try:
+            for key in ("PATH_INFO", "SCRIPT_NAME"):
+                environ[key] = environ.get(key, "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _text_response(start_response, "400 Bad Request", "Bad Request: the path is not UTF-8\n")
+        method = environ.get("REQUEST_METHOD", "")
+        if method in _ROOTS:
+            import io
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            reason = check_xml_body(method, body)
+            if reason:
+                log.info("refused %s %s: %s", method, environ.get("PATH_INFO"), reason)
+                return _text_response(start_response, "400 Bad Request", f"Bad Request: {reason}\n")
+            environ["wsgi.input"] = io.BytesIO(body)
         _request.user = environ.get("haven.user")
         dav_storage.begin_request(_request.user, environ.get("haven.account_id"))
         captured: list = []

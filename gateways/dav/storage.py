@@ -203,6 +203,7 @@ class Collection(storage.BaseCollection):
         if self.coll is None:
             raise ValueError("items live in a calendar or address book, not here")
         try:
+            check_kind(item, self.coll.folder.kind)
             new = new_item(href, item, self._storage.max_occurrences)
         except ValueError as e:
             note_failure(str(e))
@@ -255,27 +256,63 @@ _FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, 
 
 
 def check_recurrence(item: radicale_item.Item, max_occurrences: int) -> None:
-    """Refuses an endless recurrence rule that would produce more than ``max_occurrences``
-    occurrences a year (e.g. FREQ=SECONDLY or MINUTELY without COUNT or UNTIL).
+    """Bounds what a recurrence can cost a later query (Radicale walks occurrences from DTSTART
+    to match a time range, and expands them for ``<expand>``):
 
-    Deliberate deviation: RFC 5545 allows such rules, but no calendar client creates them and
-    expanding one for a time-range query or ``<expand>`` takes Radicale minutes of CPU.  Rules
-    with COUNT or UNTIL are bounded by Radicale's own check against the same limit."""
+    - a rule with UNTIL may produce at most ``max_occurrences`` occurrences (Radicale's own
+      check estimates from FREQ alone and misses BYHOUR/BYMINUTE/BYSECOND expansion);
+    - an endless rule may produce at most a tenth of that in its first year (1000 with the
+      default: a daily event has 365, an hourly one 8760).
+
+    Deliberate deviation: RFC 5545 allows any rule, but no calendar client creates an endless
+    event more frequent than that, and one event every second kept a worker busy for minutes.
+    Counting stops at the limit, so the check itself is bounded."""
     if item.name != "VCALENDAR" or max_occurrences <= 0:
         return
+    per_year = max(1, max_occurrences // 10)
     for component in item.vobject_item.components():
         for rule in component.contents.get("rrule", []):
             parts = dict(p.partition("=")[::2] for p in str(rule.value).upper().split(";") if "=" in p)
-            if "COUNT" in parts or "UNTIL" in parts:
-                continue
+            if "COUNT" in parts:
+                continue  # Radicale refuses COUNT above max_occurrences
             try:
                 interval = max(1, int(parts.get("INTERVAL", "1")))
             except ValueError:
                 raise ValueError(f"invalid INTERVAL in recurrence rule {rule.value!r}") from None
+            endless = "UNTIL" not in parts
+            limit = per_year if endless else max_occurrences
             step = _FREQ_SECONDS.get(parts.get("FREQ", ""), 0) * interval
-            if step and 365 * 86400 / step > max_occurrences:
-                raise ValueError(f"the endless recurrence rule {rule.value!r} repeats more than "
-                                 f"{max_occurrences} times a year; give it a COUNT or UNTIL")
+            if endless and step and 365 * 86400 / step > limit:
+                raise ValueError(f"the endless recurrence rule {rule.value!r} repeats more than {limit} "
+                                 "times a year; give it a COUNT or UNTIL")
+            if _occurrences_exceed(component, limit, one_year=endless):
+                raise ValueError(f"the recurrence rule {rule.value!r} repeats more than {limit} times"
+                                 + (" a year" if endless else ""))
+
+
+def _occurrences_exceed(component, limit: int, one_year: bool) -> bool:
+    import datetime
+    try:
+        occurrences = iter(component.getrruleset(addRDate=True))
+        first = next(occurrences, None)
+        if first is None:
+            return False
+        end = first + datetime.timedelta(days=366)
+        for count, when in enumerate(occurrences, start=2):
+            if one_year and when >= end:
+                return False
+            if count > limit:
+                return True
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"cannot interpret the recurrence: {e}") from None
+    return False
+
+
+def check_kind(item: radicale_item.Item, kind: str) -> None:
+    """Events and to-dos go into calendars, vCards into address books."""
+    want = "VCARD" if _TAG_OF_KIND[kind] == "VADDRESSBOOK" else "VCALENDAR"
+    if item.name != want:
+        raise ValueError(f"a {item.name or 'component'} does not belong into a {kind} collection")
 
 
 def new_item(href: str, item: radicale_item.Item, max_occurrences: int = 0):
@@ -357,6 +394,12 @@ class Storage(storage.BaseStorage):
             return principal, {}, []
         if len(parts) != 2:
             raise ValueError("calendars and address books live directly under the principal")
+        if items is not None and not href.endswith("/") and parts[1].lower().endswith((".ics", ".vcf")):
+            # Radicale reads a PUT of one object next to the calendars as "make a calendar of
+            # it"; a client meant to put an item into a calendar.
+            note_failure("a calendar object or vCard belongs into a calendar or address book: "
+                         f"PUT it to /dav/{parts[0]}/<calendar>/{parts[1]}")
+            raise ValueError("item PUT outside a collection")
         props = dict(props or {})
         tag = props.pop("tag", None)
         if tag not in _KIND_OF_TAG:
@@ -379,6 +422,7 @@ class Storage(storage.BaseStorage):
             if items is not None:
                 rows, used = [], set()
                 for item in items:
+                    check_kind(item, coll.folder.kind)
                     name = _href_for(item, used)
                     rows.append(new_item(name, item, self.max_occurrences))
                     new_hrefs.append(name)

@@ -5,6 +5,7 @@
 -- the unique keys hold among live rows only (NULLs never collide) on both engines.
 -- dtstart / dtend: the enclosing time range of every occurrence (Unix seconds; open-ended
 -- recurrences reach the far future), so a time-range REPORT does not parse every item.
+-- {name} columns compare exactly on both engines (UIDs differing in a trailing blank differ).
 
 CREATE TABLE dav_collections (
     folder_id BIGINT NOT NULL PRIMARY KEY,
@@ -17,10 +18,10 @@ CREATE TABLE dav_items (
     id {pk},
     account_id BIGINT NOT NULL,
     folder_id BIGINT NOT NULL,
-    href VARCHAR(255) NOT NULL,
-    live_href VARCHAR(255),
-    uid VARCHAR(255) NOT NULL DEFAULT '',
-    live_uid VARCHAR(255),
+    href {name} NOT NULL,
+    live_href {name},
+    uid {name} NOT NULL DEFAULT '',
+    live_uid {name},
     etag VARCHAR(80) NOT NULL,
     component VARCHAR(16) NOT NULL,
     data {text} NOT NULL,
