@@ -169,10 +169,20 @@ class Database:
     # -- running transactions --------------------------------------------------------------
     def run_sync(self, desc: str, fn: Callable, *args, **kwargs):
         """Run ``fn(txn, *args)`` in one transaction on the calling thread, with retries."""
+        return self._run_here(desc, fn, args, kwargs, "BEGIN IMMEDIATE")
+
+    def run_read(self, desc: str, fn: Callable, *args, **kwargs):
+        """Run a read-only ``fn(txn, *args)`` on the calling thread's own connection, for
+        threads of their own (the WSGI workers of the CalDAV gateway): no hop to the DB pool.
+        SQLite: a deferred transaction (WAL readers never block the writer nor wait for it);
+        MariaDB: the thread's connection, READ COMMITTED.  ``fn`` must not write."""
+        return self._run_here(desc, fn, args, kwargs, "BEGIN")
+
+    def _run_here(self, desc, fn, args, kwargs, begin: str):
         delay = 0.02
         for attempt in range(RETRIES + 1):
             try:
-                return self._attempt(fn, args, kwargs)
+                return self._attempt(fn, args, kwargs, begin)
             except errors.StoreError:
                 raise
             except IntegrityError:
@@ -191,11 +201,11 @@ class Database:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _attempt(self, fn, args, kwargs):
+    def _attempt(self, fn, args, kwargs, begin: str = "BEGIN IMMEDIATE"):
         conn = self._conn()
         if self.engine == "sqlite":
             cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            cur.execute(begin)
             try:
                 result = fn(Txn("sqlite", cur), *args, **kwargs)
                 cur.execute("COMMIT")

@@ -21,6 +21,8 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
     events sharing a UID (a recurrence and its exceptions) stay one item.  Raises ValueError
     with the reason for text that is not valid iCalendar/vCard or does not fit the collection."""
     tag = TAG_OF_KIND[kind]
+    from gateways.dav import vtimezone
+    vtimezone.install()
     try:
         components = radicale_item.read_components(text)
     except Exception as e:

@@ -155,6 +155,8 @@ class HavenDav:
 
 def make_application(dav_access, settings) -> HavenDav:
     """Radicale's WSGI app over ``dav_access`` (store.dav.DavAccess), limits from ``[http]``."""
+    from gateways.dav import vtimezone
+    vtimezone.install()
     configuration = radicale_config.load()
     configuration.update({
         "server": {
