@@ -196,6 +196,14 @@ def resolve_txn(txn: Txn, address: str, name: Optional[str] = None, href: Option
     return account_id, found[0], (items[0] if items else None)
 
 
+def resolve_put_txn(txn: Txn, address: str, name: str, href: str, uid: str) -> tuple:
+    """:func:`resolve_txn` for a PUT whose UID is known in advance, plus whether a live item of
+    the collection already has that UID (the UID check of a new item, in the same read)."""
+    account_id, coll, item = resolve_txn(txn, address, name, href)
+    taken = coll is not None and has_uid_txn(txn, coll.folder.id, uid)
+    return account_id, coll, item, taken
+
+
 def last_modified_txn(txn: Txn, folder_id: int) -> int:
     row = txn.execute("SELECT MAX(updated_at), MAX(deleted_at) FROM dav_items WHERE folder_id = ?",
                       (folder_id,)).fetchone()
@@ -435,6 +443,9 @@ class DavAccess:
 
     def resolve(self, address: str, name: Optional[str] = None, href: Optional[str] = None) -> tuple:
         return self._read("dav_resolve", resolve_txn, address, name, href)
+
+    def resolve_put(self, address: str, name: str, href: str, uid: str) -> tuple:
+        return self._read("dav_resolve", resolve_put_txn, address, name, href, uid)
 
     def last_modified(self, folder_id: int) -> int:
         return self._read("dav_last_modified", last_modified_txn, folder_id)

@@ -10,7 +10,9 @@ calendars and address books directly under it.
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import threading
 
 from radicale import auth as radicale_auth
@@ -99,6 +101,20 @@ def check_xml_body(method: str, body: bytes):
     return None
 
 
+_UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:([^\r\n]*)", re.M)
+
+
+def _uid_hint(body: bytes):
+    """The first UID line of a calendar object or vCard, unparsed (a hint, see begin_request)."""
+    m = _UID_LINE.search(body)
+    if m is None:
+        return None
+    try:
+        return m.group(1).decode("utf-8").strip() or None
+    except UnicodeDecodeError:
+        return None
+
+
 def _text_response(start_response, status: str, text: str):
     body = text.encode("utf-8", "replace")
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
@@ -121,7 +137,6 @@ class HavenDav:
             return _text_response(start_response, "400 Bad Request", "Bad Request: the path is not UTF-8\n")
         method = environ.get("REQUEST_METHOD", "")
         if method in _ROOTS:
-            import io
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
             reason = check_xml_body(method, body)
@@ -129,8 +144,14 @@ class HavenDav:
                 log.info("refused %s %s: %s", method, environ.get("PATH_INFO"), reason)
                 return _text_response(start_response, "400 Bad Request", f"Bad Request: {reason}\n")
             environ["wsgi.input"] = io.BytesIO(body)
+        uid_hint = None
+        if method == "PUT":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            uid_hint = _uid_hint(body)
         _request.user = environ.get("haven.user")
-        dav_storage.begin_request(_request.user, environ.get("haven.account_id"))
+        dav_storage.begin_request(_request.user, environ.get("haven.account_id"), uid_hint)
         captured: list = []
 
         def capture(status, headers, exc_info=None):

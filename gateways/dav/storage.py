@@ -49,13 +49,18 @@ failure = threading.local()
 request = threading.local()
 
 
-def begin_request(user, account_id) -> None:
+def begin_request(user, account_id, uid_hint=None) -> None:
+    """``uid_hint``: the UID a PUT body appears to carry; the item lookup then also checks it,
+    so Radicale's UID check of a new item needs no second query (a wrong hint only costs
+    that query)."""
     request.user, request.account_id, request.collections = user, account_id, {}
+    request.uid_hint, request.uid_taken = uid_hint, None
     failure.reason, failure.temporary = None, False
 
 
 def _forget() -> None:
     request.collections = {}
+    request.uid_taken = None
 
 
 def note_failure(reason: str, temporary: bool = False) -> None:
@@ -197,7 +202,12 @@ class Collection(storage.BaseCollection):
             yield item, simple and (start <= istart or iend <= end)
 
     def has_uid(self, uid: str) -> bool:
-        return self.coll is not None and self._storage.dav.has_uid(self.folder_id, uid)
+        if self.coll is None:
+            return False
+        known = getattr(request, "uid_taken", None)
+        if known is not None and known[:2] == (self.folder_id, uid):
+            return known[2]
+        return self._storage.dav.has_uid(self.folder_id, uid)
 
     def upload(self, href: str, item: radicale_item.Item):
         if self.coll is None:
@@ -378,7 +388,13 @@ class Storage(storage.BaseStorage):
                 return request.account_id, None, None
             if len(parts) == 2 and parts[1] in known:
                 return request.account_id, known[parts[1]], None
-        account_id, coll, stored = self.dav.resolve(*parts)
+        hint = getattr(request, "uid_hint", None)
+        if len(parts) == 3 and hint:
+            account_id, coll, stored, taken = self.dav.resolve_put(*parts, hint)
+            if coll is not None:
+                request.uid_taken = (coll.folder.id, hint, taken)
+        else:
+            account_id, coll, stored = self.dav.resolve(*parts)
         if known is not None and coll is not None and parts[0] == getattr(request, "user", None):
             known[parts[1]] = coll
         return account_id, coll, stored
