@@ -120,3 +120,35 @@ def test_a_new_password_and_a_deleted_account_take_effect_at_once(haven, dav):
     assert again.get(href).status == 404
     assert again.etags(again.calendar) == {}
     assert again.sync(again.calendar)[2] == {}
+
+
+def test_https_listener_serves_the_same_tree(engine, haven_factory):
+    """[http] tls_listen: the same site over TLS with the [tls] certificate (self-signed here)."""
+    import http.client
+    import ssl
+    import time
+
+    from tests.conftest import free_port
+    port = free_port()
+    server = haven_factory(engine, **{"http.tls_listen": f"127.0.0.1:{port}"})
+    address, password = server.new_user("tls")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    auth = "Basic " + base64.b64encode(f"{address}:{password}".encode()).decode()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+            conn.request("PROPFIND", f"/dav/{address}/", headers={"Authorization": auth, "Depth": "1"})
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    r = conn.getresponse()
+    body = r.read().decode()
+    assert r.status == 207 and "/Calendar/" in body and "/Contacts/" in body
+    conn.request("GET", "/.well-known/carddav")
+    r = conn.getresponse()
+    r.read()
+    assert (r.status, r.getheader("Location")) == (301, "/dav/")
