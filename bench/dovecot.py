@@ -144,6 +144,37 @@ class ServerProcess:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
+    def stop_stale(self, pidfile: Path, marker: Path, label: str) -> None:
+        """Stop a server an interrupted run left behind: the process group whose pid is in
+        ``pidfile`` when its command line names ``marker`` (its config file)."""
+        try:
+            pid = int(pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(marker).encode() in cmdline:
+            print(f"stopping a stale {label} (pid {pid})", file=sys.stderr)
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not Path(f"/proc/{pid}").exists():
+                    return
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+
+    def serve_until_interrupted(self, banner: str) -> None:
+        """Run until Ctrl-C (or SIGTERM) or until the server exits, then stop it."""
+        print(banner)
+        print("  users: " + ", ".join(f"{u} / {p}" for u, p in self.users.items()))
+        print("Ctrl-C to stop.")
+        try:
+            while self.proc and self.proc.poll() is None:
+                time.sleep(0.5)
+            print("the server exited", file=sys.stderr)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
 
 def ensure_installed() -> str:
     """Return the dovecot binary path, installing the packages first if needed."""
@@ -280,19 +311,8 @@ def main() -> None:
     sigterm_as_interrupt()
     inst = DovecotInstance()
     inst.start()
-    print(f"dovecot running (config {inst.conf_path}, log {inst.log_path})")
-    for proto, addr in inst.endpoints().items():
-        print(f"  {proto:5} {addr}")
-    print("  users: " + ", ".join(f"{u} / {p}" for u, p in inst.users.items()))
-    print("Ctrl-C to stop.")
-    try:
-        while inst.proc and inst.proc.poll() is None:
-            time.sleep(0.5)
-        print("dovecot exited", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        inst.stop()
+    inst.serve_until_interrupted(f"dovecot running (config {inst.conf_path}, log {inst.log_path})\n"
+                                 + "\n".join(f"  {proto:5} {addr}" for proto, addr in inst.endpoints().items()))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -148,19 +147,7 @@ class HavenInstance(ServerProcess):
                               env=self._env(), timeout=120)
 
     def _stop_stale(self) -> None:
-        try:
-            pid = int((self.base / "haven.pid").read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return
-        if str(self.conf_path).encode() in cmdline:
-            print(f"haven.py: stopping stale haven (pid {pid})", file=sys.stderr)
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
-                    return
-                time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
+        self.stop_stale(self.base / "haven.pid", self.conf_path, "haven")
 
     def _write_config(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)

@@ -19,9 +19,7 @@ Standalone use::
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -130,20 +128,7 @@ class RadicaleInstance(ServerProcess):
     # -- internals ---------------------------------------------------------
 
     def _stop_stale(self) -> None:
-        """Stop a Radicale left running by an interrupted run over the same base dir."""
-        try:
-            pid = int((self.base / "radicale.pid").read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return
-        if str(self.conf_path).encode() in cmdline:
-            print(f"radicale_instance.py: stopping stale radicale (pid {pid})", file=sys.stderr)
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
-                    return
-                time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
+        self.stop_stale(self.base / "radicale.pid", self.conf_path, "radicale")
 
     def _write_files(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
@@ -159,18 +144,8 @@ def main() -> None:
     sigterm_as_interrupt()
     inst = RadicaleInstance()
     inst.start()
-    print(f"radicale {inst.version} running on http://{inst.endpoint}/ "
-          f"(config {inst.conf_path}, log {inst.log_path})")
-    print("  users: " + ", ".join(f"{u} / {p}" for u, p in inst.users.items()))
-    print("Ctrl-C to stop.")
-    try:
-        while inst.proc and inst.proc.poll() is None:
-            time.sleep(0.5)
-        print("radicale exited", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        inst.stop()
+    inst.serve_until_interrupted(f"radicale {inst.version} running on http://{inst.endpoint}/ "
+                                 f"(config {inst.conf_path}, log {inst.log_path})")
 
 
 if __name__ == "__main__":
