@@ -170,6 +170,13 @@ class DavResource(resource.Resource):
         # The only way into Radicale's auth plugin; WSGI keys from headers all start with HTTP_.
         response.environ["haven.user"] = account.address
         response.environ["haven.account_id"] = account.id
+        if not response.environ.get("CONTENT_LENGTH"):
+            # a chunked body (no Content-Length): Twisted has it whole in request.content, and
+            # Radicale reads CONTENT_LENGTH bytes
+            content = request.content
+            content.seek(0, 2)
+            response.environ["CONTENT_LENGTH"] = str(content.tell())
+            content.seek(0)
         response.start()
 
     def _failed(self, failure, request):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import threading
 
-from .wire import Dav, calendar_multiget_body, clark, event, sync_body, vcalendar, vevent
+from .wire import Dav, calendar_multiget_body, clark, event, propfind_body, sync_body, vcalendar, vevent
 
 
 def test_well_known_and_root_redirect_to_dav_without_credentials(haven):
@@ -410,3 +410,17 @@ def test_move_between_calendars(haven, dav):
     listing = haven.cli("recover", "list", dav.user)
     assert listing.returncode == 0, listing.stderr
     assert "mv.ics" not in listing.stdout.decode()
+
+
+def test_chunked_request_bodies(dav):
+    """A body sent with Transfer-Encoding: chunked (no Content-Length) reaches Radicale whole."""
+    href = dav.calendar + "chunked.ics"
+    text = event("chunked-1", summary="Sent in chunks").encode()
+    pieces = iter([text[:50], text[50:]])
+    r = dav.request("PUT", href, pieces, {"Content-Type": "text/calendar; charset=utf-8"})
+    assert r.status == 201, (r.status, r.text)
+    got = dav.get(href)
+    assert got.status == 200 and "Sent in chunks" in got.text
+    body = propfind_body("D:getetag").encode()
+    r = dav.request("PROPFIND", dav.calendar, iter([body]), {"Depth": "1", "Content-Type": "application/xml"})
+    assert r.status == 207 and href in r.entries()
