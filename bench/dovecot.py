@@ -144,9 +144,10 @@ class ServerProcess:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def stop_stale(self, pidfile: Path, marker: Path, label: str) -> None:
-        """Stop a server an interrupted run left behind: the process group whose pid is in
-        ``pidfile`` when its command line names ``marker`` (its config file)."""
+    def stop_stale(self, pidfile: Path, marker: Path, label: str, group: bool = True) -> None:
+        """Stop a server an interrupted run left behind: the process (group, with ``group``)
+        whose pid is in ``pidfile`` when its command line names ``marker`` (its config file)."""
+        kill = os.killpg if group else os.kill
         try:
             pid = int(pidfile.read_text())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -154,12 +155,12 @@ class ServerProcess:
             return
         if str(marker).encode() in cmdline:
             print(f"stopping a stale {label} (pid {pid})", file=sys.stderr)
-            os.killpg(pid, signal.SIGTERM)
+            kill(pid, signal.SIGTERM)
             for _ in range(100):
                 if not Path(f"/proc/{pid}").exists():
                     return
                 time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
+            kill(pid, signal.SIGKILL)
 
     def serve_until_interrupted(self, banner: str) -> None:
         """Run until Ctrl-C (or SIGTERM) or until the server exits, then stop it."""
@@ -256,25 +257,9 @@ class DovecotInstance(ServerProcess):
     # -- internals ---------------------------------------------------------
 
     def _stop_stale(self) -> None:
-        """Stop a master left running from an earlier run over the same base dir."""
-        pidfile = self.base / "run" / "master.pid"
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return
-        if b"dovecot" not in cmdline or str(self.conf_path).encode() not in cmdline:
-            return
-        print(f"dovecot.py: stopping stale dovecot master (pid {pid})", file=sys.stderr)
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        """Stop a master left running from an earlier run over the same base dir (the master
+        is not a process group leader: signal it alone)."""
+        self.stop_stale(self.base / "run" / "master.pid", self.conf_path, "dovecot master", group=False)
 
     def _write_files(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)

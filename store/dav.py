@@ -23,59 +23,17 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from store import errors
 from store.engines import IntegrityError, Txn, chunks
-from store.folders import create_folder_txn, folder_from_row, normalize_name, tombstone_time_txn
-from store.interfaces import Folder
-
-#: folder kinds served over CalDAV / CardDAV, and the collection tag of each
-DAV_KINDS = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
+from store.folders import create_folder_txn, folder_from_row, normalize_name, revive_folder_txn, tombstone_time_txn
+from store.interfaces import DAV_KINDS, DavCollection, DavItem, NewItem  # noqa: F401  (re-exported)
 
 _FOLDER_COLS = "f.id, f.account_id, f.name, f.kind, f.special_use, f.subscribed, f.uidvalidity, f.uidnext, " \
                "f.highest_modseq"
 _ITEM_COLS = "id, folder_id, href, uid, etag, component, data, dtstart, dtend, modseq, updated_at"
 _ITEM_META_COLS = "id, folder_id, href, uid, etag, component, NULL, dtstart, dtend, modseq, updated_at"
-
-
-@dataclass
-class DavItem:
-    id: int
-    folder_id: int
-    href: str
-    uid: str
-    etag: str
-    component: str  # VEVENT, VTODO, VJOURNAL, VCARD
-    data: Optional[str]  # None when only metadata was asked for
-    dtstart: int
-    dtend: int
-    modseq: int
-    updated_at: int
-
-
-@dataclass
-class DavCollection:
-    folder: Folder
-    props: dict = field(default_factory=dict)
-    purged_modseq: int = 0
-
-    @property
-    def tag(self) -> str:
-        return DAV_KINDS[self.folder.kind]
-
-
-@dataclass
-class NewItem:
-    """What the gateway hands the store for one PUT."""
-    href: str
-    uid: str
-    etag: str
-    component: str
-    data: str
-    dtstart: int
-    dtend: int
 
 
 def uid_key(uid: str) -> str:
@@ -354,9 +312,10 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
         folder_id = row[0]
         if row[3]:
             try:
-                folder_id = get_collection_txn(txn, account_id, row[1]).folder.id
-            except errors.NotFound:
-                folder_id = create_folder_txn(txn, account_id, row[1], row[2], None).id
+                folder_id = revive_folder_txn(txn, account_id, row[1], row[2]).id
+            except errors.Exists as e:
+                refused.append(f"{item_id}: {e}")
+                continue
         if txn.scalar("SELECT COUNT(*) FROM dav_items WHERE folder_id = ? AND (live_href = ? OR live_uid = ?)",
                       (folder_id, row[4], row[5] or None)):
             refused.append(f"{item_id}: {row[1]}/{row[4]} exists again (same name or UID)")

@@ -100,6 +100,18 @@ def tombstone_time_txn(txn: Txn, account_id: int, name: str) -> int:
     return max(now, latest + 1)
 
 
+def revive_folder_txn(txn: Txn, account_id: int, name: str, kind: str) -> Folder:
+    """For restoring an item whose folder was deleted too: the live folder of that name, or a
+    new one of ``kind``.  A live folder of that name but another kind is not a home for it."""
+    try:
+        folder = get_folder_txn(txn, account_id, name)
+    except errors.NotFound:
+        return create_folder_txn(txn, account_id, name, kind, None)
+    if folder.kind != kind:
+        raise errors.Exists(f"{name} is now a {folder.kind} folder")
+    return folder
+
+
 def delete_folder_txn(txn: Txn, account_id: int, name: str) -> tuple[Folder, int]:
     folder = get_folder_txn(txn, account_id, name)
     if folder.name == INBOX:

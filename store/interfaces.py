@@ -462,3 +462,48 @@ class Store:
         """Removes tombstones older than ``older_than_days`` (default: the configured
         ``softdelete_lifetime``; 0 means never) and blobs no row references any more."""
         raise NotImplementedError
+
+
+# -- calendars and contacts (store/dav.py) ---------------------------------------------------
+
+#: folder kinds served over CalDAV / CardDAV, and the collection tag of each
+DAV_KINDS = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
+
+
+@dataclass
+class DavItem:
+    id: int
+    folder_id: int
+    href: str
+    uid: str
+    etag: str
+    component: str  # VEVENT, VTODO, VJOURNAL, VCARD
+    data: Optional[str]  # None when only metadata was asked for
+    dtstart: int
+    dtend: int
+    modseq: int
+    updated_at: int
+
+
+@dataclass
+class DavCollection:
+    folder: Folder
+    props: dict = field(default_factory=dict)
+    purged_modseq: int = 0
+
+    @property
+    def tag(self) -> str:
+        return DAV_KINDS[self.folder.kind]
+
+
+@dataclass
+class NewItem:
+    """One calendar object or vCard as a writer (the CalDAV gateway, the CLI) hands it to the
+    store: the store keeps the text and never parses it."""
+    href: str
+    uid: str
+    etag: str
+    component: str
+    data: str
+    dtstart: int
+    dtend: int

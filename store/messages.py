@@ -22,7 +22,7 @@ from store import errors
 from store.engines import Txn, chunks
 from store.interfaces import (Changes, CopyResult, INBOX, MessageMeta, MessageRecord, StoreResult,
                               SYSTEM_FLAGS)
-from store.folders import get_folder_by_id_txn, get_folder_txn, create_folder_txn
+from store.folders import get_folder_by_id_txn, get_folder_txn, revive_folder_txn
 
 SEEN, ANSWERED, FLAGGED, DELETED, DRAFT = 1, 2, 4, 8, 16
 _BITS = {"\\seen": SEEN, "\\answered": ANSWERED, "\\flagged": FLAGGED, "\\deleted": DELETED, "\\draft": DRAFT}
@@ -369,10 +369,7 @@ def restore_messages_txn(txn: Txn, account_id: int, message_ids) -> tuple[int, l
             modseq = bump_modseq_txn(txn, account_id)
         folder_id = row[0]
         if row[2]:  # the folder itself was deleted: bring back a live one of that name
-            try:
-                folder_id = get_folder_txn(txn, account_id, row[1]).id
-            except errors.NotFound:
-                folder_id = create_folder_txn(txn, account_id, row[1], row[3], None).id
+            folder_id = revive_folder_txn(txn, account_id, row[1], row[3]).id
         uid = allocate_uids_txn(txn, folder_id, 1)
         txn.execute(
             "INSERT INTO messages (account_id, folder_id, uid, modseq, created_modseq, sysflags, keywords, "

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 from twisted.internet import defer, threads
 from twisted.python.failure import Failure
@@ -28,7 +28,7 @@ from store.blobs import BlobStore, blob_id_of
 from store.bus import LocalBus, ModseqPoller
 from store.engines import Database
 from store.queue import OutboundQueueMixin
-from store.interfaces import (INBOX, Account, ChangeEvent, Delivery, DeliveryResult, PurgeReport,
+from store.interfaces import (Account, ChangeEvent, Delivery, DeliveryResult, PurgeReport,
                               Recipient, Store)
 from store.schema import current_version_txn, latest_version, migrate_txn
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from radicale import item as radicale_item
 from radicale.app.put import prepare
 
-from gateways.dav.storage import _href_for, check_kind, new_item
-
-TAG_OF_KIND = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
+from gateways.dav.storage import href_for, check_kind, new_item
+from store.interfaces import DAV_KINDS
 
 
 def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int = 2097152,
@@ -20,7 +19,7 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
     """Radicale items (prepared: UID, ETag, time range computed) for every object in ``text``;
     events sharing a UID (a recurrence and its exceptions) stay one item.  Raises ValueError
     with the reason for text that is not valid iCalendar/vCard or does not fit the collection."""
-    tag = TAG_OF_KIND[kind]
+    tag = DAV_KINDS[kind]
     from gateways.dav import vtimezone
     vtimezone.install()
     try:
@@ -44,10 +43,10 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
 
 
 def rows_for(items: list, existing_by_uid: dict, max_occurrences: int = 10000) -> list:
-    """(href, store.dav.NewItem) per item: an item whose UID is already stored overwrites it."""
+    """(href, store.interfaces.NewItem) per item: an item whose UID is already stored overwrites it."""
     used = set(existing_by_uid.values())
     out = []
     for item in items:
-        href = existing_by_uid.get(item.uid) or _href_for(item, used)
+        href = existing_by_uid.get(item.uid) or href_for(item, used)
         out.append((href, new_item(href, item, max_occurrences)))
     return out

@@ -30,13 +30,12 @@ from radicale import pathutils, storage
 from radicale.item import filter as radicale_filter
 
 from store import errors
-from store.interfaces import FOLDER_KINDS
+from store.interfaces import DAV_KINDS, FOLDER_KINDS, NewItem
 
 log = logging.getLogger("haven.dav")
 
 #: collection tag -> folder kind (a calendar that holds only to-dos is a "tasks" folder)
 _KIND_OF_TAG = {"VCALENDAR": "calendar", "VADDRESSBOOK": "contacts"}
-_TAG_OF_KIND = {"calendar": "VCALENDAR", "tasks": "VCALENDAR", "contacts": "VADDRESSBOOK"}
 #: the JSON of a collection's properties is kept below this many characters
 MAX_PROPS = 64 * 1024
 SYNC_PREFIX = "urn:haven:sync:"
@@ -114,7 +113,7 @@ class Collection(storage.BaseCollection):
         self._storage = store
         self._path = path
         self.account_id = account_id
-        self.coll = coll  # store.dav.DavCollection, None for the root and principals
+        self.coll = coll  # store.interfaces.DavCollection, None for the root and principals
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -145,7 +144,7 @@ class Collection(storage.BaseCollection):
             meta: dict = {}
         else:
             meta = dict(self.coll.props)
-            meta["tag"] = _TAG_OF_KIND[self.coll.folder.kind]
+            meta["tag"] = DAV_KINDS[self.coll.folder.kind]
             meta.setdefault("D:displayname", self.coll.folder.name)
             if self.coll.folder.kind == "tasks":
                 meta.setdefault("C:supported-calendar-component-set", "VTODO")
@@ -156,7 +155,7 @@ class Collection(storage.BaseCollection):
             raise ValueError("the principal has no properties to change")
         props = dict(props)
         tag = props.pop("tag", None)
-        if tag and tag != _TAG_OF_KIND[self.coll.folder.kind]:
+        if tag and tag != DAV_KINDS[self.coll.folder.kind]:
             raise ValueError("a collection cannot change between calendar and address book")
         if len(repr(props)) > MAX_PROPS:
             raise ValueError("too many or too large properties")
@@ -320,14 +319,13 @@ def _occurrences_exceed(component, limit: int, one_year: bool) -> bool:
 
 def check_kind(item: radicale_item.Item, kind: str) -> None:
     """Events and to-dos go into calendars, vCards into address books."""
-    want = "VCARD" if _TAG_OF_KIND[kind] == "VADDRESSBOOK" else "VCALENDAR"
+    want = "VCARD" if DAV_KINDS[kind] == "VADDRESSBOOK" else "VCALENDAR"
     if item.name != want:
         raise ValueError(f"a {item.name or 'component'} does not belong into a {kind} collection")
 
 
 def new_item(href: str, item: radicale_item.Item, max_occurrences: int = 0):
     """The store's row for a Radicale item (already parsed and checked by Radicale)."""
-    from store.dav import NewItem
     check_recurrence(item, max_occurrences)
     start, end = item.time_range
     return NewItem(href=href, uid=item.uid or "", etag=item.etag,
@@ -439,7 +437,7 @@ class Storage(storage.BaseStorage):
                 rows, used = [], set()
                 for item in items:
                     check_kind(item, coll.folder.kind)
-                    name = _href_for(item, used)
+                    name = href_for(item, used)
                     rows.append(new_item(name, item, self.max_occurrences))
                     new_hrefs.append(name)
                 self.dav.replace_items(account_id, coll.folder.id, rows)
@@ -476,7 +474,7 @@ class Storage(storage.BaseStorage):
         return True
 
 
-def _href_for(item: radicale_item.Item, used: set) -> str:
+def href_for(item: radicale_item.Item, used: set) -> str:
     """A resource name for an item of a whole-collection PUT: its UID when that is a safe
     name, a random one otherwise."""
     ext = ".vcf" if item.name == "VCARD" else ".ics"
