@@ -117,10 +117,20 @@ def store_url_for(engine: str, data_dir: Path):
     return f"mysql://{auth}@{u.hostname}:{u.port or 3306}/{name}", lambda: _drop_mysql_database(name)
 
 
+_handed_out: set = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this run: a server binds its six ports
+    only later, and the kernel may offer a just-released port twice (two listeners of one
+    server on one port failed a run)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_port(port: int, proc=None, timeout: float = 20.0) -> None:
