@@ -72,6 +72,13 @@ class Config:
         except ValueError:
             raise ConfigError(f"[{section}] {key} = {value!r}: expected a number") from None
 
+    def getsize(self, section: str, key: str) -> int:
+        value = self.get(section, key)
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            raise ConfigError(f"[{section}] {key} = {value!r}: {e}") from None
+
     def getbool(self, section: str, key: str) -> bool:
         value = self.get(section, key).lower()
         if value in ("1", "yes", "true", "on"):
@@ -95,6 +102,29 @@ class Config:
 
     def store_url(self) -> StoreURL:
         return parse_store_url(self.get("store", "url"), self.data_dir)
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: str) -> int:
+    """``"500M"`` -> 524288000: a whole number of bytes with an optional K, M, G or T (powers
+    of 1024; a trailing "B"/"iB" is allowed: 2GB, 2GiB); ``0`` = unlimited."""
+    text = value.strip().upper().replace(" ", "")
+    if text.endswith("IB"):
+        text = text[:-2]
+    elif text.endswith("B") and len(text) > 1 and text[-2] in "KMGT":
+        text = text[:-1]
+    number, unit = text, ""
+    if text and text[-1] in _SIZE_UNITS and not text[-1].isdigit():
+        number, unit = text[:-1], text[-1]
+    try:
+        amount = float(number)
+    except ValueError:
+        raise ValueError("expected a size such as 500M, 2G or 0 (unlimited)") from None
+    if amount < 0:
+        raise ValueError("a size cannot be negative")
+    return int(amount * _SIZE_UNITS[unit])
 
 
 def parse_listen(value: str, where: str) -> ListenAddress:

@@ -15,7 +15,7 @@ import os
 import secrets
 import sys
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 67, 70, 75, 78
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 0, 64, 65, 67, 70, 75, 77, 78
 
 DESCRIPTION = """\
 Haven: IMAP, LMTP (and more) on one SQL-backed store.
@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = u.add_parser("passwd", help="set an account's password")
     up.add_argument("address")
     up.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    uq = u.add_parser("quota", help="show or set an account's quota (sizes like 500M, 2G; 0 = unlimited, "
+                                    "default = the [quota] setting)")
+    uq.add_argument("address")
+    for level, what in (("warn", "a warning message lands in the INBOX"),
+                        ("soft", "sending is refused (552 5.2.2)"),
+                        ("hard", "delivery and APPEND are refused")):
+        uq.add_argument(f"--{level}", metavar="SIZE", help=f"above this {what}")
 
     al = sub.add_parser("alias", help="aliases: other addresses delivering to an account")
     al = al.add_subparsers(dest="alias_command", metavar="ACTION")
@@ -73,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("deliver", help="deliver a message from standard input (for an MTA's pipe transport)")
     d.add_argument("address", nargs="+")
     d.add_argument("-f", "--from", dest="sender", default="", help="envelope sender")
+    d.add_argument("-j", "--junk", action="store_true",
+                   help="file into the Junk folder (the recipient's Sieve script does not run)")
 
     pu = sub.add_parser("purge", help="remove soft-deleted items past [store] softdelete_lifetime")
     pu.add_argument("--days", type=float, help="override the lifetime (0 = everything deleted)")
@@ -222,7 +231,38 @@ async def cmd_user(store, args, raw) -> int:
         pw_hash = await threads.deferToThreadPool(reactor, store.cpu, hash_password, password)
         await store.set_password_hash(account.id, pw_hash)
         print(f"password of {account.address} changed")
+    elif action == "quota":
+        account = await store.get_account(args.address)
+        limits = {level: _quota_size(getattr(args, level)) for level in ("warn", "soft", "hard")}
+        if any(v is not None for v in limits.values()):
+            quota = await store.set_quota(account.id, **limits)
+        else:
+            quota = await store.get_quota(account.id)
+        print(_quota_text(account.address, quota))
     return EX_OK
+
+
+def _quota_size(value):
+    """``--hard 2G`` -> bytes; ``default`` -> -1 (the [quota] setting); None when not given."""
+    if value is None:
+        return None
+    if value.strip().lower() == "default":
+        return -1
+    from conf import parse_size
+    try:
+        return parse_size(value)
+    except ValueError as e:
+        raise SystemExit(f"haven: {value}: {e}")
+
+
+def _quota_text(address, quota) -> str:
+    from store.rules import human_size
+    def limit(n):
+        return human_size(n) if n > 0 else "unlimited"
+    state = ("over hard" if quota.hard > 0 and quota.used_bytes >= quota.hard else "over soft" if quota.over_soft
+             else "over warn" if quota.over_warn else "ok")
+    return (f"{address}: {human_size(quota.used_bytes)} in {quota.used_messages} messages ({state})\n"
+            f"  warn {limit(quota.warn)}, soft {limit(quota.soft)}, hard {limit(quota.hard)}")
 
 
 async def cmd_alias(store, args, raw) -> int:
@@ -265,17 +305,30 @@ async def cmd_deliver(store, args, raw) -> int:
         except errors.InvalidInput as e:
             print(f"haven: {e}", file=sys.stderr)
             return EX_NOUSER
-    results = await delivery.commit(raw)
+    results = await delivery.commit(raw, junk=args.junk)
     for r in results:
-        log.info("deliver from=<%s> to=<%s> size=%d status=%s%s", args.sender, r.recipient.original, len(raw),
+        log.info("deliver from=<%s> to=<%s> size=%d status=%s%s%s", args.sender, r.recipient.original, len(raw),
                  "sent" if r.error is None else "failed", f" ({r.error})" if r.error else
-                 f" folder={r.folder} uid={r.uid}")
+                 f" folder={r.folder} uid={r.uid}", f" rules=[{'; '.join(r.actions)}]" if r.actions else "")
     failures = [r for r in results if r.error is not None]
     for r in failures:
-        print(f"haven: {r.recipient.original}: {r.error}", file=sys.stderr)
-    if failures:
-        return EX_TEMPFAIL if any(isinstance(r.error, errors.TemporaryFailure) for r in failures) else EX_DATAERR
-    return EX_OK
+        if isinstance(r.error, errors.Rejected):
+            print(f"haven: {r.recipient.original}: rejected: {r.error}", file=sys.stderr)
+        elif isinstance(r.error, errors.OverQuota):
+            print(f"haven: {r.recipient.original}: mailbox full", file=sys.stderr)
+        else:
+            print(f"haven: {r.recipient.original}: {r.error}", file=sys.stderr)
+    if not failures:
+        return EX_OK
+    # sysexits for the MTA's pipe transport: 75 = try again later, 77 = refused by the
+    # recipient's rules, 65 = any other permanent failure; over quota follows [lmtp] over_quota
+    temporary = args.loaded_config.get("lmtp", "over_quota") == "temporary"
+    if any(isinstance(r.error, errors.TemporaryFailure) or (temporary and isinstance(r.error, errors.OverQuota))
+           for r in failures):
+        return EX_TEMPFAIL
+    if all(isinstance(r.error, errors.Rejected) for r in failures):
+        return EX_NOPERM
+    return EX_DATAERR
 
 
 async def cmd_purge(store, args, raw) -> int:

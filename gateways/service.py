@@ -144,9 +144,13 @@ class Service:
         await self._start_asyncio("lmtp", "gateways.lmtp", tls_key=None)
         await self._start_asyncio("submission", "gateways.submission")
         await self._start_http()
-        if self.config.listen("submission") or self.config.listen("submission", "tls_listen"):
+        if (self.config.listen("submission") or self.config.listen("submission", "tls_listen")
+                or self.config.get("submission", "relay")):
+            # also without a submission listener: redirects and vacation replies of the
+            # delivery rules leave through the same queue
             from gateways.submission import start_spooler
             self.spooler = start_spooler(self.context("submission"))
+            self.store.on_outbound = self.spooler.wake
         hours = self.config.getfloat("store", "purge_interval")
         if hours > 0:
             self._purge = task.LoopingCall(self._run_purge)

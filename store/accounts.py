@@ -81,6 +81,8 @@ def delete_account_txn(txn: Txn, address: str) -> list:
     txn.execute("DELETE FROM messages WHERE account_id = ?", (account.id,))
     from store.dav import drop_account_txn
     drop_account_txn(txn, account.id)
+    from store.rules import drop_account_txn as drop_rules_txn
+    drop_rules_txn(txn, account.id)
     txn.execute("DELETE FROM folders WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM aliases WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
@@ -121,12 +123,16 @@ def add_alias_txn(txn: Txn, alias: str, address: str) -> None:
                     (alias, account.id, int(time.time())))
     except IntegrityError:
         raise errors.Exists(f"alias {alias} already exists") from None
+    txn.execute("UPDATE accounts SET rules_version = rules_version + 1 WHERE id = ?", (account.id,))
 
 
 def delete_alias_txn(txn: Txn, alias: str) -> None:
+    account_id = txn.scalar("SELECT account_id FROM aliases WHERE address = ?", (alias,))
     txn.execute("DELETE FROM aliases WHERE address = ?", (alias,))
     if txn.rowcount == 0:
         raise errors.NotFound(f"no alias {alias}")
+    # the delivery pipeline caches an account's addresses with its script (vacation)
+    txn.execute("UPDATE accounts SET rules_version = rules_version + 1 WHERE id = ?", (account_id,))
 
 
 def list_aliases_txn(txn: Txn) -> list:

@@ -27,6 +27,11 @@ class PermissionDenied(StoreError):
     """The operation is not allowed on this object (e.g. deleting INBOX)."""
 
 
+class Rejected(PermissionDenied):
+    """The recipient's rules refused the message (Sieve reject/ereject); ``str(err)`` is the
+    script's reason, meant for the sender."""
+
+
 class OverQuota(StoreError):
     """The account is over its quota."""
 

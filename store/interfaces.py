@@ -181,12 +181,48 @@ class ChangeEvent:
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """Per-recipient outcome: ``error`` None means delivered (durable) into ``folder``."""
+    """Per-recipient outcome: ``error`` None means accepted: stored (durable) into ``folder``
+    (the first copy when rules filed it more than once), or discarded / redirected by the
+    recipient's rules (``folder`` None).  ``error`` :class:`~store.errors.Rejected` carries the
+    reason of a Sieve reject.  ``actions`` says what the rules did, for the log
+    (e.g. ``("fileinto Lists", "redirect <a@b.example>", "vacation")``)."""
 
     recipient: Recipient
     error: Optional[Exception] = None
     folder: Optional[str] = None
     uid: Optional[int] = None
+    actions: tuple = ()
+
+
+@dataclass(frozen=True)
+class SieveScriptInfo:
+    name: str
+    active: bool
+    size: int  # octets of the UTF-8 text
+
+
+@dataclass(frozen=True)
+class Quota:
+    """An account's usage and effective limits, in bytes; a limit of 0 means unlimited.
+    Over warn: one warning message lands in the INBOX.  Over soft: submission refuses to send
+    (552 5.2.2), APPEND still works.  Over hard: deliveries and APPEND are refused."""
+    used_bytes: int
+    used_messages: int
+    warn: int = 0
+    soft: int = 0
+    hard: int = 0
+
+    @property
+    def over_warn(self) -> bool:
+        return 0 < self.warn <= self.used_bytes
+
+    @property
+    def over_soft(self) -> bool:
+        return 0 < self.soft <= self.used_bytes
+
+    def room_for(self, size: int) -> bool:
+        """Whether ``size`` more octets stay within the hard limit."""
+        return self.hard <= 0 or self.used_bytes + size <= self.hard
 
 
 @dataclass(frozen=True)
@@ -223,9 +259,11 @@ class Delivery:
         Raises NotFound for an unknown address, TemporaryFailure if the store is down."""
         raise NotImplementedError
 
-    async def commit(self, raw: bytes) -> list:
+    async def commit(self, raw: bytes, junk: bool = False) -> list:
         """Deliver ``raw`` (the message as received, CRLF line endings) to every added recipient.
-        Returns one :class:`DeliveryResult` per recipient, in the order they were added.
+        Each recipient's rules run first: the junk header test (``junk`` True forces Junk, as
+        ``haven deliver -j``), then the active Sieve script; over the hard quota a recipient
+        gets OverQuota.  Returns one :class:`DeliveryResult` per recipient, in the order they were added.
         Raises TemporaryFailure when nothing could be delivered because the store failed."""
         raise NotImplementedError
 
@@ -445,6 +483,56 @@ class Store:
 
     async def delete_outbound(self, queue_id: int) -> None:
         """Drop a message from the queue without a DSN.  Raises NotFound."""
+        raise NotImplementedError
+
+    # -- Sieve scripts (RFC 5804 semantics; store/rules.py) ----------------------------------
+    # Names are 1..128 Unicode characters, no control characters (RFC 5804 §1.6).  At most one
+    # script per account is active; the delivery pipeline runs it.
+    async def list_sieve_scripts(self, account_id: int) -> list:
+        """:class:`SieveScriptInfo` per script, by name."""
+        raise NotImplementedError
+
+    async def get_sieve_script(self, account_id: int, name: str) -> str:
+        """The script's text.  Raises NotFound."""
+        raise NotImplementedError
+
+    async def check_sieve_script(self, text: str) -> None:
+        """Compile ``text`` without saving it.  Raises InvalidInput("line N: reason") when it
+        does not compile, TooBig when it is over ``max_script_size``."""
+        raise NotImplementedError
+
+    async def put_sieve_script(self, account_id: int, name: str, text: str) -> None:
+        """Create or replace a script (an active one stays active).  Raises InvalidInput (bad
+        name, does not compile: "line N: reason"), TooBig (over ``max_script_size``), OverQuota
+        (a new script beyond ``max_scripts``)."""
+        raise NotImplementedError
+
+    async def sieve_space(self, account_id: int, name: str, size: int) -> None:
+        """HAVESPACE: returns when a script ``name`` of ``size`` octets could be stored, else
+        raises TooBig or OverQuota (InvalidInput for a bad name)."""
+        raise NotImplementedError
+
+    async def set_active_sieve_script(self, account_id: int, name: Optional[str]) -> None:
+        """Activate ``name`` (deactivating any other); None or "" deactivates all.  NotFound."""
+        raise NotImplementedError
+
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        """Raises NotFound, PermissionDenied when the script is the active one."""
+        raise NotImplementedError
+
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        """Keeps the active mark.  Raises NotFound, Exists, InvalidInput (bad name)."""
+        raise NotImplementedError
+
+    # -- quotas (Zarafa's warn / soft / hard) ----------------------------------------------
+    async def get_quota(self, account_id: int) -> "Quota":
+        """Usage (live messages only: soft-deleted ones do not count) and effective limits."""
+        raise NotImplementedError
+
+    async def set_quota(self, account_id: int, warn: Optional[int] = None, soft: Optional[int] = None,
+                        hard: Optional[int] = None) -> "Quota":
+        """Set the account's limits in bytes: None leaves one unchanged, 0 = unlimited, -1 =
+        back to the server default.  Returns the new :class:`Quota`."""
         raise NotImplementedError
 
     # -- soft-delete lifecycle -------------------------------------------------------------

@@ -133,44 +133,86 @@ def insert_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedM
     return uid
 
 
-def append_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedMessage, flags, internaldate):
+def append_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedMessage, flags, internaldate,
+                       settings=None):
     folder = get_folder_by_id_txn(txn, folder_id)
     if folder.account_id != account_id:
         raise errors.NotFound("no such folder")
+    if settings is not None:
+        from store.rules import check_append_quota_txn
+        check_append_quota_txn(txn, account_id, msg.size, settings)
     ensure_blob_txn(txn, msg)
     modseq = bump_modseq_txn(txn, account_id)
     uid = insert_message_txn(txn, account_id, folder_id, msg, modseq, flags, internaldate)
     return folder.uidvalidity, uid, modseq
 
 
-def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage) -> list:
-    """Insert one row per recipient into its INBOX.  Returns per recipient
-    ``(error or None, folder_name, uid, account_id, folder_id, modseq)``."""
+def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optional[list] = None,
+                settings=None, prepare=None) -> list:
+    """Store one message for each recipient, as its rules' :class:`~store.rules.Plan` says (no
+    plan: one copy in the INBOX), after the quota check.  Returns per recipient ``(error or
+    None, first folder name, uid, account_id, folder_id or None when several, modseq,
+    actions, outgoing count)``.  ``prepare(raw)`` makes the quota warning's PreparedMessage."""
+    from store import rules
+    settings = settings if settings is not None else rules.RuleSettings()
     ensure_blob_txn(txn, msg)
+    now = int(time.time())
     results = []
     done: dict = {}
-    for rcpt in recipients:
+    for i, rcpt in enumerate(recipients):
         if rcpt.account_id in done:
             # an alias and its target (or one address twice) in one transaction: one copy,
             # and every RCPT gets the same answer
             results.append(done[rcpt.account_id])
             continue
-        try:
-            folder = get_folder_txn(txn, rcpt.account_id, INBOX)
-        except errors.NotFound as e:
-            results.append((e, None, None, rcpt.account_id, None, None))
+        plan = plans[i] if plans is not None and plans[i] is not None else None
+        stores = plan.stores if plan is not None else [rules.Store_(INBOX)]
+        notes = list(plan.notes) if plan is not None else []
+        if plan is not None and plan.reject is not None:
+            done[rcpt.account_id] = (errors.Rejected(plan.reject), None, None, rcpt.account_id, None, None,
+                                     plan.describe(), 0)
+            results.append(done[rcpt.account_id])
             continue
-        modseq = bump_modseq_txn(txn, rcpt.account_id)
-        uid = insert_message_txn(txn, rcpt.account_id, folder.id, msg, modseq)
-        done[rcpt.account_id] = (None, folder.name, uid, rcpt.account_id, folder.id, modseq)
+        try:
+            gate = rules.quota_gate_txn(txn, rcpt.account_id, msg.size * len(stores), settings) if stores else None
+            folder = None
+            first = None
+            modseq = bump_modseq_txn(txn, rcpt.account_id)
+            folders = set()
+            for target in stores:
+                folder = rules.target_folder_txn(txn, rcpt.account_id, target, notes)
+                if folder.id in folders:
+                    continue  # RFC 5228 §2.10.3: one copy per mailbox
+                folders.add(folder.id)
+                uid = insert_message_txn(txn, rcpt.account_id, folder.id, msg, modseq, target.flags)
+                if first is None:
+                    first = (folder, uid)
+            outgoing = 0
+            for out in (plan.outgoing if plan is not None else ()):
+                outgoing += rules.record_outgoing_txn(txn, rcpt.account_id, out, now)
+                if out.kind == "vacation" and not outgoing:
+                    notes.append(f"vacation to <{out.recipient}>: already answered in this period")
+            warned = rules.after_store_txn(txn, rcpt.account_id, rcpt.address, gate, msg.size * len(folders),
+                                           settings, prepare)
+            if warned is not None:
+                folders.add(warned[0].id)
+                modseq = warned[2]
+                notes.append("quota warning sent")
+        except (errors.NotFound, errors.OverQuota) as e:
+            results.append((e, None, None, rcpt.account_id, None, None, tuple(notes), 0))
+            continue
+        actions = (plan.describe()[:len(plan.describe()) - len(plan.notes)] + tuple(notes)) if plan else tuple(notes)
+        done[rcpt.account_id] = (None, first[0].name if first else None, first[1] if first else None,
+                                 rcpt.account_id, next(iter(folders)) if len(folders) == 1 else None, modseq,
+                                 actions, outgoing)
         results.append(done[rcpt.account_id])
     return results
 
 
-def deliver_batch_txn(txn: Txn, batch: list) -> list:
-    """Group commit: several deliveries ``[(recipients, msg), ...]`` in one transaction (one
-    fsync of the database for all of them).  Returns one :func:`deliver_txn` result each."""
-    return [deliver_txn(txn, recipients, msg) for recipients, msg in batch]
+def deliver_batch_txn(txn: Txn, batch: list, settings=None, prepare=None) -> list:
+    """Group commit: several deliveries ``[(recipients, msg, plans), ...]`` in one transaction
+    (one fsync of the database for all of them).  Returns one :func:`deliver_txn` result each."""
+    return [deliver_txn(txn, recipients, msg, plans, settings, prepare) for recipients, msg, plans in batch]
 
 
 def list_messages_txn(txn: Txn, folder_id: int) -> list:
@@ -272,7 +314,7 @@ def store_flags_txn(txn: Txn, account_id: int, folder_id: int, uids, op: str, fl
     return StoreResult(updated=updated, failed=failed), (updated[0].modseq if updated else None)
 
 
-def copy_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_folder_id: int):
+def copy_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_folder_id: int, settings=None):
     src = get_folder_by_id_txn(txn, folder_id)
     dest = get_folder_by_id_txn(txn, dest_folder_id)
     if src.account_id != account_id or dest.account_id != account_id:
@@ -285,6 +327,9 @@ def copy_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_fold
     rows.sort()
     if not rows:
         return CopyResult(uidvalidity=dest.uidvalidity, pairs=[]), [], None
+    if settings is not None:  # a COPY adds to the usage (a MOVE does not: it passes no settings)
+        from store.rules import check_append_quota_txn
+        check_append_quota_txn(txn, account_id, sum(r[4] for r in rows), settings)
     modseq = bump_modseq_txn(txn, account_id)
     first = allocate_uids_txn(txn, dest_folder_id, len(rows))
     txn.executemany(

@@ -28,6 +28,8 @@ from store.blobs import BlobStore, blob_id_of
 from store.bus import LocalBus, ModseqPoller
 from store.engines import Database
 from store.queue import OutboundQueueMixin
+from store import rules as R
+from store.rulestore import RulesMixin
 from store.interfaces import (Account, ChangeEvent, Delivery, DeliveryResult, PurgeReport,
                               Recipient, Store)
 from store.schema import current_version_txn, latest_version, migrate_txn
@@ -38,11 +40,16 @@ log = logging.getLogger("haven.store")
 ORPHAN_GRACE = 3600
 
 
-class SqlStore(OutboundQueueMixin, Store):
+class SqlStore(OutboundQueueMixin, RulesMixin, Store):
     def __init__(self, db: Database, data_dir: Path, softdelete_lifetime: float = 30,
                  max_message_size: int = 50 * 1024 * 1024, poll_interval: float = 1.0,
-                 inline_blob_size: int = 65536):
+                 inline_blob_size: int = 65536, rule_settings: Optional[R.RuleSettings] = None):
         self.db = db
+        self.rule_settings = rule_settings or R.RuleSettings()
+        self._scripts = {}
+        #: called (reactor thread) after a delivery queued outgoing mail (redirect, vacation):
+        #: the service points it at the spooler's wake()
+        self.on_outbound = None
         self.blobs = BlobStore(Path(data_dir) / "blobs")
         self.softdelete_lifetime = softdelete_lifetime
         self.max_message_size = max_message_size
@@ -211,7 +218,7 @@ class SqlStore(OutboundQueueMixin, Store):
     async def append_message(self, account_id, folder_id, raw, flags=(), internaldate=None):
         msg = await self.prepare_message(raw)
         uidvalidity, uid, modseq = await self._run("append_message", M.append_message_txn, account_id, folder_id,
-                                                   msg, list(flags), internaldate)
+                                                   msg, list(flags), internaldate, self.rule_settings)
         self._publish(account_id, folder_id, modseq)
         return uidvalidity, uid
 
@@ -223,7 +230,7 @@ class SqlStore(OutboundQueueMixin, Store):
 
     async def copy_messages(self, account_id, folder_id, uids, dest_folder_id):
         result, _ids, modseq = await self._run("copy_messages", M.copy_messages_txn, account_id, folder_id,
-                                               list(uids), dest_folder_id)
+                                               list(uids), dest_folder_id, self.rule_settings)
         self._publish(account_id, dest_folder_id, modseq)
         return result
 
@@ -250,18 +257,23 @@ class SqlStore(OutboundQueueMixin, Store):
     def begin_delivery(self, mail_from: str) -> Delivery:
         return SqlDelivery(self, mail_from)
 
-    async def deliver_prepared(self, recipients: list, msg: Optional[M.PreparedMessage], raw: bytes) -> list:
+    async def deliver_prepared(self, recipients: list, msg: Optional[M.PreparedMessage], raw: bytes,
+                               plans: Optional[list] = None) -> list:
         """Queue the rows of one delivery for the next group commit and wait for it (``msg``
         None: prepare ``raw`` on the DB thread, for messages stored inline)."""
         waiter = defer.Deferred()
-        self._pending_deliveries.append((recipients, msg, raw, waiter))
+        self._pending_deliveries.append((recipients, msg, raw, plans, waiter))
         if not self._committing:
             self._commit_deliveries()
         rows = await waiter
         results = []
-        for rcpt, (error, folder, uid, account_id, folder_id, modseq) in zip(recipients, rows):
+        outgoing = 0
+        for rcpt, (error, folder, uid, account_id, folder_id, modseq, actions, sent) in zip(recipients, rows):
             self._publish(account_id, folder_id, modseq)
-            results.append(DeliveryResult(recipient=rcpt, error=error, folder=folder, uid=uid))
+            outgoing += sent
+            results.append(DeliveryResult(recipient=rcpt, error=error, folder=folder, uid=uid, actions=actions))
+        if outgoing and self.on_outbound is not None:
+            self.on_outbound()
         return results
 
     def _commit_deliveries(self) -> None:
@@ -275,7 +287,8 @@ class SqlStore(OutboundQueueMixin, Store):
             self._committing = False
             if self._pending_deliveries:
                 self._commit_deliveries()
-            for i, (_r, _m, _raw, waiter) in enumerate(batch):
+            for i, entry in enumerate(batch):
+                waiter = entry[-1]
                 if isinstance(result, Failure):
                     waiter.errback(result)
                 else:
@@ -286,9 +299,10 @@ class SqlStore(OutboundQueueMixin, Store):
         """DB pool thread: the batch's rows in one transaction, then a check that every blob
         is still on disk (a purge at the same instant could have swept an identical,
         unreferenced blob; then its bytes are written again before anyone is told 250)."""
-        batch = [(r, m if m is not None else self._prepare(raw), raw, w) for r, m, raw, w in batch]
-        rows = self.db.run_sync("deliver", M.deliver_batch_txn, [(r, m) for r, m, _raw, _w in batch])
-        for _r, msg, raw, _w in batch:
+        batch = [(r, m if m is not None else self._prepare(raw), raw, p) for r, m, raw, p, _w in batch]
+        rows = self.db.run_sync("deliver", M.deliver_batch_txn, [(r, m, p) for r, m, _raw, p in batch],
+                                self.rule_settings, self._prepare)
+        for _r, msg, raw, _p in batch:
             if msg.inline is None and not self.blobs.exists(msg.blob_id):
                 log.warning("blob %s vanished during delivery; writing it again", msg.blob_id)
                 self.blobs.write(raw)
@@ -336,6 +350,7 @@ class SqlStore(OutboundQueueMixin, Store):
             cutoff = int(time.time() - days * 86400) if days > 0 else int(time.time()) + 1
             dav_items = await self._run("purge_dav", D.purge_txn, cutoff)
             messages, folders, gone = await self._run("purge", M.purge_txn, cutoff)
+        await self._run("purge_vacation", R.purge_vacation_txn, int(time.time()))
         orphans = await self._sweep_orphans()
         await self._delete_blob_files(gone)
         report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans, dav_items=dav_items)
@@ -402,27 +417,31 @@ class SqlDelivery(Delivery):
         self.store = store
         self.mail_from = mail_from
         self.recipients: list[Recipient] = []
+        self.states: list = []  # (rules_version, has_active_script) per recipient
 
     async def add_recipient(self, address: str) -> Recipient:
-        rcpt = await self.store.resolve_recipient(address)
+        rcpt, version, has_script = await self.store._run("resolve_recipient", R.resolve_for_delivery_txn, address)
         self.recipients.append(rcpt)
+        self.states.append((version, has_script))
         return rcpt
 
-    async def commit(self, raw: bytes) -> list:
+    async def commit(self, raw: bytes, junk: bool = False) -> list:
         if not self.recipients:
             return []
         if len(raw) > self.store.max_message_size:
             error = errors.TooBig(f"message exceeds {self.store.max_message_size} bytes")
             return [DeliveryResult(recipient=r, error=error) for r in self.recipients]
+        plans = await self.store.plan_delivery(raw, self.mail_from, self.recipients, self.states, junk)
         # A message stored inline is prepared on the DB thread with its rows (no file to write,
         # ~0.1 ms of CPU): one thread hop per delivery instead of two.  Bigger ones write their
         # blob file (and fsync it) in the CPU pool first.
         msg = None if len(raw) <= self.store.inline_blob_size else await self.store.prepare_message(raw)
-        results = await self.store.deliver_prepared(self.recipients, msg, raw)
+        results = await self.store.deliver_prepared(self.recipients, msg, raw, plans)
         for r in results:
-            log.debug("delivered from=<%s> to=<%s> account=%s folder=%s uid=%s size=%d%s", self.mail_from,
-                     r.recipient.original, r.recipient.address, r.folder, r.uid, len(raw),
-                     f" error={r.error}" if r.error else "")
+            log.debug("delivered from=<%s> to=<%s> account=%s folder=%s uid=%s size=%d%s%s", self.mail_from,
+                      r.recipient.original, r.recipient.address, r.folder, r.uid, len(raw),
+                      f" rules=[{'; '.join(r.actions)}]" if r.actions else "",
+                      f" error={r.error}" if r.error else "")
         return results
 
 
@@ -438,4 +457,18 @@ def open_store(config, poll_interval: Optional[float] = None) -> SqlStore:
     return SqlStore(db, data_dir, softdelete_lifetime=config.getfloat("store", "softdelete_lifetime"),
                     max_message_size=config.getint("server", "max_message_size"),
                     poll_interval=config.getfloat("store", "poll_interval") if poll_interval is None else poll_interval,
-                    inline_blob_size=config.getint("store", "inline_blob_size"))
+                    inline_blob_size=config.getint("store", "inline_blob_size"),
+                    rule_settings=rule_settings(config))
+
+
+def rule_settings(config) -> R.RuleSettings:
+    from conf import ConfigError
+    try:
+        junk = R.parse_junk_headers(config.get("rules", "junk_headers"))
+    except ValueError as e:
+        raise ConfigError(f"[rules] junk_headers: {e}") from None
+    return R.RuleSettings(junk_headers=junk, max_script_size=config.getsize("rules", "max_script_size"),
+                          max_scripts=config.getint("rules", "max_scripts"),
+                          quota_warn=config.getsize("quota", "warn"), quota_soft=config.getsize("quota", "soft"),
+                          quota_hard=config.getsize("quota", "hard"),
+                          outbound=bool(config.get("submission", "relay")), hostname=config.hostname)

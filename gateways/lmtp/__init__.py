@@ -43,14 +43,18 @@ Settings (``[lmtp]`` section; values are strings from the INI file)
 -------------------------------------------------------------------
 ``max_recipients`` (1000): accepted RCPTs per transaction; more get ``452 4.5.3``.
 ``timeout`` (300): seconds a connection may stay idle between commands.
+``over_quota`` (permanent): ``permanent`` answers a recipient over its hard quota with
+``552 5.2.2``, ``temporary`` with ``452 4.2.2``.
 The message size limit is ``[server] max_message_size`` (``ctx.limits``; default 50 MiB,
 0 = none), counted on the message as received; the store counts it again with the trace
 headers, so a message within a few hundred octets of the limit may still get ``552 5.3.4``.
 
 Deliberately not done here (yet)
 --------------------------------
-* No Sieve, no junk filing, no vacation: rules run inside the store's delivery pipeline at
-  commit, where every delivery path (LMTP, submission, ``haven deliver``) gets them.
+* Rules (Sieve, junk filing, vacation, quotas) run inside the store's delivery pipeline at
+  commit, where every delivery path (LMTP, submission, ``haven deliver``) gets them; this
+  gateway only spells their per-recipient outcome: a Sieve reject is ``550 5.7.1`` with the
+  script's reason, over the hard quota ``552 5.2.2`` (``over_quota = temporary``: ``452 4.2.2``).
 * No de-duplication of recipients (an alias and its target in one transaction): the store
   decides; every accepted RCPT gets its own reply either way.
 * No STARTTLS, no AUTH, no XCLIENT/XFORWARD, no DSN, no CHUNKING/BINARYMIME: LMTP is a local
@@ -106,9 +110,12 @@ def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]
     timeout = _number(ctx.settings, "timeout", DEFAULT_TIMEOUT, float, "[lmtp]")
     if max_rcpt < 1:
         raise ValueError(f"[lmtp] max_recipients = {max_rcpt}: must be at least 1")
+    over_quota = (ctx.settings.get("over_quota") or "permanent").strip().lower() if ctx.settings else "permanent"
+    if over_quota not in ("permanent", "temporary"):
+        raise ValueError(f"[lmtp] over_quota = {over_quota!r}: expected permanent or temporary")
     quiet_aiosmtpd_log()  # haven.lmtp's one line per recipient is what an admin wants at INFO
     handler = DeliveryHandler(ctx.store, hostname=ctx.hostname, max_message_size=max_size,
-                              max_recipients=max_rcpt)
+                              max_recipients=max_rcpt, over_quota_temporary=over_quota == "temporary")
 
     def factory() -> LMTPServer:
         return LMTPServer(handler, hostname=ctx.hostname, max_message_size=max_size,

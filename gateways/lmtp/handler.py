@@ -31,8 +31,9 @@ class DeliveryHandler:
     :class:`~gateways.lmtp.server.LMTPEnvelope`."""
 
     def __init__(self, store: Store, *, hostname: str, max_message_size: Optional[int],
-                 max_recipients: int):
+                 max_recipients: int, over_quota_temporary: bool = False):
         self.store = store
+        self.over_quota_temporary = over_quota_temporary
         self.hostname = hostname
         self.max_message_size = max_message_size or None
         self.max_recipients = max_recipients
@@ -134,7 +135,7 @@ class DeliveryHandler:
                       len(addresses))
             return [replies.commit_error(RuntimeError(), a) for a in addresses]
         return [replies.delivered(a, envelope.queue_id) if r.error is None
-                else replies.delivery_error(r.error, a)
+                else replies.delivery_error(r.error, a, self.over_quota_temporary)
                 for a, r in zip(addresses, results)]
 
     # -- logging: one line per recipient per delivery, like Postfix and Dovecot ------------
@@ -146,6 +147,8 @@ class DeliveryHandler:
                       "deferred" if reply.startswith("4") else "bounced")
             where = (f", folder={result.folder}, uid={result.uid}"
                      if result is not None and result.error is None else "")
+            if result is not None and result.actions:
+                where += f", rules=[{'; '.join(result.actions)}]"
             log.info("%s: from=<%s>, to=<%s>, orig_to=<%s>, size=%d, peer=%s%s, status=%s (%s)",
                      envelope.queue_id, _reverse_path(envelope.mail_from),
                      recipient.address if recipient else address, address, size, peer_name(session.peer),

@@ -19,10 +19,23 @@ NO_HELO = '500 5.5.1 Error: command "{0}" not recognized; LMTP starts with LHLO'
 NO_AUTH = "502 5.5.1 Error: AUTH not available over LMTP"
 
 
-def delivery_error(err: BaseException, address: str) -> str:
+def reply_text(text: str, limit: int = 400) -> str:
+    """A reason from a user's script as one line of printable ASCII (RFC 5321 §4.2)."""
+    text = " ".join(str(text).split())
+    text = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return text[:limit] or "Rejected"
+
+
+def delivery_error(err: BaseException, address: str, over_quota_temporary: bool = False) -> str:
     """The post-DATA reply for one recipient whose :class:`DeliveryResult` carries ``err``
-    (RFC 2033 §4.2)."""
+    (RFC 2033 §4.2).  A Sieve reject/ereject is the preferred per-recipient 550 5.7.1 of
+    RFC 5429 §2.1, with the script's reason; over the hard quota is 552 5.2.2, or 452 4.2.2
+    with ``[lmtp] over_quota = temporary`` (RFC 3463: mailbox full)."""
+    if isinstance(err, errors.Rejected):
+        return f"550 5.7.1 <{address}> {reply_text(str(err))}"
     if isinstance(err, errors.OverQuota):
+        if over_quota_temporary:
+            return f"452 4.2.2 <{address}> Mailbox full, try again later"
         return f"552 5.2.2 <{address}> Mailbox full"
     if isinstance(err, errors.TooBig):
         return f"552 5.3.4 <{address}> Message too big"
