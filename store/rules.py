@@ -351,13 +351,12 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
         return plan
     from store import sieve
     message = sieve.Message(raw, envelope_from=mail_from or "", envelope_to=rcpt.original,
-                            **({"user_addresses": addresses} if "user_addresses" in sieve.Message.__dataclass_fields__ else {}))  # TEMP
+                            user_addresses=addresses)
     result = sieve.run(script, message)
     if result.error:
         log.warning("sieve script of <%s> failed (message kept in INBOX): %s", rcpt.address, result.error)
         plan.notes.append(f"script error: {result.error}")
-    plan.notes += [f"vacation: {n}" if not str(n).startswith("vacation") else str(n)
-                   for n in getattr(result, "notes", ()) or ()]
+    plan.notes += [str(n) for n in result.notes]
     head = None
     for action in result.actions:
         if isinstance(action, sieve.Keep):
@@ -379,7 +378,7 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
                 continue
             if not action.copy and not any(s.target == INBOX for s in plan.stores):
                 plan.stores.append(Store_(INBOX))  # never lose the message to a redirect that cannot go
-        elif isinstance(action, getattr(sieve, "Vacation", ())):  # TEMP
+        elif isinstance(action, sieve.Vacation):
             _vacation(plan, action, raw, rcpt, settings, prepare, now)
     if plan.reject is not None:
         plan.stores = []

@@ -2,16 +2,23 @@
 
 sievelib checks the grammar, argument types and that an extension's commands and tags are
 only used after ``require``. This module then refuses extensions we do not implement, checks
-what sievelib does not (require placement, a missing final ';'), unquotes strings and turns
-the tree into frozen dataclasses so that run() never touches sievelib objects.
+what sievelib does not (require placement, a missing final ';', variable names, :days with
+:seconds), unquotes strings, turns strings with variable references into Templates (RFC 5229
+§3) and the tree into frozen dataclasses so that run() never touches sievelib objects.
 
-sievelib 1.6 lacks two things we need; they are added through its documented hook
+sievelib 1.6 lacks a few things we need; they are added through its documented hook
 ``sievelib.commands.add_commands`` (it only adds/replaces entries in sievelib's command
-table, idempotently, at import of this module): the ``ereject`` command (RFC 5429) and the
-``:user`` / ``:detail`` address parts (RFC 5233), allowed only after ``require "subaddress"``.
+table, idempotently, at import of this module): the ``ereject`` command (RFC 5429), the
+``:user`` / ``:detail`` address parts (RFC 5233), allowed only after ``require "subaddress"``,
+and the ``string`` test (RFC 5229 §5).
+
+Strings that are names, not text, are never expanded and must be constant: capabilities in
+``require``, comparator names, the variable name of ``set`` and the variable names of
+setflag/addflag/removeflag/hasflag (RFC 5229 §4, RFC 5232 §3).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 
 from sievelib import commands as _sc
@@ -24,11 +31,21 @@ from store.sieve import model as m
 SUPPORTED_EXTENSIONS = frozenset({
     "fileinto", "envelope", "reject", "ereject", "copy", "mailbox", "subaddress",
     "comparator-i;octet", "comparator-i;ascii-casemap",
+    "imap4flags", "body", "variables", "vacation", "vacation-seconds",
 })
 #: extensions planned but not implemented yet: refused with "not supported yet"
-LATER_EXTENSIONS = frozenset({"imap4flags", "body", "variables", "vacation"})
+LATER_EXTENSIONS = frozenset()
 
 DEFAULT_COMPARATOR = "i;ascii-casemap"       # RFC 5228 §2.7.3
+
+#: RFC 5229 §6 asks for at least 128 distinct variables; more is a compile error
+MAX_VARIABLES = 256
+
+# RFC 5230 §4.1 / RFC 6131 §2: the reply period, clamped to the site's limits
+VACATION_DEFAULT_DAYS = 7
+VACATION_MIN_DAYS = 1                        # RFC 5230 §4.1: ":days" is at least 1
+VACATION_MIN_SECONDS = 60                    # ":seconds 0" would mean "reply every time"
+VACATION_MAX_SECONDS = 365 * 86400
 
 # --- sievelib additions ----------------------------------------------------------------------
 
@@ -53,7 +70,18 @@ class ErejectCommand(_sc.RejectCommand):
     extension = "ereject"
 
 
-_sc.add_commands([AddressCommand, EnvelopeCommand, ErejectCommand])
+class StringCommand(_sc.TestCommand):
+    """RFC 5229 §5: string [MATCH-TYPE] [COMPARATOR] <source: string-list> <key-list>."""
+    extension = "variables"
+    args_definition = [
+        _sc.comparator,
+        _sc.match_type,
+        {"name": "source", "type": ["string", "stringlist"], "required": True},
+        {"name": "key-list", "type": ["string", "stringlist"], "required": True},
+    ]
+
+
+_sc.add_commands([AddressCommand, EnvelopeCommand, ErejectCommand, StringCommand])
 
 # --- compile ---------------------------------------------------------------------------------
 
@@ -72,7 +100,8 @@ def compile_script(text: str) -> m.Script:
         # sievelib silently drops a last command that lacks its ';'
         raise SieveError("line %d: missing ';' at end of script" % (text.count("\n") + 1))
     extensions = _check_requires(parser.result, text)
-    return m.Script(commands=_block(parser.result), extensions=extensions)
+    commands = _Compiler(text, extensions).block(parser.result)
+    return m.Script(commands=commands, extensions=extensions)
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -91,7 +120,7 @@ def _check_requires(commands, text: str) -> frozenset:
             # RFC 5228 §3.2: require only before any other command
             raise SieveError("line %d: require must come before any other command"
                              % _line_of(text, "require"))
-        for ext in _strings(cmd.arguments["capabilities"]):
+        for ext in (_string(t) for t in _tokens(cmd.arguments["capabilities"])):
             line = _line_of(text, '"%s"' % ext)
             if ext in LATER_EXTENSIONS:
                 raise SieveError('line %d: extension "%s" is not supported yet' % (line, ext))
@@ -101,72 +130,209 @@ def _check_requires(commands, text: str) -> frozenset:
     return frozenset(extensions)
 
 
-def _block(commands) -> tuple:
-    out = []
-    for cmd in commands:
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")                  # RFC 5228 §8.1
+# RFC 5229 §3: variable-ref = "${" [namespace] variable-name "}"
+_REFERENCE = re.compile(r"\$\{([^${}]*)\}")
+_VARIABLE_NAME = re.compile(r"[0-9]+|[A-Za-z_][A-Za-z0-9_]*")
+_NAMESPACED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[0-9]+|[A-Za-z_][A-Za-z0-9_]*))+")
+
+
+class _Compiler:
+    """Turns sievelib's tree into model objects; knows the script's text (for line numbers)
+    and whether strings hold variable references."""
+
+    def __init__(self, text: str, extensions: frozenset):
+        self.text = text
+        self.variables = "variables" in extensions
+        self.names = set()          # variables the script can write
+
+    def block(self, commands) -> tuple:
+        out = []
+        for cmd in commands:
+            name = cmd.name
+            if name == "require":
+                continue
+            if name == "if":
+                out.append([(self.test(cmd.arguments["test"]), self.block(cmd.children))])
+            elif name in ("elsif", "else"):
+                # sievelib enforces that these follow an if/elsif of the same block
+                test = self.test(cmd.arguments["test"]) if name == "elsif" else None
+                out[-1].append((test, self.block(cmd.children)))
+            else:
+                out.append(self.action(cmd))
+        if len(self.names) > MAX_VARIABLES:
+            raise SieveError("line %d: more than %d variables"
+                             % (self.text.count("\n") + 1, MAX_VARIABLES))
+        return tuple(m.If(branches=tuple(c)) if isinstance(c, list) else c for c in out)
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def action(self, cmd):
+        args = cmd.arguments
+        extra = cmd.extra_arguments
         name = cmd.name
-        if name == "require":
-            continue
-        if name == "if":
-            out.append([(_test(cmd.arguments["test"]), _block(cmd.children))])
-        elif name in ("elsif", "else"):
-            # sievelib enforces that these follow an if/elsif of the same block
-            test = _test(cmd.arguments["test"]) if name == "elsif" else None
-            out[-1].append((test, _block(cmd.children)))
+        if name == "keep":
+            return m.Keep(flags=self.flags_argument(cmd))
+        if name == "discard":
+            return m.Discard()
+        if name == "stop":
+            return m.Stop()
+        if name == "fileinto":
+            return m.FileInto(mailbox=self.string(args["mailbox"]),
+                              flags=self.flags_argument(cmd),
+                              copy="copy" in args, create="create" in args)
+        if name == "redirect":
+            return m.Redirect(address=self.string(args["address"]), copy="copy" in args)
+        if name in ("reject", "ereject"):
+            return m.Reject(reason=self.string(args["text"]), extended=name == "ereject")
+        if name in ("setflag", "addflag", "removeflag"):
+            variable = None
+            if "variable-name" in args:
+                # RFC 5232 §3: the variable-name form exists only with "variables"
+                variable = self.variable_name(args["variable-name"], name)
+            return m.EditFlags(op=name, flags=self.strings(args["list-of-flags"]),
+                               variable=variable)
+        if name == "set":
+            # RFC 5229 §4.1: precedence 40 (:lower/:upper), 30 (:lowerfirst/:upperfirst),
+            # 20 (:quotewildcard), 10 (:length); sievelib refuses two of the same level
+            modifiers = tuple(args[k].lower() for k in ("case", "first-case", "quotewildcard",
+                                                        "length") if k in args)
+            if "encoding" in args:
+                raise SieveError("line %d: set modifier %s is not supported"
+                                 % (_line_of(self.text, args["encoding"]), args["encoding"]))
+            return m.SetVariable(name=self.variable_name(args["name"], "set"),
+                                 value=self.string(args["value"]), modifiers=modifiers)
+        if name == "vacation":
+            return self.vacation(cmd, args, extra)
+        raise SieveError("command %s is not supported" % name)
+
+    def flags_argument(self, cmd):
+        """RFC 5232 §5: None when :flags is absent (the internal variable applies)."""
+        if "flags" not in cmd.arguments:
+            return None
+        return self.strings(cmd.extra_arguments["flags"])
+
+    def vacation(self, cmd, args, extra) -> m.VacationCommand:
+        if "days" in args and "seconds" in args:
+            # RFC 6131 §2: :seconds replaces :days
+            raise SieveError("line %d: vacation takes :days or :seconds, not both"
+                             % _line_of(self.text, ":seconds"))
+        if "seconds" in args:
+            seconds = max(VACATION_MIN_SECONDS, _number(extra["seconds"]))
         else:
-            out.append(_action(cmd))
-    return tuple(m.If(branches=tuple(c)) if isinstance(c, list) else c for c in out)
+            days = _number(extra["days"]) if "days" in args else VACATION_DEFAULT_DAYS
+            seconds = max(VACATION_MIN_DAYS, days) * 86400
+        seconds = min(seconds, VACATION_MAX_SECONDS)
+        reason = _string(args["reason"])
+        subject = _string(extra["subject"]) if "subject" in args else None
+        from_addr = _string(extra["from"]) if "from" in args else None
+        mime = "mime" in args
+        # RFC 5230 §4.2: without :handle, replies count as "the same vacation" when reason,
+        # :subject, :from and :mime are the same, as written (before variable expansion)
+        digest = hashlib.sha256("\0".join(
+            (reason, subject or "", from_addr or "", "mime" if mime else "")).encode("utf-8"))
+        return m.VacationCommand(
+            reason=self.template(reason),
+            subject=self.template(subject) if subject is not None else None,
+            from_addr=self.template(from_addr) if from_addr is not None else None,
+            addresses=self.strings(extra["addresses"]) if "addresses" in args else (),
+            seconds=seconds,
+            handle=self.string(extra["handle"]) if "handle" in args else None,
+            default_handle=digest.hexdigest(),
+            mime=mime)
 
+    # --- tests -----------------------------------------------------------------------------------
 
-def _action(cmd):
-    args = cmd.arguments
-    name = cmd.name
-    if name == "keep":
-        return m.Keep()
-    if name == "discard":
-        return m.Discard()
-    if name == "stop":
-        return m.Stop()
-    if name == "fileinto":
-        return m.FileInto(mailbox=_string(args["mailbox"]), copy="copy" in args,
-                          create="create" in args)
-    if name == "redirect":
-        return m.Redirect(address=_string(args["address"]), copy="copy" in args)
-    if name in ("reject", "ereject"):
-        return m.Reject(reason=_string(args["text"]), extended=name == "ereject")
-    raise SieveError("command %s is not supported" % name)
+    def test(self, cmd):
+        args = cmd.arguments
+        name = cmd.name
+        if name in ("true", "false"):
+            return m.ConstTest(name == "true")
+        if name == "not":
+            return m.Not(self.test(args["test"]))
+        if name in ("allof", "anyof"):
+            tests = tuple(self.test(t) for t in args["tests"])
+            return m.AllOf(tests) if name == "allof" else m.AnyOf(tests)
+        if name == "exists":
+            return m.ExistsTest(self.strings(args["header-names"]))
+        if name == "size":
+            return m.SizeTest(over=args["comparator"].lower() == ":over",
+                              limit=_number(args["limit"]))
+        if name == "header":
+            return m.HeaderTest(self.strings(args["header-names"]), self.match(cmd))
+        if name == "address":
+            return m.AddressTest(self.strings(args["header-list"]), _address_part(cmd),
+                                 self.match(cmd))
+        if name == "envelope":
+            parts = tuple(p.lower() if isinstance(p, str) else p
+                          for p in self.strings(args["header-list"]))
+            return m.EnvelopeTest(parts, _address_part(cmd), self.match(cmd))
+        if name == "hasflag":
+            variables = ()
+            if "variable-list" in args:
+                variables = tuple(self.variable_name(v, "hasflag")
+                                  for v in _tokens(args["variable-list"]))
+            return m.HasFlagTest(variables, self.match(cmd, "list-of-flags"))
+        if name == "string":
+            return m.StringTest(self.strings(args["source"]), self.match(cmd))
+        if name == "body":
+            transform = args.get("body-transform", ":text").lower()     # RFC 5173 §5
+            types = ()
+            if transform == ":content":
+                types = self.strings(cmd.extra_arguments["body-transform"])
+            return m.BodyTest(transform, types, self.match(cmd))
+        raise SieveError("test %s is not supported" % name)
 
+    def match(self, cmd, keys: str = "key-list") -> m.Match:
+        comparator = cmd.extra_arguments.get("comparator")
+        return m.Match(type=cmd.arguments.get("match-type", ":is").lower(),
+                       comparator=_string(comparator) if comparator else DEFAULT_COMPARATOR,
+                       keys=self.strings(cmd.arguments[keys]))
 
-def _test(cmd):
-    args = cmd.arguments
-    name = cmd.name
-    if name in ("true", "false"):
-        return m.ConstTest(name == "true")
-    if name == "not":
-        return m.Not(_test(args["test"]))
-    if name in ("allof", "anyof"):
-        tests = tuple(_test(t) for t in args["tests"])
-        return m.AllOf(tests) if name == "allof" else m.AnyOf(tests)
-    if name == "exists":
-        return m.ExistsTest(_strings(args["header-names"]))
-    if name == "size":
-        return m.SizeTest(over=args["comparator"].lower() == ":over",
-                          limit=_number(args["limit"]))
-    if name == "header":
-        return m.HeaderTest(_strings(args["header-names"]), _match(cmd))
-    if name == "address":
-        return m.AddressTest(_strings(args["header-list"]), _address_part(cmd), _match(cmd))
-    if name == "envelope":
-        parts = tuple(p.lower() for p in _strings(args["header-list"]))
-        return m.EnvelopeTest(parts, _address_part(cmd), _match(cmd))
-    raise SieveError("test %s is not supported" % name)
+    # --- strings ---------------------------------------------------------------------------------
 
+    def string(self, token: str) -> m.Str:
+        return self.template(_string(token))
 
-def _match(cmd) -> m.Match:
-    comparator = cmd.extra_arguments.get("comparator")
-    return m.Match(type=cmd.arguments.get("match-type", ":is").lower(),
-                   comparator=_string(comparator) if comparator else DEFAULT_COMPARATOR,
-                   keys=_strings(cmd.arguments["key-list"]))
+    def strings(self, value) -> tuple:
+        return tuple(self.string(t) for t in _tokens(value))
+
+    def template(self, text: str) -> m.Str:
+        """RFC 5229 §3: with "variables", "${name}" and "${N}" are expanded at run time.
+        Escapes were already processed, so "\\${x}" in a script still expands (§3). A
+        "${...}" that is not a valid reference stays literal text; one with a namespace
+        ("${env.x}") is an error since no namespace extension is supported."""
+        if not self.variables or "${" not in text:
+            return text
+        parts = []
+        pos = 0
+        for found in _REFERENCE.finditer(text):
+            inner = found.group(1)
+            if _VARIABLE_NAME.fullmatch(inner):
+                name = (inner.lstrip("0") or "0") if inner.isdigit() else inner.lower()
+                parts.append(text[pos:found.start()])
+                parts.append(m.VariableRef(name))
+                pos = found.end()
+            elif _NAMESPACED.fullmatch(inner):
+                raise SieveError('line %d: unknown variable namespace in "${%s}"'
+                                 % (_line_of(self.text, "${" + inner), inner))
+        if not parts:
+            return text
+        parts.append(text[pos:])
+        return m.Template(parts=tuple(p for p in parts if p != ""), text=text)
+
+    def variable_name(self, token: str, command: str) -> str:
+        """A constant variable name (RFC 5229 §4: "MUST be a constant string and conform to
+        the syntax of identifier"), lower-cased: names are case-insensitive."""
+        name = _string(token)
+        line = _line_of(self.text, token)
+        if not self.variables:
+            raise SieveError('line %d: %s with a variable name needs require "variables"'
+                             % (line, command))
+        if not _IDENTIFIER.fullmatch(name):
+            raise SieveError('line %d: bad variable name "%s"' % (line, name))
+        self.names.add(name.lower())
+        return name.lower()
 
 
 def _address_part(cmd) -> str:
@@ -183,8 +349,9 @@ def _number(value: str) -> int:
     return int(found.group(1)) * _QUANTIFIERS[found.group(2).lower()]
 
 
-def _strings(value) -> tuple:
-    return tuple(_string(v) for v in (value if isinstance(value, list) else [value]))
+def _tokens(value) -> list:
+    """sievelib gives a string-list as a list and a single string as itself."""
+    return value if isinstance(value, list) else [value]
 
 
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)

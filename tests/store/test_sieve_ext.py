@@ -1,0 +1,1085 @@
+"""Sieve extensions (store.sieve): imap4flags, body, variables, vacation, section by section."""
+import base64
+import email
+from email import policy
+import quopri
+
+import pytest
+
+from store.sieve import (
+    Discard, FileInto, Keep, Message, Redirect, SieveError, Vacation, build_vacation_reply,
+    compile_script, run,
+)
+from store.sieve import body as sieve_body
+from store.sieve import interpreter
+
+
+def msg(headers="", body="body\r\n", env_from="sender@example.org",
+        env_to="me@example.com", user_addresses=(), size=None):
+    raw = (headers.replace("\n", "\r\n") + "\r\n" + body).encode("utf-8")
+    return Message(raw=raw, envelope_from=env_from, envelope_to=env_to, size=size,
+                   user_addresses=user_addresses)
+
+
+def result(script, message):
+    res = run(compile_script(script), message)
+    assert res.error is None, res.error
+    return res
+
+
+def actions(script, message):
+    return result(script, message).actions
+
+
+def filed(script, message):
+    """The mailboxes the script files into, in order."""
+    return [a.mailbox for a in actions(script, message) if isinstance(a, FileInto)]
+
+
+# === imap4flags (RFC 5232) ====================================================================
+
+FLAGS = 'require ["imap4flags", "fileinto"];\n'
+
+
+def test_setflag_addflag_removeflag_on_the_internal_variable():
+    # RFC 5232 §3: setflag replaces, addflag adds, removeflag removes
+    script = FLAGS + ('setflag "\\\\Seen";\naddflag ["\\\\Answered", "Work"];\n'
+                      'removeflag "\\\\Seen";\naddflag "Work \\\\Seen";')
+    res = result(script, msg())
+    assert res.actions == [Keep(flags=("\\Answered", "Work", "\\Seen"))]
+    assert res.implicit_keep
+
+
+def test_setflag_replaces():
+    assert actions(FLAGS + 'addflag "a b"; setflag "c";', msg()) == [Keep(flags=("c",))]
+
+
+@pytest.mark.parametrize("given, flags", [
+    ('"\\\\seen \\\\ANSWERED \\\\flagged \\\\deleted \\\\draft"',
+     ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")),   # canonical case
+    ('"  a   b  "', ("a", "b")),                        # §2: runs of spaces, leading/trailing
+    ('["a", "", "b a", "A"]', ("a", "b")),              # §2: "" ignored; duplicates dropped
+    ('"\\\\Recent x"', ("x",)),                         # §2: \Recent cannot be set
+    ('"\\\\Unknown $Label1"', ("$Label1",)),            # unknown system flag dropped
+    ('["a(b", "c*", "d%", "e]", "f\\"g", "ok", "h{1}"]', ("ok",)),     # not IMAP atoms
+    ('"caf\u00e9 plain"', ("plain",)),                  # §2: non-ASCII is not allowed
+])
+def test_flag_normalisation(given, flags):
+    assert actions(FLAGS + "setflag %s;" % given, msg()) == [Keep(flags=flags)]
+
+
+def test_removeflag_is_case_insensitive():
+    script = FLAGS + 'setflag "\\\\Seen Work"; removeflag ["\\\\SEEN", "work"];'
+    assert actions(script, msg()) == [Keep()]
+
+
+def test_keep_and_fileinto_take_the_flags_current_when_they_run():
+    # RFC 5232 §5: without :flags, the internal variable's value at that moment
+    script = FLAGS + ('setflag "one"; fileinto "A"; addflag "two"; keep;\n'
+                      'setflag "three";')
+    assert actions(script, msg()) == [FileInto("A", flags=("one",)),
+                                      Keep(flags=("one", "two"))]
+
+
+def test_implicit_keep_takes_the_final_flags():
+    script = 'require ["imap4flags", "fileinto", "copy"];\n' \
+             'setflag "one"; fileinto :copy "A"; setflag "\\\\Flagged";'
+    res = result(script, msg())
+    assert res.actions == [FileInto("A", flags=("one",), copy=True),
+                           Keep(flags=("\\Flagged",))]
+    assert res.implicit_keep
+
+
+def test_flags_argument_replaces_the_internal_variable():
+    script = FLAGS + ('setflag "internal";\n'
+                      'fileinto :flags "\\\\Seen other" "A";\n'
+                      'keep :flags ["x", "\\\\deleted"];\n'
+                      'fileinto :flags "" "B";')
+    assert actions(script, msg()) == [
+        FileInto("A", flags=("\\Seen", "other")),
+        Keep(flags=("x", "\\Deleted")),
+        FileInto("B"),
+    ]
+
+
+def test_same_mailbox_twice_merges_flags():
+    script = FLAGS + 'fileinto :flags "a" "A"; fileinto :flags "b a" "A"; keep :flags "k";' \
+                     'fileinto :flags "i" "inbox";'
+    assert actions(script, msg()) == [FileInto("A", flags=("a", "b")), Keep(flags=("k", "i"))]
+
+
+def test_discard_with_flags_keeps_nothing():
+    assert actions(FLAGS + 'setflag "x"; discard;', msg()) == [Discard()]
+
+
+def test_without_imap4flags_keep_has_no_flags():
+    assert actions("keep;", msg()) == [Keep()]
+    with pytest.raises(SieveError, match="imap4flags"):
+        compile_script('keep :flags "a";')
+    with pytest.raises(SieveError, match="imap4flags"):
+        compile_script('setflag "a";')
+
+
+def test_variable_name_form_needs_variables():
+    with pytest.raises(SieveError, match='line 2: setflag with a variable name needs '
+                                         'require "variables"'):
+        compile_script('require "imap4flags";\nsetflag "v" "a";')
+    with pytest.raises(SieveError, match="hasflag with a variable name"):
+        compile_script('require "imap4flags";\nif hasflag "v" "a" { keep; }')
+
+
+VFLAGS = 'require ["imap4flags", "fileinto", "variables"];\n'
+
+
+def test_flag_commands_on_a_variable():
+    # RFC 5232 §3: with "variables" the first argument names the variable to edit
+    script = VFLAGS + ('setflag "flagvar" "\\\\Deleted";\n'
+                       'addflag "FlagVar" ["\\\\answered", "\\\\Deleted"];\n'
+                       'addflag "internal";\n'
+                       'fileinto :flags "${flagvar}" "A";\n'
+                       'removeflag "flagvar" "\\\\Deleted";\n'
+                       'fileinto "${flagvar}";')
+    assert actions(script, msg()) == [FileInto("A", flags=("\\Deleted", "\\Answered")),
+                                      FileInto("\\Answered", flags=("internal",))]
+
+
+@pytest.mark.parametrize("test, expected", [
+    ('hasflag "work"', True),                          # :is and i;ascii-casemap by default
+    ('hasflag :is "wor"', False),
+    ('hasflag :contains "wor"', True),
+    (r'hasflag :matches "\\\\*"', True),          # a backslash, then anything
+    ('hasflag :matches "\\\\*"', False),           # the key is the literal "*"
+    ('hasflag :matches "?"', False),
+    ('hasflag ["nope", "\\\\seen"]', True),
+    ('hasflag "nope \\\\seen"', True),                 # §2: a key list may be space-separated
+    ('hasflag :comparator "i;octet" "work"', False),
+    ('hasflag :comparator "i;octet" "Work"', True),
+    ('hasflag :contains ""', False),                   # §2: "" in a flag list is ignored
+    ('not hasflag "Junk"', True),
+])
+def test_hasflag_on_the_internal_variable(test, expected):
+    script = FLAGS + 'setflag "\\\\Seen Work";\nif %s { fileinto "yes"; }' % test
+    assert (filed(script, msg()) == ["yes"]) is expected
+
+
+def test_hasflag_without_flags_is_false():
+    assert filed(FLAGS + 'if hasflag :contains "" { fileinto "yes"; }', msg()) == []
+
+
+def test_hasflag_on_variables():
+    # RFC 5232 §4: any flag of any listed variable against any key
+    script = VFLAGS + ('set "MyVar" "NonJunk Urgent";\nset "Other" "$Label1";\n'
+                       'if hasflag :contains "MyVar" "Junk" { fileinto "contains"; }\n'
+                       'if hasflag :is "MyVar" "Junk" { fileinto "is"; }\n'
+                       'if hasflag ["missing", "other"] "$label1" { fileinto "list"; }\n'
+                       'if hasflag :matches "myvar" "*junk" { fileinto "m-${0}"; }')
+    assert filed(script, msg()) == ["contains", "list", "m-NonJunk"]
+
+
+RFC5232_EXAMPLE = r"""
+require ["fileinto", "imap4flags", "variables"];
+
+#
+# Move large messages to a special mailbox
+#
+if size :over 1M
+        {
+        addflag "MyFlags" "Big";
+        if header :is "From" "boss@company.example.com"
+                   {
+# The message will be marked as "\Flagged Big" when filed into
+# mailbox "Big messages"
+                   addflag "MyFlags" "\\Flagged";
+                   }
+        fileinto :flags "${MyFlags}" "Big messages";
+        }
+
+if header :is "From" "grandma@example.net"
+        {
+        addflag "MyFlags" ["\\Answered", "$MDNSent"];
+        fileinto :flags "${MyFlags}" "GrandMa";
+        }
+
+if header :is "Sender" "owner-ietf-mta-filters@example.org"
+        {
+        set "MyFlags" "\\Flagged $Work";
+        keep :flags "${MyFlags}";
+        }
+elsif address :domain :is ["From", "To"] "company.example.com"
+        {
+        keep :flags "${MyFlags}";
+        }
+elsif anyof (NOT address :all :contains
+               ["To", "Cc"] "me@company.example.com",
+             header :matches "subject"
+               ["*make*money*fast*", "*university*dipl*mas*"])
+        {
+        removeflag "MyFlags" "\\Flagged";
+        fileinto :flags "${MyFlags}" "spam";
+        }
+else
+        {
+        fileinto :flags "${MyFlags}" "personal";
+        }
+"""
+
+
+@pytest.mark.parametrize("headers, size, expected", [
+    ("From: boss@company.example.com\nTo: me@company.example.com\n", 2 << 20,
+     [FileInto("Big messages", flags=("Big", "\\Flagged")), Keep(flags=("Big", "\\Flagged"))]),
+    ("From: grandma@example.net\nTo: me@company.example.com\n", 2 << 20,
+     [FileInto("Big messages", flags=("Big",)),
+      FileInto("GrandMa", flags=("Big", "\\Answered", "$MDNSent")),
+      Keep(flags=("Big", "\\Answered", "$MDNSent"))]),
+    ("From: grandma@example.net\nTo: me@example.org\nCc: me@company.example.com\n", 100,
+     [FileInto("GrandMa", flags=("\\Answered", "$MDNSent")),
+      FileInto("personal", flags=("\\Answered", "$MDNSent"))]),
+    ("Sender: owner-ietf-mta-filters@example.org\nTo: me@company.example.com\n", 100,
+     [Keep(flags=("\\Flagged", "$Work"))]),
+    ("From: x@bad.example\nTo: you@example.org\n", 2 << 20,
+     [FileInto("Big messages", flags=("Big",)), FileInto("spam", flags=("Big",))]),
+])
+def test_rfc_5232_example(headers, size, expected):
+    assert actions(RFC5232_EXAMPLE, msg(headers, size=size)) == expected
+
+
+# === body (RFC 5173) ==========================================================================
+
+BODY = 'require ["body", "fileinto"];\n'
+
+
+def body_matches(test, message):
+    return filed(BODY + "if %s { fileinto \"yes\"; }" % test, message) == ["yes"]
+
+
+def b64(text, charset="utf-8"):
+    return base64.encodebytes(text.encode(charset)).decode("ascii").replace("\n", "\r\n")
+
+
+def qp(text, charset="utf-8"):
+    return quopri.encodestring(text.encode(charset)).decode("ascii").replace("\n", "\r\n")
+
+
+MIXED = msg(
+    "From: a@example.org\nMIME-Version: 1.0\n"
+    'Content-Type: multipart/mixed; boundary="XX"\n',
+    "This is the prologue.\r\n"
+    "--XX\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: base64\r\n\r\n"
+    + b64("The missile is ready. Grüße\r\n") +
+    "--XX\r\n"
+    "Content-Type: text/html; charset=iso-8859-1\r\n"
+    "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    + qp("<html><style>p {color: red}</style><p>Caf\u00e9 <b>au</b>&nbsp;lait</p>"
+         "<p>next</p></html>\r\n", "iso-8859-1") +
+    "--XX\r\n"
+    "Content-Type: application/octet-stream\r\n"
+    "Content-Transfer-Encoding: base64\r\n\r\n"
+    + b64("secret coordinates inside a binary") +
+    "--XX\r\n"
+    "Content-Type: message/rfc822\r\n\r\n"
+    "Subject: forwarded thing\r\nFrom: fw@example.org\r\n\r\n"
+    "Inner body text\r\n"
+    "--XX\r\n"
+    "Content-Type: audio/ogg\r\n\r\nOggS\r\n"
+    "--XX--\r\n"
+    "The epilogue.\r\n")
+
+
+@pytest.mark.parametrize("test, expected", [
+    # §5.3 :text (the default): text parts, transfer encoding and charset decoded
+    ('body :contains "missile"', True),
+    ('body :text :contains "GRÜSSE"', False),
+    ('body :text :contains "Grüße"', True),
+    ('body :text :contains "Café au lait"', True),    # qp + latin-1, markup removed
+    ('body :text :contains "color"', False),          # style dropped
+    ('body :text :contains "<p>"', False),
+    ('body :text :contains "coordinates"', False),    # not a text part
+    ('body :text :contains "Inner body"', True),      # text/plain inside message/rfc822
+    ('body :text :contains "prologue"', False),
+    # §5.1 :raw: undecoded, MIME structure is just text
+    ('body :raw :contains "missile"', False),
+    ('body :raw :contains "--XX"', True),
+    ('body :raw :contains "Caf=E9"', True),
+    ('body :raw :contains "From: a@example.org"', False),    # the header is not the body
+    # §5.2 :content
+    ('body :content "text" :contains "missile"', True),
+    ('body :content "text/plain" :contains "missile"', True),
+    ('body :content "text/html" :contains "<b>au</b>"', True),   # decoded, markup kept
+    ('body :content "TEXT/HTML" :contains "Café"', True),
+    ('body :content "application" :contains "coordinates"', True),
+    ('body :content "image" :contains ""', False),
+    ('body :content "audio" :contains ""', True),
+    ('body :content "multipart" :contains "prologue"', True),   # prologue/epilogue only
+    ('body :content "multipart" :contains "epilogue"', True),
+    ('body :content "multipart" :contains "missile"', False),
+    ('body :content "message/rfc822" :contains "forwarded thing"', True),   # nested header
+    ('body :content "message/rfc822" :contains "Inner body"', False),
+    ('body :content "" :contains "coordinates"', True),
+    ('body :content ["image", "text/plain"] :contains "missile"', True),
+    ('body :content "text/" :contains ""', False),    # §5.2: odd slashes match nothing
+    ('body :content "/plain" :contains ""', False),
+    ('body :content "text/plain/x" :contains ""', False),
+    # comparators and match types
+    ('body :comparator "i;octet" :contains "MISSILE"', False),
+    ('body :contains "MISSILE"', True),
+    ('body :matches "*missile*ready*"', True),
+    ('body :is "missile"', False),
+])
+def test_body_transforms(test, expected):
+    assert body_matches(test, MIXED) is expected
+
+
+RFC5173_EXAMPLE = """require ["body", "fileinto"];
+
+# Save any message with any text MIME part that contains the
+# words "missile" or "coordinates" in the "secrets" folder.
+
+if body :content "text" :contains ["missile", "coordinates"] {
+        fileinto "secrets";
+}
+
+# Save any message with an audio attachment in the "music" folder.
+
+if body :content "audio" :contains "" {
+        fileinto "music";
+}
+"""
+
+
+def test_rfc_5173_example():
+    assert filed(RFC5173_EXAMPLE, MIXED) == ["secrets", "music"]
+    assert filed(RFC5173_EXAMPLE, msg("Subject: x\n", "nothing here\r\n")) == []
+
+
+def test_body_of_a_plain_message():
+    m = msg("Subject: x\n", "Hello World\r\nsecond line")
+    assert body_matches('body :contains "world"', m)
+    assert body_matches('body :raw :matches "Hello World?*line"', m)
+    assert body_matches('body :content "text/plain" :contains "second"', m)  # no Content-Type
+    assert body_matches('body :raw :is "Hello World"', msg("Subject: x\n", "Hello World"))
+
+
+def test_body_8bit_without_charset():
+    raw = "Subject: x\r\n\r\nGrüße\r\n".encode("latin-1")
+    assert body_matches('body :contains "Grüße"', Message(raw, "a@b", "c@d"))
+
+
+def test_no_body_means_every_body_test_is_false():
+    # §4: a header not followed by an empty line: even "" does not match
+    headers_only = Message(b"Subject: x\r\nFrom: a@b", "a@b", "c@d")
+    for transform in (":raw", ":text", ':content ""'):
+        assert not body_matches('body %s :contains ""' % transform, headers_only)
+    empty_body = Message(b"Subject: x\r\n\r\n", "a@b", "c@d")
+    assert body_matches('body :raw :contains ""', empty_body)
+    assert body_matches('body :is ""', empty_body)
+
+
+def test_body_does_not_set_match_variables():
+    # RFC 5173 §6: body :matches leaves the match variables alone
+    script = ('require ["body", "fileinto", "variables"];\n'
+              'if header :matches "subject" "*" { }\n'
+              'if body :matches "* body *" { fileinto "${1}"; }')
+    assert filed(script, msg("Subject: subj\n", "the big body text\r\n")) == ["subj"]
+
+
+def test_body_is_parsed_once_per_run(monkeypatch):
+    calls = []
+    real = sieve_body.BytesParser
+
+    class Counting(real):
+        def parsebytes(self, data, *args, **kwargs):
+            calls.append(len(data))
+            return super().parsebytes(data, *args, **kwargs)
+
+    monkeypatch.setattr(sieve_body, "BytesParser", Counting)
+    script = BODY + "".join('if body :contains "w%d" { fileinto "%d"; }\n'
+                            'if body :content "text" :contains "x%d" { fileinto "c"; }\n'
+                            % (i, i, i) for i in range(20))
+    assert filed(script, MIXED) == []
+    assert len(calls) == 1
+
+
+def test_body_text_is_bounded(monkeypatch):
+    monkeypatch.setattr(sieve_body, "MAX_BODY_TEXT", 1000)
+    m = msg("Subject: x\n", "a" * 990 + " early " + "b" * 2000 + " late\r\n")
+    assert body_matches('body :contains "early"', m)
+    assert not body_matches('body :contains "late"', m)
+    assert not body_matches('body :raw :contains "late"', m)
+
+
+def test_body_mime_bomb_is_bounded(monkeypatch):
+    monkeypatch.setattr(sieve_body, "MAX_PARTS", 5)
+    parts = "".join("--B\r\nContent-Type: text/plain\r\n\r\npart%d\r\n" % i for i in range(50))
+    m = msg('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="B"\n',
+            parts + "--B--\r\n")
+    assert body_matches('body :contains "part0"', m)
+    assert not body_matches('body :contains "part40"', m)
+
+
+def test_body_deep_nesting_is_not_parsed():
+    depth = 300
+    nest = "".join('Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+                   for i in range(depth))
+    raw = ("Subject: x\r\nMIME-Version: 1.0\r\n" + nest
+           + "Content-Type: text/plain\r\n\r\nhello deep\r\n").encode()
+    assert body_matches('body :contains "hello deep"', Message(raw, "a@b", "c@d"))
+
+
+def test_body_multipart_without_boundary_reads_as_text():
+    m = msg("MIME-Version: 1.0\nContent-Type: multipart/mixed\n", "hello there\r\n")
+    assert body_matches('body :text :contains "hello"', m)
+
+
+# === variables (RFC 5229) =====================================================================
+
+VARS = 'require ["variables", "fileinto"];\n'
+
+
+@pytest.mark.parametrize("text, expanded", [
+    # RFC 5229 §3 examples ("company" holds "ACME")
+    ("&%${}!", "&%${}!"),
+    ("${doh!}", "${doh!}"),
+    ("${full}", ""),
+    ("${company}", "ACME"),
+    ("${BAD${Company}}", "${BADACME}"),
+    ("${President, ${Company} Inc.}", "${President, ACME Inc.}"),
+    # more
+    ("${COMPANY}-${company}", "ACME-ACME"),            # names are case-insensitive
+    ("${1a}", "${1a}"),
+    ("$${company}}", "$ACME}"),
+    ("${ company}", "${ company}"),
+])
+def test_rfc_5229_section_3_expansion(text, expanded):
+    script = VARS + 'set "company" "ACME";\nfileinto "%s";' % text
+    assert filed(script, msg()) == [expanded]
+
+
+def test_expansion_happens_after_escape_processing():
+    # a backslash cannot stop expansion; "${dollar}{" is the way to write "${"
+    script = VARS + ('set "a" "x";\nset "dollar" "$";\n'
+                     'fileinto "\\${a}|\\\\${a}|regarding ${dollar}{beep}";')
+    assert filed(script, msg()) == ["x|\\x|regarding ${beep}"]
+
+
+def test_values_are_not_expanded_again():
+    # §3: one pass only
+    script = VARS + 'set "b" "B";\nset "a" "${dollar}{b}";\nset "dollar" "$";\n' \
+                    'set "c" "${dollar}{b}";\nfileinto "${c}";'
+    assert filed(script, msg()) == ["${b}"]
+
+
+def test_without_variables_nothing_is_expanded():
+    assert filed('require "fileinto"; fileinto "${x}";', msg()) == ["${x}"]
+
+
+def test_namespaces_are_refused():
+    with pytest.raises(SieveError, match='line 2: unknown variable namespace in "\\${env.x}"'):
+        compile_script(VARS + 'fileinto "a${env.x}";')
+
+
+@pytest.mark.parametrize("script, reason", [
+    ('set "a.b" "x";', 'bad variable name "a.b"'),
+    ('set "1a" "x";', 'bad variable name "1a"'),
+    ('set "${a}" "x";', 'bad variable name'),
+    ('set :lower :upper "a" "x";', "single case"),
+    ('set :lowerfirst :upperfirst "a" "x";', "single first-case"),
+    ('set "a";', "missing argument"),
+    ('if string :count "gt" "a" "1" { keep; }', "relational"),
+])
+def test_set_and_string_compile_errors(script, reason):
+    with pytest.raises(SieveError, match=reason):
+        compile_script(VARS + script)
+
+
+def test_string_test_needs_variables():
+    with pytest.raises(SieveError, match="variables"):
+        compile_script('if string "a" "a" { keep; }')
+
+
+def test_too_many_variables():
+    text = VARS + "".join('set "v%d" "x";\n' % i for i in range(300))
+    with pytest.raises(SieveError, match="more than 256 variables"):
+        compile_script(text)
+
+
+def test_rfc_5229_set_example():
+    script = VARS + ('set "honorific"  "Mr";\n'
+                     'set "first_name" "Wile";\n'
+                     'set "last_name"  "Coyote";\n'
+                     'set "vacation" text:\n'
+                     'Dear ${HONORIFIC} ${last_name},\n'
+                     "I'm out, please leave a message after the meep.\n"
+                     '.\n;\n'
+                     'fileinto "${vacation}";')
+    assert filed(script, msg()) == [
+        "Dear Mr Coyote,\nI'm out, please leave a message after the meep.\n"]
+
+
+@pytest.mark.parametrize("modifiers, value, stored", [
+    # RFC 5229 §4.1 examples ("a" holds "juMBlEd lETteRS")
+    ("", "${a}", "juMBlEd lETteRS"),
+    (":length", "${a}", "15"),
+    (":lower", "${a}", "jumbled letters"),
+    (":upperfirst", "${a}", "JuMBlEd lETteRS"),
+    (":upperfirst :lower", "${a}", "Jumbled letters"),
+    (":quotewildcard", "Rock*", "Rock\\*"),
+    # precedence, whatever the order written: 40 case, 30 first, 20 quotewildcard, 10 length
+    (":lower :upperfirst", "${a}", "Jumbled letters"),
+    (":upper :lowerfirst", "${a}", "jUMBLED LETTERS"),
+    (":length :quotewildcard", "a*?\\\\", "7"),
+    (":quotewildcard :upper", "a*b", "A\\*B"),
+    (":length", "", "0"),
+    (":length", "Grüße", "5"),                          # characters, not octets
+    (":upperfirst", "", ""),
+])
+def test_set_modifiers(modifiers, value, stored):
+    script = VARS + 'set "a" "juMBlEd lETteRS";\nset %s "b" "%s";\nfileinto "${b}";' % (
+        modifiers, value)
+    assert filed(script, msg()) == [stored]
+
+
+RFC5229_MATCH_EXAMPLE = VARS + """
+if header :matches "List-ID" "*<*@*" {
+    fileinto "INBOX.lists.${2}"; stop;
+}
+
+# Imagine the header
+# Subject: [acme-users] [fwd] version 1.0 is out
+if header :matches "Subject" "[*] *" {
+    # ${1} will hold "acme-users",
+    # ${2} will hold "[fwd] version 1.0 is out"
+    fileinto "INBOX.lists.${1}"; fileinto "rest ${2}"; stop;
+}
+
+# Imagine the header
+# To: coyote@ACME.Example.COM
+if address :matches ["To", "Cc"] ["coyote@**.com",
+        "wile@**.com"] {
+    # ${0} is the matching address
+    # ${1} is always the empty string
+    # ${2} is part of the domain name ("ACME.Example")
+    fileinto "INBOX.business.${2}"; fileinto "0=${0} 1=${1}"; stop;
+} else {
+    # Control wouldn't reach this block if any match was
+    # successful, so no match variables are set at this
+    # point.
+}
+
+if anyof (true, address :domain :matches "To" "*.com") {
+    # The second test is never evaluated, so there are
+    # still no match variables set.
+    fileinto "none=${0}${1}"; stop;
+}
+"""
+
+
+@pytest.mark.parametrize("headers, boxes", [
+    ("List-ID: Sieve list <sieve@example.org>\n", ["INBOX.lists.sieve"]),
+    ("Subject: [acme-users] [fwd] version 1.0 is out\n",
+     ["INBOX.lists.acme-users", "rest [fwd] version 1.0 is out"]),
+    ("To: coyote@ACME.Example.COM\n",
+     ["INBOX.business.ACME.Example", "0=coyote@ACME.Example.COM 1="]),
+    ("To: someone@example.org\n", ["none="]),
+])
+def test_rfc_5229_match_variables(headers, boxes):
+    assert filed(RFC5229_MATCH_EXAMPLE, msg(headers)) == boxes
+
+
+def test_failed_match_leaves_match_variables_alone():
+    script = VARS + ('if header :matches "subject" "* world" {}\n'
+                     'if header :matches "subject" "zzz*" {}\n'
+                     'if header :is "subject" "hello world" {}\n'
+                     'fileinto "${1}|${0}|${2}";')
+    assert filed(script, msg("Subject: hello world\n")) == ["hello|hello world|"]
+
+
+def test_match_variable_numbers():
+    script = VARS + ('if header :matches "subject" "?-*-*" {\n'
+                     '  fileinto "${1}${00}${01}${3}${10}${99999999999999999999}";\n}')
+    assert filed(script, msg("Subject: a-b-c\n")) == ["aa-b-cac"]
+
+
+@pytest.mark.parametrize("key, value, groups", [
+    ("*a?b*c*", "qqa-bxxcyy", ["qqa-bxxcyy", "qq", "-", "xx", "yy"]),
+    ("*", "", ["", ""]),
+    ("a*", "a", ["a", ""]),
+    ("*x*", "axbxc", ["axbxc", "a", "bxc"]),
+    ("*x*x", "axbxcx", ["axbxcx", "a", "bxc"]),
+    ("??*?", "abcde", ["abcde", "a", "b", "cd", "e"]),
+    ("*\\\\**", "a*b*c", ["a*b*c", "a", "b*c"]),        # a literal "*" between two stars
+])
+def test_match_variable_captures(key, value, groups):
+    script = VARS + ('if header :matches "subject" "%s" {\n'
+                     '  fileinto "${0}|${1}|${2}|${3}|${4}|${5}";\n}' % key)
+    expected = "|".join((groups + [""] * 6)[:6])
+    assert filed(script, msg("Subject: %s\n" % value)) == [expected]
+
+
+def test_match_variables_keep_the_value_case():
+    script = VARS + 'if header :matches "subject" "*WORLD" { fileinto "${1}"; }'
+    assert filed(script, msg("Subject: Hello World\n")) == ["Hello "]
+
+
+def test_match_variables_from_envelope_and_string():
+    script = 'require ["variables", "fileinto", "envelope"];\n' \
+             'if envelope :matches "from" "*@*" { fileinto "${2}/${1}"; }\n' \
+             'if string :matches "x-${1}-y" "x-*-y" { fileinto "again ${1}"; }'
+    assert filed(script, msg()) == ["example.org/sender", "again sender"]
+
+
+def test_wildcards_from_variables_are_significant_in_matches():
+    # §4.1: hence :quotewildcard
+    script = VARS + ('set "pat" "*sale*";\nset :quotewildcard "lit" "*sale*";\n'
+                     'if header :matches "subject" "${pat}" { fileinto "pattern"; }\n'
+                     'if header :matches "subject" "${lit}" { fileinto "literal"; }')
+    assert filed(script, msg("Subject: big sale now\n")) == ["pattern"]
+    assert filed(script, msg("Subject: *sale*\n")) == ["pattern", "literal"]
+
+
+def test_variables_in_every_string_argument():
+    script = ('require ["variables", "fileinto", "envelope", "reject", "imap4flags", "copy"];\n'
+              'set "h" "X-Folder";\nset "e" "TO";\n'
+              'if header :matches "${h}" "*" { set "box" "${1}"; }\n'
+              'if exists "${h}" { fileinto :copy "${box}"; }\n'
+              'if address :is "${h}" "" { keep; }\n'
+              'if envelope :domain "${e}" "example.com" { redirect :copy "x@${box}.example"; }\n'
+              'keep :flags "${box}";')
+    assert actions(script, msg("X-Folder: Work\n")) == [
+        FileInto("Work", copy=True), Redirect("x@Work.example", copy=True), Keep(flags=("Work",))]
+
+
+RFC5229_STRING_EXAMPLE = VARS + """
+set "state" "${state} pending";
+if string :matches " ${state} " "* pending *" {
+    # the above test always succeeds
+    fileinto "ok";
+}
+"""
+
+
+def test_rfc_5229_string_example():
+    assert filed(RFC5229_STRING_EXAMPLE, msg()) == ["ok"]
+
+
+@pytest.mark.parametrize("test, expected", [
+    ('string "abc" "ABC"', True),                      # :is, i;ascii-casemap by default
+    ('string :comparator "i;octet" "abc" "ABC"', False),
+    ('string :contains ["x", "abc"] "b"', True),
+    ('string ["", "  "] ""', True),
+    ('string " a " "a"', False),                       # §5: no whitespace stripping
+    ('string "${nothing}" ""', True),
+])
+def test_string_test(test, expected):
+    assert (filed(VARS + "if %s { fileinto \"yes\"; }" % test, msg()) == ["yes"]) is expected
+
+
+def test_variable_size_is_bounded():
+    script = VARS + ('set "a" "0123456789abcdef";\n'
+                     + "".join('set "a" "${a}${a}";\n' for _ in range(12))
+                     + 'set :length "n" "${a}";\nfileinto "${n}";')
+    assert filed(script, msg()) == [str(interpreter.MAX_VARIABLE_SIZE)]
+
+
+def test_expansion_is_bounded(monkeypatch):
+    monkeypatch.setattr(interpreter, "MAX_EXPANSION", 10)
+    script = VARS + 'set "a" "0123456789";\nfileinto "<${a}${a}>";'
+    assert filed(script, msg()) == ["<0123456789>"]
+
+
+def test_matches_capture_on_a_long_header_is_bounded():
+    script = VARS + 'if header :matches "subject" "*b*" { set :length "n" "${1}"; ' \
+                    'fileinto "${n}"; }'
+    assert filed(script, msg("Subject: " + "a" * 6000 + "b\n")) == [
+        str(interpreter.MAX_VARIABLE_SIZE)]
+
+
+# === vacation (RFC 5230, RFC 6131) ============================================================
+
+TO_ME = "From: Sender <sender@example.org>\nTo: Me <me@example.com>\nSubject: Lunch?\n" \
+        "Message-ID: <orig@example.org>\n"
+
+
+def vacations(script, message):
+    return [a for a in actions(script, message) if isinstance(a, Vacation)]
+
+
+def test_vacation_basic():
+    res = result('require "vacation";\nvacation "I am away";', msg(TO_ME))
+    vacation = res.actions[0]
+    assert res.actions == [vacation, Keep()]                   # §4.8: implicit keep stays
+    assert res.implicit_keep and res.notes == []
+    assert vacation.reason == "I am away"
+    assert vacation.subject is None and vacation.from_addr is None
+    assert vacation.seconds == 7 * 86400                       # §4.1: 7 days by default
+    assert vacation.recipient == "sender@example.org"
+    assert vacation.mime is False and vacation.addresses == ()
+    assert len(vacation.handle) == 64
+
+
+@pytest.mark.parametrize("args, seconds", [
+    (":days 3", 3 * 86400),
+    (":days 0", 86400),                                # §4.1: at least one day
+    (":days 100000", 365 * 86400),
+    (":seconds 120", 120),                             # RFC 6131
+    (":seconds 0", 60),
+    (":seconds 1K", 1024),
+])
+def test_vacation_period(args, seconds):
+    script = 'require ["vacation", "vacation-seconds"];\nvacation %s "away";' % args
+    assert vacations(script, msg(TO_ME))[0].seconds == seconds
+
+
+def test_vacation_period_arguments():
+    with pytest.raises(SieveError, match="vacation-seconds"):
+        compile_script('require "vacation";\nvacation :seconds 5 "x";')
+    with pytest.raises(SieveError, match="line 2: vacation takes :days or :seconds"):
+        compile_script('require ["vacation", "vacation-seconds"];\n'
+                       'vacation :days 1 :seconds 5 "x";')
+
+
+def test_vacation_arguments():
+    script = ('require "vacation";\n'
+              'vacation :subject "Away" :from "Me Myself <me@example.com>" :mime\n'
+              '  :addresses ["Alias@Example.com", "<other@example.net>"] :handle "h1"\n'
+              '  text:\nContent-Type: text/plain\n\naway\n.\n;')
+    [vacation] = vacations(script, msg(TO_ME))
+    assert vacation == Vacation(
+        reason="Content-Type: text/plain\n\naway\n", subject="Away",
+        from_addr="Me Myself <me@example.com>",
+        addresses=("alias@example.com", "other@example.net"), seconds=7 * 86400,
+        handle="h1", mime=True, recipient="sender@example.org")
+
+
+def test_vacation_default_handle():
+    # §4.2: the same reason, :subject, :from and :mime mean the same vacation
+    def handle(script, message=msg(TO_ME)):
+        return vacations('require ["vacation", "variables"];\n' + script, message)[0].handle
+    base = handle('vacation :subject "s" "away";')
+    assert base == handle('vacation :subject "s" :days 3 :addresses "x@y.org" "away";')
+    assert base != handle('vacation :subject "s" "away!";')
+    assert base != handle('vacation :subject "t" "away";')
+    assert base != handle('vacation :subject "s" :from "me@example.com" "away";')
+    assert base != handle('vacation :subject "s" :mime "away";')
+    # as written: a reason with variables does not give every sender a new handle
+    script = 'if header :matches "subject" "*" { vacation "Re: ${1}"; }'
+    assert handle(script, msg(TO_ME)) == handle(script, msg(TO_ME.replace("Lunch?", "Other")))
+
+
+RFC5230_EXAMPLES = [
+    ('require "vacation";\n'
+     'if header :contains "subject" "cyrus" {\n'
+     '    vacation "I\'m out -- send mail to cyrus-bugs";\n'
+     '} else {\n'
+     '    vacation "I\'m out -- call me at +1 304 555 0123";\n'
+     '}', "I'm out -- call me at +1 304 555 0123", None),
+    ('require ["vacation", "variables"];\n'
+     'if header :matches "subject" "*" {\n'
+     '    vacation :subject "Automatic response to: ${1}"\n'
+     '             "I\'m away";\n'
+     '}', "I'm away", "Automatic response to: Lunch?"),
+    ('require "vacation";\n'
+     'vacation :days 23 :addresses ["tjs@example.edu",\n'
+     '                              "ts4z@landru.example.edu"]\n'
+     '   "I\'m away until October 19.\n'
+     '   If it\'s an emergency, call 911, I guess." ;',
+     "I'm away until October 19.\n   If it's an emergency, call 911, I guess.", None),
+]
+
+
+@pytest.mark.parametrize("script, reason, subject", RFC5230_EXAMPLES)
+def test_rfc_5230_examples(script, reason, subject):
+    [vacation] = vacations(script, msg(TO_ME))
+    assert (vacation.reason, vacation.subject) == (reason, subject)
+
+
+def test_rfc_5230_handle_example():
+    script = ('require "vacation";\n'
+              'if header :contains "subject" "lunch" {\n'
+              '    vacation :handle "ran-away" "I\'m out and can\'t meet for lunch";\n'
+              '} else {\n'
+              '    vacation :handle "ran-away" "I\'m out";\n'
+              '}')
+    [lunch] = vacations(script, msg(TO_ME))
+    [other] = vacations(script, msg(TO_ME.replace("Lunch?", "Budget")))
+    assert lunch.handle == other.handle == "ran-away"
+    assert lunch.reason != other.reason
+
+
+def test_rfc_5230_redirect_example():
+    script = ('require "vacation";\n'
+              'if header :contains "from" "boss@example.edu" {\n'
+              '    redirect "pleeb@isp.example.org";\n'
+              '} else {\n'
+              '    vacation "Sorry, I\'m away, I\'ll read your\n'
+              'message when I get around to it.";\n'
+              '}')
+    boss = msg(TO_ME.replace("sender@example.org", "boss@example.edu"))
+    assert actions(script, boss) == [Redirect("pleeb@isp.example.org")]
+    assert [type(a) for a in actions(script, msg(TO_ME))] == [Vacation, Keep]
+
+
+REFUSALS = [
+    # RFC 5230 §4.7 / RFC 3834 §2: no reply to programs, lists and bulk mail
+    (dict(env_from=""), "envelope sender is empty"),
+    (dict(env_from="<>"), "envelope sender is empty"),
+    (dict(env_from="MAILER-DAEMON@example.org"), "mailer or a list"),
+    (dict(env_from="owner-list@example.org"), "mailer or a list"),
+    (dict(env_from="list-request@example.org"), "mailer or a list"),
+    (dict(env_from="LISTSERV@example.org"), "mailer or a list"),
+    (dict(env_from="jörg@example.de"), "not an ASCII address"),
+    (dict(headers="Auto-Submitted: auto-replied\n"), "Auto-Submitted: auto-replied"),
+    (dict(headers="Auto-Submitted: auto-generated (cron)\n"), "Auto-Submitted"),
+    (dict(headers="Auto-Submitted: Auto-Notified; owner-email=x@y\n"), "Auto-Submitted"),
+    (dict(headers="Precedence: bulk\n"), "Precedence: bulk"),
+    (dict(headers="Precedence: LIST\n"), "Precedence: LIST"),
+    (dict(headers="Precedence: junk\n"), "Precedence: junk"),
+    (dict(headers="List-Id: <x.example.org>\n"), "list-id"),
+    (dict(headers="List-Unsubscribe: <mailto:u@example.org>\n"), "list-unsubscribe"),
+    (dict(headers="List-Post: <mailto:p@example.org>\n"), "list-post"),
+    # RFC 5230 §4.6: only when one of my addresses is a visible recipient
+    (dict(to="To: other@example.org\nCc: third@example.org\n"), "none of the user's"),
+    (dict(to=""), "none of the user's"),
+    # a reply to myself
+    (dict(env_from="me@example.com"), "the user's own address"),
+    (dict(env_from="Me+x@Example.com"), "the user's own address"),
+    (dict(env_from="alias@example.com", user_addresses=("alias@example.com",)),
+     "the user's own address"),
+]
+
+
+@pytest.mark.parametrize("case, why", REFUSALS)
+def test_vacation_refusals(case, why):
+    headers = case.get("to", "To: me@example.com\n") + case.get("headers", "")
+    message = msg(headers + "Subject: hi\n", env_from=case.get("env_from", "s@example.org"),
+                  user_addresses=case.get("user_addresses", ()))
+    res = result('require "vacation";\nvacation "away";', message)
+    assert res.actions == [Keep()] and res.implicit_keep
+    assert len(res.notes) == 1 and res.notes[0].startswith("vacation: no reply: ")
+    assert why in res.notes[0]
+
+
+@pytest.mark.parametrize("headers, kwargs", [
+    ("To: me@example.com\n", {}),
+    ("To: ME@EXAMPLE.COM\n", {}),
+    ("To: list@example.org\nCc: Me <me@example.com>\n", {}),
+    ("Bcc: me@example.com\n", {}),
+    ("To: x@example.org\nResent-To: me@example.com\n", {}),
+    ("To: x@example.org\nResent-Cc: me@example.com\n", {}),
+    ("To: x@example.org\nResent-Bcc: me@example.com\n", {}),
+    ("To: me+news@example.com\n", {}),                           # RFC 5233 detail
+    ("To: me@example.com\n", dict(env_to="me+shop@example.com")),
+    ("To: alias@example.net\n", dict(user_addresses=("alias@example.net",))),
+    ("To: me@example.com\nAuto-Submitted: no\nPrecedence: first-class\n", {}),
+])
+def test_vacation_replies(headers, kwargs):
+    message = msg(headers + "Subject: hi\n", **kwargs)
+    res = result('require "vacation";\nvacation "away";', message)
+    assert [type(a) for a in res.actions] == [Vacation, Keep] and res.notes == []
+
+
+def test_vacation_addresses_argument_counts_as_mine():
+    message = msg("To: tjs@example.edu\n")
+    script = 'require "vacation";\nvacation :addresses ["TJS@example.edu"] "away";'
+    assert [type(a) for a in actions(script, message)] == [Vacation, Keep]
+    assert result('require "vacation";\nvacation "away";', message).notes
+
+
+def test_vacation_bad_from_is_ignored():
+    res = result('require "vacation";\nvacation :from "not an address" "away";', msg(TO_ME))
+    assert res.actions[0].from_addr is None
+    assert res.notes == ["vacation: ignoring :from 'not an address', not one address"]
+
+
+@pytest.mark.parametrize("script, error", [
+    ('require "vacation";\nvacation "a";\nvacation "b";', "more than one vacation"),
+    ('require ["vacation", "reject"];\nvacation "a";\nreject "b";', "combined with vacation"),
+    ('require ["vacation", "ereject"];\nereject "b";\nvacation "a";', "combined with vacation"),
+])
+def test_vacation_runtime_errors_keep(script, error):
+    res = run(compile_script(script), msg(TO_ME))
+    assert res.actions == [Keep()] and res.implicit_keep and error in res.error
+
+
+def test_a_refused_vacation_still_counts_as_the_one_vacation():
+    res = run(compile_script('require "vacation";\nvacation "a";\nvacation "b";'),
+              msg("To: x@example.org\n"))
+    assert "more than one vacation" in res.error and res.notes
+
+
+def test_vacation_with_discard_and_fileinto():
+    script = 'require ["vacation", "fileinto"];\nvacation "away";\nfileinto "A";\ndiscard;'
+    assert [type(a) for a in actions(script, msg(TO_ME))] == [Vacation, FileInto, Discard]
+
+
+# --- the reply (RFC 5230 §5, RFC 3834 §3) ----------------------------------------------------
+
+ORIGINAL = (b"From: Sender <sender@example.org>\r\nTo: me@example.com\r\n"
+            b"Subject: =?utf-8?q?R=C3=A9union?= demain\r\n"
+            b"Message-ID: <orig@example.org>\r\n"
+            b"References: <a@x> <b@x>\r\n\r\nbody\r\n")
+
+
+def reply_of(vacation, original=ORIGINAL, now=1700000000.0):
+    raw = build_vacation_reply(vacation, original, "me@example.com", "mx.example.com", now)
+    assert b"\n" not in raw.replace(b"\r\n", b"")          # CRLF only
+    assert raw.isascii()                                  # 7-bit clean
+    return raw, email.message_from_bytes(raw, policy=policy.default)
+
+
+def content(part) -> str:
+    return part.get_content().replace("\r\n", "\n")
+
+
+def test_reply_headers():
+    raw, reply = reply_of(Vacation(reason="I am away.\nBack Monday.", handle="h",
+                                   recipient="sender@example.org"))
+    assert reply["From"] == "me@example.com"
+    assert reply["To"] == "sender@example.org"
+    assert reply["Subject"] == "Auto: Réunion demain"                 # RFC 5230 §5.4
+    assert reply["In-Reply-To"] == "<orig@example.org>"
+    assert reply["References"] == "<a@x> <b@x> <orig@example.org>"   # RFC 5322 §3.6.4
+    assert b"\r\nAuto-Submitted: auto-replied (vacation)\r\n" in raw  # RFC 3834 §5
+    assert reply["MIME-Version"] == "1.0"
+    assert reply.get_content_type() == "text/plain"
+    assert reply.get_content_charset() == "utf-8"
+    assert reply["Date"] == "Tue, 14 Nov 2023 22:13:20 +0000"
+    assert reply["Message-ID"].endswith("@mx.example.com>")
+    assert content(reply) == "I am away.\nBack Monday.\n"
+    assert raw.endswith(b"\r\n")
+
+
+def test_reply_is_deterministic_and_ids_differ_per_sender():
+    vacation = Vacation(reason="away", handle="h", recipient="a@example.org")
+    assert reply_of(vacation)[0] == reply_of(vacation)[0]
+    other = Vacation(reason="away", handle="h", recipient="b@example.org")
+    assert reply_of(vacation)[1]["Message-ID"] != reply_of(other)[1]["Message-ID"]
+
+
+def test_reply_with_subject_from_and_non_ascii():
+    vacation = Vacation(reason="Je suis absent — à lundi", subject="Absent: Grüße",
+                        from_addr="Jörg Müller <jm@example.com>", handle="h",
+                        recipient="sender@example.org")
+    raw, reply = reply_of(vacation)
+    assert reply["Subject"] == "Absent: Grüße"
+    assert b"=?utf-8?" in raw                                       # RFC 2047
+    assert reply["From"].addresses[0].display_name == "Jörg Müller"
+    assert reply["From"].addresses[0].addr_spec == "jm@example.com"
+    assert content(reply) == "Je suis absent — à lundi\n"
+
+
+def test_reply_subject_cannot_inject_headers():
+    vacation = Vacation(reason="x", subject="Out\r\nBcc: victim@example.net", handle="h",
+                        recipient="s@example.org")
+    raw, reply = reply_of(vacation)
+    assert reply["Bcc"] is None and reply["Subject"] == "Out Bcc: victim@example.net"
+
+
+def test_reply_to_a_message_without_subject_or_id():
+    raw, reply = reply_of(Vacation(reason="x", handle="h", recipient="s@example.org"),
+                          original=b"From: s@example.org\r\n\r\nbody")
+    assert reply["Subject"] == "Auto: (no subject)"
+    assert reply["In-Reply-To"] is None and reply["References"] is None
+
+
+def test_reply_references_from_in_reply_to():
+    original = b"Message-ID: <m@x>\r\nIn-Reply-To: <p@x>\r\nSubject: Re: x\r\n\r\n"
+    _, reply = reply_of(Vacation(reason="x", handle="h", recipient="s@x.org"), original)
+    assert reply["References"] == "<p@x> <m@x>"
+    assert reply["Subject"] == "Auto: Re: x"
+
+
+def test_reply_with_invalid_from_uses_the_user_address():
+    _, reply = reply_of(Vacation(reason="x", from_addr="a, b, c", handle="h",
+                                 recipient="s@x.org"))
+    assert reply["From"] == "me@example.com"
+
+
+def test_reply_with_mime_reason():
+    # RFC 5230 :mime example: the reason is a whole MIME entity
+    script = ('require "vacation";\nvacation :mime text:\n'
+              'Content-Type: multipart/alternative; boundary=foo\n\n'
+              '--foo\n\n'
+              "I'm at the beach relaxing.  Mmmm, surf...\n\n"
+              '--foo\n'
+              'Content-Type: text/html; charset=us-ascii\n\n'
+              "<HTML><BODY><P>I'm at the <A HREF=\"beach.gif\">beach</A> relaxing.\n"
+              '</BODY></HTML>\n\n'
+              '--foo--\n.\n;')
+    [vacation] = vacations(script, msg(TO_ME))
+    raw, reply = reply_of(vacation)
+    assert reply.get_content_type() == "multipart/alternative"
+    plain, html = reply.iter_parts()
+    assert "beach relaxing" in plain.get_content()
+    assert html.get_content_type() == "text/html"
+    assert reply["Auto-Submitted"] == "auto-replied (vacation)"
+    assert raw.count(b"MIME-Version") == 1
+
+
+def test_reply_with_mime_reason_without_content_type():
+    vacation = Vacation(reason="Content-Language: fr\n\nabsent — oui", mime=True, handle="h",
+                        recipient="s@x.org")
+    raw = build_vacation_reply(vacation, ORIGINAL, "me@example.com", "mx", 0)
+    reply = email.message_from_bytes(raw, policy=policy.default)
+    assert reply.get_content_type() == "text/plain"
+    assert reply["Content-Language"] == "fr"
+    assert reply["Content-Transfer-Encoding"] == "8bit"
+    assert content(reply) == "absent — oui\n"
+
+
+# === cost: many rules, one parse =============================================================
+
+def fifty_rules():
+    rules = []
+    for i in range(50):
+        if i % 5 == 4:
+            rules.append('if address :domain :is ["from", "sender"] "list%d.example" '
+                         '{ fileinto "L%d"; stop; }' % (i, i))
+        else:
+            rules.append('if header :contains "subject" "xyz%d" { fileinto "A%d"; stop; }'
+                         % (i, i))
+    return compile_script('require ["fileinto"];\n' + "\n".join(rules))
+
+
+def test_fifty_rules_parse_the_header_once_and_never_the_body(monkeypatch):
+    calls = []
+    real = interpreter.BytesHeaderParser
+
+    class Counting(real):
+        def parsebytes(self, data, *args, **kwargs):
+            calls.append(data)
+            return super().parsebytes(data, *args, **kwargs)
+
+    monkeypatch.setattr(interpreter, "BytesHeaderParser", Counting)
+    decoded = []
+    monkeypatch.setattr(interpreter, "decode_words",
+                        _counting(interpreter.decode_words, decoded))
+    m = msg("From: a@list49.example\nSubject: =?utf-8?q?Caf=C3=A9?=\n", "line\r\n" * 10000)
+    assert run(fifty_rules(), m).actions == [FileInto("L49")]
+    assert len(calls) == 1 and b"line" not in calls[0]
+    assert len(decoded) == 1                        # the subject, decoded once for 40 rules
+
+
+def _counting(function, calls):
+    def wrapper(*args):
+        calls.append(args)
+        return function(*args)
+    return wrapper
+
+
+def test_fifty_rules_stay_cheap():
+    import time
+    script = fifty_rules()
+    m = msg("".join("Received: from h%d\n" % i for i in range(20))
+            + "From: One <one@example.org>\nSubject: hello\n", "line\r\n" * 20000)
+    start = time.perf_counter()
+    for _ in range(200):
+        assert run(script, m).actions == [Keep()]
+    assert (time.perf_counter() - start) / 200 < 0.02    # generous: ~1 ms on a laptop
+
+
+def test_runtime_error_keeps_notes():
+    script = compile_script('require ["vacation", "reject"];\nvacation "a";\nreject "b";')
+    res = run(script, msg("To: x@example.org\n"))
+    assert res.actions == [Keep()] and res.error and res.notes
