@@ -4,13 +4,18 @@ Modules: ``framing`` (bytes -> complete commands, literals, limits), ``parser`` 
 pure), ``search`` (search keys: grammar and evaluation), ``response`` (ENVELOPE/BODYSTRUCTURE
 and string serialization), ``fetch`` (FETCH rendering), ``session`` (the selected mailbox:
 sequence numbers, change reporting), ``protocol`` (the per-connection engine), ``cmd_*``
-(handlers ``do_VERB``), ``utf7`` (modified UTF-7 names).
+(handlers ``do_VERB``; ``cmd_quota`` for RFC 9208), ``utf7`` (modified UTF-7 names).
 
 What it guarantees:
 * Extensions advertised and implemented: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
   MOVE, UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED, LIST-STATUS,
-  CONDSTORE, QRESYNC, STATUS=SIZE, APPENDLIMIT, STARTTLS (when a TLS context is configured and
-  the transport is not TLS already), AUTH=PLAIN.
+  CONDSTORE, QRESYNC, STATUS=SIZE, APPENDLIMIT, QUOTA with QUOTA=RES-STORAGE (RFC 9208; see
+  cmd_quota for the root and the units), STARTTLS (when a TLS context is configured and the
+  transport is not TLS already), AUTH=PLAIN.
+* Quotas: GETQUOTAROOT/GETQUOTA report the account's hard limit and its usage (one root, ``""``,
+  present only while a hard limit is set); APPEND and COPY past it answer ``NO [OVERQUOTA]``
+  and the connection goes on (the literal was read whole before the store refused it);
+  SETQUOTA answers ``NO [NOPERM]`` (limits are set with ``haven user quota``).
 * Every session sees other sessions' (and LMTP's) changes at its next command, and at once while
   in IDLE: the push bus marks the session dirty, a ``changes_since`` query fills in the rest.
 * Limits: ``max_line_length`` (default 64 KiB; longer lines -> BAD), ``max_literal_size``
@@ -22,8 +27,8 @@ What it guarantees:
   LOGIN answers ``NO [PRIVACYREQUIRED]`` (RFC 3501 §6.2.3, RFC 5530).
 
 Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
-no BINARY, CATENATE, MULTIAPPEND, ESEARCH, SORT, THREAD, COMPRESS, NOTIFY, METADATA, QUOTA, ACL,
-UTF8=ACCEPT; a single personal namespace.
+no BINARY, CATENATE, MULTIAPPEND, ESEARCH, SORT, THREAD, COMPRESS, NOTIFY, METADATA, ACL,
+UTF8=ACCEPT, QUOTASET, QUOTA=RES-MESSAGE; a single personal namespace.
 """
 
 from __future__ import annotations

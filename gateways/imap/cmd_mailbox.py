@@ -1,6 +1,7 @@
 """Mailbox handlers: SELECT/EXAMINE (CONDSTORE, QRESYNC), CREATE (CREATE-SPECIAL-USE), DELETE,
-RENAME, SUBSCRIBE/UNSUBSCRIBE, LIST (LIST-EXTENDED, SPECIAL-USE, LIST-STATUS), LSUB, STATUS,
-APPEND (UIDPLUS APPENDUID, APPENDLIMIT), CLOSE, UNSELECT, CHECK.
+RENAME, SUBSCRIBE/UNSUBSCRIBE, LIST (LIST-EXTENDED, SPECIAL-USE, LIST-STATUS), LSUB, STATUS
+(STATUS=SIZE, QUOTA's DELETED and DELETED-STORAGE), APPEND (UIDPLUS APPENDUID, APPENDLIMIT;
+``NO [OVERQUOTA]`` past the hard quota), CLOSE, UNSELECT, CHECK.
 
 Invariants:
 * IMAP sees only folders of kind "mail"; a calendar or address book of the same name is
@@ -296,10 +297,19 @@ class MailboxCommands:
                 v = st.size
             elif item == "DELETED":
                 v = st.deleted
+            elif item == "DELETED-STORAGE":
+                v = await self._deleted_storage(folder.id)
             else:  # APPENDLIMIT, RFC 7889
                 v = self.config.max_literal_size
             values.append(b"%s %d" % (item.encode(), v))
         self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name), b" ".join(values)))
+
+    async def _deleted_storage(self, folder_id: int) -> int:
+        """RFC 9208 STATUS DELETED-STORAGE (required with QUOTA=RES-STORAGE): what an EXPUNGE
+        would free, the RFC822.SIZE sum of the \\Deleted messages, in octets, as Cyrus reports
+        it.  It reads the folder's message list, so it is only done when asked for."""
+        metas = await self.store.list_messages(folder_id)
+        return sum(m.size for m in metas if "\\Deleted" in m.flags)
 
     # -- APPEND ------------------------------------------------------------------------------
     async def do_APPEND(self, cmd):

@@ -4,7 +4,8 @@ Pure and fuzzable: no I/O, no store; every malformed input raises :class:`ParseE
 anything else - the fuzz test holds us to it).  The grammar is RFC 3501 §9 plus the extensions we
 advertise: LITERAL+ (RFC 7888), SASL-IR (RFC 4959), ID (RFC 2971), ENABLE (RFC 5161), UIDPLUS UID
 EXPUNGE (RFC 4315), MOVE (RFC 6851), CONDSTORE/QRESYNC (RFC 7162), LIST-EXTENDED (RFC 5258),
-LIST-STATUS (RFC 5819), SPECIAL-USE / CREATE-SPECIAL-USE (RFC 6154), UNSELECT (RFC 3691).
+LIST-STATUS (RFC 5819), SPECIAL-USE / CREATE-SPECIAL-USE (RFC 6154), UNSELECT (RFC 3691), QUOTA
+(RFC 9208).
 
 Invariants:
 * Mailbox names come out as the store's Unicode names: modified UTF-7 decoded (RFC 3501 §5.1.3)
@@ -424,7 +425,7 @@ def _select(r: Reader, args: dict) -> None:
 
 _LIST_SELECT = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 _STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
-                 "DELETED", "APPENDLIMIT"}
+                 "DELETED", "DELETED-STORAGE", "APPENDLIMIT"}
 
 
 def _status_items(r: Reader) -> list:
@@ -501,6 +502,26 @@ def _status(r: Reader, args: dict) -> None:
     _mailbox(r, args)
     r.sp()
     args["items"] = _status_items(r)
+
+
+def _quota_root(r: Reader, args: dict) -> None:
+    # RFC 9208 §7: quota-root-name = astring (kept as bytes: roots are compared, never decoded)
+    r.sp()
+    args["root"] = r.astring()
+
+
+def _setquota(r: Reader, args: dict) -> None:
+    # RFC 9208 §7: "SETQUOTA" SP quota-root-name SP "(" [resource-name SP number64 *(...)] ")";
+    # parsed in full so that a malformed command is BAD and a well-formed one gets the refusal
+    _quota_root(r, args)
+    r.sp()
+
+    def limit(rr: Reader) -> tuple:
+        name = rr.atom().upper()
+        rr.sp()
+        return name, rr.number()
+
+    args["limits"] = r.paren_list(limit)
 
 
 def _append(r: Reader, args: dict) -> None:
@@ -696,6 +717,7 @@ COMMANDS = {
     "RENAME": _rename, "SUBSCRIBE": _mailbox, "UNSUBSCRIBE": _mailbox, "LIST": _list,
     "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
     "FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
+    "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota,
 }
 UID_COMMANDS = {"FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
                 "EXPUNGE": _uid_expunge}

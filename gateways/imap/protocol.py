@@ -36,6 +36,7 @@ from store import errors
 from .cmd_auth import AuthCommands
 from .cmd_mailbox import MailboxCommands
 from .cmd_message import MessageCommands
+from .cmd_quota import QuotaCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
@@ -54,7 +55,7 @@ STATES = {
     "STATUS": _AUTHED, "APPEND": _AUTHED, "NAMESPACE": _AUTHED, "IDLE": _AUTHED,
     "CHECK": {SELECTED}, "CLOSE": {SELECTED}, "UNSELECT": {SELECTED}, "EXPUNGE": {SELECTED},
     "SEARCH": {SELECTED}, "FETCH": {SELECTED}, "STORE": {SELECTED}, "COPY": {SELECTED},
-    "MOVE": {SELECTED},
+    "MOVE": {SELECTED}, "GETQUOTA": _AUTHED, "GETQUOTAROOT": _AUTHED, "SETQUOTA": _AUTHED,
 }
 #: RFC 3501 §7.4.1: no EXPUNGE while answering these (their UID forms are fine)
 NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
@@ -65,7 +66,7 @@ STORE_ERRORS = [
     (errors.Exists, "NO", "ALREADYEXISTS"),
     (errors.Expunged, "NO", "EXPUNGEISSUED"),
     (errors.PermissionDenied, "NO", "NOPERM"),
-    (errors.OverQuota, "NO", "OVERQUOTA"),
+    (errors.OverQuota, "NO", "OVERQUOTA"),  # RFC 9208: APPEND/COPY past the hard quota
     (errors.TooBig, "NO", "TOOBIG"),
     (errors.TemporaryFailure, "NO", "UNAVAILABLE"),
     (errors.InvalidInput, "NO", "CANNOT"),
@@ -95,7 +96,8 @@ def yes(value, default: bool) -> bool:
     return str(value).strip().lower() in ("1", "yes", "true", "on")
 
 
-class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageCommands):
+class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageCommands,
+                 QuotaCommands):
     max_queued_items = MAX_QUEUED_COMMANDS
     max_queued_bytes = MAX_QUEUED_BYTES
 
@@ -340,5 +342,7 @@ class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommand
             return " ".join(caps)
         caps += ["NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
                  "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC",
-                 "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size]
+                 "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size,
+                 # RFC 9208: no QUOTASET (SETQUOTA is refused), no RES-MESSAGE (no such limit)
+                 "QUOTA", "QUOTA=RES-STORAGE"]
         return " ".join(caps)

@@ -23,6 +23,10 @@ Guarantees
   ``535 5.7.8``.
 * **The sender is the user's.**  MAIL FROM must resolve (aliases, ``+detail``) to the
   logged-in account, else ``553 5.7.1``; the null sender ``<>`` is refused the same way.
+* **Over the soft quota, no sending.**  An account whose usage has reached its soft limit
+  (``haven user quota --soft``, ``[quota] soft``) gets ``552 5.2.2`` at MAIL FROM until some of
+  its mail is deleted (expunged); the warn and hard limits do not stop sending.  The quota is
+  read once per transaction; a store failure there is ``451 4.3.0``.
 * **Local recipients** (the store resolves them) are delivered through the store's delivery
   pipeline, exactly as LMTP does (one Delivery, Return-Path and our Received: line added).
   Unknown users of a local domain get ``550 5.1.1``.  **Remote recipients** go to the outbound

@@ -1,10 +1,10 @@
 """aiosmtpd handler hooks: a submitted message mapped onto the store.
 
 AUTH goes through the one cred portal.  MAIL FROM must be an address of the logged-in account
-(its own, a ``+detail`` of it, or one of its aliases).  Each RCPT is either local (the store
-resolves it: it is added to one :class:`~store.interfaces.Delivery`, as LMTP does) or remote
-(collected for the outbound queue, only when ``[submission] relay`` is set).  At DATA the
-message is accepted in this order:
+(its own, a ``+detail`` of it, or one of its aliases), and the account must be under its soft
+quota.  Each RCPT is either local (the store resolves it: it is added to one
+:class:`~store.interfaces.Delivery`, as LMTP does) or remote (collected for the outbound queue,
+only when ``[submission] relay`` is set).  At DATA the message is accepted in this order:
 
 1. the remote part is queued (``enqueue_outbound``: blob fsynced, rows committed) and held
    back from the spooler of this process;
@@ -51,6 +51,14 @@ _LOCAL_FAILURE = {
     errors.PermissionDenied: "5.7.1 delivery not permitted",
     errors.InvalidInput: "5.1.3 bad address",
 }
+
+
+def _failure_text(err: BaseException) -> str:
+    """The DSN text of a local recipient the store refused; a Sieve reject carries the
+    recipient's own reason (RFC 5429 §2.1: a DSN when the protocol cannot refuse)."""
+    if isinstance(err, errors.Rejected):
+        return "5.7.1 " + " ".join(str(err).split())[:400]
+    return _LOCAL_FAILURE.get(type(err), "5.0.0 delivery failed")
 
 
 class SubmissionHandler:
@@ -113,6 +121,18 @@ class SubmissionHandler:
             log.warning("%s: reject: MAIL from %s: sender <%s> not owned by user=<%s>", qid, peer_name(session.peer),
                         address, account.address)
             return replies.NOT_OWNED.format(account.address)
+        # Over the soft quota the account may not send (warn and hard do not matter here).
+        # MAIL is the earliest point of the transaction, and RFC 5321 §4.3.2 allows 552 there;
+        # one usage query per transaction.
+        try:
+            quota = await as_future(self.store.get_quota(account.id), server.loop)
+        except errors.StoreError as err:
+            log.warning("%s: MAIL from %s: quota: %s: %s", qid, peer_name(session.peer), type(err).__name__, err)
+            return replies.TEMPFAIL
+        if quota.over_soft:
+            log.info("%s: reject: MAIL from %s: user=<%s> over soft quota (%d of %d octets)", qid,
+                     peer_name(session.peer), account.address, quota.used_bytes, quota.soft)
+            return replies.OVER_SOFT_QUOTA
         envelope.delivery = self.store.begin_delivery(address)
         # A hook that answers must record the sender itself (aiosmtpd contract).
         envelope.mail_from = address
@@ -225,8 +245,7 @@ class SubmissionHandler:
                 else:
                     await self.spooler.cancel(queue_id)
         self._log_accepted(server, session, envelope, len(message), protocol, queue_id, results)
-        bounced = [FailedRecipient(address=r.recipient.original, action="failed",
-                                   last_error=_LOCAL_FAILURE.get(type(r.error), "5.0.0 delivery failed"))
+        bounced = [FailedRecipient(address=r.recipient.original, action="failed", last_error=_failure_text(r.error))
                    for r in results if r.error is not None]
         if bounced:
             # Some local recipients vanished between RCPT and DATA while others got the message:

@@ -28,6 +28,8 @@ NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII address needs MAIL FROM with SMTPUTF8"
 NULL_SENDER = "553 5.7.1 Sender address rejected: the null sender <> is for bounces only"
 NOT_OWNED = "553 5.7.1 Sender address rejected: not owned by user {0}"
 RELAY_NOT_CONFIGURED = "550 5.7.1 <{0}>: Relaying is not configured on this server"
+#: at MAIL, for an account over its soft quota (RFC 3463 X.2.2 mailbox full)
+OVER_SOFT_QUOTA = "552 5.2.2 Mailbox over quota: delete some mail before sending"
 
 
 def data_error(err: BaseException) -> str:
