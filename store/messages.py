@@ -147,12 +147,25 @@ def append_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedM
     return folder.uidvalidity, uid, modseq
 
 
+@dataclass
+class Delivered:
+    """What :func:`deliver_txn` did for one recipient (published and reported after commit)."""
+    error: Optional[Exception] = None
+    folder: Optional[str] = None  # the first copy's folder
+    uid: Optional[int] = None
+    account_id: int = 0
+    folder_id: Optional[int] = None  # None when copies went to several folders
+    modseq: Optional[int] = None
+    actions: tuple = ()
+    queued: int = 0  # messages put in the outbound queue (the spooler is woken)
+    events: list = None  # [(account_id, folder_id, modseq)] of other accounts (local redirects, replies)
+
+
 def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optional[list] = None,
                 settings=None, prepare=None) -> list:
     """Store one message for each recipient, as its rules' :class:`~store.rules.Plan` says (no
-    plan: one copy in the INBOX), after the quota check.  Returns per recipient ``(error or
-    None, first folder name, uid, account_id, folder_id or None when several, modseq,
-    actions, outgoing count)``.  ``prepare(raw)`` makes the quota warning's PreparedMessage."""
+    plan: one copy in the INBOX), after the quota check; one :class:`Delivered` per recipient.
+    ``prepare(raw)`` makes the quota warning's PreparedMessage."""
     from store import rules
     settings = settings if settings is not None else rules.RuleSettings()
     ensure_blob_txn(txn, msg)
@@ -166,46 +179,47 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
             results.append(done[rcpt.account_id])
             continue
         plan = plans[i] if plans is not None and plans[i] is not None else None
-        stores = plan.stores if plan is not None else [rules.Store_(INBOX)]
-        notes = list(plan.notes) if plan is not None else []
         if plan is not None and plan.reject is not None:
-            done[rcpt.account_id] = (errors.Rejected(plan.reject), None, None, rcpt.account_id, None, None,
-                                     plan.describe(), 0)
+            done[rcpt.account_id] = Delivered(error=errors.Rejected(plan.reject), account_id=rcpt.account_id,
+                                              actions=plan.describe())
             results.append(done[rcpt.account_id])
             continue
+        stores = list(plan.stores) if plan is not None else [rules.Store_(INBOX)]
+        notes = list(plan.notes) if plan is not None else []
+        result = Delivered(account_id=rcpt.account_id, events=[])
         try:
-            gate = rules.quota_gate_txn(txn, rcpt.account_id, msg.size * len(stores), settings) if stores else None
-            folder = None
-            first = None
-            modseq = bump_modseq_txn(txn, rcpt.account_id)
-            folders = set()
+            gate = rules.quota_gate_txn(txn, rcpt.account_id, msg.size * max(1, len(stores)), settings) \
+                if stores or (plan is not None and plan.outgoing) else None
+            for out in (plan.outgoing if plan is not None else ()):
+                status = rules.send_outgoing_txn(txn, rcpt.account_id, out, now, settings, result.events)
+                result.queued += status == "queued"
+                if status not in ("queued", "local"):
+                    notes.append(f"{out.kind} <{out.recipient}>: {status}")
+                    if out.keep_instead and not any(s.target == INBOX for s in stores):
+                        stores.append(rules.Store_(INBOX))  # never lose the message to a redirect
+            result.modseq = bump_modseq_txn(txn, rcpt.account_id)
+            folders = []
             for target in stores:
                 folder = rules.target_folder_txn(txn, rcpt.account_id, target, notes)
                 if folder.id in folders:
                     continue  # RFC 5228 §2.10.3: one copy per mailbox
-                folders.add(folder.id)
-                uid = insert_message_txn(txn, rcpt.account_id, folder.id, msg, modseq, target.flags)
-                if first is None:
-                    first = (folder, uid)
-            outgoing = 0
-            for out in (plan.outgoing if plan is not None else ()):
-                outgoing += rules.record_outgoing_txn(txn, rcpt.account_id, out, now)
-                if out.kind == "vacation" and not outgoing:
-                    notes.append(f"vacation to <{out.recipient}>: already answered in this period")
+                folders.append(folder.id)
+                uid = insert_message_txn(txn, rcpt.account_id, folder.id, msg, result.modseq, target.flags)
+                if result.folder is None:
+                    result.folder, result.uid = folder.name, uid
             warned = rules.after_store_txn(txn, rcpt.account_id, rcpt.address, gate, msg.size * len(folders),
                                            settings, prepare)
             if warned is not None:
-                folders.add(warned[0].id)
-                modseq = warned[2]
+                folders.append(warned[0].id)
+                result.modseq = warned[2]
                 notes.append("quota warning sent")
         except (errors.NotFound, errors.OverQuota) as e:
-            results.append((e, None, None, rcpt.account_id, None, None, tuple(notes), 0))
+            results.append(Delivered(error=e, account_id=rcpt.account_id, actions=tuple(notes)))
             continue
-        actions = (plan.describe()[:len(plan.describe()) - len(plan.notes)] + tuple(notes)) if plan else tuple(notes)
-        done[rcpt.account_id] = (None, first[0].name if first else None, first[1] if first else None,
-                                 rcpt.account_id, next(iter(folders)) if len(folders) == 1 else None, modseq,
-                                 actions, outgoing)
-        results.append(done[rcpt.account_id])
+        result.folder_id = folders[0] if len(set(folders)) == 1 else None
+        result.actions = (plan.describe(notes=False) + tuple(notes)) if plan is not None else tuple(notes)
+        done[rcpt.account_id] = result
+        results.append(result)
     return results
 
 

@@ -272,6 +272,7 @@ class Outgoing:
     prepared: object  # store.messages.PreparedMessage
     vacation_key: Optional[str] = None
     vacation_seconds: int = 0
+    keep_instead: bool = False  # a redirect without :copy: keep the message if it cannot leave
 
 
 @dataclass
@@ -281,7 +282,7 @@ class Plan:
     outgoing: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # for the log: what the rules did and why not
 
-    def describe(self) -> tuple:
+    def describe(self, notes: bool = True) -> tuple:
         out = []
         for s in self.stores:
             out.append("junk" if s.target == JUNK else f"fileinto {s.target}" if s.target != INBOX else "keep")
@@ -291,7 +292,7 @@ class Plan:
             out.append("reject")
         out += [f"redirect <{o.recipient}>" if o.kind == "redirect" else f"vacation <{o.recipient}>"
                 for o in self.outgoing]
-        return tuple(out + self.notes)
+        return tuple(out + (self.notes if notes else []))
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -368,16 +369,14 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
         elif isinstance(action, sieve.Redirect):
             address = action.address.strip().strip("<>").lower()
             head = header_section(raw) if head is None else head
-            if not settings.outbound:
-                plan.notes.append(f"redirect <{address}> not possible: no relay configured")
-            elif _is_loop(head, rcpt.address):
+            if _is_loop(head, rcpt.address):
                 plan.notes.append(f"redirect <{address}> skipped: mail loop")
-            else:
-                copy = b"Delivered-To: " + rcpt.address.encode() + b"\r\n" + _strip_return_path(raw)
-                plan.outgoing.append(Outgoing("redirect", mail_from or "", address, prepare(copy)))
+                if not action.copy and not any(s.target == INBOX for s in plan.stores):
+                    plan.stores.append(Store_(INBOX))  # never lose the message to a redirect
                 continue
-            if not action.copy and not any(s.target == INBOX for s in plan.stores):
-                plan.stores.append(Store_(INBOX))  # never lose the message to a redirect that cannot go
+            copy = b"Delivered-To: " + rcpt.address.encode() + b"\r\n" + _strip_return_path(raw)
+            plan.outgoing.append(Outgoing("redirect", mail_from or "", address, prepare(copy),
+                                          keep_instead=not action.copy))
         elif isinstance(action, sieve.Vacation):
             _vacation(plan, action, raw, rcpt, settings, prepare, now)
     if plan.reject is not None:
@@ -390,9 +389,6 @@ def _vacation(plan: Plan, action, raw: bytes, rcpt: Recipient, settings: RuleSet
     from store import sieve
     to = (action.recipient or "").strip().strip("<>").lower()
     if not to:
-        return
-    if not settings.outbound:
-        plan.notes.append(f"vacation to <{to}> not possible: no relay configured")
         return
     reply = sieve.build_vacation_reply(action, raw, rcpt.address, settings.hostname, now)
     key = hashlib.sha256(f"{action.handle}\0{to}".encode("utf-8")).hexdigest()
@@ -497,20 +493,44 @@ def quota_warning(address: str, used: int, warn: int, hard: int, hostname: str) 
             f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}").encode("utf-8")
 
 
-def record_outgoing_txn(txn: Txn, account_id: int, out: Outgoing, now: int) -> bool:
-    """Queue one redirect or reply; a vacation reply only when this sender was not answered in
-    the period (the memory row is written in the same transaction).  True when queued."""
+def send_outgoing_txn(txn: Txn, account_id: int, out: Outgoing, now: int, settings: RuleSettings,
+                      events: list) -> str:
+    """Send one redirect or vacation reply: into the INBOX of a local account directly (no
+    relay needed; ``events`` gets its change), else into the outbound queue.  A vacation reply
+    goes only when this sender was not answered in the period (the memory row is written in
+    the same transaction).  Returns "local", "queued" or why it was not sent."""
+    from store.accounts import resolve_recipient_txn
+    from store.messages import bump_modseq_txn, ensure_blob_txn, insert_message_txn
     from store.queue import enqueue_txn
     if out.kind == "vacation":
         row = txn.execute("SELECT expires_at FROM vacation_replies WHERE account_id = ? AND sender_key = ?",
                           (account_id, out.vacation_key)).fetchone()
         if row is not None and row[0] > now:
-            return False
-        if row is None:
-            txn.execute("INSERT INTO vacation_replies (account_id, sender_key, expires_at) VALUES (?, ?, ?)",
-                        (account_id, out.vacation_key, now + out.vacation_seconds))
-        else:
-            txn.execute("UPDATE vacation_replies SET expires_at = ? WHERE account_id = ? AND sender_key = ?",
-                        (now + out.vacation_seconds, account_id, out.vacation_key))
-    enqueue_txn(txn, account_id, out.mail_from, [out.recipient], out.prepared)
-    return True
+            return "already answered in this period"
+    try:
+        target = resolve_recipient_txn(txn, out.recipient)
+    except (errors.NotFound, errors.InvalidInput):
+        target = None
+    if target is None and not settings.outbound:
+        return "not sent: no relay configured ([submission] relay)"
+    if target is not None:
+        try:
+            quota_gate_txn(txn, target.account_id, out.prepared.size, settings)
+        except errors.OverQuota:
+            return "not delivered: the recipient is over quota"
+    if out.kind == "vacation":
+        txn.execute("DELETE FROM vacation_replies WHERE account_id = ? AND sender_key = ?",
+                    (account_id, out.vacation_key))
+        txn.execute("INSERT INTO vacation_replies (account_id, sender_key, expires_at) VALUES (?, ?, ?)",
+                    (account_id, out.vacation_key, now + out.vacation_seconds))
+    if target is None:
+        enqueue_txn(txn, account_id, out.mail_from, [out.recipient], out.prepared)
+        return "queued"
+    # A local recipient gets it in the INBOX, without running its own rules: a redirect chain
+    # or two vacation scripts answering each other cannot loop.
+    ensure_blob_txn(txn, out.prepared)
+    inbox = get_folder_txn(txn, target.account_id, INBOX)
+    modseq = bump_modseq_txn(txn, target.account_id)
+    insert_message_txn(txn, target.account_id, inbox.id, out.prepared, modseq)
+    events.append((target.account_id, inbox.id, modseq))
+    return "local"

@@ -268,10 +268,13 @@ class SqlStore(OutboundQueueMixin, RulesMixin, Store):
         rows = await waiter
         results = []
         outgoing = 0
-        for rcpt, (error, folder, uid, account_id, folder_id, modseq, actions, sent) in zip(recipients, rows):
-            self._publish(account_id, folder_id, modseq)
-            outgoing += sent
-            results.append(DeliveryResult(recipient=rcpt, error=error, folder=folder, uid=uid, actions=actions))
+        for rcpt, row in zip(recipients, rows):
+            self._publish(row.account_id, row.folder_id, row.modseq)
+            for account_id, folder_id, modseq in row.events or ():
+                self._publish(account_id, folder_id, modseq)
+            outgoing += row.queued
+            results.append(DeliveryResult(recipient=rcpt, error=row.error, folder=row.folder, uid=row.uid,
+                                          actions=row.actions))
         if outgoing and self.on_outbound is not None:
             self.on_outbound()
         return results

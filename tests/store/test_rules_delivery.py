@@ -271,3 +271,37 @@ def test_warning_once_per_crossing(store, run, bob):
     deliver(store, run)  # and crossing again warns again
     assert subjects(store, run, bob).count("Your mailbox is almost full") == 1
     assert len(subjects(store, run, bob)) == 3
+
+
+def test_redirect_and_vacation_to_local_accounts_need_no_relay(store, run, bob):
+    carol = run(store.create_account, "carol@example.test", "x")
+    activate(store, run, bob, 'redirect "carol@example.test";')
+    [r] = deliver(store, run)
+    assert r.error is None and subjects(store, run, bob) == [] and subjects(store, run, carol) == ["Hello there"]
+    assert queued(store, run) == []
+    # carol is away; bob writes to her twice: one reply, in bob's INBOX
+    activate(store, run, carol, 'require "vacation"; vacation :subject "Away" "Back on Monday.";')
+    run(store.set_active_sieve_script, bob.id, None)
+    note = MSG.replace(b"alice@remote.example", b"bob@example.test").replace(b"bob@example.test\r\nSubject",
+                                                                            b"carol@example.test\r\nSubject")
+    for _ in range(2):
+        [r] = deliver(store, run, note, to=("carol@example.test",), mail_from="bob@example.test")
+        assert r.error is None
+    assert subjects(store, run, bob) == ["Away"]
+    assert subjects(store, run, carol) == ["Hello there", "Hello there", "Hello there"]
+    assert queued(store, run) == []
+
+
+def test_vacation_through_the_queue_once_per_period(store, run, bob):
+    settings(store, outbound=True)
+    activate(store, run, bob, 'require "vacation"; vacation :days 3 "Away.";')
+    deliver(store, run)
+    deliver(store, run)
+    [q] = queued(store, run)
+    assert q.mail_from == "" and [x.address for x in q.recipients] == ["alice@remote.example"]
+    reply = run(store.read_blob, q.blob_id)
+    assert b"Auto-Submitted: auto-replied" in reply and b"Subject: Auto: Hello there" in reply
+    # the period over: answered again
+    store.db.run_sync("age", lambda txn: txn.execute("UPDATE vacation_replies SET expires_at = 1"))
+    deliver(store, run)
+    assert len(queued(store, run)) == 2
