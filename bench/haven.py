@@ -51,6 +51,9 @@ listen = {pop3_listen}
 [submission]
 listen =
 
+[managesieve]
+listen =
+
 [http]
 listen = {http_listen}
 

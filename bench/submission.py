@@ -63,6 +63,9 @@ listen =
 listen = {host}:{submission_port}
 relay = {host}:{sink_port}
 
+[managesieve]
+listen =
+
 [http]
 listen =
 

@@ -107,6 +107,30 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("collection")
     di.add_argument("file", help="path, or - for standard input")
 
+    sv = sub.add_parser("sieve", help="an account's Sieve scripts (the delivery rules ManageSieve clients manage)")
+    sv = sv.add_subparsers(dest="sieve_command", metavar="ACTION")
+    sv.required = True
+    sl = sv.add_parser("list", help="an account's scripts, their sizes, the active one marked")
+    sl.add_argument("address")
+    sg = sv.add_parser("get", help="print a script")
+    sg.add_argument("address")
+    sg.add_argument("name")
+    sp = sv.add_parser("put", help="store a script (replacing one of that name) once it compiles; "
+                                   "a compile error is printed with its line and nothing is stored")
+    sp.add_argument("address")
+    sp.add_argument("name")
+    sp.add_argument("file", help="path, or - for standard input (UTF-8)")
+    sp.add_argument("--activate", action="store_true", help="make it the active script")
+    sa = sv.add_parser("activate", help="make NAME the script delivery runs (--none: run no script)")
+    sa.add_argument("address")
+    sa.add_argument("name", nargs="?")
+    sa.add_argument("--none", action="store_true", help="deactivate the active script")
+    sn = sv.add_parser("deactivate", help="run no script at delivery (the scripts are kept)")
+    sn.add_argument("address")
+    sx = sv.add_parser("delete", help="delete a script (not the active one: deactivate it first)")
+    sx.add_argument("address")
+    sx.add_argument("name")
+
     q = sub.add_parser("queue", help="the outbound queue of SMTP submission (mail waiting for [submission] relay)")
     q = q.add_subparsers(dest="queue_command", metavar="ACTION")
     q.required = True
@@ -155,7 +179,7 @@ def main(argv=None) -> int:
         return EX_CONFIG
     if args.command == "serve":
         return _serve(config, args)
-    if args.command == "deliver" or (args.command == "dav" and getattr(args, "file", None) == "-"):
+    if args.command == "deliver" or (args.command in ("dav", "sieve") and getattr(args, "file", None) == "-"):
         raw = sys.stdin.buffer.read()
     else:
         raw = None
@@ -437,8 +461,60 @@ async def cmd_queue(store, args, raw) -> int:
     return EX_OK
 
 
+async def cmd_sieve(store, args, raw) -> int:
+    from store import errors
+    account = await store.get_account(args.address)
+    action = args.sieve_command
+    if action == "list":
+        for script in await store.list_sieve_scripts(account.id):
+            print(f"{script.name}\t{script.size} bytes" + ("\tactive" if script.active else ""))
+    elif action == "get":
+        sys.stdout.write(await store.get_sieve_script(account.id, args.name))
+    elif action == "put":
+        try:
+            data = raw if args.file == "-" else open(args.file, "rb").read()
+        except OSError as e:
+            print(f"haven: {args.file}: {e.strerror}", file=sys.stderr)
+            return EX_DATAERR
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            print(f"haven: {args.file}: not UTF-8 ({e})", file=sys.stderr)
+            return EX_DATAERR
+        try:
+            await store.put_sieve_script(account.id, args.name, text)
+        except errors.InvalidInput as e:
+            print(f"haven: script {args.name!r} not stored: {e}", file=sys.stderr)
+            return EX_DATAERR
+        except (errors.TooBig, errors.OverQuota) as e:
+            print(f"haven: script {args.name!r} not stored: {e} (see [rules] in the configuration)",
+                  file=sys.stderr)
+            return EX_DATAERR
+        if args.activate:
+            await store.set_active_sieve_script(account.id, args.name)
+        print(f"stored script {args.name!r} of {account.address}" + (", active" if args.activate else ""))
+    elif action in ("activate", "deactivate"):
+        if action == "activate" and bool(args.name) == bool(args.none):
+            print("haven: give the script NAME to activate, or --none", file=sys.stderr)
+            return EX_USAGE
+        if action == "deactivate" or args.none:
+            await store.set_active_sieve_script(account.id, None)
+            print(f"{account.address} has no active script now")
+        else:
+            await store.set_active_sieve_script(account.id, args.name)
+            print(f"script {args.name!r} of {account.address} is active")
+    else:
+        try:
+            await store.delete_sieve_script(account.id, args.name)
+        except errors.PermissionDenied as e:
+            print(f"haven: {e} (`haven sieve deactivate {account.address}`)", file=sys.stderr)
+            return EX_DATAERR
+        print(f"deleted script {args.name!r} of {account.address}")
+    return EX_OK
+
+
 COMMANDS = {"user": cmd_user, "alias": cmd_alias, "db": cmd_db, "deliver": cmd_deliver, "purge": cmd_purge,
-            "recover": cmd_recover, "queue": cmd_queue, "dav": cmd_dav}
+            "recover": cmd_recover, "queue": cmd_queue, "dav": cmd_dav, "sieve": cmd_sieve}
 
 
 def _ensure_demo(store, config):
@@ -465,7 +541,8 @@ def demo_banner(config, address: str, password) -> str:
     """What `haven serve --demo` tells a new user: where the data is, the login, the ports."""
     password = password or "(see data_dir/demo-password)"
     services = [(name, config.listen(section)) for name, section in
-                (("IMAP", "imap"), ("POP3", "pop3"), ("submission", "submission"), ("LMTP", "lmtp"))]
+                (("IMAP", "imap"), ("POP3", "pop3"), ("submission", "submission"), ("LMTP", "lmtp"),
+                 ("ManageSieve (filters, out-of-office)", "managesieve"))]
     ports = "   ".join(f"{name}: {where}" for name, where in services if where)
     imap = config.listen("imap")
     lines = [f"  Haven is running on the {config.store_url().engine} store in {config.data_dir}",

@@ -129,7 +129,8 @@ class Service:
         return GatewayContext(store=self.store, portal=self.portal, hostname=self.config.hostname,
                               settings=self.config.section(section), tls=self.tls,
                               ssl_context=self.ssl_context,
-                              limits={"max_message_size": self.config.getint("server", "max_message_size")})
+                              limits={"max_message_size": self.config.getint("server", "max_message_size"),
+                                      "max_script_size": self.config.getsize("rules", "max_script_size")})
 
     async def start(self) -> None:
         from auth.cred import make_portal
@@ -140,6 +141,7 @@ class Service:
         # Twisted gateways: make_factory(ctx) -> protocol.Factory
         await self._start_twisted("imap", "gateways.imap")
         await self._start_twisted("pop3", "gateways.pop3")
+        await self._start_twisted("managesieve", "gateways.managesieve")  # STARTTLS only, no tls_listen
         # aiosmtpd gateways: make_protocol_factory(ctx, implicit_tls=False) -> asyncio factory
         await self._start_asyncio("lmtp", "gateways.lmtp", tls_key=None)
         await self._start_asyncio("submission", "gateways.submission")

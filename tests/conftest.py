@@ -162,7 +162,9 @@ class HavenServer:
         self.pop3, self.pop3s = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
         self.submission, self.submissions = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
         self.http = ("127.0.0.1", free_port())  # CalDAV/CardDAV under /dav/
-        self.gateways = ["imap", "lmtp"] + [g for g in ("pop3", "submission")
+        # ManageSieve: never the default 4190, so that servers running side by side do not collide
+        self.managesieve = ("127.0.0.1", free_port())
+        self.gateways = ["imap", "lmtp"] + [g for g in ("pop3", "submission", "managesieve")
                                             if importlib.util.find_spec(f"gateways.{g}") is not None]
         if importlib.util.find_spec("gateways.dav") is not None:
             self.gateways.append("http")
@@ -182,6 +184,8 @@ class HavenServer:
                                "tls_listen": f"127.0.0.1:{self.submissions[1]}"}}
                if "submission" in self.gateways else {}),
             **({"http": {"listen": f"127.0.0.1:{self.http[1]}"}} if "http" in self.gateways else {}),
+            **({"managesieve": {"listen": f"127.0.0.1:{self.managesieve[1]}"}}
+               if "managesieve" in self.gateways else {}),
             "log": {"level": "info"},
         }
         for key, value in (overrides or {}).items():
@@ -256,6 +260,10 @@ class HavenServer:
         result = self.cli("user", "add", address, "--password-stdin", input=password.encode() + b"\n")
         assert result.returncode == 0, result.stderr.decode()
         return address, password
+
+    @property
+    def managesieve_port(self) -> int:
+        return self.managesieve[1]
 
     @property
     def dav_url(self) -> str:
