@@ -191,3 +191,25 @@ def test_over_quota_can_be_temporary(haven_factory, rules):
     user, _ = server.new_user("tmp")
     _, data = lmtp(server, "a@remote.example", [user], message("big", to=user) + b"y" * 2000 + b"\r\n")
     assert data[0] == f"452 4.2.2 <{user}> Mailbox full, try again later"
+
+
+# -- local recipients of submission go through the same rules ------------------------------------
+
+def test_submission_to_a_local_user_runs_their_rules(rules):
+    from tests.gateways.submission.helpers import submit, wait_for_mail
+    sender, sender_pw = rules.new_user("writer")
+    away, away_pw = rules.new_user("holiday")
+    grumpy, _ = rules.new_user("refuser")
+    install(rules, away, 'require ["vacation", "fileinto", "mailbox"];\n'
+                         'vacation :subject "On holiday" "Back in two weeks.";\n'
+                         'fileinto :create "From colleagues";\n')
+    install(rules, grumpy, 'require "reject";\nreject "I only read paper mail.";\n')
+    raw = message("lunch?", sender=sender, to=f"{away}, {grumpy}")
+    assert submit(rules, sender, sender_pw, sender, [away, grumpy], raw) == {}
+    assert [s for _, s in folder_state(rules, away, away_pw, "From colleagues")] == ["lunch?"]
+    # the vacation reply and the DSN for the reject both land in the sender's INBOX
+    got = [email.message_from_bytes(m) for m in wait_for_mail(rules, sender, sender_pw, count=2)]
+    reply = next(m for m in got if m["Subject"] == "On holiday")
+    assert reply["Auto-Submitted"].startswith("auto-replied") and away in reply["From"]
+    dsn = next(m for m in got if m is not reply)
+    assert b"I only read paper mail." in dsn.as_bytes()
