@@ -94,9 +94,10 @@ class RulesMixin:
         return script, addresses
 
     async def plan_delivery(self, raw: bytes, mail_from: str, recipients: list, states: list,
-                            junk: bool) -> Optional[list]:
-        """One :class:`~store.rules.Plan` per recipient, or None when every recipient simply
-        gets one copy in the INBOX (no script, not junk)."""
+                            junk: bool):
+        """A function that returns one :class:`~store.rules.Plan` per recipient (pure CPU work
+        for whichever pool thread handles the message next), or None when every recipient
+        simply gets one copy in the INBOX (no script, not junk)."""
         settings = self.rule_settings
         scripts = {}
         for rcpt, (version, has_script) in zip(recipients, states):
@@ -111,10 +112,16 @@ class RulesMixin:
             if not junk:
                 return None
 
+        def plan_one(rcpt, is_junk, now):
+            try:
+                return R.make_plan(raw, mail_from, rcpt, *scripts.get(rcpt.account_id, (None, ())), is_junk,
+                                   settings, self._prepare, now)
+            except Exception as e:  # a message is never lost to its rules: INBOX, and a log line
+                log.exception("rules of <%s> failed; delivering to INBOX", rcpt.address)
+                return R.Plan(stores=[R.Store_(R.INBOX)], notes=[f"rules failed: {type(e).__name__}: {e}"])
+
         def plan_all():
             is_junk = junk or R.is_junk(raw, settings.junk_headers)
             now = time.time()
-            return [R.make_plan(raw, mail_from, rcpt, *scripts.get(rcpt.account_id, (None, ())), is_junk,
-                                settings, self._prepare, now)
-                    for rcpt in recipients]
-        return await self._cpu(plan_all)
+            return [plan_one(rcpt, is_junk, now) for rcpt in recipients]
+        return plan_all

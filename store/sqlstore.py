@@ -258,9 +258,10 @@ class SqlStore(OutboundQueueMixin, RulesMixin, Store):
         return SqlDelivery(self, mail_from)
 
     async def deliver_prepared(self, recipients: list, msg: Optional[M.PreparedMessage], raw: bytes,
-                               plans: Optional[list] = None) -> list:
+                               plans=None) -> list:
         """Queue the rows of one delivery for the next group commit and wait for it (``msg``
-        None: prepare ``raw`` on the DB thread, for messages stored inline)."""
+        None: prepare ``raw`` on the DB thread, for messages stored inline; ``plans`` a list, or
+        a function that makes it on the DB thread)."""
         waiter = defer.Deferred()
         self._pending_deliveries.append((recipients, msg, raw, plans, waiter))
         if not self._committing:
@@ -302,7 +303,8 @@ class SqlStore(OutboundQueueMixin, RulesMixin, Store):
         """DB pool thread: the batch's rows in one transaction, then a check that every blob
         is still on disk (a purge at the same instant could have swept an identical,
         unreferenced blob; then its bytes are written again before anyone is told 250)."""
-        batch = [(r, m if m is not None else self._prepare(raw), raw, p) for r, m, raw, p, _w in batch]
+        batch = [(r, m if m is not None else self._prepare(raw), raw, p() if callable(p) else p)
+                 for r, m, raw, p, _w in batch]
         rows = self.db.run_sync("deliver", M.deliver_batch_txn, [(r, m, p) for r, m, _raw, p in batch],
                                 self.rule_settings, self._prepare)
         for _r, msg, raw, _p in batch:
@@ -434,11 +436,17 @@ class SqlDelivery(Delivery):
         if len(raw) > self.store.max_message_size:
             error = errors.TooBig(f"message exceeds {self.store.max_message_size} bytes")
             return [DeliveryResult(recipient=r, error=error) for r in self.recipients]
-        plans = await self.store.plan_delivery(raw, self.mail_from, self.recipients, self.states, junk)
+        planner = await self.store.plan_delivery(raw, self.mail_from, self.recipients, self.states, junk)
         # A message stored inline is prepared on the DB thread with its rows (no file to write,
-        # ~0.1 ms of CPU): one thread hop per delivery instead of two.  Bigger ones write their
-        # blob file (and fsync it) in the CPU pool first.
-        msg = None if len(raw) <= self.store.inline_blob_size else await self.store.prepare_message(raw)
+        # ~0.1 ms of CPU), and its rules are evaluated there too: one thread hop per delivery.
+        # Bigger ones write their blob file (and fsync it) in the CPU pool first, and their
+        # rules run in the same call.
+        if len(raw) <= self.store.inline_blob_size:
+            msg, plans = None, planner
+        elif planner is None:
+            msg, plans = await self.store.prepare_message(raw), None
+        else:
+            msg, plans = await self.store._cpu(lambda: (self.store._prepare(raw), planner()))
         results = await self.store.deliver_prepared(self.recipients, msg, raw, plans)
         for r in results:
             log.debug("delivered from=<%s> to=<%s> account=%s folder=%s uid=%s size=%d%s%s", self.mail_from,

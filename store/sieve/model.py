@@ -11,6 +11,7 @@ and a flag tuple.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
@@ -111,6 +112,19 @@ class Match:
     type: str                 # ":is" | ":contains" | ":matches"
     comparator: str           # "i;ascii-casemap" | "i;octet"
     keys: Tuple[Str, ...]
+
+    @functools.cached_property
+    def folded_keys(self) -> Optional[Tuple[str, ...]]:
+        """The keys folded by the comparator when none holds a variable (the common case):
+        computed once per compiled script rather than once per message; None otherwise."""
+        if not all(k.__class__ is str for k in self.keys):
+            return None
+        if self.comparator == "i;ascii-casemap":   # RFC 4790 §9.2: A-Z only
+            return tuple(k.translate(ASCII_LOWER) for k in self.keys)
+        return self.keys
+
+
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 @dataclass(frozen=True)

@@ -305,3 +305,16 @@ def test_vacation_through_the_queue_once_per_period(store, run, bob):
     store.db.run_sync("age", lambda txn: txn.execute("UPDATE vacation_replies SET expires_at = 1"))
     deliver(store, run)
     assert len(queued(store, run)) == 2
+
+
+def test_rules_that_fail_outright_deliver_to_inbox(store, run, bob):
+    # the redirected copy (one Delivered-To line longer) is over the size limit: the plan
+    # cannot be made, and the message still lands in the INBOX
+    settings(store, outbound=True)
+    raw = MSG.split(b"\r\n", 1)[1]  # no Return-Path to drop from the copy
+    store.max_message_size = len(raw) + 5
+    activate(store, run, bob, 'redirect "elsewhere@remote.example";')
+    [r] = deliver(store, run, raw)
+    assert r.error is None and r.folder == INBOX
+    assert any("rules failed" in a for a in r.actions)
+    assert queued(store, run) == []
