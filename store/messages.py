@@ -188,6 +188,9 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
         notes = list(plan.notes) if plan is not None else []
         result = Delivered(account_id=rcpt.account_id, events=[])
         try:
+            # the account row is locked first (the modseq bump), so on MariaDB a concurrent
+            # delivery to the same account waits and the usage read below includes its rows
+            result.modseq = bump_modseq_txn(txn, rcpt.account_id)
             gate = rules.quota_gate_txn(txn, rcpt.account_id, msg.size * max(1, len(stores)), settings) \
                 if stores or (plan is not None and plan.outgoing) else None
             for out in (plan.outgoing if plan is not None else ()):
@@ -197,7 +200,6 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
                     notes.append(f"{out.kind} <{out.recipient}>: {status}")
                     if out.keep_instead and not any(s.target == INBOX for s in stores):
                         stores.append(rules.Store_(INBOX))  # never lose the message to a redirect
-            result.modseq = bump_modseq_txn(txn, rcpt.account_id)
             folders = []
             for target in stores:
                 folder = rules.target_folder_txn(txn, rcpt.account_id, target, notes)
