@@ -187,6 +187,7 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
         stores = list(plan.stores) if plan is not None else [rules.Store_(INBOX)]
         notes = list(plan.notes) if plan is not None else []
         result = Delivered(account_id=rcpt.account_id, events=[])
+        unsent = []
         try:
             # the account row is locked first (the modseq bump), so on MariaDB a concurrent
             # delivery to the same account waits and the usage read below includes its rows
@@ -197,6 +198,7 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
                 status = rules.send_outgoing_txn(txn, rcpt.account_id, out, now, settings, result.events)
                 result.queued += status == "queued"
                 if status not in ("queued", "local"):
+                    unsent.append(out)
                     notes.append(f"{out.kind} <{out.recipient}>: {status}")
                     if out.keep_instead and not any(s.target == INBOX for s in stores):
                         stores.append(rules.Store_(INBOX))  # never lose the message to a redirect
@@ -219,7 +221,7 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
             results.append(Delivered(error=e, account_id=rcpt.account_id, actions=tuple(notes)))
             continue
         result.folder_id = folders[0] if len(set(folders)) == 1 else None
-        result.actions = (plan.describe(notes=False) + tuple(notes)) if plan is not None else tuple(notes)
+        result.actions = (plan.describe(False, tuple(unsent)) + tuple(notes)) if plan is not None else tuple(notes)
         done[rcpt.account_id] = result
         results.append(result)
     return results

@@ -282,7 +282,9 @@ class Plan:
     outgoing: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # for the log: what the rules did and why not
 
-    def describe(self, notes: bool = True) -> tuple:
+    def describe(self, notes: bool = True, unsent: tuple = ()) -> tuple:
+        """What the rules did, for the log; ``unsent``: outgoing messages that did not go (their
+        note says why)."""
         out = []
         for s in self.stores:
             out.append("junk" if s.target == JUNK else f"fileinto {s.target}" if s.target != INBOX else "keep")
@@ -291,7 +293,7 @@ class Plan:
         if self.reject is not None:
             out.append("reject")
         out += [f"redirect <{o.recipient}>" if o.kind == "redirect" else f"vacation <{o.recipient}>"
-                for o in self.outgoing]
+                for o in self.outgoing if not any(o is u for u in unsent)]
         return tuple(out + (self.notes if notes else []))
 
 

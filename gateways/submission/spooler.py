@@ -65,9 +65,10 @@ STORE_RETRIES = (1.0, 3.0, 10.0)
 
 
 def human_duration(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)} {unit}"
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds:g} seconds"
 
 

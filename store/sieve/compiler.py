@@ -98,7 +98,8 @@ def compile_script(text: str) -> m.Script:
         raise SieveError(parser.error)
     if getattr(parser, "_Parser__curcommand", None) is not None:
         # sievelib silently drops a last command that lacks its ';'
-        raise SieveError("line %d: missing ';' at end of script" % (text.count("\n") + 1))
+        # the line of the last thing written, not the empty line after a final newline
+        raise SieveError("line %d: missing ';' at end of script" % (text.rstrip().count("\n") + 1))
     extensions = _check_requires(parser.result, text)
     commands = _Compiler(text, extensions).block(parser.result)
     return m.Script(commands=commands, extensions=extensions)

@@ -213,6 +213,8 @@ def test_redirect_loop_and_no_relay_keep(store, run, bob):
     activate(store, run, bob, 'redirect "elsewhere@remote.example";')
     [r] = deliver(store, run)  # no relay configured
     assert subjects(store, run, bob) == ["Hello there"] and queued(store, run) == []
+    assert "redirect <elsewhere@remote.example>" not in r.actions  # the log says why instead
+    assert any(a.startswith("redirect <elsewhere@remote.example>: not sent") for a in r.actions)
     settings(store, outbound=True)
     looped = b"Delivered-To: bob@example.test\r\n" + MSG
     [r] = deliver(store, run, looped)

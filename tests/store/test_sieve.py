@@ -31,6 +31,7 @@ def matches(test, message, require=""):
     ('keep;\n\nif true {\n  keep;\n}\nbar;', 6, "unknown command 'bar'"),
     ('if true {\n  keep;\n}\nelse\n  discard;', 5, "test command"),
     ("keep", 1, "missing ';'"),
+    ('require "fileinto";\nfileinto "x"\n\n', 2, "missing ';'"),  # the line written, not the last
     ('fileinto "x";', 1, "extension 'fileinto' not loaded"),
     ('require "fileinto";\nfileinto :copy "x";', 2, "extension 'copy' not loaded"),
     ('require "fileinto";\nif size :over 1Q { keep; }', 2, ""),
