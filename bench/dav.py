@@ -1,6 +1,6 @@
 """Run the CalDAV benchmark against stock Radicale and Haven, one after the other, in one go.
 
-    python bench/dav.py [--count 1000] [--reps 3] [--only radicale|haven] [--keep]
+    python bench/dav.py [--count 1000] [--reps 3] [--conns 4] [--only radicale|haven] [--keep]
 
 Generates ``--count`` events (``davbench.generate``), then for each server:
 starts a throwaway instance (Radicale from PyPI in its own venv,
@@ -8,7 +8,8 @@ starts a throwaway instance (Radicale from PyPI in its own venv,
 an empty calendar with MKCALENDAR, PUTs the events over one keep-alive
 connection, times a one-month time-range calendar-query, an initial
 sync-collection, a calendar-multiget of 100 and a PROPFIND Depth: 1 (best of
-``--reps``), and stops it.  Prints a side-by-side markdown table to stdout
+``--reps``), then PUTs the same events into a second calendar from ``--conns`` clients at
+once, and stops it.  Prints a side-by-side markdown table to stdout
 (progress to stderr) and checks that both servers returned the same things.
 Exits 1 if a server could not be started or a check failed.
 """
@@ -48,7 +49,7 @@ class DavTarget:
 
 
 def run_target(t: DavTarget, events: list[D.Event], reps: int,
-               res: D.DavResults | None = None) -> D.DavResults:
+               res: D.DavResults | None = None, conns: int = 4) -> D.DavResults:
     res = res or D.DavResults()
     c = D.DavClient(t.hostport, t.user, t.password)
     try:
@@ -61,12 +62,16 @@ def run_target(t: DavTarget, events: list[D.Event], reps: int,
         D.multiget(c, t.collection, events, res, reps)
         tags["PROPFIND"] = D.propfind(c, t.collection, len(events), res, reps)
         D.check_etags(res, tags)
+        if conns > 1:
+            log(f"{t.label}: PUT {len(events)} events over {conns} connections")
+            D.put_events_parallel(t.hostport, t.user, t.password, t.collection.rstrip("/") + "-parallel/",
+                                  events, res, conns)
     finally:
         c.close()
     return res
 
 
-def bench_radicale(events: list[D.Event], reps: int, keep: bool) -> tuple[str, D.DavResults]:
+def bench_radicale(events: list[D.Event], reps: int, keep: bool, conns: int) -> tuple[str, D.DavResults]:
     inst = RadicaleInstance()
     try:
         inst.start()
@@ -74,14 +79,14 @@ def bench_radicale(events: list[D.Event], reps: int, keep: bool) -> tuple[str, D
         label = f"Radicale {inst.version}"
         user = next(iter(inst.users))
         return label, run_target(DavTarget(label, inst.endpoint, user, PASSWORD,
-                                           f"/{user}/calendar/"), events, reps)
+                                           f"/{user}/calendar/"), events, reps, conns=conns)
     finally:
         inst.stop()
         if not keep:
             inst.cleanup()
 
 
-def bench_haven(events: list[D.Event], reps: int, keep: bool) -> tuple[str, D.DavResults]:
+def bench_haven(events: list[D.Event], reps: int, keep: bool, conns: int) -> tuple[str, D.DavResults]:
     inst = HavenInstance(base=HAVEN_BASE, pop3_port=None, http_port=HAVEN_HTTP_PORT,
                          users={HAVEN_USER: PASSWORD})
     try:
@@ -91,7 +96,7 @@ def bench_haven(events: list[D.Event], reps: int, keep: bool) -> tuple[str, D.Da
         res = D.DavResults()
         discovery(D.DavClient(hostport, HAVEN_USER, PASSWORD), res)
         return "Haven", run_target(DavTarget("Haven", hostport, HAVEN_USER, PASSWORD,
-                                             f"/dav/{HAVEN_USER}/bench/"), events, reps, res)
+                                             f"/dav/{HAVEN_USER}/bench/"), events, reps, res, conns)
     finally:
         inst.stop()
         if not keep:
@@ -171,6 +176,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="best of this many for the reports")
     ap.add_argument("--only", choices=["radicale", "haven"])
     ap.add_argument("--keep", action="store_true", help="keep the instances' directories")
+    ap.add_argument("--conns", type=int, default=4,
+                    help="clients of the parallel PUT into a second calendar (default 4; 1 = skip it)")
     a = ap.parse_args()
     if a.count < D.MULTIGET:
         ap.error(f"--count must be at least {D.MULTIGET} (the multiget asks for that many)")
@@ -183,7 +190,7 @@ def main() -> None:
         if a.only and name.lower() != a.only:
             continue
         try:
-            label, res = fn(events, a.reps, a.keep)
+            label, res = fn(events, a.reps, a.keep, a.conns)
             columns[label] = res
         except KeyboardInterrupt:
             raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import http.client
 import random
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -320,6 +321,39 @@ def put_events(c: DavClient, coll: str, events: list[Event], res: DavResults) ->
     res.check(len(tags) == len(events),
               f"PUT: {len(tags)} of {len(events)} answers carried an ETag")
     return tags
+
+
+PUT_PARALLEL_ROW = "PUT {n} events over {conns} connections at once (events/s)"
+
+
+def put_events_parallel(hostport: str, user: str, password: str, coll: str, events: list[Event],
+                        res: DavResults, conns: int) -> None:
+    """The same PUTs into a second, empty calendar ``coll`` from ``conns`` clients at once
+    (event i on connection i % conns): what the server sustains when several devices sync,
+    rather than the latency of one."""
+    make_calendar(DavClient(hostport, user, password), coll)
+    clients = [DavClient(hostport, user, password) for _ in range(conns)]
+    statuses: list[dict] = [{} for _ in range(conns)]
+
+    def worker(i: int) -> None:
+        for ev in events[i::conns]:
+            r = clients[i].request("PUT", coll + ev.name, ev.ics, If_None_Match="*",
+                                   Content_Type="text/calendar; charset=utf-8")
+            statuses[i][r.status] = statuses[i].get(r.status, 0) + 1
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    secs = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    created = sum(s.get(201, 0) for s in statuses)
+    res.add(PUT_PARALLEL_ROW.format(n=len(events), conns=conns), len(events) / secs, "{:.0f}",
+            f"{secs:.1f} s")
+    res.check(created == len(events), f"PUT over {conns} connections: {created} of {len(events)} "
+              f"answered 201 Created")
 
 
 def calendar_query(c: DavClient, coll: str, events: list[Event], res: DavResults,
