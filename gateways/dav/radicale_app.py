@@ -176,8 +176,9 @@ class HavenDav:
 
 def make_application(dav_access, settings) -> HavenDav:
     """Radicale's WSGI app over ``dav_access`` (store.dav.DavAccess), limits from ``[http]``."""
-    from gateways.dav import vtimezone
+    from gateways.dav import vobject_speed, vtimezone
     vtimezone.install()
+    vobject_speed.install()
     configuration = radicale_config.load()
     configuration.update({
         "server": {

@@ -22,7 +22,7 @@ from vobject.base import Component, foldOneLine
 MAX_ZONES = 256
 _GOOD_LINES = ("rdate", "rrule", "dtstart", "tzname", "tzoffsetfrom", "tzoffsetto", "tzid")
 
-_zones: "OrderedDict[str, object]" = OrderedDict()
+_zones: "OrderedDict[tuple, object]" = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -44,18 +44,29 @@ def _text(component) -> str:
     return buffer.getvalue()
 
 
+def _key(component) -> tuple:
+    """What identifies a VTIMEZONE for the cache, without serializing it (serializing every
+    zone of every PUT just to look it up cost more than the lookup saved): the same lines
+    dateutil is given, as (name, value, parameters), recursively.  Two spellings of one zone
+    (native values or text) may get two entries; two different zones never share one."""
+    lines = tuple((child.name, child.isNative, str(child.value),
+                   tuple(sorted((k, tuple(v)) for k, v in child.params.items())))
+                  for child in component.lines() if child.name.lower() in _GOOD_LINES)
+    return (component.name, lines, tuple(_key(c) for c in component.components()))
+
+
 def shared_tzinfo(component):
     if len(component.contents) == 0:
         return None
-    text = _text(component)
+    key = _key(component)
     with _lock:
-        zone = _zones.get(text)
+        zone = _zones.get(key)
         if zone is not None:
-            _zones.move_to_end(text)
+            _zones.move_to_end(key)
             return zone
-    zone = tz.tzical(io.StringIO(text)).get()
+    zone = tz.tzical(io.StringIO(_text(component))).get()
     with _lock:
-        _zones[text] = zone
+        _zones[key] = zone
         while len(_zones) > MAX_ZONES:
             _zones.popitem(last=False)
     return zone
