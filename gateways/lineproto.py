@@ -1,5 +1,6 @@
-"""What the IMAP and POP3 connections share: commands run one at a time in the order they
-arrived, reading pauses when too much waits, writing waits when the client stops reading.
+"""What the IMAP, POP3 and ManageSieve connections share: commands run one at a time in the
+order they arrived, reading pauses when too much waits, writing waits when the client stops
+reading; and (POP3, ManageSieve) who may log in without TLS.
 
 Invariants
 - ``_execute(item)`` runs for one queued item at a time, in arrival order; the next starts once
@@ -14,14 +15,43 @@ Invariants
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 from typing import Optional
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
+
+
+def is_local(address) -> bool:
+    """Loopback TCP or a unix socket: the peer is this machine (a local proxy, webmail or client)."""
+    host = getattr(address, "host", None)
+    if host is None:
+        return True  # UNIXAddress
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+class PlaintextPolicy:
+    """``allow_plaintext_auth``: a login without TLS is allowed when the setting says so, after
+    STARTTLS/STLS (``tls_started``) or on an implicit-TLS listener, and from this machine
+    (``local``, set from :func:`is_local` at connect)."""
+    tls_started = False
+    local = False
+
+    @property
+    def is_tls(self) -> bool:
+        return self.tls_started or ISSLTransport.providedBy(self.transport)
+
+    def plaintext_auth_allowed(self) -> bool:
+        return self.config.allow_plaintext_auth or self.is_tls or self.local
 
 
 @implementer(IPushProducer)

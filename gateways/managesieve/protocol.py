@@ -19,16 +19,14 @@ Invariants:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Optional
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ISSLTransport
 from twisted.protocols.policies import TimeoutMixin
 
-from gateways.lineproto import OrderedLineProtocol
+from gateways.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
 from store import errors
 
 from .commands import AUTH, NOT_AUTH, SCRIPT_COMMANDS, Commands, SieveError
@@ -67,20 +65,8 @@ MAX_QUEUED_FRAMES = 500
 MAX_QUEUED_BYTES = 4 << 20
 
 
-def is_local(address) -> bool:
-    """Loopback TCP or a unix socket: the peer is this machine (a local proxy or webmail)."""
-    host = getattr(address, "host", None)
-    if host is None:
-        return True  # UNIXAddress
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
 
-
-class ManageSieveServer(OrderedLineProtocol, TimeoutMixin, Commands):
+class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
     max_queued_items = MAX_QUEUED_FRAMES
     max_queued_bytes = MAX_QUEUED_BYTES
 
@@ -262,11 +248,3 @@ class ManageSieveServer(OrderedLineProtocol, TimeoutMixin, Commands):
             if isinstance(e, cls):
                 return code, text or str(e) or type(e).__name__
         return "TRYLATER", "Internal error"
-
-    # -- shared helpers for handlers ----------------------------------------------------------
-    @property
-    def is_tls(self) -> bool:
-        return self.tls_started or ISSLTransport.providedBy(self.transport)
-
-    def plaintext_auth_allowed(self) -> bool:
-        return self.config.allow_plaintext_auth or self.is_tls or self.local

@@ -20,17 +20,15 @@ Invariants:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ISSLTransport
 from twisted.protocols.policies import TimeoutMixin
 
-from gateways.lineproto import OrderedLineProtocol
+from gateways.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
 from store import errors
 
 from .commands import AUTHORIZATION, TRANSACTION, Commands, POP3Error
@@ -67,20 +65,8 @@ MAX_QUEUED_LINES = 1000
 MAX_QUEUED_BYTES = 1 << 20
 
 
-def is_local(address) -> bool:
-    """Loopback TCP or a unix socket: the peer is this machine (a local proxy or client)."""
-    host = getattr(address, "host", None)
-    if host is None:
-        return True  # UNIXAddress
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
 
-
-class POP3Server(OrderedLineProtocol, TimeoutMixin, Commands):
+class POP3Server(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
     max_queued_items = MAX_QUEUED_LINES
     max_queued_bytes = MAX_QUEUED_BYTES
 
@@ -260,11 +246,3 @@ class POP3Server(OrderedLineProtocol, TimeoutMixin, Commands):
             if isinstance(e, cls):
                 return code, text or str(e) or type(e).__name__
         return "SYS/TEMP", "Internal error"
-
-    # -- shared helpers for handlers ----------------------------------------------------------
-    @property
-    def is_tls(self) -> bool:
-        return self.tls_started or ISSLTransport.providedBy(self.transport)
-
-    def plaintext_auth_allowed(self) -> bool:
-        return self.config.allow_plaintext_auth or self.is_tls or self.local
