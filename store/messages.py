@@ -184,7 +184,7 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
                                               actions=plan.describe())
             results.append(done[rcpt.account_id])
             continue
-        stores = list(plan.stores) if plan is not None else [rules.Store_(INBOX)]
+        stores = list(plan.stores) if plan is not None else [rules.Copy(INBOX)]
         notes = list(plan.notes) if plan is not None else []
         result = Delivered(account_id=rcpt.account_id, events=[])
         unsent = []
@@ -201,7 +201,7 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
                     unsent.append(out)
                     notes.append(f"{out.kind} <{out.recipient}>: {status}")
                     if out.keep_instead and not any(s.target == INBOX for s in stores):
-                        stores.append(rules.Store_(INBOX))  # never lose the message to a redirect
+                        stores.append(rules.Copy(INBOX))  # never lose the message to a redirect
             folders = []
             for target in stores:
                 folder = rules.target_folder_txn(txn, rcpt.account_id, target, notes)

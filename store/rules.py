@@ -4,20 +4,23 @@ The delivery pipeline (:class:`store.sqlstore.SqlDelivery`) runs in three steps 
 
 1. **resolve** (DB pool, at RCPT): the recipient plus its account's ``rules_version`` and
    whether it has an active script (:func:`resolve_for_delivery_txn`);
-2. **plan** (CPU pool, only when a recipient has a script or the message is junk): the junk
-   header test, then the recipient's Sieve script, turned into a :class:`Plan`: where copies
-   go with which flags, what to reject, redirect or reply.  Outgoing messages (redirects,
-   vacation replies) are built and their blobs written here;
+2. **plan** (:func:`make_plan`; pure CPU work, no SQL, only when a recipient has a script or
+   the message is junk; on the DB thread just before the transaction for a message stored
+   inline, in the CPU pool with the blob write for a bigger one): the junk header test, then
+   the recipient's Sieve script, turned into a :class:`Plan`: where copies go with which
+   flags, what to reject, redirect or reply.  Outgoing messages (redirects, vacation replies)
+   are built and their blobs written here;
 3. **apply** (DB pool, in the same transaction as every other row of the delivery,
-   :func:`apply_plan_txn`): the quota check, folder lookups (``:create``), the message rows,
-   the outbound-queue rows of redirects and replies, the vacation memory and the quota warning.
-   So a redirect or a reply is durable exactly when the delivery is: none is lost, none is sent
-   for a message the MTA will retry.
+   :func:`store.messages.deliver_txn` with the ``*_txn`` helpers below): the quota check,
+   folder lookups (``:create``), the message rows, local redirects and replies straight into
+   their INBOX, the outbound-queue rows of remote ones, the vacation memory and the quota
+   warning.  So a redirect or a reply is durable exactly when the delivery is: none is lost,
+   none is sent for a message the MTA will retry.
 
 Invariants
 - A message is never lost to a rule: a script that fails at run time, a missing folder without
-  ``:create``, a redirect that cannot go out (no relay configured, a loop) all end in a copy
-  in the INBOX and a log line.
+  ``:create``, a redirect that cannot go out (no relay configured, a loop), a plan that cannot
+  be made at all all end in a copy in the INBOX and a log line.
 - Junk (the configured header test, or ``haven deliver -j``) files into the special-use Junk
   folder and the user's script does not run for it (like a global ``sieve_before`` script that
   ends in ``stop``): no vacation reply ever answers spam.
@@ -253,10 +256,10 @@ def resolve_for_delivery_txn(txn: Txn, original: str) -> tuple:
     return rcpt, (row[0] or 0) if row else 0, bool(row and row[1] is not None)
 
 
-# -- plan (CPU pool; no SQL) -----------------------------------------------------------------
+# -- plan (pure CPU work; no SQL) ------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Store_:
+class Copy:
     """One copy to store: ``target`` is a folder name or :data:`JUNK`."""
     target: str
     flags: tuple = ()
@@ -347,10 +350,10 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
     ``prepare(raw)`` writes a blob and returns its PreparedMessage (for outgoing messages)."""
     plan = Plan()
     if junk:
-        plan.stores.append(Store_(JUNK))
+        plan.stores.append(Copy(JUNK))
         return plan
     if script is None:
-        plan.stores.append(Store_(INBOX))
+        plan.stores.append(Copy(INBOX))
         return plan
     from store import sieve
     message = sieve.Message(raw, envelope_from=mail_from or "", envelope_to=rcpt.original,
@@ -363,9 +366,9 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
     head = None
     for action in result.actions:
         if isinstance(action, sieve.Keep):
-            plan.stores.append(Store_(INBOX, tuple(action.flags)))
+            plan.stores.append(Copy(INBOX, tuple(action.flags)))
         elif isinstance(action, sieve.FileInto):
-            plan.stores.append(Store_(action.mailbox, tuple(action.flags), action.create))
+            plan.stores.append(Copy(action.mailbox, tuple(action.flags), action.create))
         elif isinstance(action, sieve.Reject):
             plan.reject = action.reason or "rejected by the recipient's rules"
         elif isinstance(action, sieve.Redirect):
@@ -374,7 +377,7 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
             if _is_loop(head, rcpt.address):
                 plan.notes.append(f"redirect <{address}> skipped: mail loop")
                 if not action.copy and not any(s.target == INBOX for s in plan.stores):
-                    plan.stores.append(Store_(INBOX))  # never lose the message to a redirect
+                    plan.stores.append(Copy(INBOX))  # never lose the message to a redirect
                 continue
             copy = b"Delivered-To: " + rcpt.address.encode() + b"\r\n" + _strip_return_path(raw)
             plan.outgoing.append(Outgoing("redirect", mail_from or "", address, prepare(copy),
@@ -412,26 +415,26 @@ def _junk_folder_txn(txn: Txn, account_id: int):
         return create_folder_txn(txn, account_id, "Junk", "mail", JUNK)
 
 
-def target_folder_txn(txn: Txn, account_id: int, store: Store_, notes: list):
+def target_folder_txn(txn: Txn, account_id: int, item: Copy, notes: list):
     """The folder for one copy; INBOX (with a note) when the target is missing or unusable."""
-    if store.target == JUNK:
+    if item.target == JUNK:
         return _junk_folder_txn(txn, account_id)
     try:
-        name = normalize_name(store.target)
+        name = normalize_name(item.target)
         folder = get_folder_txn(txn, account_id, name)
         if folder.kind == "mail":
             return folder
-        notes.append(f"fileinto {store.target}: not a mail folder; kept in INBOX")
+        notes.append(f"fileinto {item.target}: not a mail folder; kept in INBOX")
     except errors.NotFound:
-        if store.create:
+        if item.create:
             try:
                 return create_folder_txn(txn, account_id, name, "mail", None)
             except errors.StoreError as e:
-                notes.append(f"fileinto :create {store.target}: {e}; kept in INBOX")
+                notes.append(f"fileinto :create {item.target}: {e}; kept in INBOX")
         else:
-            notes.append(f"fileinto {store.target}: no such folder; kept in INBOX")
+            notes.append(f"fileinto {item.target}: no such folder; kept in INBOX")
     except errors.InvalidInput as e:
-        notes.append(f"fileinto {store.target}: {e}; kept in INBOX")
+        notes.append(f"fileinto {item.target}: {e}; kept in INBOX")
     return get_folder_txn(txn, account_id, INBOX)
 
 

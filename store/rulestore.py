@@ -118,7 +118,7 @@ class RulesMixin:
                                    settings, self._prepare, now)
             except Exception as e:  # a message is never lost to its rules: INBOX, and a log line
                 log.exception("rules of <%s> failed; delivering to INBOX", rcpt.address)
-                return R.Plan(stores=[R.Store_(R.INBOX)], notes=[f"rules failed: {type(e).__name__}: {e}"])
+                return R.Plan(stores=[R.Copy(R.INBOX)], notes=[f"rules failed: {type(e).__name__}: {e}"])
 
         def plan_all():
             is_junk = junk or R.is_junk(raw, settings.junk_headers)
