@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
+from gateways.base import SectionSettings
+
 log = logging.getLogger("haven.managesieve")
 
 #: octets a script literal may exceed the store's limit by and still be read whole: the store
@@ -70,29 +72,9 @@ class ManageSieveConfig:
     def from_settings(cls, settings, limits=None) -> "ManageSieveConfig":
         """Read the ``[managesieve]`` section; a bad value stops start-up with a message naming
         the key."""
-        from gateways.service import StartupError
-        s = dict(settings or {})
-
-        def value(key):
-            v = s.get(key)
-            return None if v is None or str(v).strip() == "" else str(v).strip()
-
-        def number(key, default, kind, minimum):
-            v = value(key)
-            if v is None:
-                return default
-            try:
-                n = kind(v)
-            except ValueError:
-                n = None
-            if n is None or n < minimum:
-                raise StartupError("[managesieve] %s = %r: expected a %s of at least %s"
-                                   % (key, v, "whole number" if kind is int else "number", minimum))
-            return n
-
-        plaintext = (value("allow_plaintext_auth") or "yes").lower()
-        if plaintext not in ("1", "yes", "true", "on", "0", "no", "false", "off"):
-            raise StartupError("[managesieve] allow_plaintext_auth = %r: expected yes or no" % plaintext)
+        config = SectionSettings("managesieve", settings)
+        number = config.number
+        plaintext = config.boolean("allow_plaintext_auth", True)
         minutes = number("idle_timeout", 30.0, float, 0.01)
         if minutes < 30:
             log.warning("[managesieve] idle_timeout = %g: RFC 5804 §1.3 asks for at least 30 minutes "
@@ -101,7 +83,7 @@ class ManageSieveConfig:
         return cls(max_line=number("max_line_length", 8192, int, 1024),
                    idle_timeout=minutes * 60,
                    login_timeout=number("login_timeout", 60.0, float, 0.01),
-                   allow_plaintext_auth=plaintext in ("1", "yes", "true", "on"),
+                   allow_plaintext_auth=plaintext,
                    max_bad_commands=number("max_bad_commands", 20, int, 1),
                    max_script_size=max_script)
 

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
+from gateways.base import SectionSettings
+
 log = logging.getLogger("haven.pop3")
 
 
@@ -57,35 +59,15 @@ class POP3Config:
     @classmethod
     def from_settings(cls, settings) -> "POP3Config":
         """Read the ``[pop3]`` section; a bad value stops start-up with a message naming the key."""
-        from gateways.service import StartupError
-        s = dict(settings or {})
-
-        def value(key):
-            v = s.get(key)
-            return None if v is None or str(v).strip() == "" else str(v).strip()
-
-        def number(key, default, kind, minimum):
-            v = value(key)
-            if v is None:
-                return default
-            try:
-                n = kind(v)
-            except ValueError:
-                n = None
-            if n is None or n < minimum:
-                raise StartupError("[pop3] %s = %r: expected a %s of at least %s"
-                                   % (key, v, "whole number" if kind is int else "number", minimum))
-            return n
-
-        plaintext = (value("allow_plaintext_auth") or "yes").lower()
-        if plaintext not in ("1", "yes", "true", "on", "0", "no", "false", "off"):
-            raise StartupError("[pop3] allow_plaintext_auth = %r: expected yes or no" % plaintext)
+        config = SectionSettings("pop3", settings)
+        number = config.number
+        plaintext = config.boolean("allow_plaintext_auth", True)
         minutes = number("idle_timeout", 10.0, float, 0.01)
         if minutes < 10:
             log.warning("[pop3] idle_timeout = %g: RFC 1939 §3 asks for at least 10 minutes", minutes)
         return cls(max_line=number("max_line_length", 8192, int, 255),
                    idle_timeout=minutes * 60,
-                   allow_plaintext_auth=plaintext in ("1", "yes", "true", "on"),
+                   allow_plaintext_auth=plaintext,
                    max_bad_commands=number("max_bad_commands", 20, int, 1))
 
 
