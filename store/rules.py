@@ -183,13 +183,13 @@ def rename_script_txn(txn: Txn, account_id: int, old: str, new: str) -> None:
 
 def active_script_txn(txn: Txn, account_id: int) -> tuple:
     """``(rules_version, script text or None, the account's own addresses)`` for the pipeline."""
-    version = txn.scalar("SELECT rules_version FROM accounts WHERE id = ?", (account_id,))
-    row = txn.execute("SELECT script FROM sieve_scripts WHERE account_id = ? AND active = 1",
-                      (account_id,)).fetchone()
-    addresses = [txn.scalar("SELECT address FROM accounts WHERE id = ?", (account_id,))]
-    addresses += [r[0] for r in txn.execute("SELECT address FROM aliases WHERE account_id = ?",
-                                            (account_id,)).fetchall()]
-    return version or 0, (row[0] if row is not None else None), tuple(a.lower() for a in addresses if a)
+    account = txn.execute("SELECT a.rules_version, a.address, s.script FROM accounts a LEFT JOIN sieve_scripts s "
+                          "ON s.account_id = a.id AND s.active = 1 WHERE a.id = ?", (account_id,)).fetchone()
+    if account is None:
+        raise errors.NotFound("no such account")
+    addresses = [account[1]] + [r[0] for r in txn.execute("SELECT address FROM aliases WHERE account_id = ?",
+                                                          (account_id,)).fetchall()]
+    return account[0] or 0, account[2], tuple(a.lower() for a in addresses if a)
 
 
 def drop_account_txn(txn: Txn, account_id: int) -> None:
