@@ -20,7 +20,7 @@ Every message has its own envelope: MAIL FROM is its From: address, RCPT TO is t
 Lists), the same in both kinds of run.
 
 Use the interpreter that has Haven's dependencies (``.venv``): the script's flag rule is kept
-only when ``store.sieve`` supports imap4flags, and the in-process row times ``store.sieve.run``.
+only when ``formats.sieve`` supports imap4flags, and the in-process row times ``formats.sieve.run``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-sys.path.append(str(BENCH.parent))  # Haven's packages (store.sieve), after the bench modules
+sys.path.append(str(BENCH.parent))  # Haven's packages (formats.sieve), after the bench modules
 
 import corpus  # noqa: E402
 from dovecot import sigterm_as_interrupt  # noqa: E402
@@ -72,12 +72,12 @@ def script_text(flags: bool) -> str:
 
 
 def sieve_support() -> tuple[bool | None, str]:
-    """(flags usable, note): imap4flags is used when store.sieve lists it and a probe run of
-    the script flags a message from victor; None when store.sieve cannot be imported."""
+    """(flags usable, note): imap4flags is used when formats.sieve lists it and a probe run of
+    the script flags a message from victor; None when formats.sieve cannot be imported."""
     try:
-        from store import sieve
+        from formats import sieve
     except ImportError as e:
-        return None, f"store.sieve not importable here ({e}); assuming no imap4flags"
+        return None, f"formats.sieve not importable here ({e}); assuming no imap4flags"
     exts = sorted(sieve.SUPPORTED_EXTENSIONS)
     if "imap4flags" not in exts:
         return False, f"imap4flags not supported (extensions: {', '.join(exts)})"
@@ -376,10 +376,10 @@ class OtherLoad:
 # -- in-process cost of the script -------------------------------------------------------------
 
 def sieve_cpu(messages: list[bytes], text: str, flags: bool, reps: int) -> tuple[float, list[str]] | None:
-    """(best mean ms per message of store.sieve.run over the corpus, disagreements with the
-    expected targets), or None without store.sieve."""
+    """(best mean ms per message of formats.sieve.run over the corpus, disagreements with the
+    expected targets), or None without formats.sieve."""
     try:
-        from store import sieve
+        from formats import sieve
     except ImportError:
         return None
     script = sieve.compile_script(text)
@@ -451,7 +451,7 @@ def summarize(runs: list[dict], conns: int, cpu, n: int, disturbed: list[dict],
                        f"(best {ratio:.2f}, median {mratio:.2f}).")
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {ratio:.2f} (median {mratio:.2f}) | {target} |")
     if cpu is not None:
-        lines.append(f"| store.sieve.run alone, in-process hot loop, per message (ms) | | {cpu[0]:.3f} | | |")
+        lines.append(f"| formats.sieve.run alone, in-process hot loop, per message (ms) | | {cpu[0]:.3f} | | |")
     out = "\n".join(lines) + "\n\n" + verdict + "\n"
     def show(r: dict) -> str:
         return (f"{'A' if r['kind'] == 'plain' else 'B'} {r['1'][0]:.0f}"
@@ -473,7 +473,7 @@ def summarize(runs: list[dict], conns: int, cpu, n: int, disturbed: list[dict],
     out += "".join(f"\n  - {p}" for p in problems[:20]) + ("\n  - ..." if len(problems) > 20 else "") + "\n"
     out += f"- script installed with {rules_run.get('installed')}\n"
     if cpu is not None:
-        out += (f"- {'ok' if not cpu[1] else 'FAILED'}: store.sieve.run in-process gives every message the "
+        out += (f"- {'ok' if not cpu[1] else 'FAILED'}: formats.sieve.run in-process gives every message the "
                 f"expected target" + "".join(f"\n  - {b}" for b in cpu[1][:10]) + "\n")
         ok = ok and not cpu[1]
     return out, ok
@@ -492,7 +492,7 @@ def serve_instrumented(out_path: str, cprofile: bool, argv: list[str]) -> int:
     import pstats
     from store import messages as M
     from store import rules as R
-    from store import sieve
+    from formats import sieve
     from store import sqlstore
     from store.rulestore import RulesMixin
     timers: dict[str, list] = {}
@@ -529,7 +529,7 @@ def serve_instrumented(out_path: str, cprofile: bool, argv: list[str]) -> int:
     R.resolve_for_delivery_txn = timed("resolve_for_delivery_txn (DB thread)", R.resolve_for_delivery_txn)
     R.make_plan = timed("make_plan (CPU pool)", R.make_plan)
     R.is_junk = timed("is_junk", R.is_junk)
-    sieve.run = timed("store.sieve.run (CPU pool)", sieve.run)
+    sieve.run = timed("formats.sieve.run (CPU pool)", sieve.run)
     M.deliver_batch_txn = timed("deliver_batch_txn (DB thread, per batch)", M.deliver_batch_txn)
     S, D = sqlstore.SqlStore, sqlstore.SqlDelivery
     S._deliver_batch_sync = timed("_deliver_batch_sync: rows + COMMIT (DB thread, per batch)",
@@ -636,7 +636,7 @@ def main() -> int:
     log(f"{corpus.summary(messages)}; sieve: {note}")
     cpu = sieve_cpu(messages, text, flags, 3)
     if cpu is not None:
-        log(f"store.sieve.run in-process: {cpu[0]:.3f} ms/msg, {len(cpu[1])} disagreements")
+        log(f"formats.sieve.run in-process: {cpu[0]:.3f} ms/msg, {len(cpu[1])} disagreements")
 
     if a.warmup:
         wait_quiet()

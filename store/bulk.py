@@ -22,7 +22,8 @@ import threading
 from collections import OrderedDict
 from typing import Optional
 
-from store import errors, mime
+from formats import mime
+from store import errors
 from store.blobs import BlobStore, decompress_prefix
 
 log = logging.getLogger("haven.store")
@@ -111,7 +112,7 @@ def load(blobs: BlobStore, cache: RawCache, blob_ids, stored: dict, prefix: dict
 
 
 def scan_text(blobs: BlobStore, cache: RawCache, rows: list, needles: frozenset) -> dict:
-    """:func:`store.mime.find_text` of each ``(uid, blob_id, structure JSON, inline data)`` row,
+    """:func:`formats.mime.find_text` of each ``(uid, blob_id, structure JSON, inline data)`` row,
     inflating only the part of the message that holds text (nothing is added to ``cache``: a
     scan of a whole mailbox would only flush it)."""
     out = {}

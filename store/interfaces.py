@@ -1,7 +1,7 @@
 """The contract every gateway codes against.
 
 Gateways import only this module, :mod:`store.errors` and the pure parsing helpers of
-:mod:`store.mime` (bytes in, plain data out; no I/O).  They never import an engine, a driver or
+:mod:`formats.mime` (bytes in, plain data out; no I/O).  They never import an engine, a driver or
 the SQL modules.
 
 Thread and loop rules
@@ -125,7 +125,7 @@ class MessageMeta:
 class MessageRecord:
     """One message with the cached data FETCH needs; ``blob_id`` reads the raw bytes.
 
-    ``envelope`` and ``structure`` are the JSON shapes produced by :func:`store.mime.analyze`
+    ``envelope`` and ``structure`` are the JSON shapes produced by :func:`formats.mime.analyze`
     (ENVELOPE list; PART dict with absolute offsets into the raw message).  ``header`` is the raw
     RFC 822 header section including its terminating blank line.  Fields that were not asked for
     are None.
@@ -382,13 +382,13 @@ class Store:
         """The full-text part of IMAP SEARCH BODY/TEXT (RFC 3501 §6.4.4: case-insensitive
         substring): ``{uid: frozenset of the needles found}`` for the live messages among ``uids``.
 
-        ``needles`` are casefolded ``str``, looked for in :func:`store.mime.decoded_text`
+        ``needles`` are casefolded ``str``, looked for in :func:`formats.mime.decoded_text`
         casefolded (every text/* body transfer- and charset-decoded, HTML tags stripped, headers
-        of encapsulated messages), see :func:`store.mime.find_text`.  Runs off the reactor; a
+        of encapsulated messages), see :func:`formats.mime.find_text`.  Runs off the reactor; a
         backend may answer from an index instead of scanning."""
         from twisted.internet import threads
 
-        from store import mime
+        from formats import mime
 
         needles = frozenset(needles)
         recs = await self.fetch_messages(folder_id, uids, structure=True)

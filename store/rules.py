@@ -355,7 +355,7 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
     if script is None:
         plan.stores.append(Copy(INBOX))
         return plan
-    from store import sieve
+    from formats import sieve
     message = sieve.Message(raw, envelope_from=mail_from or "", envelope_to=rcpt.original,
                             user_addresses=addresses)
     result = sieve.run(script, message)
@@ -391,7 +391,7 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
 
 
 def _vacation(plan: Plan, action, raw: bytes, rcpt: Recipient, settings: RuleSettings, prepare, now) -> None:
-    from store import sieve
+    from formats import sieve
     to = (action.recipient or "").strip().strip("<>").lower()
     if not to:
         return

@@ -23,7 +23,7 @@ SCRIPT_CACHE_SIZE = 4096
 
 
 def _compile(text: str):
-    from store import sieve
+    from formats import sieve
     try:
         return sieve.compile_script(text)
     except sieve.SieveError as e:

@@ -23,7 +23,7 @@ from store import dav as D
 from store import errors
 from store import folders as F
 from store import messages as M
-from store import mime
+from formats import mime
 from store.blobs import BlobStore, blob_id_of
 from store.bus import LocalBus, ModseqPoller
 from store.engines import Database

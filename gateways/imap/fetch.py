@@ -7,7 +7,7 @@ Invariants:
 * The blob is read only when body octets are really needed: BODY[]/BODY[TEXT]/BODY[n...],
   RFC822, RFC822.TEXT.  ENVELOPE, BODY, BODYSTRUCTURE, RFC822.SIZE, FLAGS, RFC822.HEADER,
   BODY[HEADER] and BODY[HEADER.FIELDS ...] come from the store's cached columns.
-* Sections are sliced from the raw bytes at the offsets cached by :func:`store.mime.analyze`
+* Sections are sliced from the raw bytes at the offsets cached by :func:`formats.mime.analyze`
   (absolute offsets, also inside message/rfc822), never re-parsed.
 * Section data is always sent as a literal; a section that does not exist is ``NIL`` (as Cyrus
   does; RFC 3501 leaves it open).
@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Optional
 
-from store import mime
+from formats import mime
 
 from . import response
 from .parser import FetchItem

@@ -1,5 +1,5 @@
 """Serialization of IMAP response data (RFC 3501 §7, §9): strings, flag lists, dates, ENVELOPE
-and BODY/BODYSTRUCTURE from the store's cached JSON (:func:`store.mime.analyze` shapes).
+and BODY/BODYSTRUCTURE from the store's cached JSON (:func:`formats.mime.analyze` shapes).
 
 Invariants:
 * Output is bytes and always grammatical: a string is sent quoted only when it is short 7-bit

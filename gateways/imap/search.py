@@ -24,7 +24,7 @@ from typing import Optional
 
 from twisted.internet.defer import Deferred
 
-from store import mime
+from formats import mime
 
 from .parser import Reader
 

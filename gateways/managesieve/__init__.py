@@ -9,7 +9,7 @@ as bytes: pure), ``protocol`` (the per-connection engine, the store error table)
 What it guarantees:
 * The greeting is the capability list and OK (RFC 5804 §1.8): IMPLEMENTATION "Haven", SASL
   "PLAIN LOGIN" (empty while plaintext login is not allowed, see below), SIEVE (the extensions
-  ``store.sieve`` accepts in ``require``, read at run time), STARTTLS (before TLS and login, when
+  ``formats.sieve`` accepts in ``require``, read at run time), STARTTLS (before TLS and login, when
   a certificate is configured), OWNER (once logged in), UNAUTHENTICATE, VERSION "1.0".
 * Commands: CAPABILITY, AUTHENTICATE (PLAIN, LOGIN; initial response or challenges), STARTTLS
   (capabilities re-issued under TLS, §2.2), LOGOUT, NOOP (with TAG), LISTSCRIPTS, GETSCRIPT,

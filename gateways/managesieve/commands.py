@@ -62,7 +62,7 @@ class SieveError(Exception):
 def sieve_extensions() -> str:
     """RFC 5804 §1.8 SIEVE: the extensions a script may ``require``, space-separated; read from
     the compiler each time, so it is always the set the store accepts."""
-    from store import sieve
+    from formats import sieve
     return " ".join(sorted(e for e in sieve.SUPPORTED_EXTENSIONS if e not in IMPLICIT_EXTENSIONS))
 
 

@@ -1,5 +1,5 @@
 """Small builders shared by the Sieve extension tests."""
-from store.sieve import FileInto, Message, compile_script, run
+from formats.sieve import FileInto, Message, compile_script, run
 
 
 def msg(headers="", body="body\r\n", env_from="sender@example.org",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from store import errors, mime
+from formats import mime
+from store import errors
 from store.interfaces import INBOX, Store
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"

@@ -1,4 +1,4 @@
-"""store.mime against the corpus in tests/data/mail (see its README.md).
+"""formats.mime against the corpus in tests/data/mail (see its README.md).
 
 Expected values are written out by hand from the files' bytes; Python's email package is
 the second opinion where its model matches IMAP's. The fuzz tests call mime._analyze,
@@ -19,7 +19,7 @@ from email.utils import getaddresses
 
 import pytest
 
-from store import mime
+from formats import mime
 
 MAIL = os.path.join(os.path.dirname(__file__), os.pardir, "data", "mail")
 FILES = sorted(f for f in os.listdir(MAIL) if f.endswith(".eml"))

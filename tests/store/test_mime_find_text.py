@@ -1,4 +1,4 @@
-"""store.mime.find_text and text_extent: the SEARCH BODY/TEXT shortcut must give exactly the
+"""formats.mime.find_text and text_extent: the SEARCH BODY/TEXT shortcut must give exactly the
 answer of decoding (decoded_text(...).casefold()), on the corpus in tests/data/mail, on crafted
 traps for the raw-bytes path, and on random MIME trees; and the text_extent prefix of a message
 must decode like the whole of it."""
@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from store import mime
+from formats import mime
 
 MAIL = os.path.join(os.path.dirname(__file__), os.pardir, "data", "mail")
 FILES = sorted(f for f in os.listdir(MAIL) if f.endswith(".eml"))

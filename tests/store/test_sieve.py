@@ -1,7 +1,7 @@
-"""Sieve interpreter (store.sieve), section by section of RFC 5228 and its extensions."""
+"""Sieve interpreter (formats.sieve), section by section of RFC 5228 and its extensions."""
 import pytest
 
-from store.sieve import (
+from formats.sieve import (
     Discard, FileInto, Keep, Message, Redirect, Reject, SieveError, compile_script, run,
 )
 

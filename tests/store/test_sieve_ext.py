@@ -1,15 +1,15 @@
-"""Sieve extensions (store.sieve): imap4flags, body, variables, section by section; vacation
+"""Sieve extensions (formats.sieve): imap4flags, body, variables, section by section; vacation
 is in test_sieve_vacation.py."""
 import base64
 import quopri
 
 import pytest
 
-from store.sieve import (
+from formats.sieve import (
     Discard, FileInto, Keep, Message, Redirect, SieveError, compile_script, run,
 )
-from store.sieve import body as sieve_body
-from store.sieve import interpreter
+from formats.sieve import body as sieve_body
+from formats.sieve import interpreter
 from tests.store.sieve_helpers import actions, filed, msg, result
 # === imap4flags (RFC 5232) ====================================================================
 

@@ -1,10 +1,10 @@
-"""Sieve vacation (RFC 5230, RFC 6131) in store.sieve: the command, who gets no reply, the reply."""
+"""Sieve vacation (RFC 5230, RFC 6131) in formats.sieve: the command, who gets no reply, the reply."""
 import email
 from email import policy
 
 import pytest
 
-from store.sieve import (
+from formats.sieve import (
     Discard, FileInto, Keep, Message, Redirect, SieveError, Vacation, build_vacation_reply,
     compile_script, run,
 )

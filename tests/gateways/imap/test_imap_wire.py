@@ -326,7 +326,7 @@ def test_search_base64_body_and_encoded_subject(haven, user):
     for name in ("base64-text.eml", "encoded-words.eml", "quoted-printable.eml"):
         haven.deliver(user[0], (MAIL / name).read_bytes())
     c.select_folder("INBOX")
-    from store import mime
+    from formats import mime
     raw = as_delivered((MAIL / "base64-text.eml").read_bytes())
     text = mime.decoded_text(raw, mime.analyze(raw)["structure"])
     word = max(re.findall(r"[A-Za-zÀ-ÿ]{6,}", text), key=len)

@@ -298,7 +298,7 @@ def test_gateway_imports_only_the_store_contract():
     """STYLE habit 1: the gateway knows the store only through interfaces, errors and mime."""
     import ast
     from pathlib import Path
-    allowed = {"store.interfaces", "store.errors", "store.mime", "store", "auth.cred", "gateways.lineproto"}
+    allowed = {"store.interfaces", "store.errors", "formats.mime", "store", "auth.cred", "gateways.lineproto"}
     pkg = Path(__file__).resolve().parents[3] / "gateways" / "imap"
     for path in pkg.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

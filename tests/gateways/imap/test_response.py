@@ -4,7 +4,7 @@ and search evaluation, on the corpus in tests/data/mail (hand-checked expected s
 import datetime
 from pathlib import Path
 
-from store import mime
+from formats import mime
 from store.interfaces import MessageMeta, MessageRecord
 
 from gateways.imap import response

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from store import mime
+from formats import mime
 from store.interfaces import INBOX
 
 from gateways.imap import response

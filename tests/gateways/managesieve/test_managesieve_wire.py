@@ -48,7 +48,7 @@ def test_greeting_is_the_capability_list(haven):
         extensions = caps["SIEVE"].split()
         assert {"fileinto", "envelope", "reject"} <= set(extensions)
         assert not any(e in ("comparator-i;octet", "comparator-i;ascii-casemap") for e in extensions)
-        from store import sieve as compiler
+        from formats import sieve as compiler
         assert set(extensions) <= set(compiler.SUPPORTED_EXTENSIONS)
         again = s.cmd("CAPABILITY")
         assert again.lines == s.greeting.lines and again.status == b'OK "Capability completed."'

@@ -18,7 +18,7 @@ Invariants
 - run() is linear in script size times header size: Sieve has no loops, and :matches uses a
   backtracking-free wildcard matcher (no regex), so a hostile header cannot make a user's
   pattern explode. The header is parsed once per run and each field decoded once; the body
-  only when a ``body`` test asks, once, and bounded (store.sieve.body). Variables are
+  only when a ``body`` test asks, once, and bounded (formats.sieve.body). Variables are
   bounded too (MAX_VARIABLE_SIZE, MAX_EXPANSION, MAX_VARIABLES).
 - The result is already reduced (RFC 5228 §2.10.2-3): the implicit keep is a Keep when no
   action cancelled it, and the same mailbox or redirect address appears at most once.
@@ -48,14 +48,14 @@ class SieveError(ValueError):
     """A script that cannot be compiled; the message says where ("line 3: ...") and why."""
 
 
-from store.sieve.model import (  # noqa: E402  (SieveError must exist first)
+from formats.sieve.model import (  # noqa: E402  (SieveError must exist first)
     Discard, FileInto, Keep, Redirect, Reject, Script, Vacation,
 )
-from store.sieve.compiler import (  # noqa: E402
+from formats.sieve.compiler import (  # noqa: E402
     LATER_EXTENSIONS, SUPPORTED_EXTENSIONS, compile_script,
 )
-from store.sieve.interpreter import Message, Result, run  # noqa: E402
-from store.sieve.vacation import build_vacation_reply  # noqa: E402
+from formats.sieve.interpreter import Message, Result, run  # noqa: E402
+from formats.sieve.vacation import build_vacation_reply  # noqa: E402
 
 __all__ = [
     "SieveError", "compile_script", "run", "Script", "Message", "Result",

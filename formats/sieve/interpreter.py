@@ -26,7 +26,7 @@ See the package docstring for the invariants. Notes on choices the RFCs leave op
   variables are set by a successful :matches of header, address, envelope, string and
   hasflag, never by body (RFC 5173 §6); each "*" takes the shortest run that lets the rest
   of the pattern match (RFC 5229 §3.2 examples: "[*] *", "coyote@**.com").
-- Vacation: see store.sieve.vacation for the rules; a reply refused by them is left out of
+- Vacation: see formats.sieve.vacation for the rules; a reply refused by them is left out of
   Result.actions and the reason goes to Result.notes.
 """
 from __future__ import annotations
@@ -39,11 +39,11 @@ import functools
 import re
 from typing import Dict, Iterable, List, Optional
 
-from store.sieve import SieveError
-from store.sieve import model as m
-from store.sieve import vacation as _vacation
-from store.sieve.body import MessageBody, body_offset
-from store.sieve.headers import decode_words, header_text, strip_brackets, unfold
+from formats.sieve import SieveError
+from formats.sieve import model as m
+from formats.sieve import vacation as _vacation
+from formats.sieve.body import MessageBody, body_offset
+from formats.sieve.headers import decode_words, header_text, strip_brackets, unfold
 
 #: RFC 5228 §2.10.4: a script may not fan a message out without bound
 MAX_REDIRECTS = 10

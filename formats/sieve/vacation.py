@@ -15,9 +15,9 @@ import hashlib
 import re
 from typing import Callable, Iterable, List, Optional
 
-from store.sieve.body import body_offset
-from store.sieve.headers import decode_words, header_text, unfold
-from store.sieve.model import Vacation
+from formats.sieve.body import body_offset
+from formats.sieve.headers import decode_words, header_text, unfold
+from formats.sieve.model import Vacation
 
 #: RFC 2369 / RFC 2919 list header fields: a message carrying one came through a list
 LIST_HEADERS = ("list-id", "list-help", "list-subscribe", "list-unsubscribe", "list-post",

@@ -30,7 +30,7 @@ from html.parser import HTMLParser
 import re
 from typing import List, Optional
 
-from store.sieve.headers import header_text
+from formats.sieve.headers import header_text
 
 MAX_BODY_PARSE = 8 << 20
 MAX_BODY_TEXT = 1 << 20

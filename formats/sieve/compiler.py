@@ -1,4 +1,4 @@
-"""Sieve text -> :class:`store.sieve.model.Script`, through sievelib's parser.
+"""Sieve text -> :class:`formats.sieve.model.Script`, through sievelib's parser.
 
 sievelib checks the grammar, argument types and that an extension's commands and tags are
 only used after ``require``. This module then refuses extensions we do not implement, checks
@@ -24,8 +24,8 @@ import re
 from sievelib import commands as _sc
 from sievelib.parser import Parser
 
-from store.sieve import SieveError
-from store.sieve import model as m
+from formats.sieve import SieveError
+from formats.sieve import model as m
 
 #: extensions a script may ``require`` (RFC 5228 §3.2)
 SUPPORTED_EXTENSIONS = frozenset({
