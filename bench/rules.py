@@ -490,11 +490,8 @@ def serve_instrumented(out_path: str, cprofile: bool, argv: list[str]) -> int:
         return cli.main(argv)
     import cProfile
     import pstats
-    from store import messages as M
-    from store import rules as R
     from formats import sieve
-    from store import sqlstore
-    from store.rulestore import RulesMixin
+    from store import delivery as DL
     timers: dict[str, list] = {}
     lock = threading.Lock()
 
@@ -526,17 +523,18 @@ def serve_instrumented(out_path: str, cprofile: bool, argv: list[str]) -> int:
                 note(name, time.perf_counter() - t0)
         return wrapper
 
-    R.resolve_for_delivery_txn = timed("resolve_for_delivery_txn (DB thread)", R.resolve_for_delivery_txn)
-    R.make_plan = timed("make_plan (CPU pool)", R.make_plan)
-    R.is_junk = timed("is_junk", R.is_junk)
+    # the pipeline's functions are looked up in store.delivery's namespace at call time
+    DL.resolve_for_delivery_txn = timed("resolve_for_delivery_txn (DB thread)", DL.resolve_for_delivery_txn)
+    DL.make_plan = timed("make_plan (CPU pool)", DL.make_plan)
+    DL.is_junk = timed("is_junk", DL.is_junk)
     sieve.run = timed("formats.sieve.run (CPU pool)", sieve.run)
-    M.deliver_batch_txn = timed("deliver_batch_txn (DB thread, per batch)", M.deliver_batch_txn)
-    S, D = sqlstore.SqlStore, sqlstore.SqlDelivery
+    DL.deliver_batch_txn = timed("deliver_batch_txn (DB thread, per batch)", DL.deliver_batch_txn)
+    S, D = DL.DeliveryStore, DL.SqlDelivery
     S._deliver_batch_sync = timed("_deliver_batch_sync: rows + COMMIT (DB thread, per batch)",
                                   S._deliver_batch_sync)
-    S.prepare_message = timed_async("prepare_message: blob file (wall)", S.prepare_message)
-    RulesMixin.plan_delivery = timed_async("plan_delivery (wall, from the reactor)", RulesMixin.plan_delivery)
-    S.deliver_prepared = timed_async("deliver_prepared: wait for group commit (wall)", S.deliver_prepared)
+    S._prepare_message = timed_async("prepare_message: blob file (wall)", S._prepare_message)
+    S._plan_delivery = timed_async("plan_delivery (wall, from the reactor)", S._plan_delivery)
+    S._deliver_prepared = timed_async("deliver_prepared: wait for group commit (wall)", S._deliver_prepared)
     D.add_recipient = timed_async("RCPT add_recipient (wall)", D.add_recipient)
     D.commit = timed_async("DATA commit (wall)", D.commit)
 

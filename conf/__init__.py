@@ -127,6 +127,14 @@ def parse_size(value: str) -> int:
     return int(amount * _SIZE_UNITS[unit])
 
 
+def format_size(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``: a size for people (the CLI's quota lines)."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def parse_listen(value: str, where: str) -> ListenAddress:
     if value.startswith("unix:"):
         path = value[5:]

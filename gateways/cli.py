@@ -236,11 +236,11 @@ def _run(config, args, raw) -> int:
 
 async def cmd_user(store, args, raw) -> int:
     from auth.passwords import hash_password
-    from twisted.internet import reactor, threads
+    from twisted.internet import threads
     action = args.user_command
     if action == "add":
         password = _read_password(args)
-        pw_hash = await threads.deferToThreadPool(reactor, store.cpu, hash_password, password)
+        pw_hash = await threads.deferToThread(hash_password, password)
         account = await store.create_account(args.address, pw_hash, args.name)
         print(f"created {account.address}")
     elif action == "list":
@@ -252,7 +252,7 @@ async def cmd_user(store, args, raw) -> int:
     elif action == "passwd":
         account = await store.get_account(args.address)
         password = _read_password(args, "New password: ")
-        pw_hash = await threads.deferToThreadPool(reactor, store.cpu, hash_password, password)
+        pw_hash = await threads.deferToThread(hash_password, password)
         await store.set_password_hash(account.id, pw_hash)
         print(f"password of {account.address} changed")
     elif action == "quota":
@@ -280,7 +280,7 @@ def _quota_size(value):
 
 
 def _quota_text(address, quota) -> str:
-    from store.rules import human_size
+    from conf import format_size as human_size
     def limit(n):
         return human_size(n) if n > 0 else "unlimited"
     state = ("over hard" if quota.hard > 0 and quota.used_bytes >= quota.hard else "over soft" if quota.over_soft
@@ -521,7 +521,7 @@ def _ensure_demo(store, config):
     async def go():
         from auth.passwords import hash_password
         from store import errors
-        from twisted.internet import reactor, threads
+        from twisted.internet import threads
         address = "demo@localhost"
         secret_file = config.data_dir / "demo-password"
         try:
@@ -529,7 +529,7 @@ def _ensure_demo(store, config):
             password = secret_file.read_text().strip() if secret_file.exists() else None
         except errors.NotFound:
             password = secrets.token_urlsafe(9)
-            pw_hash = await threads.deferToThreadPool(reactor, store.cpu, hash_password, password)
+            pw_hash = await threads.deferToThread(hash_password, password)
             await store.create_account(address, pw_hash, "Demo User")
             secret_file.write_text(password + "\n")
             os.chmod(secret_file, 0o600)

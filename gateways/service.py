@@ -34,7 +34,6 @@ async def open_started_store(config: Config, reactor, poll: bool = True, init_em
                              check_schema: bool = True):
     """The store, started, with its schema checked (an empty database initialised)."""
     from store.errors import SchemaOutOfDate, TemporaryFailure
-    from store.sqlstore import open_store
     store = open_store(config)
     store.start(reactor, poll=poll)
     try:
@@ -55,6 +54,33 @@ async def open_started_store(config: Config, reactor, poll: bool = True, init_em
         raise StartupError(f"the database schema ({current}) is newer than this Haven ({latest}); "
                            f"upgrade Haven or point [store] url elsewhere")
     return store
+
+
+def store_settings(config: Config, poll_interval: Optional[float] = None):
+    """The plain values the store takes, read from the config (the store reads none itself)."""
+    from store.settings import QuotaSettings, RuleSettings, StoreSettings, parse_junk_headers
+    try:
+        junk = parse_junk_headers(config.get("rules", "junk_headers"))
+    except ValueError as e:
+        raise ConfigError(f"[rules] junk_headers: {e}") from None
+    rules = RuleSettings(junk_headers=junk, max_script_size=config.getsize("rules", "max_script_size"),
+                         max_scripts=config.getint("rules", "max_scripts"),
+                         outbound=bool(config.get("submission", "relay")), hostname=config.hostname)
+    quota = QuotaSettings(warn=config.getsize("quota", "warn"), soft=config.getsize("quota", "soft"),
+                          hard=config.getsize("quota", "hard"))
+    return StoreSettings(data_dir=config.data_dir, softdelete_lifetime=config.getfloat("store", "softdelete_lifetime"),
+                         max_message_size=config.getint("server", "max_message_size"),
+                         poll_interval=config.getfloat("store", "poll_interval") if poll_interval is None
+                         else poll_interval,
+                         inline_blob_size=config.getint("store", "inline_blob_size"), rules=rules, quota=quota)
+
+
+def open_store(config: Config, poll_interval: Optional[float] = None):
+    """The SQL store the config names, not started.  The one place that builds a store."""
+    from store.sqlstore import open_store as open_sql_store
+    return open_sql_store(config.store_url(), store_settings(config, poll_interval),
+                          pool_size=config.getint("store", "pool_size"),
+                          busy_timeout_ms=config.getint("store", "busy_timeout_ms"))
 
 
 def tls_paths(config: Config) -> tuple[str, str]:
@@ -152,7 +178,7 @@ class Service:
             # delivery rules leave through the same queue
             from gateways.submission import start_spooler
             self.spooler = start_spooler(self.context("submission"))
-            self.store.on_outbound = self.spooler.wake
+            self.store.on_outbound(self.spooler.wake)
         hours = self.config.getfloat("store", "purge_interval")
         if hours > 0:
             self._purge = task.LoopingCall(self._run_purge)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 from store import errors
+from store.core import StoreCore
 from store.engines import IntegrityError, Txn
+from store.folders import insert_folder_txn
 from store.interfaces import INBOX, Account, Credentials, Recipient
 
 #: (name, kind, special_use) of the folders every new account gets
@@ -37,7 +39,6 @@ def _account(row) -> Account:
 
 
 def create_account_txn(txn: Txn, address: str, password_hash, name, uidvalidity: int) -> Account:
-    from store.folders import insert_folder_txn
     now = int(time.time())
     domain = address.rpartition("@")[2]
     txn.insert_ignore("domains", ("name", "created_at"), (domain, now))
@@ -71,23 +72,6 @@ def get_account_by_id_txn(txn: Txn, account_id: int) -> Account:
 
 def list_accounts_txn(txn: Txn) -> list:
     return [_account(r) for r in txn.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY address").fetchall()]
-
-
-def delete_account_txn(txn: Txn, address: str) -> list:
-    """Deletes the account's rows; returns the blob ids it referenced (for the caller to sweep)."""
-    account = get_account_txn(txn, address)
-    blob_ids = [r[0] for r in txn.execute("SELECT DISTINCT blob_id FROM messages WHERE account_id = ?",
-                                          (account.id,)).fetchall()]
-    txn.execute("DELETE FROM messages WHERE account_id = ?", (account.id,))
-    from store.dav import drop_account_txn
-    drop_account_txn(txn, account.id)
-    from store.rules import drop_account_txn as drop_rules_txn
-    drop_rules_txn(txn, account.id)
-    txn.execute("DELETE FROM folders WHERE account_id = ?", (account.id,))
-    txn.execute("DELETE FROM aliases WHERE account_id = ?", (account.id,))
-    txn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
-    from store.messages import drop_unreferenced_blobs_txn
-    return drop_unreferenced_blobs_txn(txn, blob_ids)
 
 
 def _lookup_login(txn: Txn, address: str):
@@ -159,3 +143,44 @@ def resolve_recipient_txn(txn: Txn, original: str) -> Recipient:
 def is_local_domain_txn(txn: Txn, domain: str) -> bool:
     """A domain is local when an account or alias was ever created in it."""
     return bool(txn.scalar("SELECT COUNT(*) FROM domains WHERE name = ?", (domain.strip().lower(),)))
+
+
+class AccountsStore(StoreCore):
+    async def create_account(self, address, password_hash, name=None) -> Account:
+        address = normalize_address(address)
+        return await self._run("create_account", create_account_txn, address, password_hash, name,
+                               int(time.time()))
+
+    async def get_account(self, address) -> Account:
+        return await self._run("get_account", get_account_txn, normalize_address(address))
+
+    async def get_account_by_id(self, account_id: int) -> Account:
+        return await self._run("get_account_by_id", get_account_by_id_txn, account_id)
+
+    async def list_accounts(self):
+        return await self._run("list_accounts", list_accounts_txn)
+
+    async def get_credentials(self, address):
+        try:
+            address = normalize_address(address)
+        except errors.InvalidInput:
+            return None
+        return await self._run("get_credentials", get_credentials_txn, address)
+
+    async def set_password_hash(self, account_id, password_hash) -> None:
+        await self._run("set_password_hash", set_password_hash_txn, account_id, password_hash)
+
+    async def add_alias(self, alias, address) -> None:
+        await self._run("add_alias", add_alias_txn, normalize_address(alias), normalize_address(address))
+
+    async def delete_alias(self, alias) -> None:
+        await self._run("delete_alias", delete_alias_txn, normalize_address(alias))
+
+    async def list_aliases(self) -> list:
+        return await self._run("list_aliases", list_aliases_txn)
+
+    async def is_local_domain(self, domain: str) -> bool:
+        return await self._run("is_local_domain", is_local_domain_txn, domain)
+
+    async def resolve_recipient(self, address) -> Recipient:
+        return await self._run("resolve_recipient", resolve_recipient_txn, address)

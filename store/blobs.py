@@ -17,6 +17,7 @@ All methods do blocking I/O: call them from a pool thread, never the reactor.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from pathlib import Path
@@ -51,7 +52,6 @@ def corrupt(blob_id: str) -> errors.TemporaryFailure:
 def decompress_prefix(blob_id: str, source, limit: int) -> bytes:
     """The first ``limit`` octets (or all, if shorter) of the compressed ``source`` (bytes or a
     binary file object), without inflating the rest."""
-    import io
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
     out, have = [], 0

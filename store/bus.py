@@ -13,6 +13,10 @@ import logging
 from collections import defaultdict
 from typing import Callable
 
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from store.engines import chunks
 from store.interfaces import ChangeEvent, PushBus
 
 log = logging.getLogger("haven.bus")
@@ -60,7 +64,6 @@ class ModseqPoller:
         self._running = False
 
     def start(self) -> None:
-        from twisted.internet import task
         if self.interval > 0:
             self._loop = task.LoopingCall(self._tick)
             self._loop.start(self.interval, now=False).addErrback(lambda f: log.error("poller stopped: %s", f.value))
@@ -70,8 +73,6 @@ class ModseqPoller:
             self._loop.stop()
 
     async def _poll(self, accounts):
-        from store.engines import chunks
-
         def txn_fn(txn):
             out = []
             for part in chunks(accounts):
@@ -89,7 +90,6 @@ class ModseqPoller:
         accounts = self.bus.subscribed_accounts()
         if not accounts:
             return None
-        from twisted.internet.defer import Deferred
         self._running = True
         d = Deferred.fromCoroutine(self._poll(accounts))
 

@@ -26,9 +26,11 @@ import time
 from typing import Iterable, Optional
 
 from store import errors
+from store.changelog import bump_modseq_txn
+from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
 from store.folders import create_folder_txn, folder_from_row, normalize_name, revive_folder_txn, tombstone_time_txn
-from store.interfaces import DAV_KINDS, DavCollection, DavItem, NewItem  # noqa: F401  (re-exported)
+from store.interfaces import DAV_KINDS, BlockingDav, DavCollection, DavItem, NewItem  # noqa: F401  (re-exported)
 
 _FOLDER_COLS = "f.id, f.account_id, f.name, f.kind, f.special_use, f.subscribed, f.uidvalidity, f.uidnext, " \
                "f.highest_modseq"
@@ -54,7 +56,6 @@ def _item(row) -> DavItem:
 
 
 def _bump(txn: Txn, account_id: int, folder_id: int) -> int:
-    from store.messages import bump_modseq_txn
     modseq = bump_modseq_txn(txn, account_id)
     txn.execute("UPDATE folders SET highest_modseq = ? WHERE id = ?", (modseq, folder_id))
     return modseq
@@ -217,7 +218,6 @@ def _insert(txn: Txn, account_id: int, folder_id: int, item: NewItem, modseq: in
 def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tuple[DavItem, bool, int]:
     """Create or overwrite ``item.href``; returns (the stored item, whether it replaced one, modseq)."""
     _check_href(item.href)
-    from store.messages import bump_modseq_txn
     modseq = bump_modseq_txn(txn, account_id)
     txn.execute("UPDATE folders SET highest_modseq = ? WHERE id = ? AND account_id = ? AND deleted_at = 0",
                 (modseq, folder_id, account_id))
@@ -365,7 +365,7 @@ def drop_account_txn(txn: Txn, account_id: int) -> None:
 
 # -- the blocking facade -----------------------------------------------------------------------
 
-class DavAccess:
+class DavAccess(BlockingDav):
     """Calendar/contacts operations for code running on its own worker threads (the WSGI pool
     of the CalDAV gateway): each call is one transaction, run in the DB pool (SQLite's one
     writer) while the caller waits, or for a read on MariaDB on the caller's own connection.  Never call it
@@ -396,7 +396,7 @@ class DavAccess:
         return self._db.run_read(desc, fn, *args)
 
     def _published(self, account_id: int, folder_id: int, modseq: int) -> int:
-        from twisted.internet import reactor
+        from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
         reactor.callFromThread(self._store._publish, account_id, folder_id, modseq, "dav")
         return modseq
 
@@ -460,3 +460,23 @@ class DavAccess:
 
     def changes_since(self, folder_id: int, since: int) -> tuple:
         return self._read("dav_changes", changes_since_txn, folder_id, since)
+
+
+class DavStore(StoreCore):
+    """The coroutine side of calendars and contacts (CLI, ActiveSync); the CalDAV gateway's
+    worker threads use the blocking adapter :attr:`dav` (:class:`DavAccess`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dav = DavAccess(self)
+
+    async def list_dav_collections(self, account_id):
+        return await self._run("list_dav_collections", list_collections_txn, account_id)
+
+    async def list_dav_items(self, folder_id, with_data=False):
+        return await self._run("list_dav_items", list_items_txn, folder_id, with_data)
+
+    async def put_dav_item(self, account_id, folder_id, item: NewItem):
+        stored, replaced, modseq = await self._run("put_dav_item", put_item_txn, account_id, folder_id, item)
+        self._publish(account_id, folder_id, modseq, "dav")
+        return stored, replaced

@@ -18,17 +18,28 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Protocol
 
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
-from conf import StoreURL
 from store import errors
 
 log = logging.getLogger("haven.store")
 
 RETRIES = 5
+
+
+class DatabaseURL(Protocol):
+    """Where the database is, as the process parsed ``[store] url`` (``conf.StoreURL``): the
+    store takes these plain values and reads no configuration itself."""
+    engine: str  # "sqlite" | "mysql"
+    path: Optional[str]  # sqlite: the file
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
 
 
 class IntegrityError(Exception):
@@ -95,7 +106,7 @@ class Txn:
 
 def _mysql_integrity():
     try:
-        import pymysql
+        import pymysql  # only MariaDB/MySQL stores load the driver
         return pymysql.err.IntegrityError
     except ImportError:  # pragma: no cover - pymysql is a hard dependency
         return sqlite3.IntegrityError
@@ -110,7 +121,7 @@ def chunks(seq, size: int = 500):
 class Database:
     """A pool of connections of one engine and the threads that use them."""
 
-    def __init__(self, url: StoreURL, pool_size: int = 8, busy_timeout_ms: int = 5000):
+    def __init__(self, url: DatabaseURL, pool_size: int = 8, busy_timeout_ms: int = 5000):
         self.url = url
         self.engine = url.engine
         self.busy_timeout_ms = busy_timeout_ms
@@ -141,7 +152,7 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             return conn
-        import pymysql
+        import pymysql  # only MariaDB/MySQL stores load the driver
         conn = pymysql.connect(host=self.url.host, port=self.url.port, user=self.url.user,
                                password=self.url.password, database=self.url.database,
                                charset="utf8mb4", autocommit=False, connect_timeout=10,
@@ -239,7 +250,7 @@ class Database:
             msg = str(e).lower()
             return ("locked" in msg or "busy" in msg), False
         try:
-            import pymysql
+            import pymysql  # only MariaDB/MySQL stores load the driver
         except ImportError:  # pragma: no cover
             return False, False
         if isinstance(e, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
@@ -273,5 +284,5 @@ class Database:
 
     def run_in_pool(self, fn: Callable, *args, **kwargs) -> defer.Deferred:
         """Run a plain function on a DB pool thread (it may call :meth:`run_sync`)."""
-        from twisted.internet import reactor
+        from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
         return threads.deferToThreadPool(reactor, self.pool, fn, *args, **kwargs)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 
 from store import errors
+from store.changelog import bump_modseq_txn
+from store.core import StoreCore
 from store.engines import IntegrityError, Txn
+from store.flags import DELETED, SEEN
 from store.interfaces import DELIMITER, FOLDER_KINDS, INBOX, SPECIAL_USES, Folder, FolderStatus
 
 _COLS = "id, account_id, name, kind, special_use, subscribed, uidvalidity, uidnext, highest_modseq"
@@ -83,7 +86,6 @@ def create_folder_txn(txn: Txn, account_id: int, name: str, kind: str, special_u
     if txn.scalar("SELECT COUNT(*) FROM folders WHERE account_id = ? AND name = ? AND deleted_at = 0",
                   (account_id, name)):
         raise errors.Exists(f"folder {name} already exists")
-    from store.messages import bump_modseq_txn
     modseq = bump_modseq_txn(txn, account_id)
     folder_id = insert_folder_txn(txn, account_id, name, kind, special_use, next_uidvalidity_txn(txn, account_id))
     txn.execute("UPDATE folders SET created_modseq = ?, highest_modseq = ? WHERE id = ?", (modseq, modseq, folder_id))
@@ -116,7 +118,6 @@ def delete_folder_txn(txn: Txn, account_id: int, name: str) -> tuple[Folder, int
     folder = get_folder_txn(txn, account_id, name)
     if folder.name == INBOX:
         raise errors.PermissionDenied("INBOX cannot be deleted")
-    from store.messages import bump_modseq_txn
     modseq = bump_modseq_txn(txn, account_id)
     now = tombstone_time_txn(txn, account_id, folder.name)
     txn.execute("UPDATE messages SET deleted_at = ?, modseq = ? WHERE folder_id = ? AND deleted_at = 0",
@@ -125,8 +126,8 @@ def delete_folder_txn(txn: Txn, account_id: int, name: str) -> tuple[Folder, int
     return folder, modseq
 
 
-def rename_folder_txn(txn: Txn, account_id: int, old: str, new: str) -> int:
-    """Returns the modseq of the change.  See Store.rename_folder for INBOX."""
+def check_rename_txn(txn: Txn, account_id: int, old: str, new: str) -> tuple[Folder, str]:
+    """The folder to rename and the normalized new name; raises NotFound, Exists, InvalidInput."""
     old, new = normalize_name(old), normalize_name(new)
     folder = get_folder_txn(txn, account_id, old)
     if old == new:
@@ -136,14 +137,13 @@ def rename_folder_txn(txn: Txn, account_id: int, old: str, new: str) -> int:
         raise errors.Exists(f"folder {new} already exists")
     if new.startswith(old + DELIMITER):
         raise errors.InvalidInput("cannot move a folder into itself")
-    from store.messages import bump_modseq_txn
-    modseq = bump_modseq_txn(txn, account_id)
-    if folder.name == INBOX:
-        # RFC 3501 §6.3.5: renaming INBOX moves its messages to a new folder; INBOX stays.
-        dest = create_folder_txn(txn, account_id, new, "mail", None)
-        from store.messages import live_uids_txn, move_messages_txn
-        move_messages_txn(txn, account_id, folder.id, live_uids_txn(txn, folder.id), dest.id)
-        return modseq
+    return folder, new
+
+
+def rename_tree_txn(txn: Txn, account_id: int, folder: Folder, new: str, modseq: int) -> None:
+    """Rename ``folder`` (not INBOX: see :func:`store.messages.rename_folder_txn`) and its
+    inferiors to ``new``, creating missing parents of the new name."""
+    old = folder.name
     rows = txn.execute("SELECT id, name FROM folders WHERE account_id = ? AND deleted_at = 0 AND "
                        "(name = ? OR name LIKE ? ESCAPE '!')", (account_id, old, _like_prefix(old))).fetchall()
     for folder_id, name in rows:
@@ -160,7 +160,6 @@ def rename_folder_txn(txn: Txn, account_id: int, old: str, new: str) -> int:
         if not txn.scalar("SELECT COUNT(*) FROM folders WHERE account_id = ? AND name = ? AND deleted_at = 0",
                           (account_id, parent)):
             create_folder_txn(txn, account_id, parent, folder.kind, None)
-    return modseq
 
 
 def _like_prefix(name: str) -> str:
@@ -174,7 +173,6 @@ def set_subscribed_txn(txn: Txn, account_id: int, name: str, subscribed: bool) -
 
 
 def folder_status_txn(txn: Txn, account_id: int, name: str) -> FolderStatus:
-    from store.messages import SEEN, DELETED
     folder = get_folder_txn(txn, account_id, name)
     row = txn.execute(
         "SELECT COUNT(*), "
@@ -183,3 +181,29 @@ def folder_status_txn(txn: Txn, account_id: int, name: str) -> FolderStatus:
         "COALESCE(SUM(size), 0) FROM messages WHERE folder_id = ? AND deleted_at = 0", (folder.id,)).fetchone()
     return FolderStatus(folder=folder, messages=int(row[0]), unseen=int(row[1]), deleted=int(row[2]),
                         size=int(row[3]))
+
+
+class FoldersStore(StoreCore):
+    """Folder methods (``rename_folder`` is in :class:`store.messages.MessagesStore`: renaming
+    INBOX moves messages)."""
+
+    async def list_folders(self, account_id, kind="mail"):
+        return await self._run("list_folders", list_folders_txn, account_id, kind)
+
+    async def get_folder(self, account_id, name):
+        return await self._run("get_folder", get_folder_txn, account_id, name)
+
+    async def create_folder(self, account_id, name, kind="mail", special_use=None):
+        folder = await self._run("create_folder", create_folder_txn, account_id, name, kind, special_use)
+        self._publish(account_id, folder.id, folder.highest_modseq, "folder")
+        return folder
+
+    async def delete_folder(self, account_id, name) -> None:
+        folder, modseq = await self._run("delete_folder", delete_folder_txn, account_id, name)
+        self._publish(account_id, folder.id, modseq, "folder")
+
+    async def set_subscribed(self, account_id, name, subscribed) -> None:
+        await self._run("set_subscribed", set_subscribed_txn, account_id, name, subscribed)
+
+    async def folder_status(self, account_id, name):
+        return await self._run("folder_status", folder_status_txn, account_id, name)

@@ -1,8 +1,9 @@
 """The contract every gateway codes against.
 
-Gateways import only this module, :mod:`store.errors` and the pure parsing helpers of
-:mod:`formats.mime` (bytes in, plain data out; no I/O).  They never import an engine, a driver or
-the SQL modules.
+Gateways and the CLI import only this module, :mod:`store.errors` and the neutral format
+package :mod:`formats` (MIME analysis, the Sieve language: bytes in, plain data out, no I/O).
+They never import an engine, a driver or the SQL modules; ``gateways/service.py`` alone builds
+the store (:mod:`store.sqlstore`) and hands it on.  tests/test_layering.py holds these rules.
 
 Thread and loop rules
 ---------------------
@@ -33,10 +34,14 @@ case-insensitive and returned in the canonical spelling above; keywords keep the
 from __future__ import annotations
 
 import asyncio
+import threading  # noqa: F401  (named in BlockingDav.write_lock)
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
+from twisted.internet import threads
 from twisted.internet.defer import Deferred
+
+from formats import mime
 
 SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 SPECIAL_USES = ("\\Drafts", "\\Sent", "\\Trash", "\\Junk", "\\Archive")
@@ -45,6 +50,11 @@ INBOX = "INBOX"
 DELIMITER = "/"
 
 FOLDER_KINDS = ("mail", "calendar", "contacts", "tasks")
+
+#: seconds an outbound-queue consumer owns the recipients it took before they come due again
+OUTBOUND_LEASE = 600
+#: a queued recipient's states
+QUEUED, SENT, FAILED, EXPIRED = "queued", "sent", "failed", "expired"
 
 
 def as_future(coro, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Future:
@@ -226,6 +236,28 @@ class Quota:
 
 
 @dataclass(frozen=True)
+class OutboundRecipient:
+    id: int
+    address: str
+    status: str
+    attempts: int
+    next_attempt: int
+    last_error: Optional[str]
+    last_attempt: int  # when the state last changed (the time of the last attempt once final)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    id: int
+    account_id: int
+    mail_from: str
+    blob_id: str
+    size: int
+    created_at: int
+    recipients: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class PurgeReport:
     messages: int
     folders: int
@@ -273,6 +305,26 @@ class Store:
     the threading rules.  Raises only :mod:`store.errors` exceptions."""
 
     bus: PushBus
+    #: calendars and contacts for code on worker threads of its own (Radicale's WSGI pool)
+    dav: "BlockingDav"
+
+    # -- the process ----------------------------------------------------------------------
+    def start(self, reactor, poll: bool = True) -> None:
+        """Start the store's pools (and, with ``poll``, the poller that notices other
+        processes' changes).  Called once, on the reactor thread, before any other method."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    async def schema_version(self) -> tuple:
+        """``(current version or None for an empty database, latest version this code knows)``."""
+        raise NotImplementedError
+
+    async def migrate(self) -> list:
+        """Apply the missing schema deltas; returns their names.  Only ``haven db migrate`` and
+        an empty database at ``haven serve`` call it."""
+        raise NotImplementedError
 
     # -- accounts --------------------------------------------------------------------------
     async def create_account(self, address: str, password_hash: Optional[str], name: Optional[str] = None) -> Account:
@@ -281,6 +333,10 @@ class Store:
         raise NotImplementedError
 
     async def get_account(self, address: str) -> Account:
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    async def get_account_by_id(self, account_id: int) -> Account:
         """Raises NotFound."""
         raise NotImplementedError
 
@@ -300,6 +356,14 @@ class Store:
 
     async def add_alias(self, alias: str, address: str) -> None:
         """Mail to ``alias`` is delivered to the account ``address``. Raises Exists, NotFound."""
+        raise NotImplementedError
+
+    async def delete_alias(self, alias: str) -> None:
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    async def list_aliases(self) -> list:
+        """``[(alias, account address)]`` sorted by alias."""
         raise NotImplementedError
 
     async def resolve_recipient(self, address: str) -> Recipient:
@@ -386,10 +450,6 @@ class Store:
         casefolded (every text/* body transfer- and charset-decoded, HTML tags stripped, headers
         of encapsulated messages), see :func:`formats.mime.find_text`.  Runs off the reactor; a
         backend may answer from an index instead of scanning."""
-        from twisted.internet import threads
-
-        from formats import mime
-
         needles = frozenset(needles)
         recs = await self.fetch_messages(folder_id, uids, structure=True)
         raws = await self.read_blobs(r.blob_id for r in recs)
@@ -441,19 +501,23 @@ class Store:
     def begin_delivery(self, mail_from: str) -> Delivery:
         raise NotImplementedError
 
-    # -- outbound queue (SMTP submission) --------------------------------------------------
-    # OutboundMessage / OutboundRecipient are defined in store.queue (plain dataclasses):
-    # id, account_id, mail_from, blob_id, size, created_at, recipients[id, address, status
-    # ("queued" | "sent" | "failed" | "expired"), attempts, next_attempt, last_error, last_attempt].
+    # -- outbound queue (SMTP submission, redirects and vacation replies) -------------------
+    # A recipient's status is "queued", "sent", "failed" or "expired"; see OutboundMessage.
     async def enqueue_outbound(self, account_id: int, mail_from: str, recipients: Sequence[str],
                                raw: bytes) -> int:
         """Durably queue ``raw`` for remote ``recipients`` (blob fsynced, rows committed before
         it returns); returns the queue id.  Raises TooBig, TemporaryFailure."""
         raise NotImplementedError
 
+    def on_outbound(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` (reactor thread, after the commit) whenever this process queued
+        outbound mail (a submission, a redirect, a vacation reply), so a spooler can take it at
+        once instead of at its next poll.  Returns the function that removes the callback."""
+        raise NotImplementedError
+
     async def take_due_outbound(self, limit: int = 50) -> list:
         """Messages with recipients due for an attempt (only those recipients), leased to the
-        caller for ``store.queue.LEASE`` seconds so no other spooler takes them meanwhile; and
+        caller for ``OUTBOUND_LEASE`` seconds so no other spooler takes them meanwhile; and
         finished messages whose DSN is still owed (all recipients, none of them queued)."""
         raise NotImplementedError
 
@@ -546,9 +610,34 @@ class Store:
         Returns how many were restored."""
         raise NotImplementedError
 
+    async def list_deleted_dav(self, account_id: int) -> list:
+        """Soft-deleted calendar objects and vCards: dicts with id, folder, href, component,
+        uid, deleted_at, size."""
+        raise NotImplementedError
+
+    async def restore_dav(self, account_id: int, item_ids: Sequence[int]) -> tuple:
+        """Bring deleted items back under their old name (their collection is recreated if it
+        was deleted).  Returns ``(restored count, [reason per item that could not come back])``."""
+        raise NotImplementedError
+
     async def purge(self, older_than_days: Optional[float] = None) -> PurgeReport:
         """Removes tombstones older than ``older_than_days`` (default: the configured
         ``softdelete_lifetime``; 0 means never) and blobs no row references any more."""
+        raise NotImplementedError
+
+    # -- calendars and contacts (coroutines; Radicale's threads use ``dav``) ----------------
+    async def list_dav_collections(self, account_id: int) -> list:
+        """:class:`DavCollection` of every calendar, task list and address book of the account."""
+        raise NotImplementedError
+
+    async def list_dav_items(self, folder_id: int, with_data: bool = False) -> list:
+        """Live :class:`DavItem` of a collection (``data`` None unless ``with_data``)."""
+        raise NotImplementedError
+
+    async def put_dav_item(self, account_id: int, folder_id: int, item: "NewItem") -> tuple:
+        """Create or overwrite one calendar object or vCard (``item.href``).  Returns ``(stored
+        DavItem, whether it replaced one)``.  Raises NotFound (collection), Exists (the UID is
+        another item's), InvalidInput (bad href)."""
         raise NotImplementedError
 
 
@@ -595,3 +684,86 @@ class NewItem:
     data: str
     dtstart: int
     dtend: int
+
+
+class BlockingDav:
+    """Calendars and contacts for code that runs on worker threads of its own (the CalDAV
+    gateway's WSGI pool): every call blocks its caller for one transaction, which runs in the
+    store's DB pool (or, for a read on MariaDB, on the calling thread's own connection).  Never
+    call it from the reactor thread or from a DB pool thread.  Changes are published on the
+    push bus (from the reactor) after they committed.  Raises only :mod:`store.errors`.
+
+    ``address`` arguments are spelled as stored (lower case); names and hrefs are the last path
+    segments of the collection and item."""
+
+    def write_lock(self, owner) -> "threading.Lock":
+        """One writer per ``owner`` (an account) inside this process: a conditional request
+        (If-Match) checks and writes under it, so two writes cannot pass one precondition."""
+        raise NotImplementedError
+
+    def resolve(self, address: str, name: Optional[str] = None, href: Optional[str] = None) -> tuple:
+        """One lookup for a request path: ``(account id, DavCollection, DavItem)``, None where
+        absent."""
+        raise NotImplementedError
+
+    def resolve_put(self, address: str, name: str, href: str, uid: str) -> tuple:
+        """:meth:`resolve` for a PUT whose UID is known, plus whether another live item of the
+        collection has that UID."""
+        raise NotImplementedError
+
+    def last_modified(self, folder_id: int) -> int:
+        raise NotImplementedError
+
+    def collections(self, account_id: int) -> list:
+        raise NotImplementedError
+
+    def collection(self, account_id: int, name: str) -> DavCollection:
+        """Raises NotFound."""
+        raise NotImplementedError
+
+    def create_collection(self, account_id: int, name: str, kind: str, props: dict) -> DavCollection:
+        """Raises Exists, InvalidInput (kind not in DAV_KINDS, a name with a slash)."""
+        raise NotImplementedError
+
+    def set_props(self, account_id: int, folder_id: int, props: dict) -> int:
+        """Replace the collection's WebDAV properties; returns the modseq."""
+        raise NotImplementedError
+
+    def delete_collection(self, account_id: int, folder_id: int) -> int:
+        """Soft-delete the collection and its items; returns the modseq.  Raises NotFound."""
+        raise NotImplementedError
+
+    def replace_items(self, account_id: int, folder_id: int, items: list) -> int:
+        """A PUT of a whole collection: old items become tombstones, ``items`` (NewItem) go in."""
+        raise NotImplementedError
+
+    def items(self, folder_id: int, hrefs) -> list:
+        """Live items among ``hrefs``."""
+        raise NotImplementedError
+
+    def all_items(self, folder_id: int, with_data: bool = True) -> list:
+        raise NotImplementedError
+
+    def filtered(self, folder_id: int, component: Optional[str], start: int, end: int) -> list:
+        """Live items whose time range overlaps [start, end) (RFC 4791 §9.9)."""
+        raise NotImplementedError
+
+    def has_uid(self, folder_id: int, uid: str) -> bool:
+        raise NotImplementedError
+
+    def put(self, account_id: int, folder_id: int, item: NewItem) -> tuple:
+        """See :meth:`Store.put_dav_item`."""
+        raise NotImplementedError
+
+    def delete(self, account_id: int, folder_id: int, href: str) -> int:
+        """Soft delete; returns the modseq.  Raises NotFound."""
+        raise NotImplementedError
+
+    def move(self, account_id: int, src_folder_id: int, href: str, dst_folder_id: int, dst_href: str) -> int:
+        """RFC 4918 §9.9: the target is created or overwritten, the source becomes a tombstone."""
+        raise NotImplementedError
+
+    def changes_since(self, folder_id: int, since: int) -> tuple:
+        """``(the collection's modseq now, the highest modseq the purge removed, [hrefs changed
+        after since])``; a ``since`` below the purged modseq cannot be answered exactly."""
+        raise NotImplementedError

@@ -1,97 +1,41 @@
-"""Messages: the ``_txn`` functions behind SELECT, FETCH, STORE, COPY/MOVE, EXPUNGE, APPEND,
-delivery, restore and purge.
+"""Messages: the ``_txn`` functions behind SELECT, FETCH, STORE, COPY/MOVE, EXPUNGE, APPEND and
+restore, and the store's message methods (:class:`MessagesStore`).  Delivery is
+:mod:`store.delivery`, the purge :mod:`store.lifecycle`.
 
 Invariants
 - Every change bumps the account's modseq once per transaction and stamps every row it touches
   and the folder's ``highest_modseq`` with it.
 - Deletes are soft: ``deleted_at`` is set and the row keeps its UID as a tombstone, so
   ``changes_since`` can report it as expunged/vanished.
-- System flags live in a bitmask (``sysflags``), keywords in a space-separated string, so
-  STATUS UNSEEN and similar counts are SQL aggregates.
+- Flags are stored as :mod:`store.flags` says.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import logging
 import time
-from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from store import errors
+from store import bulk, errors
+from store.changelog import (PreparedMessage, blob_data_txn, bump_modseq_txn, ensure_blob_txn, inline_blob_txn,
+                             touch_folder_txn)
+from store.core import StoreCore
 from store.engines import Txn, chunks
-from store.interfaces import (Changes, CopyResult, INBOX, MessageMeta, MessageRecord, StoreResult,
-                              SYSTEM_FLAGS)
-from store.folders import get_folder_by_id_txn, get_folder_txn, revive_folder_txn
+from store.flags import DELETED, MAX_KEYWORDS_LEN, decode_flags, encode_flags
+from store.folders import (check_rename_txn, create_folder_txn, get_folder_by_id_txn, rename_tree_txn,
+                           revive_folder_txn)
+from store.interfaces import INBOX, Changes, CopyResult, MessageMeta, MessageRecord, StoreResult
+from store.quota import check_append_quota_txn
 
-SEEN, ANSWERED, FLAGGED, DELETED, DRAFT = 1, 2, 4, 8, 16
-_BITS = {"\\seen": SEEN, "\\answered": ANSWERED, "\\flagged": FLAGGED, "\\deleted": DELETED, "\\draft": DRAFT}
-_NAMES = {bit: name for name, bit in zip(SYSTEM_FLAGS, (SEEN, ANSWERED, FLAGGED, DELETED, DRAFT))}
-# RFC 3501 §9: flag-keyword = atom; atom excludes ( ) { SP CTL % * " \ ]
-_KEYWORD = re.compile(r'^[^(){ %*"\\\]\x00-\x1f\x7f]+$')
-MAX_KEYWORDS_LEN = 2000
+log = logging.getLogger("haven.store")
 
 _META = "uid, modseq, sysflags, keywords, internaldate, size"
-
-
-@dataclass(frozen=True)
-class PreparedMessage:
-    """A message analysed and written to the blob store, ready for its rows."""
-
-    blob_id: str
-    stored_size: int
-    inline: Optional[bytes]  # compressed bytes stored in the blobs row; None: a blob file
-    size: int
-    header: bytes
-    envelope: str  # JSON
-    structure: str  # JSON
-    subject: Optional[str] = None
-
-
-def encode_flags(flags: Iterable[str]) -> tuple[int, list]:
-    bits, keywords = 0, []
-    for flag in flags:
-        lower = flag.lower()
-        if lower in _BITS:
-            bits |= _BITS[lower]
-        elif lower == "\\recent":
-            continue  # session flag, never stored (RFC 3501 §2.3.2)
-        elif flag.startswith("\\") or not _KEYWORD.match(flag):
-            raise errors.InvalidInput(f"invalid flag {flag!r}")
-        elif flag not in keywords:
-            keywords.append(flag)
-    return bits, keywords
-
-
-#: (sysflags, keywords) -> flags: a mailbox has few distinct combinations, and SELECT and FETCH
-#: of thousands of messages then share one frozenset each instead of building it per row
-_FLAG_SETS: dict = {}
-
-
-def decode_flags(bits: int, keywords: str) -> frozenset:
-    key = (bits, keywords)
-    flags = _FLAG_SETS.get(key)
-    if flags is None:
-        out = {name for bit, name in _NAMES.items() if bits & bit}
-        if keywords:
-            out.update(keywords.split(" "))
-        flags = frozenset(out)
-        if len(_FLAG_SETS) >= 4096:
-            _FLAG_SETS.clear()
-        _FLAG_SETS[key] = flags
-    return flags
 
 
 def _meta(row) -> MessageMeta:
     # positional (uid, modseq, flags, internaldate, size): cheaper than keywords, per row
     return MessageMeta(row[0], row[1], decode_flags(row[2], row[3]), row[4], row[5])
-
-
-def bump_modseq_txn(txn: Txn, account_id: int) -> int:
-    txn.execute("UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ?", (account_id,))
-    if txn.rowcount == 0:
-        raise errors.NotFound("no such account")
-    return txn.scalar("SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,))
 
 
 def allocate_uids_txn(txn: Txn, folder_id: int, count: int) -> int:
@@ -100,22 +44,6 @@ def allocate_uids_txn(txn: Txn, folder_id: int, count: int) -> int:
     if txn.rowcount == 0:
         raise errors.NotFound("folder no longer exists")
     return txn.scalar("SELECT uidnext FROM folders WHERE id = ?", (folder_id,)) - count
-
-
-def _touch_folder(txn: Txn, folder_id: int, modseq: int) -> None:
-    txn.execute("UPDATE folders SET highest_modseq = ? WHERE id = ? AND highest_modseq < ?",
-                (modseq, folder_id, modseq))
-
-
-def ensure_blob_txn(txn: Txn, msg: PreparedMessage) -> None:
-    txn.insert_ignore("blobs", ("id", "size", "stored_size", "created_at", "data"),
-                      (msg.blob_id, msg.size, msg.stored_size, int(time.time()), msg.inline))
-
-
-def inline_blob_txn(txn: Txn, blob_id: str) -> Optional[bytes]:
-    """The blob's inline compressed bytes, or None when it is stored as a file."""
-    row = txn.execute("SELECT data FROM blobs WHERE id = ?", (blob_id,)).fetchone()
-    return bytes(row[0]) if row is not None and row[0] is not None else None
 
 
 def insert_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedMessage, modseq: int,
@@ -129,7 +57,7 @@ def insert_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedM
         (account_id, folder_id, uid, modseq, modseq, bits, " ".join(keywords)[:MAX_KEYWORDS_LEN],
          int(internaldate if internaldate is not None else time.time()), msg.size, msg.blob_id, msg.header,
          msg.envelope, msg.structure))
-    _touch_folder(txn, folder_id, modseq)
+    touch_folder_txn(txn, folder_id, modseq)
     return uid
 
 
@@ -139,7 +67,6 @@ def append_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedM
     if folder.account_id != account_id:
         raise errors.NotFound("no such folder")
     if settings is not None:
-        from store.rules import check_append_quota_txn
         check_append_quota_txn(txn, account_id, msg.size, settings)
     ensure_blob_txn(txn, msg)
     modseq = bump_modseq_txn(txn, account_id)
@@ -147,90 +74,17 @@ def append_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedM
     return folder.uidvalidity, uid, modseq
 
 
-@dataclass
-class Delivered:
-    """What :func:`deliver_txn` did for one recipient (published and reported after commit)."""
-    error: Optional[Exception] = None
-    folder: Optional[str] = None  # the first copy's folder
-    uid: Optional[int] = None
-    account_id: int = 0
-    folder_id: Optional[int] = None  # None when copies went to several folders
-    modseq: Optional[int] = None
-    actions: tuple = ()
-    queued: int = 0  # messages put in the outbound queue (the spooler is woken)
-    events: list = None  # [(account_id, folder_id, modseq)] of other accounts (local redirects, replies)
-
-
-def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optional[list] = None,
-                settings=None, prepare=None) -> list:
-    """Store one message for each recipient, as its rules' :class:`~store.rules.Plan` says (no
-    plan: one copy in the INBOX), after the quota check; one :class:`Delivered` per recipient.
-    ``prepare(raw)`` makes the quota warning's PreparedMessage."""
-    from store import rules
-    settings = settings if settings is not None else rules.RuleSettings()
-    ensure_blob_txn(txn, msg)
-    now = int(time.time())
-    results = []
-    done: dict = {}
-    for i, rcpt in enumerate(recipients):
-        if rcpt.account_id in done:
-            # an alias and its target (or one address twice) in one transaction: one copy,
-            # and every RCPT gets the same answer
-            results.append(done[rcpt.account_id])
-            continue
-        plan = plans[i] if plans is not None and plans[i] is not None else None
-        if plan is not None and plan.reject is not None:
-            done[rcpt.account_id] = Delivered(error=errors.Rejected(plan.reject), account_id=rcpt.account_id,
-                                              actions=plan.describe())
-            results.append(done[rcpt.account_id])
-            continue
-        stores = list(plan.stores) if plan is not None else [rules.Copy(INBOX)]
-        notes = list(plan.notes) if plan is not None else []
-        result = Delivered(account_id=rcpt.account_id, events=[])
-        unsent = []
-        try:
-            # the account row is locked first (the modseq bump), so on MariaDB a concurrent
-            # delivery to the same account waits and the usage read below includes its rows
-            result.modseq = bump_modseq_txn(txn, rcpt.account_id)
-            gate = rules.quota_gate_txn(txn, rcpt.account_id, msg.size * max(1, len(stores)), settings) \
-                if stores or (plan is not None and plan.outgoing) else None
-            for out in (plan.outgoing if plan is not None else ()):
-                status = rules.send_outgoing_txn(txn, rcpt.account_id, out, now, settings, result.events)
-                result.queued += status == "queued"
-                if status not in ("queued", "local"):
-                    unsent.append(out)
-                    notes.append(f"{out.kind} <{out.recipient}>: {status}")
-                    if out.keep_instead and not any(s.target == INBOX for s in stores):
-                        stores.append(rules.Copy(INBOX))  # never lose the message to a redirect
-            folders = []
-            for target in stores:
-                folder = rules.target_folder_txn(txn, rcpt.account_id, target, notes)
-                if folder.id in folders:
-                    continue  # RFC 5228 §2.10.3: one copy per mailbox
-                folders.append(folder.id)
-                uid = insert_message_txn(txn, rcpt.account_id, folder.id, msg, result.modseq, target.flags)
-                if result.folder is None:
-                    result.folder, result.uid = folder.name, uid
-            warned = rules.after_store_txn(txn, rcpt.account_id, rcpt.address, gate, msg.size * len(folders),
-                                           settings, prepare)
-            if warned is not None:
-                folders.append(warned[0].id)
-                result.modseq = warned[2]
-                notes.append("quota warning sent")
-        except (errors.NotFound, errors.OverQuota) as e:
-            results.append(Delivered(error=e, account_id=rcpt.account_id, actions=tuple(notes)))
-            continue
-        result.folder_id = folders[0] if len(set(folders)) == 1 else None
-        result.actions = (plan.describe(False, tuple(unsent)) + tuple(notes)) if plan is not None else tuple(notes)
-        done[rcpt.account_id] = result
-        results.append(result)
-    return results
-
-
-def deliver_batch_txn(txn: Txn, batch: list, settings=None, prepare=None) -> list:
-    """Group commit: several deliveries ``[(recipients, msg, plans), ...]`` in one transaction
-    (one fsync of the database for all of them).  Returns one :func:`deliver_txn` result each."""
-    return [deliver_txn(txn, recipients, msg, plans, settings, prepare) for recipients, msg, plans in batch]
+def rename_folder_txn(txn: Txn, account_id: int, old: str, new: str) -> int:
+    """Returns the modseq of the change.  RFC 3501 §6.3.5: renaming INBOX moves its messages
+    to a new folder ``new`` and INBOX stays; any other folder is renamed with its inferiors."""
+    folder, new = check_rename_txn(txn, account_id, old, new)
+    modseq = bump_modseq_txn(txn, account_id)
+    if folder.name == INBOX:
+        dest = create_folder_txn(txn, account_id, new, "mail", None)
+        move_messages_txn(txn, account_id, folder.id, live_uids_txn(txn, folder.id), dest.id)
+    else:
+        rename_tree_txn(txn, account_id, folder, new, modseq)
+    return modseq
 
 
 def list_messages_txn(txn: Txn, folder_id: int) -> list:
@@ -326,7 +180,7 @@ def store_flags_txn(txn: Txn, account_id: int, folder_id: int, uids, op: str, fl
         modseq = bump_modseq_txn(txn, account_id)
         txn.executemany("UPDATE messages SET sysflags = ?, keywords = ?, modseq = ? WHERE id = ?",
                         [(b, k, modseq, r[6]) for r, b, k in changes])
-        _touch_folder(txn, folder_id, modseq)
+        touch_folder_txn(txn, folder_id, modseq)
         updated = [MessageMeta(uid=r[0], modseq=modseq, flags=decode_flags(b, k), internaldate=r[4], size=r[5])
                    for r, b, k in changes]
     return StoreResult(updated=updated, failed=failed), (updated[0].modseq if updated else None)
@@ -346,7 +200,6 @@ def copy_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_fold
     if not rows:
         return CopyResult(uidvalidity=dest.uidvalidity, pairs=[]), [], None
     if settings is not None:  # a COPY adds to the usage (a MOVE does not: it passes no settings)
-        from store.rules import check_append_quota_txn
         check_append_quota_txn(txn, account_id, sum(r[4] for r in rows), settings)
     modseq = bump_modseq_txn(txn, account_id)
     first = allocate_uids_txn(txn, dest_folder_id, len(rows))
@@ -355,7 +208,7 @@ def copy_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_fold
         "internaldate, size, blob_id, header, envelope, structure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(account_id, dest_folder_id, first + i, modseq, modseq, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
          for i, r in enumerate(rows)])
-    _touch_folder(txn, dest_folder_id, modseq)
+    touch_folder_txn(txn, dest_folder_id, modseq)
     pairs = [(r[0], first + i) for i, r in enumerate(rows)]
     return CopyResult(uidvalidity=dest.uidvalidity, pairs=pairs), [r[9] for r in rows], modseq
 
@@ -367,7 +220,7 @@ def move_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_fold
         for part in chunks(ids):
             txn.execute(f"UPDATE messages SET deleted_at = ?, modseq = ? WHERE id IN {txn.in_list(part)}",
                         [now, modseq, *part])
-        _touch_folder(txn, folder_id, modseq)
+        touch_folder_txn(txn, folder_id, modseq)
     return result, modseq
 
 
@@ -398,7 +251,7 @@ def _soft_delete_txn(txn: Txn, account_id: int, folder_id: int, rows) -> tuple[l
     for part in chunks([r[1] for r in rows]):
         txn.execute(f"UPDATE messages SET deleted_at = ?, modseq = ? WHERE id IN {txn.in_list(part)}",
                     [now, modseq, *part])
-    _touch_folder(txn, folder_id, modseq)
+    touch_folder_txn(txn, folder_id, modseq)
     return sorted(r[0] for r in rows), modseq
 
 
@@ -442,62 +295,13 @@ def restore_messages_txn(txn: Txn, account_id: int, message_ids) -> tuple[int, l
         # the old tombstone must not be restored twice: it becomes a plain tombstone of the new row
         txn.execute("UPDATE messages SET header = NULL, structure = NULL, envelope = NULL, deleted_at = ? "
                     "WHERE id = ?", (-1, mid))
-        _touch_folder(txn, folder_id, modseq)
+        touch_folder_txn(txn, folder_id, modseq)
         touched.append((folder_id, modseq))
         restored += 1
     return restored, touched
 
 
-def purge_txn(txn: Txn, cutoff: int) -> tuple[int, int, list]:
-    """Remove tombstones deleted before ``cutoff`` (Unix time), and deleted folders that hold no
-    rows any more.  Returns (messages, folders, blob ids no longer referenced).  Restored
-    tombstones (deleted_at = -1) go at once."""
-    rows = txn.execute("SELECT id, blob_id FROM messages WHERE (deleted_at <> 0 AND deleted_at < ?) "
-                       "OR deleted_at = -1", (cutoff,)).fetchall()
-    for part in chunks([r[0] for r in rows]):
-        txn.execute(f"DELETE FROM messages WHERE id IN {txn.in_list(part)}", part)
-    folders = txn.execute("SELECT id FROM folders f WHERE deleted_at <> 0 AND deleted_at < ? AND NOT EXISTS "
-                          "(SELECT 1 FROM messages m WHERE m.folder_id = f.id) AND NOT EXISTS "
-                          "(SELECT 1 FROM dav_items i WHERE i.folder_id = f.id)", (cutoff,)).fetchall()
-    for part in chunks([r[0] for r in folders]):
-        txn.execute(f"DELETE FROM folders WHERE id IN {txn.in_list(part)}", part)
-    from store.dav import drop_folder_rows_txn
-    drop_folder_rows_txn(txn, [r[0] for r in folders])
-    blobs = drop_unreferenced_blobs_txn(txn, {r[1] for r in rows})
-    return len(rows), len(folders), blobs
-
-
-def drop_unreferenced_blobs_txn(txn: Txn, blob_ids) -> list:
-    """Delete blob rows nothing references any more; returns their ids (the caller removes the
-    files after commit).  The reference count is the indexed count of message rows and
-    outbound queue entries."""
-    gone = []
-    for blob_id in blob_ids:
-        if not (txn.scalar("SELECT COUNT(*) FROM messages WHERE blob_id = ?", (blob_id,))
-                or txn.scalar("SELECT COUNT(*) FROM outbound_queue WHERE blob_id = ?", (blob_id,))):
-            txn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
-            gone.append(blob_id)
-    return gone
-
-
-def known_blob_ids_txn(txn: Txn, blob_ids) -> set:
-    known = set()
-    for part in chunks(list(blob_ids)):
-        known.update(r[0] for r in txn.execute(f"SELECT id FROM blobs WHERE id IN {txn.in_list(part)}", part).fetchall())
-    return known
-
-
 # -- batched reads for the IMAP hot paths (FETCH bodies, SEARCH text), see SqlStore ----------
-
-def blob_data_txn(txn: Txn, blob_ids) -> dict:
-    """``{blob id: inline compressed bytes, or None for a blob file}`` for the blob rows among
-    ``blob_ids``; ids without a row are left out."""
-    out = {}
-    for part in chunks(list(blob_ids)):
-        for r in txn.execute(f"SELECT id, data FROM blobs WHERE id IN {txn.in_list(part)}", part).fetchall():
-            out[r[0]] = bytes(r[1]) if r[1] is not None else None
-    return out
-
 
 def fetch_messages_with_data_txn(txn: Txn, folder_id: int, uids, envelope: bool, structure: bool,
                                  header: bool, cached=None) -> tuple[list, dict, dict]:
@@ -527,3 +331,114 @@ def text_sources_txn(txn: Txn, folder_id: int, uids) -> list:
             out.append((r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None))
     out.sort(key=lambda t: t[0])
     return out
+
+
+class MessagesStore(StoreCore):
+    async def rename_folder(self, account_id, old, new) -> None:
+        modseq = await self._run("rename_folder", rename_folder_txn, account_id, old, new)
+        self._publish(account_id, None, modseq, "folder")
+
+    async def list_messages(self, folder_id):
+        return await self._run("list_messages", list_messages_txn, folder_id)
+
+    async def fetch_messages(self, folder_id, uids, envelope=False, structure=False, header=False):
+        return await self._run("fetch_messages", fetch_messages_txn, folder_id, list(uids), envelope,
+                               structure, header)
+
+    def _read_inline(self, blob_id: str) -> Optional[bytes]:
+        """DB pool thread: the decompressed inline bytes, or None for a blob file."""
+        inline = self.db.run_sync("read_blob", inline_blob_txn, blob_id)
+        return None if inline is None else self.blobs.decompress(blob_id, inline)
+
+    async def read_blob(self, blob_id) -> bytes:
+        raw = await self.db.run_in_pool(self._read_inline, blob_id)
+        if raw is not None:
+            return raw
+        try:
+            return await self._cpu(self.blobs.read, blob_id)
+        except errors.NotFound:
+            log.error("blob %s is referenced but missing from %s", blob_id, self.blobs.root)
+            raise
+
+    async def changes_since(self, folder_id, modseq):
+        return await self._run("changes_since", changes_since_txn, folder_id, modseq)
+
+    async def append_message(self, account_id, folder_id, raw, flags=(), internaldate=None):
+        msg = await self._prepare_message(raw)
+        uidvalidity, uid, modseq = await self._run("append_message", append_message_txn, account_id, folder_id,
+                                                   msg, list(flags), internaldate, self.quota_settings)
+        self._publish(account_id, folder_id, modseq)
+        return uidvalidity, uid
+
+    async def store_flags(self, account_id, folder_id, uids, op, flags, unchanged_since=None):
+        result, modseq = await self._run("store_flags", store_flags_txn, account_id, folder_id, list(uids), op,
+                                         list(flags), unchanged_since)
+        self._publish(account_id, folder_id, modseq)
+        return result
+
+    async def copy_messages(self, account_id, folder_id, uids, dest_folder_id):
+        result, _ids, modseq = await self._run("copy_messages", copy_messages_txn, account_id, folder_id,
+                                               list(uids), dest_folder_id, self.quota_settings)
+        self._publish(account_id, dest_folder_id, modseq)
+        return result
+
+    async def move_messages(self, account_id, folder_id, uids, dest_folder_id):
+        result, modseq = await self._run("move_messages", move_messages_txn, account_id, folder_id, list(uids),
+                                         dest_folder_id)
+        self._publish(account_id, dest_folder_id, modseq)
+        self._publish(account_id, folder_id, modseq)
+        return result
+
+    async def delete_messages(self, account_id, folder_id, uids):
+        deleted, modseq = await self._run("delete_messages", delete_messages_txn, account_id, folder_id,
+                                          list(uids))
+        self._publish(account_id, folder_id, modseq)
+        return deleted
+
+    async def expunge(self, account_id, folder_id, uids=None):
+        expunged, modseq = await self._run("expunge", expunge_txn, account_id, folder_id,
+                                           None if uids is None else list(uids))
+        self._publish(account_id, folder_id, modseq)
+        return expunged
+
+    # -- batched reads (IMAP FETCH of bodies, SEARCH BODY/TEXT): one pool hop per batch, not
+    # -- one or two per message; the pool-thread side is store/bulk.py --------------------------
+    async def read_blobs(self, blob_ids, prefix=None) -> dict:
+        ids = list(dict.fromkeys(blob_ids))
+        if not ids:
+            return {}
+        stored = await self._run("read_blobs", blob_data_txn, ids)
+        return await self._cpu(bulk.load, self.blobs, self.raw_cache, ids, stored, dict(prefix or {}))
+
+    async def fetch_messages_with_bodies(self, folder_id, uids, envelope=False, structure=False, header=False):
+        recs, raws, rest = await self.db.run_in_pool(self._fetch_with_bodies_sync, folder_id, list(uids),
+                                                     envelope, structure, header)
+        if rest:
+            raws.update(await self._cpu(bulk.load, self.blobs, self.raw_cache, list(rest), rest, {}))
+        return [(r, raws[r.blob_id]) for r in recs]
+
+    def _fetch_with_bodies_sync(self, folder_id, uids, envelope, structure, header) -> tuple:
+        """DB pool thread: the rows and the inline blobs not in the raw cache, in one transaction.
+        Inline blobs of a small batch are inflated right here, as read_blob does, so FETCH of one
+        small message is one hop; blob files and big batches are left (``rest``) to the CPU pool."""
+        cache = self.raw_cache
+        recs, raws, stored = self.db.run_sync("fetch_messages_with_bodies", fetch_messages_with_data_txn,
+                                              folder_id, uids, envelope, structure, header, cache.get)
+        here = sum(len(d) for d in stored.values() if d is not None) <= bulk.INFLATE_ON_DB_THREAD
+        rest = {}
+        for r in recs:
+            blob_id = r.blob_id
+            if blob_id in raws or blob_id in rest:
+                continue
+            data = stored.get(blob_id)
+            if data is not None and here:
+                raws[blob_id] = cache.put(blob_id, bulk.inflate(blob_id, data))
+            else:
+                rest[blob_id] = data  # None: a blob file (or a missing blob: NotFound from load)
+        return recs, raws, rest
+
+    async def search_text(self, folder_id, uids, needles) -> dict:
+        rows = await self._run("search_text", text_sources_txn, folder_id, list(uids))
+        if not rows:
+            return {}
+        return await self._cpu(bulk.scan_text, self.blobs, self.raw_cache, rows, frozenset(needles))

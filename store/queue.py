@@ -17,38 +17,15 @@ Invariants
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from store import errors
 from store.engines import Txn, chunks
-from store.messages import PreparedMessage, drop_unreferenced_blobs_txn, ensure_blob_txn
+from store.changelog import PreparedMessage, drop_unreferenced_blobs_txn, ensure_blob_txn
+from store.core import StoreCore
+from store.interfaces import EXPIRED, FAILED, OUTBOUND_LEASE, QUEUED, SENT, OutboundMessage, OutboundRecipient  # noqa: F401
 
-QUEUED, SENT, FAILED, EXPIRED = "queued", "sent", "failed", "expired"
-#: seconds a spooler owns the recipients it took before they come due again
-LEASE = 600
-
-
-@dataclass(frozen=True)
-class OutboundRecipient:
-    id: int
-    address: str
-    status: str
-    attempts: int
-    next_attempt: int
-    last_error: Optional[str]
-    last_attempt: int  # when the state last changed (the time of the last attempt once final)
-
-
-@dataclass(frozen=True)
-class OutboundMessage:
-    id: int
-    account_id: int
-    mail_from: str
-    blob_id: str
-    size: int
-    created_at: int
-    recipients: list = field(default_factory=list)
+LEASE = OUTBOUND_LEASE
 
 
 def enqueue_txn(txn: Txn, account_id: int, mail_from: str, recipients: Sequence[str], msg: PreparedMessage) -> int:
@@ -165,11 +142,10 @@ def delete_queued_txn(txn: Txn, queue_id: int) -> list:
     return finish_txn(txn, queue_id)
 
 
-class OutboundQueueMixin:
-    """The queue methods of :class:`store.sqlstore.SqlStore` (see store.interfaces.Store)."""
+class OutboundStore(StoreCore):
 
     async def enqueue_outbound(self, account_id: int, mail_from: str, recipients: Sequence[str], raw: bytes) -> int:
-        msg = await self.prepare_message(raw)
+        msg = await self._prepare_message(raw)
         return await self._run("enqueue_outbound", enqueue_txn, account_id, mail_from, list(recipients), msg)
 
     async def take_due_outbound(self, limit: int = 50) -> list:

@@ -337,7 +337,7 @@ def store(engine, tmp_path, run):
     cfg = tmp_path / "haven.ini"
     cfg.write_text(f"[server]\ndata_dir = {tmp_path / 'data'}\n[store]\nurl = {url}\nsoftdelete_lifetime = 30\n")
     config = load_config(str(cfg))
-    from store.sqlstore import open_store
+    from gateways.service import open_store
     st = open_store(config, poll_interval=0)
     reactor = _ensure_reactor()
     threads.blockingCallFromThread(reactor, st.start, reactor, False)

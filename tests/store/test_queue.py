@@ -8,7 +8,8 @@ import pytest
 
 from store import errors
 from store.interfaces import INBOX
-from store.queue import EXPIRED, FAILED, LEASE, QUEUED, SENT
+from store.interfaces import EXPIRED, FAILED, QUEUED, SENT
+from store.interfaces import OUTBOUND_LEASE as LEASE
 
 RAW = b"From: a@example.test\r\nTo: x@remote.example\r\nSubject: out\r\n\r\nhello\r\n"
 

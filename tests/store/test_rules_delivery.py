@@ -22,7 +22,10 @@ def bob(store, run):
 
 
 def settings(store, **changes):
-    store.rule_settings = dataclasses.replace(store.rule_settings, **changes)
+    quota = {k[len("quota_"):]: v for k, v in changes.items() if k.startswith("quota_")}
+    rules = {k: v for k, v in changes.items() if not k.startswith("quota_")}
+    store.settings = dataclasses.replace(store.settings, rules=dataclasses.replace(store.settings.rules, **rules),
+                                         quota=dataclasses.replace(store.settings.quota, **quota))
 
 
 def deliver(store, run, raw=MSG, to=("bob@example.test",), mail_from="alice@remote.example", junk=False):

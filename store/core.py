@@ -1,0 +1,125 @@
+"""What every part of the SQL store shares: the database, the blob store, the CPU pool, the
+push bus and the settings, and the three moves every method makes.
+
+The store is one object composed one way (Synapse's habit): :class:`store.sqlstore.SqlStore`
+inherits one class per area (accounts, folders, messages, delivery, DAV, outbound queue, Sieve
+scripts, quotas, lifecycle), each defined next to the ``_txn`` functions it calls, and each a
+subclass of :class:`StoreCore`.  An area's methods are thin coroutines:
+
+- SQL through ``self._run(desc, some_txn, ...)`` (the DB pool; ``_txn`` functions are plain SQL
+  and Python, reactor-free, and may be retried);
+- heavy parsing and blob I/O through ``self._cpu(fn, ...)`` (the CPU pool);
+- ``self._publish(...)`` of change events only after the transaction committed.
+
+Nothing here imports a table module; the table modules import this one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Optional
+
+from twisted.internet import threads
+from twisted.python.threadpool import ThreadPool
+
+from formats import mime
+from store import errors
+from store.blobs import BlobStore, blob_id_of
+from store.bulk import RawCache
+from store.bus import LocalBus, ModseqPoller
+from store.changelog import PreparedMessage
+from store.engines import Database
+from store.interfaces import ChangeEvent
+from store.settings import StoreSettings
+
+log = logging.getLogger("haven.store")
+
+
+class StoreCore:
+    """The shared state of the store's areas; see the module docstring."""
+
+    def __init__(self, db: Database, settings: StoreSettings):
+        self.db = db
+        self.settings = settings
+        self.blobs = BlobStore(Path(settings.data_dir) / "blobs")
+        self.softdelete_lifetime = settings.softdelete_lifetime
+        self.max_message_size = settings.max_message_size
+        self.inline_blob_size = settings.inline_blob_size
+        self.bus = LocalBus()
+        self.poller = ModseqPoller(self.bus, db, settings.poll_interval)
+        self.cpu = ThreadPool(minthreads=1, maxthreads=4, name="haven-cpu")
+        self.raw_cache = RawCache()  # recently read messages, for the batched reads
+        self._outbound_listeners: list = []
+
+    @property
+    def rule_settings(self):
+        return self.settings.rules
+
+    @property
+    def quota_settings(self):
+        return self.settings.quota
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, reactor, poll: bool = True) -> None:
+        self.db.start(reactor)
+        self.cpu.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+        if poll:
+            self.poller.start()
+
+    def stop(self) -> None:
+        self.poller.stop()
+        if self.cpu.started:
+            self.cpu.stop()
+
+    # -- the three moves -------------------------------------------------------------------
+    def _cpu(self, fn, *args):
+        from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
+        return threads.deferToThreadPool(reactor, self.cpu, fn, *args)
+
+    def _run(self, desc, fn, *args):
+        return self.db.run_interaction(desc, fn, *args)
+
+    def _publish(self, account_id: int, folder_id: Optional[int], modseq: Optional[int], kind: str = "message"):
+        if modseq is not None:
+            self.bus.publish(ChangeEvent(account_id=account_id, folder_id=folder_id, modseq=modseq, kind=kind))
+
+    # -- the outbound hook -----------------------------------------------------------------
+    def on_outbound(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._outbound_listeners.append(callback)
+        return lambda: self._outbound_listeners.remove(callback) if callback in self._outbound_listeners else None
+
+    def _outbound_queued(self) -> None:
+        for callback in list(self._outbound_listeners):
+            try:
+                callback()
+            except Exception:
+                log.exception("outbound listener failed")
+
+    # -- blobs -----------------------------------------------------------------------------
+    async def _delete_blob_files(self, blob_ids) -> None:
+        """After the commit that dropped their rows (inline blobs have no file: a no-op)."""
+        if blob_ids:
+            await self._cpu(lambda: [self.blobs.delete(b) for b in blob_ids])
+
+    def _prepare(self, raw: bytes) -> PreparedMessage:
+        """CPU pool: analyse the MIME structure and write the blob (fsynced)."""
+        if len(raw) > self.max_message_size:
+            raise errors.TooBig(f"message exceeds {self.max_message_size} bytes")
+        info = mime.analyze(raw)
+        if len(raw) <= self.inline_blob_size:
+            inline = self.blobs.compress(raw)
+            blob_id, stored = blob_id_of(raw), len(inline)
+        else:
+            inline = None
+            blob_id, stored = self.blobs.write(raw)
+        envelope = info["envelope"]
+        return PreparedMessage(blob_id=blob_id, stored_size=stored, inline=inline, size=len(raw),
+                               header=raw[:info["header_end"]], envelope=json.dumps(envelope),
+                               structure=json.dumps(info["structure"]),
+                               subject=envelope[1] if envelope else None)
+
+    async def _prepare_message(self, raw: bytes) -> PreparedMessage:
+        return await self._cpu(self._prepare, raw)
