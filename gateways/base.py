@@ -1,4 +1,5 @@
-"""What the service hands every gateway: the store, the auth portal, its config section, TLS.
+"""What the service hands every gateway (the store, the auth portal, its config section, TLS),
+how a gateway reads its section, and the error that stops start-up.
 
 A gateway package exposes one constructor taking a :class:`GatewayContext` (for Twisted
 gateways a ``protocol.Factory``; for aiosmtpd ones a protocol factory for ``loop.create_server``).
@@ -24,12 +25,17 @@ class GatewayContext:
     limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)
 
 
+class StartupError(Exception):
+    """Start-up failed for a reason the admin can fix; the message says how.  Any gateway and
+    the process raise it (a bad config value, a port that cannot be bound)."""
+
+
 _TRUE, _FALSE = ("1", "yes", "true", "on"), ("0", "no", "false", "off")
 
 
 class SectionSettings:
     """Typed reads of one INI section for a gateway's config; a bad value stops start-up with a
-    :class:`~gateways.service.StartupError` naming ``[section] key``.  Empty means the default."""
+    :class:`StartupError` naming ``[section] key``.  Empty means the default."""
 
     def __init__(self, section: str, settings: Optional[Mapping[str, str]]):
         self.section = section
@@ -40,7 +46,6 @@ class SectionSettings:
         return None if v is None or str(v).strip() == "" else str(v).strip()
 
     def _error(self, message: str):
-        from gateways.service import StartupError
         return StartupError(f"[{self.section}] {message}")
 
     def number(self, key: str, default, kind, minimum):

@@ -21,13 +21,9 @@ from typing import Optional
 from twisted.internet import defer, endpoints, ssl, task
 
 from conf import Config, ConfigError, ListenAddress
-from gateways.base import GatewayContext
+from gateways.base import GatewayContext, StartupError  # noqa: F401  (StartupError: part of this module's API)
 
 log = logging.getLogger("haven.service")
-
-
-class StartupError(Exception):
-    """Start-up failed for a reason the admin can fix; the message says how."""
 
 
 async def open_started_store(config: Config, reactor, poll: bool = True, init_empty: bool = True,

@@ -69,7 +69,7 @@ import logging
 import weakref
 from typing import Callable
 
-from gateways.base import GatewayContext
+from gateways.base import GatewayContext, StartupError
 from gateways.smtpserver import quiet_aiosmtpd_log
 from gateways.submission.handler import SubmissionHandler
 from gateways.submission.server import SubmissionServer
@@ -88,7 +88,6 @@ def _settings(ctx: GatewayContext) -> SubmissionSettings:
     try:
         return parse_settings(ctx.settings, ctx.limits)
     except SettingsError as e:
-        from gateways.service import StartupError
         raise StartupError(str(e)) from None
 
 

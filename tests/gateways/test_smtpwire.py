@@ -17,7 +17,6 @@ from gateways.smtpwire import (DataDecoder, declared_size, dot_stuff, enhanced_c
                                multiline_reply, peer_ip, peer_name, rcpt_error, received_header, return_path,
                                with_enhanced_code, with_protocol)
 from store import errors
-from tests.gateways.import_rules import imported_names
 
 
 def decode(stream: bytes, limit=None, chunks=None):
@@ -258,17 +257,3 @@ def test_multiline_reply():
 
 
 # -- imports -------------------------------------------------------------------------------------
-
-def test_shared_modules_import_no_gateway_and_only_store_errors():
-    # The neutral ground of LMTP and submission: neither gateway; of the store only its errors.
-    from pathlib import Path
-
-    import gateways.smtpserver
-    import gateways.smtpwire
-    paths = [Path(gateways.smtpwire.__file__), Path(gateways.smtpserver.__file__)]
-    for path, name in imported_names(paths):
-        top = name.split(".")[0]
-        assert top != "store" or name == "store.errors", f"{path} imports {name}"
-        assert top not in ("auth", "sqlite3", "pymysql", "twisted"), f"{path} imports {name}"
-        if top == "gateways":
-            assert name == "gateways.smtpwire" and path == "smtpserver.py", f"{path} imports {name}"

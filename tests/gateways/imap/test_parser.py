@@ -292,26 +292,3 @@ def test_framer_fuzz_never_raises():
         f = Framer(max_line=64, literal_limit=lambda n: 50)
         for _ in range(20):
             f.feed(bytes(rnd.choice(b"a{}+0123456789\r\n x") for _ in range(rnd.randint(0, 30))))
-
-
-def test_gateway_imports_only_the_store_contract():
-    """STYLE habit 1: the gateway knows the store only through interfaces, errors and mime."""
-    import ast
-    from pathlib import Path
-    allowed = {"store.interfaces", "store.errors", "formats.mime", "store", "auth.cred", "gateways.lineproto"}
-    pkg = Path(__file__).resolve().parents[3] / "gateways" / "imap"
-    for path in pkg.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module] + (["%s.%s" % (node.module, a.name) for a in node.names]
-                                         if node.module == "store" else [])
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                if top in ("store", "auth", "gateways", "conf"):
-                    if name == "store":
-                        continue
-                    assert name in allowed, "%s imports %s" % (path.name, name)

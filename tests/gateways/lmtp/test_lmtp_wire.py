@@ -8,10 +8,8 @@ test_lmtp_protocol.py.
 
 import pytest
 
-import gateways.lmtp
 from gateways.lmtp import replies
 from store import errors
-from tests.gateways.import_rules import imported_names, package_files
 
 
 @pytest.mark.parametrize("err, after_data, commit", [
@@ -28,15 +26,3 @@ def test_store_error_replies_after_data(err, after_data, commit):
     # table is shared with submission (tests/gateways/test_smtpwire.py).
     assert replies.delivery_error(err, "a@b").startswith(after_data + " <a@b> ")
     assert replies.commit_error(err, "a@b").startswith(commit + " <a@b> ")
-
-
-def test_gateway_imports_only_the_store_contract():
-    # STYLE habit 1: a gateway knows the store only through store.interfaces and store.errors,
-    # and no other gateway: what it shares with submission is in gateways.smtpwire / smtpserver.
-    for path, name in imported_names(package_files(gateways.lmtp)):
-        top = name.split(".")[0]
-        assert top != "store" or name in ("store.interfaces", "store.errors"), f"{path} imports {name}"
-        assert top not in ("sqlite3", "pymysql", "auth"), f"{path} imports {name}"
-        if top == "gateways":
-            assert name in ("gateways.base", "gateways.smtpwire", "gateways.smtpserver") \
-                or name.startswith("gateways.lmtp"), f"{path} imports another gateway: {name}"

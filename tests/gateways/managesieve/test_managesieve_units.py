@@ -13,7 +13,6 @@ from gateways.managesieve.parser import (Atom, Frame, Framer, Literal, ParseErro
                                          parse_args, parse_command, parse_number)
 from gateways.managesieve.response import capability_lines, literal, reply, string
 from gateways.service import StartupError
-from tests.gateways.import_rules import imported_names, package_files
 
 
 def framer(max_line=100, script=1000):
@@ -163,17 +162,3 @@ def test_the_defaults_file_lists_every_key_read():
     assert set(section) == {"listen", "allow_plaintext_auth", "idle_timeout", "login_timeout",
                             "max_line_length", "max_bad_commands"}
     ManageSieveConfig.from_settings(section)
-
-
-def test_import_rule():
-    # STYLE habit 1: the store only through store.interfaces and store.errors (and the Sieve
-    # compiler's extension list); auth only through the portal's credentials; no other gateway
-    import gateways.managesieve
-    for path, name in imported_names(package_files(gateways.managesieve)):
-        top = name.split(".")[0]
-        assert top != "store" or name in ("store.interfaces", "store.errors", "formats.sieve"), f"{path}: {name}"
-        assert top != "auth" or name == "auth.cred", f"{path}: {name}"
-        assert top not in ("sqlite3", "pymysql"), f"{path}: {name}"
-        if top == "gateways":
-            assert name in ("gateways.base", "gateways.service", "gateways.lineproto") \
-                or name.startswith("gateways.managesieve"), f"{path} imports another gateway: {name}"

@@ -15,7 +15,6 @@ from gateways.pop3.parser import (TOO_LONG, LineReader, ParseError, decode_sasl_
 from gateways.pop3.protocol import is_local
 from gateways.service import StartupError
 from store.interfaces import MessageMeta
-from tests.gateways.import_rules import imported_names, package_files
 
 
 def test_line_reader_splits_and_limits():
@@ -158,18 +157,3 @@ def test_bundled_defaults_are_the_settings_defaults():
     assert set(section) == {"listen", "tls_listen", "allow_plaintext_auth", "idle_timeout", "max_line_length",
                             "max_bad_commands"}
     assert POP3Config.from_settings(section) == POP3Config()
-
-
-def test_gateway_imports_only_the_store_contract():
-    # STYLE habit 1: the store only through store.interfaces and store.errors; auth only through
-    # the portal's credentials type; no other gateway
-    import gateways.pop3
-    for path, name in imported_names(package_files(gateways.pop3)):
-        top = name.split(".")[0]
-        assert top != "store" or name in ("store.interfaces", "store.errors"), f"{path}: {name}"
-        assert top != "auth" or name == "auth.cred", f"{path}: {name}"
-        assert top not in ("sqlite3", "pymysql"), f"{path}: {name}"
-        if top == "gateways":
-            assert name in ("gateways.base", "gateways.service", "gateways.lineproto") \
-                or name.startswith("gateways.pop3"), \
-                f"{path} imports another gateway: {name}"

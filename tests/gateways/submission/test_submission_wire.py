@@ -10,14 +10,12 @@ import email.policy
 
 import pytest
 
-import gateways.submission
 from conf import load_config
 from gateways.submission import replies
 from gateways.submission.dsn import FailedRecipient, build_dsn, diagnostic_code, status_of
 from gateways.submission.settings import SettingsError, SubmissionSettings, parse_duration, parse_settings
 from gateways.submission.wire import is_loopback, missing_header_fields
 from store import errors
-from tests.gateways.import_rules import imported_names, package_files
 
 
 # -- headers -------------------------------------------------------------------------------------
@@ -123,17 +121,3 @@ def test_store_error_replies_after_data(err, data):
     # A store failure is never a 5xx.  The RCPT table is shared with LMTP
     # (tests/gateways/test_smtpwire.py).
     assert replies.data_error(err).startswith(data + " ")
-
-
-def test_gateway_imports_only_the_store_contract():
-    # STYLE habit 1: the store only through store.interfaces and store.errors; auth only through
-    # the portal (auth.cred); no other gateway (what it shares with LMTP is in gateways.smtpwire /
-    # smtpserver), no driver
-    for path, name in imported_names(package_files(gateways.submission)):
-        top = name.split(".")[0]
-        assert top != "store" or name in ("store.interfaces", "store.errors"), f"{path}: {name}"
-        assert top != "auth" or name == "auth.cred", f"{path}: {name}"
-        assert top not in ("sqlite3", "pymysql", "smtplib"), f"{path}: {name}"
-        if top == "gateways":
-            assert name in ("gateways.base", "gateways.service", "gateways.smtpwire", "gateways.smtpserver") \
-                or name.startswith("gateways.submission"), f"{path} imports another gateway: {name}"
