@@ -169,7 +169,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _install_reactor()
     from conf import ConfigError, load_config
-    from gateways.service import StartupError, setup_logging
+    from gateways.common.errors import StartupError
+    from gateways.service import setup_logging
     from store import errors
     try:
         config = load_config(args.config)
@@ -562,7 +563,8 @@ def _serve(config, args) -> int:
     import logging
     import signal
     from twisted.internet import defer, reactor
-    from gateways.service import Service, StartupError
+    from gateways.common.errors import StartupError
+    from gateways.service import Service
     from store import errors
     log = logging.getLogger("haven")
     service = Service(config, reactor)

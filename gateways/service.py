@@ -21,7 +21,8 @@ from typing import Optional
 from twisted.internet import defer, endpoints, ssl, task
 
 from conf import Config, ConfigError, ListenAddress
-from gateways.base import GatewayContext, StartupError  # noqa: F401  (StartupError: part of this module's API)
+from gateways.common.context import GatewayContext
+from gateways.common.errors import StartupError
 
 log = logging.getLogger("haven.service")
 

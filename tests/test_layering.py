@@ -16,8 +16,8 @@ PROJECT = ("store", "gateways", "auth", "conf", "formats")
 
 #: protocol gateways: each a package under gateways/ that knows the store only by its contract
 PROTOCOLS = ("imap", "pop3", "lmtp", "submission", "managesieve", "dav", "http", "relay", "activesync")
-#: the gateways' shared wire code (a package, or the root modules that hold it)
-COMMON = ("gateways.common", "gateways.base", "gateways.lineproto", "gateways.smtpwire", "gateways.smtpserver")
+#: the gateways' shared wire code
+COMMON = "gateways.common"
 #: what the store offers the rest of the project
 CONTRACT = ("store.interfaces", "store.errors")
 #: the one module that builds the store (the composition root of the process)
@@ -89,7 +89,7 @@ def _room(module: str) -> str:
         return parts[0]
     if len(parts) > 1 and parts[1] in PROTOCOLS:
         return f"gateways.{parts[1]}"
-    if module.startswith(COMMON):
+    if module == COMMON or module.startswith(COMMON + "."):
         return "common"
     return "process"  # gateways.service, gateways.cli, gateways/__init__
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from twisted.python.threadpool import ThreadPool
 
-from gateways.base import GatewayContext
+from gateways.common.context import GatewayContext
 
 
 def make_site(ctx: GatewayContext, reactor=None):

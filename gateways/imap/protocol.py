@@ -30,7 +30,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 from twisted.protocols.policies import TimeoutMixin
 
-from gateways.lineproto import OrderedLineProtocol
+from gateways.common.lineproto import OrderedLineProtocol
 from store import errors
 
 from .cmd_auth import AuthCommands
@@ -164,7 +164,7 @@ class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommand
         self.write(b"* BYE Autologout; idle for too long\r\n")
         self.close()
 
-    # -- input and the ordered command queue (gateways/lineproto.py) -------------------------------------------------------------------------------
+    # -- input and the ordered command queue (gateways/common/lineproto.py) -------------------------------------------------------------------------------
     def _literal_limit(self, name: str) -> int:
         return self.config.max_literal_size if name == "APPEND" else self.config.max_small_literal
 

@@ -5,9 +5,9 @@ aiosmtpd's protocol engine, run on the reactor's asyncio loop: the service calls
 never aiosmtpd's threaded Controller.  ``server.py`` speaks the protocol, ``handler.py`` maps a
 transaction onto one store :class:`~store.interfaces.Delivery`, ``replies.py`` holds every
 reply the handler gives, store errors included.  What LMTP shares with SMTP submission is in
-two neutral modules (gateways never import each other): :mod:`gateways.smtpwire`, the pure
+two neutral modules (gateways never import each other): :mod:`gateways.common.smtpwire`, the pure
 byte-level pieces (the DATA decoder, trace headers, enhanced status codes, the RCPT reply
-table), and :mod:`gateways.smtpserver`, the aiosmtpd engine both protocol engines subclass.
+table), and :mod:`gateways.common.smtpserver`, the aiosmtpd engine both protocol engines subclass.
 
 Guarantees
 ----------
@@ -23,7 +23,7 @@ Guarantees
   one ``Received:`` line (RFC 5321 §4.4) naming the LHLO name, the peer address, this host,
   ``with LMTP`` (``UTF8LMTP`` under SMTPUTF8) and the queue id.  The trace has no
   ``for <recipient>`` clause, so one blob serves every recipient (single-instance storage).
-* **Line endings** (RFC 5321 §2.3.8; :class:`gateways.smtpwire.DataDecoder`): only CRLF ends a
+* **Line endings** (RFC 5321 §2.3.8; :class:`gateways.common.smtpwire.DataDecoder`): only CRLF ends a
   line, and only CRLF "." CRLF ends the data.  ``LF.LF``, ``CR.CR``, ``LF.CRLF`` in the stream
   are content: they neither end the message nor start commands (SMTP smuggling,
   CVE-2023-51766).  Bare LF inside a line *is* stored as CRLF (as Postfix and Dovecot do; IMAP
@@ -69,7 +69,7 @@ aiosmtpd 1.4.6, for the record: its DATA reader only ends at CRLF "." CRLF (the 
 CVE-2024-27305, SMTP smuggling) and discards, rather than buffers, data past
 ``data_size_limit``; but it answers that (and any line over 1000 octets) with a single reply
 whatever the number of recipients, which puts an LMTP client out of step.  Hence our DATA
-(:class:`gateways.smtpserver.SMTPServerBase`, shared with submission).
+(:class:`gateways.common.smtpserver.SMTPServerBase`, shared with submission).
 """
 
 from __future__ import annotations
@@ -77,10 +77,10 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Mapping
 
-from gateways.base import GatewayContext
+from gateways.common.context import GatewayContext
 from gateways.lmtp.handler import DeliveryHandler
 from gateways.lmtp.server import LMTPServer
-from gateways.smtpserver import quiet_aiosmtpd_log
+from gateways.common.smtpserver import quiet_aiosmtpd_log
 
 __all__ = ["make_protocol_factory", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_RECIPIENTS"]
 

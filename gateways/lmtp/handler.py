@@ -13,7 +13,7 @@ import logging
 from typing import List, Optional
 
 from gateways.lmtp import replies
-from gateways.smtpwire import (declared_size, is_unsafe_address, peer_name, received_header, return_path,
+from gateways.common.smtpwire import (declared_size, is_unsafe_address, peer_name, received_header, return_path,
                                with_protocol)
 from store import errors
 from store.interfaces import Store, as_future

@@ -1,7 +1,7 @@
 """The LMTP gateway's replies, and its store-error → reply table after DATA (RFC 5321 §4.2,
 RFC 2033 §4.2, RFC 3463 enhanced codes).  Nothing else in the gateway spells a store error as a
 reply.  What both SMTP gateways answer alike, the RCPT table (``rcpt_error``) and replies such
-as ``TEMPFAIL``, is defined in :mod:`gateways.smtpwire` and re-exported here, so the handler
+as ``TEMPFAIL``, is defined in :mod:`gateways.common.smtpwire` and re-exported here, so the handler
 finds every reply in one place.
 
 A store failure is always a 4xx: the MTA keeps the message and retries.  Only answers that are
@@ -10,7 +10,7 @@ certain to stay the same on a retry (no such user, too big, over quota) are 5xx.
 
 from __future__ import annotations
 
-from gateways.smtpwire import (BAD_RECIPIENT, BAD_SENDER, SIZE_EXCEEDED, TEMPFAIL,  # noqa: F401 (re-exported)
+from gateways.common.smtpwire import (BAD_RECIPIENT, BAD_SENDER, SIZE_EXCEEDED, TEMPFAIL,  # noqa: F401 (re-exported)
                                TOO_MANY_RECIPIENTS, rcpt_error)
 from store import errors
 

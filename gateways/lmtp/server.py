@@ -4,7 +4,7 @@ module only speaks the protocol.
 
 What it shares with the submission gateway (the DATA reader, enhanced status codes on every
 reply, the LHLO keywords, per-connection command limits, SIZE checked by the handler) is in
-:class:`gateways.smtpserver.SMTPServerBase`, whose docstring says what that changes from
+:class:`gateways.common.smtpserver.SMTPServerBase`, whose docstring says what that changes from
 aiosmtpd 1.4.6 and why.  What is LMTP's own:
 
 * ``LHLO`` advertises PIPELINING, ENHANCEDSTATUSCODES, 8BITMIME, SMTPUTF8 and SIZE, nothing else
@@ -26,7 +26,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import syntax
 
 from gateways.lmtp import replies
-from gateways.smtpserver import SMTPEnvelope, SMTPServerBase
+from gateways.common.smtpserver import SMTPEnvelope, SMTPServerBase
 
 log = logging.getLogger("haven.lmtp")
 

@@ -26,7 +26,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.protocols.policies import TimeoutMixin
 
-from gateways.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
+from gateways.common.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
 from store import errors
 
 from .commands import AUTH, NOT_AUTH, SCRIPT_COMMANDS, Commands, SieveError

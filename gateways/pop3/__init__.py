@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
-from gateways.base import SectionSettings
+from gateways.common.settings import SectionSettings
 
 log = logging.getLogger("haven.pop3")
 

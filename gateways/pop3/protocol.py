@@ -28,7 +28,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.protocols.policies import TimeoutMixin
 
-from gateways.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
+from gateways.common.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
 from store import errors
 
 from .commands import AUTHORIZATION, TRANSACTION, Commands, POP3Error
@@ -136,7 +136,7 @@ class POP3Server(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
         log.info("pop3 %s: autologout after %d s idle", self.peer, self.config.idle_timeout)
         self.close()
 
-    # -- output: write, close, drained() in gateways/lineproto.py ------------------------------
+    # -- output: write, close, drained() in gateways/common/lineproto.py ------------------------------
     def _on_resume(self) -> None:
         if self._drain_waiters and not self._closed:
             self.resetTimeout()  # the client is reading a big reply: not idle

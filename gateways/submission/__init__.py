@@ -9,9 +9,9 @@ the store, ``spooler.py`` + ``client.py`` relay the outbound queue to the smarth
 ``dsn.py`` writes bounces, ``wire.py`` holds the pure byte-level pieces of its own,
 ``replies.py`` every reply the handler gives, store errors included, ``settings.py`` the
 ``[submission]`` keys.  What submission shares with LMTP is in two neutral modules (gateways
-never import each other): :mod:`gateways.smtpwire`, the pure byte-level pieces (the DATA
+never import each other): :mod:`gateways.common.smtpwire`, the pure byte-level pieces (the DATA
 decoder, ``dot_stuff``, trace headers, enhanced status codes, the RCPT reply table), and
-:mod:`gateways.smtpserver`, the aiosmtpd engine both protocol engines subclass.
+:mod:`gateways.common.smtpserver`, the aiosmtpd engine both protocol engines subclass.
 
 Guarantees
 ----------
@@ -42,7 +42,7 @@ Guarantees
   ``UTF8SMTPSA``/``UTF8SMTPA`` per RFC 3848 / RFC 6531; EHLO name, peer IP, queue id, date)
   and, only when the message lacks them, ``Date:``/``Message-ID:`` (RFC 6409 §8.2/§8.3).  The
   body is never changed.  The DATA stream is decoded as by the LMTP gateway (the same
-  :class:`gateways.smtpwire.DataDecoder`): only CRLF "." CRLF ends it (no SMTP smuggling),
+  :class:`gateways.common.smtpwire.DataDecoder`): only CRLF "." CRLF ends it (no SMTP smuggling),
   bare LF is stored as CRLF, lines of any length, memory bounded by ``[server]
   max_message_size`` (``552 5.3.4``, also at MAIL for ``SIZE=``).
 * **No copy in Sent**: MUAs (Thunderbird, Apple Mail, K-9) save their own copy with IMAP
@@ -69,8 +69,9 @@ import logging
 import weakref
 from typing import Callable
 
-from gateways.base import GatewayContext, StartupError
-from gateways.smtpserver import quiet_aiosmtpd_log
+from gateways.common.context import GatewayContext
+from gateways.common.errors import StartupError
+from gateways.common.smtpserver import quiet_aiosmtpd_log
 from gateways.submission.handler import SubmissionHandler
 from gateways.submission.server import SubmissionServer
 from gateways.submission.settings import SettingsError, SubmissionSettings, parse_settings

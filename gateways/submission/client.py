@@ -33,7 +33,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from gateways.smtpwire import dot_stuff, enhanced_code
+from gateways.common.smtpwire import dot_stuff, enhanced_code
 from gateways.submission.settings import RelaySettings
 from gateways.submission.wire import is_ascii
 

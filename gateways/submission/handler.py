@@ -30,7 +30,7 @@ from typing import List, Optional
 from twisted.cred.error import UnauthorizedLogin
 
 from auth.cred import IAccount, PasswordCredentials
-from gateways.smtpwire import (declared_size, is_unsafe_address, peer_ip, peer_name, received_header, return_path,
+from gateways.common.smtpwire import (declared_size, is_unsafe_address, peer_ip, peer_name, received_header, return_path,
                                with_protocol)
 from gateways.submission import replies
 from gateways.submission.dsn import FailedRecipient

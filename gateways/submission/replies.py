@@ -1,7 +1,7 @@
 """The submission gateway's replies, and its store-error → reply table after DATA (RFC 5321
 §4.2, RFC 3463 enhanced codes, RFC 4954 for AUTH).  What both SMTP gateways answer alike, the
 RCPT table (``rcpt_error``) and replies such as ``TEMPFAIL``, is defined in
-:mod:`gateways.smtpwire` and re-exported here, so the handler finds every reply in one place.
+:mod:`gateways.common.smtpwire` and re-exported here, so the handler finds every reply in one place.
 
 A store failure is always a 4xx (the client keeps the message and retries); only answers that
 stay the same on a retry (no such user, too big, over quota) are 5xx, as over LMTP.
@@ -9,7 +9,7 @@ stay the same on a retry (no such user, too big, over quota) are 5xx, as over LM
 
 from __future__ import annotations
 
-from gateways.smtpwire import (BAD_RECIPIENT, BAD_SENDER, SIZE_EXCEEDED, TEMPFAIL, TOO_BIG,  # noqa: F401 (re-exported)
+from gateways.common.smtpwire import (BAD_RECIPIENT, BAD_SENDER, SIZE_EXCEEDED, TEMPFAIL, TOO_BIG,  # noqa: F401 (re-exported)
                                TOO_MANY_RECIPIENTS, rcpt_error)
 from store import errors
 

@@ -4,7 +4,7 @@ RFC 4954, RFC 3207 and Haven need on top.  Store work happens in the handler
 
 What it shares with the LMTP gateway (the DATA reader, enhanced status codes on every reply,
 the EHLO keywords, per-connection command limits, SIZE checked by the handler) is in
-:class:`gateways.smtpserver.SMTPServerBase`, whose docstring says what that changes from
+:class:`gateways.common.smtpserver.SMTPServerBase`, whose docstring says what that changes from
 aiosmtpd 1.4.6 and why.  What is submission's own:
 
 * ``EHLO`` adds STARTTLS (plain port, before TLS) and ``AUTH PLAIN LOGIN`` only where AUTH is
@@ -34,8 +34,8 @@ from typing import List, Optional
 
 from aiosmtpd.smtp import MISSING, TLSSetupException, syntax
 
-from gateways.smtpserver import COMMAND_SIZE_LIMITS, SMTPEnvelope, SMTPServerBase
-from gateways.smtpwire import peer_name
+from gateways.common.smtpserver import COMMAND_SIZE_LIMITS, SMTPEnvelope, SMTPServerBase
+from gateways.common.smtpwire import peer_name
 from gateways.submission import replies
 from gateways.submission.settings import SubmissionSettings
 from gateways.submission.wire import is_loopback

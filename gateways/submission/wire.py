@@ -1,6 +1,6 @@
 """Pure wire helpers of the submission gateway alone: bytes in, bytes or plain values out, no
 I/O (fuzzable).  What it shares with LMTP (the DATA decoder, ``dot_stuff``, trace headers,
-enhanced status codes, ``SIZE=``) is in :mod:`gateways.smtpwire`.
+enhanced status codes, ``SIZE=``) is in :mod:`gateways.common.smtpwire`.
 
 * :func:`missing_header_fields`: ``Date:`` / ``Message-ID:`` an MSA may add (RFC 6409 §8).
 * :func:`header_section`: the header section of a message (also for DSNs).
@@ -16,7 +16,7 @@ import re
 import secrets
 from typing import Optional
 
-from gateways.smtpwire import peer_ip, sanitized_hostname
+from gateways.common.smtpwire import peer_ip, sanitized_hostname
 
 
 def is_loopback(peer) -> bool:

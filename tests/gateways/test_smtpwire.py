@@ -1,8 +1,8 @@
-"""The byte-level pieces the LMTP and submission gateways share (gateways/smtpwire.py): DATA
+"""The byte-level pieces the LMTP and submission gateways share (gateways/common/smtpwire.py): DATA
 decoding and dot-stuffing, trace headers, addresses and ``SIZE=``, reply codes.
 
 Both protocols are tested over real sockets in tests/gateways/lmtp and tests/gateways/submission
-(and the shared protocol engine, gateways/smtpserver.py, with them); these pin down the parts
+(and the shared protocol engine, gateways/common/smtpserver.py, with them); these pin down the parts
 whose corner cases are easier to enumerate (and fuzz) without a socket.
 """
 
@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from gateways.smtpwire import (DataDecoder, declared_size, dot_stuff, enhanced_code, is_unsafe_address,
+from gateways.common.smtpwire import (DataDecoder, declared_size, dot_stuff, enhanced_code, is_unsafe_address,
                                multiline_reply, peer_ip, peer_name, rcpt_error, received_header, return_path,
                                with_enhanced_code, with_protocol)
 from store import errors

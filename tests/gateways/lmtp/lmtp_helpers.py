@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-from gateways.smtpwire import dot_stuff
+from gateways.common.smtpwire import dot_stuff
 from tests.gateways.smtp_helpers import split_local
 
 CRLF = b"\r\n"

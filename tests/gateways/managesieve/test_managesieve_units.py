@@ -12,7 +12,7 @@ from gateways.managesieve import SCRIPT_LITERAL_SLACK, ManageSieveConfig
 from gateways.managesieve.parser import (Atom, Frame, Framer, Literal, ParseError, Rejected, decode_sasl_plain,
                                          parse_args, parse_command, parse_number)
 from gateways.managesieve.response import capability_lines, literal, reply, string
-from gateways.service import StartupError
+from gateways.common.errors import StartupError
 
 
 def framer(max_line=100, script=1000):

@@ -13,7 +13,7 @@ from gateways.pop3.maildrop import Maildrop, MaildropError
 from gateways.pop3.parser import (TOO_LONG, LineReader, ParseError, decode_sasl_plain, message_body,
                                   parse_command, parse_number, top_body)
 from gateways.pop3.protocol import is_local
-from gateways.service import StartupError
+from gateways.common.errors import StartupError
 from store.interfaces import MessageMeta
 
 

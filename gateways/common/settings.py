@@ -1,34 +1,11 @@
-"""What the service hands every gateway (the store, the auth portal, its config section, TLS),
-how a gateway reads its section, and the error that stops start-up.
-
-A gateway package exposes one constructor taking a :class:`GatewayContext` (for Twisted
-gateways a ``protocol.Factory``; for aiosmtpd ones a protocol factory for ``loop.create_server``).
-The service (``gateways/service.py``) owns listening, TLS wrapping and shutdown.
-"""
+"""One way for every gateway to read its INI section: typed values, and a bad value stops
+start-up with a :class:`~gateways.common.errors.StartupError` naming ``[section] key``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
-from store.interfaces import Store
-
-
-@dataclass
-class GatewayContext:
-    store: Store
-    portal: Any  # twisted.cred.portal.Portal; log in with auth.cred.PasswordCredentials
-    hostname: str
-    settings: Mapping[str, str] = field(default_factory=dict)  # the gateway's own INI section
-    tls: Optional[Any] = None  # twisted CertificateOptions for STARTTLS (Twisted gateways)
-    ssl_context: Optional[Any] = None  # the same certificate as a stdlib ssl.SSLContext (aiosmtpd)
-    limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)
-
-
-class StartupError(Exception):
-    """Start-up failed for a reason the admin can fix; the message says how.  Any gateway and
-    the process raise it (a bad config value, a port that cannot be bound)."""
-
+from gateways.common.errors import StartupError
 
 _TRUE, _FALSE = ("1", "yes", "true", "on"), ("0", "no", "false", "off")
 

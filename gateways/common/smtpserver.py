@@ -3,7 +3,7 @@ with Haven's DATA reader, greeting and reply plumbing.  Each gateway subclasses
 :class:`SMTPServerBase` (the LMTP one together with :class:`aiosmtpd.lmtp.LMTP`) and keeps what
 is its own: LMTP the per-recipient replies after DATA (RFC 2033 §4.2), submission AUTH and
 STARTTLS.  Neither gateway imports the other; this module imports no gateway but
-:mod:`gateways.smtpwire`, and nothing of the store.
+:mod:`gateways.common.smtpwire`, and nothing of the store.
 
 What is changed from aiosmtpd 1.4.6, for both gateways, and why:
 
@@ -11,7 +11,7 @@ What is changed from aiosmtpd 1.4.6, for both gateways, and why:
   to any line over 1000 octets (real mail has them; Postfix and Dovecot accept them), keeps bare
   LFs as they are, and answers an oversized message with a single reply whatever the number of
   recipients, which puts an LMTP client out of step.  Here the stream is decoded by
-  :class:`~gateways.smtpwire.DataDecoder` (only CRLF "." CRLF ends it, no SMTP smuggling; bare
+  :class:`~gateways.common.smtpwire.DataDecoder` (only CRLF "." CRLF ends it, no SMTP smuggling; bare
   LF stored as CRLF; lines of any length; at most ``max_message_size`` octets buffered, a bigger
   message read to its end and discarded), and the subclass turns the handler's answer into the
   replies (:meth:`~SMTPServerBase.data_replies`).  The reader never consumes a byte past the end
@@ -43,7 +43,7 @@ from typing import ClassVar, Iterable, List, Mapping, Optional
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
-from gateways.smtpwire import INTERNAL, NO_VALID_RECIPIENTS, DataDecoder, multiline_reply, with_enhanced_code
+from gateways.common.smtpwire import INTERNAL, NO_VALID_RECIPIENTS, DataDecoder, multiline_reply, with_enhanced_code
 
 #: RFC 5321 §4.5.3.1.4 gives 512 octets per command line; RFC 1870 §3 adds 26 for SIZE=,
 #: RFC 6531 §3.4 10 for SMTPUTF8, RFC 6152 BODY=8BITMIME is 14 more.

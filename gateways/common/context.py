@@ -1,0 +1,25 @@
+"""What the service hands every gateway: the store, the auth portal, its config section, TLS.
+
+A gateway package exposes one constructor taking a :class:`GatewayContext` (for Twisted
+gateways a ``protocol.Factory``; for aiosmtpd ones a protocol factory for ``loop.create_server``).
+The service (``gateways/service.py``) owns listening, TLS wrapping and shutdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from store.interfaces import Store
+
+
+@dataclass
+class GatewayContext:
+    store: Store
+    portal: Any  # twisted.cred.portal.Portal; log in with auth.cred.PasswordCredentials
+    hostname: str
+    settings: Mapping[str, str] = field(default_factory=dict)  # the gateway's own INI section
+    tls: Optional[Any] = None  # twisted CertificateOptions for STARTTLS (Twisted gateways)
+    ssl_context: Optional[Any] = None  # the same certificate as a stdlib ssl.SSLContext (aiosmtpd)
+    limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)
+
