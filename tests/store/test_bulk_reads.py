@@ -85,16 +85,15 @@ def test_search_text_answers_like_decoding(store, run, corpus):
     assert run(store.search_text, folder_id, [], NEEDLES) == {}
 
 
-def test_missing_and_corrupt_blobs(store, run, corpus):
+def test_missing_and_corrupt_blobs(store, backstage, run, corpus):
     _account, folder_id, raws = corpus
     uid = min(raws)
     rec = run(store.fetch_messages, folder_id, [uid])[0]
-    if store.blobs.exists(rec.blob_id):
-        store.blobs.delete(rec.blob_id)
+    if backstage.blob_file_exists(rec.blob_id):
+        backstage.remove_blob_file(rec.blob_id)
         expected = errors.NotFound
     else:
-        store.db.run_sync("corrupt", lambda txn: txn.execute("UPDATE blobs SET data = ? WHERE id = ?",
-                                                             (b"not zlib", rec.blob_id)))
+        backstage.execute("UPDATE blobs SET data = ? WHERE id = ?", b"not zlib", rec.blob_id)
         expected = errors.TemporaryFailure
     with pytest.raises(expected):
         run(store.read_blobs, [rec.blob_id])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from store import errors
-from store.dav import NewItem
+from store.interfaces import NewItem
 
 
 def item(href: str, uid: str, start: int = 1000, end: int = 2000, component: str = "VEVENT",
@@ -132,13 +132,11 @@ def test_delete_collection_purge_and_old_tokens(store, run, account, calendar):
     assert [i.href for i in store.dav.all_items(back.folder.id)] == ["x.vcf"]
 
 
-def test_account_deletion_removes_dav_rows(store, run, account, calendar):
+def test_account_deletion_removes_dav_rows(store, backstage, run, account, calendar):
     store.dav.put(account.id, calendar.folder.id, item("a.ics", "A"))
     store.dav.set_props(account.id, calendar.folder.id, {"D:displayname": "Mine"})
     run(store.delete_account, account.address)
-    left = store.db.run_sync("count", lambda txn: (txn.scalar("SELECT COUNT(*) FROM dav_items"),
-                                                   txn.scalar("SELECT COUNT(*) FROM dav_collections")))
-    assert left == (0, 0)
+    assert (backstage.count("dav_items"), backstage.count("dav_collections")) == (0, 0)
 
 
 def test_a_collection_deleted_twice_within_a_second(store, account):

@@ -19,11 +19,7 @@ def account(store, run):
     return run(store.create_account, "sender@example.test", "x")
 
 
-def blob_rows(store) -> int:
-    return store.db.run_sync("count", lambda txn: txn.scalar("SELECT COUNT(*) FROM blobs"))
-
-
-def test_enqueue_take_lease_and_finish(store, run, account):
+def test_enqueue_take_lease_and_finish(store, backstage, run, account):
     qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example", "y@remote.example"], RAW)
     [item] = run(store.take_due_outbound)
     assert item.id == qid and item.mail_from == "sender@example.test"
@@ -46,23 +42,22 @@ def test_enqueue_take_lease_and_finish(store, run, account):
     # finished, but its DSN is owed: it stays (leased to us) until finish_outbound
     assert [m.id for m in run(store.list_outbound)] == [qid] and run(store.take_due_outbound) == []
     run(store.finish_outbound, qid)
-    assert run(store.list_outbound) == [] and blob_rows(store) == 0
+    assert run(store.list_outbound) == [] and backstage.count("blobs") == 0
 
 
-def test_finished_message_whose_dsn_was_not_written_comes_back(store, run, account):
+def test_finished_message_whose_dsn_was_not_written_comes_back(store, backstage, run, account):
     qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example"], RAW)
     [item] = run(store.take_due_outbound)
     run(store.record_outbound_attempt, qid, {item.recipients[0].id: (FAILED, "550 nope", None)})
     # the spooler died before its DSN: after the lease the finished message is due again
-    store.db.run_sync("expire lease", lambda txn: txn.execute(
-        "UPDATE outbound_recipients SET next_attempt = next_attempt - ?", (LEASE + 1,)))
+    backstage.execute("UPDATE outbound_recipients SET next_attempt = next_attempt - ?", LEASE + 1)
     [again] = run(store.take_due_outbound)
     assert again.id == qid and [(r.status, r.last_error) for r in again.recipients] == [(FAILED, "550 nope")]
     run(store.finish_outbound, qid)
     assert run(store.take_due_outbound) == []
 
 
-def test_queued_blob_survives_purge_and_message_deletion(store, run, account):
+def test_queued_blob_survives_purge_and_message_deletion(store, backstage, run, account):
     inbox = run(store.get_folder, account.id, INBOX)
     run(store.append_message, account.id, inbox.id, RAW)  # the same bytes as a message (e.g. Sent)
     qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example"], RAW)
@@ -72,7 +67,7 @@ def test_queued_blob_survives_purge_and_message_deletion(store, run, account):
     assert run(store.read_blob, item.blob_id) == RAW
     run(store.record_outbound_attempt, qid, {item.recipients[0].id: (EXPIRED, "too old", None)})
     run(store.finish_outbound, qid)
-    assert blob_rows(store) == 0
+    assert backstage.count("blobs") == 0
 
 
 def test_delete_and_get(store, run, account):

@@ -297,7 +297,7 @@ def test_redirect_and_vacation_to_local_accounts_need_no_relay(store, run, bob):
     assert queued(store, run) == []
 
 
-def test_vacation_through_the_queue_once_per_period(store, run, bob):
+def test_vacation_through_the_queue_once_per_period(store, backstage, run, bob):
     settings(store, outbound=True)
     activate(store, run, bob, 'require "vacation"; vacation :days 3 "Away.";')
     deliver(store, run)
@@ -307,7 +307,7 @@ def test_vacation_through_the_queue_once_per_period(store, run, bob):
     reply = run(store.read_blob, q.blob_id)
     assert b"Auto-Submitted: auto-replied" in reply and b"Subject: Auto: Hello there" in reply
     # the period over: answered again
-    store.db.run_sync("age", lambda txn: txn.execute("UPDATE vacation_replies SET expires_at = 1"))
+    backstage.execute("UPDATE vacation_replies SET expires_at = 1")
     deliver(store, run)
     assert len(queued(store, run)) == 2
 

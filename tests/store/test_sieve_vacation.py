@@ -5,7 +5,7 @@ from email import policy
 import pytest
 
 from formats.sieve import (
-    Discard, FileInto, Keep, Message, Redirect, SieveError, Vacation, build_vacation_reply,
+    Discard, FileInto, Keep, Redirect, SieveError, Vacation, build_vacation_reply,
     compile_script, run,
 )
 from tests.store.sieve_helpers import actions, msg, result

@@ -21,10 +21,9 @@ def msg(n: int) -> bytes:
     return MSG.replace(b"Hello there", b"Hello %d" % n).replace(b"<m1@", b"<m%d@" % n)
 
 
-def stored_blobs(store) -> tuple[int, int]:
+def stored_blobs(backstage) -> tuple[int, int]:
     """(rows in the blobs table, blob files on disk)."""
-    rows = store.db.run_sync("count", lambda txn: txn.scalar("SELECT COUNT(*) FROM blobs"))
-    return rows, len(list(store.blobs.all_ids()))
+    return backstage.count("blobs"), backstage.blob_files()
 
 
 @pytest.fixture(params=["inline", "file"])
@@ -149,7 +148,7 @@ def test_rename_moves_children_and_inbox_rule(store, run, account):
         run(store.delete_folder, account.id, "INBOX")
 
 
-def test_soft_delete_restore_and_purge(store, run, account, blob_mode):
+def test_soft_delete_restore_and_purge(store, backstage, run, account, blob_mode):
     inbox = run(store.get_folder, account.id, INBOX)
     run(store.append_message, account.id, inbox.id, MSG)
     run(store.store_flags, account.id, inbox.id, [1], "add", ["\\Deleted"])
@@ -163,13 +162,13 @@ def test_soft_delete_restore_and_purge(store, run, account, blob_mode):
     assert run(store.list_deleted, account.id) == []
     run(store.store_flags, account.id, inbox.id, [2], "add", ["\\Deleted"])
     run(store.expunge, account.id, inbox.id)
-    assert stored_blobs(store) == (1, 1 if blob_mode == "file" else 0)
+    assert stored_blobs(backstage) == (1, 1 if blob_mode == "file" else 0)
     report = run(store.purge, 0)
     assert report.messages >= 1 and report.blobs == 1
-    assert stored_blobs(store) == (0, 0)
+    assert stored_blobs(backstage) == (0, 0)
 
 
-def test_single_instance_blobs_across_accounts(store, run, account, blob_mode):
+def test_single_instance_blobs_across_accounts(store, backstage, run, account, blob_mode):
     other = run(store.create_account, "carol@example.test", "x")
     delivery = store.begin_delivery("alice@example.org")
     run(delivery.add_recipient, "bob@example.test")
@@ -177,15 +176,15 @@ def test_single_instance_blobs_across_accounts(store, run, account, blob_mode):
     results = run(delivery.commit, MSG)
     assert [r.error for r in results] == [None, None] and [r.uid for r in results] == [1, 1]
     one = (1, 1 if blob_mode == "file" else 0)
-    assert stored_blobs(store) == one
+    assert stored_blobs(backstage) == one
     # deleting one account keeps the blob the other still references
     run(store.delete_account, "bob@example.test")
-    assert stored_blobs(store) == one
+    assert stored_blobs(backstage) == one
     inbox = run(store.get_folder, other.id, INBOX)
     [rec] = run(store.fetch_messages, inbox.id, [1])
     assert run(store.read_blob, rec.blob_id) == MSG
     run(store.delete_account, "carol@example.test")
-    assert stored_blobs(store) == (0, 0)
+    assert stored_blobs(backstage) == (0, 0)
 
 
 def test_events_published_after_commit(store, run, account):
@@ -223,15 +222,13 @@ def test_corpus_messages_store_and_read_back(store, run, account):
         assert run(store.read_blob, rec.blob_id) == path.read_bytes(), path.name
 
 
-def test_locked_sqlite_is_a_temporary_failure(engine, store, run, account):
+def test_locked_sqlite_is_a_temporary_failure(engine, store, backstage, run, account):
     if engine != "sqlite":
         pytest.skip("SQLite lock semantics")
     inbox = run(store.get_folder, account.id, INBOX)
 
-    async def short_timeout():  # on the store's own pool connection
-        await store.db.run_interaction("pragma", lambda txn: txn.execute("PRAGMA busy_timeout=200"))
-    run(short_timeout)
-    locker = sqlite3.connect(store.db.url.path, isolation_level=None)
+    run(backstage.set_busy_timeout, 200)
+    locker = sqlite3.connect(backstage.sqlite_path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
         start = time.monotonic()
