@@ -29,7 +29,7 @@ from store import errors
 from store.changelog import bump_modseq_txn
 from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
-from store.folders import create_folder_txn, folder_from_row, normalize_name, revive_folder_txn, tombstone_time_txn
+from store.folders import Restore, create_folder_txn, folder_from_row, normalize_name, tombstone_time_txn
 from store.interfaces import DAV_KINDS, BlockingDav, DavCollection, DavItem, NewItem  # noqa: F401  (re-exported)
 
 _FOLDER_COLS = "f.id, f.account_id, f.name, f.kind, f.special_use, f.subscribed, f.uidvalidity, f.uidnext, " \
@@ -299,7 +299,7 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
     """Bring deleted items back under their href (into a live collection of the same name,
     recreated if it was deleted too).  Returns (restored, [(folder_id, modseq)], [reasons an item
     could not come back])."""
-    restored, touched, refused = 0, [], []
+    restore = Restore(txn, account_id)
     for item_id in item_ids:
         row = txn.execute("SELECT i.folder_id, f.name, f.kind, f.deleted_at, i.href, i.uid, i.etag, i.component, "
                           "i.data, i.dtstart, i.dtend FROM dav_items i JOIN folders f ON f.id = i.folder_id "
@@ -309,16 +309,14 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
             continue
         row = list(row)
         row[4], row[5] = _str(row[4]), _str(row[5])
-        folder_id = row[0]
-        if row[3]:
-            try:
-                folder_id = revive_folder_txn(txn, account_id, row[1], row[2]).id
-            except errors.Exists as e:
-                refused.append(f"{item_id}: {e}")
-                continue
+        try:
+            folder_id = restore.home(row[0], row[1], row[2], row[3])
+        except errors.Exists as e:
+            restore.refuse(item_id, e)
+            continue
         if txn.scalar("SELECT COUNT(*) FROM dav_items WHERE folder_id = ? AND (live_href = ? OR live_uid = ?)",
                       (folder_id, row[4], row[5] or None)):
-            refused.append(f"{item_id}: {row[1]}/{row[4]} exists again (same name or UID)")
+            restore.refuse(item_id, f"{row[1]}/{row[4]} exists again (same name or UID)")
             continue
         modseq = _bump(txn, account_id, folder_id)
         item = NewItem(href=row[4], uid=row[5], etag=row[6], component=row[7], data=row[8],
@@ -326,9 +324,8 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
         _insert(txn, account_id, folder_id, item, modseq, int(time.time()))
         # the tombstone stays for sync clients (they saw the item go), no longer restorable
         txn.execute("UPDATE dav_items SET moved = 1 WHERE id = ?", (item_id,))
-        restored += 1
-        touched.append((folder_id, modseq))
-    return restored, touched, refused
+        restore.restored(folder_id, modseq)
+    return restore.count, restore.touched, restore.refused
 
 
 def purge_txn(txn: Txn, cutoff: int) -> int:

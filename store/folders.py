@@ -114,6 +114,33 @@ def revive_folder_txn(txn: Txn, account_id: int, name: str, kind: str) -> Folder
     return folder
 
 
+class Restore:
+    """What restoring a tombstone of any table shares (messages, calendar and contact items):
+    the live folder the item goes back into and the tally the caller publishes after the commit.
+    Each table keeps its own copy of the row and its own mark on the old tombstone (a restored
+    tombstone stays for sync clients, no longer restorable)."""
+
+    def __init__(self, txn: Txn, account_id: int):
+        self.txn, self.account_id = txn, account_id
+        self.count = 0
+        self.touched: list = []  # (folder_id, modseq) to publish after the commit
+        self.refused: list = []  # "id: reason" for the items that could not come back
+
+    def home(self, folder_id: int, name: str, kind: str, folder_deleted_at: int) -> int:
+        """The item's own folder, or when that was deleted too the live folder of that name,
+        recreated if need be; raises errors.Exists when that name is now another kind of folder."""
+        if not folder_deleted_at:
+            return folder_id
+        return revive_folder_txn(self.txn, self.account_id, name, kind).id
+
+    def refuse(self, item_id: int, reason) -> None:
+        self.refused.append(f"{item_id}: {reason}")
+
+    def restored(self, folder_id: int, modseq: int) -> None:
+        self.count += 1
+        self.touched.append((folder_id, modseq))
+
+
 def delete_folder_txn(txn: Txn, account_id: int, name: str) -> tuple[Folder, int]:
     folder = get_folder_txn(txn, account_id, name)
     if folder.name == INBOX:

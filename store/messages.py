@@ -23,8 +23,7 @@ from store.changelog import (PreparedMessage, blob_data_txn, bump_modseq_txn, en
 from store.core import StoreCore
 from store.engines import Txn, chunks
 from store.flags import DELETED, MAX_KEYWORDS_LEN, decode_flags, encode_flags
-from store.folders import (check_rename_txn, create_folder_txn, get_folder_by_id_txn, rename_tree_txn,
-                           revive_folder_txn)
+from store.folders import Restore, check_rename_txn, create_folder_txn, get_folder_by_id_txn, rename_tree_txn
 from store.interfaces import INBOX, Changes, CopyResult, MessageMeta, MessageRecord, StoreResult
 from store.quota import check_append_quota_txn
 
@@ -272,7 +271,7 @@ def list_deleted_txn(txn: Txn, account_id: int) -> list:
 def restore_messages_txn(txn: Txn, account_id: int, message_ids) -> tuple[int, list]:
     """Restored messages get new UIDs (a tombstone row stays behind for sync clients).
     Returns (count, [(folder_id, modseq)])."""
-    restored, touched = 0, []
+    restore = Restore(txn, account_id)
     modseq = None
     for mid in message_ids:
         row = txn.execute("SELECT m.folder_id, f.name, f.deleted_at, f.kind, m.sysflags, m.keywords, m.internaldate, "
@@ -283,9 +282,7 @@ def restore_messages_txn(txn: Txn, account_id: int, message_ids) -> tuple[int, l
             continue
         if modseq is None:
             modseq = bump_modseq_txn(txn, account_id)
-        folder_id = row[0]
-        if row[2]:  # the folder itself was deleted: bring back a live one of that name
-            folder_id = revive_folder_txn(txn, account_id, row[1], row[3]).id
+        folder_id = restore.home(row[0], row[1], row[3], row[2])
         uid = allocate_uids_txn(txn, folder_id, 1)
         txn.execute(
             "INSERT INTO messages (account_id, folder_id, uid, modseq, created_modseq, sysflags, keywords, "
@@ -296,9 +293,8 @@ def restore_messages_txn(txn: Txn, account_id: int, message_ids) -> tuple[int, l
         txn.execute("UPDATE messages SET header = NULL, structure = NULL, envelope = NULL, deleted_at = ? "
                     "WHERE id = ?", (-1, mid))
         touch_folder_txn(txn, folder_id, modseq)
-        touched.append((folder_id, modseq))
-        restored += 1
-    return restored, touched
+        restore.restored(folder_id, modseq)
+    return restore.count, restore.touched
 
 
 # -- batched reads for the IMAP hot paths (FETCH bodies, SEARCH text), see SqlStore ----------
