@@ -155,10 +155,10 @@ def install_script(inst: HavenInstance, text: str, addresses: list[str]) -> str:
 
 
 def install_with_store(config_path: str, name: str, file: str, addresses: list[str]) -> int:
-    """Helper process: open the store of ``config_path`` as gateways/cli.py does and install."""
+    """Helper process: open the store of ``config_path`` as the CLI does (gateways/cli/runner.py) and install."""
     sys.path.insert(0, str(REPO))
-    from gateways.cli import _install_reactor
-    _install_reactor()
+    from gateways.cli.runner import install_reactor
+    install_reactor()
     from twisted.internet import defer, reactor
     from conf import load_config
     from gateways.service import open_started_store

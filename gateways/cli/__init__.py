@@ -1,0 +1,158 @@
+"""The ``haven`` command: the argument parser, and the dispatch to the module that runs a command.
+
+Every sub-command reads the same INI file (``--config PATH``, else ``$HAVEN_CONFIG``, else the
+bundled defaults) and talks to the store directly, so it works whether or not ``haven serve``
+is running.  Exit codes follow sysexits(3) where an MTA reads them: ``haven deliver`` exits 0
+when delivered, 67 (EX_NOUSER) for an unknown recipient, 75 (EX_TEMPFAIL) on a temporary failure.
+
+Layout: this module parses; ``runner`` holds what every store command shares (reactor, config,
+logging, the store opened for one coroutine, exit codes, password hashing off the reactor); one
+module per command group (``serve``, ``db``, ``users``, ``aliases``, ``deliver``, ``recover``,
+``dav``, ``sieve``, ``queue``) runs its commands.  A command module is imported only when its
+command runs, so ``haven --help`` and a mistyped command load neither Twisted nor the store, and
+``haven user add`` loads neither the gateways nor Radicale.  A new command group is a new module
+and a line in COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+DESCRIPTION = """\
+Haven: IMAP, LMTP (and more) on one SQL-backed store.
+
+Start with `haven serve --demo` to run on the embedded SQLite store with a demo account.
+Configuration: one INI file, see conf/haven.ini for every key and its default."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="haven", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="PATH", help="INI file (default: $HAVEN_CONFIG, else built-in defaults)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("serve", help="run every enabled gateway in the foreground")
+    s.add_argument("--demo", action="store_true",
+                   help="create demo@localhost (password printed, kept in data_dir/demo-password) if missing")
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", metavar="ACTION")
+    db.required = True
+    db.add_parser("migrate", help="apply missing schema deltas (back up first)")
+    db.add_parser("status", help="show the schema version")
+
+    u = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", metavar="ACTION")
+    u.required = True
+    ua = u.add_parser("add", help="create an account with its default folders, calendar and address book")
+    ua.add_argument("address")
+    ua.add_argument("--name", help="display name")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    u.add_parser("list", help="list accounts")
+    ud = u.add_parser("del", help="delete an account and all its data, at once")
+    ud.add_argument("address")
+    up = u.add_parser("passwd", help="set an account's password")
+    up.add_argument("address")
+    up.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    uq = u.add_parser("quota", help="show or set an account's quota (sizes like 500M, 2G; 0 = unlimited, "
+                                    "default = the [quota] setting)")
+    uq.add_argument("address")
+    for level, what in (("warn", "a warning message lands in the INBOX"),
+                        ("soft", "sending is refused (552 5.2.2)"),
+                        ("hard", "delivery and APPEND are refused")):
+        uq.add_argument(f"--{level}", metavar="SIZE", help=f"above this {what}")
+
+    al = sub.add_parser("alias", help="aliases: other addresses delivering to an account")
+    al = al.add_subparsers(dest="alias_command", metavar="ACTION")
+    al.required = True
+    aa = al.add_parser("add", help="deliver ALIAS to ADDRESS")
+    aa.add_argument("alias")
+    aa.add_argument("address")
+    ad = al.add_parser("del", help="remove an alias")
+    ad.add_argument("alias")
+    al.add_parser("list", help="list aliases")
+
+    d = sub.add_parser("deliver", help="deliver a message from standard input (for an MTA's pipe transport)")
+    d.add_argument("address", nargs="+")
+    d.add_argument("-f", "--from", dest="sender", default="", help="envelope sender")
+    d.add_argument("-j", "--junk", action="store_true",
+                   help="file into the Junk folder (the recipient's Sieve script does not run)")
+
+    pu = sub.add_parser("purge", help="remove soft-deleted items past [store] softdelete_lifetime")
+    pu.add_argument("--days", type=float, help="override the lifetime (0 = everything deleted)")
+
+    r = sub.add_parser("recover", help="soft-deleted (recoverable) messages, events and contacts of an account")
+    r = r.add_subparsers(dest="recover_command", metavar="ACTION")
+    r.required = True
+    rl = r.add_parser("list", help="list recoverable messages (ID) and calendar/contact items (dav:ID)")
+    rl.add_argument("address")
+    rr = r.add_parser("restore", help="restore by id from `recover list` (messages: ID, events/contacts: dav:ID)")
+    rr.add_argument("address")
+    rr.add_argument("ids", nargs="+", type=_recover_id)
+
+    dv = sub.add_parser("dav", help="calendars and address books (what CalDAV/CardDAV clients see)")
+    dv = dv.add_subparsers(dest="dav_command", metavar="ACTION")
+    dv.required = True
+    dl = dv.add_parser("list", help="an account's calendars and address books, or the items of one")
+    dl.add_argument("address")
+    dl.add_argument("collection", nargs="?")
+    di = dv.add_parser("import", help="import an .ics or .vcf file into a calendar or address book "
+                                      "(an object whose UID is already there replaces it)")
+    di.add_argument("address")
+    di.add_argument("collection")
+    di.add_argument("file", help="path, or - for standard input")
+
+    sv = sub.add_parser("sieve", help="an account's Sieve scripts (the delivery rules ManageSieve clients manage)")
+    sv = sv.add_subparsers(dest="sieve_command", metavar="ACTION")
+    sv.required = True
+    sl = sv.add_parser("list", help="an account's scripts, their sizes, the active one marked")
+    sl.add_argument("address")
+    sg = sv.add_parser("get", help="print a script")
+    sg.add_argument("address")
+    sg.add_argument("name")
+    sp = sv.add_parser("put", help="store a script (replacing one of that name) once it compiles; "
+                                   "a compile error is printed with its line and nothing is stored")
+    sp.add_argument("address")
+    sp.add_argument("name")
+    sp.add_argument("file", help="path, or - for standard input (UTF-8)")
+    sp.add_argument("--activate", action="store_true", help="make it the active script")
+    sa = sv.add_parser("activate", help="make NAME the script delivery runs (--none: run no script)")
+    sa.add_argument("address")
+    sa.add_argument("name", nargs="?")
+    sa.add_argument("--none", action="store_true", help="deactivate the active script")
+    sn = sv.add_parser("deactivate", help="run no script at delivery (the scripts are kept)")
+    sn.add_argument("address")
+    sx = sv.add_parser("delete", help="delete a script (not the active one: deactivate it first)")
+    sx.add_argument("address")
+    sx.add_argument("name")
+
+    q = sub.add_parser("queue", help="the outbound queue of SMTP submission (mail waiting for [submission] relay)")
+    q = q.add_subparsers(dest="queue_command", metavar="ACTION")
+    q.required = True
+    q.add_parser("list", help="list queued messages, their recipients, attempts and last errors")
+    qr = q.add_parser("retry", help="make queued recipients due now (of message ID, or all); "
+                                    "`haven serve` sends them within [submission] queue_interval")
+    qr.add_argument("id", nargs="?", type=int)
+    qd = q.add_parser("delete", help="drop message ID from the queue, without a bounce to its sender")
+    qd.add_argument("id", type=int)
+    return p
+
+
+def _recover_id(value: str):
+    """``12`` (a message) or ``dav:12`` (an event or contact)."""
+    kind, _, number = value.rpartition(":")
+    if kind not in ("", "dav") or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an id from `haven recover list` (12 or dav:12)")
+    return kind or "message", int(number)
+
+
+COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
+            "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue"}
+"""command -> the module of this package that runs it (``main(args) -> exit code``), imported
+only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return importlib.import_module(f"{__name__}.{COMMANDS[args.command]}").main(args)

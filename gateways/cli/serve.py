@@ -1,0 +1,93 @@
+"""``haven serve``: every enabled gateway on one reactor in the foreground, until SIGTERM or
+SIGINT; ``--demo`` makes sure a demo account exists and says how to reach it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import sys
+
+from twisted.internet import defer
+
+from gateways.cli.runner import EX_CONFIG, EX_SOFTWARE, configure, hash_password
+from gateways.common.errors import StartupError
+from gateways.service import Service
+from store import errors
+
+log = logging.getLogger("haven")
+
+DEMO_ADDRESS = "demo@localhost"
+
+
+def main(args) -> int:
+    config = configure(args)
+    if config is None:
+        return EX_CONFIG
+    from twisted.internet import reactor  # the reactor configure() installed, reached late
+    service = Service(config, reactor)
+    status = {"code": 0}
+
+    async def start():
+        try:
+            await service.start()
+            if args.demo:
+                address, password = await ensure_demo(service.store, config)
+                print(demo_banner(config, address, password), file=sys.stderr, flush=True)
+            log.info("Haven started (%s store)", config.store_url().engine)
+        except (StartupError, errors.SchemaOutOfDate, errors.StoreError) as e:
+            print(f"haven: {e}", file=sys.stderr)
+            status["code"] = EX_CONFIG
+            reactor.stop()
+        except Exception:
+            log.exception("start-up failed")
+            status["code"] = EX_SOFTWARE
+            reactor.stop()
+
+    def shutdown(*_):
+        reactor.callFromThread(reactor.stop)
+
+    reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(start()))
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(service.stop()))
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    reactor.run(installSignalHandlers=False)
+    return status["code"]
+
+
+async def ensure_demo(store, config):
+    """(address, password) of the demo account, made with a fresh password if missing; the
+    password is kept in data_dir/demo-password (None when that file is gone)."""
+    secret_file = config.data_dir / "demo-password"
+    try:
+        await store.get_account(DEMO_ADDRESS)
+        password = secret_file.read_text().strip() if secret_file.exists() else None
+    except errors.NotFound:
+        password = secrets.token_urlsafe(9)
+        await store.create_account(DEMO_ADDRESS, await hash_password(password), "Demo User")
+        secret_file.write_text(password + "\n")
+        os.chmod(secret_file, 0o600)
+    return DEMO_ADDRESS, password
+
+
+def demo_banner(config, address: str, password) -> str:
+    """What `haven serve --demo` tells a new user: where the data is, the login, the ports."""
+    password = password or "(see data_dir/demo-password)"
+    services = [(name, config.listen(section)) for name, section in
+                (("IMAP", "imap"), ("POP3", "pop3"), ("submission", "submission"), ("LMTP", "lmtp"),
+                 ("ManageSieve (filters, out-of-office)", "managesieve"))]
+    ports = "   ".join(f"{name}: {where}" for name, where in services if where)
+    imap = config.listen("imap")
+    lines = [f"  Haven is running on the {config.store_url().engine} store in {config.data_dir}",
+             f"  demo account: {address}   password: {password}",
+             f"  {ports}"]
+    http = config.listen("http")
+    if http and http.kind == "tcp":
+        lines.append(f"  calendars and contacts (CalDAV/CardDAV): http://{http.host}:{http.port}/  "
+                     "(enter this URL and the login above in Thunderbird, DAVx5, iOS, ...)")
+    if imap and imap.kind == "tcp":
+        lines.append(f"  try:  curl -s --url 'imap://{imap.host}:{imap.port}/INBOX' --user '{address}:{password}'"
+                     " -X 'STATUS INBOX (MESSAGES)'")
+    return "\n" + "\n".join(lines) + "\n"
+
