@@ -5,14 +5,19 @@
   reached its tests are skipped with a loud reason, except with CI=true, where that is a failure.
   HAVEN_TEST_ENGINES=sqlite (or mariadb) narrows the run.
 * ``haven``: a ``haven serve`` subprocess on free loopback ports with its own data dir (and its
-  own MariaDB database), one per test module and engine.
+  own MariaDB database), one per test module and engine.  ``haven.new_user()`` makes an account
+  through the store contract in this process (what ``haven user add`` does, without a process
+  start each time); ``haven.cli(...)`` runs the real command (tests/gateways/test_cli.py and
+  the other ``*_cli`` tests drive every command that way).
+* Every process the tests start shares one bytecode cache (``PYCACHE``), also when the
+  environment says PYTHONDONTWRITEBYTECODE: each ``haven`` process would otherwise compile the
+  project again.
 * ``run``: drives a store coroutine on an in-process reactor thread (store contract tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import secrets
 import signal
@@ -20,6 +25,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +43,9 @@ DATA = Path(__file__).resolve().parent / "data"
 MYSQL_URL = os.environ.get("HAVEN_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ENGINES = [e.strip() for e in os.environ.get("HAVEN_TEST_ENGINES", "sqlite,mariadb").split(",") if e.strip()]
+#: the bytecode cache of every process the tests start (outside the tree; pyc files are checked
+#: against their sources, so it is safe to keep between runs and checkouts)
+PYCACHE = Path(tempfile.gettempdir()) / f"haven-test-pycache-{os.getuid()}"
 
 _mariadb_problem: list = []
 
@@ -108,7 +117,7 @@ def _drop_mysql_database(name: str) -> None:
 def store_url_for(engine: str, data_dir: Path):
     """(url, cleanup) for a fresh, empty database of ``engine``."""
     if engine == "sqlite":
-        return f"sqlite:///haven.db", lambda: None
+        return "sqlite:///haven.db", lambda: None
     name = _new_mysql_database()
     u = urlsplit(MYSQL_URL)
     auth = u.username or "root"
@@ -157,17 +166,14 @@ class HavenServer:
         self.log_path = tmp / "haven.log"
         self.imap = ("127.0.0.1", free_port())
         self.lmtp = ("127.0.0.1", free_port())
-        # POP3 (plain + implicit TLS) and submission (STARTTLS port + implicit TLS port) run
-        # whenever this checkout has those gateways
+        # POP3 (plain + implicit TLS) and submission (STARTTLS port + implicit TLS port)
         self.pop3, self.pop3s = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
         self.submission, self.submissions = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
         self.http = ("127.0.0.1", free_port())  # CalDAV/CardDAV under /dav/
         # ManageSieve: never the default 4190, so that servers running side by side do not collide
         self.managesieve = ("127.0.0.1", free_port())
-        self.gateways = ["imap", "lmtp"] + [g for g in ("pop3", "submission", "managesieve")
-                                            if importlib.util.find_spec(f"gateways.{g}") is not None]
-        if importlib.util.find_spec("gateways.dav") is not None:
-            self.gateways.append("http")
+        #: every listener, each waited for at start
+        self.gateways = ["imap", "lmtp", "pop3", "submission", "managesieve", "http"]
         if url is None:
             self.url, self._cleanup_db = store_url_for(engine, self.data_dir)
         else:  # another node on an existing database: the first node cleans it up
@@ -178,14 +184,11 @@ class HavenServer:
             "auth": {"failure_delay": "0.05"},
             "imap": {"listen": f"127.0.0.1:{self.imap[1]}"},
             "lmtp": {"listen": f"127.0.0.1:{self.lmtp[1]}"},
-            **({"pop3": {"listen": f"127.0.0.1:{self.pop3[1]}", "tls_listen": f"127.0.0.1:{self.pop3s[1]}"}}
-               if "pop3" in self.gateways else {}),
-            **({"submission": {"listen": f"127.0.0.1:{self.submission[1]}",
-                               "tls_listen": f"127.0.0.1:{self.submissions[1]}"}}
-               if "submission" in self.gateways else {}),
-            **({"http": {"listen": f"127.0.0.1:{self.http[1]}"}} if "http" in self.gateways else {}),
-            **({"managesieve": {"listen": f"127.0.0.1:{self.managesieve[1]}"}}
-               if "managesieve" in self.gateways else {}),
+            "pop3": {"listen": f"127.0.0.1:{self.pop3[1]}", "tls_listen": f"127.0.0.1:{self.pop3s[1]}"},
+            "submission": {"listen": f"127.0.0.1:{self.submission[1]}",
+                           "tls_listen": f"127.0.0.1:{self.submissions[1]}"},
+            "http": {"listen": f"127.0.0.1:{self.http[1]}"},
+            "managesieve": {"listen": f"127.0.0.1:{self.managesieve[1]}"},
             "log": {"level": "info"},
         }
         for key, value in (overrides or {}).items():
@@ -195,6 +198,8 @@ class HavenServer:
             f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items()) for s, kv in sections.items()))
         self.proc = None
         self._users = 0
+        self._store = None  # this process's store on the server's database, for new_user()
+        self._store_lock = threading.Lock()
 
     @property
     def sqlite_path(self) -> Path:
@@ -203,6 +208,8 @@ class HavenServer:
     def env(self) -> dict:
         env = dict(os.environ)
         env.pop("HAVEN_CONFIG", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
@@ -240,6 +247,9 @@ class HavenServer:
 
     def close(self) -> None:
         self.stop()
+        if self._store is not None:
+            stop_store(self._store)
+            self._store = None
         self._cleanup_db()
 
     def log(self) -> str:
@@ -254,11 +264,21 @@ class HavenServer:
                               check=check)
 
     def new_user(self, name: str | None = None) -> tuple[str, str]:
-        self._users += 1
-        address = f"{name or 'user'}{self._users}-{secrets.token_hex(3)}@example.test"
+        """(address, password) of a new account, made as ``haven user add`` makes it: the store
+        contract on the server's database, from another process (this one).  Thread-safe."""
+        from auth.passwords import hash_password
+        with self._store_lock:
+            self._users += 1
+            address = f"{name or 'user'}{self._users}-{secrets.token_hex(3)}@example.test"
+            if self._store is None:  # opened as the command opens it (an empty database initialised)
+                from conf import load_config
+                from gateways.service import open_started_store
+                self._store = run_on_reactor(open_started_store, load_config(str(self.config_path)),
+                                             _ensure_reactor(), poll=False)
+            store = self._store
         password = "pw-" + secrets.token_hex(6)
-        result = self.cli("user", "add", address, "--password-stdin", input=password.encode() + b"\n")
-        assert result.returncode == 0, result.stderr.decode()
+        pw_hash = hash_password(password)
+        run_on_reactor(store.create_account, address, pw_hash)
         return address, password
 
     @property
@@ -317,14 +337,36 @@ def _ensure_reactor():
     return reactor
 
 
+def run_on_reactor(fn, *args, **kwargs):
+    """Call an async function on the reactor thread and wait for its result."""
+    from twisted.internet import defer, threads
+    reactor = _ensure_reactor()
+    return threads.blockingCallFromThread(reactor, lambda: defer.Deferred.fromCoroutine(fn(*args, **kwargs)))
+
+
+def start_store(config):
+    """The store ``config`` names, started (without the poller) on the in-process reactor."""
+    from twisted.internet import threads
+    from gateways.service import open_store
+    st = open_store(config, poll_interval=0)
+    reactor = _ensure_reactor()
+    threads.blockingCallFromThread(reactor, st.start, reactor, False)
+    return st
+
+
+def stop_store(st) -> None:
+    from twisted.internet import threads
+    threads.blockingCallFromThread(_ensure_reactor(), st.stop)
+    st.db.stop()
+
+
 @pytest.fixture(scope="session")
 def run():
     """``run(coro_fn, *args)``: call an async function on the reactor thread and wait."""
-    from twisted.internet import defer, threads
-    reactor = _ensure_reactor()
+    _ensure_reactor()
 
     def call(fn, *args, timeout=30, **kwargs):
-        return threads.blockingCallFromThread(reactor, lambda: defer.Deferred.fromCoroutine(fn(*args, **kwargs)))
+        return run_on_reactor(fn, *args, **kwargs)
     return call
 
 
@@ -332,20 +374,11 @@ def run():
 def store(engine, tmp_path, run):
     """A started SqlStore on a fresh database of each engine."""
     from conf import load_config
-    from twisted.internet import threads
     url, cleanup = store_url_for(engine, tmp_path)
     cfg = tmp_path / "haven.ini"
     cfg.write_text(f"[server]\ndata_dir = {tmp_path / 'data'}\n[store]\nurl = {url}\nsoftdelete_lifetime = 30\n")
-    config = load_config(str(cfg))
-    from gateways.service import open_store
-    st = open_store(config, poll_interval=0)
-    reactor = _ensure_reactor()
-    threads.blockingCallFromThread(reactor, st.start, reactor, False)
-
-    async def init():
-        await st.migrate()
-    run(init)
+    st = start_store(load_config(str(cfg)))
+    run(st.migrate)
     yield st
-    threads.blockingCallFromThread(reactor, st.stop)
-    st.db.stop()
+    stop_store(st)
     cleanup()

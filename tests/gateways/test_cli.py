@@ -52,9 +52,11 @@ def test_deliver_exit_codes_and_alias(admin):
         assert header.startswith(b"Return-Path: <a@example.org>\r\n") and b"\r\n\r\n" in header
 
 
-def test_deliver_temporary_failure_is_75(admin):
-    if admin.engine != "sqlite":
+def test_deliver_temporary_failure_is_75(engine, tmp_path):
+    if engine != "sqlite":
         pytest.skip("locks the SQLite file")
+    # each write waits busy_timeout_ms per attempt before it gives up as a temporary failure
+    admin = HavenServer(tmp_path, engine, {"store.busy_timeout_ms": "200"})
     admin.cli("user", "add", "busy@example.test", "--password-stdin", input=b"pw\n", check=True)
     locker = sqlite3.connect(admin.sqlite_path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
@@ -64,6 +66,7 @@ def test_deliver_temporary_failure_is_75(admin):
         locker.execute("ROLLBACK")
     assert r.returncode == 75, r.stderr
     assert locker.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+    admin.close()
 
 
 def test_out_of_date_schema_is_refused(admin):
