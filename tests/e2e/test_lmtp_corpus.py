@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateways.lmtp.lmtp_helpers import Transcript, crlf_normalized, split_trace
+from tests.gateways.lmtp.wire import Transcript, crlf_normalized, split_trace
 from tests.gateways.smtp_helpers import imap_messages
 
 MAIL = Path(__file__).resolve().parent.parent / "data" / "mail"

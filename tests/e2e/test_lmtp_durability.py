@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.conftest import ENGINES
-from tests.gateways.lmtp.lmtp_helpers import Transcript, send_message, split_trace
+from tests.gateways.lmtp.wire import Transcript, send_message, split_trace
 from tests.gateways.smtp_helpers import imap_messages
 
 

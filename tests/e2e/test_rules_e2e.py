@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.conftest import ENGINES, HavenServer, require_engine
-from tests.gateways.lmtp.lmtp_helpers import send_message
+from tests.gateways.lmtp.wire import send_message
 from tests.gateways.smtp_helpers import imap_messages
 from tests.gateways.submission.sink import SMTPSink
 
@@ -196,7 +196,7 @@ def test_over_quota_can_be_temporary(haven_factory, rules):
 # -- local recipients of submission go through the same rules ------------------------------------
 
 def test_submission_to_a_local_user_runs_their_rules(rules):
-    from tests.gateways.submission.helpers import submit, wait_for_mail
+    from tests.gateways.submission.wire import submit, wait_for_mail
     sender, sender_pw = rules.new_user("writer")
     away, away_pw = rules.new_user("holiday")
     grumpy, _ = rules.new_user("refuser")

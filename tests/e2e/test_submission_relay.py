@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import HavenServer
 from tests.gateways.smtp_helpers import imap_messages, split_local, split_received
-from tests.gateways.submission.helpers import (connect, dsn_fields, imap_bodystructure, message, parse, queue_ids,
+from tests.gateways.submission.wire import (connect, dsn_fields, imap_bodystructure, message, parse, queue_ids,
                                                submit, wait_for_log, wait_for_mail)
 from tests.gateways.submission.sink import SMTPSink, free_port
 

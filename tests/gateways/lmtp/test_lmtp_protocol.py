@@ -11,7 +11,7 @@ import smtplib
 import pytest
 
 from tests.conftest import HavenServer
-from tests.gateways.lmtp.lmtp_helpers import Transcript, send_message, split_trace
+from .wire import Transcript, send_message, split_trace
 from tests.gateways.smtp_helpers import imap_messages
 
 DEFAULT_MAX_SIZE = 52428800  # conf/haven.ini [server] max_message_size

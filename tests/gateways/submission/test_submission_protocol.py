@@ -15,7 +15,7 @@ import smtplib
 import pytest
 
 from tests.gateways.smtp_helpers import imap_messages, split_local
-from tests.gateways.submission.helpers import (client_tls, connect, dsn_fields, message, parse, submit, wait_for_log,
+from .wire import (client_tls, connect, dsn_fields, message, parse, submit, wait_for_log,
                                                wait_for_mail)
 
 DEFAULT_MAX_SIZE = 52428800  # conf/haven.ini [server] max_message_size

@@ -13,7 +13,7 @@ import smtplib
 import pytest
 
 from tests.gateways.smtp_helpers import imap_messages
-from tests.gateways.submission.helpers import connect, message, wait_for_log
+from .wire import connect, message, wait_for_log
 
 OVER_QUOTA = b"5.2.2 Mailbox over quota: delete some mail before sending"
 
