@@ -66,7 +66,9 @@ def make_site(ctx: GatewayContext, reactor, mounts: Iterable) -> HavenSite:
         apps.append(entry)
         return WsgiMountResource(reactor, pool, entry.app, ctx.portal, login=entry.login)
     root = build_root(mounts, app_resource)
+    site = HavenSite(root, max_request_size=config.max_request_size, idle_timeout=config.idle_timeout)
     if apps:
         pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
-    return HavenSite(root, max_request_size=config.max_request_size, idle_timeout=config.idle_timeout)
+        site.thread_pool = pool
+    return site

@@ -12,7 +12,7 @@ everything below it; ``/`` takes exactly the root.  A path no entry takes is 404
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from twisted.web import resource
 
@@ -64,13 +64,16 @@ class NotFound(resource.Resource):
 
 
 class _Branch(resource.Resource):
-    """A path segment on the way to mounted entries; its other names are not found."""
+    """A path segment on the way to mounted entries; its other names are not found (Twisted's
+    own 404 page at the root, as before the mount table, :class:`NotFound` further down)."""
 
-    def __init__(self, missing: Callable[[], resource.Resource]):
+    def __init__(self, missing: Optional[Callable[[], resource.Resource]]):
         super().__init__()
         self._missing = missing
 
     def getChild(self, name, request):
+        if self._missing is None:
+            return super().getChild(name, request)
         return self._missing()
 
 
@@ -85,7 +88,7 @@ def segments(path: str) -> list:
 def build_root(table: Iterable, app_resource: Callable[[App], resource.Resource]) -> resource.Resource:
     """The resource tree for ``table``; ``app_resource`` turns an :class:`App` into a resource.
     Two entries on one path, or one below another's, is a ValueError."""
-    root = _Branch(resource.NoResource)
+    root = _Branch(None)
     taken: dict = {}
     for entry in table:
         if isinstance(entry, App):

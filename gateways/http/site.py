@@ -94,6 +94,7 @@ class HavenRequest(server.Request):
 class HavenSite(server.Site):
     requestFactory = HavenRequest
     protocol = HavenChannel
+    thread_pool = None  # the WSGI mounts' pool (make_site), when there are any
 
     def __init__(self, root, max_request_size: int, idle_timeout: float):
         super().__init__(root, timeout=idle_timeout)
