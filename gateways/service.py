@@ -136,6 +136,15 @@ def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def http_mounts(ctx: GatewayContext) -> list:
+    """The front door's mount table: CalDAV/CardDAV under /dav/ with its well-known redirects
+    (and later ActiveSync and autoconfig beside them)."""
+    from gateways import dav  # loaded only when [http] listens (start-up time of the CLI)
+    from gateways.http import App, Redirect
+    return [App(dav.PREFIX, dav.make_application(ctx))] + \
+        [Redirect(path, location) for path, location in dav.REDIRECTS.items()]
+
+
 class Service:
     def __init__(self, config: Config, reactor):
         self.config = config
@@ -208,12 +217,13 @@ class Service:
             await self._listen_twisted(f"[{section}] tls_listen", secure, factory, tls=self.tls)
 
     async def _start_http(self) -> None:
-        """CalDAV/CardDAV (and later ActiveSync) on one Twisted Web site."""
+        """The HTTP front door: one Twisted Web site serving the mount table."""
         plain, secure = self.config.listen("http"), self.config.listen("http", "tls_listen")
         if not (plain or secure):
             return
-        from gateways.dav import make_site
-        site = make_site(self.context("http"), self.reactor)
+        from gateways.http import make_site  # loaded only when [http] listens
+        ctx = self.context("http")
+        site = make_site(ctx, self.reactor, http_mounts(ctx))
         if plain:
             await self._listen_twisted("[http] listen", plain, site)
         if secure:

@@ -1,30 +1,55 @@
 """CalDAV (RFC 4791) and CardDAV (RFC 6352) on the shared store, with Radicale as the protocol
-engine.  ``make_site(ctx)`` builds the ``[http]`` listener's Twisted Web site:
+engine.  This package is a WSGI application and what the HTTP front door needs to mount it:
+``PREFIX``, ``REDIRECTS`` and ``make_application(ctx)``; the service puts them into the front
+door's mount table (gateways/http knows no DAV, and this package knows no front door).
 
-- ``web.py``: the front door (auth through the portal, body limits, /.well-known redirects);
-- ``radicale_app.py``: Radicale's configuration and its auth and rights plugins;
+- ``radicale_app.py``: Radicale's configuration, its auth and rights plugins, the WSGI wrapper;
 - ``storage.py``: Radicale's storage plugin over ``store.dav`` (folders of kind calendar,
   tasks and contacts; items with indexed time bounds; sync tokens from the store's modseq);
 - ``items.py``: turning iCalendar/vCard text into store rows outside Radicale (the CLI).
 
-Radicale's code runs on a bounded thread pool of its own (``[http] threads``), never on the
-reactor.
+Invariants
+- Every request reaching the application was authenticated by the front door, which puts the
+  account into the WSGI environ as ``haven.user`` and ``haven.account_id``.
+- Radicale's code runs on the front door's bounded thread pool (``[http] threads``), never on
+  the reactor.
+- Radicale parses XML with defusedxml (no entity expansion, no external entities).
 """
 
 from __future__ import annotations
 
-from twisted.python.threadpool import ThreadPool
+from dataclasses import dataclass
+from typing import Mapping, Optional
 
 from gateways.common.context import GatewayContext
+from gateways.common.settings import SectionSettings
+
+#: where CalDAV and CardDAV live; every principal, calendar and address book is below it
+PREFIX = "/dav/"
+#: RFC 6764 §5: the well-known URIs lead a client to the context path.  A client given only
+#: http://host:port/ (DAVx5, Thunderbird) asks "/" first.
+REDIRECTS = {"/.well-known/caldav": PREFIX, "/.well-known/carddav": PREFIX, "/": PREFIX}
+#: DAV's limits are keys of the front door's section (conf/haven.ini)
+SECTION = "http"
 
 
-def make_site(ctx: GatewayContext, reactor=None):
-    if reactor is None:
-        from twisted.internet import reactor
-    from gateways.dav.radicale_app import make_application
-    from gateways.dav.web import make_site as make_web_site
-    pool = ThreadPool(minthreads=1, maxthreads=max(1, int(ctx.settings.get("threads", 8))), name="haven-dav")
-    pool.start()
-    reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
-    app = make_application(ctx.store.dav, ctx.settings)
-    return make_web_site(reactor, pool, app, ctx.portal, ctx.settings)
+@dataclass(frozen=True)
+class DavConfig:
+    max_request_size: int = 10485760  # Radicale's own check of the body it reads
+    max_item_size: int = 2097152
+    max_occurrences: int = 10000  # 0: no bound
+
+    @classmethod
+    def from_settings(cls, settings: Optional[Mapping[str, str]]) -> "DavConfig":
+        """DAV's keys of ``[http]``; a bad value stops start-up naming the key."""
+        s = SectionSettings(SECTION, settings)
+        return cls(max_request_size=s.number("max_request_size", cls.max_request_size, int, 1),
+                   max_item_size=s.number("max_item_size", cls.max_item_size, int, 1),
+                   max_occurrences=s.number("max_occurrences", cls.max_occurrences, int, 0))
+
+
+def make_application(ctx: GatewayContext):
+    """The WSGI application to mount at ``PREFIX`` (behind Basic auth through the portal)."""
+    # Radicale is imported only when the gateway runs (start-up time of the other commands)
+    from gateways.dav.radicale_app import make_application as make_radicale
+    return make_radicale(ctx.store.dav, DavConfig.from_settings(ctx.settings))

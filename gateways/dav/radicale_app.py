@@ -1,6 +1,6 @@
 """Radicale configured for Haven: its auth and rights plugins, and the WSGI wrapper around it.
 
-Authentication happens before Radicale, in the Twisted front door (``gateways/dav/web.py``),
+Authentication happens before Radicale, in the HTTP front door (``gateways/http/``),
 through Haven's portal like every other gateway (throttling, failure delay, no hashing on the
 reactor).  The front door puts the account's address into the WSGI environ as ``haven.user``;
 no request header can produce that key.  Radicale's auth plugin below only accepts that
@@ -174,17 +174,18 @@ class HavenDav:
         return body
 
 
-def make_application(dav_access, settings) -> HavenDav:
-    """Radicale's WSGI app over ``dav_access`` (store.dav.DavAccess), limits from ``[http]``."""
+def make_application(dav_access, config) -> HavenDav:
+    """Radicale's WSGI app over ``dav_access`` (store.dav.DavAccess), limits from ``config``
+    (a :class:`gateways.dav.DavConfig`)."""
     from gateways.dav import vobject_speed, vtimezone
     vtimezone.install()
     vobject_speed.install()
     configuration = radicale_config.load()
     configuration.update({
         "server": {
-            "max_content_length": settings.get("max_request_size", "10485760"),
-            "max_resource_size": settings.get("max_item_size", "2097152"),
-            "max_vevent_rrule_occurrence": settings.get("max_occurrences", "10000"),
+            "max_content_length": str(config.max_request_size),
+            "max_resource_size": str(config.max_item_size),
+            "max_vevent_rrule_occurrence": str(config.max_occurrences),
             "delay_on_error": "0",
         },
         "auth": {"type": Auth, "delay": "0", "realm": "Haven", "cache_logins": "False"},

@@ -1,0 +1,118 @@
+"""The mount table: which path prefix goes to which application, and the redirects.
+
+A table is a sequence of :class:`App`, :class:`Mount` and :class:`Redirect` entries; the
+service builds it (gateways/service.py ``http_mounts``) from what each protocol package
+exposes, so no protocol package knows the front door and the front door knows no protocol.
+
+Paths are matched by whole segments, the way Twisted Web walks its resource tree: ``/dav/``
+takes ``/dav``, ``/dav/`` and everything below; ``/.well-known/caldav`` takes that name and
+everything below it; ``/`` takes exactly the root.  A path no entry takes is 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional
+
+from twisted.web import resource
+
+
+@dataclass(frozen=True)
+class App:
+    """A WSGI application under ``prefix``; with ``login`` only for accounts the portal let in."""
+    prefix: str
+    app: Callable
+    login: bool = True
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A Twisted Web resource (made leaf or not, as it likes) under ``prefix``."""
+    prefix: str
+    resource: Any
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """A permanent redirect of ``path`` (and below) to ``location``, for every method."""
+    path: str
+    location: str
+
+
+class Moved(resource.Resource):
+    """A permanent redirect for every method (PROPFIND included)."""
+    isLeaf = True
+
+    def __init__(self, location: bytes):
+        super().__init__()
+        self.location = location
+
+    def render(self, request):
+        request.setResponseCode(301)
+        request.setHeader(b"Location", self.location)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"Moved to " + self.location + b"\n"
+
+
+class NotFound(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"Not found\n"
+
+
+class _Branch(resource.Resource):
+    """A path segment on the way to mounted entries; its other names are not found (Twisted's
+    own 404 page at the root, as before the mount table, :class:`NotFound` further down)."""
+
+    def __init__(self, missing: Optional[Callable[[], resource.Resource]]):
+        super().__init__()
+        self._missing = missing
+
+    def getChild(self, name, request):
+        if self._missing is None:
+            return super().getChild(name, request)
+        return self._missing()
+
+
+def segments(path: str) -> list:
+    """``"/dav/"`` -> ``[b"dav"]``, ``"/.well-known/caldav"`` -> ``[b".well-known", b"caldav"]``,
+    ``"/"`` -> ``[b""]`` (the root itself)."""
+    if not path.startswith("/"):
+        raise ValueError(f"mount path {path!r} must start with /")
+    return [s.encode("utf-8") for s in path[1:].rstrip("/").split("/")]
+
+
+def build_root(table: Iterable, app_resource: Callable[[App], resource.Resource]) -> resource.Resource:
+    """The resource tree for ``table``; ``app_resource`` turns an :class:`App` into a resource.
+    Two entries on one path, or one below another's, is a ValueError."""
+    root = _Branch(None)
+    taken: dict = {}
+    for entry in table:
+        if isinstance(entry, App):
+            path, leaf = entry.prefix, app_resource(entry)
+        elif isinstance(entry, Mount):
+            path, leaf = entry.prefix, entry.resource
+        elif isinstance(entry, Redirect):
+            path, leaf = entry.path, Moved(entry.location.encode("utf-8"))
+        else:
+            raise TypeError(f"not a mount: {entry!r}")
+        names = segments(path)
+        for n in range(1, len(names) + 1):
+            other = taken.get(tuple(names[:n]))
+            if other is not None:
+                raise ValueError(f"mount {path!r} clashes with {other!r}")
+        if any(key[:len(names)] == tuple(names) for key in taken):
+            raise ValueError(f"mount {path!r} clashes with a mount below it")
+        taken[tuple(names)] = path
+        node = root
+        for name in names[:-1]:
+            child = node.children.get(name)
+            if child is None:
+                child = _Branch(NotFound)
+                node.putChild(name, child)
+            node = child
+        node.putChild(names[-1], leaf)
+    return root

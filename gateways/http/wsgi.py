@@ -1,0 +1,97 @@
+"""A WSGI application (Radicale, later others) behind the front door, on the shared thread pool.
+
+Invariants
+- A mount with ``login`` authenticates through the portal (``auth.py``) before a worker thread
+  is taken; the application then finds the account in the environ as ``haven.user`` (address)
+  and ``haven.account_id``.  Every key the environ gets from request headers starts with
+  ``HTTP_``, so no client can set these two.
+- The application runs on the front door's bounded pool (``[http] threads``), never on the
+  reactor; requests beyond the pool wait their turn.
+- The response is buffered and sent in one hop with its status and headers (PEP 3333 lets a
+  server buffer): the applications mounted answer with whole bodies.
+- A chunked request body (no Content-Length) is whole in ``request.content`` by now (the site
+  bounds it); ``CONTENT_LENGTH`` is set to its size, since PEP 3333 applications read that many
+  bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from twisted.internet import defer
+from twisted.web import resource, server
+from twisted.web.wsgi import _WSGIResponse
+
+from .auth import authenticate, basic_credentials, challenge
+
+log = logging.getLogger("haven.http")
+
+ENVIRON_USER = "haven.user"
+ENVIRON_ACCOUNT_ID = "haven.account_id"
+
+
+class BufferedWSGIResponse(_WSGIResponse):
+    """The whole response goes to the reactor in one hop with the status and headers, instead
+    of Twisted's blocking round trip to the reactor per body chunk.  ``_WSGIResponse`` is
+    Twisted's private class: the environ it builds from the request is exactly what is wanted,
+    and no public hook exists."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._chunks: list = []
+
+    def write(self, data):
+        self._chunks.append(data)  # leaves `started` False: the finish sends headers and body
+
+    def _sendResponseHeaders(self):
+        super()._sendResponseHeaders()
+        chunks, self._chunks = self._chunks, []
+        if chunks:
+            self.request.write(b"".join(chunks))
+
+
+class WsgiMountResource(resource.Resource):
+    """Everything under one prefix, handed to a WSGI application (after a login when asked)."""
+    isLeaf = True
+
+    def __init__(self, reactor, pool, app, portal, login: bool = True):
+        super().__init__()
+        self._reactor, self._pool, self._app, self._portal = reactor, pool, app, portal
+        self._login = login
+
+    def render(self, request):
+        if not self._login:
+            self._start(request, None)
+            return server.NOT_DONE_YET
+        creds = basic_credentials(request)
+        if creds is None:
+            return challenge(request)
+        d = defer.ensureDeferred(self._login_then_start(request, *creds))
+        d.addErrback(self._failed, request)
+        return server.NOT_DONE_YET
+
+    async def _login_then_start(self, request, login: str, password: str) -> None:
+        account = await authenticate(self._portal, request, login, password)
+        if account is None or request._disconnected:
+            return
+        request.haven_user = account.address
+        self._start(request, account)
+
+    def _start(self, request, account) -> None:
+        response = BufferedWSGIResponse(self._reactor, self._pool, self._app, request)
+        if account is not None:
+            response.environ[ENVIRON_USER] = account.address
+            response.environ[ENVIRON_ACCOUNT_ID] = account.id
+        if not response.environ.get("CONTENT_LENGTH"):
+            content = request.content
+            content.seek(0, 2)
+            response.environ["CONTENT_LENGTH"] = str(content.tell())
+            content.seek(0)
+        response.start()
+
+    def _failed(self, failure, request):
+        log.error("request failed before the application: %s", failure.getTraceback())
+        if not request.finished and not request._disconnected:
+            request.setResponseCode(500)
+            request.write(b"Internal error\n")
+            request.finish()
