@@ -207,6 +207,7 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
         self.peer = "?"
         self.local = False
         self.command_label = "?"  # the command being run, for log lines
+        self.bad_commands = 0
         self._logout_cb = None
         self._tls_pending = False
         self._tls_item = None  # the queued STARTTLS that set _tls_pending
@@ -317,7 +318,7 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
     def count_bad_command(self, farewell: bytes) -> None:
         """One more malformed, unknown or out-of-state command; at ``config.max_bad_commands``
         write ``farewell`` and close."""
-        self.bad_commands = getattr(self, "bad_commands", 0) + 1
+        self.bad_commands += 1
         if self.bad_commands >= self.config.max_bad_commands:
             self.log.info("%s %s: too many bad commands; closing", self.label, self.peer)
             self.write(farewell)

@@ -78,7 +78,6 @@ class ManageSieveServer(PlaintextPolicy, LineSession, Commands):
         LineSession.__init__(self, ctx, config)
         self.state = NOT_AUTH
         self.tls_started = False
-        self.bad_commands = 0
         self.auth_failures = 0
         self._lost_step = False  # framing failed for good: further input is ignored
         self.framer = Framer(config.max_line, self._literal_limit)

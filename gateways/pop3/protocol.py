@@ -82,7 +82,6 @@ class POP3Server(PlaintextPolicy, LineSession, Commands):
         self.maildrop = None
         self.user: Optional[str] = None  # from USER, waiting for PASS
         self.tls_started = False
-        self.bad_commands = 0
         self._reader = LineReader(config.max_line)
 
     # -- connection lifecycle (gateways/common/lineproto.py) ---------------------------------
