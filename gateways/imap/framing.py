@@ -19,7 +19,9 @@ bounded by ``max_line`` plus the command's budget, one refusal per refused comma
 reordered or dropped silently); this module gives it IMAP's shape: commands identified by tag and
 name, the whole command as one byte string, ``{n}`` answered by ``+`` (:class:`Continue`), a
 command budget of ``max(literal limit, max_command) + max_line``.
-Deliberately not done: ``~{n}`` literal8 (BINARY, RFC 3516) is refused like a bad literal.
+Deliberately not done: ``~{n}`` literal8 (BINARY, RFC 3516) is refused like a bad literal; a
+literal size over 32 bits is not fatal here (unlike ManageSieve): a giant ``{n}`` is refused with
+a tagged reply and a giant ``{n+}`` is read and thrown away, as before the engine was shared.
 """
 
 from __future__ import annotations

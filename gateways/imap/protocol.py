@@ -133,7 +133,7 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
         self.write(b"* BYE Autologout; idle for too long\r\n")
         self.close()
 
-    # -- input and the ordered command queue (gateways/common/lineproto.py) -------------------------------------------------------------------------------
+    # -- input and the ordered command queue (gateways/common/lineproto.py) -----------------
     def _literal_limit(self, name: str) -> int:
         return self.config.max_literal_size if name == "APPEND" else self.config.max_small_literal
 
