@@ -1,6 +1,9 @@
 """What the IMAP, POP3 and ManageSieve connections share: commands run one at a time in the
 order they arrived, reading pauses when too much waits, writing waits when the client stops
-reading; and (POP3, ManageSieve) who may log in without TLS.
+reading (:class:`OrderedLineProtocol`); the connection's lifecycle around that (:class:`LineSession`:
+TCP_NODELAY, the login/idle timer, the STARTTLS hold, handing lines to a handler that waits for
+one, the error skeleton, bad-command counting, the logout callback); and (POP3, ManageSieve) who
+may log in without TLS (:class:`PlaintextPolicy`).
 
 Invariants
 - ``_execute(item)`` runs for one queued item at a time, in arrival order; the next starts once
@@ -16,6 +19,7 @@ Invariants
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections import deque
 from typing import Optional
 
@@ -23,6 +27,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 
@@ -165,3 +170,164 @@ class OrderedLineProtocol(Protocol):
             self._command_done()
         self._pump()
         return None
+
+
+class LineSession(OrderedLineProtocol, TimeoutMixin):
+    """One client connection of a line protocol, from connect to close.
+
+    A protocol subclasses it and provides: ``log`` and ``label`` (the logger and the name its
+    lines start with), ``_session_timeout()`` (the timer's period in the current state),
+    ``_autologout()`` (what the timer does once it fires on an idle connection), ``_run(item)``
+    (one queued item, its protocol errors answered) and ``_internal_error()`` (the reply to any
+    other exception, which the skeleton has logged).
+
+    Invariants
+    - The timer runs from connect to close: ``_session_timeout()`` after connect and after every
+      command; while a command is still being worked on it is re-armed, not fired.
+    - A handler waiting for the client's next item (:meth:`next_item`) gets it before anything
+      is queued behind it; the ordered queue is not touched otherwise.
+    - After STARTTLS is queued nothing more is read until its command has run: plaintext the
+      client pipelined after it is thrown away, never run (CVE-2011-0411 class of bug); the
+      protocol resets its framer when it holds (:meth:`_hold_for_tls`).
+    - ``_internal_error`` runs for an exception no handler expected, after one log line with
+      the traceback; the connection stays up unless the protocol closes it.
+    """
+
+    log = logging.getLogger("haven")
+    label = "line"
+    #: wait for the transport to take a command's reply before the next command starts
+    drain_after_command = False
+
+    def __init__(self, ctx, config):
+        OrderedLineProtocol.__init__(self)
+        self.ctx = ctx
+        self.store = ctx.store
+        self.config = config
+        self.account = None
+        self.peer = "?"
+        self.local = False
+        self.command_label = "?"  # the command being run, for log lines
+        self.bad_commands = 0
+        self._logout_cb = None
+        self._tls_pending = False
+        self._tls_item = None  # the queued STARTTLS that set _tls_pending
+
+    # -- what a protocol provides ------------------------------------------------------------
+    def _session_timeout(self) -> float:
+        return self.config.idle_timeout
+
+    def _autologout(self) -> None:
+        self.close()
+
+    def _busy(self) -> bool:
+        """A command is being worked on (the timer must not end the connection)."""
+        return self._running and self._waiter is None and not self._drain_waiters
+
+    async def _run(self, item) -> None:
+        raise NotImplementedError
+
+    def _internal_error(self) -> None:
+        raise NotImplementedError
+
+    # -- connection lifecycle ----------------------------------------------------------------
+    def connectionMade(self):
+        try:
+            address = self.transport.getPeer()
+            self.peer = getattr(address, "host", None) or "local"
+            self.local = is_local(address)
+        except Exception:
+            self.peer, self.local = "?", False
+        # Replies are often several small writes; without TCP_NODELAY the last one can wait for
+        # the client's delayed ACK (~40 ms), which would dominate IDLE wake-ups and small replies.
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            try:
+                no_delay(True)
+            except (OSError, AttributeError):
+                pass
+        self.transport.registerProducer(self, True)
+        self.setTimeout(self._session_timeout())
+
+    def connectionLost(self, reason=None):
+        self._closed = True
+        self.setTimeout(None)
+        self.release_account()
+        self._release_waiters()
+
+    def release_account(self) -> None:
+        """Run the portal's logout callback, once (logout, connection loss)."""
+        if self._logout_cb is not None:
+            cb, self._logout_cb = self._logout_cb, None
+            try:
+                cb()
+            except Exception:
+                self.log.exception("logout callback failed")
+
+    def timeoutConnection(self):
+        if self._busy():
+            self.setTimeout(self._session_timeout())  # still working on a command
+            return
+        self._autologout()
+
+    def _on_resume(self) -> None:
+        if self._drain_waiters and not self._closed:
+            self.resetTimeout()  # the client is reading a reply: not idle
+
+    def _command_done(self) -> None:
+        self.setTimeout(self._session_timeout())
+
+    # -- input -------------------------------------------------------------------------------
+    def _accept(self, item) -> bool:
+        """Hand ``item`` to the handler waiting for the next one, or queue it; True if queued."""
+        if self._waiter is not None and not self._queue:
+            d, self._waiter = self._waiter, None
+            d.callback(item)
+            return False
+        self._enqueue(item)
+        return True
+
+    def _hold_for_tls(self, item) -> None:
+        """``item`` (queued) is a STARTTLS: read nothing more until it has run."""
+        self._tls_pending = True
+        self._tls_item = item
+
+    def next_item(self) -> Deferred:
+        """The client's next queued item, for a handler that reads more than one (SASL, IDLE);
+        None once the connection is gone."""
+        if self._queue:
+            return defer.succeed(self._dequeue())
+        if self._closed:
+            return defer.succeed(None)
+        self._waiter = Deferred()
+        return self._waiter
+
+    # -- command execution -------------------------------------------------------------------
+    async def _execute(self, item) -> None:
+        self.command_label = "?"
+        try:
+            await self._run(item)
+        except Exception:
+            self.log.exception("%s %s: unexpected error in %s", self.label, self.peer, self.command_label)
+            self._internal_error()
+        finally:
+            if item is self._tls_item:
+                self._tls_pending, self._tls_item = False, None
+        if self.drain_after_command:
+            await self.drained()
+
+    def count_bad_command(self, farewell: bytes) -> None:
+        """One more malformed, unknown or out-of-state command; at ``config.max_bad_commands``
+        write ``farewell`` and close."""
+        self.bad_commands += 1
+        if self.bad_commands >= self.config.max_bad_commands:
+            self.log.info("%s %s: too many bad commands; closing", self.label, self.peer)
+            self.write(farewell)
+            self.close()
+
+    def map_store_error(self, e: Exception) -> tuple:
+        """(response code, text) for a store error, from the protocol's ``STORE_ERRORS`` table
+        of (error class, code, text or None for ``str(e)``); the first match wins."""
+        for cls, code, text in self.STORE_ERRORS:
+            if isinstance(e, cls):
+                return code, text or str(e) or type(e).__name__
+        return self.STORE_ERROR_FALLBACK

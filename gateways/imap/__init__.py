@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
+from gateways.common.settings import SectionSettings
+
 DEFAULT_MAX_MESSAGE = 50 * 1024 * 1024
 
 
@@ -51,25 +53,16 @@ class IMAPConfig:
 
     @classmethod
     def from_context(cls, ctx) -> "IMAPConfig":
-        from .protocol import yes
-        s = dict(ctx.settings or {})
-        limits = dict(ctx.limits or {})
-
-        def num(key, default):
-            value = s.get(key)
-            if value is None or str(value).strip() == "":
-                return default
-            try:
-                return type(default)(str(value).strip())
-            except ValueError:
-                raise ValueError("[imap] %s must be a number, not %r" % (key, value)) from None
-
+        """Read the ``[imap]`` section; a bad value stops start-up with a message naming the key."""
+        config = SectionSettings("imap", ctx.settings)
+        number = config.number
+        max_message = int((ctx.limits or {}).get("max_message_size") or DEFAULT_MAX_MESSAGE)
         return cls(
-            max_line=num("max_line_length", 65536),
-            max_literal_size=num("max_literal_size", int(limits.get("max_message_size") or DEFAULT_MAX_MESSAGE)),
-            idle_timeout=num("idle_timeout", 30.0) * 60,  # minutes in haven.ini
-            login_timeout=num("login_timeout", 60.0),
-            allow_plaintext_auth=yes(s.get("allow_plaintext_auth"), True),
+            max_line=number("max_line_length", 65536, int, 1024),
+            max_literal_size=number("max_literal_size", max_message, int, 0),
+            idle_timeout=config.duration("idle_timeout", 30.0, 0.01, unit=60),  # minutes in haven.ini
+            login_timeout=config.duration("login_timeout", 60.0, 0.01),
+            allow_plaintext_auth=config.boolean("allow_plaintext_auth", True),
         )
 
 

@@ -35,7 +35,7 @@ class AuthCommands:
         from .protocol import LOGOUT
         self.write(b"* BYE Haven IMAP logging out\r\n")
         self.state = LOGOUT
-        self._release_account()
+        self.release_account()
 
     async def do_ID(self, cmd):
         params = cmd.args["params"]

@@ -14,9 +14,14 @@ the protocol writes replies.  Events:
   for a refused non-synchronizing literal the framer reads and discards the literal and the rest of
   the command, so memory stays bounded.  ``fatal`` means the stream cannot be resynchronized.
 
-Invariants: memory held is bounded by ``max_line`` plus the literal limit of the command being
-read (``literal_limit(command_name)``); bytes are never reordered or dropped silently.
-Deliberately not done: ``~{n}`` literal8 (BINARY, RFC 3516) is refused like a bad literal.
+The engine is the shared :class:`gateways.common.literals.LiteralFramer` (its invariants: memory
+bounded by ``max_line`` plus the command's budget, one refusal per refused command, bytes never
+reordered or dropped silently); this module gives it IMAP's shape: commands identified by tag and
+name, the whole command as one byte string, ``{n}`` answered by ``+`` (:class:`Continue`), a
+command budget of ``max(literal limit, max_command) + max_line``.
+Deliberately not done: ``~{n}`` literal8 (BINARY, RFC 3516) is refused like a bad literal; a
+literal size over 32 bits is not fatal here (unlike ManageSieve): a giant ``{n}`` is refused with
+a tagged reply and a giant ``{n+}`` is read and thrown away, as before the engine was shared.
 """
 
 from __future__ import annotations
@@ -25,18 +30,17 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-_LITERAL_AT_END = re.compile(rb"(~?)\{(\d{1,20})(\+?)\}\r?$")
+from gateways.common.literals import Continue, LiteralFramer
+
+__all__ = ["Continue", "Frame", "Framer", "Rejected", "command_name"]
+
+_LITERAL_AT_END = re.compile(rb"(?P<tilde>~?)\{(?P<size>\d{1,20})(?P<plus>\+?)\}\r?$")
 _TAG_AND_NAME = re.compile(rb"([^\s(){%*\"\\\]]+) +([A-Za-z]+)(?: +([A-Za-z]+))?")
 
 
 @dataclass(frozen=True)
 class Frame:
     data: bytes
-
-
-@dataclass(frozen=True)
-class Continue:
-    pass
 
 
 @dataclass(frozen=True)
@@ -60,146 +64,37 @@ def command_name(first_line: bytes) -> tuple:
     return tag, name
 
 
-class Framer:
+class Framer(LiteralFramer):
     """Incremental command framing.  ``literal_limit(name)`` gives the largest literal accepted
     for a command (e.g. a big one for APPEND, small for everything else)."""
 
+    literal_at_end = _LITERAL_AT_END
+    sync_waits = True  # RFC 3501 §7.5: "+" invites a synchronizing literal
+    head_window = 200
+
     def __init__(self, max_line: int = 65536, literal_limit: Callable[[str], int] = lambda name: 65536,
                  max_command: int = 1 << 20):
-        self.max_line = max_line
-        self.literal_limit = literal_limit
         self.max_command = max_command
-        self._buf = bytearray()
-        self._scan = 0  # where to resume looking for LF in _buf
-        self._parts: list = []  # pieces of the command being assembled
-        self._size = 0  # bytes of the command so far (lines and literals)
-        self._literal_left = 0  # octets of a literal still to read
-        self._discard_left = 0  # octets of a refused literal still to throw away
-        self._discarding: Optional[Rejected] = None  # refused command whose rest is being skipped
-        self._skip_line = False  # throwing away the rest of an over-long line
-        self._skipped = 0
-        self._tag: Optional[str] = None
-        self._name: Optional[str] = None
+        super().__init__(max_line, literal_limit)
 
-    @property
-    def idle(self) -> bool:
-        """True when no partial command is buffered."""
-        return not self._buf and not self._parts and not self._literal_left and not self._discard_left
+    def _identify(self, line: bytes) -> tuple:
+        return command_name(line[:200])
 
-    def reset(self) -> None:
-        """Forget everything buffered (STARTTLS: plaintext after the command is discarded)."""
-        self.__init__(self.max_line, self.literal_limit, self.max_command)
+    def _limit(self, head) -> int:
+        return self.literal_limit(head[1] or "")
 
-    def feed(self, data: bytes) -> list:
-        events: list = []
-        self._buf += data
-        while self._buf:
-            if self._discard_left:
-                n = min(self._discard_left, len(self._buf))
-                del self._buf[:n]
-                self._discard_left -= n
-                continue
-            if self._literal_left:
-                n = min(self._literal_left, len(self._buf))
-                self._parts.append(bytes(self._buf[:n]))
-                del self._buf[:n]
-                self._literal_left -= n
-                continue
-            lf = self._buf.find(b"\n", self._scan)
-            if lf < 0:
-                self._scan = len(self._buf)
-                if self._skip_line:
-                    self._skipped += len(self._buf)
-                    self._buf.clear()
-                    self._scan = 0
-                    if self._skipped > 16 * self.max_line:
-                        events.append(Rejected(None, None, "line-too-long", fatal=True))
-                        self._skip_line = False
-                    break
-                if len(self._buf) > self.max_line:
-                    events.append(self._refuse_line())
-                    continue
-                break
-            line = bytes(self._buf[:lf + 1])
-            del self._buf[:lf + 1]
-            self._scan = 0
-            if self._skip_line:
-                self._skip_line = False
-                self._skipped = 0
-                continue
-            if len(line) > self.max_line + 2:
-                if not self._parts:
-                    self._tag, self._name = command_name(line[:200])
-                events.append(self._refuse(Rejected(self._tag, self._name, "line-too-long")))
-                continue
-            self._line(line, events)
-        return events
+    def _budget(self, limit: int) -> int:
+        return max(limit, self.max_command) + self.max_line
 
-    # -- internals ---------------------------------------------------------------------------
-    def _refuse_line(self) -> Rejected:
-        """An over-long line without LF yet: skip to its end (RFC 3501 has no limit, we do)."""
-        tag, name = (self._tag, self._name) if self._parts else command_name(bytes(self._buf[:200]))
-        self._skipped = len(self._buf)
-        self._buf.clear()
-        self._scan = 0
-        self._skip_line = True
-        rejected = Rejected(tag, name, "line-too-long")
-        self._end_command()
-        return rejected
+    def _rejected(self, head, reason: str, size: int = 0, fatal: bool = False) -> Rejected:
+        tag, name = head or (None, None)
+        return Rejected(tag, name, reason, size, fatal)
 
-    def _refuse(self, rejected: Rejected) -> Rejected:
-        self._end_command()
-        return rejected
+    def _text_piece(self, text: bytes, announcement) -> bytes:
+        return text + b"\r\n"  # the announcement stays: the parser reads literals from the frame
 
-    def _end_command(self) -> None:
-        self._parts = []
-        self._size = 0
-        self._tag = self._name = None
+    def _literal_piece(self, data: bytes) -> bytes:
+        return data
 
-    def _line(self, line: bytes, events: list) -> None:
-        if self._discarding is not None:
-            # rest of a command whose non-synchronizing literal was refused
-            m = _LITERAL_AT_END.search(line.rstrip(b"\n"))
-            if m and m.group(3) == b"+":
-                self._discard_left = int(m.group(2))
-                return
-            events.append(self._discarding)
-            self._discarding = None
-            self._end_command()
-            return
-        if not self._parts:
-            self._tag, self._name = command_name(line[:200])
-        body = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        self._size += len(line)
-        m = _LITERAL_AT_END.search(body)
-        if m is None:
-            self._parts.append(body)
-            events.append(Frame(b"".join(self._parts)))
-            self._end_command()
-            return
-        size = int(m.group(2))
-        sync = m.group(3) != b"+"
-        if m.group(1):
-            self._reject_literal(events, "bad-literal", size, sync)
-            return
-        limit = self.literal_limit(self._name or "")
-        if size > limit or self._size + size > max(limit, self.max_command) + self.max_line:
-            self._reject_literal(events, "literal-too-big", size, sync)
-            return
-        self._parts.append(body + b"\r\n")
-        self._size += size
-        self._literal_left = size
-        if sync:
-            events.append(Continue())
-
-    def _reject_literal(self, events: list, reason: str, size: int, sync: bool) -> None:
-        rejected = Rejected(self._tag, self._name, reason, size)
-        if sync:
-            # RFC 7888 §4 (and RFC 3501 §7.5): answer with a tagged reply instead of "+";
-            # the client then sends neither the literal nor the rest of the command.
-            events.append(rejected)
-            self._end_command()
-        else:
-            self._discard_left = size
-            self._discarding = rejected
-            self._parts = []
+    def _frame(self, parts: list, head) -> Frame:
+        return Frame(b"".join(parts))

@@ -28,9 +28,8 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
-from twisted.protocols.policies import TimeoutMixin
 
-from gateways.common.lineproto import OrderedLineProtocol
+from gateways.common.lineproto import LineSession
 from store import errors
 
 from .cmd_auth import AuthCommands
@@ -90,81 +89,51 @@ class IMAPError(Exception):
         self.code = code
 
 
-def yes(value, default: bool) -> bool:
-    if value is None or str(value).strip() == "":
-        return default
-    return str(value).strip().lower() in ("1", "yes", "true", "on")
-
-
-class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommands, MessageCommands,
-                 QuotaCommands):
+class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
+    """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
+    :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
+    selected mailbox and its change reports, IDLE."""
     max_queued_items = MAX_QUEUED_COMMANDS
     max_queued_bytes = MAX_QUEUED_BYTES
+    log = log
+    label = "imap"
 
     def __init__(self, ctx, config, envelopes: Optional[EnvelopeCache] = None):
-        OrderedLineProtocol.__init__(self)
-        self.ctx = ctx
-        self.store = ctx.store
-        self.config = config
+        LineSession.__init__(self, ctx, config)
         self.envelopes = envelopes if envelopes is not None else EnvelopeCache()  # shared per service
         self.state = NOT_AUTH
-        self.account = None
         self.selected = None
         self.condstore = False
         self.qresync = False
         self.idling = False
-        self._logout_cb = None
         self._unsubscribe = None
-        self._tls_pending = False
-        self._tls_frame = None
+        self.command_tag: Optional[str] = None  # the tag of the command being run
         self.after_reply = None  # called right after the tagged reply (STARTTLS)
-        self.peer = "?"
 
-    # -- connection lifecycle ----------------------------------------------------------------
+    # -- connection lifecycle (gateways/common/lineproto.py) ---------------------------------
     def connectionMade(self):
-        try:
-            self.peer = self.transport.getPeer().host
-        except Exception:
-            self.peer = "?"
         self.framer = Framer(self.config.max_line, self._literal_limit)
-        # Responses are often several small writes; without TCP_NODELAY the last one waits for
-        # the client's delayed ACK (~40 ms), which would dominate IDLE wake-ups and SELECT.
-        no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if no_delay is not None:
-            try:
-                no_delay(True)
-            except OSError:
-                pass
-        self.transport.registerProducer(self, True)
-        self.setTimeout(self.config.login_timeout)
+        super().connectionMade()
         self.write(b"* OK [CAPABILITY %s] Haven IMAP ready.\r\n" % self.capabilities().encode())
 
-    def connectionLost(self, reason=None):
-        self._closed = True
-        self.setTimeout(None)
-        self._release_account()
-        self._release_waiters()
-
-    def _release_account(self):
+    def release_account(self):
         if self._unsubscribe is not None:
             unsub, self._unsubscribe = self._unsubscribe, None
             unsub()
-        if self._logout_cb is not None:
-            cb, self._logout_cb = self._logout_cb, None
-            try:
-                cb()
-            except Exception:
-                log.exception("logout callback failed")
+        super().release_account()
 
-    def timeoutConnection(self):
-        if self._running and not self.idling:
-            self.resetTimeout()  # a long command is still being answered
-            return
+    def _session_timeout(self) -> float:
+        return self.config.idle_timeout if self.state != NOT_AUTH else self.config.login_timeout
+
+    def _busy(self) -> bool:
+        return self._running and not self.idling  # a long command is still being answered
+
+    def _autologout(self) -> None:
         # RFC 3501 §5.4: autologout after at least 30 minutes of inactivity
         self.write(b"* BYE Autologout; idle for too long\r\n")
         self.close()
 
-    # -- input and the ordered command queue (gateways/common/lineproto.py) -------------------------------------------------------------------------------
+    # -- input and the ordered command queue (gateways/common/lineproto.py) -----------------
     def _literal_limit(self, name: str) -> int:
         return self.config.max_literal_size if name == "APPEND" else self.config.max_small_literal
 
@@ -176,19 +145,15 @@ class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommand
             if isinstance(event, Continue):
                 self.write(b"+ Ready for literal data\r\n")
             elif isinstance(event, Frame):
-                if self._waiter is not None and not self._queue:
-                    d, self._waiter = self._waiter, None
-                    d.callback(event.data)
-                    continue
-                self._enqueue(event)
+                if not self._accept(event):
+                    continue  # a continuation line for AUTHENTICATE or IDLE's DONE
                 if command_name(event.data[:100])[1] == "STARTTLS":
                     # discard anything pipelined after STARTTLS (command injection)
-                    self._tls_pending = True
-                    self._tls_frame = event
+                    self._hold_for_tls(event)
                     self.framer.reset()
                     break
             elif isinstance(event, Rejected):
-                self._enqueue(event)
+                self._enqueue(event)  # answered in order, never handed to a waiting handler
                 if event.fatal:
                     break
         self._pump()
@@ -196,46 +161,34 @@ class IMAPServer(OrderedLineProtocol, TimeoutMixin, AuthCommands, MailboxCommand
     def _item_size(self, item) -> int:
         return len(item.data) if isinstance(item, Frame) else 0  # Rejected frames hold nothing
 
-    def _command_done(self) -> None:
-        self.setTimeout(self.config.idle_timeout if self.state != NOT_AUTH else self.config.login_timeout)
-
     def next_line(self) -> Deferred:
         """The next line (frame) from the client, for AUTHENTICATE and IDLE; None if closed."""
-        if self._queue and isinstance(self._queue[0], Frame):
-            return defer.succeed(self._dequeue().data)
-        if self._queue:
+        if self._queue and not isinstance(self._queue[0], Frame):
             self._dequeue()  # a refused frame cannot be a continuation line
             return defer.succeed(b"")
-        if self._closed:
-            return defer.succeed(None)
-        self._waiter = Deferred()
-        return self._waiter
+        return self.next_item().addCallback(lambda frame: None if frame is None else frame.data)
 
-    # -- command execution -------------------------------------------------------------------
-    async def _execute(self, item) -> None:
-        tag = None
+    # -- command execution (the skeleton: LineSession._execute) ------------------------------
+    async def _run(self, item) -> None:
+        self.command_tag = None
+        if isinstance(item, Rejected):
+            self._reply_rejected(item)
+            return
         try:
-            if isinstance(item, Rejected):
-                self._reply_rejected(item)
-                return
-            try:
-                cmd = parse_command(item.data)
-            except ParseError as e:
-                log.info("imap %s: bad command: %s", self.peer, e.text)
-                code = "[%s] " % e.code if e.code else ""
-                status = "NO" if e.code in ("CANNOT", "TOOBIG") or (e.code or "").startswith("BADCHARSET") else "BAD"
-                self.write(b"%s %s %s%s\r\n" % ((e.tag or "*").encode(), status.encode(),
-                                                 code.encode(), e.text.encode("utf-8", "replace")))
-                return
-            tag = cmd.tag
-            await self._dispatch(cmd)
-        except Exception:
-            log.exception("imap %s: unexpected error", self.peer)
-            self.write(b"%s NO [SERVERBUG] Internal error; the event was logged\r\n" % (tag or "*").encode())
-        finally:
-            if item is self._tls_frame:
-                self._tls_pending = False
-                self._tls_frame = None
+            cmd = parse_command(item.data)
+        except ParseError as e:
+            log.info("imap %s: bad command: %s", self.peer, e.text)
+            code = "[%s] " % e.code if e.code else ""
+            status = "NO" if e.code in ("CANNOT", "TOOBIG") or (e.code or "").startswith("BADCHARSET") else "BAD"
+            self.write(b"%s %s %s%s\r\n" % ((e.tag or "*").encode(), status.encode(),
+                                             code.encode(), e.text.encode("utf-8", "replace")))
+            return
+        self.command_tag, self.command_label = cmd.tag, ("UID " if cmd.uid else "") + cmd.name
+        await self._dispatch(cmd)
+
+    def _internal_error(self) -> None:
+        self.write(b"%s NO [SERVERBUG] Internal error; the event was logged\r\n"
+                   % (self.command_tag or "*").encode())
 
     def _reply_rejected(self, item: Rejected) -> None:
         tag = (item.tag or "*").encode()

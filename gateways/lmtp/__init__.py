@@ -75,11 +75,12 @@ whatever the number of recipients, which puts an LMTP client out of step.  Hence
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Mapping
+from typing import Callable
 
 from gateways.common.context import GatewayContext
 from gateways.lmtp.handler import DeliveryHandler
 from gateways.lmtp.server import LMTPServer
+from gateways.common.settings import SectionSettings
 from gateways.common.smtpserver import quiet_aiosmtpd_log
 
 __all__ = ["make_protocol_factory", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_RECIPIENTS"]
@@ -89,30 +90,15 @@ DEFAULT_MAX_RECIPIENTS = 1000
 DEFAULT_TIMEOUT = 300.0
 
 
-def _number(mapping: Mapping, key: str, default, kind, where: str):
-    raw = mapping.get(key) if mapping else None
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return default
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        value = -1
-    if value < 0:
-        raise ValueError(f"{where} {key} = {raw!r}: expected a number >= 0 (default {default})")
-    return value
-
-
 def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]:
     """A protocol factory for ``loop.create_server`` / ``loop.create_unix_server`` on the
-    reactor's asyncio loop.  Raises ValueError (naming the key) for a malformed setting."""
-    max_size = _number(ctx.limits, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE, int, "[server]")
-    max_rcpt = _number(ctx.settings, "max_recipients", DEFAULT_MAX_RECIPIENTS, int, "[lmtp]")
-    timeout = _number(ctx.settings, "timeout", DEFAULT_TIMEOUT, float, "[lmtp]")
-    if max_rcpt < 1:
-        raise ValueError(f"[lmtp] max_recipients = {max_rcpt}: must be at least 1")
-    over_quota = (ctx.settings.get("over_quota") or "permanent").strip().lower() if ctx.settings else "permanent"
-    if over_quota not in ("permanent", "temporary"):
-        raise ValueError(f"[lmtp] over_quota = {over_quota!r}: expected permanent or temporary")
+    reactor's asyncio loop.  A malformed setting raises
+    :class:`~gateways.common.settings.SettingError` (a StartupError and a ValueError) naming it."""
+    settings = SectionSettings("lmtp", ctx.settings)
+    max_size = SectionSettings("server", ctx.limits).number("max_message_size", DEFAULT_MAX_MESSAGE_SIZE, int, 0)
+    max_rcpt = settings.number("max_recipients", DEFAULT_MAX_RECIPIENTS, int, 1)
+    timeout = settings.duration("timeout", DEFAULT_TIMEOUT, 0)  # 0: the default
+    over_quota = settings.choice("over_quota", "permanent", ("permanent", "temporary"))
     quiet_aiosmtpd_log()  # haven.lmtp's one line per recipient is what an admin wants at INFO
     handler = DeliveryHandler(ctx.store, hostname=ctx.hostname, max_message_size=max_size,
                               max_recipients=max_rcpt, over_quota_temporary=over_quota == "temporary")

@@ -1,7 +1,8 @@
 """ManageSieve wire format, pure: bytes in, plain values out (RFC 5804 §1.3, §4).  No I/O, no
 store, no reactor (fuzzable).
 
-* :class:`Framer` cuts the client's byte stream into complete commands.  A command is one line,
+* :class:`Framer` cuts the client's byte stream into complete commands (the shared engine,
+  :class:`gateways.common.literals.LiteralFramer`, with ManageSieve's shape).  A command is one line,
   or several when a line ends in a literal announcement: ``{n+}`` (RFC 5804 §4 literal-c2s) or
   ``{n}``, followed by exactly n octets, after which the command goes on.  Events:
 
@@ -30,12 +31,14 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
+
+from gateways.common.literals import LiteralFramer
 
 #: RFC 5804 §4: ``number`` is a 32-bit unsigned number
 MAX_NUMBER = 4294967295
 
-_LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}$")
+_LITERAL_AT_END = re.compile(rb"\{(?P<size>\d{1,20})(?P<plus>\+?)\}$")
 _NAME = re.compile(rb" *([A-Za-z]{1,32})(?: |$)")
 # RFC 5804 §4 ATOM-CHAR: any CHAR except "(" ")" "{" SP CTL DQUOTE "\"
 _ATOM_CHARS = frozenset(range(0x21, 0x7F)) - frozenset(b'(){"\\')
@@ -77,138 +80,29 @@ def command_name(line: bytes) -> Optional[str]:
     return m.group(1).decode("ascii").upper() if m else None
 
 
-class Framer:
+class Framer(LiteralFramer):
     """Incremental framing.  ``literal_limit(name)`` is the largest literal accepted for the
     command ``name`` (None for a line that does not start with one, e.g. a SASL response)."""
 
-    def __init__(self, max_line: int, literal_limit: Callable[[Optional[str]], int]):
-        self.max_line = max_line
-        self.literal_limit = literal_limit
-        self.reset()
+    literal_at_end = _LITERAL_AT_END
+    sync_waits = False  # the deliberate leniency above: {n} is read like {n+}
+    max_literal_number = MAX_NUMBER  # RFC 5804 §4: a bigger literal is fatal
+    head_window = 64
 
-    def reset(self) -> None:
-        """Forget everything buffered (STARTTLS: plaintext sent after it is discarded)."""
-        self._buf = bytearray()
-        self._scan = 0  # where to resume looking for LF in _buf
-        self._parts: list = []
-        self._name: Optional[str] = None
-        self._size = 0  # octets of the command so far
-        self._literal_left = 0
-        self._literal = bytearray()
-        self._discard_left = 0  # octets of a refused literal still to throw away
-        self._discarding: Optional[Rejected] = None  # refused command whose rest is being skipped
-        self._skip_line = False  # throwing away the rest of an over-long line
-        self._skipped = 0
+    def _identify(self, line: bytes) -> Optional[str]:
+        return command_name(line)
 
-    @property
-    def idle(self) -> bool:
-        return not (self._buf or self._parts or self._literal_left or self._discard_left
-                    or self._discarding or self._skip_line)
+    def _rejected(self, head, reason: str, size: int = 0, fatal: bool = False) -> Rejected:
+        return Rejected(head, reason, size, fatal)
 
-    def feed(self, data: bytes) -> list:
-        events: list = []
-        self._buf += data
-        while self._buf:
-            if self._discard_left:
-                n = min(self._discard_left, len(self._buf))
-                del self._buf[:n]
-                self._discard_left -= n
-                continue
-            if self._literal_left:
-                n = min(self._literal_left, len(self._buf))
-                self._literal += self._buf[:n]
-                del self._buf[:n]
-                self._literal_left -= n
-                if not self._literal_left:
-                    self._parts.append(Literal(bytes(self._literal)))
-                    self._literal = bytearray()
-                continue
-            lf = self._buf.find(b"\n", self._scan)
-            if lf < 0:
-                if self._skip_line:
-                    self._skipped += len(self._buf)
-                    self._buf.clear()
-                    self._scan = 0
-                    if self._skipped > 16 * self.max_line:
-                        self._skip_line = False
-                        events.append(Rejected(None, "line-too-long", fatal=True))
-                    break
-                if len(self._buf) > self.max_line + 1:  # +1: the CR of a line exactly at the limit
-                    events.append(self._refuse_line(bytes(self._buf[:64])))
-                    self._skipped = len(self._buf)
-                    self._buf.clear()
-                    self._skip_line = True
-                    self._scan = 0
-                    continue
-                self._scan = len(self._buf)
-                break
-            line = bytes(self._buf[:lf])
-            del self._buf[:lf + 1]
-            self._scan = 0
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if self._skip_line:
-                self._skip_line = False
-                self._skipped = 0
-                continue
-            if len(line) > self.max_line:
-                events.append(self._refuse_line(line[:64]))
-                continue
-            self._line(line, events)
-        return events
+    def _text_piece(self, text: bytes, announcement) -> bytes:
+        return text[:announcement.start()]
 
-    # -- internals ---------------------------------------------------------------------------
-    def _end_command(self) -> None:
-        self._parts = []
-        self._name = None
-        self._size = 0
-        self._discarding = None
+    def _literal_piece(self, data: bytes) -> Literal:
+        return Literal(data)
 
-    def _refuse_line(self, start: bytes) -> Rejected:
-        if self._discarding is not None:
-            rejected = self._discarding
-        else:
-            name = self._name if self._parts else command_name(start)
-            rejected = Rejected(name, "line-too-long")
-        self._end_command()
-        return rejected
-
-    def _line(self, line: bytes, events: list) -> None:
-        m = _LITERAL_AT_END.search(line)
-        size = int(m.group(1)) if m else 0
-        if m and size > MAX_NUMBER:
-            events.append(Rejected(self._name if self._parts else command_name(line), "bad-literal",
-                                   fatal=True))
-            self._end_command()
-            return
-        if self._discarding is not None:
-            # the rest of a command whose literal was refused: skip its further literals too
-            if m:
-                self._discard_left = size
-                return
-            events.append(self._discarding)
-            self._end_command()
-            return
-        if not self._parts:
-            self._name = command_name(line)
-        self._size += len(line) + 2
-        if m is None:
-            self._parts.append(line)
-            events.append(Frame(tuple(self._parts), self._name))
-            self._end_command()
-            return
-        limit = self.literal_limit(self._name)
-        if size > limit or self._size + size > limit + 4 * self.max_line:
-            self._discarding = Rejected(self._name, "literal-too-big", size)
-            self._discard_left = size
-            self._parts = []
-            return
-        self._parts.append(line[:m.start()])
-        self._size += size
-        if size:
-            self._literal_left = size
-        else:
-            self._parts.append(Literal(b""))
+    def _frame(self, parts: list, head) -> Frame:
+        return Frame(tuple(parts), head)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from twisted.internet import defer
-from twisted.internet.defer import Deferred
-from twisted.protocols.policies import TimeoutMixin
-
-from gateways.common.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
+from gateways.common.lineproto import LineSession, PlaintextPolicy
 from store import errors
 
 from .commands import AUTH, NOT_AUTH, SCRIPT_COMMANDS, Commands, SieveError
@@ -66,77 +62,43 @@ MAX_QUEUED_BYTES = 4 << 20
 
 
 
-class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
+class ManageSieveServer(PlaintextPolicy, LineSession, Commands):
+    """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
+    :class:`gateways.common.lineproto.LineSession`; ManageSieve's own: the capability greeting,
+    ``NO``/``BYE`` replies with RFC 5804 response codes."""
     max_queued_items = MAX_QUEUED_FRAMES
     max_queued_bytes = MAX_QUEUED_BYTES
+    log = log
+    label = "managesieve"
+    drain_after_command = True
+    STORE_ERRORS = STORE_ERRORS
+    STORE_ERROR_FALLBACK = ("TRYLATER", "Internal error")
 
     def __init__(self, ctx, config):
-        OrderedLineProtocol.__init__(self)
-        self.ctx = ctx
-        self.store = ctx.store
-        self.config = config
+        LineSession.__init__(self, ctx, config)
         self.state = NOT_AUTH
-        self.account = None
-        self.peer = "?"
-        self.local = False
         self.tls_started = False
-        self.bad_commands = 0
         self.auth_failures = 0
-        self._logout_cb = None
-        self._tls_pending = False
-        self._tls_frame = None  # the queued STARTTLS that set _tls_pending
         self._lost_step = False  # framing failed for good: further input is ignored
         self.framer = Framer(config.max_line, self._literal_limit)
 
-    # -- connection lifecycle ----------------------------------------------------------------
+    # -- connection lifecycle (gateways/common/lineproto.py) ---------------------------------
     def connectionMade(self):
-        try:
-            address = self.transport.getPeer()
-            self.peer = getattr(address, "host", None) or "local"
-            self.local = is_local(address)
-        except Exception:
-            self.peer, self.local = "?", False
-        no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if no_delay is not None:
-            try:
-                no_delay(True)
-            except (OSError, AttributeError):
-                pass
-        self.transport.registerProducer(self, True)
-        self.setTimeout(self.config.login_timeout)
+        super().connectionMade()
         # RFC 5804 §1.8: the capabilities are the greeting
         self.write(capability_lines(self.capabilities()) + reply("OK", text="Haven ManageSieve ready."))
 
-    def connectionLost(self, reason=None):
-        self._closed = True
-        self.setTimeout(None)
-        self.release_account()
-        self._release_waiters()
-
     def release_account(self) -> None:
         self.account = None
-        if self._logout_cb is not None:
-            cb, self._logout_cb = self._logout_cb, None
-            try:
-                cb()
-            except Exception:
-                log.exception("logout callback failed")
+        super().release_account()
 
-    def timeoutConnection(self):
-        if self._running and self._waiter is None and not self._drain_waiters:
-            self.resetTimeout()  # a command is still being worked on
-            return
-        log.info("managesieve %s: autologout after %d s without input", self.peer,
-                 self.config.idle_timeout if self.state == AUTH else self.config.login_timeout)
+    def _session_timeout(self) -> float:
+        return self.config.idle_timeout if self.state == AUTH else self.config.login_timeout
+
+    def _autologout(self) -> None:
+        log.info("managesieve %s: autologout after %d s without input", self.peer, self._session_timeout())
         self.write(reply("BYE", text="Disconnected for inactivity."))
         self.close()
-
-    def _on_resume(self) -> None:
-        if self._drain_waiters and not self._closed:
-            self.resetTimeout()  # the client is reading a reply: not idle
-
-    def _command_done(self) -> None:
-        self.setTimeout(self.config.idle_timeout if self.state == AUTH else self.config.login_timeout)
 
     # -- input -------------------------------------------------------------------------------
     def _literal_limit(self, name: Optional[str]) -> int:
@@ -147,12 +109,7 @@ class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Comm
             return
         self.resetTimeout()
         for event in self.framer.feed(data):
-            queued = not (self._waiter is not None and not self._queue)
-            if queued:
-                self._enqueue(event)
-            else:
-                d, self._waiter = self._waiter, None
-                d.callback(event)
+            queued = self._accept(event)
             if isinstance(event, Rejected) and event.fatal:
                 # nothing after it can be framed reliably; the reply to it (BYE) closes
                 self._lost_step = True
@@ -160,8 +117,7 @@ class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Comm
             if queued and isinstance(event, Frame) and event.name == "STARTTLS" and self.state == NOT_AUTH \
                     and self.ctx.tls is not None and not self.is_tls:
                 # whatever the client pipelined after STARTTLS is discarded, never run in plaintext
-                self._tls_pending = True
-                self._tls_frame = event
+                self._hold_for_tls(event)
                 self.framer.reset()
                 break
         self._pump()
@@ -169,19 +125,8 @@ class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Comm
     def _item_size(self, item) -> int:
         return item.size if isinstance(item, Frame) else 0
 
-    def next_item(self) -> Deferred:
-        """The client's next frame (a SASL response), a :class:`Rejected` for one refused while
-        framing, or None once the connection is gone."""
-        if self._queue:
-            return defer.succeed(self._dequeue())
-        if self._closed:
-            return defer.succeed(None)
-        self._waiter = Deferred()
-        return self._waiter
-
-    # -- command execution -------------------------------------------------------------------
-    async def _execute(self, item) -> None:
-        name = "?"
+    # -- command execution (the skeleton: LineSession._execute) ------------------------------
+    async def _run(self, item) -> None:
         try:
             if isinstance(item, Rejected):
                 self._reply_rejected(item)
@@ -192,7 +137,7 @@ class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Comm
                 raise SieveError(str(e), bad=True) from None
             if cmd is None:
                 return  # an empty line: nothing to answer
-            name = cmd.name
+            name = self.command_label = cmd.name
             states = STATES.get(name)
             if states is None:
                 raise SieveError("Unknown command %s" % name[:40], bad=True)
@@ -209,15 +154,11 @@ class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Comm
         except errors.StoreError as e:
             code, text = self.map_store_error(e)
             (log.warning if code == "TRYLATER" else log.info)(
-                "managesieve %s: %s failed: %s: %s", self.peer, name, type(e).__name__, e)
+                "managesieve %s: %s failed: %s: %s", self.peer, self.command_label, type(e).__name__, e)
             self.fail(text, code)
-        except Exception:
-            log.exception("managesieve %s: unexpected error in %s", self.peer, name)
-            self.fail("Internal error; the event was logged", "TRYLATER")
-        finally:
-            if item is self._tls_frame:
-                self._tls_pending, self._tls_frame = False, None
-        await self.drained()
+
+    def _internal_error(self) -> None:
+        self.fail("Internal error; the event was logged", "TRYLATER")
 
     def _reply_rejected(self, item: Rejected) -> None:
         log.info("managesieve %s: refused %s (%s, %d octets)", self.peer, item.name or "a line", item.reason,
@@ -236,15 +177,4 @@ class ManageSieveServer(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Comm
     def fail(self, text: str, code: Optional[str] = None, bad: bool = False) -> None:
         self.write(reply("NO", code, text))
         if bad:
-            self.bad_commands += 1
-            if self.bad_commands >= self.config.max_bad_commands:
-                log.info("managesieve %s: too many bad commands; closing", self.peer)
-                self.write(reply("BYE", text="Too many invalid commands."))
-                self.close()
-
-    @staticmethod
-    def map_store_error(e: Exception) -> tuple:
-        for cls, code, text in STORE_ERRORS:
-            if isinstance(e, cls):
-                return code, text or str(e) or type(e).__name__
-        return "TRYLATER", "Internal error"
+            self.count_bad_command(reply("BYE", text="Too many invalid commands."))

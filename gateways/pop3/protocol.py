@@ -24,11 +24,9 @@ import logging
 from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.protocols.policies import TimeoutMixin
 
-from gateways.common.lineproto import OrderedLineProtocol, PlaintextPolicy, is_local
+from gateways.common.lineproto import LineSession, PlaintextPolicy
 from store import errors
 
 from .commands import AUTHORIZATION, TRANSACTION, Commands, POP3Error
@@ -66,81 +64,46 @@ MAX_QUEUED_BYTES = 1 << 20
 
 
 
-class POP3Server(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
+class POP3Server(PlaintextPolicy, LineSession, Commands):
+    """Connection lifecycle (timer, STLS hold, error skeleton) in
+    :class:`gateways.common.lineproto.LineSession`; POP3's own: the maildrop, ``-ERR`` replies,
+    autologout without a reply."""
     max_queued_items = MAX_QUEUED_LINES
     max_queued_bytes = MAX_QUEUED_BYTES
+    log = log
+    label = "pop3"
+    drain_after_command = True  # RFC 2449 PIPELINING: a client that does not read is not read
+    STORE_ERRORS = STORE_ERRORS
+    STORE_ERROR_FALLBACK = ("SYS/TEMP", "Internal error")
 
     def __init__(self, ctx, config):
-        OrderedLineProtocol.__init__(self)
-        self.ctx = ctx
-        self.store = ctx.store
-        self.config = config
+        LineSession.__init__(self, ctx, config)
         self.state = AUTHORIZATION
-        self.account = None
         self.maildrop = None
         self.user: Optional[str] = None  # from USER, waiting for PASS
-        self.peer = "?"
-        self.local = False
         self.tls_started = False
-        self.bad_commands = 0
-        self._logout_cb = None
         self._reader = LineReader(config.max_line)
-        self._tls_pending = False
-        self._tls_line = None  # the queued STLS line that set _tls_pending
 
-    # -- connection lifecycle ----------------------------------------------------------------
+    # -- connection lifecycle (gateways/common/lineproto.py) ---------------------------------
     def connectionMade(self):
-        try:
-            address = self.transport.getPeer()
-            self.peer = getattr(address, "host", None) or "local"
-            self.local = is_local(address)
-        except Exception:
-            self.peer, self.local = "?", False
-        # Replies are small; without TCP_NODELAY the last segment of one can wait for the
-        # client's delayed ACK (~40 ms a round trip).
-        no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if no_delay is not None:
-            try:
-                no_delay(True)
-            except (OSError, AttributeError):
-                pass
-        self.transport.registerProducer(self, True)
-        self.setTimeout(self.config.idle_timeout)
+        super().connectionMade()
         self.write(b"+OK Haven POP3 ready.\r\n")
 
     def connectionLost(self, reason=None):
-        self._closed = True
-        self.setTimeout(None)
         if self.state == TRANSACTION:
             marked = len(self.maildrop.deleted)
             log.info("pop3 %s: %s disconnected without QUIT%s", self.peer, self.account.address,
                      "; nothing deleted (%d marked)" % marked if marked else "")
-        self.release_account()
-        self._release_waiters()
+        super().connectionLost(reason)
 
-    def release_account(self) -> None:
-        if self._logout_cb is not None:
-            cb, self._logout_cb = self._logout_cb, None
-            try:
-                cb()
-            except Exception:
-                log.exception("logout callback failed")
-
-    def timeoutConnection(self):
-        if self._running and self._waiter is None and not self._drain_waiters:
-            self.resetTimeout()  # the server is still working on a command
-            return
+    def _autologout(self) -> None:
         # idle, or waiting on the client all along (an AUTH continuation it never sends, a reply
         # it stopped reading: resumeProducing restarts the timer whenever it reads some)
         # RFC 1939 §3: close without a reply and without entering UPDATE
         log.info("pop3 %s: autologout after %d s idle", self.peer, self.config.idle_timeout)
         self.close()
 
-    # -- output: write, close, drained() in gateways/common/lineproto.py ------------------------------
-    def _on_resume(self) -> None:
-        if self._drain_waiters and not self._closed:
-            self.resetTimeout()  # the client is reading a big reply: not idle
-
+    # -- output: write, close, drained() in gateways/common/lineproto.py ---------------------
     async def send(self, head: bytes, body: bytes = b"") -> None:
         """``head`` then ``body`` (a multi-line body), in pieces that respect backpressure."""
         chunk = self.config.write_chunk
@@ -160,16 +123,12 @@ class POP3Server(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
         if self._closed or self._tls_pending:
             return
         for line in self._reader.feed(data):
-            if self._waiter is not None and not self._queue:
-                d, self._waiter = self._waiter, None
-                d.callback(line)
-                continue
-            self._enqueue(line)
+            if not self._accept(line):
+                continue  # the AUTH continuation
             if line is not TOO_LONG and line[:5].rstrip().upper() == b"STLS" \
                     and self.state == AUTHORIZATION and self.ctx.tls is not None and not self.is_tls:
                 # whatever the client pipelined after STLS is discarded, never run in plaintext
-                self._tls_pending = True
-                self._tls_line = line
+                self._hold_for_tls(line)
                 self._reader.reset()
                 break
         self._pump()
@@ -177,22 +136,13 @@ class POP3Server(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
     def _item_size(self, line) -> int:
         return 0 if line is TOO_LONG else len(line)
 
-    def _command_done(self) -> None:
-        self.resetTimeout()
-
     def next_line(self) -> Deferred:
         """The client's next line, for the AUTH continuation; None once the connection is gone,
         TOO_LONG for an over-long one."""
-        if self._queue:
-            return defer.succeed(self._dequeue())
-        if self._closed:
-            return defer.succeed(None)
-        self._waiter = Deferred()
-        return self._waiter
+        return self.next_item()
 
-    # -- command execution -------------------------------------------------------------------
-    async def _execute(self, line) -> None:
-        keyword = "?"
+    # -- command execution (the skeleton: LineSession._execute) ------------------------------
+    async def _run(self, line) -> None:
         try:
             if line is TOO_LONG:
                 raise POP3Error("Line too long (limit %d octets)" % self.config.max_line, bad=True)
@@ -200,7 +150,7 @@ class POP3Server(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
                 cmd = parse_command(line)
             except ParseError as e:
                 raise POP3Error(str(e), bad=True) from None
-            keyword = cmd.keyword
+            keyword = self.command_label = cmd.keyword
             states = STATES.get(keyword)
             if states is None:
                 raise POP3Error("Unknown command", bad=True)
@@ -220,29 +170,14 @@ class POP3Server(PlaintextPolicy, OrderedLineProtocol, TimeoutMixin, Commands):
             self.fail("Authentication failed.", "AUTH")
         except errors.StoreError as e:
             code, text = self.map_store_error(e)
-            (log.warning if code else log.info)("pop3 %s: %s failed: %s: %s", self.peer, keyword,
+            (log.warning if code else log.info)("pop3 %s: %s failed: %s: %s", self.peer, self.command_label,
                                                 type(e).__name__, e)
             self.fail(text, code)
-        except Exception:
-            log.exception("pop3 %s: unexpected error in %s", self.peer, keyword)
-            self.fail("Internal error; the event was logged", "SYS/TEMP")
-        finally:
-            if line is self._tls_line:
-                self._tls_pending, self._tls_line = False, None
-        await self.drained()
+
+    def _internal_error(self) -> None:
+        self.fail("Internal error; the event was logged", "SYS/TEMP")
 
     def fail(self, text: str, code: Optional[str] = None, bad: bool = False) -> None:
         self.write(b"-ERR %s%s\r\n" % (response_code(code), text.encode("utf-8", "replace")))
         if bad:
-            self.bad_commands += 1
-            if self.bad_commands >= self.config.max_bad_commands:
-                log.info("pop3 %s: too many bad commands; closing", self.peer)
-                self.write(b"-ERR Too many bad commands; closing the connection\r\n")
-                self.close()
-
-    @staticmethod
-    def map_store_error(e: Exception) -> tuple:
-        for cls, code, text in STORE_ERRORS:
-            if isinstance(e, cls):
-                return code, text or str(e) or type(e).__name__
-        return "SYS/TEMP", "Internal error"
+            self.count_bad_command(b"-ERR Too many bad commands; closing the connection\r\n")
