@@ -13,14 +13,15 @@ here:
 - **commit**, in this order:
 
   1. the header is completed (trace lines, then ``Date:``/``Message-ID:`` when missing);
-  2. the remote part is queued *held* (blob fsynced, rows committed, ``next_attempt`` one
-     lease ahead so no spooler on any node takes it);
+  2. the remote part is queued (blob fsynced, rows committed); when local copies are still
+     to come it is *held*: ``next_attempt`` one lease ahead, so no spooler on any node takes
+     it before step 5;
   3. the local copies are committed through the delivery pipeline;
   4. the verdict: a temporary or unknown failure of any local recipient withdraws the queue
      entry and fails the whole message; local recipients refused for good while others got
      it are queued as failed recipients of a second entry (the spooler writes their DSN);
      when every recipient was local and all refused it, the message is refused whole;
-  5. the queue entry is released (due now) and the ``on_outbound`` listeners called.
+  5. a held entry is released (due now) and the ``on_outbound`` listeners called.
 
 Why queue first: undoing a queue entry nobody has relayed is one delete, invisible to anyone;
 undoing a local delivery would mean soft-deleting messages IDLE clients were already told
@@ -127,9 +128,11 @@ class SqlSubmission(Submission):
         queue_id: Optional[int] = None
         prepared = None
         if self.remote:
+            # Held only when local copies are still to come; a message for remote recipients
+            # alone is final once queued (one transaction, as before).
             prepared = await store._prepare_message(message)
-            queue_id = await store._run("enqueue_held", _enqueue_held_txn, self.account_id, self.mail_from,
-                                        list(self.remote), prepared)
+            queue_id = await store._run("enqueue_submission", _enqueue_txn, self.account_id, self.mail_from,
+                                        list(self.remote), prepared, bool(self.local))
         keep = False
         try:
             results: list = []
@@ -152,7 +155,9 @@ class SqlSubmission(Submission):
             if queue_id is not None and not keep:
                 await self._withdraw(queue_id)
         bounced = [(r.recipient.original, failure_text(r.error)) for r in results if r.error is not None]
-        await self._release(queue_id, bounced, message, prepared)
+        await self._release(queue_id if self.local else None, bounced, message, prepared)
+        if queue_id is not None and not self.local:
+            store._outbound_queued()
         return SubmissionResult(local=results, remote=tuple(self.remote), queue_id=queue_id, size=len(message))
 
     async def _withdraw(self, queue_id: int) -> None:
@@ -186,10 +191,10 @@ class SqlSubmission(Submission):
         store._outbound_queued()
 
 
-def _enqueue_held_txn(txn: Txn, account_id: int, mail_from: str, recipients: list, prepared) -> int:
-    """Step 2: queued, but due only after a lease (released at step 5)."""
+def _enqueue_txn(txn: Txn, account_id: int, mail_from: str, recipients: list, prepared, hold: bool) -> int:
+    """Step 2: queued; with ``hold`` due only after a lease (released at step 5)."""
     return enqueue_txn(txn, account_id, mail_from, recipients, prepared,
-                       held_until=int(time.time()) + OUTBOUND_LEASE)
+                       held_until=int(time.time()) + OUTBOUND_LEASE if hold else None)
 
 
 def _release_txn(txn: Txn, queue_id: Optional[int], account_id: int, mail_from: str, bounced: list, prepared) -> None:

@@ -10,8 +10,8 @@ import ssl
 import pytest
 
 from gateways.service import make_self_signed
-from gateways.submission.client import RelayError, SMTPClient
-from gateways.submission.settings import RelaySettings
+from gateways.common.relayconf import RelaySettings
+from gateways.relay.client import RelayError, SMTPClient
 from tests.gateways.submission.sink import SMTPSink, free_port
 
 
