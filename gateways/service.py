@@ -181,10 +181,9 @@ class Service:
         if (self.config.listen("submission") or self.config.listen("submission", "tls_listen")
                 or self.config.get("submission", "relay")):
             # also without a submission listener: redirects and vacation replies of the
-            # delivery rules leave through the same queue
-            from gateways.submission import start_spooler
-            self.spooler = start_spooler(self.context("submission"))
-            self.store.on_outbound(self.spooler.wake)
+            # delivery rules leave through the same queue; the store's on_outbound hook wakes it
+            from gateways.relay import start_relay
+            self.spooler = start_relay(self.context("submission"))
         hours = self.config.getfloat("store", "purge_interval")
         if hours > 0:
             self._purge = task.LoopingCall(self._run_purge)

@@ -73,6 +73,7 @@ class StoreCore:
         self.poller.stop()
         if self.cpu.started:
             self.cpu.stop()
+        self.db.stop()  # waits for the transaction in flight; idempotent (shutdown also triggers it)
 
     # -- the three moves -------------------------------------------------------------------
     def _cpu(self, fn, *args):

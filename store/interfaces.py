@@ -300,6 +300,59 @@ class Delivery:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class SubmissionResult:
+    """What became of a submitted message (:meth:`Submission.commit`).
+
+    ``local``: one :class:`DeliveryResult` per local recipient, in the order they were added
+    (``error`` None: delivered; else that recipient gets a DSN, queued with the message's
+    header section).  ``remote``: the remote addresses, queued as ``queue_id`` (None when there
+    were none).  ``size``: octets of the message as stored and queued (trace and completed
+    header fields included, without ``Return-Path:``).  ``refused``: not None when the message
+    was refused as a whole because its only recipients, all local, refused it for good (the
+    first of them); then nothing was kept."""
+
+    local: list
+    remote: tuple
+    queue_id: Optional[int]
+    size: int
+    refused: Optional[DeliveryResult] = None
+
+
+class Submission:
+    """One message a logged-in user sends (SMTP submission; later ActiveSync SendMail): the
+    store checks the sender at :meth:`Store.begin_submission`, sorts each recipient into local
+    or remote, and at :meth:`commit` completes the header, delivers the local copies and
+    queues the remote part, all or nothing.
+
+    Invariants: the remote part is queued (blob fsynced, rows committed) and held back from
+    every spooler until the local copies are committed, then released (the ``on_outbound``
+    listeners are called); when the local part fails the queue entry is withdrawn, so a
+    failed commit leaves nothing behind and a retry causes no duplicate.  (Only if the
+    withdrawal itself fails does the held entry come due after ``OUTBOUND_LEASE`` seconds and
+    the retry send it twice: a duplicate, never a loss.)"""
+
+    async def add_recipient(self, address: str) -> Optional[Recipient]:
+        """A local recipient (aliases, ``+detail``: see :meth:`Delivery.add_recipient`) is
+        returned; a remote one gives None and is queued at commit (once, however often it is
+        added).  Raises NotFound (an unknown user of a local domain), PermissionDenied (a
+        remote address while no relay is configured), InvalidInput (a malformed address),
+        TemporaryFailure."""
+        raise NotImplementedError
+
+    async def commit(self, raw: bytes, trace: bytes = b"") -> SubmissionResult:
+        """Accept ``raw`` (CRLF line endings) for every added recipient: the message becomes
+        ``trace`` (header lines to put on top, e.g. the SMTP ``Received:``), then ``Date:`` and
+        ``Message-ID:`` where ``raw`` lacks them (RFC 6409 §8.2, §8.3), then ``raw``.  Local
+        copies get ``Return-Path:`` and go through the delivery pipeline (rules, quota).  A
+        local recipient refused for good while others got the message gets a DSN; a
+        temporary or unknown failure of any local recipient fails the whole message.
+        Returns a :class:`SubmissionResult` only when it is durable (or refused as a whole);
+        raises TooBig, TemporaryFailure (and a local recipient's non-permanent error) when
+        nothing was kept.  Call it at most once."""
+        raise NotImplementedError
+
+
 class Store:
     """The shared store.  Only the methods below are the contract; see the module docstring for
     the threading rules.  Raises only :mod:`store.errors` exceptions."""
@@ -499,6 +552,14 @@ class Store:
 
     # -- delivery --------------------------------------------------------------------------
     def begin_delivery(self, mail_from: str) -> Delivery:
+        raise NotImplementedError
+
+    # -- submission ------------------------------------------------------------------------
+    async def begin_submission(self, account_id: int, mail_from: str) -> Submission:
+        """Start sending a message as the account ``account_id``.  ``mail_from`` must be one of
+        its addresses (its own, a ``+detail`` of it, an alias), else PermissionDenied; an
+        account over its soft quota may not send: OverQuota (the text says how far over;
+        warn and hard do not matter here).  Raises TemporaryFailure."""
         raise NotImplementedError
 
     # -- outbound queue (SMTP submission, redirects and vacation replies) -------------------

@@ -28,15 +28,43 @@ from store.interfaces import EXPIRED, FAILED, OUTBOUND_LEASE, QUEUED, SENT, Outb
 LEASE = OUTBOUND_LEASE
 
 
-def enqueue_txn(txn: Txn, account_id: int, mail_from: str, recipients: Sequence[str], msg: PreparedMessage) -> int:
+def enqueue_txn(txn: Txn, account_id: int, mail_from: str, recipients: Sequence[str], msg: PreparedMessage,
+                held_until: Optional[int] = None) -> int:
+    """Queue ``msg`` for ``recipients``, due now; with ``held_until`` not before then (a
+    submission holds what it queued until its local copies are committed, store.submission)."""
     now = int(time.time())
     ensure_blob_txn(txn, msg)
     txn.execute("INSERT INTO outbound_queue (account_id, mail_from, blob_id, size, created_at) VALUES (?, ?, ?, ?, ?)",
                 (account_id, mail_from, msg.blob_id, msg.size, now))
     queue_id = txn.lastrowid
+    due = now if held_until is None else held_until
     txn.executemany("INSERT INTO outbound_recipients (queue_id, recipient, status, next_attempt, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?)", [(queue_id, r, QUEUED, now, now) for r in recipients])
+                    "VALUES (?, ?, ?, ?, ?)", [(queue_id, r, QUEUED, due, now) for r in recipients])
     return queue_id
+
+
+def enqueue_failed_txn(txn: Txn, account_id: int, mail_from: str, failures: Sequence[tuple],
+                       msg: PreparedMessage) -> int:
+    """Queue ``msg`` with recipients that already failed for good (``(address, error)``, the
+    error status first as the spooler records its own: ``"5.1.1 ..."``): a finished message
+    whose DSN the spooler writes at its next scan."""
+    now = int(time.time())
+    ensure_blob_txn(txn, msg)
+    txn.execute("INSERT INTO outbound_queue (account_id, mail_from, blob_id, size, created_at) VALUES (?, ?, ?, ?, ?)",
+                (account_id, mail_from, msg.blob_id, msg.size, now))
+    queue_id = txn.lastrowid
+    txn.executemany("INSERT INTO outbound_recipients (queue_id, recipient, status, attempts, next_attempt, "
+                    "last_error, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)",
+                    [(queue_id, r, FAILED, now, error[:1000], now) for r, error in failures])
+    return queue_id
+
+
+def release_txn(txn: Txn, queue_id: int) -> int:
+    """Make the queued recipients of a held message due now."""
+    now = int(time.time())
+    txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE queue_id = ? AND status = ?",
+                (now, queue_id, QUEUED))
+    return txn.rowcount
 
 
 def _messages(txn: Txn, queue_ids, recipient_rows) -> list:

@@ -7,6 +7,7 @@ calls and each a :class:`~store.core.StoreCore` (Synapse's ``DataStore`` habit):
     folders.FoldersStore       the folder tree (every kind)
     messages.MessagesStore     SELECT/FETCH/STORE/COPY/MOVE/EXPUNGE/APPEND, batched reads
     delivery.DeliveryStore     the delivery pipeline (group commit, rules, quota)
+    submission.SubmissionStore a message a user sends: sender, local copies, queued remote part
     queue.OutboundStore        the outbound queue
     sievestore.SieveStore      Sieve scripts
     quota.QuotaStore           quotas
@@ -19,7 +20,7 @@ that every public method here is declared there).  Only ``gateways/service.py`` 
 
 Module order (each imports only modules above it; no cycles, no in-function imports):
 errors, interfaces, settings, engines, flags, changelog, blobs, bus, bulk, schema, core,
-folders, quota, accounts, messages, dav, queue, sievestore, rules, delivery, lifecycle, sqlstore.
+folders, quota, accounts, messages, dav, queue, sievestore, rules, delivery, submission, lifecycle, sqlstore.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from store.quota import QuotaStore
 from store.schema import current_version_txn, latest_version, migrate_txn
 from store.settings import StoreSettings
 from store.sievestore import SieveStore
+from store.submission import SubmissionStore
 
 
-class SqlStore(AccountsStore, FoldersStore, MessagesStore, DeliveryStore, OutboundStore, SieveStore,
-               QuotaStore, DavStore, LifecycleStore, Store):
+class SqlStore(AccountsStore, FoldersStore, MessagesStore, DeliveryStore, SubmissionStore, OutboundStore,
+               SieveStore, QuotaStore, DavStore, LifecycleStore, Store):
     async def schema_version(self) -> tuple:
         return await self._run("schema_version", current_version_txn), latest_version()
 

@@ -357,7 +357,6 @@ def start_store(config):
 def stop_store(st) -> None:
     from twisted.internet import threads
     threads.blockingCallFromThread(_ensure_reactor(), st.stop)
-    st.db.stop()
 
 
 @pytest.fixture(scope="session")

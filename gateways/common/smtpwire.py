@@ -22,6 +22,7 @@ import ipaddress
 import re
 from typing import Iterable, Optional
 
+from formats.headers import return_path, sanitized_hostname
 from store import errors
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -195,15 +196,6 @@ def peer_name(peer) -> str:
 
 # -- trace headers (RFC 5321 §4.4, RFC 3848, RFC 6531 §3.7.3) --------------------------------
 
-_UNSAFE_HELO = re.compile(r"[^\x21-\x7e]|[()\\;]")
-
-
-def sanitized_hostname(name: Optional[str]) -> str:
-    """An LHLO/EHLO argument (or a configured hostname) as it may appear in a header: printable
-    ASCII, no comment syntax, at most 255 octets."""
-    return _UNSAFE_HELO.sub("?", name or "unknown")[:255] or "unknown"
-
-
 def _peer_text(peer) -> str:
     """TCP-info of the Received: "from" clause: ``[192.0.2.1]`` / ``[IPv6:2001:db8::1]``."""
     if _peer_host(peer) is None:
@@ -224,6 +216,10 @@ def with_protocol(tls: bool, auth: bool, utf8: bool, *, lmtp: bool = False) -> s
     return base + ("S" if tls else "") + ("A" if auth else "")
 
 
+#: ``Return-Path:`` of a final delivery (the LMTP gateway prepends it; the store does for submission)
+return_path = return_path
+
+
 def received_header(*, helo: Optional[str], peer, hostname: str, queue_id: str, protocol: str,
                     date: Optional[float] = None) -> bytes:
     """One ``Received:`` field, CRLF-terminated, naming the LHLO/EHLO name, the peer address,
@@ -236,13 +232,6 @@ def received_header(*, helo: Optional[str], peer, hostname: str, queue_id: str, 
     return (f"Received: from {sanitized_hostname(helo)} ({_peer_text(peer)})\r\n"
             f"\tby {sanitized_hostname(hostname)} (Haven) with {protocol} id {queue_id};\r\n"
             f"\t{stamp}\r\n").encode("ascii")
-
-
-def return_path(mail_from: str) -> bytes:
-    """``Return-Path:`` with the reverse-path (``<>`` for bounces), CRLF-terminated: for a final
-    delivery only (RFC 5321 §4.4), never on relayed copies.  A UTF-8 address is kept as it is."""
-    reverse_path = "" if mail_from in ("", "<>") else _CONTROL.sub("?", mail_from)
-    return f"Return-Path: <{reverse_path}>\r\n".encode("utf-8", "surrogateescape")
 
 
 # -- replies (RFC 5321 §4.2, RFC 2034, RFC 3463) ---------------------------------------------

@@ -3,12 +3,13 @@
 aiosmtpd's protocol engine on the reactor's asyncio loop: the service calls
 ``loop.create_server(make_protocol_factory(ctx), host, port)`` for ``[submission] listen``
 (port 587 style, STARTTLS, RFC 3207) and ``make_protocol_factory(ctx, implicit_tls=True)`` for
-``tls_listen`` (port 465 style, RFC 8314; the loop wraps it in TLS), and ``start_spooler(ctx)``
-for the relay side.  ``server.py`` speaks the protocol, ``handler.py`` maps a transaction onto
-the store, ``spooler.py`` + ``client.py`` relay the outbound queue to the smarthost,
-``dsn.py`` writes bounces, ``wire.py`` holds the pure byte-level pieces of its own,
-``replies.py`` every reply the handler gives, store errors included, ``settings.py`` the
-``[submission]`` keys.  What submission shares with LMTP is in two neutral modules (gateways
+``tls_listen`` (port 465 style, RFC 8314; the loop wraps it in TLS).  ``server.py`` speaks the protocol,
+``handler.py`` maps a transaction onto the store's :meth:`~store.interfaces.Store.begin_submission`
+(what sending *means*, sender, quota, local copies, the outbound queue, is the store's:
+store/submission.py), ``wire.py`` holds the pure byte-level pieces of its own, ``replies.py``
+every reply the handler gives, store errors included, ``settings.py`` the ``[submission]``
+keys.  Relaying the queue to the smarthost, and the bounces, are :mod:`gateways.relay`'s; the
+two packages never import each other.  What submission shares with LMTP is in two neutral modules (gateways
 never import each other): :mod:`gateways.common.smtpwire`, the pure byte-level pieces (the DATA
 decoder, ``dot_stuff``, trace headers, enhanced status codes, the RCPT reply table), and
 :mod:`gateways.common.smtpserver`, the aiosmtpd engine both protocol engines subclass.
@@ -33,9 +34,9 @@ Guarantees
   queue, only when ``[submission] relay`` is set; else ``550 5.7.1`` (and a log line telling
   the admin what to set).
 * **250 after DATA means durable**: the local copies committed and the remote part queued
-  (blob fsynced, rows committed).  The remote part is queued first and withdrawn again if the
-  local commit fails, so a ``451`` leaves nothing behind (handler.py explains the order and
-  its corner cases).  Any store failure is ``451 4.3.0``, never a 5xx.  A local recipient
+  (blob fsynced, rows committed).  The remote part is queued first, held, and withdrawn again
+  if the local commit fails, so a ``451`` leaves nothing behind (store/submission.py explains
+  the order and its corner cases).  Any store failure is ``451 4.3.0``, never a 5xx.  A local recipient
   whose account vanished between RCPT and DATA does not fail the others: the message is
   accepted and the sender gets a DSN for that one.
 * **The message is what was sent**, plus one ``Received:`` line (``with ESMTPSA``/``ESMTPA``,
@@ -48,7 +49,7 @@ Guarantees
 * **No copy in Sent**: MUAs (Thunderbird, Apple Mail, K-9) save their own copy with IMAP
   APPEND; a server-side copy would be a duplicate.
 * **Logs**: one line per accepted message and one per recipient disposition (delivered,
-  queued, bounced, and from the spooler sent/deferred/bounced/expired) on ``haven.submission``.
+  queued, bounced; and from the relay sent/deferred/bounced/expired) on ``haven.submission``.
 
 Deliberately not done here (yet)
 --------------------------------
@@ -58,65 +59,37 @@ Deliberately not done here (yet)
 * A domain is local when the store has an account or alias in it (``is_local_domain``): an
   unknown user there is a 550, anything else unknown is remote.  There is no list of extra
   local domains (a domain with no account yet is remote).
-* A second Haven node's spooler may take a freshly queued message while its local copies are
-  still being committed on the first node (the hold is per process); see handler.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import Callable
 
 from gateways.common.context import GatewayContext
-from gateways.common.errors import StartupError
 from gateways.common.smtpserver import quiet_aiosmtpd_log
 from gateways.submission.handler import SubmissionHandler
 from gateways.submission.server import SubmissionServer
-from gateways.submission.settings import SettingsError, SubmissionSettings, parse_settings
-from gateways.submission.spooler import Spooler
+from gateways.submission.settings import parse_settings
 
-__all__ = ["make_protocol_factory", "start_spooler"]
+__all__ = ["make_protocol_factory"]
 
 log = logging.getLogger("haven.submission")
-
-#: one spooler per store: the listeners' handlers and ``start_spooler`` share it (holds, wake-ups)
-_spoolers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _settings(ctx: GatewayContext) -> SubmissionSettings:
-    try:
-        return parse_settings(ctx.settings, ctx.limits)
-    except SettingsError as e:
-        raise StartupError(str(e)) from None
-
-
-def _spooler(ctx: GatewayContext, settings: SubmissionSettings) -> Spooler:
-    spooler = _spoolers.get(ctx.store)
-    if spooler is None:
-        spooler = _spoolers[ctx.store] = Spooler(ctx.store, ctx.hostname, settings)
-    return spooler
 
 
 def make_protocol_factory(ctx: GatewayContext, implicit_tls: bool = False) -> Callable[[], asyncio.Protocol]:
     """A protocol factory for ``loop.create_server`` on the reactor's asyncio loop; with
     ``implicit_tls`` the caller wraps the socket in TLS (``ctx.ssl_context``) and STARTTLS is not
     offered.  Raises StartupError (naming the key) for a malformed setting."""
-    settings = _settings(ctx)
+    settings = parse_settings(ctx.settings, ctx.limits)
     quiet_aiosmtpd_log()  # haven.submission's own lines are what an admin wants at INFO
     if settings.relay is None:
         log.info("[submission] relay is empty: mail to remote addresses is refused (550 5.7.1)")
-    handler = SubmissionHandler(ctx.store, ctx.portal, _spooler(ctx, settings), hostname=ctx.hostname,
-                                settings=settings)
+    handler = SubmissionHandler(ctx.store, ctx.portal, hostname=ctx.hostname, settings=settings)
 
     def factory() -> SubmissionServer:
         return SubmissionServer(handler, hostname=ctx.hostname, settings=settings, tls_context=ctx.ssl_context,
                                 implicit_tls=implicit_tls, loop=asyncio.get_running_loop())
 
     return factory
-
-
-def start_spooler(ctx: GatewayContext) -> Spooler:
-    """Start relaying the outbound queue; the result's ``stop()`` ends it."""
-    return _spooler(ctx, _settings(ctx)).start()

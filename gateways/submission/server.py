@@ -46,12 +46,14 @@ log = logging.getLogger("haven.submission")
 class SubmissionEnvelope(SMTPEnvelope):
     """The state of one MAIL ... DATA.
 
-    ``local`` holds the :class:`~store.interfaces.Recipient` of every accepted local RCPT (in
-    order, already added to ``delivery``); ``remote`` the distinct accepted remote addresses.
+    ``submission`` is the store's :class:`~store.interfaces.Submission`; ``local`` holds the
+    :class:`~store.interfaces.Recipient` of every accepted local RCPT (in order, already added
+    to it); ``remote`` the distinct accepted remote addresses (for the log).
     """
 
     def __init__(self) -> None:
         super().__init__()
+        self.submission = None  # store.interfaces.Submission, begun at MAIL FROM
         self.local: list = []
         self.remote: List[str] = []
 

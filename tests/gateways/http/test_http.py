@@ -129,7 +129,6 @@ def front(request, tmp_path_factory):
     threads.blockingCallFromThread(reactor, port.stopListening)
     site.thread_pool.stop()
     threads.blockingCallFromThread(reactor, store.stop)
-    store.db.stop()
     cleanup()
 
 

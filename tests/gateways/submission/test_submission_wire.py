@@ -11,10 +11,12 @@ import email.policy
 import pytest
 
 from conf import load_config
+from formats.headers import missing_header_fields
+from gateways.common.relayconf import parse_duration
+from gateways.relay.dsn import FailedRecipient, build_dsn, diagnostic_code, status_of
 from gateways.submission import replies
-from gateways.submission.dsn import FailedRecipient, build_dsn, diagnostic_code, status_of
-from gateways.submission.settings import SettingsError, SubmissionSettings, parse_duration, parse_settings
-from gateways.submission.wire import is_loopback, missing_header_fields
+from gateways.submission.settings import SettingsError, SubmissionSettings, parse_settings
+from gateways.submission.wire import is_loopback
 from store import errors
 
 

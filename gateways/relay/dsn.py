@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from gateways.submission.wire import header_section, is_ascii
+from formats.headers import header_section, is_ascii
 
 _REPLY = re.compile(r"^([245])\d\d[ -]")
 _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")

@@ -3,7 +3,7 @@
 Why not ``twisted.mail.smtp.ESMTPSender``: it sends one message per connection through a
 factory, reports recipients through callbacks that are awkward to map to per-recipient queue
 states, and would need its own TLS setup (Twisted context factories) next to the stdlib one
-used everywhere else in the submission gateway.  ``smtplib`` blocks.  What the spooler needs
+used everywhere else in the SMTP gateways.  ``smtplib`` blocks.  What the spooler needs
 is small (RFC 5321 client, RFC 3207 STARTTLS, RFC 4954 AUTH PLAIN/LOGIN, RFC 2920 pipelining,
 RFC 1870 SIZE) and reads best as straight-line asyncio code on the shared loop.
 
@@ -33,9 +33,9 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from formats.headers import is_ascii
+from gateways.common.relayconf import RelaySettings
 from gateways.common.smtpwire import dot_stuff, enhanced_code
-from gateways.submission.settings import RelaySettings
-from gateways.submission.wire import is_ascii
 
 log = logging.getLogger("haven.submission.client")
 

@@ -10,9 +10,9 @@ import ssl
 import pytest
 
 from gateways.service import make_self_signed
-from gateways.submission.client import RelayError, SMTPClient
-from gateways.submission.settings import RelaySettings
-from .sink import SMTPSink, free_port
+from gateways.common.relayconf import RelaySettings
+from gateways.relay.client import RelayError, SMTPClient
+from tests.gateways.submission.sink import SMTPSink, free_port
 
 
 def run(coro):
@@ -91,7 +91,7 @@ def test_starttls_and_auth(server_tls):
 def test_implicit_tls(server_tls):
     sink = SMTPSink()
     from aiosmtpd.controller import Controller
-    from .sink import _Handler
+    from tests.gateways.submission.sink import _Handler
     controller = Controller(_Handler(sink), hostname="127.0.0.1", port=sink.port, ssl_context=server_tls)
     controller.start()
     try:

@@ -4,23 +4,26 @@ Invariants
 ----------
 * It runs on the shared reactor/asyncio loop as one task; it has no thread of its own (store
   calls go to the store's pools, the relay connection is asyncio).
-* It scans the queue every ``queue_interval`` seconds, ``WAKE_GATHER`` (0.5 s) after a
-  submission queued a message (:meth:`Spooler.wake`; the pause lets a burst share one scan
-  and one relay connection) and when the earliest retry it scheduled comes due.  What it
+* It scans the queue every ``queue_interval`` seconds, ``WAKE_GATHER`` (0.5 s) after this
+  process queued a message (:meth:`Spooler.wake`, called through the store's ``on_outbound``
+  hook; the pause lets a burst share one scan and one relay connection) and when the
+  earliest retry it scheduled comes due.  What it
   takes is leased by the store (``store.queue.LEASE``): another spooler on the same database
   does not take it meanwhile, and what a crashed spooler held comes due again by itself.
-* A message a submission of this process is still accepting (queued, local copies not yet
-  committed) is held: the spooler waits for the submission's verdict, and skips the message if
-  the submission withdrew it (see handler.py for the order of queue and local delivery).
+* A message a submission is still accepting (queued, local copies not yet committed) is held
+  by the store (not due until the submission releases it, store/submission.py): no spooler,
+  on any node, sends it before the submission's verdict.
 * Per recipient: 2xx → ``sent``; 5xx → ``failed``; 4xx, connection trouble, timeouts →
   ``queued`` again after the next step of ``retry_schedule`` (the last step repeats), until
   the message is ``max_queue_age`` old → ``expired``.  Every attempt is recorded
   (``record_outbound_attempt``), with the relay's reply or our own error as ``last_error``:
   ``"550 5.1.1 ..."`` for a reply, ``"4.4.1 connect to ..."`` (status first) for ours.
 * When a message leaves the queue with failed or expired recipients, one DSN (dsn.py) goes to
-  the sender's INBOX through the store's delivery pipeline.  It is not saved to Sent: MUAs
-  save their own copy there (IMAP APPEND).
-* One log line per recipient per attempt on ``haven.submission``.
+  the sender's INBOX through the store's delivery pipeline (not to Sent: MUAs save their own
+  copy there with IMAP APPEND).  Local recipients that refused a submitted message come the
+  same way: the store queues them as failed recipients of a message of their own.
+* One log line per recipient per attempt on ``haven.submission`` (the logger the admin's
+  filters know from before the relay had a package of its own).
 
 Known limits
 ------------
@@ -43,9 +46,9 @@ from typing import Dict, Optional, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 
-from gateways.submission.client import RelayError, Reply, SMTPClient
-from gateways.submission.dsn import FailedRecipient, build_dsn
-from gateways.submission.settings import SubmissionSettings
+from gateways.common.relayconf import OutboundSettings
+from gateways.relay.client import RelayError, Reply, SMTPClient
+from gateways.relay.dsn import FailedRecipient, build_dsn
 from store import errors
 from store.interfaces import Store, as_future
 
@@ -58,8 +61,6 @@ BATCH = 50
 #: seconds a wake-up waits for more submissions before the scan: under load one scan (one
 #: lease transaction, one relay connection) then carries many messages instead of one each
 WAKE_GATHER = 0.5
-#: seconds the spooler waits for a submission to finish accepting a message it queued
-HOLD_TIMEOUT = 300
 #: store calls the spooler retries in-process before giving up (record, DSN)
 STORE_RETRIES = (1.0, 3.0, 10.0)
 
@@ -73,17 +74,15 @@ def human_duration(seconds: float) -> str:
 
 
 class Spooler:
-    def __init__(self, store: Store, hostname: str, settings: SubmissionSettings):
+    def __init__(self, store: Store, hostname: str, settings: OutboundSettings):
         self.store = store
         self.hostname = hostname
         self.settings = settings
         self._task: Optional[asyncio.Task] = None
         self._wake: Optional[asyncio.Event] = None
         self._next_due: Optional[float] = None
-        self._held: Dict[int, asyncio.Future] = {}  # queue id -> future of the submission's verdict
-        self._enqueuing: set = set()  # futures of enqueues not yet registered in _held
-        self._background: set = set()  # DSN deliveries in flight
         self._stopped: Optional[asyncio.Future] = None
+        self._unhook = None  # removes wake() from the store's on_outbound listeners
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Spooler":
@@ -93,6 +92,7 @@ class Spooler:
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run())
             self._stopped = None
+            self._unhook = self.store.on_outbound(self.wake)
             # The reactor waits for "before shutdown" Deferreds: the scan (and any DSN being
             # written) is cancelled and has unwound before the loop stops.
             reactor.addSystemEventTrigger("before", "shutdown", self.stop)
@@ -103,15 +103,17 @@ class Spooler:
         return self
 
     def stop(self) -> Deferred:
-        """Cancel the scan loop and the DSNs in flight; the Deferred fires once they unwound.
+        """Cancel the scan loop (and the DSN it may be writing); the Deferred fires once it unwound.
         An attempt cut short leaves its recipients leased: they come due again after
         ``store.queue.LEASE``."""
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
         if self._stopped is None:
-            tasks = [t for t in (self._task, *self._background) if t is not None and not t.done()]
-            self._task = None
-            for task in tasks:
+            task, self._task = self._task, None
+            if task is not None and not task.done():
                 task.cancel()
-            self._stopped = asyncio.gather(*tasks, return_exceptions=True) if tasks else None
+                self._stopped = asyncio.gather(task, return_exceptions=True)
         if self._stopped is None or self._stopped.done():
             return succeed(None)
         return Deferred.fromFuture(asyncio.shield(self._stopped))
@@ -119,50 +121,6 @@ class Spooler:
     def wake(self) -> None:
         if self._wake is not None:
             self._wake.set()
-
-    # -- the submission side: enqueue, hold, release --------------------------------------
-    async def enqueue(self, account_id: int, mail_from: str, recipients: Sequence[str], raw: bytes) -> int:
-        """Queue ``raw`` durably and hold it back from relaying until :meth:`release` or
-        :meth:`cancel`.  Raises store errors."""
-        loop = asyncio.get_running_loop()
-        marker = loop.create_future()
-        self._enqueuing.add(marker)
-        try:
-            queue_id = await as_future(self.store.enqueue_outbound(account_id, mail_from, list(recipients), raw),
-                                       loop)
-            self._held[queue_id] = loop.create_future()
-            return queue_id
-        finally:
-            self._enqueuing.discard(marker)
-            marker.set_result(None)
-
-    def release(self, queue_id: int, keep: bool = True) -> None:
-        held = self._held.pop(queue_id, None)
-        if held is not None and not held.done():
-            held.set_result(keep)
-        if keep:
-            self.wake()
-
-    async def cancel(self, queue_id: int) -> None:
-        """Withdraw a queued message whose submission failed after all."""
-        try:
-            await as_future(self.store.delete_outbound(queue_id))
-        except errors.NotFound:
-            self.release(queue_id, keep=False)
-        except errors.StoreError as err:
-            log.error("queue %d: could not withdraw the message of a failed submission (%s); it will be "
-                      "relayed, and the client's retry may send it twice", queue_id, err)
-            self.release(queue_id, keep=True)
-        else:
-            self.release(queue_id, keep=False)
-
-    def bounce(self, mail_from: str, queue_id, failed: Sequence[FailedRecipient], original: bytes,
-               arrival: Optional[float] = None) -> None:
-        """Deliver a DSN for ``failed`` to ``mail_from`` in the background (logged)."""
-        task = asyncio.ensure_future(self._deliver_dsn(mail_from, queue_id, failed, original,
-                                                       arrival or time.time()))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # -- the scan loop ---------------------------------------------------------------------
     async def _run(self) -> None:
@@ -201,24 +159,10 @@ class Spooler:
             return False
         if not taken:
             return False
-        # An enqueue whose rows this scan may have taken but whose hold is not registered yet
-        # is still in flight: let those finish before deciding what is held.
-        pending = list(self._enqueuing)
-        if pending:
-            await asyncio.wait(pending)
         client: Optional[SMTPClient] = None
         unreachable: Optional[RelayError] = None
         try:
             for message in taken:
-                held = self._held.get(message.id)
-                if held is not None:
-                    try:
-                        if not await asyncio.wait_for(asyncio.shield(held), HOLD_TIMEOUT):
-                            continue  # withdrawn by its submission
-                    except asyncio.TimeoutError:
-                        log.error("queue %d: its submission did not finish in %ds; leaving it for the next "
-                                  "lease", message.id, HOLD_TIMEOUT)
-                        continue
                 if not any(r.status == QUEUED for r in message.recipients):
                     # finished earlier, but its DSN was not delivered then (store down, crash)
                     await self._finish(message, None)
