@@ -143,7 +143,7 @@ class StoreChecker:
         return defer.Deferred.fromCoroutine(self._check(creds))
 
     async def _check(self, creds):
-        from twisted.internet import reactor
+        from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
         login = (creds.username or "").strip().lower()
         ip = getattr(creds, "remote_ip", "") or ""
         password = creds.password

@@ -8,6 +8,7 @@ heavy: call it from the CPU pool, never the reactor thread.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 from passlib.context import CryptContext
@@ -25,8 +26,12 @@ CONTEXT = CryptContext(
     deprecated=["sha512_crypt", "sha256_crypt", "md5_crypt", "ldap_salted_sha1"],
 )
 
-# Verified when the account is unknown or has no password, so a failure takes as long either way.
-_DUMMY_HASH = CONTEXT.hash("haven-dummy-password-for-constant-time")
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Verified when the account is unknown or has no password, so a failure takes as long
+    either way.  Made on first use, not at import: the `haven` commands that hash nothing
+    should not pay for an argon2 hash at start-up."""
+    return CONTEXT.hash("haven-dummy-password-for-constant-time")
 
 
 def hash_password(password: str) -> str:
@@ -36,11 +41,11 @@ def hash_password(password: str) -> str:
 def verify_password(password: str, stored: Optional[str]) -> tuple[bool, Optional[str]]:
     """``(ok, new_hash)``: new_hash is set when the stored hash should be upgraded."""
     if not stored:
-        CONTEXT.verify(password, _DUMMY_HASH)
+        CONTEXT.verify(password, _dummy_hash())
         return False, None
     try:
         ok, new_hash = CONTEXT.verify_and_update(password, stored)
     except (ValueError, TypeError):  # unknown or malformed stored hash
-        CONTEXT.verify(password, _DUMMY_HASH)
+        CONTEXT.verify(password, _dummy_hash())
         return False, None
     return ok, new_hash

@@ -68,7 +68,7 @@ def haven_command() -> list[str] | None:
     exe = shutil.which("haven")
     if exe:
         return [exe]
-    if (REPO / "gateways" / "cli.py").exists():
+    if (REPO / "gateways" / "cli" / "__init__.py").exists():
         return [sys.executable, "-m", "gateways.cli"]
     return None
 

@@ -2,7 +2,7 @@
 
 Invariants
 - ``twisted.internet.asyncioreactor`` is installed before anything imports the reactor, so
-  Twisted protocols and aiosmtpd servers share one asyncio loop (gateways/cli.py does it).
+  Twisted protocols and aiosmtpd servers share one asyncio loop (gateways/cli/runner.py does it).
 - A gateway runs when its INI section has a non-empty ``listen``; a listener that cannot bind
   stops the start-up with a message naming the key to change.
 - An empty database is initialised; an older schema is refused with the command to run.
@@ -12,17 +12,23 @@ Invariants
 from __future__ import annotations
 
 import asyncio
+import datetime
 import importlib
 import logging
+import logging.handlers
 import os
+import ssl as stdlib_ssl
 from pathlib import Path
 from typing import Optional
 
 from twisted.internet import defer, endpoints, ssl, task
+from twisted.logger import STDLibLogObserver, globalLogBeginner
 
 from conf import Config, ConfigError, ListenAddress
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
+from store.errors import SchemaOutOfDate, TemporaryFailure
+from store.settings import QuotaSettings, RuleSettings, StoreSettings, parse_junk_headers
 
 log = logging.getLogger("haven.service")
 
@@ -30,7 +36,6 @@ log = logging.getLogger("haven.service")
 async def open_started_store(config: Config, reactor, poll: bool = True, init_empty: bool = True,
                              check_schema: bool = True):
     """The store, started, with its schema checked (an empty database initialised)."""
-    from store.errors import SchemaOutOfDate, TemporaryFailure
     store = open_store(config)
     store.start(reactor, poll=poll)
     try:
@@ -55,7 +60,6 @@ async def open_started_store(config: Config, reactor, poll: bool = True, init_em
 
 def store_settings(config: Config, poll_interval: Optional[float] = None):
     """The plain values the store takes, read from the config (the store reads none itself)."""
-    from store.settings import QuotaSettings, RuleSettings, StoreSettings, parse_junk_headers
     try:
         junk = parse_junk_headers(config.get("rules", "junk_headers"))
     except ValueError as e:
@@ -74,7 +78,7 @@ def store_settings(config: Config, poll_interval: Optional[float] = None):
 
 def open_store(config: Config, poll_interval: Optional[float] = None):
     """The SQL store the config names, not started.  The one place that builds a store."""
-    from store.sqlstore import open_store as open_sql_store
+    from store.sqlstore import open_store as open_sql_store  # only when needed: start-up time of the `haven` command
     return open_sql_store(config.store_url(), store_settings(config, poll_interval),
                           pool_size=config.getint("store", "pool_size"),
                           busy_timeout_ms=config.getint("store", "busy_timeout_ms"))
@@ -105,7 +109,6 @@ def tls_options(cert_path: str, key_path: str):
 
 def ssl_context(cert_path: str, key_path: str):
     """A stdlib server SSLContext from the same pair (aiosmtpd gateways)."""
-    import ssl as stdlib_ssl
     context = stdlib_ssl.create_default_context(stdlib_ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert_path, key_path)
@@ -115,11 +118,10 @@ def ssl_context(cert_path: str, key_path: str):
 
 
 def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
-    import datetime
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography import x509  # only when needed: start-up time of the `haven` command
+    from cryptography.hazmat.primitives import hashes, serialization  # only when needed: start-up time of the `haven` command
+    from cryptography.hazmat.primitives.asymmetric import ec  # only when needed: start-up time of the `haven` command
+    from cryptography.x509.oid import NameOID  # only when needed: start-up time of the `haven` command
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
@@ -140,7 +142,7 @@ def http_mounts(ctx: GatewayContext) -> list:
     """The front door's mount table: CalDAV/CardDAV under /dav/ with its well-known redirects
     (and later ActiveSync and autoconfig beside them)."""
     from gateways import dav  # loaded only when [http] listens (start-up time of the CLI)
-    from gateways.http import App, Redirect
+    from gateways.http import App, Redirect  # only when needed: start-up time of the `haven` command
     return [App(dav.PREFIX, dav.make_application(ctx))] + \
         [Redirect(path, location) for path, location in dav.REDIRECTS.items()]
 
@@ -165,7 +167,7 @@ class Service:
                                       "max_script_size": self.config.getsize("rules", "max_script_size")})
 
     async def start(self) -> None:
-        from auth.cred import make_portal
+        from auth.cred import make_portal  # only when needed: start-up time of the `haven` command
         self.store = await open_started_store(self.config, self.reactor)
         self.portal = make_portal(self.store, self.config)
         cert, key = tls_paths(self.config)
@@ -182,7 +184,7 @@ class Service:
                 or self.config.get("submission", "relay")):
             # also without a submission listener: redirects and vacation replies of the
             # delivery rules leave through the same queue; the store's on_outbound hook wakes it
-            from gateways.relay import start_relay
+            from gateways.relay import start_relay  # only when needed: start-up time of the `haven` command
             self.spooler = start_relay(self.context("submission"))
         hours = self.config.getfloat("store", "purge_interval")
         if hours > 0:
@@ -277,8 +279,6 @@ class Service:
 
 
 def setup_logging(config: Config, verbose: bool = False) -> None:
-    import logging.handlers
-    from twisted.logger import STDLibLogObserver, globalLogBeginner
     level = "DEBUG" if verbose else config.get("log", "level").upper()
     level = {"WARN": "WARNING"}.get(level, level)
     method = config.get("log", "method")

@@ -50,6 +50,5 @@ class DavConfig:
 
 def make_application(ctx: GatewayContext):
     """The WSGI application to mount at ``PREFIX`` (behind Basic auth through the portal)."""
-    # Radicale is imported only when the gateway runs (start-up time of the other commands)
-    from gateways.dav.radicale_app import make_application as make_radicale
+    from gateways.dav.radicale_app import make_application as make_radicale  # Radicale only when DAV runs
     return make_radicale(ctx.store.dav, DavConfig.from_settings(ctx.settings))

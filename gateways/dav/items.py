@@ -10,6 +10,7 @@ from __future__ import annotations
 from radicale import item as radicale_item
 from radicale.app.put import prepare
 
+from gateways.dav import vtimezone
 from gateways.dav.storage import href_for, check_kind, new_item
 from store.interfaces import DAV_KINDS
 
@@ -20,7 +21,6 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
     events sharing a UID (a recurrence and its exceptions) stay one item.  Raises ValueError
     with the reason for text that is not valid iCalendar/vCard or does not fit the collection."""
     tag = DAV_KINDS[kind]
-    from gateways.dav import vtimezone
     vtimezone.install()
     try:
         components = radicale_item.read_components(text)

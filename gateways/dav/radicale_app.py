@@ -14,13 +14,17 @@ import io
 import logging
 import re
 import threading
+from xml.etree.ElementTree import ParseError
 
+import defusedxml.ElementTree as DefusedET
+from defusedxml import DefusedXmlException
 from radicale import auth as radicale_auth
 from radicale import config as radicale_config
 from radicale import pathutils
 from radicale import rights as radicale_rights
 from radicale.app import Application
 
+from gateways.dav import vobject_speed, vtimezone
 from gateways.dav import storage as dav_storage
 
 log = logging.getLogger("haven.dav")
@@ -86,9 +90,6 @@ def check_xml_body(method: str, body: bytes):
     but answers a DTD or entity declaration, or a body of the wrong kind, with a 500."""
     if method not in _ROOTS or not body.strip():
         return None
-    import defusedxml.ElementTree as DefusedET
-    from defusedxml import DefusedXmlException
-    from xml.etree.ElementTree import ParseError
     try:
         root = DefusedET.fromstring(body)
     except DefusedXmlException:
@@ -177,7 +178,6 @@ class HavenDav:
 def make_application(dav_access, config) -> HavenDav:
     """Radicale's WSGI app over ``dav_access`` (store.dav.DavAccess), limits from ``config``
     (a :class:`gateways.dav.DavConfig`)."""
-    from gateways.dav import vobject_speed, vtimezone
     vtimezone.install()
     vobject_speed.install()
     configuration = radicale_config.load()

@@ -19,6 +19,7 @@ or address books (plain WebDAV collections are refused); the principal itself ho
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import threading
 import uuid
@@ -300,7 +301,6 @@ def check_recurrence(item: radicale_item.Item, max_occurrences: int) -> None:
 
 
 def _occurrences_exceed(component, limit: int, one_year: bool) -> bool:
-    import datetime
     try:
         occurrences = iter(component.getrruleset(addRDate=True))
         first = next(occurrences, None)

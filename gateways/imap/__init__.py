@@ -39,6 +39,9 @@ from twisted.internet.protocol import Factory
 
 from gateways.common.settings import SectionSettings
 
+from .fetch import EnvelopeCache
+from .protocol import IMAPServer
+
 DEFAULT_MAX_MESSAGE = 50 * 1024 * 1024
 
 
@@ -68,13 +71,11 @@ class IMAPConfig:
 
 class IMAPFactory(Factory):
     def __init__(self, ctx):
-        from .fetch import EnvelopeCache
         self.ctx = ctx
         self.config = IMAPConfig.from_context(ctx)
         self.envelopes = EnvelopeCache()  # one for all connections of this service
 
     def buildProtocol(self, addr):
-        from .protocol import IMAPServer
         proto = IMAPServer(self.ctx, self.config, self.envelopes)
         proto.factory = self
         return proto

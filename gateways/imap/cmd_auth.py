@@ -17,6 +17,10 @@ import logging
 
 from twisted.cred.error import UnauthorizedLogin
 
+from auth.cred import IAccount, PasswordCredentials
+
+from .states import AUTH, IMAPError, LOGOUT
+
 log = logging.getLogger("haven.imap")
 
 
@@ -32,7 +36,6 @@ class AuthCommands:
         return None
 
     async def do_LOGOUT(self, cmd):
-        from .protocol import LOGOUT
         self.write(b"* BYE Haven IMAP logging out\r\n")
         self.state = LOGOUT
         self.release_account()
@@ -45,7 +48,6 @@ class AuthCommands:
         self.write(b'* ID ("name" "Haven" "vendor" "Haven")\r\n')
 
     async def do_STARTTLS(self, cmd):
-        from .protocol import IMAPError
         if self.ctx.tls is None or self.is_tls:
             raise IMAPError("BAD", "STARTTLS is not available")
         self.framer.reset()
@@ -57,7 +59,6 @@ class AuthCommands:
         return "Begin TLS negotiation now"
 
     async def do_LOGIN(self, cmd):
-        from .protocol import IMAPError
         if not self.plaintext_auth_allowed():
             raise IMAPError("NO", "Plaintext authentication is disabled; use STARTTLS", "PRIVACYREQUIRED")
         user = cmd.args["user"].decode("utf-8", "replace")
@@ -65,7 +66,6 @@ class AuthCommands:
         return await self._authenticate(user, password)
 
     async def do_AUTHENTICATE(self, cmd):
-        from .protocol import IMAPError
         if cmd.args["mechanism"] != "PLAIN":
             raise IMAPError("NO", "Unsupported authentication mechanism", "CANNOT")
         if not self.plaintext_auth_allowed():
@@ -94,8 +94,6 @@ class AuthCommands:
         return await self._authenticate(authcid, password)
 
     async def _authenticate(self, user: str, password: str):
-        from auth.cred import IAccount, PasswordCredentials
-        from .protocol import AUTH, IMAPError
 
         try:
             _iface, account, logout = await self.ctx.portal.login(

@@ -21,8 +21,10 @@ from store import errors
 from store.interfaces import SPECIAL_USES
 
 from . import response
-from .parser import normalize_inbox
+from .reader import normalize_inbox
+from .seqset import format_set
 from .session import SelectedMailbox
+from .states import AUTH, IMAPError, SELECTED
 
 _PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
 _SYSTEM = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
@@ -49,7 +51,6 @@ class MailboxCommands:
         return folder
 
     def deselect(self, notify: bool) -> None:
-        from .protocol import AUTH
         if self.selected is not None and notify:
             # RFC 7162 §3.2.11: the old mailbox is closed before the new one is reported
             self.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
@@ -58,7 +59,6 @@ class MailboxCommands:
 
     # -- SELECT / EXAMINE ----------------------------------------------------------------------
     async def do_SELECT(self, cmd, readonly: bool = False):
-        from .protocol import IMAPError, SELECTED
         args = cmd.args
         q = args["qresync"]
         if q is not None and not self.qresync:
@@ -97,7 +97,6 @@ class MailboxCommands:
 
     async def _qresync(self, sel: SelectedMailbox, q: dict) -> None:
         """RFC 7162 §3.2.5.1: VANISHED (EARLIER) and FETCH for what changed since the client's modseq."""
-        from .seqset import format_set
         changes = await self.store.changes_since(sel.folder.id, q["modseq"])
         expunged = set(changes.expunged)
         if q["known_uids"] is not None:
@@ -129,7 +128,6 @@ class MailboxCommands:
 
     # -- CREATE / DELETE / RENAME / SUBSCRIBE --------------------------------------------------
     async def do_CREATE(self, cmd):
-        from .protocol import IMAPError
         name = cmd.args["mailbox"].rstrip("/")  # RFC 3501 §6.3.3: trailing delimiter
         if not name or "//" in name:
             raise IMAPError("NO", "Invalid mailbox name", "CANNOT")
@@ -152,7 +150,6 @@ class MailboxCommands:
         await self.store.create_folder(self.account.id, name, "mail", special)
 
     async def do_DELETE(self, cmd):
-        from .protocol import IMAPError
         name = cmd.args["mailbox"]
         if name == "INBOX":
             raise IMAPError("NO", "INBOX cannot be deleted", "CANNOT")
@@ -162,7 +159,6 @@ class MailboxCommands:
             self.deselect(notify=True)
 
     async def do_RENAME(self, cmd):
-        from .protocol import IMAPError
         old, new = cmd.args["old"], cmd.args["new"].rstrip("/")
         if not new or "//" in new:
             raise IMAPError("NO", "Invalid mailbox name", "CANNOT")
@@ -313,7 +309,6 @@ class MailboxCommands:
 
     # -- APPEND ------------------------------------------------------------------------------
     async def do_APPEND(self, cmd):
-        from .protocol import IMAPError
         args = cmd.args
         raw = args["message"]
         if len(raw) > self.config.max_literal_size:

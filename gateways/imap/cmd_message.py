@@ -26,6 +26,7 @@ from .fetch import FetchPlan
 from .parser import FetchItem
 from .search import Candidate, Context, run_search, uses_modseq
 from .seqset import format_pairs, format_set
+from .states import IMAPError
 
 FETCH_BATCH = 250
 FETCH_BODY_BATCH = 25
@@ -34,13 +35,11 @@ FETCH_BODY_BYTES = 16 << 20
 
 class MessageCommands:
     def _writable(self):
-        from .protocol import IMAPError
         if self.selected.readonly:
             raise IMAPError("NO", "Mailbox is open read-only (EXAMINE)", "READ-ONLY")
 
     # -- FETCH -------------------------------------------------------------------------------
     async def do_FETCH(self, cmd):
-        from .protocol import IMAPError
         sel = self.selected
         args = cmd.args
         uids = sel.resolve(args["set"], cmd.uid)
@@ -266,7 +265,6 @@ class MessageCommands:
         if not uids:
             return None
         if dest.id == sel.folder.id:
-            from .protocol import IMAPError
             raise IMAPError("NO", "Source and destination are the same mailbox", "CANNOT")
         res = await self.store.move_messages(self.account.id, sel.folder.id, uids, dest.id)
         src = [p[0] for p in res.pairs]
@@ -294,7 +292,6 @@ class MessageCommands:
 
     # -- IDLE (RFC 2177) ---------------------------------------------------------------------
     async def do_IDLE(self, cmd):
-        from .protocol import IMAPError
         self.write(b"+ idling\r\n")
         self.idling = True
         try:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import response
+from .states import IMAPError
 
 #: the name of every account's one quota root
 ROOT = b""
@@ -61,7 +62,6 @@ class QuotaCommands:
 
     async def do_GETQUOTA(self, cmd):
         # RFC 9208 §4.1.1
-        from .protocol import IMAPError
         if cmd.args["root"] == ROOT:
             resources = storage_resources(await self.store.get_quota(self.account.id))
             if resources is not None:
@@ -71,5 +71,4 @@ class QuotaCommands:
 
     async def do_SETQUOTA(self, cmd):
         # RFC 9208 §4.1.3: a server without QUOTASET does not let clients change limits
-        from .protocol import IMAPError
         raise IMAPError("NO", "Quota limits are set by the server administrator", "NOPERM")

@@ -40,22 +40,10 @@ from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
 from .seqset import SeqSetError
+from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError  # noqa: F401  (IMAPError: raised by handlers)
 
 log = logging.getLogger("haven.imap")
 
-NOT_AUTH, AUTH, SELECTED, LOGOUT = "not-authenticated", "authenticated", "selected", "logout"
-_ANY = {NOT_AUTH, AUTH, SELECTED}
-_AUTHED = {AUTH, SELECTED}
-STATES = {
-    "CAPABILITY": _ANY, "NOOP": _ANY, "LOGOUT": _ANY, "ID": _ANY,
-    "STARTTLS": {NOT_AUTH}, "LOGIN": {NOT_AUTH}, "AUTHENTICATE": {NOT_AUTH},
-    "ENABLE": _AUTHED, "SELECT": _AUTHED, "EXAMINE": _AUTHED, "CREATE": _AUTHED, "DELETE": _AUTHED,
-    "RENAME": _AUTHED, "SUBSCRIBE": _AUTHED, "UNSUBSCRIBE": _AUTHED, "LIST": _AUTHED, "LSUB": _AUTHED,
-    "STATUS": _AUTHED, "APPEND": _AUTHED, "NAMESPACE": _AUTHED, "IDLE": _AUTHED,
-    "CHECK": {SELECTED}, "CLOSE": {SELECTED}, "UNSELECT": {SELECTED}, "EXPUNGE": {SELECTED},
-    "SEARCH": {SELECTED}, "FETCH": {SELECTED}, "STORE": {SELECTED}, "COPY": {SELECTED},
-    "MOVE": {SELECTED}, "GETQUOTA": _AUTHED, "GETQUOTAROOT": _AUTHED, "SETQUOTA": _AUTHED,
-}
 #: RFC 3501 §7.4.1: no EXPUNGE while answering these (their UID forms are fine)
 NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
 
@@ -77,16 +65,6 @@ TRYCREATE = {"APPEND", "COPY", "MOVE"}
 
 MAX_QUEUED_BYTES = 4 << 20
 MAX_QUEUED_COMMANDS = 500
-
-
-class IMAPError(Exception):
-    """A handler's own failure reply: ``tag STATUS [CODE] text``."""
-
-    def __init__(self, status: str, text: str, code: Optional[str] = None):
-        super().__init__(text)
-        self.status = status
-        self.text = text
-        self.code = code
 
 
 class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):

@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred
 
 from formats import mime
 
-from .parser import Reader
+from .reader import Reader
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True), "DELETED": ("\\Deleted", True), "DRAFT": ("\\Draft", True),

@@ -46,6 +46,9 @@ from twisted.internet.protocol import Factory
 
 from gateways.common.settings import SectionSettings
 
+from .protocol import ManageSieveServer
+
+
 log = logging.getLogger("haven.managesieve")
 
 #: octets a script literal may exceed the store's limit by and still be read whole: the store
@@ -94,7 +97,6 @@ class ManageSieveFactory(Factory):
         self.config = ManageSieveConfig.from_settings(ctx.settings, ctx.limits)
 
     def buildProtocol(self, addr):
-        from .protocol import ManageSieveServer
         proto = ManageSieveServer(self.ctx, self.config)
         proto.factory = self
         return proto

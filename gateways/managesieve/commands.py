@@ -31,6 +31,9 @@ from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
 
+from auth.cred import IAccount, PasswordCredentials
+from formats import sieve
+
 from .parser import Atom, ParseError, Rejected, decode_base64, decode_sasl_plain, parse_args, parse_number
 from .response import capability_lines, literal, reply, string
 
@@ -62,7 +65,6 @@ class SieveError(Exception):
 def sieve_extensions() -> str:
     """RFC 5804 §1.8 SIEVE: the extensions a script may ``require``, space-separated; read from
     the compiler each time, so it is always the set the store accepts."""
-    from formats import sieve
     return " ".join(sorted(e for e in sieve.SUPPORTED_EXTENSIONS if e not in IMPLICIT_EXTENSIONS))
 
 
@@ -185,7 +187,6 @@ class Commands:
         return response[0]
 
     async def login(self, user: str, password: Optional[str]):
-        from auth.cred import IAccount, PasswordCredentials
         try:
             if password is None:
                 raise UnauthorizedLogin("authorization identity differs from the login")

@@ -45,6 +45,8 @@ from twisted.internet.protocol import Factory
 
 from gateways.common.settings import SectionSettings
 
+from .protocol import POP3Server
+
 log = logging.getLogger("haven.pop3")
 
 
@@ -77,7 +79,6 @@ class POP3Factory(Factory):
         self.config = POP3Config.from_settings(ctx.settings)
 
     def buildProtocol(self, addr):
-        from .protocol import POP3Server
         proto = POP3Server(self.ctx, self.config)
         proto.factory = self
         return proto

@@ -23,6 +23,7 @@ from typing import Optional
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import threads
 
+from auth.cred import IAccount, PasswordCredentials
 from store import errors
 from store.interfaces import INBOX
 
@@ -155,7 +156,6 @@ class Commands:
         return None
 
     async def login(self, user: str, password: str):
-        from auth.cred import IAccount, PasswordCredentials
         try:
             _iface, account, logout = await self.ctx.portal.login(
                 PasswordCredentials(user, password, self.peer), None, IAccount)

@@ -87,7 +87,7 @@ class Spooler:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Spooler":
         if self._task is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
             loop = asyncio.get_event_loop()
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run())

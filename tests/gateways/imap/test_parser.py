@@ -6,7 +6,8 @@ import pytest
 
 from gateways.imap import utf7
 from gateways.imap.framing import Continue, Frame, Framer, Rejected
-from gateways.imap.parser import ParseError, parse_command, parse_date_time
+from gateways.imap.parser import ParseError, parse_command
+from gateways.imap.reader import parse_date_time
 from gateways.imap.seqset import SequenceSet, SeqSetError, format_pairs, format_set
 
 
