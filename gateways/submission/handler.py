@@ -116,6 +116,8 @@ class SubmissionHandler:
                         "(set it to your smarthost, HOST:PORT, to send mail out)", qid, server.account.address,
                         address)
             reply = replies.RELAY_NOT_CONFIGURED.format(address)
+        except errors.InvalidInput:
+            reply = replies.BAD_RECIPIENT
         except errors.StoreError as err:
             reply = replies.rcpt_error(err, address)
         else:

@@ -199,3 +199,13 @@ def test_expired_message_bounces(haven, haven_factory):
     assert "gave up after 2 seconds" in parse(dsn_raw).get_payload()[0].get_payload(decode=True).decode()
     wait_for_log(server, rf"to=<{to}>, .*status=expired")
     assert "the queue is empty" in server.cli("queue", "list").stdout.decode()
+
+
+def test_a_malformed_remote_address_is_553_bad_syntax(relay, sink_up):
+    user, password = relay.new_user("syntax")
+    with connect(relay) as s:
+        s.login(user, password)
+        assert s.docmd(f"MAIL FROM:<{user}>")[0] == 250
+        assert s.docmd("RCPT TO:<friend@remote.example>")[0] == 250
+        # an address the relay could not send to: refused at RCPT, not bounced later
+        assert s.docmd("RCPT TO:<friend@intranet>") == (553, b"5.1.3 Bad recipient address syntax")
