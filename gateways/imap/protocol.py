@@ -131,7 +131,11 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
                     self.framer.reset()
                     break
             elif isinstance(event, Rejected):
-                self._enqueue(event)  # answered in order, never handed to a waiting handler
+                # A handler waiting for its continuation line (AUTHENTICATE, IDLE's DONE) gets
+                # the refused line as an empty one and answers it, as next_line() does for one
+                # refused before it asked; a fatal refusal is answered after it and closes.
+                if not self._accept(event) and event.fatal:
+                    self._enqueue(event)
                 if event.fatal:
                     break
         self._pump()
@@ -144,7 +148,8 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
         if self._queue and not isinstance(self._queue[0], Frame):
             self._dequeue()  # a refused frame cannot be a continuation line
             return defer.succeed(b"")
-        return self.next_item().addCallback(lambda frame: None if frame is None else frame.data)
+        return self.next_item().addCallback(
+            lambda item: None if item is None else item.data if isinstance(item, Frame) else b"")
 
     # -- command execution (the skeleton: LineSession._execute) ------------------------------
     async def _run(self, item) -> None:

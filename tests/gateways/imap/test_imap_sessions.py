@@ -133,6 +133,12 @@ def test_bad_input_never_kills_the_connection(haven, user):
         assert w.cmd("SEARCH (((")[-1].split(b" ")[1] == b"BAD"
         assert w.cmd(b"LIST \"\" \"\xff\xfe\"")[-1].split(b" ")[1] == b"BAD"
         w.ok("NOOP")
+        # IDLE waiting for DONE gets an over-long line: IDLE ends with BAD, the session goes on
+        w.send(b"i1 IDLE\r\n")
+        assert w.line().startswith(b"+ ")
+        w.send(b"B" * 70000 + b"\r\n")
+        assert w.until("i1")[-1].startswith(b"i1 BAD")
+        w.ok("NOOP")
 
 
 def test_literal_limits(haven_factory, haven):

@@ -91,6 +91,12 @@ def test_authenticate_plain(haven, user):
         w.send(b"*\r\n")
         assert w.until("a1")[-1].startswith(b"a1 BAD")
         assert w.cmd(b"AUTHENTICATE PLAIN " + base64.b64encode(b"\0x\0y"))[-1].split(b" ")[1] == b"NO"
+    with Wire(haven.imap) as w:  # a continuation line over the line limit: answered, never a hang
+        w.send(b"a1 AUTHENTICATE PLAIN\r\n")
+        assert w.line() == b"+ "
+        w.send(b"A" * 70000 + b"\r\n")
+        assert w.until("a1")[-1].split(b" ")[1] in (b"BAD", b"NO")
+        assert w.cmd(b"AUTHENTICATE PLAIN " + token)[-1].split(b" ")[1] == b"OK"
 
 
 def test_starttls(haven, user):
