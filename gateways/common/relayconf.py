@@ -4,8 +4,6 @@ submission gateway (whether a relay is set at all, and its name for the log).  O
 one reading; a bad value stops start-up with a :class:`~gateways.common.errors.StartupError`
 naming ``[submission] key`` and what to write instead.
 
-:class:`SMTPSectionSettings` adds the typed reads these keys need (durations, a choice among
-words, HOST:PORT) to :class:`~gateways.common.settings.SectionSettings`.
 """
 
 from __future__ import annotations
@@ -14,47 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple, Union
 
-from gateways.common.errors import StartupError
-from gateways.common.settings import SectionSettings
+from gateways.common.settings import SectionSettings, parse_duration
 
 DEFAULT_RETRY_SCHEDULE = "1m 5m 15m 30m 1h 2h 4h"
-
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
-_YES_NO = {"true": "yes", "on": "yes", "1": "yes", "false": "no", "off": "no", "0": "no"}
-
-
-def parse_duration(value: str, key: str, section: str = "submission") -> float:
-    """``90`` (seconds), ``30s``, ``5m``, ``2h``, ``5d``, ``1w``."""
-    m = _DURATION.match(value or "")
-    if not m:
-        raise StartupError(f"[{section}] {key} = {value!r}: expected a duration such as 90, 30s, 5m, 2h or 5d")
-    return float(m.group(1)) * _UNITS[m.group(2).lower()]
-
-
-class SMTPSectionSettings(SectionSettings):
-    """:class:`SectionSettings` with the reads of the SMTP keys."""
-
-    def duration(self, key: str, default: str) -> float:
-        return parse_duration(self.value(key) or default, key, self.section)
-
-    def choice(self, key: str, default: str, allowed: tuple) -> str:
-        """One of ``allowed`` (case-insensitive); yes/no also as true/on/1, false/off/0."""
-        value = (self.value(key) or "").lower() or default
-        if "yes" in allowed:
-            value = _YES_NO.get(value, value)
-        if value not in allowed:
-            raise self._error(f"{key} = {self._s.get(key)!r}: expected one of {', '.join(allowed)}")
-        return value
-
-    def host_port(self, key: str) -> Tuple[str, int]:
-        raw = self.value(key) or ""
-        host, sep, port = raw.rpartition(":")
-        host = host.strip().strip("[]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise self._error(f"{key} = {self._s.get(key)!r}: expected HOST:PORT of your smarthost, "
-                              f"e.g. smtp.example.net:587 ([2001:db8::1]:587 for IPv6)")
-        return host, int(port)
 
 
 @dataclass(frozen=True)
@@ -83,28 +43,26 @@ class OutboundSettings:
     queue_interval: float = 5.0
 
 
-def section(settings: Union[SectionSettings, Mapping[str, str], None]) -> SMTPSectionSettings:
+def section(settings: Union[SectionSettings, Mapping[str, str], None]) -> SectionSettings:
     """The ``[submission]`` section for these reads (a mapping as the config gives it)."""
-    if isinstance(settings, SMTPSectionSettings):
-        return settings
     if isinstance(settings, SectionSettings):
-        return SMTPSectionSettings(settings.section, settings._s)
-    return SMTPSectionSettings("submission", settings)
+        return settings
+    return SectionSettings("submission", settings)
 
 
 def parse_outbound(settings: Union[SectionSettings, Mapping[str, str], None]) -> OutboundSettings:
     s = section(settings)
     relay = None
     if s.value("relay"):
-        host, port = s.host_port("relay")
+        host, port = s.host_port("relay", "smtp.example.net:587 (your smarthost)")
         user = s.value("relay_user") or ""
         password = s._s.get("relay_password") or ""
         if bool(user) != bool(password):
             raise s._error("relay_user and relay_password go together: set both or neither")
         relay = RelaySettings(host=host, port=port, user=user, password=password,
                               tls=s.choice("relay_tls", "starttls", ("starttls", "none", "tls")),
-                              verify=s.choice("relay_tls_verify", "yes", ("yes", "no")) == "yes",
-                              timeout=s.duration("relay_timeout", "300"))
+                              verify=s.boolean("relay_tls_verify", True),
+                              timeout=s.duration("relay_timeout", 300))
         if relay.timeout <= 0:
             raise s._error("relay_timeout must be more than 0")
     schedule_text = s.value("retry_schedule") or DEFAULT_RETRY_SCHEDULE
@@ -113,8 +71,8 @@ def parse_outbound(settings: Union[SectionSettings, Mapping[str, str], None]) ->
     if not schedule or min(schedule) <= 0:
         raise s._error(f"retry_schedule = {schedule_text!r}: expected durations above 0, "
                        f"e.g. {DEFAULT_RETRY_SCHEDULE}")
-    interval = s.duration("queue_interval", "5")
+    interval = s.duration("queue_interval", 5)
     if interval <= 0:
         raise s._error("queue_interval must be more than 0")
-    return OutboundSettings(relay=relay, retry_schedule=schedule, max_queue_age=s.duration("max_queue_age", "5d"),
+    return OutboundSettings(relay=relay, retry_schedule=schedule, max_queue_age=s.duration("max_queue_age", 5 * 86400),
                             queue_interval=interval)

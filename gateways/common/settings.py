@@ -7,15 +7,27 @@ that caught the ValueError of a gateway's earlier hand-written reads still does.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Sequence
+import re
+from typing import Mapping, Optional, Sequence, Tuple
 
 from gateways.common.errors import StartupError
 
 _TRUE, _FALSE = ("1", "yes", "true", "on"), ("0", "no", "false", "off")
+_YES_NO = {**{t: "yes" for t in _TRUE}, **{f: "no" for f in _FALSE}}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.I)
 
 
 class SettingError(StartupError, ValueError):
     """A bad value in the config: the message names ``[section] key`` and what is expected."""
+
+
+def parse_duration(value: str, key: str, section: str, unit: float = 1.0) -> float:
+    """Seconds for ``90`` (in ``unit`` seconds), ``30s``, ``5m``, ``2h``, ``5d``, ``1w``."""
+    m = _DURATION.match(value or "")
+    if not m:
+        raise SettingError(f"[{section}] {key} = {value!r}: expected a duration such as 90, 30s, 5m, 2h or 5d")
+    return float(m.group(1)) * (_UNITS[m.group(2).lower()] if m.group(2) else unit)
 
 
 class SectionSettings:
@@ -53,13 +65,34 @@ class SectionSettings:
         return v in _TRUE
 
     def choice(self, key: str, default: str, choices: Sequence[str]) -> str:
-        """One of ``choices`` (compared in lower case)."""
+        """One of ``choices`` (compared in lower case); where yes and no are choices, also
+        true/on/1 and false/off/0."""
         v = (self.value(key) or default).lower()
+        if "yes" in choices or "no" in choices:
+            v = _YES_NO.get(v, v)
         if v not in choices:
-            raise self._error("%s = %r: expected %s" % (key, v, " or ".join(choices)))
+            raise self._error("%s = %r: expected %s" % (key, self._s.get(key), " or ".join(choices)))
         return v
 
-    def duration(self, key: str, default: float, minimum: float, unit: float = 1.0) -> float:
-        """A number of ``unit`` seconds (60: the INI says minutes), at least ``minimum`` units,
-        returned in seconds."""
-        return self.number(key, default, float, minimum) * unit
+    def duration(self, key: str, default: float, minimum: float = 0.0, unit: float = 1.0) -> float:
+        """Seconds.  A bare number counts ``unit`` seconds (60: the INI says minutes); ``30s``,
+        ``5m``, ``2h``, ``5d``, ``1w`` carry their own unit.  ``default`` and ``minimum`` are
+        in ``unit``s."""
+        v = self.value(key)
+        if v is None:
+            return default * unit
+        seconds = parse_duration(v, key, self.section, unit)
+        if seconds < minimum * unit:
+            raise self._error("%s = %r: expected at least %s" % (key, v, minimum if unit == 1 else
+                                                                 f"{minimum} (x {unit:g} s)"))
+        return seconds
+
+    def host_port(self, key: str, example: str = "mail.example.net:587") -> Tuple[str, int]:
+        """``HOST:PORT`` (``[v6 address]:PORT``) as (host, port)."""
+        raw = self.value(key) or ""
+        host, sep, port = raw.rpartition(":")
+        host = host.strip().strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise self._error(f"{key} = {self._s.get(key)!r}: expected HOST:PORT, e.g. {example} "
+                              f"([2001:db8::1]:587 for IPv6)")
+        return host, int(port)

@@ -197,6 +197,12 @@ def test_section_settings_reads():
     assert s.choice("missing", "permanent", ("permanent", "temporary")) == "permanent"
     assert s.duration("d", 30, 0.01, unit=60) == 120.0 and s.duration("missing", 30, 0.01, unit=60) == 1800.0
     assert s.duration("f", 1, 0) == 1.5
+    units = SectionSettings("x", {"a": "30s", "b": "5m", "c": "2h", "d": "5d", "e": "1W", "f": "1.5h"})
+    assert [units.duration(k, 0, unit=60) for k in "abcdef"] == [30, 300, 7200, 432000, 604800, 5400]
+    words = SectionSettings("x", {"t": "TRUE", "o": "off", "l": "Loopback"})
+    assert [words.choice(k, "loopback", ("loopback", "yes", "no")) for k in "tol"] == ["yes", "no", "loopback"]
+    hosts = SectionSettings("x", {"h": "smtp.example.net:587", "v6": "[2001:db8::1]:25"})
+    assert hosts.host_port("h") == ("smtp.example.net", 587) and hosts.host_port("v6") == ("2001:db8::1", 25)
 
 
 @pytest.mark.parametrize("key, read", [
@@ -204,9 +210,14 @@ def test_section_settings_reads():
     ("n", lambda s: s.duration("n", 1, 0)),
     ("c", lambda s: s.choice("c", "a", ("a", "b"))),
     ("b", lambda s: s.boolean("b", True)),
+    ("d", lambda s: s.duration("d", 1, 1)),
+    ("t", lambda s: s.duration("t", 1, 0)),
+    ("h", lambda s: s.host_port("h")),
+    ("p", lambda s: s.host_port("p")),
 ])
 def test_section_settings_errors_name_the_key(key, read):
-    s = SectionSettings("sec", {"n": "nan", "c": "maybe", "b": "maybe"})
+    s = SectionSettings("sec", {"n": "nan", "c": "maybe", "b": "maybe", "d": "0.5", "t": "5 minutes",
+                                "h": "smtp.example.net", "p": "h:65536"})
     with pytest.raises(SettingError, match=r"^\[sec\] %s = " % key) as info:
         read(s)
     assert isinstance(info.value, StartupError) and isinstance(info.value, ValueError)

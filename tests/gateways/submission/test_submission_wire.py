@@ -12,7 +12,7 @@ import pytest
 
 from conf import load_config
 from formats.headers import missing_header_fields
-from gateways.common.relayconf import parse_duration
+from gateways.common.settings import parse_duration
 from gateways.relay.dsn import FailedRecipient, build_dsn, diagnostic_code, status_of
 from gateways.submission import replies
 from gateways.submission.settings import SettingsError, SubmissionSettings, parse_settings
@@ -49,7 +49,7 @@ def test_bundled_defaults_are_the_settings_defaults():
 
 
 def test_settings_parsing_and_errors():
-    assert [parse_duration(v, "k") for v in ("90", "30s", "5m", "2h", "5d", "1.5h")] \
+    assert [parse_duration(v, "k", "submission") for v in ("90", "30s", "5m", "2h", "5d", "1.5h")] \
         == [90, 30, 300, 7200, 432000, 5400]
     s = parse_settings({"relay": "[2001:db8::1]:587", "relay_user": "u", "relay_password": "p", "relay_tls": "TLS",
                         "relay_tls_verify": "no", "retry_schedule": "10s, 1m", "max_queue_age": "120h",
