@@ -381,3 +381,13 @@ def store(engine, tmp_path, run):
     yield st
     stop_store(st)
     cleanup()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    """A fake smarthost on a loopback port (tests/gateways/submission/sink.py) that keeps what
+    it is sent, for the tests of outgoing mail."""
+    from tests.gateways.submission.sink import SMTPSink
+    server = SMTPSink().start()
+    yield server
+    server.stop()

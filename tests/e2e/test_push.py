@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import time
 
-import pytest
 
 MESSAGE = b"From: a@example.org\r\nSubject: push\r\n\r\nwake up\r\n"
 

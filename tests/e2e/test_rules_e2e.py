@@ -15,14 +15,6 @@ import pytest
 from tests.conftest import ENGINES, HavenServer, require_engine
 from tests.gateways.lmtp.wire import send_message
 from tests.gateways.smtp_helpers import imap_messages
-from tests.gateways.submission.sink import SMTPSink
-
-
-@pytest.fixture(scope="module")
-def sink():
-    server = SMTPSink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module", params=ENGINES)

@@ -17,14 +17,7 @@ from tests.conftest import HavenServer
 from tests.gateways.smtp_helpers import imap_messages, split_local, split_received
 from tests.gateways.submission.wire import (connect, dsn_fields, imap_bodystructure, message, parse, queue_ids,
                                                submit, wait_for_log, wait_for_mail)
-from tests.gateways.submission.sink import SMTPSink, free_port
-
-
-@pytest.fixture(scope="module")
-def sink():
-    server = SMTPSink().start()
-    yield server
-    server.stop()
+from tests.gateways.submission.sink import free_port
 
 
 @pytest.fixture(scope="module")

@@ -282,7 +282,7 @@ def test_8bit_and_smtputf8_octets_are_kept(haven, users):
 # -- session state ------------------------------------------------------------------------------
 
 def test_pipelining_whole_transaction_in_one_write(haven, users):
-    (a, pa), (b, pb) = users[0], users[1]
+    (a, _pa), (b, pb) = users[0], users[1]
     before = len(imap_messages(haven, b, pb))
     body = b"Subject: pipelined\r\n\r\none write\r\n"
     with Transcript(haven.lmtp) as t:

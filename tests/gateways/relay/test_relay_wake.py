@@ -10,14 +10,6 @@ import pytest
 
 from tests.conftest import HavenServer
 from tests.gateways.submission.wire import message, submit, wait_for_mail
-from tests.gateways.submission.sink import SMTPSink
-
-
-@pytest.fixture(scope="module")
-def sink():
-    server = SMTPSink().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
