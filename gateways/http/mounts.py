@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
-from twisted.web import resource
+from twisted.web import pages, resource
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class NotFound(resource.Resource):
 
 class _Branch(resource.Resource):
     """A path segment on the way to mounted entries; its other names are not found (Twisted's
-    own 404 page at the root, as before the mount table, :class:`NotFound` further down)."""
+    HTML 404 page at the root, :class:`NotFound` further down)."""
 
     def __init__(self, missing: Optional[Callable[[], resource.Resource]]):
         super().__init__()
@@ -73,7 +73,7 @@ class _Branch(resource.Resource):
 
     def getChild(self, name, request):
         if self._missing is None:
-            return super().getChild(name, request)
+            return pages.notFound()  # what Resource.getChild gives, HTML-escaped (Twisted >= 22.10)
         return self._missing()
 
 
