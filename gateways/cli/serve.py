@@ -11,6 +11,7 @@ import sys
 
 from twisted.internet import defer
 
+from conf import ConfigError
 from gateways.cli.runner import EX_CONFIG, EX_SOFTWARE, configure, hash_password
 from gateways.common.errors import StartupError
 from gateways.service import Service
@@ -36,7 +37,7 @@ def main(args) -> int:
                 address, password = await ensure_demo(service.store, config)
                 print(demo_banner(config, address, password), file=sys.stderr, flush=True)
             log.info("Haven started (%s store)", config.store_url().engine)
-        except (StartupError, errors.SchemaOutOfDate, errors.StoreError) as e:
+        except (StartupError, ConfigError, errors.SchemaOutOfDate, errors.StoreError) as e:
             print(f"haven: {e}", file=sys.stderr)
             status["code"] = EX_CONFIG
             reactor.stop()

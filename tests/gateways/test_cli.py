@@ -100,6 +100,15 @@ def test_config_errors_say_what_to_change(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(tmp_path / "missing.ini"), "user",
                         "list"], capture_output=True, cwd=ROOT)
     assert r.returncode == 78 and b"does not exist" in r.stderr
+    # a value read only when its gateway starts: one line and 78 too, not a traceback
+    late = tmp_path / "late.ini"
+    late.write_text(f"[server]\ndata_dir = {tmp_path / 'data'}\n"
+                    + "".join(f"[{s}]\nlisten =\n" for s in ("imap", "pop3", "lmtp", "submission", "managesieve"))
+                    + "[http]\nlisten = 127.0.0.1:0\n")
+    r = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(late), "serve"],
+                       capture_output=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 78 and b"haven: [http] listen = '127.0.0.1:0': expected HOST:PORT" in r.stderr
+    assert b"Traceback" not in r.stderr
     help_text = subprocess.run([sys.executable, "-m", "gateways.cli", "--help"], capture_output=True, cwd=ROOT).stdout
     for command in (b"serve", b"db", b"user", b"alias", b"deliver", b"purge", b"recover"):
         assert command in help_text
