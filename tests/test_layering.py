@@ -19,7 +19,7 @@ PROTOCOLS = ("imap", "pop3", "lmtp", "submission", "managesieve", "dav", "http",
 #: the gateways' shared wire code
 COMMON = "gateways.common"
 #: what the store offers the rest of the project
-CONTRACT = ("store.interfaces", "store.errors")
+CONTRACT = ("store.interfaces", "store.records", "store.errors")
 #: the one module that builds the store (the composition root of the process)
 COMPOSITION_ROOT = "gateways.service"
 #: modules that may load a database driver
