@@ -27,9 +27,9 @@ Invariants
 
 Known limits
 ------------
-* The DSN is delivered after the store has dropped the message from the queue; if that
-  delivery fails (retried three times in the process), the bounce is lost and logged as an
-  error.  Closing that gap needs the store to keep the entry until the DSN is committed.
+* A finished message leaves the queue only once its DSN is committed; until then it comes
+  back after each lease, so a DSN may be written twice after a crash between the two, never
+  lost.
 * One relay connection at a time, messages sent one after the other over it (with PIPELINING
   when offered); enough for a smarthost, not a mass mailer.
 * ``stop()`` cancels an attempt in flight; its recipients come due again after the lease.
