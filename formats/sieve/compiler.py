@@ -41,6 +41,11 @@ DEFAULT_COMPARATOR = "i;ascii-casemap"       # RFC 5228 §2.7.3
 #: RFC 5229 §6 asks for at least 128 distinct variables; more is a compile error
 MAX_VARIABLES = 256
 
+#: blocks (if/elsif/else) and tests (not, allof, anyof) nested deeper than this are a compile
+#: error.  RFC 5228 sets no limit; an unbounded one lets one script exhaust the stack of every
+#: delivery to its account.  Real filters nest a handful of levels.
+MAX_NESTING = 32
+
 # RFC 5230 §4.1 / RFC 6131 §2: the reply period, clamped to the site's limits
 VACATION_DEFAULT_DAYS = 7
 VACATION_MIN_DAYS = 1                        # RFC 5230 §4.1: ":days" is at least 1
@@ -101,8 +106,55 @@ def compile_script(text: str) -> m.Script:
         # the line of the last thing written, not the empty line after a final newline
         raise SieveError("line %d: missing ';' at end of script" % (text.rstrip().count("\n") + 1))
     extensions = _check_requires(parser.result, text)
-    commands = _Compiler(text, extensions).block(parser.result)
+    try:
+        commands = _Compiler(text, extensions).block(parser.result)
+    except RecursionError:  # MAX_NESTING keeps the compiler far from the stack's end; never a crash
+        raise SieveError("line %d: the script is nested too deeply" % _deepest_line(text)) from None
     return m.Script(commands=commands, extensions=extensions)
+
+
+def _deepest_line(text: str) -> int:
+    """The line where ``(`` and ``{`` nest deepest, outside strings and comments (for the
+    nesting error: sievelib's tree carries no line numbers)."""
+    depth = deepest = 0
+    line = best = 1
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == '"':  # a quoted string; \" and \\ escape
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "\n":
+                    line += 1
+                i += 1
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            line += text.count("\n", i, end)
+            i = end
+            continue
+        elif text.startswith("text:", i):  # a multi-line string ends with a line holding "."
+            end = re.compile(r"\r?\n\.\r?\n").search(text, i)
+            end = n if end is None else end.end()
+            line += text.count("\n", i, end)
+            i = end
+            continue
+        elif c in "({":
+            depth += 1
+            if depth > deepest:
+                deepest, best = depth, line
+        elif c in ")}":
+            depth -= 1
+        i += 1
+    return best
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -146,6 +198,18 @@ class _Compiler:
         self.text = text
         self.variables = "variables" in extensions
         self.names = set()          # variables the script can write
+        self.depth = 0              # blocks and tests around the one being compiled
+
+    def _nested(self, compile_one, node):
+        """``compile_one(node)`` one level deeper; past MAX_NESTING a SieveError with its line."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise SieveError("line %d: blocks and tests nested more than %d deep"
+                             % (_deepest_line(self.text), MAX_NESTING))
+        try:
+            return compile_one(node)
+        finally:
+            self.depth -= 1
 
     def block(self, commands) -> tuple:
         out = []
@@ -154,11 +218,11 @@ class _Compiler:
             if name == "require":
                 continue
             if name == "if":
-                out.append([(self.test(cmd.arguments["test"]), self.block(cmd.children))])
+                out.append([(self.test(cmd.arguments["test"]), self._nested(self.block, cmd.children))])
             elif name in ("elsif", "else"):
                 # sievelib enforces that these follow an if/elsif of the same block
                 test = self.test(cmd.arguments["test"]) if name == "elsif" else None
-                out[-1].append((test, self.block(cmd.children)))
+                out[-1].append((test, self._nested(self.block, cmd.children)))
             else:
                 out.append(self.action(cmd))
         if len(self.names) > MAX_VARIABLES:
@@ -250,9 +314,9 @@ class _Compiler:
         if name in ("true", "false"):
             return m.ConstTest(name == "true")
         if name == "not":
-            return m.Not(self.test(args["test"]))
+            return m.Not(self._nested(self.test, args["test"]))
         if name in ("allof", "anyof"):
-            tests = tuple(self.test(t) for t in args["tests"])
+            tests = tuple(self._nested(self.test, t) for t in args["tests"])
             return m.AllOf(tests) if name == "allof" else m.AnyOf(tests)
         if name == "exists":
             return m.ExistsTest(self.strings(args["header-names"]))

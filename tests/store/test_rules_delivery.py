@@ -148,6 +148,18 @@ def test_script_change_takes_effect_at_once(store, run, bob):
     assert len(subjects(store, run, bob)) == 2
 
 
+def test_nesting_is_refused_at_upload_and_a_deep_script_stored_earlier_keeps(store, backstage, run, bob):
+    deep = "keep;\nif " + "allof(" * 300 + "true" + ")" * 300 + " { discard; }\n"
+    with pytest.raises(errors.InvalidInput, match=r"line 2: blocks and tests nested more than 32 deep"):
+        run(store.put_sieve_script, bob.id, "deep", deep)
+    # a script stored before the limit existed (or by another tool): the message goes to INBOX
+    activate(store, run, bob, "keep;")
+    backstage.execute("UPDATE sieve_scripts SET script = ? WHERE account_id = ?", deep, bob.id)
+    backstage.execute("UPDATE accounts SET rules_version = rules_version + 1 WHERE id = ?", bob.id)
+    [r] = deliver(store, run)
+    assert r.error is None and r.folder == INBOX and subjects(store, run, bob) == ["Hello there"]
+
+
 def test_runtime_error_keeps(store, run, bob):
     # two rejects are a run-time error (RFC 5429): the implicit keep, never a lost message
     activate(store, run, bob, 'require "reject"; if true { reject "a"; } reject "b";')

@@ -9,6 +9,7 @@ from formats.sieve import (
     Discard, FileInto, Keep, Message, Redirect, SieveError, compile_script, run,
 )
 from formats.sieve import body as sieve_body
+from formats.sieve import compiler
 from formats.sieve import interpreter
 from tests.store.sieve_helpers import actions, filed, msg, result
 # === imap4flags (RFC 5232) ====================================================================
@@ -477,6 +478,27 @@ def test_too_many_variables():
     text = VARS + "".join('set "v%d" "x";\n' % i for i in range(300))
     with pytest.raises(SieveError, match="more than 256 variables"):
         compile_script(text)
+
+
+@pytest.mark.parametrize("text", [
+    "if " + "allof(" * 33 + "true" + ")" * 33 + " { keep; }",
+    "if " + "not " * 5000 + "true { keep; }",
+    "if true {" * 40 + "keep;" + "}" * 40,
+    "if " + "anyof(" * 100000 + "true" + ")" * 100000 + " { keep; }",
+])
+def test_nesting_is_bounded(text):
+    with pytest.raises(SieveError, match=r"^line 1: blocks and tests nested more than 32 deep$"):
+        compile_script(text)
+
+
+def test_nesting_up_to_the_limit_compiles():
+    compile_script("if " + "allof(" * 31 + "true" + ")" * 31 + " { keep; }")
+    compile_script("if true {" * 32 + "keep;" + "}" * 32)
+
+
+def test_deepest_line_skips_strings_and_comments():
+    text = 'keep; # ((((((\n/* {{{{{{ */\nif header :is "x" "(((((" {\n  if allof(true, not allof(true)) { keep; }\n}\n'
+    assert compiler._deepest_line(text) == 4
 
 
 def test_rfc_5229_set_example():

@@ -220,6 +220,11 @@ def test_compile_errors_carry_the_line(haven, user):
         assert r.status.startswith(b'NO "line ') and not r.ok
         r = s.cmd(b"CHECKSCRIPT " + literal(b'require "x-unknown-extension";\r\nkeep;\r\n'))
         assert r.status.startswith(b'NO "line 1: ') and b"x-unknown-extension" in r.status, r
+        # nesting without end: refused with its line and the limit, no internal error
+        deep = b"keep;\r\nif " + b"allof(" * 2000 + b"true" + b")" * 2000 + b" { discard; }\r\n"
+        for command in (b'PUTSCRIPT "deep" ', b"CHECKSCRIPT "):
+            r = s.cmd(command + literal(deep))
+            assert r.status == b'NO "line 2: blocks and tests nested more than 32 deep"', r
         # a script that is not UTF-8 never reaches the compiler
         r = s.cmd(b'PUTSCRIPT "latin1" ' + literal(b"# caf\xe9\r\nkeep;\r\n"))
         assert r.status == b'NO "The script is not valid UTF-8"'
