@@ -99,7 +99,24 @@ def check_xml_body(method: str, body: bytes):
     expected = _ROOTS[method]
     if expected and root.tag != expected:
         return f"{method} expects a {expected} body, not {root.tag}"
+    if _depth_over(root, MAX_XML_DEPTH):
+        return f"XML nested more than {MAX_XML_DEPTH} elements deep"
     return None
+
+
+#: the deepest DAV body a client sends is a calendar-query filter, about ten elements deep;
+#: Radicale walks bodies recursively, so a deeper one would end in a RecursionError
+MAX_XML_DEPTH = 64
+
+
+def _depth_over(root, limit: int) -> bool:
+    """Whether the tree under ``root`` is more than ``limit`` elements deep (without recursion)."""
+    level = [root]
+    for _ in range(limit):
+        level = [child for element in level for child in element]
+        if not level:
+            return False
+    return True
 
 
 _UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:([^\r\n]*)", re.M)

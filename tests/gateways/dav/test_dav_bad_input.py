@@ -71,6 +71,12 @@ HOSTILE = {
                                     "<D:displayname>&xxe;</D:displayname></D:prop></D:propfind>"),
     "external entity in PROPPATCH": ("PROPPATCH", XXE + '<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>'
                                      "<D:displayname>&xxe;</D:displayname></D:prop></D:set></D:propertyupdate>"),
+    "XML nested 100,000 deep": ("PROPFIND", '<D:propfind xmlns:D="DAV:"><D:prop>' + "<D:x>" * 100000
+                                + "</D:x>" * 100000 + "</D:prop></D:propfind>"),
+    "a REPORT body nested 100,000 deep": ("REPORT", '<C:calendar-query xmlns:D="DAV:" '
+                                          'xmlns:C="urn:ietf:params:xml:ns:caldav"><C:filter>'
+                                          + "<C:comp-filter name=\"VCALENDAR\">" * 100000
+                                          + "</C:comp-filter>" * 100000 + "</C:filter></C:calendar-query>"),
     "external entity in REPORT": ("REPORT", XXE + '<C:calendar-multiget xmlns:D="DAV:" '
                                   'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop>'
                                   "<D:href>&xxe;</D:href></C:calendar-multiget>"),
@@ -100,7 +106,8 @@ def test_hostile_xml_expands_nothing_and_the_server_stays_up(dav):
 
 
 def test_hostile_xml_is_refused_with_400(dav):
-    """Entity declarations are the client's fault: 400, like any other unparsable XML body."""
+    """Entity declarations and endless nesting are the client's fault: 400, like any other
+    unparsable XML body."""
     answers = {what: (r.status, r.text[:80]) for what, r in _send_hostile(dav).items()}
     assert {what: status for what, (status, _text) in answers.items()} == {what: 400 for what in HOSTILE}, answers
 
