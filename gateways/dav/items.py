@@ -7,12 +7,30 @@ PUT it: the same UID handling, the same ETag, the same time bounds.
 
 from __future__ import annotations
 
+import re
+
 from radicale import item as radicale_item
 from radicale.app.put import prepare
 
 from gateways.dav import vtimezone
 from gateways.dav.storage import href_for, check_kind, new_item
 from store.interfaces import DAV_KINDS
+
+#: iCalendar nests VCALENDAR > VEVENT > VALARM (and VTIMEZONE > STANDARD); vobject reads
+#: components recursively, so a body nested without end would fail deep inside it
+MAX_COMPONENT_DEPTH = 16
+_BEGIN_END = re.compile(rb"^(BEGIN|END)[ \t]*:", re.M | re.I)
+
+
+def check_component_nesting(body: bytes):
+    """The reason to refuse a calendar object or vCard whose BEGIN/END components nest more
+    than MAX_COMPONENT_DEPTH deep, or None (a line scan; vobject checks everything else)."""
+    depth = 0
+    for m in _BEGIN_END.finditer(body):
+        depth += 1 if m.group(1).upper() == b"BEGIN" else -1
+        if depth > MAX_COMPONENT_DEPTH:
+            return f"components nested more than {MAX_COMPONENT_DEPTH} deep"
+    return None
 
 
 def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int = 2097152,
@@ -22,6 +40,9 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
     with the reason for text that is not valid iCalendar/vCard or does not fit the collection."""
     tag = DAV_KINDS[kind]
     vtimezone.install()
+    reason = check_component_nesting(text.encode("utf-8", "replace"))
+    if reason:
+        raise ValueError(reason)
     try:
         components = radicale_item.read_components(text)
     except Exception as e:

@@ -26,6 +26,7 @@ from radicale.app import Application
 
 from gateways.dav import vobject_speed, vtimezone
 from gateways.dav import storage as dav_storage
+from gateways.dav.items import check_component_nesting
 
 log = logging.getLogger("haven.dav")
 
@@ -167,6 +168,10 @@ class HavenDav:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
             environ["wsgi.input"] = io.BytesIO(body)
+            reason = check_component_nesting(body)
+            if reason:
+                log.info("refused PUT %s: %s", environ.get("PATH_INFO"), reason)
+                return _text_response(start_response, "400 Bad Request", f"Bad Request: {reason}\n")
             uid_hint = _uid_hint(body)
         _request.user = environ.get("haven.user")
         dav_storage.begin_request(_request.user, environ.get("haven.account_id"), uid_hint)

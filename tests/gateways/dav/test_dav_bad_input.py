@@ -91,6 +91,18 @@ def _send_hostile(dav):
     return answers
 
 
+def test_components_nested_without_end_are_refused_with_the_reason(dav):
+    deep = event("deep", extra="BEGIN:X-A\r\n" * 50000 + "END:X-A\r\n" * 50000)
+    r = dav.request("PUT", dav.calendar + "deep.ics", deep, {"Content-Type": "text/calendar"})
+    assert (r.status, r.text) == (400, "Bad Request: components nested more than 16 deep\n")
+    card = vcard("deep-card", "Deep Card").replace("END:VCARD", "BEGIN:X\r\n" * 20 + "END:X\r\n" * 20 + "END:VCARD")
+    r = dav.request("PUT", dav.contacts + "deep.vcf", card, {"Content-Type": "text/vcard"})
+    assert (r.status, r.text) == (400, "Bad Request: components nested more than 16 deep\n")
+    # a VALARM in a VEVENT in a VCALENDAR is three levels: fine
+    assert dav.put(dav.calendar + "alarm.ics", event("alarm", extra="BEGIN:VALARM\r\nACTION:DISPLAY\r\n"
+                                                     "DESCRIPTION:x\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n")).status == 201
+
+
 def test_hostile_xml_expands_nothing_and_the_server_stays_up(dav):
     assert dav.put(dav.calendar + "keep.ics", event("hostile-keep")).status == 201
     started = time.monotonic()
