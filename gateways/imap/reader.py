@@ -233,8 +233,9 @@ def parse_date_time(raw: str, reader: Optional[Reader] = None) -> int:
         raise err("invalid date-time (expected \"dd-Mon-yyyy hh:mm:ss +zzzz\")")
     day, mon, year, hh, mm, ss = (int(m.group(1)), MONTHS.index(m.group(2).upper()) + 1,
                                   int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
-    if not (1 <= day <= 31 and hh < 24 and mm < 60 and ss < 61 and 1 <= year <= 9999):
-        raise err("invalid date-time")
+    if not (1 <= year <= 9999 and 1 <= day <= calendar.monthrange(year, mon)[1]
+            and hh < 24 and mm < 60 and ss < 61):
+        raise err("invalid date-time")  # 31-Feb is refused, never read as 2 or 3 March
     offset = (int(m.group(8)) * 60 + int(m.group(9))) * 60 * (1 if m.group(7) == "+" else -1)
     try:
         return calendar.timegm((year, mon, day, hh, mm, min(ss, 59), 0, 0, 0)) - offset

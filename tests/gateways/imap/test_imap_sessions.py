@@ -131,6 +131,8 @@ def test_bad_input_never_kills_the_connection(haven, user):
         w.ok("SELECT INBOX")
         assert w.cmd("FETCH 1:* (BODY[1.x])")[-1].split(b" ")[1] == b"BAD"
         assert w.cmd("SEARCH (((")[-1].split(b" ")[1] == b"BAD"
+        # an impossible date is refused, not moved to another day
+        assert w.cmd(b'APPEND INBOX "31-Feb-2020 10:00:00 +0000" {3+}\r\nx\r\n')[-1].split(b" ")[1] == b"BAD"
         assert w.cmd(b"LIST \"\" \"\xff\xfe\"")[-1].split(b" ")[1] == b"BAD"
         w.ok("NOOP")
         # IDLE waiting for DONE gets an over-long line: IDLE ends with BAD, the session goes on

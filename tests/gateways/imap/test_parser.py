@@ -189,6 +189,11 @@ def test_parse_append():
 
 def test_parse_date_time():
     assert parse_date_time("17-Jul-1996 02:44:25 -0700") == 837596665
+    assert parse_date_time("29-Feb-2024 00:00:00 +0000") == 1709164800
+    for impossible in ("31-Feb-2020 10:00:00 +0000", "29-Feb-2023 10:00:00 +0000", "31-Apr-2026 10:00:00 +0000",
+                       "00-Jan-2026 10:00:00 +0000"):
+        with pytest.raises(ParseError):
+            parse_date_time(impossible)
     with pytest.raises(ParseError):
         parse_date_time("31-Foo-1996 02:44:25 -0700")
 
