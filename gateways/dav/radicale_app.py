@@ -100,9 +100,23 @@ def check_xml_body(method: str, body: bytes):
     expected = _ROOTS[method]
     if expected and root.tag != expected:
         return f"{method} expects a {expected} body, not {root.tag}"
+    if method == "REPORT" and root.tag not in REPORTS:
+        return UNSUPPORTED_REPORT
     if _depth_over(root, MAX_XML_DEPTH):
         return f"XML nested more than {MAX_XML_DEPTH} elements deep"
     return None
+
+
+_D, _C, _CR = "{DAV:}", "{urn:ietf:params:xml:ns:caldav}", "{urn:ietf:params:xml:ns:carddav}"
+#: the REPORTs Radicale answers (RFC 3253 §3.8, RFC 4791 §7, RFC 6352 §8, RFC 6578 §3); any
+#: other body would be read as a query and could fail inside it
+REPORTS = frozenset([_C + "calendar-query", _C + "calendar-multiget", _C + "free-busy-query",
+                     _CR + "addressbook-query", _CR + "addressbook-multiget", _D + "sync-collection",
+                     _D + "expand-property", _D + "principal-property-search",
+                     _D + "principal-search-property-set"])
+UNSUPPORTED_REPORT = "unsupported REPORT"
+_SUPPORTED_REPORT_ERROR = (b'<?xml version="1.0" encoding="utf-8"?>\n'
+                           b'<D:error xmlns:D="DAV:"><D:supported-report/></D:error>\n')
 
 
 #: the deepest DAV body a client sends is a calendar-query filter, about ten elements deep;
@@ -159,6 +173,11 @@ class HavenDav:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
             reason = check_xml_body(method, body)
+            if reason == UNSUPPORTED_REPORT:  # RFC 3253 §3.6: 403 with the DAV:supported-report precondition
+                log.info("refused %s %s: %s", method, environ.get("PATH_INFO"), reason)
+                start_response("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8"),
+                                                 ("Content-Length", str(len(_SUPPORTED_REPORT_ERROR)))])
+                return [_SUPPORTED_REPORT_ERROR]
             if reason:
                 log.info("refused %s %s: %s", method, environ.get("PATH_INFO"), reason)
                 return _text_response(start_response, "400 Bad Request", f"Bad Request: {reason}\n")

@@ -103,6 +103,15 @@ def test_components_nested_without_end_are_refused_with_the_reason(dav):
                                                      "DESCRIPTION:x\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n")).status == 201
 
 
+def test_a_report_of_an_unknown_kind_is_403_supported_report(dav):
+    """RFC 3253 §3.6; a <propfind> sent as a REPORT to the principal was a 500."""
+    body = '<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:displayname/></D:prop></D:propfind>'
+    for path in (dav.principal, dav.calendar):
+        r = dav.request("REPORT", path, body, {"Depth": "0", "Content-Type": "application/xml"})
+        assert r.status == 403 and b"<D:supported-report/>" in r.body, (path, r.status, r.text[:200])
+    assert dav.request("REPORT", dav.calendar, sync_body(""), {"Content-Type": "application/xml"}).status == 207
+
+
 def test_hostile_xml_expands_nothing_and_the_server_stays_up(dav):
     assert dav.put(dav.calendar + "keep.ics", event("hostile-keep")).status == 201
     started = time.monotonic()
