@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from twisted.cred import checkers, credentials, error, portal
 from twisted.internet import defer, task, threads
+from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
 from auth.passwords import verify_password
@@ -156,7 +157,7 @@ class StoreChecker:
             cred = None if blocked else await self.store.get_credentials(login)
         except errors.StoreError as e:
             log.warning("login %r from %s: store unavailable: %s", login, ip, e)
-            raise error.UnauthorizedLogin("temporary failure") from None
+            raise LoginUnavailable("the account store is unavailable") from None
         stored = cred.password_hash if cred and not cred.disabled else None
         if not blocked and self.cache.hit(login, stored, password):
             return _verified(cred)
@@ -177,6 +178,14 @@ class StoreChecker:
         raise error.UnauthorizedLogin("authentication failed")
 
 
+class LoginUnavailable(error.LoginFailed):
+    """The account store could not be asked (a database outage): the password is not known to
+    be wrong.  Not an UnauthorizedLogin, so no gateway answers it as one and no client drops its
+    saved password; each answers its protocol's "try again later" (IMAP NO [UNAVAILABLE], POP3
+    -ERR [SYS/TEMP], SMTP 454 4.7.0, ManageSieve NO (TRYLATER), HTTP 503).  Never counted as a
+    failed login by the throttle."""
+
+
 @implementer(portal.IRealm)
 class AccountRealm:
     def __init__(self, store):
@@ -191,16 +200,28 @@ class AccountRealm:
                 return IAccount, avatarId.account, lambda: None
             try:
                 account = await self.store.get_account(avatarId)
-            except errors.StoreError:
+            except errors.NotFound:
                 raise error.UnauthorizedLogin("authentication failed") from None
+            except errors.StoreError:
+                raise LoginUnavailable("the account store is unavailable") from None
             return IAccount, account, lambda: None
         return defer.Deferred.fromCoroutine(get())
+
+
+def _hashing_pool() -> ThreadPool:
+    """The threads password checks run in (argon2 is CPU work, ~25 ms): auth's own, so a burst
+    of logins queues here and not behind the store's MIME and blob work; stopped at shutdown."""
+    from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
+    pool = ThreadPool(minthreads=0, maxthreads=max(2, os.cpu_count() or 2), name="haven-auth")
+    pool.start()
+    reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return pool
 
 
 def make_portal(store, config) -> portal.Portal:
     throttle = Throttle(config.getint("auth", "max_failures_per_ip"),
                         config.getint("auth", "max_failures_per_account"),
                         config.getfloat("auth", "throttle_window"))
-    checker = StoreChecker(store, store.cpu, throttle, config.getfloat("auth", "failure_delay"),
+    checker = StoreChecker(store, _hashing_pool(), throttle, config.getfloat("auth", "failure_delay"),
                            cache_ttl=config.getfloat("auth", "cache_ttl"))
     return portal.Portal(AccountRealm(store), [checker])

@@ -19,7 +19,7 @@ from typing import Optional
 
 from twisted.cred import error as cred_error
 
-from auth.cred import IAccount, PasswordCredentials
+from auth.cred import IAccount, LoginUnavailable, PasswordCredentials
 
 from .site import client_ip
 
@@ -61,6 +61,14 @@ async def authenticate(portal, request, login: str, password: str):
     except cred_error.UnauthorizedLogin:
         if not request.finished and not request._disconnected:
             request.write(challenge(request))
+            request.finish()
+        return None
+    except LoginUnavailable:  # not a 401: clients would ask for (or drop) the saved password
+        if not request.finished and not request._disconnected:
+            request.setResponseCode(503)
+            request.setHeader(b"Retry-After", b"30")
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            request.write(b"The account store is unavailable; try again shortly.\n")
             request.finish()
         return None
     return account

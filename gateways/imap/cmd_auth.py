@@ -17,7 +17,7 @@ import logging
 
 from twisted.cred.error import UnauthorizedLogin
 
-from auth.cred import IAccount, PasswordCredentials
+from auth.cred import IAccount, LoginUnavailable, PasswordCredentials
 
 from .states import AUTH, IMAPError, LOGOUT
 
@@ -101,6 +101,8 @@ class AuthCommands:
         except UnauthorizedLogin:
             log.info("imap %s: authentication failed for %r", self.peer, user[:100])
             raise IMAPError("NO", "Authentication failed.", "AUTHENTICATIONFAILED") from None
+        except LoginUnavailable:  # RFC 5530: the password may be right; the client retries later
+            raise IMAPError("NO", "Temporary failure, try again later.", "UNAVAILABLE") from None
         if self._closed:
             if logout:
                 logout()

@@ -31,7 +31,7 @@ from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
 
-from auth.cred import IAccount, PasswordCredentials
+from auth.cred import IAccount, LoginUnavailable, PasswordCredentials
 from formats import sieve
 
 from .parser import Atom, ParseError, Rejected, decode_base64, decode_sasl_plain, parse_args, parse_number
@@ -200,6 +200,8 @@ class Commands:
                 self.close()
                 return None
             raise SieveError("Authentication failed.") from None
+        except LoginUnavailable:  # RFC 5804 §1.3: TRYLATER, not a failed login
+            raise SieveError("Temporary failure, try again later.", "TRYLATER") from None
         self._logout_cb = logout
         if self._closed:
             self.release_account()

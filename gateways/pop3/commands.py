@@ -23,7 +23,7 @@ from typing import Optional
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import threads
 
-from auth.cred import IAccount, PasswordCredentials
+from auth.cred import IAccount, LoginUnavailable, PasswordCredentials
 from store import errors
 from store.interfaces import INBOX
 
@@ -162,6 +162,8 @@ class Commands:
         except UnauthorizedLogin:
             log.info("pop3 %s: authentication failed for %r", self.peer, user[:100])
             raise POP3Error("Authentication failed.", "AUTH") from None
+        except LoginUnavailable:  # RFC 3206 §4: SYS/TEMP, the password may be right
+            raise POP3Error("Temporary failure, try again later.", "SYS/TEMP") from None
         self._logout_cb = logout
         if self._closed:
             self.release_account()

@@ -17,7 +17,7 @@ from typing import List
 
 from twisted.cred.error import UnauthorizedLogin
 
-from auth.cred import IAccount, PasswordCredentials
+from auth.cred import IAccount, LoginUnavailable, PasswordCredentials
 from formats.headers import is_ascii
 from gateways.common.smtpwire import (declared_size, is_unsafe_address, peer_ip, peer_name, received_header,
                                       with_protocol)
@@ -41,7 +41,8 @@ class SubmissionHandler:
 
     # -- AUTH ------------------------------------------------------------------------------
     async def authenticate(self, server, login: str, password: str, mechanism: str):
-        """The :class:`~store.interfaces.Account` the portal logs ``login`` in as, or None.
+        """The :class:`~store.interfaces.Account` the portal logs ``login`` in as, or None
+        (refused); LoginUnavailable when the account store could not be asked.
         The portal's failure path is slow on purpose (failure_delay); it runs on the loop."""
         creds = PasswordCredentials(login, password, peer_ip(server.session.peer) or "unknown")
 
@@ -51,6 +52,8 @@ class SubmissionHandler:
             _iface, account, _logout = await as_future(login_(), server.loop)
         except UnauthorizedLogin:
             return None
+        except LoginUnavailable:
+            raise
         except Exception:
             log.exception("AUTH %s from %s: portal failed", mechanism, peer_name(server.session.peer))
             return None

@@ -34,6 +34,7 @@ from typing import List, Optional
 
 from aiosmtpd.smtp import MISSING, TLSSetupException, syntax
 
+from auth.cred import LoginUnavailable
 from gateways.common.smtpserver import COMMAND_SIZE_LIMITS, SMTPEnvelope, SMTPServerBase
 from gateways.common.smtpwire import peer_name
 from gateways.submission import replies
@@ -155,7 +156,11 @@ class SubmissionServer(SMTPServerBase):
         if creds is None:
             return  # refused or cancelled; the reply was sent
         login, password = creds
-        account = await self.event_handler.authenticate(self, login, password, mechanism)
+        try:
+            account = await self.event_handler.authenticate(self, login, password, mechanism)
+        except LoginUnavailable:  # RFC 4954 §6: 454 4.7.0, the client keeps the password and retries
+            await self.push(replies.AUTH_TEMPFAIL)
+            return
         if account is None:
             await self.push(replies.AUTH_INVALID)
             return
