@@ -164,7 +164,8 @@ class Service:
                               settings=self.config.section(section), tls=self.tls,
                               ssl_context=self.ssl_context,
                               limits={"max_message_size": self.config.getint("server", "max_message_size"),
-                                      "max_script_size": self.config.getsize("rules", "max_script_size")})
+                                      "max_script_size": self.config.getsize("rules", "max_script_size")},
+                              disclose_version=self.config.getbool("server", "disclose_version"))
 
     async def start(self) -> None:
         from auth.cred import make_portal  # only when needed: start-up time of the `haven` command

@@ -22,4 +22,5 @@ class GatewayContext:
     tls: Optional[Any] = None  # twisted CertificateOptions for STARTTLS (Twisted gateways)
     ssl_context: Optional[Any] = None  # the same certificate as a stdlib ssl.SSLContext (aiosmtpd)
     limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)
+    disclose_version: bool = False  # [server] disclose_version: software versions on the wire
 

@@ -66,7 +66,8 @@ def make_site(ctx: GatewayContext, reactor, mounts: Iterable) -> HavenSite:
         apps.append(entry)
         return WsgiMountResource(reactor, pool, entry.app, ctx.portal, login=entry.login)
     root = build_root(mounts, app_resource)
-    site = HavenSite(root, max_request_size=config.max_request_size, idle_timeout=config.idle_timeout)
+    site = HavenSite(root, max_request_size=config.max_request_size, idle_timeout=config.idle_timeout,
+                     disclose_version=ctx.disclose_version)
     if apps:
         pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", pool.stop)

@@ -16,6 +16,7 @@ Invariants
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import re
 import time
@@ -51,6 +52,11 @@ class HavenChannel(http.HTTPChannel):
 
 class HavenRequest(server.Request):
     """Refuses oversized bodies early and notes when processing began (for the access line)."""
+
+    def setHeader(self, name, value):
+        if name.lower() == b"server":  # twisted.web names itself and its version here
+            value = getattr(getattr(self.channel, "site", None), "server_header", b"Haven")
+        super().setHeader(name, value)
 
     _received = 0
     _refused = False
@@ -91,15 +97,25 @@ class HavenRequest(server.Request):
         super().process()
 
 
+def _haven_version() -> str:
+    try:
+        return importlib.metadata.version("haven")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class HavenSite(server.Site):
     requestFactory = HavenRequest
     protocol = HavenChannel
     thread_pool = None  # the WSGI mounts' pool (make_site), when there are any
 
-    def __init__(self, root, max_request_size: int, idle_timeout: float):
+    def __init__(self, root, max_request_size: int, idle_timeout: float, disclose_version: bool = False):
         super().__init__(root, timeout=idle_timeout)
         self.max_request_size = max_request_size
         self.displayTracebacks = False
+        #: the Server header: "Haven", or with [server] disclose_version the versions too
+        self.server_header = (b"Haven/%s %s" % (_haven_version().encode("ascii", "replace"), server.version)
+                              if disclose_version else b"Haven")
 
     def log(self, request):
         if not log.isEnabledFor(logging.INFO):

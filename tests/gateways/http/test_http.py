@@ -169,6 +169,16 @@ def test_unknown_paths_are_404(front, path):
     assert front.request("HEAD", path)[0] == 404
 
 
+def test_the_server_header_names_no_version(front):
+    """[server] disclose_version = no (the default): Server: Haven on every answer."""
+    for method, path in (("GET", "/nothing"), ("GET", "/"), ("PROPFIND", "/dav/"), ("GET", "/plain/")):
+        status, headers, _body = front.request(method, path)
+        assert headers.get("server") == "Haven", (method, path, status, headers.get("server"))
+    from gateways.http.site import HavenSite
+    assert HavenSite(_plain_resource(), 1, 1).server_header == b"Haven"
+    assert HavenSite(_plain_resource(), 1, 1, disclose_version=True).server_header.startswith(b"Haven/0.")
+
+
 def test_body_reaches_the_app_whole_chunked_or_not(front):
     data = b"x" * (LIMIT - 10)
     status, _, body = front.request("PUT", "/echo/f", body=data, headers=front.auth())
