@@ -142,13 +142,13 @@ def free_port() -> int:
             return port
 
 
-def wait_port(port: int, proc=None, timeout: float = 20.0) -> None:
+def wait_port(port: int, proc=None, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"haven serve exited with {proc.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -220,7 +220,8 @@ class HavenServer:
                                      stderr=subprocess.STDOUT)
         try:
             for name in self.gateways:
-                wait_port(getattr(self, name)[1], self.proc)
+                host, port = getattr(self, name)
+                wait_port(port, self.proc, host=host)
         except RuntimeError:
             self.stop()
             raise RuntimeError("haven serve did not start:\n" + self.log())

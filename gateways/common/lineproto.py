@@ -44,10 +44,20 @@ def is_local(address) -> bool:
     return (mapped or ip).is_loopback
 
 
+#: ``allow_plaintext_auth``: ``loopback`` (the default) allows a login without TLS only from
+#: this machine (a local webmail, a TLS-terminating proxy), ``yes`` from anywhere, ``no`` never
+PLAINTEXT_CHOICES = ("loopback", "yes", "no")
+
+
+def plaintext_allowed(mode: str, tls: bool, local: bool) -> bool:
+    """Whether a password may be sent: always over TLS, else as ``mode`` says."""
+    return tls or mode == "yes" or (mode == "loopback" and local)
+
+
 class PlaintextPolicy:
-    """``allow_plaintext_auth``: a login without TLS is allowed when the setting says so, after
-    STARTTLS/STLS (``tls_started``) or on an implicit-TLS listener, and from this machine
-    (``local``, set from :func:`is_local` at connect)."""
+    """``allow_plaintext_auth`` (:data:`PLAINTEXT_CHOICES`) for a line protocol: a login is
+    allowed after STARTTLS/STLS (``tls_started``) or on an implicit-TLS listener, and without TLS
+    as the setting says (``local`` set from :func:`is_local` at connect)."""
     tls_started = False
     local = False
 
@@ -56,7 +66,7 @@ class PlaintextPolicy:
         return self.tls_started or ISSLTransport.providedBy(self.transport)
 
     def plaintext_auth_allowed(self) -> bool:
-        return self.config.allow_plaintext_auth or self.is_tls or self.local
+        return plaintext_allowed(self.config.allow_plaintext_auth, self.is_tls, self.local)
 
 
 @implementer(IPushProducer)

@@ -31,6 +31,7 @@ from typing import Iterable, Mapping, Optional
 from twisted.python.threadpool import ThreadPool
 
 from gateways.common.context import GatewayContext
+from gateways.common.lineproto import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
 
 from .mounts import App, Mount, Redirect, build_root
@@ -45,6 +46,7 @@ class HttpConfig:
     threads: int = 8
     max_request_size: int = 10485760
     idle_timeout: float = 300.0
+    allow_plaintext_auth: str = "loopback"
 
     @classmethod
     def from_settings(cls, settings: Optional[Mapping[str, str]]) -> "HttpConfig":
@@ -52,7 +54,9 @@ class HttpConfig:
         s = SectionSettings("http", settings)
         return cls(threads=s.number("threads", cls.threads, int, 1),
                    max_request_size=s.number("max_request_size", cls.max_request_size, int, 1),
-                   idle_timeout=s.number("idle_timeout", cls.idle_timeout, float, 1))
+                   idle_timeout=s.number("idle_timeout", cls.idle_timeout, float, 1),
+                   allow_plaintext_auth=s.choice("allow_plaintext_auth", cls.allow_plaintext_auth,
+                                                 PLAINTEXT_CHOICES))
 
 
 def make_site(ctx: GatewayContext, reactor, mounts: Iterable) -> HavenSite:
@@ -64,7 +68,8 @@ def make_site(ctx: GatewayContext, reactor, mounts: Iterable) -> HavenSite:
 
     def app_resource(entry: App):
         apps.append(entry)
-        return WsgiMountResource(reactor, pool, entry.app, ctx.portal, login=entry.login)
+        return WsgiMountResource(reactor, pool, entry.app, ctx.portal, login=entry.login,
+                                 plaintext=config.allow_plaintext_auth)
     root = build_root(mounts, app_resource)
     site = HavenSite(root, max_request_size=config.max_request_size, idle_timeout=config.idle_timeout,
                      disclose_version=ctx.disclose_version)

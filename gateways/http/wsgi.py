@@ -22,7 +22,10 @@ from twisted.internet import defer
 from twisted.web import resource, server
 from twisted.web.wsgi import _WSGIResponse
 
+from gateways.common.lineproto import is_local, plaintext_allowed
+
 from .auth import authenticate, basic_credentials, challenge
+from .site import client_ip
 
 log = logging.getLogger("haven.http")
 
@@ -54,15 +57,24 @@ class WsgiMountResource(resource.Resource):
     """Everything under one prefix, handed to a WSGI application (after a login when asked)."""
     isLeaf = True
 
-    def __init__(self, reactor, pool, app, portal, login: bool = True):
+    def __init__(self, reactor, pool, app, portal, login: bool = True, plaintext: str = "loopback"):
         super().__init__()
         self._reactor, self._pool, self._app, self._portal = reactor, pool, app, portal
         self._login = login
+        self._plaintext = plaintext  # [http] allow_plaintext_auth
 
     def render(self, request):
         if not self._login:
             self._start(request, None)
             return server.NOT_DONE_YET
+        if not plaintext_allowed(self._plaintext, request.isSecure(), is_local(request.getClientAddress())):
+            # RFC 7235 gives no status for "not over this channel"; 403 with the reason, and no
+            # challenge, so the client does not send the password in the clear
+            log.info("%s: refused Basic authentication without TLS ([http] allow_plaintext_auth = %s)",
+                     client_ip(request, "?"), self._plaintext)
+            request.setResponseCode(403)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"Log in over https: this server does not accept passwords over plain http\n"
         creds = basic_credentials(request)
         if creds is None:
             return challenge(request)

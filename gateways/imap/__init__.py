@@ -22,9 +22,10 @@ What it guarantees:
   (APPEND; default the service's ``max_message_size``, 50 MiB; larger -> ``NO [TOOBIG]``, never
   buffered), 64 KiB literals for other commands, autologout after ``idle_timeout`` minutes
   (default 30, RFC 3501 §5.4), ``login_timeout`` seconds (default 60) before authentication.
-* ``allow_plaintext_auth = yes`` (default) allows LOGIN/AUTHENTICATE without TLS; with ``no``
-  only TLS connections (STARTTLS or implicit) may authenticate: LOGINDISABLED is advertised and
-  LOGIN answers ``NO [PRIVACYREQUIRED]`` (RFC 3501 §6.2.3, RFC 5530).
+* ``allow_plaintext_auth``: ``loopback`` (default) allows LOGIN/AUTHENTICATE without TLS only
+  from this machine (a local webmail or TLS proxy), ``yes`` from anywhere, ``no`` never; where it
+  is not allowed LOGINDISABLED is advertised and LOGIN answers ``NO [PRIVACYREQUIRED]``
+  (RFC 3501 §6.2.3, RFC 5530) until STARTTLS, or on the implicit-TLS listener.
 
 Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
 no BINARY, CATENATE, MULTIAPPEND, ESEARCH, SORT, THREAD, COMPRESS, NOTIFY, METADATA, ACL,
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
+from gateways.common.lineproto import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
 
 from .fetch import EnvelopeCache
@@ -52,7 +54,7 @@ class IMAPConfig:
     max_small_literal: int = 65536
     idle_timeout: float = 1800.0
     login_timeout: float = 60.0
-    allow_plaintext_auth: bool = True
+    allow_plaintext_auth: str = "loopback"
 
     @classmethod
     def from_context(cls, ctx) -> "IMAPConfig":
@@ -65,7 +67,7 @@ class IMAPConfig:
             max_literal_size=number("max_literal_size", max_message, int, 0),
             idle_timeout=config.duration("idle_timeout", 30.0, 0.01, unit=60),  # minutes in haven.ini
             login_timeout=config.duration("login_timeout", 60.0, 0.01),
-            allow_plaintext_auth=config.boolean("allow_plaintext_auth", True),
+            allow_plaintext_auth=config.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES),
         )
 
 

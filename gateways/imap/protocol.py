@@ -29,7 +29,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport
 
-from gateways.common.lineproto import LineSession
+from gateways.common.lineproto import LineSession, plaintext_allowed
 from store import errors
 
 from .cmd_auth import AuthCommands
@@ -264,7 +264,7 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
         return ISSLTransport.providedBy(self.transport)
 
     def plaintext_auth_allowed(self) -> bool:
-        return self.config.allow_plaintext_auth or self.is_tls
+        return plaintext_allowed(self.config.allow_plaintext_auth, self.is_tls, self.local)
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]

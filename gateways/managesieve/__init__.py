@@ -23,9 +23,9 @@ What it guarantees:
   that does not compile is refused with the compiler's "line N: reason" as the NO text.
 * The store does all checking and storing (``store.interfaces``, the "Sieve scripts" section):
   a script is stored only when it compiled, and delivery runs the active one.
-* With ``allow_plaintext_auth = no``, AUTHENTICATE before STARTTLS from a non-loopback peer is
-  refused with ENCRYPT-NEEDED and SASL is announced empty (loopback peers, e.g. a local webmail,
-  are trusted as for [pop3]).
+* ``allow_plaintext_auth``: ``loopback`` (default) allows AUTHENTICATE before STARTTLS only
+  from this machine (e.g. a local webmail), ``yes`` from anywhere, ``no`` never; refused ones get
+  ENCRYPT-NEEDED and SASL is announced empty.
 * Limits: ``max_line_length`` per line; literals up to the script size limit (plus slack) in
   PUTSCRIPT/CHECKSCRIPT and ``max_line_length`` elsewhere; ``max_bad_commands`` malformed,
   unknown or out-of-state commands end the connection with BYE; autologout after
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
+from gateways.common.lineproto import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
 
 from .protocol import ManageSieveServer
@@ -63,7 +64,7 @@ class ManageSieveConfig:
     max_line: int = 8192
     idle_timeout: float = 1800.0  # seconds (minutes in haven.ini)
     login_timeout: float = 60.0
-    allow_plaintext_auth: bool = True
+    allow_plaintext_auth: str = "loopback"
     max_bad_commands: int = 20
     max_script_size: int = DEFAULT_MAX_SCRIPT_SIZE  # the store's [rules] max_script_size
 
@@ -77,7 +78,7 @@ class ManageSieveConfig:
         the key."""
         config = SectionSettings("managesieve", settings)
         number = config.number
-        plaintext = config.boolean("allow_plaintext_auth", True)
+        plaintext = config.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES)
         minutes = number("idle_timeout", 30.0, float, 0.01)
         if minutes < 30:
             log.warning("[managesieve] idle_timeout = %g: RFC 5804 §1.3 asks for at least 30 minutes "

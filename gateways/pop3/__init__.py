@@ -22,9 +22,10 @@ What it guarantees:
   also checks the message is still live) and write it CRLF, dot-stuffed, in pieces that respect
   the transport's backpressure.  POP3 never changes flags: RETR does not set ``\\Seen``.
 * Authentication goes through ``ctx.portal``; every failure is ``-ERR [AUTH] Authentication
-  failed.``.  With ``allow_plaintext_auth = no``, USER/PASS/AUTH before TLS from a non-loopback
-  peer answer ``-ERR [SYS/PERM] TLS required`` and are not announced (loopback peers, e.g. a
-  local TLS proxy, are trusted as Dovecot does).
+  failed.``.  ``allow_plaintext_auth``: ``loopback`` (default) allows USER/PASS/AUTH without
+  TLS only from this machine (e.g. a local TLS proxy, trusted as Dovecot does), ``yes`` from
+  anywhere, ``no`` never; refused ones answer ``-ERR [SYS/PERM] TLS required`` and are not
+  announced.
 * Limits: lines longer than ``max_line_length`` -> ``-ERR``; ``max_bad_commands`` malformed,
   unknown or out-of-state commands close the connection; ``idle_timeout`` minutes without a
   command (RFC 1939 §3: at least 10) close it without UPDATE.  Store failures answer
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
+from gateways.common.lineproto import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
 
 from .protocol import POP3Server
@@ -54,7 +56,7 @@ log = logging.getLogger("haven.pop3")
 class POP3Config:
     max_line: int = 8192
     idle_timeout: float = 600.0  # seconds (minutes in haven.ini)
-    allow_plaintext_auth: bool = True
+    allow_plaintext_auth: str = "loopback"
     max_bad_commands: int = 20
     write_chunk: int = 256 * 1024  # octets per transport write of a big message
 
@@ -63,7 +65,7 @@ class POP3Config:
         """Read the ``[pop3]`` section; a bad value stops start-up with a message naming the key."""
         config = SectionSettings("pop3", settings)
         number = config.number
-        plaintext = config.boolean("allow_plaintext_auth", True)
+        plaintext = config.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES)
         minutes = number("idle_timeout", 10.0, float, 0.01)
         if minutes < 10:
             log.warning("[pop3] idle_timeout = %g: RFC 1939 §3 asks for at least 10 minutes", minutes)

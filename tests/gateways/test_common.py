@@ -234,11 +234,11 @@ def ctx(settings=None, limits=None):
 def test_imap_config_through_section_settings():
     c = IMAPConfig.from_context(ctx(limits={"max_message_size": 1000}))
     assert (c.max_line, c.max_literal_size, c.idle_timeout, c.login_timeout, c.allow_plaintext_auth) == \
-        (65536, 1000, 1800.0, 60.0, True)
+        (65536, 1000, 1800.0, 60.0, "loopback")
     c = IMAPConfig.from_context(ctx({"max_line_length": "8192", "max_literal_size": "5000", "idle_timeout": "0.5",
                                      "login_timeout": "10", "allow_plaintext_auth": "no"}))
     assert (c.max_line, c.max_literal_size, c.idle_timeout, c.login_timeout, c.allow_plaintext_auth) == \
-        (8192, 5000, 30.0, 10.0, False)
+        (8192, 5000, 30.0, 10.0, "no")
     assert IMAPConfig.from_context(ctx()).max_literal_size == 50 * 1024 * 1024
     for key, value in (("max_line_length", "big"), ("idle_timeout", "-1"), ("allow_plaintext_auth", "perhaps"),
                        ("max_literal_size", "1.5")):

@@ -1,5 +1,5 @@
 """ManageSieve with non-default settings, on one extra SQLite ``haven serve``: a small
-``[rules]`` script size and count (QUOTA/MAXSIZE, QUOTA/MAXSCRIPTS), ``allow_plaintext_auth = no``
+``[rules]`` script size and count (QUOTA/MAXSIZE, QUOTA/MAXSCRIPTS), ``allow_plaintext_auth = loopback`` (the default)
 seen from a non-loopback peer, the autologout timers, the bad-command limit, and a store that
 cannot write (another process holds the SQLite write lock: TRYLATER)."""
 
@@ -38,7 +38,7 @@ def strict(tmp_path_factory):
     port = free_port()
     server = HavenServer(tmp_path_factory.mktemp("haven-sieve-strict"), "sqlite", {
         "managesieve.listen": f"{ip or '127.0.0.1'}:{port}",
-        "managesieve.allow_plaintext_auth": "no",
+        "managesieve.allow_plaintext_auth": "loopback",
         "managesieve.login_timeout": "1",
         "managesieve.idle_timeout": "0.02",
         "managesieve.max_bad_commands": "3",

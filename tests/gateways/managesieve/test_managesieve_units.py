@@ -144,11 +144,11 @@ def test_reply_encoding():
 def test_settings():
     c = ManageSieveConfig.from_settings({"listen": "127.0.0.1:4190"}, {"max_script_size": 1024})
     assert (c.max_line, c.idle_timeout, c.login_timeout, c.allow_plaintext_auth, c.max_bad_commands) == \
-        (8192, 1800.0, 60.0, True, 20)
+        (8192, 1800.0, 60.0, "loopback", 20)
     assert c.max_script_literal == 1024 + SCRIPT_LITERAL_SLACK
     c = ManageSieveConfig.from_settings({"allow_plaintext_auth": "no", "idle_timeout": "45",
                                          "max_line_length": "2048", "max_bad_commands": "5"})
-    assert (c.allow_plaintext_auth, c.idle_timeout, c.max_line, c.max_bad_commands) == (False, 2700.0, 2048, 5)
+    assert (c.allow_plaintext_auth, c.idle_timeout, c.max_line, c.max_bad_commands) == ("no", 2700.0, 2048, 5)
     for key, value in [("allow_plaintext_auth", "maybe"), ("idle_timeout", "soon"), ("max_line_length", "100"),
                        ("max_bad_commands", "0"), ("login_timeout", "-1")]:
         with pytest.raises(StartupError, match=r"\[managesieve\] %s" % key):

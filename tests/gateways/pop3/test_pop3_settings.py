@@ -1,5 +1,5 @@
 """POP3 with non-default ``[pop3]`` settings, on one extra SQLite ``haven serve``:
-``allow_plaintext_auth = no`` seen from a non-loopback peer, the autologout timer, and a store
+``allow_plaintext_auth = loopback`` (the default) seen from a non-loopback peer, the autologout timer, and a store
 failure at QUIT (another process holds the SQLite write lock past the busy timeout)."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def strict(tmp_path_factory):
     port = free_port()
     server = HavenServer(tmp_path_factory.mktemp("haven-pop3-strict"), "sqlite", {
         "pop3.listen": f"{ip or '127.0.0.1'}:{port}",
-        "pop3.allow_plaintext_auth": "no",
+        "pop3.allow_plaintext_auth": "loopback",
         "pop3.idle_timeout": "0.02",
         "store.busy_timeout_ms": "200",
     })

@@ -128,10 +128,10 @@ def test_maildrop():
 
 def test_settings():
     c = POP3Config.from_settings({"listen": "127.0.0.1:1110", "tls_listen": ""})
-    assert (c.max_line, c.idle_timeout, c.allow_plaintext_auth, c.max_bad_commands) == (8192, 600, True, 20)
+    assert (c.max_line, c.idle_timeout, c.allow_plaintext_auth, c.max_bad_commands) == (8192, 600, "loopback", 20)
     c = POP3Config.from_settings({"allow_plaintext_auth": "no", "idle_timeout": "15", "max_line_length": "1000",
                                   "max_bad_commands": "3"})
-    assert (c.max_line, c.idle_timeout, c.allow_plaintext_auth, c.max_bad_commands) == (1000, 900, False, 3)
+    assert (c.max_line, c.idle_timeout, c.allow_plaintext_auth, c.max_bad_commands) == (1000, 900, "no", 3)
     for key, value in (("idle_timeout", "ten"), ("idle_timeout", "0"), ("max_line_length", "10"),
                        ("max_bad_commands", "1.5"), ("allow_plaintext_auth", "maybe")):
         with pytest.raises(StartupError, match=r"\[pop3\] %s" % key):
