@@ -26,7 +26,7 @@ SettingsError = StartupError
 @dataclass(frozen=True)
 class SubmissionSettings:
     allow_plaintext_auth: str = "loopback"  # loopback | yes | no
-    max_recipients: int = 1000
+    max_recipients: int = 100
     timeout: float = 300.0
     max_message_size: Optional[int] = DEFAULT_MAX_MESSAGE_SIZE
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
@@ -56,7 +56,7 @@ def parse_settings(settings: Optional[Mapping[str, str]], limits: Optional[Mappi
     outbound = parse_outbound(s)
     return SubmissionSettings(
         allow_plaintext_auth=s.choice("allow_plaintext_auth", "loopback", ("loopback", "yes", "no")),
-        max_recipients=s.number("max_recipients", 1000, int, 1),
+        max_recipients=s.number("max_recipients", 100, int, 1),
         timeout=s.number("timeout", 300.0, float, 1),
         max_message_size=int(max_size) or None,
         outbound=outbound,

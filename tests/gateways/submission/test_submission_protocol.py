@@ -158,6 +158,19 @@ def test_own_alias_as_sender_delivers(haven, users):
 
 # -- RCPT --------------------------------------------------------------------------------------
 
+def test_a_hundred_recipients_by_default(haven, users):
+    """[submission] max_recipients = 100 (RFC 5321 §4.5.3.1.8): the 101st gets 452 4.5.3."""
+    ((user, password), (rcpt, _), _third), _alias = users
+    with connect(haven) as s:
+        s.login(user, password)
+        assert s.docmd(f"MAIL FROM:<{user}>")[0] == 250
+        for n in range(100):
+            assert s.docmd(f"RCPT TO:<{rcpt.replace('@', f'+r{n}@')}>")[0] == 250
+        code, text = s.docmd(f"RCPT TO:<{rcpt.replace('@', '+r100@')}>")
+        assert code == 452 and text.startswith(b"4.5.3"), (code, text)
+        s.docmd("RSET")
+
+
 def test_recipients_local_unknown_and_remote_without_relay(haven, users):
     ((user, password), (rcpt, _), (third, _)), alias = users
     with connect(haven) as s:
