@@ -6,6 +6,8 @@ section; the SMTP gateways put the same trace lines on top.  Nothing here does I
 * :func:`header_section`: the header section of a message (up to the blank line).
 * :func:`missing_header_fields`: ``Date:`` / ``Message-ID:`` an MSA may add (RFC 6409 §8.2, §8.3).
 * :func:`return_path`: the ``Return-Path:`` of a final delivery (RFC 5321 §4.4).
+* :func:`header_senders`: the addresses in ``From:`` and ``Sender:`` (who the message claims
+  wrote it).
 * :func:`sanitized_hostname`: a host name as it may appear in a header.
 * :func:`is_ascii`: text that needs no SMTPUTF8.
 """
@@ -47,6 +49,34 @@ def missing_header_fields(message: bytes, hostname: str, date: Optional[float] =
         out += f"Date: {email.utils.formatdate(date, localtime=True)}\r\n".encode("ascii")
     if b"message-id" not in names:
         out += f"Message-ID: <{secrets.token_hex(12)}@{sanitized_hostname(hostname)}>\r\n".encode("ascii")
+    return out
+
+
+def header_senders(message: bytes, limit: int = 50) -> list:
+    """The addresses (lower-cased) of every ``From:`` and ``Sender:`` field, at most ``limit``
+    of them; an address that does not parse comes back as it was written, so a check of it
+    fails rather than passes.  Group syntax and display names are dropped."""
+    fields, current = [], None
+    for line in header_section(message).split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and current is not None:
+            current.append(line)
+            continue
+        name, colon, value = line.partition(b":")
+        current = None
+        if colon and name.strip().lower() in (b"from", b"sender"):
+            current = [value]
+            fields.append(current)
+    out = []
+    for parts in fields:
+        value = b" ".join(parts).decode("utf-8", "replace")
+        parsed = email.utils.getaddresses([value])
+        addresses = [a for _, a in parsed if a]
+        if not addresses and value.strip() and not value.strip().endswith(";"):
+            addresses = [value.strip()]  # unparsable: checked (and refused) as it stands
+        for address in addresses:
+            out.append(address.strip().lower())
+            if len(out) >= limit:
+                return out
     return out
 
 

@@ -66,7 +66,8 @@ def store_settings(config: Config, poll_interval: Optional[float] = None):
         raise ConfigError(f"[rules] junk_headers: {e}") from None
     rules = RuleSettings(junk_headers=junk, max_script_size=config.getsize("rules", "max_script_size"),
                          max_scripts=config.getint("rules", "max_scripts"),
-                         outbound=bool(config.get("submission", "relay")), hostname=config.hostname)
+                         outbound=bool(config.get("submission", "relay")), hostname=config.hostname,
+                         allow_from_mismatch=config.getbool("submission", "allow_from_mismatch"))
     quota = QuotaSettings(warn=config.getsize("quota", "warn"), soft=config.getsize("quota", "soft"),
                           hard=config.getsize("quota", "hard"))
     return StoreSettings(data_dir=config.data_dir, softdelete_lifetime=config.getfloat("store", "softdelete_lifetime"),

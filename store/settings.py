@@ -18,6 +18,9 @@ class RuleSettings:
     #: whether redirects and vacation replies can leave ([submission] relay is set)
     outbound: bool = False
     hostname: str = "localhost"
+    #: [submission] allow_from_mismatch: a submitted message's From:/Sender: may name addresses
+    #: that are not the account's
+    allow_from_mismatch: bool = False
 
 
 def parse_junk_headers(text: str) -> tuple:

@@ -38,7 +38,7 @@ import re
 import time
 from typing import Optional
 
-from formats.headers import missing_header_fields, return_path
+from formats.headers import header_senders, missing_header_fields, return_path
 from store import errors
 from store.core import StoreCore
 from store.engines import Txn
@@ -123,6 +123,8 @@ class SqlSubmission(Submission):
             raise errors.InvalidInput("this submission was committed already")
         self._committed = True
         store = self.store
+        if not store.rule_settings.allow_from_mismatch:
+            await self._check_header_senders(raw)
         message = trace + missing_header_fields(raw, store.rule_settings.hostname) + raw
         del raw  # one copy in memory is enough
         queue_id: Optional[int] = None
@@ -159,6 +161,18 @@ class SqlSubmission(Submission):
         if queue_id is not None and not self.local:
             store._outbound_queued()
         return SubmissionResult(local=results, remote=tuple(self.remote), queue_id=queue_id, size=len(message))
+
+    async def _check_header_senders(self, raw: bytes) -> None:
+        """Step 0: every address in From: and Sender: is one of the account's (its own,
+        ``+detail``, an alias), as the envelope sender is (RFC 6409 §6.1 lets the MSA enforce
+        this); PermissionDenied names the first that is not."""
+        for address in header_senders(raw):
+            try:
+                owner = await self.store.resolve_recipient(address)
+            except (errors.NotFound, errors.InvalidInput):
+                owner = None
+            if owner is None or owner.account_id != self.account_id:
+                raise errors.PermissionDenied(f"header From/Sender <{address}> is not an address of this account")
 
     async def _withdraw(self, queue_id: int) -> None:
         try:

@@ -34,11 +34,14 @@ OVER_SOFT_QUOTA = "552 5.2.2 Mailbox over quota: delete some mail before sending
 
 def data_error(err: BaseException) -> str:
     """The reply after DATA when the message as a whole could not be accepted: only a verdict
-    about the message itself (too big, over quota) is permanent; any store failure is a 4xx."""
+    about the message itself (too big, over quota, a header sender that is not the user's) is
+    permanent; any store failure is a 4xx."""
     if isinstance(err, errors.TooBig):
         return TOO_BIG
     if isinstance(err, errors.OverQuota):
         return "552 5.2.2 Mailbox full"
+    if isinstance(err, errors.PermissionDenied):  # the header From:/Sender: is not the user's
+        return "553 5.7.1 " + " ".join(str(err).split())[:300]
     return TEMPFAIL
 
 

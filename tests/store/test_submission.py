@@ -61,6 +61,34 @@ def test_the_sender_must_be_the_accounts(store, run, people):
             run(store.begin_submission, sender.id, other)
 
 
+@pytest.mark.parametrize("header", [
+    b"From: Friend <friend@example.test>\r\n",
+    b"From: <sender@example.test>, <friend@example.test>\r\n",
+    b"From: <sender@example.test>\r\nSender: x@remote.example\r\n",
+    b"From: Someone\r\n <nobody@example.test>\r\n",  # folded
+    b"From: garbage <<\r\n",
+])
+def test_the_header_senders_must_be_the_accounts(store, backstage, run, people, header):
+    sender, friend = people
+    raw = header + b"Subject: in your name\r\n\r\nhello\r\n"
+    with pytest.raises(errors.PermissionDenied, match="header From/Sender"):
+        submit(store, run, sender.id, "sender@example.test", ["friend@example.test"], raw=raw)
+    assert inbox(store, run, friend.id) == [] and backstage.count("outbound_recipients") == 0
+
+
+def test_own_header_senders_pass_and_the_setting_lets_any_through(store, run, people):
+    sender, friend = people
+    own = (b"From: Me <Sender+news@Example.test>, <boss@example.test>\r\nSender: sender@example.test\r\n"
+           b"Subject: mine\r\n\r\nhello\r\n")
+    submit(store, run, sender.id, "sender@example.test", ["friend@example.test"], raw=own)
+    assert len(inbox(store, run, friend.id)) == 1
+    rules = dataclasses.replace(store.settings.rules, allow_from_mismatch=True)
+    store.settings = dataclasses.replace(store.settings, rules=rules)
+    submit(store, run, sender.id, "sender@example.test", ["friend@example.test"],
+           raw=b"From: <friend@example.test>\r\nSubject: shared mailbox\r\n\r\nhello\r\n")
+    assert len(inbox(store, run, friend.id)) == 2
+
+
 def test_over_the_soft_quota_no_sending(store, run, people):
     sender, _ = people
     submit(store, run, sender.id, "sender@example.test", ["sender@example.test"])

@@ -171,6 +171,23 @@ def test_a_hundred_recipients_by_default(haven, users):
         s.docmd("RSET")
 
 
+def test_a_header_from_that_is_not_yours_is_553(haven, users):
+    ((user, password), (rcpt, rcpt_pw), _third), alias = users
+    with connect(haven) as s:
+        s.login(user, password)
+        for header, expected in ((f"From: <{rcpt}>", 553), (f"From: <{user}>\r\nSender: <{rcpt}>", 553),
+                                 (f"From: Me <{alias}>", 250)):
+            assert s.docmd(f"MAIL FROM:<{user}>")[0] == 250
+            assert s.docmd(f"RCPT TO:<{rcpt}>")[0] == 250
+            assert s.docmd("DATA")[0] == 354
+            s.send(f"{header}\r\nSubject: whose name\r\n\r\nhi\r\n.\r\n".encode())
+            code, text = s.getreply()
+            assert code == expected, (header, code, text)
+            if code == 553:
+                assert text.startswith(b"5.7.1 header From/Sender <"), text
+    assert len(imap_messages(haven, rcpt, rcpt_pw)) == 1  # only the one in the user's own name
+
+
 def test_recipients_local_unknown_and_remote_without_relay(haven, users):
     ((user, password), (rcpt, _), (third, _)), alias = users
     with connect(haven) as s:

@@ -115,7 +115,7 @@ def test_dsn_for_utf8_mail_uses_the_global_types():
     (errors.NotFound(), "451 4.3.0"),  # at commit: the store failing
     (errors.InvalidInput(), "451 4.3.0"),
     (errors.OverQuota(), "552 5.2.2"),
-    (errors.PermissionDenied(), "451 4.3.0"),
+    (errors.PermissionDenied(), "553 5.7.1"),  # the header From:/Sender: is not the user's
     (errors.TooBig(), "552 5.3.4"),
     (errors.TemporaryFailure(), "451 4.3.0"),
 ])
