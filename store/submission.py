@@ -12,6 +12,8 @@ here:
   relay is configured (``RuleSettings.outbound``);
 - **commit**, in this order:
 
+  0. the header's ``From:`` and ``Sender:`` must name the account's addresses too, unless
+     ``RuleSettings.allow_from_mismatch`` (PermissionDenied, nothing kept);
   1. the header is completed (trace lines, then ``Date:``/``Message-ID:`` when missing);
   2. the remote part is queued (blob fsynced, rows committed); when local copies are still
      to come it is *held*: ``next_attempt`` one lease ahead, so no spooler on any node takes
