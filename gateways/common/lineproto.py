@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections import deque
 from typing import Optional
 
@@ -221,6 +222,7 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
         self._logout_cb = None
         self._tls_pending = False
         self._tls_item = None  # the queued STARTTLS that set _tls_pending
+        self.login_started = time.monotonic()  # the login deadline counts from here
 
     # -- what a protocol provides ------------------------------------------------------------
     def _session_timeout(self) -> float:
@@ -228,6 +230,17 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
 
     def _autologout(self) -> None:
         self.close()
+
+    def login_left(self, login_timeout: float) -> float:
+        """Seconds left to log in: ``login_timeout`` from the connection (or the last
+        UNAUTHENTICATE), however much the client sends meanwhile (NOOPs, a slow literal)."""
+        return max(0.01, self.login_started + login_timeout - time.monotonic())
+
+    def input_seen(self) -> None:
+        """Input restarts the idle timer of a logged-in session; before login the deadline
+        stands (the timer is re-armed to what is left of it after each command)."""
+        if self.account is not None:
+            self.resetTimeout()
 
     def _busy(self) -> bool:
         """A command is being worked on (the timer must not end the connection)."""

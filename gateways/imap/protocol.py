@@ -64,6 +64,9 @@ STORE_ERRORS = [
 TRYCREATE = {"APPEND", "COPY", "MOVE"}
 
 MAX_QUEUED_BYTES = 4 << 20
+#: the largest literal read before login (a password, a SASL response); an APPEND literal sent
+#: before login is refused unread, never buffered
+PRE_LOGIN_LITERAL = 8192
 MAX_QUEUED_COMMANDS = 500
 
 
@@ -101,7 +104,7 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
         super().release_account()
 
     def _session_timeout(self) -> float:
-        return self.config.idle_timeout if self.state != NOT_AUTH else self.config.login_timeout
+        return self.config.idle_timeout if self.state != NOT_AUTH else self.login_left(self.config.login_timeout)
 
     def _busy(self) -> bool:
         return self._running and not self.idling  # a long command is still being answered
@@ -113,12 +116,14 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
 
     # -- input and the ordered command queue (gateways/common/lineproto.py) -----------------
     def _literal_limit(self, name: str) -> int:
+        if self.state == NOT_AUTH:  # a password or SASL response; nothing bigger is read before login
+            return min(PRE_LOGIN_LITERAL, self.config.max_small_literal)
         return self.config.max_literal_size if name == "APPEND" else self.config.max_small_literal
 
     def dataReceived(self, data: bytes):
         if self._closed or self._tls_pending:
             return
-        self.resetTimeout()
+        self.input_seen()
         for event in self.framer.feed(data):
             if isinstance(event, Continue):
                 self.write(b"+ Ready for literal data\r\n")

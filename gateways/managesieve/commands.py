@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
@@ -218,7 +219,9 @@ class Commands:
             raise SieveError("UNAUTHENTICATE takes no arguments", bad=True)
         log.info("managesieve %s: %s unauthenticated", self.peer, self.account.address)
         self.release_account()
+        self.account = None
         self.state = NOT_AUTH
+        self.login_started = time.monotonic()  # a new login window
         return "Unauthenticate completed."
 
     async def do_LISTSCRIPTS(self, args):

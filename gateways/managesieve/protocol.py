@@ -93,7 +93,7 @@ class ManageSieveServer(PlaintextPolicy, LineSession, Commands):
         super().release_account()
 
     def _session_timeout(self) -> float:
-        return self.config.idle_timeout if self.state == AUTH else self.config.login_timeout
+        return self.config.idle_timeout if self.state == AUTH else self.login_left(self.config.login_timeout)
 
     def _autologout(self) -> None:
         log.info("managesieve %s: autologout after %d s without input", self.peer, self._session_timeout())
@@ -107,7 +107,7 @@ class ManageSieveServer(PlaintextPolicy, LineSession, Commands):
     def dataReceived(self, data: bytes):
         if self._closed or self._tls_pending or self._lost_step:
             return
-        self.resetTimeout()
+        self.input_seen()
         for event in self.framer.feed(data):
             queued = self._accept(event)
             if isinstance(event, Rejected) and event.fatal:

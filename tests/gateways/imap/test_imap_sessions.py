@@ -289,3 +289,36 @@ def test_selected_folder_deleted_by_another_session(haven, user):
         assert sum(1 for line in lines if line.endswith(b" EXPUNGE")) == 2, lines
         assert a.ok("SEARCH ALL")[0].strip() == b"* SEARCH"
         a.ok("SELECT INBOX")
+
+
+def test_before_login_no_big_literal_and_a_deadline_input_does_not_move(haven_factory, haven):
+    srv = haven_factory(haven.engine, **{"imap.login_timeout": "1.5"})
+    user = srv.new_user()
+    with Wire(srv.imap) as w:
+        # a 45 MB APPEND before login: refused before a byte of it is read
+        w.send(b"a1 APPEND INBOX {45000010}\r\n")
+        assert w.line().startswith(b"a1 NO [TOOBIG]")
+        # a password literal still fits
+        w.send(b'a2 LOGIN {%d}\r\n' % len(user[0]))
+        assert w.line().startswith(b"+")
+        w.send(user[0].encode() + b' "wrong"\r\n')
+        assert b"a2 NO" in w.until("a2")[-1]
+        # NOOPs keep coming, yet the connection ends at the login deadline
+        started = time.monotonic()
+        with pytest.raises((ConnectionError, OSError, AssertionError)):
+            for n in range(40):
+                assert w.cmd(f"NOOP{n} NOOP".split()[1])[-1].split(b" ")[1] == b"OK"
+                time.sleep(0.2)
+        assert time.monotonic() - started < 6
+    with Wire(srv.imap) as w:  # a non-synchronizing one is discarded as it comes, never kept
+        w.send(b"a1 APPEND INBOX {45000010+}\r\n")
+        started = time.monotonic()
+        with pytest.raises((ConnectionError, OSError)):
+            while time.monotonic() - started < 6:
+                w.sock.sendall(b"x" * 65536)
+                time.sleep(0.01)
+        assert time.monotonic() - started < 6  # the login deadline ended it
+    with Wire(srv.imap) as w:  # logging in in time: the idle timer applies from then on
+        w.login(*user)
+        time.sleep(2)
+        w.ok("NOOP")
