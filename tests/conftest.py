@@ -129,6 +129,18 @@ def store_url_for(engine: str, data_dir: Path):
 _handed_out: set = set()
 
 
+def non_loopback_ipv4():
+    """An address of this machine that is not loopback (None if it has none): tests of what a
+    peer on the network may do connect from it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))  # no packet is sent; this only picks the route
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
 def free_port() -> int:
     """A port free now and not handed out before in this run: a server binds its six ports
     only later, and the kernel may offer a just-released port twice (two listeners of one

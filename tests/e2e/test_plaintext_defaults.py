@@ -10,17 +10,7 @@ import socket
 
 import pytest
 
-from tests.conftest import HavenServer, free_port
-
-
-def non_loopback_ipv4():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("198.51.100.1", 9))  # no packet is sent; this only picks the route
-            ip = s.getsockname()[0]
-        except OSError:
-            return None
-    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+from tests.conftest import HavenServer, free_port, non_loopback_ipv4
 
 
 IP = non_loopback_ipv4()

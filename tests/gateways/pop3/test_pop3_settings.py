@@ -10,23 +10,12 @@ import time
 
 import pytest
 
-from tests.conftest import ENGINES, HavenServer, free_port, wait_port
+from tests.conftest import ENGINES, HavenServer, free_port, non_loopback_ipv4, wait_port
 
 from .test_pop3_wire import deliver_n
 from .wire import POP
 
 pytestmark = pytest.mark.skipif("sqlite" not in ENGINES, reason="HAVEN_TEST_ENGINES excludes sqlite")
-
-
-def non_loopback_ipv4():
-    """An address of this machine that is not loopback (None if it has none)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("198.51.100.1", 9))  # no packet is sent; this only picks the route
-            ip = s.getsockname()[0]
-        except OSError:
-            return None
-    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
 
 
 @pytest.fixture(scope="module")
