@@ -21,7 +21,9 @@ What it guarantees:
 * Limits: ``max_line_length`` (default 64 KiB; longer lines -> BAD), ``max_literal_size``
   (APPEND; default the service's ``max_message_size``, 50 MiB; larger -> ``NO [TOOBIG]``, never
   buffered), 64 KiB literals for other commands, autologout after ``idle_timeout`` minutes
-  (default 30, RFC 3501 §5.4), ``login_timeout`` seconds (default 60) before authentication.
+  (default 30, RFC 3501 §5.4), ``login_timeout`` seconds (default 60) before authentication,
+  counted from the connection (input does not extend it).  Before login, lines and literals are
+  held to 8 KiB (a LOGIN or an AUTHENTICATE response; an APPEND is refused unread).
 * ``allow_plaintext_auth``: ``loopback`` (default) allows LOGIN/AUTHENTICATE without TLS only
   from this machine (a local webmail or TLS proxy), ``yes`` from anywhere, ``no`` never; where it
   is not allowed LOGINDISABLED is advertised and LOGIN answers ``NO [PRIVACYREQUIRED]``

@@ -110,6 +110,7 @@ class AuthCommands:
         self.account = account
         self._logout_cb = logout
         self.state = AUTH
+        self.framer.max_line = self.config.max_line  # the pre-login line limit is lifted
         self._unsubscribe = self.store.bus.subscribe(account.id, self.on_change)
         self.setTimeout(self.config.idle_timeout)
         log.info("imap %s: %s logged in", self.peer, account.address)

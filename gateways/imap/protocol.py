@@ -67,6 +67,8 @@ MAX_QUEUED_BYTES = 4 << 20
 #: the largest literal read before login (a password, a SASL response); an APPEND literal sent
 #: before login is refused unread, never buffered
 PRE_LOGIN_LITERAL = 8192
+#: the longest command line read before login (max_line_length applies once logged in)
+PRE_LOGIN_LINE = 8192
 MAX_QUEUED_COMMANDS = 500
 
 
@@ -93,7 +95,8 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
 
     # -- connection lifecycle (gateways/common/lineproto.py) ---------------------------------
     def connectionMade(self):
-        self.framer = Framer(self.config.max_line, self._literal_limit)
+        # before login a line is a LOGIN, an AUTHENTICATE or a probe: a few KiB at most
+        self.framer = Framer(min(PRE_LOGIN_LINE, self.config.max_line), self._literal_limit)
         super().connectionMade()
         self.write(b"* OK [CAPABILITY %s] Haven IMAP ready.\r\n" % self.capabilities().encode())
 

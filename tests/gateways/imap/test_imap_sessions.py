@@ -322,3 +322,14 @@ def test_before_login_no_big_literal_and_a_deadline_input_does_not_move(haven_fa
         w.login(*user)
         time.sleep(2)
         w.ok("NOOP")
+
+
+def test_before_login_lines_are_short(haven):
+    user = haven.new_user()
+    with Wire(haven.imap) as w:
+        w.send(b"x1 LOGIN " + b"A" * 9000 + b" pw\r\n")
+        assert w.line() == b"x1 BAD Command line too long"
+        w.login(*user)  # a normal LOGIN still fits, and the session goes on
+        w.ok("SELECT INBOX")
+        # once logged in, max_line_length (64 KiB) applies
+        assert w.cmd(b'SEARCH SUBJECT "' + b"B" * 20000 + b'"')[-1].split(b" ")[1] == b"OK"
