@@ -18,7 +18,6 @@ Invariants
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections import deque
@@ -31,28 +30,7 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-
-def is_local(address) -> bool:
-    """Loopback TCP or a unix socket: the peer is this machine (a local proxy, webmail or client)."""
-    host = getattr(address, "host", None)
-    if host is None:
-        return True  # UNIXAddress
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
-
-
-#: ``allow_plaintext_auth``: ``loopback`` (the default) allows a login without TLS only from
-#: this machine (a local webmail, a TLS-terminating proxy), ``yes`` from anywhere, ``no`` never
-PLAINTEXT_CHOICES = ("loopback", "yes", "no")
-
-
-def plaintext_allowed(mode: str, tls: bool, local: bool) -> bool:
-    """Whether a password may be sent: always over TLS, else as ``mode`` says."""
-    return tls or mode == "yes" or (mode == "loopback" and local)
+from gateways.common.plaintext import is_local, plaintext_allowed
 
 
 class PlaintextPolicy:

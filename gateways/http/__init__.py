@@ -31,7 +31,7 @@ from typing import Iterable, Mapping, Optional
 from twisted.python.threadpool import ThreadPool
 
 from gateways.common.context import GatewayContext
-from gateways.common.lineproto import PLAINTEXT_CHOICES
+from gateways.common.plaintext import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
 
 from .mounts import App, Mount, Redirect, build_root

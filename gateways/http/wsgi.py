@@ -22,7 +22,7 @@ from twisted.internet import defer
 from twisted.web import resource, server
 from twisted.web.wsgi import _WSGIResponse
 
-from gateways.common.lineproto import is_local, plaintext_allowed
+from gateways.common.plaintext import is_local, plaintext_allowed
 
 from .auth import authenticate, basic_credentials, challenge
 from .site import client_ip

@@ -27,9 +27,8 @@ from typing import Optional
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ISSLTransport
 
-from gateways.common.lineproto import LineSession, plaintext_allowed
+from gateways.common.lineproto import LineSession, PlaintextPolicy
 from store import errors
 
 from .cmd_auth import AuthCommands
@@ -40,7 +39,7 @@ from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
 from .seqset import SeqSetError
-from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError  # noqa: F401  (IMAPError: raised by handlers)
+from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError
 
 log = logging.getLogger("haven.imap")
 
@@ -72,7 +71,7 @@ PRE_LOGIN_LINE = 8192
 MAX_QUEUED_COMMANDS = 500
 
 
-class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
+class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
     """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
     :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
     selected mailbox and its change reports, IDLE."""
@@ -267,13 +266,6 @@ class IMAPServer(LineSession, AuthCommands, MailboxCommands, MessageCommands, Qu
             Deferred.fromCoroutine(self.sync()).addErrback(lambda f: log.error("idle sync: %s", f.value))
 
     # -- shared helpers for handlers ----------------------------------------------------------
-    @property
-    def is_tls(self) -> bool:
-        return ISSLTransport.providedBy(self.transport)
-
-    def plaintext_auth_allowed(self) -> bool:
-        return plaintext_allowed(self.config.allow_plaintext_auth, self.is_tls, self.local)
-
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
         if self.state == NOT_AUTH:

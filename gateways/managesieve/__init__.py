@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from twisted.internet.protocol import Factory
 
-from gateways.common.lineproto import PLAINTEXT_CHOICES
+from gateways.common.plaintext import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
 
 from .protocol import ManageSieveServer

@@ -35,6 +35,7 @@ from typing import List, Optional
 from aiosmtpd.smtp import MISSING, TLSSetupException, syntax
 
 from auth.cred import LoginUnavailable
+from gateways.common.plaintext import plaintext_allowed
 from gateways.common.smtpserver import COMMAND_SIZE_LIMITS, SMTPEnvelope, SMTPServerBase
 from gateways.common.smtpwire import peer_name
 from gateways.submission import replies
@@ -47,16 +48,13 @@ log = logging.getLogger("haven.submission")
 class SubmissionEnvelope(SMTPEnvelope):
     """The state of one MAIL ... DATA.
 
-    ``submission`` is the store's :class:`~store.interfaces.Submission`; ``local`` holds the
-    :class:`~store.interfaces.Recipient` of every accepted local RCPT (in order, already added
-    to it); ``remote`` the distinct accepted remote addresses (for the log).
+    ``submission`` is the store's :class:`~store.interfaces.Submission`, begun at MAIL FROM;
+    it keeps the accepted recipients (local and remote) itself.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.submission = None  # store.interfaces.Submission, begun at MAIL FROM
-        self.local: list = []
-        self.remote: List[str] = []
 
 
 class SubmissionServer(SMTPServerBase):
@@ -86,8 +84,7 @@ class SubmissionServer(SMTPServerBase):
     def auth_allowed(self) -> bool:
         """RFC 4954 §4 / RFC 8314: credentials only over TLS, unless the admin allowed plaintext
         (``yes``: anywhere; ``loopback``, the default: from 127.0.0.0/8 and ::1)."""
-        policy = self.settings.allow_plaintext_auth
-        return self.tls_active or policy == "yes" or (policy == "loopback" and is_loopback(self.session.peer))
+        return plaintext_allowed(self.settings.allow_plaintext_auth, self.tls_active, is_loopback(self.session.peer))
 
     @property
     def account(self):

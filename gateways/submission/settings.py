@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
 from gateways.common.errors import StartupError
+from gateways.common.plaintext import PLAINTEXT_CHOICES
 from gateways.common.relayconf import OutboundSettings, RelaySettings, parse_outbound, section
 
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
@@ -55,7 +56,7 @@ def parse_settings(settings: Optional[Mapping[str, str]], limits: Optional[Mappi
     max_size = (limits or {}).get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
     outbound = parse_outbound(s)
     return SubmissionSettings(
-        allow_plaintext_auth=s.choice("allow_plaintext_auth", "loopback", ("loopback", "yes", "no")),
+        allow_plaintext_auth=s.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES),
         max_recipients=s.number("max_recipients", 100, int, 1),
         timeout=s.number("timeout", 300.0, float, 1),
         max_message_size=int(max_size) or None,

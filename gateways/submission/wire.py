@@ -8,12 +8,11 @@ MSA adds (RFC 6409 §8) are the store's to add, with :mod:`formats.headers`.
 
 from __future__ import annotations
 
-import ipaddress
-
+from gateways.common.plaintext import is_loopback_ip
 from gateways.common.smtpwire import peer_ip
 
 
 def is_loopback(peer) -> bool:
-    """127.0.0.0/8 and ::1 (and their IPv4-mapped forms)."""
+    """127.0.0.0/8 and ::1 (and their IPv4-mapped forms), for an asyncio peer."""
     ip = peer_ip(peer)
-    return ip is not None and ipaddress.ip_address(ip).is_loopback
+    return ip is not None and is_loopback_ip(ip)

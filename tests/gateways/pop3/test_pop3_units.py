@@ -12,7 +12,7 @@ from gateways.pop3 import POP3Config
 from gateways.pop3.maildrop import Maildrop, MaildropError
 from gateways.pop3.parser import (TOO_LONG, LineReader, ParseError, decode_sasl_plain, message_body,
                                   parse_command, parse_number, top_body)
-from gateways.common.lineproto import is_local
+from gateways.common.plaintext import is_local
 from gateways.common.errors import StartupError
 from store.interfaces import MessageMeta
 
