@@ -8,7 +8,7 @@ Invariants
   process queued a message (:meth:`Spooler.wake`, called through the store's ``on_outbound``
   hook; the pause lets a burst share one scan and one relay connection) and when the
   earliest retry it scheduled comes due.  What it
-  takes is leased by the store (``store.queue.LEASE``): another spooler on the same database
+  takes is leased by the store (``OUTBOUND_LEASE``): another spooler on the same database
   does not take it meanwhile, and what a crashed spooler held comes due again by itself.
 * A message a submission is still accepting (queued, local copies not yet committed) is held
   by the store (not due until the submission releases it, store/submission.py): no spooler,
@@ -50,12 +50,10 @@ from gateways.common.relayconf import OutboundSettings
 from gateways.relay.client import RelayError, Reply, SMTPClient
 from gateways.relay.dsn import FailedRecipient, build_dsn
 from store import errors
-from store.interfaces import Store, as_future
+from store.interfaces import EXPIRED, FAILED, QUEUED, SENT, Store, as_future
 
 log = logging.getLogger("haven.submission")
 
-# the queue's recipient states (store.queue; spelled here as the store contract documents them)
-QUEUED, SENT, FAILED, EXPIRED = "queued", "sent", "failed", "expired"
 #: recipients taken from the queue per scan
 BATCH = 50
 #: seconds a wake-up waits for more submissions before the scan: under load one scan (one
@@ -105,7 +103,7 @@ class Spooler:
     def stop(self) -> Deferred:
         """Cancel the scan loop (and the DSN it may be writing); the Deferred fires once it unwound.
         An attempt cut short leaves its recipients leased: they come due again after
-        ``store.queue.LEASE``."""
+        ``OUTBOUND_LEASE``."""
         if self._unhook is not None:
             self._unhook()
             self._unhook = None

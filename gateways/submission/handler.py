@@ -112,7 +112,7 @@ class SubmissionHandler:
         if not is_ascii(address) and not envelope.smtp_utf8:
             return replies.NEEDS_SMTPUTF8
         try:
-            recipient = await as_future(envelope.submission.add_recipient(address), server.loop)
+            await as_future(envelope.submission.add_recipient(address), server.loop)
         except errors.PermissionDenied:
             # remote, and no smarthost to send it to
             log.warning("%s: relaying refused for user=<%s> to=<%s>: [submission] relay is empty "
@@ -124,10 +124,6 @@ class SubmissionHandler:
         except errors.StoreError as err:
             reply = replies.rcpt_error(err, address)
         else:
-            if recipient is not None:
-                envelope.local.append(recipient)
-            elif address not in envelope.remote:
-                envelope.remote.append(address)
             reply = f"250 2.1.5 <{address}> Ok"
         if reply.startswith("2"):
             envelope.rcpt_tos.append(address)
@@ -178,16 +174,17 @@ class SubmissionHandler:
         qid, size, queue_id = envelope.queue_id, result.size, result.queue_id
         log.info("%s: accepted: from=<%s>, user=<%s>, size=%d, nrcpt=%d (local %d, remote %d), peer=%s, "
                  "proto=%s%s", qid, envelope.mail_from, server.account.address, size, len(envelope.rcpt_tos),
-                 len(envelope.local), len(envelope.remote), peer_name(session.peer), protocol,
+                 len(result.local), len(result.remote), peer_name(session.peer), protocol,
                  f", queue={queue_id}" if queue_id is not None else "")
-        for rcpt, delivered in zip(envelope.local, result.local):
+        for delivered in result.local:
+            rcpt = delivered.recipient
             if delivered.error is None:
                 log.info("%s: to=<%s>, orig_to=<%s>, status=delivered (folder=%s, uid=%s)", qid,
                          rcpt.address, rcpt.original, delivered.folder, delivered.uid)
             else:
                 log.info("%s: to=<%s>, orig_to=<%s>, status=bounced (%s)", qid, rcpt.address, rcpt.original,
                          type(delivered.error).__name__)
-        for address in envelope.remote:
+        for address in result.remote:
             log.info("%s: to=<%s>, status=queued (queue %s, relay %s)", qid, address, queue_id,
                      self.settings.relay)
 
