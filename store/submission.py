@@ -169,6 +169,8 @@ class SqlSubmission(Submission):
         ``+detail``, an alias), as the envelope sender is (RFC 6409 §6.1 lets the MSA enforce
         this); PermissionDenied names the first that is not."""
         for address in header_senders(raw):
+            if address == self.mail_from.lower():
+                continue  # the envelope sender, checked at begin_submission: no second query
             try:
                 owner = await self.store.resolve_recipient(address)
             except (errors.NotFound, errors.InvalidInput):
