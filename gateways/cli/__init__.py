@@ -26,6 +26,13 @@ Start with `haven serve --demo` to run on the embedded SQLite store with a demo 
 Configuration: one INI file, see conf/haven.ini for every key and its default."""
 
 
+def _group(sub, name: str, help: str, dest: str):
+    """A command with actions (``haven user add``): its sub-parsers, one action required."""
+    actions = sub.add_parser(name, help=help).add_subparsers(dest=dest, metavar="ACTION")
+    actions.required = True
+    return actions
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="haven", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,13 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true",
                    help="create demo@localhost (password printed, kept in data_dir/demo-password) if missing")
 
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", metavar="ACTION")
-    db.required = True
+    db = _group(sub, "db", "database schema", "db_command")
     db.add_parser("migrate", help="apply missing schema deltas (back up first)")
     db.add_parser("status", help="show the schema version")
 
-    u = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", metavar="ACTION")
-    u.required = True
+    u = _group(sub, "user", "accounts", "user_command")
     ua = u.add_parser("add", help="create an account with its default folders, calendar and address book")
     ua.add_argument("address")
     ua.add_argument("--name", help="display name")
@@ -63,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ("hard", "delivery and APPEND are refused")):
         uq.add_argument(f"--{level}", metavar="SIZE", help=f"above this {what}")
 
-    al = sub.add_parser("alias", help="aliases: other addresses delivering to an account")
-    al = al.add_subparsers(dest="alias_command", metavar="ACTION")
-    al.required = True
+    al = _group(sub, "alias", "aliases: other addresses delivering to an account", "alias_command")
     aa = al.add_parser("add", help="deliver ALIAS to ADDRESS")
     aa.add_argument("alias")
     aa.add_argument("address")
@@ -82,18 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     pu = sub.add_parser("purge", help="remove soft-deleted items past [store] softdelete_lifetime")
     pu.add_argument("--days", type=float, help="override the lifetime (0 = everything deleted)")
 
-    r = sub.add_parser("recover", help="soft-deleted (recoverable) messages, events and contacts of an account")
-    r = r.add_subparsers(dest="recover_command", metavar="ACTION")
-    r.required = True
+    r = _group(sub, "recover", "soft-deleted (recoverable) messages, events and contacts of an account",
+               "recover_command")
     rl = r.add_parser("list", help="list recoverable messages (ID) and calendar/contact items (dav:ID)")
     rl.add_argument("address")
     rr = r.add_parser("restore", help="restore by id from `recover list` (messages: ID, events/contacts: dav:ID)")
     rr.add_argument("address")
     rr.add_argument("ids", nargs="+", type=_recover_id)
 
-    dv = sub.add_parser("dav", help="calendars and address books (what CalDAV/CardDAV clients see)")
-    dv = dv.add_subparsers(dest="dav_command", metavar="ACTION")
-    dv.required = True
+    dv = _group(sub, "dav", "calendars and address books (what CalDAV/CardDAV clients see)", "dav_command")
     dl = dv.add_parser("list", help="an account's calendars and address books, or the items of one")
     dl.add_argument("address")
     dl.add_argument("collection", nargs="?")
@@ -103,9 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("collection")
     di.add_argument("file", help="path, or - for standard input")
 
-    sv = sub.add_parser("sieve", help="an account's Sieve scripts (the delivery rules ManageSieve clients manage)")
-    sv = sv.add_subparsers(dest="sieve_command", metavar="ACTION")
-    sv.required = True
+    sv = _group(sub, "sieve", "an account's Sieve scripts (the delivery rules ManageSieve clients manage)",
+                "sieve_command")
     sl = sv.add_parser("list", help="an account's scripts, their sizes, the active one marked")
     sl.add_argument("address")
     sg = sv.add_parser("get", help="print a script")
@@ -127,9 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     sx.add_argument("address")
     sx.add_argument("name")
 
-    q = sub.add_parser("queue", help="the outbound queue of SMTP submission (mail waiting for [submission] relay)")
-    q = q.add_subparsers(dest="queue_command", metavar="ACTION")
-    q.required = True
+    q = _group(sub, "queue", "the outbound queue of SMTP submission (mail waiting for [submission] relay)",
+               "queue_command")
     q.add_parser("list", help="list queued messages, their recipients, attempts and last errors")
     qr = q.add_parser("retry", help="make queued recipients due now (of message ID, or all); "
                                     "`haven serve` sends them within [submission] queue_interval")
