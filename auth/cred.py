@@ -4,17 +4,32 @@ Gateways call::
 
     iface, account, logout = await portal.login(PasswordCredentials(login, password, ip), None, IAccount)
 
-and get a :class:`store.interfaces.Account` or :class:`twisted.cred.error.UnauthorizedLogin`.
+and get a :class:`store.interfaces.Account` or :class:`twisted.cred.error.UnauthorizedLogin`
+(or :class:`LoginUnavailable` when the store cannot be asked).
 
 Invariants
-- The failure path is the same whatever failed (unknown user, wrong password, disabled account,
-  throttled): one password verification's worth of CPU, then ``failure_delay`` seconds, then the
+- The failure path looks the same whatever failed (unknown user, wrong password, disabled
+  account): one password verification's worth of CPU, then ``failure_delay`` seconds, then the
   same exception.  Nothing tells a client whether an account exists.
-- Hash verification runs in the store's CPU pool; the reactor never hashes.
-- Throttling: after ``max_failures_per_ip`` failures from one IP or ``max_failures_per_account``
-  against one login within ``throttle_window`` seconds, further attempts are refused without
-  checking the password until the window has passed.  Successful logins do not clear an IP's
-  record (a valid account must not unlock guessing on others).
+- Hash verification runs in auth's own thread pool; the reactor never hashes.
+- Throttling never refuses the right password except to the one client address that has been
+  guessing it (Dovecot's auth penalty is the model, :class:`Throttle` says how):
+  * a client address with recent failures waits before every answer, 2, 4, 8 … up to
+    ``max_penalty`` seconds as its distinct wrong passwords grow; so does every login to an
+    account under attack.  Slower, never refused.
+  * after ``block_after`` distinct wrong passwords for one account from one address within
+    ``throttle_window``, that address is refused for that account without a password check (no
+    hash, no CPU) until those failures are older than the window; attempts while blocked are
+    not counted, so they do not extend the block.  One log line per block (fail2ban's filter in
+    conf/fail2ban/ matches it).
+  * one stale password repeated (a phone after a password change) counts once.
+  * ``[auth] trusted_networks`` (a webmail host) are never delayed, counted or blocked.
+  * the counters live in the store (``auth_failures``), keyed by account (aliases share), so
+    every node behind one database throttles alike; ``haven auth status`` / ``unblock`` read and
+    clear them.
+- A successful login from an address clears that address's failures for that account; it does
+  not clear the address's failures for other accounts (a valid account must not unlock
+  guessing on others).
 """
 
 from __future__ import annotations
@@ -24,7 +39,6 @@ import hmac
 import logging
 import os
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from twisted.cred import checkers, credentials, error, portal
@@ -32,6 +46,7 @@ from twisted.internet import defer, task, threads
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
+from auth.networks import Networks
 from auth.passwords import verify_password
 from store import errors
 
@@ -54,34 +69,51 @@ class PasswordCredentials:
 
 
 class Throttle:
-    def __init__(self, max_per_ip: int, max_per_account: int, window: float):
-        self.max_per_ip = max_per_ip
-        self.max_per_account = max_per_account
+    """What the ``[auth]`` keys make of the store's failure counts (see the module docstring)."""
+
+    def __init__(self, failure_delay: float = 2.0, max_penalty: float = 15.0, block_after: int = 10,
+                 window: float = 900, trusted: Networks = Networks()):
+        self.failure_delay = failure_delay
+        self.max_penalty = max_penalty
+        self.block_after = block_after
         self.window = window
-        self._ip: dict[str, deque] = defaultdict(deque)
-        self._account: dict[str, deque] = defaultdict(deque)
+        self.trusted = trusted
+        self._key = os.urandom(32)
+        self._logged: dict = {}  # (ip, subject) -> when its block was logged
 
-    def _count(self, table, key, now) -> int:
-        q = table.get(key)
-        if not q:
-            return 0
-        while q and q[0] < now - self.window:
-            q.popleft()
-        if not q:
-            del table[key]
-            return 0
-        return len(q)
-
-    def blocked(self, ip: str, login: str) -> bool:
+    def first_report(self, ip: str, subject: str, count: int) -> bool:
+        """Whether a block just reached should be logged: concurrent failures may each see the
+        threshold reached, the log gets one line.  A count exactly at the threshold is a new
+        block (after an unblock or expiry) unless reported in the last few seconds; a count past
+        it (the exact one raced past) is reported once per window."""
         now = time.monotonic()
-        return (bool(ip) and self._count(self._ip, ip, now) >= self.max_per_ip) or \
-            self._count(self._account, login, now) >= self.max_per_account
+        if len(self._logged) > 10000:
+            self._logged = {k: t for k, t in self._logged.items() if now - t < self.window}
+        last = self._logged.get((ip, subject))
+        if last is not None and now - last < (5 if count == self.block_after else self.window):
+            return False
+        self._logged[(ip, subject)] = now
+        return True
 
-    def failed(self, ip: str, login: str) -> None:
-        now = time.monotonic()
-        if ip:
-            self._ip[ip].append(now)
-        self._account[login].append(now)
+    def since(self) -> int:
+        return int(time.time() - self.window)
+
+    def penalty(self, state) -> float:
+        """Seconds to wait before checking: 0, then 2, 4, 8 … per distinct wrong password from
+        the address or for the account, up to max_penalty (0 turns the penalty off)."""
+        n = max(state.ip_failures, state.subject_failures)
+        if n <= 0 or self.max_penalty <= 0:
+            return 0.0
+        return min(self.max_penalty, 2.0 ** min(n, 16))
+
+    def blocked(self, ip: str, state) -> bool:
+        return bool(ip) and self.block_after > 0 and state.pair_failures >= self.block_after
+
+    def tag(self, subject: str, password: str) -> str:
+        """A keyed digest of a wrong password: equal for a repeat, useless to anyone who reads
+        the table (the key is this process's own)."""
+        data = subject.encode("utf-8", "surrogateescape") + b"\0" + password.encode("utf-8", "surrogateescape")
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
 
 
 class VerifiedLogin(str):
@@ -133,18 +165,16 @@ class VerifiedCache:
 class StoreChecker:
     credentialInterfaces = (credentials.IUsernamePassword,)
 
-    def __init__(self, store, cpu_pool, throttle: Throttle, failure_delay: float, cache_ttl: float = 0):
+    def __init__(self, store, cpu_pool, throttle: Throttle, cache_ttl: float = 0):
         self.store = store
         self.cpu_pool = cpu_pool
         self.throttle = throttle
-        self.failure_delay = failure_delay
         self.cache = VerifiedCache(cache_ttl)
 
     def requestAvatarId(self, creds):
         return defer.Deferred.fromCoroutine(self._check(creds))
 
     async def _check(self, creds):
-        from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
         login = (creds.username or "").strip().lower()
         ip = getattr(creds, "remote_ip", "") or ""
         password = creds.password
@@ -152,17 +182,28 @@ class StoreChecker:
             password = password.decode("utf-8", "replace")
         if isinstance(login, bytes):
             login = login.decode("utf-8", "replace")
-        blocked = self.throttle.blocked(ip, login)
+        throttle = self.throttle
+        trusted = ip in throttle.trusted
         try:
-            cred = None if blocked else await self.store.get_credentials(login)
+            state = await self.store.login_state(login, "" if trusted else ip, throttle.since())
         except errors.StoreError as e:
             log.warning("login %r from %s: store unavailable: %s", login, ip, e)
             raise LoginUnavailable("the account store is unavailable") from None
+        cred = state.credentials
+        who = cred.address if cred else login
+        if not trusted and throttle.blocked(ip, state):
+            # refused without a password check: no hash, and not counted (no extension)
+            log.info("authentication refused for %r from %s: blocked", who, ip)
+            await _sleep(throttle.failure_delay)
+            raise error.UnauthorizedLogin("authentication failed")
         stored = cred.password_hash if cred and not cred.disabled else None
-        if not blocked and self.cache.hit(login, stored, password):
+        if self.cache.hit(login, stored, password):
+            await self._succeeded(state, ip)
             return _verified(cred)
-        ok, new_hash = await threads.deferToThreadPool(reactor, self.cpu_pool, verify_password, password, stored)
-        if ok and not blocked:
+        if not trusted:
+            await _sleep(throttle.penalty(state))
+        ok, new_hash = await threads.deferToThreadPool(_reactor(), self.cpu_pool, verify_password, password, stored)
+        if ok:
             self.cache.remember(login, new_hash or stored, password)
             if new_hash:
                 try:
@@ -170,12 +211,43 @@ class StoreChecker:
                     log.info("upgraded the password hash of %s", cred.address)
                 except errors.StoreError:
                     pass
+            await self._succeeded(state, ip)
             return _verified(cred)
-        self.throttle.failed(ip, login)
-        log.warning("authentication failed for %r from %s%s", login, ip or "?", " (throttled)" if blocked else "")
-        if self.failure_delay > 0:
-            await task.deferLater(reactor, self.failure_delay, lambda: None)
+        log.warning("authentication failed for %r from %s", who, ip or "?")
+        if not trusted:
+            await self._failed(state, ip, who, password)
+        await _sleep(throttle.failure_delay)
         raise error.UnauthorizedLogin("authentication failed")
+
+    async def _succeeded(self, state, ip: str) -> None:
+        if state.pair_failures and ip:
+            try:
+                await self.store.clear_login_failures(ip, state.subject)
+            except errors.StoreError:
+                pass
+
+    async def _failed(self, state, ip: str, who: str, password: str) -> None:
+        throttle = self.throttle
+        try:
+            count = await self.store.record_login_failure(state.subject, ip, throttle.tag(state.subject, password),
+                                                          int(time.time()), throttle.since())
+        except errors.StoreError as e:
+            log.warning("could not record a failed login for %r from %s: %s", who, ip, e)
+            return
+        if ip and 0 < throttle.block_after <= count and throttle.first_report(ip, state.subject, count):
+            # the line conf/fail2ban/filter.d/haven.conf matches; keep its wording
+            log.warning("login blocked: address %s for account %s after %d wrong passwords within %d s",
+                        ip, who, count, int(throttle.window))
+
+
+def _reactor():
+    from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
+    return reactor
+
+
+async def _sleep(seconds: float) -> None:
+    if seconds > 0:
+        await task.deferLater(_reactor(), seconds, lambda: None)
 
 
 class LoginUnavailable(error.LoginFailed):
@@ -211,7 +283,7 @@ class AccountRealm:
 def _hashing_pool() -> ThreadPool:
     """The threads password checks run in (argon2 is CPU work, ~25 ms): auth's own, so a burst
     of logins queues here and not behind the store's MIME and blob work; stopped at shutdown."""
-    from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
+    reactor = _reactor()
     pool = ThreadPool(minthreads=0, maxthreads=max(2, os.cpu_count() or 2), name="haven-auth")
     pool.start()
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
@@ -219,9 +291,10 @@ def _hashing_pool() -> ThreadPool:
 
 
 def make_portal(store, config) -> portal.Portal:
-    throttle = Throttle(config.getint("auth", "max_failures_per_ip"),
-                        config.getint("auth", "max_failures_per_account"),
-                        config.getfloat("auth", "throttle_window"))
-    checker = StoreChecker(store, _hashing_pool(), throttle, config.getfloat("auth", "failure_delay"),
-                           cache_ttl=config.getfloat("auth", "cache_ttl"))
+    throttle = Throttle(failure_delay=config.getfloat("auth", "failure_delay"),
+                        max_penalty=config.getfloat("auth", "max_penalty"),
+                        block_after=config.getint("auth", "block_after"),
+                        window=config.getfloat("auth", "throttle_window"),
+                        trusted=Networks(config.get("auth", "trusted_networks")))
+    checker = StoreChecker(store, _hashing_pool(), throttle, cache_ttl=config.getfloat("auth", "cache_ttl"))
     return portal.Portal(AccountRealm(store), [checker])

@@ -171,7 +171,10 @@ class Service:
     async def start(self) -> None:
         from auth.cred import make_portal  # only when needed: start-up time of the `haven` command
         self.store = await open_started_store(self.config, self.reactor)
-        self.portal = make_portal(self.store, self.config)
+        try:
+            self.portal = make_portal(self.store, self.config)
+        except ValueError as e:  # the one value make_portal parses itself
+            raise ConfigError(f"[auth] trusted_networks: {e}") from None
         cert, key = tls_paths(self.config)
         self.tls, self.ssl_context = tls_options(cert, key), ssl_context(cert, key)
         # Twisted gateways: make_factory(ctx) -> protocol.Factory

@@ -46,16 +46,16 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             SENT, FAILED, EXPIRED, Account, Credentials, Recipient, Folder, FolderStatus,
                             MessageMeta, MessageRecord, Changes, StoreResult, CopyResult, ChangeEvent,
                             DeliveryResult, SieveScriptInfo, Quota, OutboundRecipient, OutboundMessage,
-                            PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem)
+                            PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
+                            LoginState, LoginFailures)
 
 #: the whole contract: its records (store/records.py) and its interfaces
-__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "OUTBOUND_LEASE", "QUEUED",
-           "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "BlockingDav", "ChangeEvent", "Changes",
-           "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery", "DeliveryResult", "Folder",
-           "FolderStatus", "MessageMeta", "MessageRecord", "NewItem", "OutboundMessage", "OutboundRecipient",
-           "PurgeReport", "PushBus", "Quota", "Recipient", "SieveScriptInfo", "Store", "StoreResult",
-           "Submission", "SubmissionResult", "as_future"]
-
+__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "OUTBOUND_LEASE",
+           "QUEUED", "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "BlockingDav", "ChangeEvent",
+           "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery", "DeliveryResult",
+           "Folder", "FolderStatus", "LoginFailures", "LoginState", "MessageMeta", "MessageRecord",
+           "NewItem", "OutboundMessage", "OutboundRecipient", "PurgeReport", "PushBus", "Quota", "Recipient",
+           "SieveScriptInfo", "Store", "StoreResult", "Submission", "SubmissionResult", "as_future"]
 
 
 def as_future(coro, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Future:
@@ -190,6 +190,29 @@ class Store:
         raise NotImplementedError
 
     async def set_password_hash(self, account_id: int, password_hash: str) -> None:
+        raise NotImplementedError
+
+    # -- the login throttle's counters (auth/cred.py) ----------------------------------------
+    async def login_state(self, login: str, remote_ip: str, since: int) -> LoginState:
+        """The credentials ``login`` names (as :meth:`get_credentials`) and the distinct wrong
+        passwords recorded since ``since`` (epoch seconds) from ``remote_ip``, for the login's
+        subject, and for the pair, in one read."""
+        raise NotImplementedError
+
+    async def record_login_failure(self, subject: str, remote_ip: str, secret_tag: str, now: int,
+                                   since: int) -> int:
+        """Record one wrong password (``secret_tag``: a keyed digest of it; the same tag again
+        only refreshes the time) and prune rows older than ``since``.  Returns the pair's count
+        of distinct failures since ``since``, this one included."""
+        raise NotImplementedError
+
+    async def clear_login_failures(self, remote_ip: Optional[str] = None, subject: Optional[str] = None) -> int:
+        """Forget the failures of a client address, of a subject, or of the pair when both are
+        given; returns the rows removed."""
+        raise NotImplementedError
+
+    async def list_login_failures(self, since: int) -> list:
+        """:class:`LoginFailures` per (client address, subject) since ``since``, most failures first."""
         raise NotImplementedError
 
     async def add_alias(self, alias: str, address: str) -> None:

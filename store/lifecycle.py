@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
-from store import accounts, dav, messages, sievestore
+from store import accounts, authfail, dav, messages, sievestore
 from store.changelog import drop_unreferenced_blobs_txn, known_blob_ids_txn
 from store.core import StoreCore
 from store.engines import Txn, chunks
@@ -37,6 +37,7 @@ def delete_account_txn(txn: Txn, address: str) -> list:
     txn.execute("DELETE FROM messages WHERE account_id = ?", (account.id,))
     dav.drop_account_txn(txn, account.id)
     sievestore.drop_account_txn(txn, account.id)
+    authfail.drop_account_txn(txn, account.id)
     txn.execute("DELETE FROM folders WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM aliases WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))

@@ -282,3 +282,30 @@ class NewItem:
     data: str
     dtstart: int
     dtend: int
+
+
+@dataclass(frozen=True)
+class LoginState:
+    """What the login throttle needs to know before checking a password, read in one go.
+
+    ``subject`` names who the login is for in the failure counters: ``"id:<account id>"`` when
+    the login is an account's address or alias (aliases share it), else the login as typed.
+    The counts are of distinct wrong passwords recorded since the time asked for: from this
+    client address (any account), for this subject (any address), and for the pair."""
+    credentials: Optional[Credentials]
+    subject: str
+    ip_failures: int = 0
+    subject_failures: int = 0
+    pair_failures: int = 0
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    """One (client address, subject) pair's recorded failures, for ``haven auth status``;
+    ``address`` is the account's address when the subject is an account."""
+    remote_ip: str
+    subject: str
+    address: str
+    failures: int
+    first_at: int
+    last_at: int

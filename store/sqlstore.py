@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from store.accounts import AccountsStore
+from store.authfail import AuthFailuresStore
 from store.dav import DavStore
 from store.delivery import DeliveryStore
 from store.engines import Database
@@ -44,7 +45,7 @@ from store.submission import SubmissionStore
 
 
 class SqlStore(AccountsStore, FoldersStore, MessagesStore, DeliveryStore, SubmissionStore, OutboundStore,
-               SieveStore, QuotaStore, DavStore, LifecycleStore, Store):
+               SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore, Store):
     async def schema_version(self) -> tuple:
         return await self._run("schema_version", current_version_txn), latest_version()
 

@@ -193,7 +193,7 @@ class HavenServer:
         sections = {
             "server": {"hostname": "haven.test", "data_dir": str(self.data_dir)},
             "store": {"url": self.url, "poll_interval": "0.2", "busy_timeout_ms": "1500"},
-            "auth": {"failure_delay": "0.05"},
+            "auth": {"failure_delay": "0.05", "max_penalty": "0.2"},
             "imap": {"listen": f"127.0.0.1:{self.imap[1]}"},
             "lmtp": {"listen": f"127.0.0.1:{self.lmtp[1]}"},
             "pop3": {"listen": f"127.0.0.1:{self.pop3[1]}", "tls_listen": f"127.0.0.1:{self.pop3s[1]}"},

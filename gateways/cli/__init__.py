@@ -8,10 +8,10 @@ when delivered, 67 (EX_NOUSER) for an unknown recipient, 75 (EX_TEMPFAIL) on a t
 Layout: this module parses; ``runner`` holds what every store command shares (reactor, config,
 logging, the store opened for one coroutine, exit codes, password hashing off the reactor); one
 module per command group (``serve``, ``db``, ``users``, ``aliases``, ``deliver``, ``recover``,
-``dav``, ``sieve``, ``queue``) runs its commands.  A command module is imported only when its
-command runs, so ``haven --help`` and a mistyped command load neither Twisted nor the store, and
-``haven user add`` loads neither the gateways nor Radicale.  A new command group is a new module
-and a line in COMMANDS.
+``dav``, ``sieve``, ``queue``, ``authcmd``) runs its commands.  A command module is imported
+only when its command runs, so ``haven --help`` and a mistyped command load neither Twisted nor
+the store, and ``haven user add`` loads neither the gateways nor Radicale.  A new command group
+is a new module and a line in COMMANDS.
 """
 
 from __future__ import annotations
@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     sx.add_argument("address")
     sx.add_argument("name")
 
+    au = _group(sub, "auth", "the login throttle: client addresses blocked for an account, and unblocking them",
+                "auth_command")
+    au.add_parser("status", help="list blocked (address, account) pairs and addresses or accounts being slowed")
+    ab = au.add_parser("unblock", help="forget the failed logins of an account (ADDRESS, any alias) or of a "
+                                       "client address (IP), lifting its blocks and delays at once")
+    ab.add_argument("target", metavar="ADDRESS|IP")
+
     q = _group(sub, "queue", "the outbound queue of SMTP submission (mail waiting for [submission] relay)",
                "queue_command")
     q.add_parser("list", help="list queued messages, their recipients, attempts and last errors")
@@ -146,7 +153,8 @@ def _recover_id(value: str):
 
 
 COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
-            "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue"}
+            "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue",
+            "auth": "authcmd"}
 """command -> the module of this package that runs it (``main(args) -> exit code``), imported
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 

@@ -106,7 +106,7 @@ def front(request, tmp_path_factory):
     url, cleanup = store_url_for(request.param, tmp)
     (tmp / "haven.ini").write_text(
         f"[server]\ndata_dir = {tmp / 'data'}\nhostname = haven.test\n[store]\nurl = {url}\n"
-        "[auth]\nfailure_delay = 0.05\nmax_failures_per_ip = 1000\nmax_failures_per_account = 1000\n"
+        "[auth]\nfailure_delay = 0.05\nblock_after = 0\nmax_penalty = 0\n"
         "cache_ttl = 300\n")
     config = load_config(str(tmp / "haven.ini"))
     reactor = _ensure_reactor()
