@@ -14,6 +14,7 @@ The ``haven`` command is the console script if installed, else
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -85,6 +86,8 @@ class HavenInstance(ServerProcess):
     command: list[str] | None = None
     proc: subprocess.Popen | None = None
     pop3_listening: bool = False
+    #: ``{"auth.block_after": "3"}``: keys set in the generated haven.ini over the template's
+    overrides: dict = field(default_factory=dict)
 
     @property
     def conf_path(self) -> Path:
@@ -160,3 +163,13 @@ class HavenInstance(ServerProcess):
             lmtp_port=self.lmtp_port,
             pop3_listen=f"{self.host}:{self.pop3_port}" if self.pop3_port else "",
             http_listen=f"{self.host}:{self.http_port}" if self.http_port else ""))
+        if self.overrides:
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read(self.conf_path)
+            for dotted, value in self.overrides.items():
+                section, _, key = dotted.partition(".")
+                if not parser.has_section(section):
+                    parser.add_section(section)
+                parser.set(section, key, value)
+            with open(self.conf_path, "w") as f:
+                parser.write(f)

@@ -16,12 +16,29 @@ import re
 import smtplib
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import HavenServer, free_port, non_loopback_ipv4
 
 IP = non_loopback_ipv4()
+FILTER = Path(__file__).resolve().parents[2] / "conf" / "fail2ban" / "filter.d" / "haven.conf"
+
+
+def fail2ban_host(line: str):
+    """The address fail2ban's filter (conf/fail2ban/filter.d/haven.conf) takes from a log line
+    (``<HOST>`` as fail2ban reads it, for IPv4 and IPv6), or None when it does not match."""
+    [failregex] = re.findall(r"^failregex = (.+)$", FILTER.read_text(), re.M)
+    m = re.search(failregex.replace("<HOST>", r"(?P<host>[0-9A-Fa-f.:]+)"), line)
+    return m and m.group("host")
+
+
+def test_the_fail2ban_filter_reads_ipv4_and_ipv6():
+    line = "haven.auth WARNING login blocked: address {} for account a@b.example after 10 wrong passwords within 900 s"
+    assert fail2ban_host(line.format("203.0.113.9")) == "203.0.113.9"
+    assert fail2ban_host(line.format("2001:db8::7")) == "2001:db8::7"
+    assert fail2ban_host("haven.auth WARNING authentication failed for 'a@b' from 203.0.113.9") is None
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +136,9 @@ def test_guessing_blocks_only_the_guessing_address_for_that_account(server):
     assert submission_login(server, user, password, "127.0.0.1") == 235
     assert imap_login(server, other, other_password, IP) == "OK"
     # one log line for the block, in the words the fail2ban filter matches
-    blocks = re.findall(r"login blocked: address (\S+) for account (\S+) after \d+ wrong passwords", server.log())
-    assert blocks == [(IP, user)]
+    blocks = [line for line in server.log().splitlines() if "login blocked" in line]
+    assert len(blocks) == 1 and f"address {IP} for account {user} " in blocks[0], blocks
+    assert fail2ban_host(blocks[0]) == IP
     # the admin sees it and lifts it
     status = server.cli("auth", "status", check=True).stdout.decode()
     assert re.search(rf"{re.escape(IP)}\s+{re.escape(user)}\s+\d+ failures", status), status
