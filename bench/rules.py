@@ -167,7 +167,7 @@ def install_with_store(config_path: str, name: str, file: str, addresses: list[s
     outcome: dict = {}
 
     async def go():
-        store = await open_started_store(config, reactor, poll=False)
+        store = await open_started_store(config, reactor, poll=False, create=True)
         for address in addresses:
             account = await store.get_account(address)
             await store.put_sieve_script(account.id, name, text)

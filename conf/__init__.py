@@ -55,6 +55,19 @@ class Config:
         except (configparser.NoSectionError, configparser.NoOptionError):
             raise ConfigError(f"missing [{section}] {key}") from None
 
+    def has(self, section: str, key: str) -> bool:
+        return self._p.has_option(section, key)
+
+    def sections(self) -> list:
+        return self._p.sections()
+
+    @classmethod
+    def defaults(cls) -> "Config":
+        """The bundled conf/haven.ini alone."""
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
+        parser.read(DEFAULTS_PATH, encoding="utf-8")
+        return cls(parser, None)
+
     def section(self, section: str) -> dict:
         return {k: v.strip() for k, v in self._p.items(section)} if self._p.has_section(section) else {}
 
@@ -94,7 +107,12 @@ class Config:
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.get("server", "data_dir")).expanduser().absolute()
+        """A relative data_dir is relative to the config file's folder (not to wherever the
+        command runs); without a config file, to the current folder (``./dev run``)."""
+        path = Path(self.get("server", "data_dir")).expanduser()
+        if not path.is_absolute() and self.path is not None:
+            path = Path(self.path).absolute().parent / path
+        return path.absolute()
 
     def listen(self, section: str, key: str = "listen") -> Optional[ListenAddress]:
         value = self.get(section, key) if self._p.has_option(section, key) else ""
@@ -173,8 +191,7 @@ def parse_store_url(url: str, data_dir: Path) -> StoreURL:
 
 def load_config(path: Optional[str] = None) -> Config:
     """Bundled defaults, overlaid with ``path`` (or ``$HAVEN_CONFIG``) when given."""
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
-    parser.read(DEFAULTS_PATH, encoding="utf-8")
+    parser = Config.defaults()._p
     chosen = path or os.environ.get("HAVEN_CONFIG") or None
     if chosen:
         p = Path(chosen)

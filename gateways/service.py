@@ -33,9 +33,28 @@ from store.settings import QuotaSettings, RuleSettings, StoreSettings, parse_jun
 log = logging.getLogger("haven.service")
 
 
-async def open_started_store(config: Config, reactor, poll: bool = True, init_empty: bool = True,
+def describe_store(config: Config) -> str:
+    """Where the store is, for messages to the admin: the SQLite file, or the MariaDB URL without
+    its password, and the config file it came from."""
+    url = config.store_url()
+    where = url.path if url.engine == "sqlite" else f"mysql://{url.user}@{url.host}:{url.port}/{url.database}"
+    return f"{where} ([store] url of {config.path or 'the built-in defaults: no --config or HAVEN_CONFIG'})"
+
+
+def _migrate_hint(config: Config) -> str:
+    return f"haven{' --config ' + str(config.path) if config.path else ''} db migrate"
+
+
+async def open_started_store(config: Config, reactor, poll: bool = True, create: bool = False,
                              check_schema: bool = True):
-    """The store, started, with its schema checked (an empty database initialised)."""
+    """The store, started, with its schema checked.  Only ``create`` (``haven db migrate``,
+    ``haven serve --demo``) makes a new store: anything else refuses a missing SQLite file or a
+    database without Haven's schema, naming the store and the config, so a mistyped data_dir or
+    url never turns into an empty store that bounces all mail."""
+    url = config.store_url()
+    if url.engine == "sqlite" and not create and not Path(url.path).is_file():
+        raise NoStore(f"no Haven store at {describe_store(config)}: create one with `{_migrate_hint(config)}`, "
+                      "or fix data_dir / [store] url")
     store = open_store(config)
     store.start(reactor, poll=poll)
     try:
@@ -43,19 +62,27 @@ async def open_started_store(config: Config, reactor, poll: bool = True, init_em
     except TemporaryFailure:
         raise
     except Exception as e:
-        raise StartupError(f"cannot open the store at [store] url ({config.store_url().engine}): {e}") from e
-    if not check_schema:
+        raise StartupError(f"cannot open the store at {describe_store(config)}: {e}") from e
+    if not check_schema:  # `haven db`: it reports or migrates itself
         return store
-    if current is None and init_empty:
+    if current is None:
+        if not create:
+            raise NoStore(f"the database at {describe_store(config)} holds no Haven store: create one with "
+                          f"`{_migrate_hint(config)}`, or fix [store] url")
         applied = await store.migrate()
-        log.info("initialised an empty database (%s)", ", ".join(applied))
-    elif current is None or current < latest:
-        raise SchemaOutOfDate(f"the database schema is at version {current or 0}, this Haven needs {latest}: "
-                              f"run `haven db migrate` (back up the database first)")
-    elif current > latest:
+        log.info("initialised an empty database at %s (%s)", describe_store(config), ", ".join(applied))
+        return store
+    if current < latest:
+        raise SchemaOutOfDate(f"the store at {describe_store(config)} has schema version {current}, this Haven "
+                              f"needs {latest}: run `{_migrate_hint(config)}` (back up the database first)")
+    if current > latest:
         raise StartupError(f"the database schema ({current}) is newer than this Haven ({latest}); "
                            f"upgrade Haven or point [store] url elsewhere")
     return store
+
+
+class NoStore(StartupError):
+    """The configured store does not exist (no SQLite file, or a database without the schema)."""
 
 
 def store_settings(config: Config, poll_interval: Optional[float] = None):
@@ -149,9 +176,10 @@ def http_mounts(ctx: GatewayContext) -> list:
 
 
 class Service:
-    def __init__(self, config: Config, reactor):
+    def __init__(self, config: Config, reactor, create_store: bool = False):
         self.config = config
         self.reactor = reactor
+        self.create_store = create_store  # `haven serve --demo`: an empty store may be made
         self.store = None
         self.portal = None
         self.listeners = []  # twisted ports
@@ -170,7 +198,7 @@ class Service:
 
     async def start(self) -> None:
         from auth.cred import make_portal  # only when needed: start-up time of the `haven` command
-        self.store = await open_started_store(self.config, self.reactor)
+        self.store = await open_started_store(self.config, self.reactor, create=self.create_store)
         try:
             self.portal = make_portal(self.store, self.config)
         except ValueError as e:  # the one value make_portal parses itself

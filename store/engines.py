@@ -202,6 +202,10 @@ class Database:
                 retryable, reconnect = self._classify(e)
                 if reconnect:
                     self._drop_conn()
+                unavailable = self._unavailable(e)
+                if unavailable is not None and (unavailable.permanent or attempt == RETRIES):
+                    log.error("%s: %s", desc, unavailable.detail)
+                    raise unavailable from e
                 if not retryable or attempt == RETRIES:
                     if retryable:
                         log.warning("%s: giving up after %d attempts: %s", desc, attempt + 1, e)
@@ -260,6 +264,31 @@ class Database:
             # 2003 can't connect, 2006 gone away, 2013 lost connection, 0 interface closed
             return True, True
         return False, False
+
+    def _unavailable(self, e: Exception) -> Optional[errors.StoreUnavailable]:
+        """What an admin must hear when the database cannot be used at all (not a busy lock)."""
+        if isinstance(e, sqlite3.OperationalError) and "unable to open" in str(e).lower():
+            return errors.StoreUnavailable(f"cannot open the SQLite database {self.url.path}: {e}", permanent=True)
+        if self.engine != "mysql":
+            return None
+        import pymysql  # only MariaDB/MySQL stores load the driver
+        if not isinstance(e, pymysql.err.OperationalError) or not e.args or not isinstance(e.args[0], int):
+            return None
+        where = f"MariaDB/MySQL at {self.url.host}:{self.url.port}"
+        code, message = e.args[0], (e.args[1] if len(e.args) > 1 else "")
+        if code in (1044, 1045):
+            return errors.StoreUnavailable(f"{where} refused user {self.url.user!r}: access denied ({message}); "
+                                           "check the user and password in [store] url", permanent=True)
+        if code == 1049:
+            return errors.StoreUnavailable(f"{where} has no database {self.url.database!r}: create it "
+                                           "(CREATE DATABASE ... CHARACTER SET utf8mb4) or fix [store] url",
+                                           permanent=True)
+        if code == 2005:
+            return errors.StoreUnavailable(f"cannot resolve the database host {self.url.host!r} ({message})",
+                                           permanent=True)
+        if code == 2003:
+            return errors.StoreUnavailable(f"cannot connect to {where}: {message}", permanent=False)
+        return None
 
     def run_blocking(self, desc: str, fn: Callable, *args, **kwargs):
         """From a thread of its own (neither the reactor's nor one of this pool's, e.g. a WSGI

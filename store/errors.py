@@ -44,6 +44,18 @@ class TemporaryFailure(StoreError):
     """The store cannot do it now (database down, disk full, lock timeout). Try again later."""
 
 
+class StoreUnavailable(TemporaryFailure):
+    """The database cannot be reached or refuses Haven: every gateway answers it as the
+    temporary failure it is.  ``detail`` says what happened, for the admin (never shown to a
+    client: it names the database); ``permanent`` when only a configuration change fixes it
+    (access denied, unknown database or host, an SQLite file that cannot be opened)."""
+
+    def __init__(self, detail: str, permanent: bool):
+        super().__init__("the store is unavailable, try again later")
+        self.detail = detail
+        self.permanent = permanent
+
+
 class InvalidInput(StoreError):
     """The request is malformed (bad folder name, bad flag, unparseable data)."""
 

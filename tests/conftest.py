@@ -226,6 +226,7 @@ class HavenServer:
         return env
 
     def start(self) -> "HavenServer":
+        self.admin_store()  # as `haven db migrate` does before the first `haven serve`
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateways.cli", "--config", str(self.config_path),
                                       "serve"], cwd=self.tmp, env=self.env(), stdout=self._log,
@@ -283,16 +284,22 @@ class HavenServer:
         with self._store_lock:
             self._users += 1
             address = f"{name or 'user'}{self._users}-{secrets.token_hex(3)}@example.test"
-            if self._store is None:  # opened as the command opens it (an empty database initialised)
-                from conf import load_config
-                from gateways.service import open_started_store
-                self._store = run_on_reactor(open_started_store, load_config(str(self.config_path)),
-                                             _ensure_reactor(), poll=False)
-            store = self._store
+        store = self.admin_store()
         password = "pw-" + secrets.token_hex(6)
         pw_hash = hash_password(password)
         run_on_reactor(store.create_account, address, pw_hash)
         return address, password
+
+    def admin_store(self):
+        """This process's store on the server's database, opened as the CLI opens it, created
+        (as `haven db migrate` creates it) when it is not there yet.  Thread-safe."""
+        with self._store_lock:
+            if self._store is None:
+                from conf import load_config
+                from gateways.service import open_started_store
+                self._store = run_on_reactor(open_started_store, load_config(str(self.config_path)),
+                                             _ensure_reactor(), poll=False, create=True)
+            return self._store
 
     @property
     def managesieve_port(self) -> int:

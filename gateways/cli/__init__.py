@@ -8,7 +8,7 @@ when delivered, 67 (EX_NOUSER) for an unknown recipient, 75 (EX_TEMPFAIL) on a t
 Layout: this module parses; ``runner`` holds what every store command shares (reactor, config,
 logging, the store opened for one coroutine, exit codes, password hashing off the reactor); one
 module per command group (``serve``, ``db``, ``users``, ``aliases``, ``deliver``, ``recover``,
-``dav``, ``sieve``, ``queue``, ``authcmd``) runs its commands.  A command module is imported
+``dav``, ``sieve``, ``queue``, ``authcmd``, ``configcmd``) runs its commands.  A command module is imported
 only when its command runs, so ``haven --help`` and a mistyped command load neither Twisted nor
 the store, and ``haven user add`` loads neither the gateways nor Radicale.  A new command group
 is a new module and a line in COMMANDS.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 
 DESCRIPTION = """\
 Haven: IMAP, LMTP (and more) on one SQL-backed store.
@@ -33,11 +34,20 @@ def _group(sub, name: str, help: str, dest: str):
     return actions
 
 
+def version() -> str:
+    """The installed distribution's version (setup.cfg), or where it runs from when not installed."""
+    try:
+        return importlib.metadata.version("haven")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="haven", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="PATH", help="INI file (default: $HAVEN_CONFIG, else built-in defaults)")
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    p.add_argument("--version", action="version", version=f"haven {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -46,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="create demo@localhost (password printed, kept in data_dir/demo-password) if missing")
 
     db = _group(sub, "db", "database schema", "db_command")
-    db.add_parser("migrate", help="apply missing schema deltas (back up first)")
-    db.add_parser("status", help="show the schema version")
+    db.add_parser("migrate", help="create the store, or apply missing schema deltas (back up first); "
+                                  "the only command that creates a store")
+    db.add_parser("status", help="show where the store is and its schema version; exit 78 when it is "
+                                 "missing or not at this Haven's version")
 
     u = _group(sub, "user", "accounts", "user_command")
     ua = u.add_parser("add", help="create an account with its default folders, calendar and address book")
@@ -126,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     sx.add_argument("address")
     sx.add_argument("name")
 
+    cf = _group(sub, "config", "the configuration file", "config_command")
+    cf.add_parser("check", help="print the configuration in effect (secrets masked) and check every value "
+                                "as `haven serve` does; exit 78 naming the first bad one")
+
     au = _group(sub, "auth", "the login throttle: client addresses blocked for an account, and unblocking them",
                 "auth_command")
     au.add_parser("status", help="list blocked (address, account) pairs and addresses or accounts being slowed")
@@ -154,7 +170,7 @@ def _recover_id(value: str):
 
 COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
             "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue",
-            "auth": "authcmd"}
+            "auth": "authcmd", "config": "configcmd"}
 """command -> the module of this package that runs it (``main(args) -> exit code``), imported
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 

@@ -47,11 +47,13 @@ def configure(args):
     return config
 
 
-def run_command(args, command, *, stdin: bool = False, check_schema: bool = True, for_mta: bool = False) -> int:
+def run_command(args, command, *, stdin: bool = False, check_schema: bool = True, for_mta: bool = False,
+                create: bool = False) -> int:
     """Run ``await command(store, args, raw)`` on a started store and return its exit code.
 
     ``raw`` is standard input when ``stdin`` is set (read before the store opens), else None.
-    ``check_schema=False`` opens a store whose schema is out of date (``haven db``).
+    ``check_schema=False`` opens a store whose schema is out of date or missing (``haven db``);
+    ``create`` lets it make a new SQLite file (``haven db migrate``): no other command does.
     ``for_mta``: every failure is temporary (75) and logged, for an MTA's pipe transport."""
     config = configure(args)
     if config is None:
@@ -59,13 +61,16 @@ def run_command(args, command, *, stdin: bool = False, check_schema: bool = True
     args.loaded_config = config
     raw = sys.stdin.buffer.read() if stdin else None
     try:
-        return _run_on_reactor(config, command, args, raw, check_schema)
+        return _run_on_reactor(config, command, args, raw, check_schema, create)
     except (StartupError, ConfigError) as e:
         print(f"haven: {e}", file=sys.stderr)
         return EX_TEMPFAIL if for_mta else EX_CONFIG
     except errors.SchemaOutOfDate as e:
         print(f"haven: {e}", file=sys.stderr)
         return EX_CONFIG
+    except errors.StoreUnavailable as e:
+        print(f"haven: {e.detail}", file=sys.stderr)
+        return unavailable_exit(e, for_mta)
     except errors.TemporaryFailure as e:
         print(f"haven: {e}", file=sys.stderr)
         return EX_TEMPFAIL
@@ -80,13 +85,19 @@ def run_command(args, command, *, stdin: bool = False, check_schema: bool = True
         return EX_TEMPFAIL
 
 
-def _run_on_reactor(config, command, args, raw, check_schema: bool) -> int:
+def unavailable_exit(e, for_mta: bool = False) -> int:
+    """78 when only a config change helps (access denied, no such database), 75 when trying
+    again later may (the database is down); an MTA always hears 75 so it keeps the mail."""
+    return EX_CONFIG if e.permanent and not for_mta else EX_TEMPFAIL
+
+
+def _run_on_reactor(config, command, args, raw, check_schema: bool, create: bool) -> int:
     """Open the store, run one command on the reactor, stop the reactor."""
     from twisted.internet import reactor  # the reactor install_reactor() chose, reached late
     outcome = {}
 
     async def go():
-        store = await open_started_store(config, reactor, poll=False, check_schema=check_schema)
+        store = await open_started_store(config, reactor, poll=False, check_schema=check_schema, create=create)
         return await command(store, args, raw)
 
     def done(result):

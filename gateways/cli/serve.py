@@ -12,8 +12,9 @@ import sys
 from twisted.internet import defer
 
 from conf import ConfigError
-from gateways.cli.runner import EX_CONFIG, EX_SOFTWARE, configure, hash_password
+from gateways.cli.runner import EX_CONFIG, EX_SOFTWARE, configure, hash_password, unavailable_exit
 from gateways.common.errors import StartupError
+from gateways.configcheck import check_config
 from gateways.service import Service
 from store import errors
 
@@ -27,16 +28,21 @@ def main(args) -> int:
     if config is None:
         return EX_CONFIG
     from twisted.internet import reactor  # the reactor configure() installed, reached late
-    service = Service(config, reactor)
+    service = Service(config, reactor, create_store=args.demo)
     status = {"code": 0}
 
     async def start():
         try:
+            check_config(config, service.context)  # every value, before a file is made or a port bound
             await service.start()
             if args.demo:
                 address, password = await ensure_demo(service.store, config)
                 print(demo_banner(config, address, password), file=sys.stderr, flush=True)
             log.info("Haven started (%s store)", config.store_url().engine)
+        except errors.StoreUnavailable as e:
+            print(f"haven: {e.detail}", file=sys.stderr)
+            status["code"] = unavailable_exit(e)
+            reactor.stop()
         except (StartupError, ConfigError, errors.SchemaOutOfDate, errors.StoreError) as e:
             print(f"haven: {e}", file=sys.stderr)
             status["code"] = EX_CONFIG

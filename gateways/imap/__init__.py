@@ -85,6 +85,11 @@ class IMAPFactory(Factory):
         return proto
 
 
+def check_settings(ctx) -> None:
+    """Read every ``[imap]`` key (start-up checks the whole config before it binds anything)."""
+    IMAPConfig.from_context(ctx)
+
+
 def make_factory(ctx) -> Factory:
     """The service's entry point: a factory of IMAP connections on ``ctx.store``."""
     return IMAPFactory(ctx)

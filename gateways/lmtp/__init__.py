@@ -83,22 +83,33 @@ from gateways.lmtp.server import LMTPServer
 from gateways.common.settings import SectionSettings
 from gateways.common.smtpserver import quiet_aiosmtpd_log
 
-__all__ = ["make_protocol_factory", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_RECIPIENTS"]
+__all__ = ["check_settings", "make_protocol_factory", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_RECIPIENTS"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 DEFAULT_MAX_RECIPIENTS = 1000
 DEFAULT_TIMEOUT = 300.0
 
 
-def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]:
-    """A protocol factory for ``loop.create_server`` / ``loop.create_unix_server`` on the
-    reactor's asyncio loop.  A malformed setting raises
+def _settings(ctx: GatewayContext) -> tuple:
+    """(max_size, max_recipients, timeout, over_quota) from ``[lmtp]``; a malformed setting raises
     :class:`~gateways.common.settings.SettingError` (a StartupError and a ValueError) naming it."""
     settings = SectionSettings("lmtp", ctx.settings)
     max_size = SectionSettings("server", ctx.limits).number("max_message_size", DEFAULT_MAX_MESSAGE_SIZE, int, 0)
     max_rcpt = settings.number("max_recipients", DEFAULT_MAX_RECIPIENTS, int, 1)
     timeout = settings.duration("timeout", DEFAULT_TIMEOUT, 0)  # 0: the default
     over_quota = settings.choice("over_quota", "permanent", ("permanent", "temporary"))
+    return max_size, max_rcpt, timeout, over_quota
+
+
+def check_settings(ctx: GatewayContext) -> None:
+    """Read every ``[lmtp]`` key (start-up checks the whole config before it binds anything)."""
+    _settings(ctx)
+
+
+def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]:
+    """A protocol factory for ``loop.create_server`` / ``loop.create_unix_server`` on the
+    reactor's asyncio loop."""
+    max_size, max_rcpt, timeout, over_quota = _settings(ctx)
     quiet_aiosmtpd_log()  # haven.lmtp's one line per recipient is what an admin wants at INFO
     handler = DeliveryHandler(ctx.store, hostname=ctx.hostname, max_message_size=max_size,
                               max_recipients=max_rcpt, over_quota_temporary=over_quota == "temporary")

@@ -103,6 +103,11 @@ class ManageSieveFactory(Factory):
         return proto
 
 
+def check_settings(ctx) -> None:
+    """Read every ``[managesieve]`` key (start-up checks the whole config before it binds anything)."""
+    ManageSieveConfig.from_settings(ctx.settings, ctx.limits)
+
+
 def make_factory(ctx) -> Factory:
     """The service's entry point: a factory of ManageSieve connections on ``ctx.store``."""
     return ManageSieveFactory(ctx)

@@ -86,6 +86,11 @@ class POP3Factory(Factory):
         return proto
 
 
+def check_settings(ctx) -> None:
+    """Read every ``[pop3]`` key (start-up checks the whole config before it binds anything)."""
+    POP3Config.from_settings(ctx.settings)
+
+
 def make_factory(ctx) -> Factory:
     """The service's entry point: a factory of POP3 connections on ``ctx.store``."""
     return POP3Factory(ctx)

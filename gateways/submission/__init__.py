@@ -73,9 +73,15 @@ from gateways.submission.handler import SubmissionHandler
 from gateways.submission.server import SubmissionServer
 from gateways.submission.settings import parse_settings
 
-__all__ = ["make_protocol_factory"]
+__all__ = ["check_settings", "make_protocol_factory"]
 
 log = logging.getLogger("haven.submission")
+
+
+def check_settings(ctx: GatewayContext) -> None:
+    """Read every ``[submission]`` key, the relay's included (start-up checks the whole config
+    before it binds anything)."""
+    parse_settings(ctx.settings, ctx.limits)
 
 
 def make_protocol_factory(ctx: GatewayContext, implicit_tls: bool = False) -> Callable[[], asyncio.Protocol]:

@@ -15,13 +15,17 @@ MESSAGE = b"From: a@example.org\nSubject: piped\n\nhello over a pipe\n"
 
 @pytest.fixture
 def admin(engine, tmp_path):
-    """A configured but not running Haven (CLI only)."""
+    """A configured but not running Haven (CLI only), its store made by `haven db migrate`."""
     server = HavenServer(tmp_path, engine)
+    r = server.cli("db", "migrate")
+    assert r.returncode == 0 and b"applied 001_initial" in r.stdout, r.stderr
     yield server
     server.close()
 
 
 def test_user_lifecycle(admin):
+    status = admin.cli("db", "status")
+    assert status.returncode == 0 and b"schema version" in status.stdout
     r = admin.cli("user", "add", "Zed@Example.TEST", "--password-stdin", "--name", "Zed", input=b"pw\n")
     assert r.returncode == 0 and b"created zed@example.test" in r.stdout
     r = admin.cli("user", "add", "zed@example.test", "--password-stdin", input=b"pw\n")
@@ -57,6 +61,7 @@ def test_deliver_temporary_failure_is_75(engine, tmp_path):
         pytest.skip("locks the SQLite file")
     # each write waits busy_timeout_ms per attempt before it gives up as a temporary failure
     admin = HavenServer(tmp_path, engine, {"store.busy_timeout_ms": "200"})
+    admin.cli("db", "migrate", check=True)
     admin.cli("user", "add", "busy@example.test", "--password-stdin", input=b"pw\n", check=True)
     locker = sqlite3.connect(admin.sqlite_path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
@@ -87,8 +92,49 @@ def test_out_of_date_schema_is_refused(admin):
     proc = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(admin.config_path), "serve"],
                           capture_output=True, timeout=60, cwd=admin.tmp, env=admin.env())
     assert proc.returncode == 78
-    assert b"haven db migrate" in proc.stderr
-    assert b"run `haven db migrate`" in admin.cli("db", "status").stdout
+    assert b"haven --config " + str(admin.config_path).encode() + b" db migrate" in proc.stderr
+    status = admin.cli("db", "status")
+    assert status.returncode == 78 and b"run `haven db migrate`" in status.stdout
+
+
+def test_only_db_migrate_creates_a_store(engine, tmp_path):
+    """A mistyped data_dir or an empty database is refused by every command (serve and deliver
+    included), naming the store and the config, and nothing is created; `haven deliver` says 75
+    so the MTA retries instead of bouncing."""
+    server = HavenServer(tmp_path, engine)
+    data_dir = tmp_path / "data"
+    try:
+        for args in (("user", "list"), ("dav", "list", "a@example.test"), ("user", "add", "a@example.test",
+                                                                          "--password-stdin"), ("db", "status")):
+            r = server.cli(*args, input=b"pw\n")
+            assert r.returncode == 78, (args, r.stderr)
+            err = r.stderr + r.stdout
+            assert b"db migrate" in err and str(server.config_path).encode() in err, err
+            assert b"Traceback" not in err
+        r = server.cli("deliver", "a@example.test", input=MESSAGE)
+        assert r.returncode == 75 and b"no Haven store" in r.stderr or b"holds no Haven store" in r.stderr, r.stderr
+        proc = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(server.config_path), "serve"],
+                              capture_output=True, timeout=60, cwd=server.tmp, env=server.env())
+        assert proc.returncode == 78 and b"db migrate" in proc.stderr, proc.stderr
+        if engine == "sqlite":
+            assert not server.sqlite_path.exists()
+        r = server.cli("db", "migrate")
+        assert r.returncode == 0 and b"applied 001_initial" in r.stdout
+        assert server.cli("user", "list").returncode == 0
+    finally:
+        server.close()
+    assert data_dir.exists()
+
+
+def test_a_relative_data_dir_is_beside_the_config_file(tmp_path):
+    conf = tmp_path / "etc" / "haven.ini"
+    conf.parent.mkdir()
+    conf.write_text("[server]\ndata_dir = store-here\n")
+    r = subprocess.run([sys.executable, "-m", "gateways.cli", "--config", str(conf), "db", "migrate"],
+                       capture_output=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "etc" / "store-here" / "haven.db").is_file()
+    assert not (tmp_path / "store-here").exists()
 
 
 def test_config_errors_say_what_to_change(tmp_path):
