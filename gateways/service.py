@@ -180,6 +180,7 @@ class Service:
         self.servers = []  # asyncio servers
         self.spooler = None
         self.tls = self.ssl_context = None
+        self.published = None  # what clients are told (published_services)
         self._purge: Optional[task.LoopingCall] = None
 
     def context(self, section: str) -> GatewayContext:
@@ -197,6 +198,9 @@ class Service:
             self.portal = make_portal(self.store, self.config)
         except ValueError as e:  # the one value make_portal parses itself
             raise ConfigError(f"[auth] trusted_networks: {e}") from None
+        self.published = published_services(self.config)  # a bad [autoconfig] key stops start-up, HTTP or not
+        if self.published.unusable:
+            log.warning("no client autoconfiguration: %s", self.published.unusable)
         cert, key = tls_paths(self.config)
         self.tls, self.ssl_context = tls_options(cert, key), ssl_context(cert, key)
         # Twisted gateways: make_factory(ctx) -> protocol.Factory
@@ -251,7 +255,7 @@ class Service:
             return
         from gateways.http import make_site  # loaded only when [http] listens
         ctx = self.context("http")
-        site = make_site(ctx, self.reactor, http_mounts(ctx, published_services(self.config)))
+        site = make_site(ctx, self.reactor, http_mounts(ctx, self.published))
         if plain:
             await self._listen_twisted("[http] listen", plain, site)
         if secure:

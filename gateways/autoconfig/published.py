@@ -106,6 +106,8 @@ class Published:
     #: autoconfig and the Apple profile are served ([autoconfig] enabled, and [http] listens,
     #: perhaps on loopback behind a proxy)
     enabled: bool = False
+    #: why nothing is published (a [server] hostname that is no host name), else None
+    unusable: Optional[str] = None
 
     def endpoints(self, service: str) -> Tuple[Endpoint, ...]:
         return getattr(self, service)
@@ -187,10 +189,12 @@ def publish(listeners: Mapping[str, ServiceListeners], settings: Optional[Mappin
     s = SectionSettings(SECTION, settings)
     public = s.value("hostname")
     host = ascii_domain(public or hostname)
-    if host is None:
-        key = f"[{SECTION}] hostname" if public else "[server] hostname"
-        raise SettingError(f"{key} = {public or hostname!r}: expected the host name clients connect to, "
+    if host is None and public:
+        raise SettingError(f"[{SECTION}] hostname = {public!r}: expected the host name clients connect to, "
                            f"e.g. mail.example.net")
+    if host is None:  # not a reason to refuse to start: only autoconfiguration needs a host name
+        return Published(hostname=hostname, unusable=f"[server] hostname = {hostname!r} is not a host name "
+                                                     f"clients can connect to: set [{SECTION}] hostname")
     services = {}
     for service in MAIL_SERVICES:
         given = _override(s, service, host)

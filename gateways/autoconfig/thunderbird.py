@@ -91,7 +91,7 @@ def client_config(published: Published, domain: str) -> bytes:
             ET.SubElement(book, "authentication").text = "http-basic"
             ET.SubElement(book, "serverURL").text = published.dav_url
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
 
 
 class AutoconfigResource(resource.Resource):

@@ -23,5 +23,8 @@ def main(args) -> int:
     except (ConfigError, StartupError) as e:
         print(f"haven: {e}", file=sys.stderr)
         return EX_CONFIG
+    if published.unusable:
+        print(f"haven: {published.unusable}", file=sys.stderr)
+        return EX_CONFIG
     print("\n".join(autoconfig.records(published, domain)))
     return EX_OK

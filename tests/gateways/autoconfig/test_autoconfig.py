@@ -323,3 +323,17 @@ def test_disabled_serves_nothing_and_a_bad_key_is_named(tmp_path_factory):
         assert done.returncode == 78 and b"[autoconfig] imap" in done.stderr
     finally:
         server.close()
+
+
+def test_dns_records_needs_no_running_server_and_says_when_the_hostname_is_unusable(tmp_path_factory):
+    server = HavenServer(tmp_path_factory.mktemp("haven-autoconfig-cli"), "sqlite",
+                         {"server.hostname": "mail_host", "imap.tls_listen": "0.0.0.0:993"})
+    try:
+        done = server.cli("dns", "records", "example.org")
+        assert done.returncode == 78 and b"[server] hostname" in done.stderr and b"[autoconfig] hostname" in done.stderr
+        server.config_path.write_text(server.config_path.read_text() + "[autoconfig]\nhostname = mail.example.org\n")
+        records = zone(server, "example.org")
+        assert records[("_imaps._tcp.example.org.", "SRV")] == ["0 1 993 mail.example.org."]
+        assert records[("_imap._tcp.example.org.", "SRV")] == ["0 0 0 ."]  # [imap] listen is on loopback
+    finally:
+        server.close()
