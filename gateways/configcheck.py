@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from auth.networks import Networks
 from conf import Config, ConfigError
 from gateways.common.relayconf import parse_outbound
-from gateways.service import store_settings
+from gateways.service import published_services, store_settings
 
 #: every gateway with listeners: section -> its package (each has ``check_settings(ctx)``)
 GATEWAYS = {"imap": "gateways.imap", "pop3": "gateways.pop3", "managesieve": "gateways.managesieve",
@@ -52,6 +52,7 @@ def check_config(config: Config, context) -> None:
         if any(config.listen(section, key) for key in LISTEN_KEYS if config.has(section, key)):
             importlib.import_module(module).check_settings(context(section))
     parse_outbound(config.section("submission"))
+    published_services(config)  # [autoconfig]
     if config.listen("http") or config.listen("http", "tls_listen"):
         from gateways.dav import DavConfig  # only when needed: start-up time of the `haven` command
         from gateways.http import HttpConfig  # only when needed: start-up time of the `haven` command

@@ -166,13 +166,35 @@ def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def http_mounts(ctx: GatewayContext) -> list:
-    """The front door's mount table: CalDAV/CardDAV under /dav/ with its well-known redirects
-    (and later ActiveSync and autoconfig beside them)."""
+def published_services(config: Config):
+    """What clients are told (gateways/autoconfig/published.py): the public host name, and the
+    ports and TLS of every configured listener, with the ``[autoconfig]`` overrides."""
+    from gateways import autoconfig, dav  # only when needed: start-up time of the `haven` command
+
+    def tcp(section: str, key: str):
+        where = config.listen(section, key)
+        return (where.host, where.port) if where is not None and where.kind == "tcp" else None
+    listeners = {section: autoconfig.ServiceListeners(tcp(section, "listen"), tcp(section, "tls_listen"),
+                                                      config.get(section, "allow_plaintext_auth"))
+                 for section in autoconfig.MAIL_SERVICES + ("http",)}
+    return autoconfig.publish(listeners, config.section(autoconfig.SECTION), hostname=config.hostname,
+                              dav_path=dav.PREFIX)
+
+
+def http_mounts(ctx: GatewayContext, published=None) -> list:
+    """The front door's mount table: CalDAV/CardDAV under /dav/ with its well-known redirects,
+    and with ``published`` (``published_services``) client autoconfiguration beside them
+    when ``[autoconfig] enabled`` (and later ActiveSync)."""
     from gateways import dav  # loaded only when [http] listens (start-up time of the CLI)
-    from gateways.http import App, Redirect  # only when needed: start-up time of the `haven` command
-    return [App(dav.PREFIX, dav.make_application(ctx))] + \
+    from gateways.http import App, Mount, Redirect  # only when needed: start-up time of the `haven` command
+    table = [App(dav.PREFIX, dav.make_application(ctx))] + \
         [Redirect(path, location) for path, location in dav.REDIRECTS.items()]
+    if published is not None and published.enabled:
+        from gateways import autoconfig  # loaded only when [http] listens (start-up time of the CLI)
+        leaf = autoconfig.make_autoconfig_resource(published)
+        table += [Mount(path, leaf) for path in autoconfig.PATHS]
+        table.append(App(autoconfig.PROFILE_PREFIX, autoconfig.make_profile_app(published)))
+    return table
 
 
 class Service:
@@ -186,6 +208,7 @@ class Service:
         self.servers = []  # asyncio servers
         self.spooler = None
         self.tls = self.ssl_context = None
+        self.published = None  # what clients are told (published_services)
         self._purge: Optional[task.LoopingCall] = None
 
     def context(self, section: str) -> GatewayContext:
@@ -203,6 +226,9 @@ class Service:
             self.portal = make_portal(self.store, self.config)
         except ValueError as e:  # the one value make_portal parses itself
             raise ConfigError(f"[auth] trusted_networks: {e}") from None
+        self.published = published_services(self.config)  # a bad [autoconfig] key stops start-up, HTTP or not
+        if self.published.unusable:
+            log.warning("no client autoconfiguration: %s", self.published.unusable)
         cert, key = tls_paths(self.config)
         self.tls, self.ssl_context = tls_options(cert, key), ssl_context(cert, key)
         # Twisted gateways: make_factory(ctx) -> protocol.Factory
@@ -257,7 +283,7 @@ class Service:
             return
         from gateways.http import make_site  # loaded only when [http] listens
         ctx = self.context("http")
-        site = make_site(ctx, self.reactor, http_mounts(ctx))
+        site = make_site(ctx, self.reactor, http_mounts(ctx, self.published))
         if plain:
             await self._listen_twisted("[http] listen", plain, site)
         if secure:

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("store", "gateways", "auth", "conf", "formats")
 
 #: protocol gateways: each a package under gateways/ that knows the store only by its contract
-PROTOCOLS = ("imap", "pop3", "lmtp", "submission", "managesieve", "dav", "http", "relay", "activesync")
+PROTOCOLS = ("imap", "pop3", "lmtp", "submission", "managesieve", "dav", "http", "relay", "activesync",
+             "autoconfig")
 #: the gateways' shared wire code
 COMMON = "gateways.common"
 #: what the store offers the rest of the project

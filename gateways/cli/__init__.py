@@ -8,10 +8,10 @@ when delivered, 67 (EX_NOUSER) for an unknown recipient, 75 (EX_TEMPFAIL) on a t
 Layout: this module parses; ``runner`` holds what every store command shares (reactor, config,
 logging, the store opened for one coroutine, exit codes, password hashing off the reactor); one
 module per command group (``serve``, ``db``, ``users``, ``aliases``, ``deliver``, ``recover``,
-``dav``, ``sieve``, ``queue``, ``authcmd``, ``configcmd``) runs its commands.  A command module is imported
-only when its command runs, so ``haven --help`` and a mistyped command load neither Twisted nor
-the store, and ``haven user add`` loads neither the gateways nor Radicale.  A new command group
-is a new module and a line in COMMANDS.
+``dav``, ``sieve``, ``queue``, ``authcmd``, ``configcmd``, ``dnscmd``) runs its commands.  A
+command module is imported only when its command runs, so ``haven --help`` and a mistyped command
+load neither Twisted nor the store, and ``haven user add`` loads neither the gateways nor
+Radicale.  A new command group is a new module and a line in COMMANDS.
 """
 
 from __future__ import annotations
@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "client address (IP), lifting its blocks and delays at once")
     ab.add_argument("target", metavar="ADDRESS|IP")
 
+    dn = _group(sub, "dns", "what to publish in DNS so that mail clients find this server", "dns_command")
+    dr = dn.add_parser("records", help="print the MX, SRV (RFC 6186, 6764), TXT and autoconfig records of a "
+                                       "mail domain, zone-file style, from the configuration")
+    dr.add_argument("domain")
+
     q = _group(sub, "queue", "the outbound queue of SMTP submission (mail waiting for [submission] relay)",
                "queue_command")
     q.add_parser("list", help="list queued messages, their recipients, attempts and last errors")
@@ -170,7 +175,7 @@ def _recover_id(value: str):
 
 COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
             "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue",
-            "auth": "authcmd", "config": "configcmd"}
+            "auth": "authcmd", "config": "configcmd", "dns": "dnscmd"}
 """command -> the module of this package that runs it (``main(args) -> exit code``), imported
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 

@@ -3,7 +3,9 @@ HTTP protocol Haven speaks.
 
     /dav/...               CalDAV and CardDAV (gateways/dav, a WSGI app)
     /.well-known/caldav    301 to /dav/ (RFC 6764 §5); so are /.well-known/carddav and "/"
-    anything else          404, kept free for ActiveSync and autoconfig
+    /mail/config-v1.1.xml, /.well-known/autoconfig/...   client autoconfiguration
+    /apple/haven.mobileconfig                            (gateways/autoconfig)
+    anything else          404, kept free for ActiveSync
 
 What is mounted where is the service's mount table (``mounts.py``; gateways/service.py builds
 it from what each protocol package exposes).  This package knows no protocol, and no protocol
