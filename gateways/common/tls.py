@@ -143,7 +143,8 @@ def load_credential(cert_path: str, key_path: Optional[str], cert_label: str = "
                            f"{cert_path} (the file must start with the server's own certificate, "
                            f"then its intermediates, as fullchain.pem does)")
     leaf = chain[0]
-    not_after = leaf.not_valid_after_utc
+    not_after = getattr(leaf, "not_valid_after_utc", None) or \
+        leaf.not_valid_after.replace(tzinfo=datetime.timezone.utc)  # cryptography < 42
     if not_after < datetime.datetime.now(datetime.timezone.utc):
         log.warning("%s = %s: the certificate expired on %s", cert_label, cert_path, not_after.date())
     if len(chain) == 1 and leaf.issuer != leaf.subject:
