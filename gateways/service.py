@@ -247,15 +247,14 @@ class Service:
             try:
                 certificates = await threads.deferToThread(load_certificates, self.tls_sources)
             except StartupError as e:
-                log.error("reload: %s", e)
-                done.append("kept the previous TLS certificates (see the error above)")
+                log.error("SIGHUP: kept the previous TLS certificates: %s", e)
             except Exception:
-                log.exception("reload: reading the TLS certificates failed")
-                done.append("kept the previous TLS certificates (see the error above)")
+                log.exception("SIGHUP: kept the previous TLS certificates")
             else:
                 self.certificates.install(certificates)
                 done.append(f"reloaded the TLS certificates: {certificates.describe()}")
-        log.info("SIGHUP: %s", "; ".join(done) or "nothing to reload")
+        if done:
+            log.info("SIGHUP: %s", "; ".join(done))
 
     def _run_purge(self):
         d = defer.Deferred.fromCoroutine(self.store.purge())

@@ -31,10 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-from zope.interface import implementer
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.ssl import CertificateOptions
+from zope.interface import implementer
 
 from gateways.common.errors import StartupError
 
@@ -117,8 +121,6 @@ def load_credential(cert_path: str, key_path: Optional[str], cert_label: str = "
                     key_label: str = "[tls] key") -> Credential:
     """The chain in ``cert_path`` (leaf first) with the key in ``key_path`` (None: the key is in
     ``cert_path`` too).  StartupError naming the key and file when anything is wrong."""
-    from cryptography import x509  # only when needed: start-up time of the `haven` command
-    from cryptography.hazmat.primitives import serialization  # only when needed: start-up time
 
     cert_pem = _read(cert_label, cert_path)
     try:
@@ -164,8 +166,6 @@ def load_credential(cert_path: str, key_path: Optional[str], cert_label: str = "
 
 
 def _dns_names(cert) -> list:
-    from cryptography import x509  # only when needed: start-up time of the `haven` command
-    from cryptography.x509.oid import NameOID  # only when needed: start-up time of the `haven` command
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
             .get_values_for_type(x509.DNSName)
@@ -251,10 +251,6 @@ class ServerCertificates:
 
 
 def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
-    from cryptography import x509  # only when needed: start-up time of the `haven` command
-    from cryptography.hazmat.primitives import hashes, serialization  # only when needed: start-up time of the `haven` command
-    from cryptography.hazmat.primitives.asymmetric import ec  # only when needed: start-up time of the `haven` command
-    from cryptography.x509.oid import NameOID  # only when needed: start-up time of the `haven` command
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])

@@ -296,6 +296,12 @@ def test_bad_tls_files_stop_the_start_with_one_line(ca, tmp_path, haven_factory)
     wrong_key.write_bytes(key_pem(other_key))
     reversed_chain = tmp_path / "reversed.pem"
     reversed_chain.write_bytes(pem(ca.inter) + pem(cert))
+    locked_key = tmp_path / "locked.key"
+    locked_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.BestAvailableEncryption(b"passphrase")))
+    keyless = tmp_path / "certs"
+    keyless.mkdir()
+    (keyless / "one.pem").write_bytes(ca.fullchain(cert))
     cases = [
         ({"tls.cert": str(tmp_path / "missing.pem"), "tls.key": str(key_file)},
          f"haven: [tls] cert = {tmp_path / 'missing.pem'}: no such file"),
@@ -305,6 +311,10 @@ def test_bad_tls_files_stop_the_start_with_one_line(ca, tmp_path, haven_factory)
          f"haven: [tls] key = {key_file} does not belong to the first certificate"),
         ({"tls.cert": str(cert_file), "tls.key": str(key_file), "tls.cert_dir": str(tmp_path / "nowhere")},
          f"haven: [tls] cert_dir = {tmp_path / 'nowhere'}: no such directory"),
+        ({"tls.cert": str(cert_file), "tls.key": str(locked_key)},
+         f"haven: [tls] key = {locked_key}: the private key is encrypted"),
+        ({"tls.cert": str(cert_file), "tls.key": str(key_file), "tls.cert_dir": str(keyless)},
+         f"haven: [tls] cert_dir = {keyless / 'one.pem'}: no PEM private key in the file"),
     ]
     for overrides, message in cases:
         server = haven_factory("sqlite", start=False, **overrides)
