@@ -58,7 +58,7 @@ class TLSSources:
 @dataclass(frozen=True)
 class Credential:
     """One certificate chain and its key, ready for both TLS stacks."""
-    origin: str  # "[tls] cert = PATH" or "[tls] cert_dir: PATH", for messages
+    origin: str  # "[tls] cert = PATH", or the PATH of a cert_dir file
     names: tuple  # the DNS names it serves, lower case (wildcards as "*.example.org")
     not_after: datetime.datetime
     openssl: SSL.Context = field(repr=False)
@@ -153,9 +153,7 @@ def load_credential(cert_path: str, key_path: Optional[str], cert_label: str = "
         log.warning("%s = %s holds no intermediate certificate: most clients will refuse it; "
                     "use the CA's full chain (fullchain.pem)", cert_label, cert_path)
     try:
-        openssl = CertificateOptions(
-            privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(leaf),
-            extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]]).getContext()
+        openssl = _openssl_context(key, chain)
         stdlib = stdlib_ssl.create_default_context(stdlib_ssl.Purpose.CLIENT_AUTH)
         stdlib.load_cert_chain(cert_path, key_path)
     except (OSError, SSL.Error, stdlib_ssl.SSLError, ValueError, TypeError) as e:
@@ -163,6 +161,25 @@ def load_credential(cert_path: str, key_path: Optional[str], cert_label: str = "
     origin = f"{cert_label} = {cert_path}" if cert_label != "[tls] cert_dir" else cert_path
     return Credential(origin=origin, names=tuple(_dns_names(leaf)), not_after=not_after, openssl=openssl,
                       stdlib=stdlib)
+
+
+def _openssl_context(key, chain) -> SSL.Context:
+    """A pyOpenSSL context with Twisted's protocol versions and ciphers serving ``chain``."""
+    context = CertificateOptions().getContext()
+    _give(context.use_certificate, chain[0], crypto.X509.from_cryptography)
+    _give(context.use_privatekey, key, crypto.PKey.from_cryptography_key)
+    for intermediate in chain[1:]:  # sent after the leaf, in the file's order
+        _give(context.add_extra_chain_cert, intermediate, crypto.X509.from_cryptography)
+    context.check_privatekey()
+    return context
+
+
+def _give(method, value, convert) -> None:
+    """pyOpenSSL takes cryptography objects since 24.3 and deprecates its own; older takes only its own."""
+    try:
+        method(value)
+    except TypeError:
+        method(convert(value))
 
 
 def _dns_names(cert) -> list:

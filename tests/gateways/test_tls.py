@@ -39,7 +39,7 @@ class CA:
         self.root_file.write_bytes(pem(self.root))
 
     @staticmethod
-    def _make(cn, issuer_key, issuer, ca=False, names=()):
+    def _make(cn, issuer_key, issuer, ca=False, names=(), days=30):
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -47,7 +47,7 @@ class CA:
                    .issuer_name(issuer.subject if issuer else subject).public_key(key.public_key())
                    .serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=30))
+                   .not_valid_after(now + datetime.timedelta(days=days))
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         if ca:
             builder = builder.add_extension(x509.KeyUsage(
@@ -323,3 +323,27 @@ def test_bad_tls_files_stop_the_start_with_one_line(ca, tmp_path, haven_factory)
         assert r.returncode == 78, r.stderr
         assert message.encode() in r.stderr, r.stderr
         assert b"Traceback" not in r.stderr
+
+
+def test_names_are_matched_exactly_then_one_wildcard_label(ca, tmp_path):
+    """RFC 6125 §6.4.3: ``*.two.test`` covers ``a.two.test``, not ``two.test`` nor ``a.b.two.test``;
+    of two files naming one host the later expiry serves (a renewal beside the old file)."""
+    from gateways.common.tls import TLSSources, load_certificates
+    key, cert = ca.leaf(HOST)
+    cert_file, key_file = write_pair(tmp_path, key, cert, ca)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    wild_key, wild = ca.leaf("*.two.test", "exact.one.test")
+    (certs / "wild.pem").write_bytes(ca.fullchain(wild) + key_pem(wild_key))  # chain first, then the key
+    old_key, old = CA._make("exact.one.test", ca.inter_key, ca.inter, names=("exact.one.test",), days=10)
+    (certs / "old.pem").write_bytes(key_pem(old_key) + ca.fullchain(old))
+    found = load_certificates(TLSSources(str(cert_file), str(key_file), str(certs)))
+    chosen = {name: found.choose(name).names for name in
+              ("a.two.test", "A.Two.Test.", b"a.two.test", "two.test", "a.b.two.test", "exact.one.test",
+               "one.test", None, "")}
+    assert chosen == {"a.two.test": ("*.two.test", "exact.one.test"),
+                      "A.Two.Test.": ("*.two.test", "exact.one.test"),
+                      b"a.two.test": ("*.two.test", "exact.one.test"),
+                      "two.test": (HOST,), "a.b.two.test": (HOST,),
+                      "exact.one.test": ("*.two.test", "exact.one.test"),  # it expires after old.pem
+                      "one.test": (HOST,), None: (HOST,), "": (HOST,)}
