@@ -58,7 +58,7 @@ class TLSSources:
 @dataclass(frozen=True)
 class Credential:
     """One certificate chain and its key, ready for both TLS stacks."""
-    origin: str  # "[tls] cert = PATH", or the PATH of a cert_dir file
+    path: str  # the file holding the chain
     names: tuple  # the DNS names it serves, lower case (wildcards as "*.example.org")
     not_after: datetime.datetime
     openssl: SSL.Context = field(repr=False)
@@ -88,7 +88,7 @@ class CertificateSet:
     def describe(self) -> str:
         text = f"default {self.default.describe()}"
         if self.cert_dir:
-            extra = sorted({id(c): c for c in self.by_name.values()}.values(), key=lambda c: c.origin)
+            extra = sorted({id(c): c for c in self.by_name.values()}.values(), key=lambda c: c.path)
             text += f"; {len(extra)} from {self.cert_dir}" + "".join(f" ({c.describe()})" for c in extra)
         return text
 
@@ -158,8 +158,7 @@ def load_credential(cert_path: str, key_path: Optional[str], cert_label: str = "
         stdlib.load_cert_chain(cert_path, key_path)
     except (OSError, SSL.Error, stdlib_ssl.SSLError, ValueError, TypeError) as e:
         raise StartupError(f"cannot use {cert_label} = {cert_path} with {key_where}: {e}") from None
-    origin = f"{cert_label} = {cert_path}" if cert_label != "[tls] cert_dir" else cert_path
-    return Credential(origin=origin, names=tuple(_dns_names(leaf)), not_after=not_after, openssl=openssl,
+    return Credential(path=cert_path, names=tuple(_dns_names(leaf)), not_after=not_after, openssl=openssl,
                       stdlib=stdlib)
 
 
@@ -196,8 +195,7 @@ def load_certificates(sources: TLSSources) -> CertificateSet:
 
     cert_dir holds one ``NAME.pem`` per certificate: its chain (leaf first) and its private key,
     in either order (``cat privkey.pem fullchain.pem``), or the key in ``NAME.key`` beside it
-    (which then wins).
-    The names served come from the certificate, not from NAME; files starting with ``.`` and
+    (which then wins).  The names served come from the certificate, not from NAME; files starting with ``.`` and
     files not ending in ``.pem`` are skipped (write ``.NAME.pem.tmp``, then rename)."""
     default = load_credential(sources.cert, sources.key)
     by_name: dict = {}
