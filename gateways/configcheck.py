@@ -86,6 +86,9 @@ def _check_tls(config: Config) -> None:
                     pass
             except OSError as e:
                 raise ConfigError(f"[tls] {name} = {value!r}: cannot read it ({e.strerror})") from None
+    cert_dir = config.get("tls", "cert_dir")
+    if cert_dir and not os.path.isdir(cert_dir):
+        raise ConfigError(f"[tls] cert_dir = {cert_dir!r}: not a folder")
 
 
 def _check_listeners(config: Config) -> None:

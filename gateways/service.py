@@ -12,21 +12,20 @@ Invariants
 from __future__ import annotations
 
 import asyncio
-import datetime
 import importlib
 import logging
 import logging.handlers
 import os
-import ssl as stdlib_ssl
 from pathlib import Path
 from typing import Optional
 
-from twisted.internet import defer, endpoints, ssl, task
+from twisted.internet import defer, endpoints, task, threads
 from twisted.logger import STDLibLogObserver, globalLogBeginner
 
 from conf import Config, ConfigError, ListenAddress
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
+from gateways.common.tls import ServerCertificates, TLSSources, load_certificates, make_self_signed
 from store.errors import SchemaOutOfDate, TemporaryFailure
 from store.settings import QuotaSettings, RuleSettings, StoreSettings, parse_junk_headers
 
@@ -126,44 +125,10 @@ def tls_paths(config: Config) -> tuple[str, str]:
     return cert_path, key_path
 
 
-def tls_options(cert_path: str, key_path: str):
-    """Twisted CertificateOptions (IMAP, POP3)."""
-    try:
-        pem = Path(cert_path).read_bytes() + b"\n" + Path(key_path).read_bytes()
-        return ssl.PrivateCertificate.loadPEM(pem).options()
-    except Exception as e:
-        raise StartupError(f"cannot load [tls] cert={cert_path} key={key_path}: {e}") from e
-
-
-def ssl_context(cert_path: str, key_path: str):
-    """A stdlib server SSLContext from the same pair (aiosmtpd gateways)."""
-    context = stdlib_ssl.create_default_context(stdlib_ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(cert_path, key_path)
-    except (OSError, stdlib_ssl.SSLError) as e:
-        raise StartupError(f"cannot load [tls] cert={cert_path} key={key_path}: {e}") from e
-    return context
-
-
-def make_self_signed(hostname: str, cert_path: Path, key_path: Path) -> None:
-    from cryptography import x509  # only when needed: start-up time of the `haven` command
-    from cryptography.hazmat.primitives import hashes, serialization  # only when needed: start-up time of the `haven` command
-    from cryptography.hazmat.primitives.asymmetric import ec  # only when needed: start-up time of the `haven` command
-    from cryptography.x509.oid import NameOID  # only when needed: start-up time of the `haven` command
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    os.chmod(key_path, 0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+def tls_sources(config: Config) -> TLSSources:
+    """[tls] cert, key and cert_dir, the pair self-signed in data_dir/tls/ when both are empty."""
+    cert, key = tls_paths(config)
+    return TLSSources(cert=cert, key=key, cert_dir=config.get("tls", "cert_dir"))
 
 
 def published_services(config: Config):
@@ -209,6 +174,7 @@ class Service:
         self.spooler = None
         self.tls = self.ssl_context = None
         self.published = None  # what clients are told (published_services)
+        self.certificates: Optional[ServerCertificates] = None
         self._purge: Optional[task.LoopingCall] = None
 
     def context(self, section: str) -> GatewayContext:
@@ -229,8 +195,12 @@ class Service:
         self.published = published_services(self.config)  # a bad [autoconfig] key stops start-up, HTTP or not
         if self.published.unusable:
             log.warning("no client autoconfiguration: %s", self.published.unusable)
-        cert, key = tls_paths(self.config)
-        self.tls, self.ssl_context = tls_options(cert, key), ssl_context(cert, key)
+        self.tls_sources = tls_sources(self.config)
+        self.certificates = ServerCertificates(load_certificates(self.tls_sources))
+        log.info("TLS: %s", self.certificates.current.describe())
+        # ctx.tls for Twisted listeners and STARTTLS, ctx.ssl_context for aiosmtpd: both
+        # look up the current certificates at each handshake, so a reload reaches them
+        self.tls, self.ssl_context = self.certificates, self.certificates.ssl_context
         # Twisted gateways: make_factory(ctx) -> protocol.Factory
         await self._start_twisted("imap", "gateways.imap")
         await self._start_twisted("pop3", "gateways.pop3")
@@ -321,6 +291,25 @@ class Service:
                                        gateway.make_protocol_factory(ctx, implicit_tls=True),
                                        ssl_context=self.ssl_context)
 
+    async def reload(self) -> None:
+        """SIGHUP: the certificates read again (new handshakes get them, established sessions
+        keep theirs; a bad file keeps the old ones) and the log file reopened (logrotate)."""
+        done = []
+        if reopen_log_file():
+            done.append("reopened the log file")
+        if self.certificates is not None:
+            try:
+                certificates = await threads.deferToThread(load_certificates, self.tls_sources)
+            except StartupError as e:
+                log.error("SIGHUP: kept the previous TLS certificates: %s", e)
+            except Exception:
+                log.exception("SIGHUP: kept the previous TLS certificates")
+            else:
+                self.certificates.install(certificates)
+                done.append(f"reloaded the TLS certificates: {certificates.describe()}")
+        if done:
+            log.info("SIGHUP: %s", "; ".join(done))
+
     def _run_purge(self):
         d = defer.Deferred.fromCoroutine(self.store.purge())
         d.addErrback(lambda f: log.error("purge failed: %s", f.getErrorMessage()))
@@ -335,6 +324,24 @@ class Service:
             server.close()
         if self.spooler is not None:
             await self.spooler.stop()
+
+
+def reopen_log_file() -> bool:
+    """Reopen the log file of ``[log] method = file`` (after logrotate moved or truncated it)."""
+    reopened = False
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+                if isinstance(handler, logging.handlers.WatchedFileHandler):
+                    handler._statstream()  # it watches the new file from now on
+            finally:
+                handler.release()
+            reopened = True
+    return reopened
 
 
 def setup_logging(config: Config, verbose: bool = False) -> None:

@@ -1,5 +1,6 @@
 """``haven serve``: every enabled gateway on one reactor in the foreground, until SIGTERM or
-SIGINT; ``--demo`` makes sure a demo account exists and says how to reach it."""
+SIGINT; SIGHUP reloads the TLS certificates and reopens the log file (``systemctl reload``);
+``--demo`` makes sure a demo account exists and says how to reach it."""
 
 from __future__ import annotations
 
@@ -55,10 +56,14 @@ def main(args) -> int:
     def shutdown(*_):
         reactor.callFromThread(reactor.stop)
 
+    def reload(*_):
+        reactor.callFromThread(lambda: defer.Deferred.fromCoroutine(service.reload()))
+
     reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(start()))
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(service.stop()))
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGHUP, reload)
     reactor.run(installSignalHandlers=False)
     return status["code"]
 

@@ -19,8 +19,8 @@ class GatewayContext:
     portal: Any  # twisted.cred.portal.Portal; log in with auth.cred.PasswordCredentials
     hostname: str
     settings: Mapping[str, str] = field(default_factory=dict)  # the gateway's own INI section
-    tls: Optional[Any] = None  # twisted CertificateOptions for STARTTLS (Twisted gateways)
-    ssl_context: Optional[Any] = None  # the same certificate as a stdlib ssl.SSLContext (aiosmtpd)
+    tls: Optional[Any] = None  # an IOpenSSLServerConnectionCreator for transport.startTLS (Twisted gateways)
+    ssl_context: Optional[Any] = None  # the same certificates as a stdlib ssl.SSLContext (aiosmtpd)
     limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)
     disclose_version: bool = False  # [server] disclose_version: software versions on the wire
 
