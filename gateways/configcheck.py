@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from auth.networks import Networks
 from conf import Config, ConfigError
 from gateways.common.relayconf import parse_outbound
+from gateways.common.tls import TLSSources, load_certificates
 from gateways.service import published_services, store_settings
 
 #: every gateway with listeners: section -> its package (each has ``check_settings(ctx)``)
@@ -76,19 +77,13 @@ def _check_data_dir(config: Config) -> None:
 
 
 def _check_tls(config: Config) -> None:
+    """[tls] cert, key and cert_dir loaded and checked as start-up loads them (nothing is made:
+    with cert and key empty, the self-signed pair is made only once the whole config passed)."""
     cert, key = config.get("tls", "cert"), config.get("tls", "key")
     if bool(cert) != bool(key):
         raise ConfigError("[tls] cert and key must both be set (or both empty for a self-signed pair)")
-    for name, value in (("cert", cert), ("key", key)):
-        if value:
-            try:
-                with open(value, "rb"):
-                    pass
-            except OSError as e:
-                raise ConfigError(f"[tls] {name} = {value!r}: cannot read it ({e.strerror})") from None
-    cert_dir = config.get("tls", "cert_dir")
-    if cert_dir and not os.path.isdir(cert_dir):
-        raise ConfigError(f"[tls] cert_dir = {cert_dir!r}: not a folder")
+    if cert:
+        load_certificates(TLSSources(cert=cert, key=key, cert_dir=config.get("tls", "cert_dir")))
 
 
 def _check_listeners(config: Config) -> None:

@@ -29,7 +29,8 @@ BAD = [
     ("[auth]\nblock_after = -1\n", b"[auth] block_after = '-1': expected 0 or more"),
     ("[lmtp]\nover_quota = sometimes\n", b"[lmtp] over_quota"),
     ("[submission]\nrelay = nowhere\n", b"[submission] relay"),
-    ("[tls]\ncert = /nonexistent/cert.pem\nkey = /nonexistent/key.pem\n", b"[tls] cert = '/nonexistent/cert.pem'"),
+    ("[tls]\ncert = /nonexistent/cert.pem\nkey = /nonexistent/key.pem\n",
+     b"[tls] cert = /nonexistent/cert.pem: no such file"),
     ("[pop3]\nlisten = 127.0.0.1:{imap}\n", b"already the address of [imap] listen"),
 ]
 
