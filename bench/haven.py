@@ -113,6 +113,9 @@ class HavenInstance(ServerProcess):
                 if p and port_is_open(self.host, p)]
         if busy:
             raise RuntimeError(f"ports {busy} on {self.host} are already in use")
+        out = self._cli("db", "migrate")
+        if out.returncode != 0:
+            raise RuntimeError(f"haven db migrate failed ({out.returncode}):\n{out.stdout}{out.stderr}")
         for user, password in self.users.items():
             out = self._cli("user", "add", user, "--password-stdin", stdin=password + "\n")
             if out.returncode != 0:
