@@ -23,6 +23,7 @@ from store import errors
 from store.engines import Txn, chunks
 from store.changelog import PreparedMessage, drop_unreferenced_blobs_txn, ensure_blob_txn
 from store.core import StoreCore
+from store.idempotency import new_key, once_txn
 from store.interfaces import EXPIRED, FAILED, OUTBOUND_LEASE, QUEUED, SENT, OutboundMessage, OutboundRecipient  # noqa: F401
 
 LEASE = OUTBOUND_LEASE
@@ -174,7 +175,8 @@ class OutboundStore(StoreCore):
 
     async def enqueue_outbound(self, account_id: int, mail_from: str, recipients: Sequence[str], raw: bytes) -> int:
         msg = await self._prepare_message(raw)
-        return await self._run("enqueue_outbound", enqueue_txn, account_id, mail_from, list(recipients), msg)
+        return await self._run("enqueue_outbound", once_txn, new_key(), enqueue_txn, account_id, mail_from,
+                               list(recipients), msg)
 
     async def take_due_outbound(self, limit: int = 50) -> list:
         return await self._run("take_due_outbound", take_due_txn, int(time.time()), limit)

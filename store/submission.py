@@ -44,6 +44,7 @@ from formats.headers import header_senders, missing_header_fields, return_path
 from store import errors
 from store.core import StoreCore
 from store.engines import Txn
+from store.idempotency import new_key, once_txn
 from store.interfaces import OUTBOUND_LEASE, Recipient, Submission, SubmissionResult
 from store.queue import enqueue_failed_txn, enqueue_txn, release_txn
 
@@ -135,8 +136,8 @@ class SqlSubmission(Submission):
             # Held only when local copies are still to come; a message for remote recipients
             # alone is final once queued (one transaction, as before).
             prepared = await store._prepare_message(message)
-            queue_id = await store._run("enqueue_submission", _enqueue_txn, self.account_id, self.mail_from,
-                                        list(self.remote), prepared, bool(self.local))
+            queue_id = await store._run("enqueue_submission", once_txn, new_key(), _enqueue_txn, self.account_id,
+                                        self.mail_from, list(self.remote), prepared, bool(self.local))
         keep = False
         try:
             results: list = []
@@ -197,8 +198,8 @@ class SqlSubmission(Submission):
         try:
             if bounced and prepared is None:
                 prepared = await store._prepare_message(message)
-            await store._run("release_submission", _release_txn, queue_id, self.account_id, self.mail_from,
-                             bounced, prepared)
+            await store._run("release_submission", once_txn, new_key(), _release_txn, queue_id, self.account_id,
+                             self.mail_from, bounced, prepared)
         except errors.StoreError as err:
             if queue_id is not None:
                 log.error("queue %d: could not release the message (%s); it is relayed after %ds", queue_id, err,

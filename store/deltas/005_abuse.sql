@@ -1,0 +1,14 @@
+-- Haven schema, delta 5: defences against abuse and against doing things twice.
+-- Each part below is self-contained (its own header); parts are added, never edited.
+
+-- == Idempotency keys (store/idempotency.py) ==
+-- One row per write a client is told about (a delivery's group commit, a submission's queue
+-- entry), committed with the write: a transaction retried after its COMMIT landed finds its
+-- key and returns the recorded result (JSON) instead of storing the message again.
+-- Rows older than a day are pruned by the purge job.
+CREATE TABLE idempotency_keys (
+    id_key CHAR(32) NOT NULL PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    result {text} NOT NULL
+);
+CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
