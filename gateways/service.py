@@ -28,7 +28,7 @@ from conf import Config, ConfigError, ListenAddress
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
 from store.errors import SchemaOutOfDate, TemporaryFailure
-from store.settings import QuotaSettings, RuleSettings, StoreSettings, parse_junk_headers
+from store.settings import QuotaSettings, RateSettings, RuleSettings, StoreSettings, parse_junk_headers
 
 log = logging.getLogger("haven.service")
 
@@ -74,7 +74,17 @@ def store_settings(config: Config, poll_interval: Optional[float] = None):
                          max_message_size=config.getint("server", "max_message_size"),
                          poll_interval=config.getfloat("store", "poll_interval") if poll_interval is None
                          else poll_interval,
-                         inline_blob_size=config.getint("store", "inline_blob_size"), rules=rules, quota=quota)
+                         inline_blob_size=config.getint("store", "inline_blob_size"), rules=rules, quota=quota,
+                         rates=RateSettings(max_messages_per_hour=_count(config, "submission", "max_messages_per_hour"),
+                                            max_recipients_per_hour=_count(config, "submission",
+                                                                           "max_recipients_per_hour")))
+
+
+def _count(config: Config, section: str, key: str) -> int:
+    value = config.getint(section, key)
+    if value < 0:
+        raise ConfigError(f"[{section}] {key} = {value}: expected 0 (unlimited) or more")
+    return value
 
 
 def open_store(config: Config, poll_interval: Optional[float] = None):

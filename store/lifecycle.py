@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
-from store import accounts, dav, messages, sievestore
+from store import accounts, dav, messages, rates, sievestore
 from store.changelog import drop_unreferenced_blobs_txn, known_blob_ids_txn
 from store.core import StoreCore
 from store.engines import Txn, chunks
@@ -97,6 +97,7 @@ class LifecycleStore(StoreCore):
             messages, folders, gone = await self._run("purge", purge_messages_txn, cutoff)
         await self._run("purge_vacation", sievestore.purge_vacation_txn, int(time.time()))
         await self._run("purge_idempotency_keys", prune_keys_txn, int(time.time()))
+        await self._run("purge_submission_counts", rates.prune_txn, time.time())
         orphans = await self._sweep_orphans()
         await self._delete_blob_files(gone)
         report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans, dav_items=dav_items)
