@@ -155,14 +155,16 @@ def get_queued_txn(txn: Txn, queue_id: int) -> OutboundMessage:
 
 
 def retry_txn(txn: Txn, queue_id: Optional[int]) -> int:
+    """Make queued recipients due now; returns how many are queued (MariaDB's rowcount leaves
+    out rows that were due already, in the same second)."""
     now = int(time.time())
     if queue_id is None:
-        txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE status = ?", (now, QUEUED))
+        where, args = "status = ?", (QUEUED,)
     else:
         get_queued_txn(txn, queue_id)
-        txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE status = ? AND queue_id = ?",
-                    (now, QUEUED, queue_id))
-    return txn.rowcount
+        where, args = "status = ? AND queue_id = ?", (QUEUED, queue_id)
+    txn.execute(f"UPDATE outbound_recipients SET next_attempt = ? WHERE {where}", (now, *args))
+    return txn.scalar(f"SELECT COUNT(*) FROM outbound_recipients WHERE {where}", args)
 
 
 def delete_queued_txn(txn: Txn, queue_id: int) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_OK, run_command
 
 
@@ -13,6 +14,8 @@ async def cmd_db(store, args, raw) -> int:
     current, latest = await store.schema_version()
     if args.db_command == "migrate":
         applied = await store.migrate()
+        if applied:
+            audit("db.migrate", applied=applied)
         print("applied: " + ", ".join(applied) if applied else f"schema is up to date (version {latest})")
     else:
         print(f"schema version {current or 0}, this Haven knows {latest}"
