@@ -18,9 +18,10 @@ from typing import List, Sequence
 DEPTHS = (10, 31, 32, 33, 63, 64, 65, 99, 100, 101, 200, 1000, 5000, 20000, 100000)
 
 
-def deep(rng: random.Random, prefix: bytes, opener: bytes, closer: bytes, atom: bytes, depth: int) -> bytes:
+def deep(rng: random.Random, prefix: bytes, opener: bytes, closer: bytes, atom: bytes, depth: int,
+         suffix: bytes = b"") -> bytes:
     closed = rng.random() < 0.5
-    return prefix + opener * depth + atom + (closer * depth if closed else b"")
+    return prefix + opener * depth + atom + (closer * depth + suffix if closed else b"")
 
 
 def rand_tokens(rng: random.Random, tokens: Sequence[bytes], count: int) -> bytes:
@@ -48,8 +49,9 @@ def mutated(rng: random.Random, valid: bytes, noise: bytes) -> bytes:
 def cases(rng: random.Random, valid: Sequence[bytes], nests: Sequence[tuple], tokens: Sequence[bytes],
           n: int = 300, depths: Sequence[int] = DEPTHS, noise: bytes = b"()[]{}<>\"\\ *%:;,.=-_aZ09") -> List[bytes]:
     """``n`` inputs (more when the deep ones alone are more); ``nests`` are ``(prefix, opener,
-    closer, atom)`` for the deep ones: ``prefix + opener * depth + atom [+ closer * depth]``."""
-    out = [deep(rng, p, o, c, a, d) for p, o, c, a in nests for d in depths]
+    closer, atom[, suffix])`` for the deep ones: ``prefix + opener * depth + atom [+ closer *
+    depth + suffix]``."""
+    out = [deep(rng, nest[0], nest[1], nest[2], nest[3], d, *nest[4:]) for nest in nests for d in depths]
     while len(out) < n:
         kind = rng.randrange(3)
         if kind == 0:
