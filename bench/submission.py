@@ -62,6 +62,9 @@ listen =
 [submission]
 listen = {host}:{submission_port}
 relay = {host}:{sink_port}
+# the benchmark sends --count messages from one account within minutes: no hourly limits
+max_messages_per_hour = 0
+max_recipients_per_hour = 0
 
 [managesieve]
 listen =

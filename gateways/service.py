@@ -27,7 +27,7 @@ from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
 from gateways.common.tls import ServerCertificates, TLSSources, load_certificates, make_self_signed
 from store.errors import SchemaOutOfDate, TemporaryFailure
-from store.settings import QuotaSettings, RuleSettings, StoreSettings, parse_junk_headers
+from store.settings import QuotaSettings, RateSettings, RuleSettings, StoreSettings, parse_junk_headers
 
 log = logging.getLogger("haven.service")
 
@@ -100,7 +100,17 @@ def store_settings(config: Config, poll_interval: Optional[float] = None):
                          max_message_size=config.getint("server", "max_message_size"),
                          poll_interval=config.getfloat("store", "poll_interval") if poll_interval is None
                          else poll_interval,
-                         inline_blob_size=config.getint("store", "inline_blob_size"), rules=rules, quota=quota)
+                         inline_blob_size=config.getint("store", "inline_blob_size"), rules=rules, quota=quota,
+                         rates=RateSettings(max_messages_per_hour=_count(config, "submission", "max_messages_per_hour"),
+                                            max_recipients_per_hour=_count(config, "submission",
+                                                                           "max_recipients_per_hour")))
+
+
+def _count(config: Config, section: str, key: str) -> int:
+    value = config.getint(section, key)
+    if value < 0:
+        raise ConfigError(f"[{section}] {key} = {value}: expected 0 (unlimited) or more")
+    return value
 
 
 def open_store(config: Config, poll_interval: Optional[float] = None):

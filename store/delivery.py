@@ -37,6 +37,7 @@ from store.changelog import PreparedMessage, bump_modseq_txn, ensure_blob_txn
 from store.core import StoreCore
 from store.engines import Txn
 from store.folders import create_folder_txn, get_folder_txn, normalize_name
+from store.idempotency import new_key, once_txn
 from store.interfaces import INBOX, Delivery, DeliveryResult, Recipient
 from store.messages import insert_message_txn
 from store.queue import enqueue_txn
@@ -145,6 +146,28 @@ def deliver_batch_txn(txn: Txn, batch: list, settings: StoreSettings, prepare: C
     """Group commit: several deliveries ``[(recipients, msg, plans), ...]`` in one transaction
     (one fsync of the database for all of them).  Returns one :func:`deliver_txn` result each."""
     return [deliver_txn(txn, recipients, msg, plans, settings, prepare) for recipients, msg, plans in batch]
+
+
+def encode_batch(rows: list) -> list:
+    """A :func:`deliver_batch_txn` result as JSON values (kept with its idempotency key)."""
+    return [[{"error": [type(d.error).__name__, str(d.error)] if d.error is not None else None,
+              "folder": d.folder, "uid": d.uid, "account_id": d.account_id, "folder_id": d.folder_id,
+              "modseq": d.modseq, "actions": list(d.actions), "queued": d.queued,
+              "events": [list(e) for e in d.events or ()]} for d in delivery] for delivery in rows]
+
+
+def decode_batch(data: list) -> list:
+    def error(value):
+        if value is None:
+            return None
+        cls = getattr(errors, value[0], None)
+        if not (isinstance(cls, type) and issubclass(cls, errors.StoreError)):
+            cls = errors.TemporaryFailure
+        return cls(value[1])
+    return [[Delivered(error=error(d["error"]), folder=d["folder"], uid=d["uid"], account_id=d["account_id"],
+                       folder_id=d["folder_id"], modseq=d["modseq"], actions=tuple(d["actions"]),
+                       queued=d["queued"], events=[tuple(e) for e in d["events"]]) for d in delivery]
+            for delivery in data]
 
 
 def _junk_folder_txn(txn: Txn, account_id: int):
@@ -288,7 +311,8 @@ class DeliveryStore(StoreCore):
         meanwhile wait for the next one.  Under load this turns N commits (N fsyncs) into one."""
         batch, self._pending_deliveries = self._pending_deliveries, []
         self._committing = True
-        d = self.db.run_in_pool(self._deliver_batch_sync, batch)
+        # made before the first attempt: a retry after a COMMIT that landed stores nothing twice
+        d = self.db.run_in_pool(self._deliver_batch_sync, batch, new_key())
 
         def done(result):
             self._committing = False
@@ -302,14 +326,15 @@ class DeliveryStore(StoreCore):
                     waiter.callback(result[i])
         d.addBoth(done)
 
-    def _deliver_batch_sync(self, batch) -> list:
-        """DB pool thread: the batch's rows in one transaction, then a check that every blob
-        is still on disk (a purge at the same instant could have swept an identical,
-        unreferenced blob; then its bytes are written again before anyone is told 250)."""
+    def _deliver_batch_sync(self, batch, key: str) -> list:
+        """DB pool thread: the batch's rows in one transaction (under the idempotency ``key``),
+        then a check that every blob is still on disk (a purge at the same instant could have
+        swept an identical, unreferenced blob; then its bytes are written again before anyone
+        is told 250)."""
         batch = [(r, m if m is not None else self._prepare(raw), raw, p() if callable(p) else p)
                  for r, m, raw, p, _w in batch]
-        rows = self.db.run_sync("deliver", deliver_batch_txn, [(r, m, p) for r, m, _raw, p in batch],
-                                self.settings, self._prepare)
+        rows = self.db.run_sync("deliver", once_txn, key, deliver_batch_txn, [(r, m, p) for r, m, _raw, p in batch],
+                                self.settings, self._prepare, encode=encode_batch, decode=decode_batch)
         for _r, msg, raw, _p in batch:
             if msg.inline is None and not self.blobs.exists(msg.blob_id):
                 log.warning("blob %s vanished during delivery; writing it again", msg.blob_id)

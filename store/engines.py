@@ -15,6 +15,7 @@ Invariants
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +29,12 @@ from store import errors
 log = logging.getLogger("haven.store")
 
 RETRIES = 5
+
+#: Tests only: ``HAVEN_TEST_LOSE_AFTER_COMMIT="deliver:1,enqueue_submission:1"`` makes the
+#: first commit of the next N transactions of each name land and then report the connection lost, as a
+#: network drop between COMMIT and its answer does (the caller retries a transaction that is
+#: already durable).  Read once per :class:`Database`; empty in production.
+LOSE_AFTER_COMMIT_ENV = "HAVEN_TEST_LOSE_AFTER_COMMIT"
 
 
 class DatabaseURL(Protocol):
@@ -112,6 +119,16 @@ def _mysql_integrity():
         return sqlite3.IntegrityError
 
 
+def _parse_faults(text: str) -> dict:
+    """``"deliver:1,enqueue_submission:2"`` -> ``{"deliver": 1, "enqueue_submission": 2}``."""
+    out = {}
+    for item in text.split(","):
+        name, _, count = item.strip().partition(":")
+        if name:
+            out[name] = int(count or 1)
+    return out
+
+
 def chunks(seq, size: int = 500):
     seq = list(seq)
     for i in range(0, len(seq), size):
@@ -129,6 +146,9 @@ class Database:
         size = 1 if self.engine == "sqlite" else max(1, pool_size)
         self.pool = ThreadPool(minthreads=1, maxthreads=size, name=f"haven-db-{self.engine}")
         self._started = False
+        #: desc -> commits still to report as lost (tests only, see LOSE_AFTER_COMMIT_ENV)
+        self.lose_after_commit = _parse_faults(os.environ.get(LOSE_AFTER_COMMIT_ENV, ""))
+        self._faults_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, reactor) -> None:
@@ -193,7 +213,7 @@ class Database:
         delay = 0.02
         for attempt in range(RETRIES + 1):
             try:
-                return self._attempt(fn, args, kwargs, begin)
+                return self._attempt(desc if attempt == 0 else None, fn, args, kwargs, begin)
             except errors.StoreError:
                 raise
             except IntegrityError:
@@ -216,7 +236,7 @@ class Database:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _attempt(self, fn, args, kwargs, begin: str = "BEGIN IMMEDIATE"):
+    def _attempt(self, desc, fn, args, kwargs, begin: str = "BEGIN IMMEDIATE"):
         conn = self._conn()
         if self.engine == "sqlite":
             cur = conn.cursor()
@@ -224,6 +244,7 @@ class Database:
             try:
                 result = fn(Txn("sqlite", cur), *args, **kwargs)
                 cur.execute("COMMIT")
+                self._committed(desc)
                 return result
             except BaseException:
                 if conn.in_transaction:
@@ -235,6 +256,7 @@ class Database:
         try:
             result = fn(Txn("mysql", cur), *args, **kwargs)
             conn.commit()
+            self._committed(desc)
             return result
         except BaseException:
             try:
@@ -247,6 +269,23 @@ class Database:
                 cur.close()
             except Exception:
                 pass
+
+    def _committed(self, desc: Optional[str]) -> None:
+        """After a COMMIT that landed (``desc`` None on a retry): the test hook
+        (LOSE_AFTER_COMMIT_ENV) reports it lost with the error the engine's driver raises for
+        a dropped connection."""
+        if not self.lose_after_commit or desc is None:
+            return
+        with self._faults_lock:
+            left = self.lose_after_commit.get(desc, 0)
+            if left <= 0:
+                return
+            self.lose_after_commit[desc] = left - 1
+        log.warning("%s: committed; reporting the connection lost (%s)", desc, LOSE_AFTER_COMMIT_ENV)
+        if self.engine == "sqlite":
+            raise sqlite3.OperationalError("database is locked (after commit, test hook)")
+        import pymysql  # only MariaDB/MySQL stores load the driver
+        raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query (test hook)")
 
     def _classify(self, e: Exception) -> tuple[bool, bool]:
         """(retryable, reconnect) for a driver exception."""

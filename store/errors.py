@@ -56,6 +56,11 @@ class StoreUnavailable(TemporaryFailure):
         self.permanent = permanent
 
 
+class RateLimited(TemporaryFailure):
+    """The account sent as much as its limit allows for now ([submission] max_messages_per_hour,
+    max_recipients_per_hour); it may send again later."""
+
+
 class InvalidInput(StoreError):
     """The request is malformed (bad folder name, bad flag, unparseable data)."""
 

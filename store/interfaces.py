@@ -122,7 +122,8 @@ class Submission:
         returned; a remote one gives None and is queued at commit (once, however often it is
         added).  Raises NotFound (an unknown user of a local domain), PermissionDenied (a
         remote address while no relay is configured), InvalidInput (a malformed address),
-        TemporaryFailure."""
+        RateLimited (one more recipient would pass the account's hourly limits, as they stood
+        at begin_submission), TemporaryFailure."""
         raise NotImplementedError
 
     async def commit(self, raw: bytes, trace: bytes = b"") -> SubmissionResult:
@@ -133,8 +134,10 @@ class Submission:
         local recipient refused for good while others got the message gets a DSN; a
         temporary or unknown failure of any local recipient fails the whole message.
         Returns a :class:`SubmissionResult` only when it is durable (or refused as a whole);
-        raises TooBig, TemporaryFailure (and a local recipient's non-permanent error) when
-        nothing was kept.  Call it at most once."""
+        raises TooBig, RateLimited (this message and its recipients, counted for real, pass
+        the account's hourly limits: parallel submissions raced past them), TemporaryFailure
+        (and a local recipient's non-permanent error) when nothing was kept, and then nothing
+        is counted against the limits either.  Call it at most once."""
         raise NotImplementedError
 
 
@@ -367,7 +370,9 @@ class Store:
         """Start sending a message as the account ``account_id``.  ``mail_from`` must be one of
         its addresses (its own, a ``+detail`` of it, an alias), else PermissionDenied; an
         account over its soft quota may not send: OverQuota (the text says how far over;
-        warn and hard do not matter here).  Raises TemporaryFailure."""
+        warn and hard do not matter here).  Raises TemporaryFailure.  The account's (its
+        aliases included) usage of the last hour against ``StoreSettings.rates`` is read here
+        and checked at each recipient and at commit (RateLimited there)."""
         raise NotImplementedError
 
     # -- outbound queue (SMTP submission, redirects and vacation replies) -------------------

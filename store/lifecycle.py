@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import time
 
-from store import accounts, authfail, dav, messages, sievestore
+from store import accounts, authfail, dav, messages, rates, sievestore
 from store.changelog import drop_unreferenced_blobs_txn, known_blob_ids_txn
 from store.core import StoreCore
 from store.engines import Txn, chunks
+from store.idempotency import prune_keys_txn
 from store.interfaces import PurgeReport
 
 log = logging.getLogger("haven.store")
@@ -96,6 +97,8 @@ class LifecycleStore(StoreCore):
             dav_items = await self._run("purge_dav", dav.purge_txn, cutoff)
             messages, folders, gone = await self._run("purge", purge_messages_txn, cutoff)
         await self._run("purge_vacation", sievestore.purge_vacation_txn, int(time.time()))
+        await self._run("purge_idempotency_keys", prune_keys_txn, int(time.time()))
+        await self._run("purge_submission_counts", rates.prune_txn, time.time())
         orphans = await self._sweep_orphans()
         await self._delete_blob_files(gone)
         report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans, dav_items=dav_items)

@@ -23,6 +23,7 @@ from store import errors
 from store.engines import Txn, chunks
 from store.changelog import PreparedMessage, drop_unreferenced_blobs_txn, ensure_blob_txn
 from store.core import StoreCore
+from store.idempotency import new_key, once_txn
 from store.interfaces import EXPIRED, FAILED, OUTBOUND_LEASE, QUEUED, SENT, OutboundMessage, OutboundRecipient  # noqa: F401
 
 LEASE = OUTBOUND_LEASE
@@ -154,14 +155,16 @@ def get_queued_txn(txn: Txn, queue_id: int) -> OutboundMessage:
 
 
 def retry_txn(txn: Txn, queue_id: Optional[int]) -> int:
+    """Make queued recipients due now; returns how many are queued (MariaDB's rowcount leaves
+    out rows that were due already, in the same second)."""
     now = int(time.time())
     if queue_id is None:
-        txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE status = ?", (now, QUEUED))
+        where, args = "status = ?", (QUEUED,)
     else:
         get_queued_txn(txn, queue_id)
-        txn.execute("UPDATE outbound_recipients SET next_attempt = ? WHERE status = ? AND queue_id = ?",
-                    (now, QUEUED, queue_id))
-    return txn.rowcount
+        where, args = "status = ? AND queue_id = ?", (QUEUED, queue_id)
+    txn.execute(f"UPDATE outbound_recipients SET next_attempt = ? WHERE {where}", (now, *args))
+    return txn.scalar(f"SELECT COUNT(*) FROM outbound_recipients WHERE {where}", args)
 
 
 def delete_queued_txn(txn: Txn, queue_id: int) -> list:
@@ -174,7 +177,8 @@ class OutboundStore(StoreCore):
 
     async def enqueue_outbound(self, account_id: int, mail_from: str, recipients: Sequence[str], raw: bytes) -> int:
         msg = await self._prepare_message(raw)
-        return await self._run("enqueue_outbound", enqueue_txn, account_id, mail_from, list(recipients), msg)
+        return await self._run("enqueue_outbound", once_txn, new_key(), enqueue_txn, account_id, mail_from,
+                               list(recipients), msg)
 
     async def take_due_outbound(self, limit: int = 50) -> list:
         return await self._run("take_due_outbound", take_due_txn, int(time.time()), limit)

@@ -46,6 +46,13 @@ class QuotaSettings:
 
 
 @dataclass(frozen=True)
+class RateSettings:
+    """What an account may submit per hour (``[submission]``; 0 = unlimited)."""
+    max_messages_per_hour: int = 200
+    max_recipients_per_hour: int = 1000
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     data_dir: Path
     softdelete_lifetime: float = 30  # days; 0 = never purge
@@ -54,3 +61,4 @@ class StoreSettings:
     inline_blob_size: int = 65536  # messages up to this size live in their blobs row
     rules: RuleSettings = field(default_factory=RuleSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
+    rates: RateSettings = field(default_factory=RateSettings)

@@ -19,7 +19,7 @@ that every public method here is declared there).  Only ``gateways/service.py`` 
 (:func:`open_store`); everything else receives it.
 
 Module order (each imports only modules above it; no cycles, no in-function imports):
-errors, interfaces, settings, engines, flags, changelog, blobs, bus, bulk, schema, core,
+errors, interfaces, settings, engines, idempotency, rates, flags, changelog, blobs, bus, bulk, schema, core,
 folders, quota, accounts, messages, dav, queue, sievestore, rules, delivery, submission, lifecycle, sqlstore.
 """
 

@@ -7,6 +7,10 @@ here:
 - **begin**: the sender must be an address of the account (``resolve_recipient``: its own,
   ``+detail``, an alias), and the account under its soft quota (RFC 6409 §6.1; Zarafa's soft
   limit stops sending, not receiving);
+- **rate limits** (:mod:`store.rates`): the account's usage of the last hour is read at begin;
+  a recipient that would go past ``max_messages_per_hour`` / ``max_recipients_per_hour`` is
+  RateLimited at add_recipient; commit counts the message for real first (RateLimited when
+  parallel submissions raced past the limit) and gives the count back if it is not accepted;
 - **add_recipient**: a local address joins one :class:`~store.interfaces.Delivery`; an unknown
   user of a local domain is NotFound; anything else is remote, queued at commit, only when a
   relay is configured (``RuleSettings.outbound``);
@@ -41,9 +45,10 @@ import time
 from typing import Optional
 
 from formats.headers import header_senders, missing_header_fields, return_path
-from store import errors
+from store import errors, rates
 from store.core import StoreCore
 from store.engines import Txn
+from store.idempotency import new_key, once_txn
 from store.interfaces import OUTBOUND_LEASE, Recipient, Submission, SubmissionResult
 from store.queue import enqueue_failed_txn, enqueue_txn, release_txn
 
@@ -84,20 +89,28 @@ class SubmissionStore(StoreCore):
         quota = await self.get_quota(account_id)
         if quota.over_soft:
             raise errors.OverQuota(f"over soft quota ({quota.used_bytes} of {quota.soft} octets)")
-        return SqlSubmission(self, account_id, mail_from)
+        used = None
+        if self.settings.rates.max_messages_per_hour or self.settings.rates.max_recipients_per_hour:
+            used = await self._run("submission_usage", rates.usage_txn, account_id, time.time())
+        return SqlSubmission(self, account_id, mail_from, used)
 
 
 class SqlSubmission(Submission):
-    def __init__(self, store: SubmissionStore, account_id: int, mail_from: str):
+    def __init__(self, store: SubmissionStore, account_id: int, mail_from: str, used: Optional[tuple] = None):
         self.store = store
         self.account_id = account_id
         self.mail_from = mail_from
+        self.used = used  # (messages, recipients) of the last hour at MAIL; None: no limits
         self.delivery = store.begin_delivery(mail_from)
         self.local: list = []
         self.remote: list = []
         self._committed = False
 
     async def add_recipient(self, address: str) -> Optional[Recipient]:
+        if self.used is not None:
+            # the usage read at MAIL (one query per message, not per recipient); commit
+            # counts for real, so parallel sessions or nodes cannot go past the limit either
+            self._check_rate(self.used, len(self.local) + len(self.remote) + 1)
         try:
             recipient = await self.delivery.add_recipient(address)
         except errors.NotFound:
@@ -129,14 +142,15 @@ class SqlSubmission(Submission):
             await self._check_header_senders(raw)
         message = trace + missing_header_fields(raw, store.rule_settings.hostname) + raw
         del raw  # one copy in memory is enough
+        charged = await self._charge()
         queue_id: Optional[int] = None
         prepared = None
         if self.remote:
             # Held only when local copies are still to come; a message for remote recipients
             # alone is final once queued (one transaction, as before).
             prepared = await store._prepare_message(message)
-            queue_id = await store._run("enqueue_submission", _enqueue_txn, self.account_id, self.mail_from,
-                                        list(self.remote), prepared, bool(self.local))
+            queue_id = await store._run("enqueue_submission", once_txn, new_key(), _enqueue_txn, self.account_id,
+                                        self.mail_from, list(self.remote), prepared, bool(self.local))
         keep = False
         try:
             results: list = []
@@ -158,11 +172,43 @@ class SqlSubmission(Submission):
         finally:
             if queue_id is not None and not keep:
                 await self._withdraw(queue_id)
+            if charged is not None and not keep:
+                await self._refund(*charged)
         bounced = [(r.recipient.original, failure_text(r.error)) for r in results if r.error is not None]
         await self._release(queue_id if self.local else None, bounced, message, prepared)
         if queue_id is not None and not self.local:
             store._outbound_queued()
         return SubmissionResult(local=results, remote=tuple(self.remote), queue_id=queue_id, size=len(message))
+
+    def _check_rate(self, used: tuple, recipients: int) -> None:
+        try:
+            rates.check(self.store.settings.rates, used, 1, recipients)
+        except errors.RateLimited as err:
+            log.info("account %d <%s>: refused: %s", self.account_id, self.mail_from, err)
+            raise
+
+    async def _charge(self) -> Optional[tuple]:
+        """Count this message and its recipients against the account's hourly limits, in the
+        store (RateLimited, nothing counted, when it goes over).  Returns what to refund if the
+        message is not accepted after all, or None without limits."""
+        if self.used is None:
+            return None
+        limits = self.store.settings.rates
+        count = len(self.local) + len(self.remote)
+        minute, after = await self.store._run("charge_submission", once_txn, new_key(), rates.charge_txn,
+                                              self.account_id, count, time.time(), limits)
+        if rates.reached(limits, after) and not rates.reached(limits, (after[0] - 1, after[1] - count)):
+            log.warning("account %d <%s> reached its submission limit: %d messages, %d recipients in the last "
+                        "hour ([submission] max_messages_per_hour = %d, max_recipients_per_hour = %d)",
+                        self.account_id, self.mail_from, after[0], after[1], limits.max_messages_per_hour,
+                        limits.max_recipients_per_hour)
+        return minute, count
+
+    async def _refund(self, minute: int, count: int) -> None:
+        try:
+            await self.store._run("refund_submission", rates.add_txn, self.account_id, minute, -1, -count)
+        except errors.StoreError as err:
+            log.warning("account %d: the count of a failed submission stays (%s)", self.account_id, err)
 
     async def _check_header_senders(self, raw: bytes) -> None:
         """Step 0: every address in From: and Sender: is one of the account's (its own,
@@ -197,8 +243,8 @@ class SqlSubmission(Submission):
         try:
             if bounced and prepared is None:
                 prepared = await store._prepare_message(message)
-            await store._run("release_submission", _release_txn, queue_id, self.account_id, self.mail_from,
-                             bounced, prepared)
+            await store._run("release_submission", once_txn, new_key(), _release_txn, queue_id, self.account_id,
+                             self.mail_from, bounced, prepared)
         except errors.StoreError as err:
             if queue_id is not None:
                 log.error("queue %d: could not release the message (%s); it is relayed after %ds", queue_id, err,

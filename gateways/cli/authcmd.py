@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import time
 
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_OK, EX_USAGE, run_command
-
-log = logging.getLogger("haven.auth")
 
 
 def main(args) -> int:
@@ -69,7 +67,7 @@ async def _unblock(store, target: str) -> int:
         removed = await store.clear_login_failures(remote_ip=ip)
         what = f"client address {ip}"
     if removed:
-        log.warning("auth: unblocked %s by hand (%d failed logins forgotten)", what, removed)
+        audit("auth.unblock", target=what, forgotten=removed)
         print(f"unblocked {what}: forgot {removed} failed login{'s' if removed != 1 else ''}")
     else:
         print(f"nothing to unblock: no failed logins recorded for {what}")

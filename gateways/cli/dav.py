@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_DATAERR, EX_OK, run_command
 
 
@@ -57,6 +58,8 @@ async def import_file(store, args, raw, account, coll) -> int:
         _stored, was = await store.put_dav_item(account.id, coll.folder.id, row)
         replaced += was
         created += not was
+    audit("dav.import", address=account.address, collection=coll.folder.name, file=args.file, created=created,
+          replaced=replaced)
     print(f"imported {created + replaced} item{'s' * (created + replaced != 1)} into {coll.folder.name} "
           f"({created} new, {replaced} replaced)")
     return EX_OK

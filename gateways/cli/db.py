@@ -3,6 +3,7 @@ a store)."""
 
 from __future__ import annotations
 
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_CONFIG, EX_OK, run_command
 from gateways.service import describe_store
 
@@ -16,6 +17,8 @@ async def cmd_db(store, args, raw) -> int:
     where = describe_store(args.loaded_config)
     if args.db_command == "migrate":
         applied = await store.migrate()
+        if applied:
+            audit("db.migrate", applied=applied)
         print(f"{where}: " + ("applied " + ", ".join(applied) if applied else f"schema is up to date (version {latest})"))
         return EX_OK
     if current is None:

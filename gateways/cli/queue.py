@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_OK, run_command
 
 
@@ -30,9 +31,11 @@ async def cmd_queue(store, args, raw) -> int:
               f"recipient{'s' * (waiting != 1)} waiting" if messages else "the queue is empty")
     elif args.queue_command == "retry":
         count = await store.retry_outbound(args.id)
+        audit("queue.retry", id=args.id if args.id is not None else "all", recipients=count)
         print(f"{count} recipient{'s' * (count != 1)} due now"
               + (f" (message {args.id})" if args.id is not None else ""))
     else:
         await store.delete_outbound(args.id)
+        audit("queue.delete", id=args.id)
         print(f"deleted message {args.id} from the queue (no bounce sent)")
     return EX_OK

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_DATAERR, EX_OK, run_command
 
 
@@ -16,6 +17,8 @@ def main(args) -> int:
 
 async def cmd_purge(store, args, raw) -> int:
     report = await store.purge(args.days)
+    audit("purge", days=args.days, messages=report.messages, dav_items=report.dav_items, folders=report.folders,
+          blobs=report.blobs)
     print(f"purged {report.messages} messages, {report.dav_items} calendar/contact items, {report.folders} folders, "
           f"{report.blobs} blobs")
     return EX_OK
@@ -38,9 +41,11 @@ async def cmd_recover(store, args, raw) -> int:
     dav = [i for kind, i in args.ids if kind == "dav"]
     if messages:
         count = await store.restore_messages(account.id, messages)
+        audit("recover.restore", address=account.address, messages=messages, restored=count)
         print(f"restored {count} message{'s' * (count != 1)}")
     if dav:
         count, refused = await store.restore_dav(account.id, dav)
+        audit("recover.restore", address=account.address, dav=dav, restored=count)
         print(f"restored {count} calendar/contact item{'s' * (count != 1)}")
         for reason in refused:
             print(f"not restored: dav:{reason}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_DATAERR, EX_OK, EX_USAGE, run_command
 from store import errors
 
@@ -28,9 +29,11 @@ async def cmd_sieve(store, args, raw) -> int:
             return EX_USAGE
         if action == "deactivate" or args.none:
             await store.set_active_sieve_script(account.id, None)
+            audit("sieve.deactivate", address=account.address)
             print(f"{account.address} has no active script now")
         else:
             await store.set_active_sieve_script(account.id, args.name)
+            audit("sieve.activate", address=account.address, script=args.name)
             print(f"script {args.name!r} of {account.address} is active")
     else:
         try:
@@ -38,6 +41,7 @@ async def cmd_sieve(store, args, raw) -> int:
         except errors.PermissionDenied as e:
             print(f"haven: {e} (`haven sieve deactivate {account.address}`)", file=sys.stderr)
             return EX_DATAERR
+        audit("sieve.delete", address=account.address, script=args.name)
         print(f"deleted script {args.name!r} of {account.address}")
     return EX_OK
 
@@ -61,7 +65,9 @@ async def put_script(store, args, raw, account) -> int:
     except (errors.TooBig, errors.OverQuota) as e:
         print(f"haven: script {args.name!r} not stored: {e} (see [rules] in the configuration)", file=sys.stderr)
         return EX_DATAERR
+    audit("sieve.put", address=account.address, script=args.name, size=len(data))
     if args.activate:
         await store.set_active_sieve_script(account.id, args.name)
+        audit("sieve.activate", address=account.address, script=args.name)
     print(f"stored script {args.name!r} of {account.address}" + (", active" if args.activate else ""))
     return EX_OK

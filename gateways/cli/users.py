@@ -6,6 +6,7 @@ import getpass
 import sys
 
 from conf import format_size, parse_size
+from gateways.cli.audit import audit
 from gateways.cli.runner import EX_OK, hash_password, run_command
 
 
@@ -32,23 +33,28 @@ async def cmd_user(store, args, raw) -> int:
     if action == "add":
         password = read_password(args)
         account = await store.create_account(args.address, await hash_password(password), args.name)
+        audit("user.add", address=account.address, name=args.name)
         print(f"created {account.address}")
     elif action == "list":
         for account in await store.list_accounts():
             print(account.address + (f"\t{account.name}" if account.name else ""))
     elif action == "del":
         await store.delete_account(args.address)
+        audit("user.del", address=args.address)
         print(f"deleted {args.address}")
     elif action == "passwd":
         account = await store.get_account(args.address)
         password = read_password(args, "New password: ")
         await store.set_password_hash(account.id, await hash_password(password))
+        audit("user.passwd", address=account.address)
         print(f"password of {account.address} changed")
     elif action == "quota":
         account = await store.get_account(args.address)
         limits = {level: quota_size(getattr(args, level)) for level in ("warn", "soft", "hard")}
         if any(v is not None for v in limits.values()):
             quota = await store.set_quota(account.id, **limits)
+            audit("user.quota", address=account.address,
+                  **{level: getattr(args, level) for level in limits if limits[level] is not None})
         else:
             quota = await store.get_quota(account.id)
         print(quota_text(account.address, quota))

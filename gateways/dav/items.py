@@ -19,13 +19,19 @@ from store.interfaces import DAV_KINDS
 #: iCalendar nests VCALENDAR > VEVENT > VALARM (and VTIMEZONE > STANDARD); vobject reads
 #: components recursively, so a body nested without end would fail deep inside it
 MAX_COMPONENT_DEPTH = 16
-_BEGIN_END = re.compile(rb"^(BEGIN|END)[ \t]*:", re.M | re.I)
+#: a BEGIN or END line as vobject reads one: any line end (CRLF, LF, CR), an optional group
+#: (``x.BEGIN``), parameters (``BEGIN;X=1:``)
+_BEGIN_END = re.compile(rb"^(?:[A-Za-z0-9-]+\.)?(BEGIN|END)[ \t]*[:;]", re.M | re.I)
+#: RFC 5545 §3.1 folding as vobject undoes it: a line end, then one blank
+_FOLD = re.compile(rb"(?:\r\n|\r|\n)[ \t]")
 
 
 def check_component_nesting(body: bytes):
     """The reason to refuse a calendar object or vCard whose BEGIN/END components nest more
-    than MAX_COMPONENT_DEPTH deep, or None (a line scan; vobject checks everything else)."""
+    than MAX_COMPONENT_DEPTH deep, or None (a line scan of the unfolded lines, so a folded
+    ``BEGIN`` counts too; vobject checks everything else)."""
     depth = 0
+    body = _FOLD.sub(b"", body).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     for m in _BEGIN_END.finditer(body):
         depth += 1 if m.group(1).upper() == b"BEGIN" else -1
         if depth > MAX_COMPONENT_DEPTH:
@@ -45,6 +51,8 @@ def parse_objects(text: str, kind: str, collection_path: str, max_item_size: int
         raise ValueError(reason)
     try:
         components = radicale_item.read_components(text)
+    except RecursionError:  # belt and braces: the nesting check above keeps vobject far from it
+        raise ValueError("components nested too deeply") from None
     except Exception as e:
         raise ValueError(f"not valid {'iCalendar' if tag == 'VCALENDAR' else 'vCard'}: {e}") from None
     if not components:

@@ -121,6 +121,10 @@ class SubmissionHandler:
             reply = replies.RELAY_NOT_CONFIGURED.format(address)
         except errors.InvalidInput:
             reply = replies.BAD_RECIPIENT
+        except errors.RateLimited as err:
+            log.warning("%s: rate limit: RCPT from %s: user=<%s> %s", qid, peer_name(session.peer),
+                        server.account.address, err)
+            reply = replies.RATE_LIMITED
         except errors.StoreError as err:
             reply = replies.rcpt_error(err, address)
         else:

@@ -30,6 +30,12 @@ NOT_OWNED = "553 5.7.1 Sender address rejected: not owned by user {0}"
 RELAY_NOT_CONFIGURED = "550 5.7.1 <{0}>: Relaying is not configured on this server"
 #: at MAIL, for an account over its soft quota (RFC 3463 X.2.2 mailbox full)
 OVER_SOFT_QUOTA = "552 5.2.2 Mailbox over quota: delete some mail before sending"
+#: the account reached [submission] max_messages_per_hour or max_recipients_per_hour.
+#: At RCPT (RFC 5321 §4.2.5, §3.3: a 4yz to RCPT keeps that recipient queued at the client,
+#: which sends it again later) and, when parallel sessions raced past the limit, at DATA
+#: (§4.2.5: 451 after DATA, the client keeps the whole message); RFC 3463 X.7.1: delivery not
+#: authorized by policy.  Temporary: the same message goes through once the hour has passed.
+RATE_LIMITED = "451 4.7.1 Sending rate limit reached, try again later"
 
 
 def data_error(err: BaseException) -> str:
@@ -38,6 +44,8 @@ def data_error(err: BaseException) -> str:
     permanent; any store failure is a 4xx."""
     if isinstance(err, errors.TooBig):
         return TOO_BIG
+    if isinstance(err, errors.RateLimited):
+        return RATE_LIMITED
     if isinstance(err, errors.OverQuota):
         return "552 5.2.2 Mailbox full"
     if isinstance(err, errors.PermissionDenied):  # the header From:/Sender: is not the user's
