@@ -27,6 +27,9 @@ def admin(engine, tmp_path):
     log_file = tmp_path / "audit.log"
     server = HavenServer(tmp_path, engine, {"log.method": "file", "log.file": str(log_file), "log.level": "error"})
     server.audit_log = log_file
+    assert b"applied" in server.cli("db", "migrate", check=True).stdout
+    assert "action=db.migrate applied=" in log_file.read_text()
+    log_file.unlink()  # the trail of what the tests do next
     yield server
     server.close()
 
