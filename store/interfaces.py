@@ -138,6 +138,30 @@ class Submission:
         raise NotImplementedError
 
 
+class BlobStream:
+    """A message's raw bytes read piece by piece (:meth:`Store.open_blob`).  Reactor thread:
+    ``read`` and ``skip`` are coroutines (the store inflates in its threads), one at a time;
+    ``close`` may be called at any time, more than once.  This base class serves bytes it was
+    given."""
+
+    def __init__(self, data: bytes = b""):
+        self._data = memoryview(data)
+        self._pos = 0
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` octets, fewer only at the end (b"" there).  Raises TemporaryFailure."""
+        piece = bytes(self._data[self._pos:self._pos + n])
+        self._pos += len(piece)
+        return piece
+
+    async def skip(self, n: int) -> None:
+        """Pass over ``n`` octets (BODY[]<offset.length>)."""
+        self._pos = min(len(self._data), self._pos + n)
+
+    def close(self) -> None:
+        self._data = memoryview(b"")
+
+
 class Store:
     """The shared store.  Only the methods below are the contract; see the module docstring for
     the threading rules.  Raises only :mod:`store.errors` exceptions."""
@@ -261,6 +285,12 @@ class Store:
         """The raw message bytes.  Raises NotFound if the blob is missing (logged loudly)."""
         raise NotImplementedError
 
+    async def open_blob(self, blob_id: str) -> "BlobStream":
+        """The raw message bytes as a :class:`BlobStream`, for messages too big to hold
+        (POP3 RETR, IMAP FETCH of a big body).  The caller closes it.  Raises NotFound if the
+        blob is missing.  (Correct but slow default: the whole message is read.)"""
+        return BlobStream(await self.read_blob(blob_id))
+
     # -- batched reads: correct but slow defaults on the methods above; a backend overrides
     # -- them with one pool hop per batch (IMAP FETCH of bodies, SEARCH BODY/TEXT) -----------
     async def read_blobs(self, blob_ids: Iterable[str], prefix: Optional[Mapping[str, int]] = None) -> dict:
@@ -303,10 +333,12 @@ class Store:
         NotFound only once the purge job removed it."""
         raise NotImplementedError
 
-    async def append_message(self, account_id: int, folder_id: int, raw: bytes,
+    async def append_message(self, account_id: int, folder_id: int, raw,
                              flags: Iterable[str] = (), internaldate: Optional[int] = None) -> tuple:
-        """Store ``raw`` into the folder; returns ``(uidvalidity, uid)``.  Raises NotFound,
-        TooBig, OverQuota, TemporaryFailure."""
+        """Store ``raw`` into the folder; returns ``(uidvalidity, uid)``.  ``raw`` is bytes or a
+        seekable binary file holding the message (a spooled literal), read from its start in the
+        store's threads; the caller keeps it open until this returns, then closes it.  Raises
+        NotFound, TooBig, OverQuota, TemporaryFailure."""
         raise NotImplementedError
 
     async def store_flags(self, account_id: int, folder_id: int, uids: Sequence[int], op: str,
