@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from twisted.internet import threads
-from twisted.internet.defer import DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.python.threadpool import ThreadPool
 
 from formats import mime
@@ -41,6 +41,15 @@ log = logging.getLogger("haven.store")
 #: a spooled message above this is read into memory (for its MIME analysis) only when no other
 #: such message is (see StoreCore._prepare_message)
 BIG_MESSAGE = 8 << 20
+
+
+def read_spooled(file) -> bytes:
+    """The whole of a spooled message (blocking: a pool thread)."""
+    try:
+        file.seek(0)
+        return file.read()
+    except (OSError, ValueError) as e:  # ValueError: the file was closed under us
+        raise errors.TemporaryFailure("cannot read the spooled message") from e
 
 
 class StoreCore:
@@ -127,12 +136,7 @@ class StoreCore:
         size = file.seek(0, os.SEEK_END)
         if size > self.max_message_size:
             raise errors.TooBig(f"message exceeds {self.max_message_size} bytes")
-        file.seek(0)
-        try:
-            raw = file.read()
-        except OSError as e:
-            raise errors.TemporaryFailure("cannot read the spooled message") from e
-        return self._prepared(raw)
+        return self._prepared(read_spooled(file))
 
     def _prepared(self, raw: bytes) -> PreparedMessage:
         info = mime.analyze(raw)
@@ -147,6 +151,19 @@ class StoreCore:
                                header=raw[:info["header_end"]], envelope=json.dumps(envelope),
                                structure=json.dumps(info["structure"]),
                                subject=envelope[1] if envelope else None)
+
+    async def _with_spooled(self, file, fn):
+        """``await fn(raw)`` with the bytes of a spooled message (a binary file, read in the CPU
+        pool).  A message over BIG_MESSAGE is held only while no other such message is: the
+        big lane is kept until ``fn`` returns (a delivery's rules and copies work on the bytes)."""
+        size = file.seek(0, os.SEEK_END)  # lseek: no disk wait
+
+        async def run():
+            raw = await self._cpu(read_spooled, file)
+            return await fn(raw)
+        if size > BIG_MESSAGE:
+            return await self._big_lane.run(lambda: Deferred.fromCoroutine(run()))
+        return await run()
 
     async def _prepare_message(self, raw) -> PreparedMessage:
         """``raw``: bytes, or a binary file holding the message (see Store.append_message)."""

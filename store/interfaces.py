@@ -94,8 +94,10 @@ class Delivery:
         Raises NotFound for an unknown address, TemporaryFailure if the store is down."""
         raise NotImplementedError
 
-    async def commit(self, raw: bytes, junk: bool = False) -> list:
-        """Deliver ``raw`` (the message as received, CRLF line endings) to every added recipient.
+    async def commit(self, raw, junk: bool = False) -> list:
+        """Deliver ``raw`` (the message as received, CRLF line endings; bytes, or a seekable
+        binary file holding it, e.g. a spooled DATA, which the caller keeps open until this
+        returns) to every added recipient.
         Each recipient's rules run first: the junk header test (``junk`` True forces Junk, as
         ``haven deliver -j``), then the active Sieve script; over the hard quota a recipient
         gets OverQuota.  Returns one :class:`DeliveryResult` per recipient, in the order they were added.
@@ -125,8 +127,9 @@ class Submission:
         TemporaryFailure."""
         raise NotImplementedError
 
-    async def commit(self, raw: bytes, trace: bytes = b"") -> SubmissionResult:
-        """Accept ``raw`` (CRLF line endings) for every added recipient: the message becomes
+    async def commit(self, raw, trace: bytes = b"") -> SubmissionResult:
+        """Accept ``raw`` (CRLF line endings; bytes or a binary file, as for
+        :meth:`Delivery.commit`) for every added recipient: the message becomes
         ``trace`` (header lines to put on top, e.g. the SMTP ``Received:``), then ``Date:`` and
         ``Message-ID:`` where ``raw`` lacks them (RFC 6409 §8.2, §8.3), then ``raw``.  Local
         copies get ``Return-Path:`` and go through the delivery pipeline (rules, quota).  A

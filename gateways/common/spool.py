@@ -10,6 +10,8 @@ Invariants
   everything buffered meanwhile.  Above :data:`HIGH_WATER` buffered octets ``pause()`` is
   called (the protocol stops reading its transport) and ``resume()`` once the buffer is empty:
   a connection holds about ``HIGH_WATER`` octets of a message however big it is.
+- A reader that can wait instead (an asyncio stream: LMTP and submission DATA) awaits
+  :meth:`Spool.room` after each write: it fires once at most ``HIGH_WATER`` octets wait.
 - :meth:`Spool.finished` fires once every octet is in the file, with the file (positioned
   anywhere: readers seek); a failed write makes it fail with the OSError.
 - :meth:`Spool.close` may be called at any time and more than once; a write in flight finishes
@@ -27,7 +29,7 @@ from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 
 #: buffered octets above which the connection stops reading until the buffer is on disk
-HIGH_WATER = 1 << 20
+HIGH_WATER = 256 << 10
 
 
 class Spool:
@@ -43,6 +45,7 @@ class Spool:
         self._closed = False
         self._error: Optional[BaseException] = None
         self._waiters: list = []
+        self._room_waiters: list = []
 
     def write(self, data: bytes) -> None:
         if self._closed or self._error is not None or not data:
@@ -53,6 +56,15 @@ class Spool:
             self._paused = True
             self._pause()
         self._flush()
+
+    def room(self) -> defer.Deferred:
+        """Fires once at most HIGH_WATER octets wait to be written (or the spool failed or
+        was closed: writing more is then harmless, it is dropped)."""
+        if len(self._buffer) <= HIGH_WATER or self._closed or self._error is not None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._room_waiters.append(d)
+        return d
 
     def finished(self) -> defer.Deferred:
         """Fires with the file once everything written is in it."""
@@ -73,11 +85,11 @@ class Spool:
     def _flush(self) -> None:
         if self._writing or not self._buffer or self._closed:
             return
-        data, self._buffer = bytes(self._buffer), bytearray()
+        data, self._buffer = self._buffer, bytearray()  # handed over, not copied
         self._writing = True
         threads.deferToThread(self._write_in_thread, data).addBoth(self._written)
 
-    def _write_in_thread(self, data: bytes) -> None:
+    def _write_in_thread(self, data: bytearray) -> None:
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self.directory, prefix="spool-")
         self._file.write(data)
@@ -100,6 +112,9 @@ class Spool:
         if self._paused:
             self._paused = False
             self._resume()
+        waiters, self._room_waiters = self._room_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def _settle(self) -> None:
         """Answer the waiters once nothing is buffered or being written."""

@@ -76,6 +76,14 @@ def spool_fds(haven) -> list:
     return out
 
 
+def spooling(haven, timeout: float = 5.0) -> list:
+    """The spool files open in the server, once there are some (or [] after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not spool_fds(haven) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return spool_fds(haven)
+
+
 def no_spool_left(haven, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while spool_fds(haven) and time.monotonic() < deadline:
@@ -197,10 +205,7 @@ def test_disconnect_mid_append_leaves_no_spool_and_no_message(haven):
     s.sendall(b"b APPEND INBOX {3000000}\r\n")
     assert f.readline().startswith(b"+")
     s.sendall(b"From: x@example.org\r\n\r\n" + b"z" * 1500000)
-    deadline = time.monotonic() + 5
-    while not spool_fds(haven) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert spool_fds(haven), "the literal should be on disk while it arrives"
+    assert spooling(haven), "the literal should be on disk while it arrives"
     f.close()
     s.close()
     no_spool_left(haven)
@@ -239,3 +244,81 @@ def test_spooled_literal_is_only_an_append_message(haven):
         f.close()
         s.close()
     no_spool_left(haven)
+
+
+# -- LMTP and submission DATA: spooled as it arrives ---------------------------------------------
+def _inbox_bodies(haven, user) -> list:
+    c = imaplib.IMAP4(*haven.imap)
+    try:
+        c.login(*user)
+        typ, data = c.select("INBOX", readonly=True)
+        if int(data[0]) == 0:
+            return []
+        typ, data = c.fetch("1:*", "(BODY.PEEK[])")
+        return [d[1] for d in data if isinstance(d, tuple)]
+    finally:
+        c.logout()
+
+
+def test_big_lmtp_delivery_is_byte_exact(haven):
+    user = haven.new_user()
+    raw = big_message(2 * 1024 * 1024)
+    haven.deliver(user[0], raw)
+    [body] = _inbox_bodies(haven, user)
+    assert body.startswith(b"Return-Path: <sender@example.org>\r\nReceived: ") and body.endswith(raw)
+    no_spool_left(haven)
+
+
+def test_big_submission_is_byte_exact(haven):
+    import smtplib
+    import ssl
+    user, other = haven.new_user(), haven.new_user()
+    raw = big_message(2 * 1024 * 1024).replace(b"From: a@example.org", b"From: " + user[0].encode())
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP(*haven.submission, timeout=30) as s:
+        s.starttls(context=ctx)
+        s.login(*user)
+        assert s.sendmail(user[0], [other[0]], raw) == {}
+    [body] = _inbox_bodies(haven, other)
+    assert body.endswith(raw) and b"\r\nReceived: " in body[:len(body) - len(raw)]
+    no_spool_left(haven)
+
+
+def _lmtp_session(haven, user):
+    s = socket.create_connection(haven.lmtp, timeout=10)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220")
+    s.sendall(b"LHLO test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<%s>\r\nDATA\r\n" % user[0].encode())
+    lines = []
+    while not (lines and lines[-1].startswith(b"354")):
+        lines.append(f.readline())
+    return s, f
+
+
+def test_disconnect_mid_data_leaves_no_spool_and_no_message(haven):
+    user = haven.new_user()
+    s, f = _lmtp_session(haven, user)
+    s.sendall(b"Subject: cut\r\n\r\n" + (b"line of text\r\n" * 100000))  # 1.4 MB, no end marker
+    assert spooling(haven), "a big DATA should be on disk while it arrives"
+    f.close()
+    s.close()
+    no_spool_left(haven)
+    assert _count(haven, user) == 0
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "mariadb"])
+def test_data_over_max_message_size_is_refused_552_unheld(haven_factory, engine):
+    small = haven_factory(engine, **{"server.max_message_size": "1000000"})
+    user = small.new_user()
+    s, f = _lmtp_session(small, user)
+    try:
+        s.sendall(b"Subject: big\r\n\r\n" + (b"line of text\r\n" * 150000) + b".\r\n")  # 2.1 MB
+        reply = f.readline()
+        assert reply.startswith(b"552 5.3.4 "), reply
+        s.sendall(b"QUIT\r\n")
+    finally:
+        f.close()
+        s.close()
+    no_spool_left(small)
+    assert _count(small, user) == 0
