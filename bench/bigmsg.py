@@ -1,7 +1,7 @@
 """Memory of one Haven process under big messages (Haven alone, not a timed benchmark).
 
-    .venv/bin/python bench/bigmsg.py                     # all three scenarios
-    .venv/bin/python bench/bigmsg.py --only append,retr  # a subset: append, retr, lmtp
+    .venv/bin/python bench/bigmsg.py                     # all four scenarios
+    .venv/bin/python bench/bigmsg.py --only append,retr  # a subset: append, retr, fetch, lmtp
     .venv/bin/python bench/bigmsg.py --appends 20 --append-mb 45 --retrs 4 --retr-mb 50 --lmtp 4
 
 Each scenario starts a fresh throwaway Haven (``haven.py``'s instance, SQLite, IMAP 31143,
@@ -17,6 +17,8 @@ Run it as root or as the server's user (clear_refs):
 - **retr**: one ``--retr-mb`` MB message APPENDed, the server restarted (so the APPEND's own
   peak is not counted), then ``--retrs`` concurrent POP3 RETRs of it (stdlib poplib, one
   connection each); every RETR must return the APPENDed bytes.  Target under 50 MB.
+- **fetch**: the same as retr over IMAP: ``--retrs`` concurrent ``FETCH 1 (BODY.PEEK[])``
+  (stdlib imaplib).
 - **lmtp**: ``--lmtp`` concurrent LMTP deliveries (stdlib smtplib.LMTP) of distinct
   ``--append-mb`` MB messages.
 
@@ -195,13 +197,23 @@ def scenario_append(args) -> dict:
 
 
 def scenario_retr(args) -> dict:
+    return _read_back(args, "retr")
+
+
+def scenario_fetch(args) -> dict:
+    return _read_back(args, "fetch")
+
+
+def _read_back(args, how: str) -> dict:
+    """One big message APPENDed, the server restarted (the APPEND's own peak is not counted),
+    then read back at once over ``--retrs`` POP3 or IMAP connections."""
     raw = big_message(int(args.retr_mb * MB), 1000)
     with instance(args) as inst:
         imap_append(imap_login(inst), raw)
         inst.stop()
         restart(inst)
 
-        def connect(_i):
+        def pop3(_i):
             c = poplib.POP3(inst.host, inst.pop3_port, timeout=300)
             c.user(USER)
             c.pass_(PASSWORD)
@@ -215,8 +227,24 @@ def scenario_retr(args) -> dict:
                 c.close()
             if b"\r\n".join(lines) + b"\r\n" != raw:
                 raise RuntimeError("RETR did not return the APPENDed bytes")
-        return measure(inst, f"{args.retrs} concurrent POP3 RETRs of {args.retr_mb:g} MB", args.retrs,
-                       connect, retr)
+
+        def imap(_i):
+            c = imap_login(inst)
+            c.select("INBOX", readonly=True)
+            return c
+
+        def fetch(c, _i):
+            try:
+                typ, data = c.fetch("1", "(BODY.PEEK[])")
+            finally:
+                c.logout()
+            if typ != "OK" or data[0][1] != raw:
+                raise RuntimeError("FETCH did not return the APPENDed bytes")
+        if how == "retr":
+            return measure(inst, f"{args.retrs} concurrent POP3 RETRs of {args.retr_mb:g} MB", args.retrs,
+                           pop3, retr)
+        return measure(inst, f"{args.retrs} concurrent IMAP FETCH BODY[] of {args.retr_mb:g} MB", args.retrs,
+                       imap, fetch)
 
 
 def restart(inst: HavenInstance) -> None:
@@ -249,7 +277,7 @@ def scenario_lmtp(args) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default="append,retr,lmtp")
+    p.add_argument("--only", default="append,retr,fetch,lmtp")
     p.add_argument("--appends", type=int, default=20)
     p.add_argument("--append-mb", type=float, default=45)
     p.add_argument("--retrs", type=int, default=4)
@@ -263,7 +291,7 @@ def main() -> int:
         haven.REPO = Path(args.cwd).resolve()
     elif not args.command:
         args.command = f"{shlex.quote(sys.executable)} -m gateways.cli"
-    runs = {"append": scenario_append, "retr": scenario_retr, "lmtp": scenario_lmtp}
+    runs = {"append": scenario_append, "retr": scenario_retr, "fetch": scenario_fetch, "lmtp": scenario_lmtp}
     results = [runs[name.strip()](args) for name in args.only.split(",") if name.strip()]
     print("| scenario | baseline RSS (MB) | peak RSS, VmHWM (MB) | growth (MB) | time (s) |")
     print("|---|---:|---:|---:|---:|")

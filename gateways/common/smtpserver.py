@@ -12,9 +12,13 @@ What is changed from aiosmtpd 1.4.6, for both gateways, and why:
   LFs as they are, and answers an oversized message with a single reply whatever the number of
   recipients, which puts an LMTP client out of step.  Here the stream is decoded by
   :class:`~gateways.common.smtpwire.DataDecoder` (only CRLF "." CRLF ends it, no SMTP smuggling; bare
-  LF stored as CRLF; lines of any length; at most ``max_message_size`` octets buffered, a bigger
-  message read to its end and discarded), and the subclass turns the handler's answer into the
-  replies (:meth:`~SMTPServerBase.data_replies`).  The reader never consumes a byte past the end
+  LF stored as CRLF; lines of any length; at most 256 KiB (:data:`SPOOL_AT`) held in memory, the
+  rest of a bigger message written to a spool file (gateways/common/spool.py) as it arrives, the
+  reading waiting for the spool to have room; over ``max_message_size`` nothing more is kept and
+  the message is read to its end and discarded), and the subclass turns the handler's answer
+  into the replies (:meth:`~SMTPServerBase.data_replies`).  A handler may give the first lines
+  of the message (``data_prefix(server, session, envelope)``: LMTP's trace lines), so that a big
+  message is never copied to prepend them.  The reader never consumes a byte past the end
   marker, so pipelined commands after DATA stay in the stream.  (aiosmtpd 1.4.6's own reader
   also ends only at CRLF "." CRLF, the 1.4.5 fix for CVE-2024-27305.)
 * SIZE is the handler's, not aiosmtpd's (``data_size_limit=None``), so that the refusal at MAIL

@@ -173,8 +173,16 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
         if self._queue and not isinstance(self._queue[0], Frame):
             self._dequeue()  # a refused frame cannot be a continuation line
             return defer.succeed(b"")
-        return self.next_item().addCallback(
-            lambda item: None if item is None else item.data if isinstance(item, Frame) else b"")
+        return self.next_item().addCallback(self._continuation_line)
+
+    @staticmethod
+    def _continuation_line(item) -> Optional[bytes]:
+        if item is None:
+            return None
+        if not isinstance(item, Frame):
+            return b""
+        item.close()  # a continuation line has no literal worth keeping
+        return item.data
 
     # -- command execution (the skeleton: LineSession._execute) ------------------------------
     async def _run(self, item) -> None:
