@@ -10,6 +10,8 @@ from gateways.imap.parser import ParseError, parse_command
 from gateways.imap.reader import parse_date_time
 from gateways.imap.seqset import SequenceSet, SeqSetError, format_pairs, format_set
 
+from ..sink import RecordingSink
+
 
 # -- modified UTF-7 (RFC 3501 §5.1.3) ------------------------------------------------------
 @pytest.mark.parametrize("text,wire", [
@@ -300,24 +302,13 @@ def test_framer_fuzz_never_raises():
             f.feed(bytes(rnd.choice(b"a{}+0123456789\r\n x") for _ in range(rnd.randint(0, 30))))
 
 
-class _Sink:
-    def __init__(self):
-        self.data, self.closed = bytearray(), False
-
-    def write(self, data):
-        self.data += data
-
-    def close(self):
-        self.closed = True
-
-
 def test_framer_spools_a_big_append_literal():
     sinks = []
 
     def spool(name, size):
         if name != "APPEND" or size < 10:
             return None
-        sinks.append(_Sink())
+        sinks.append(RecordingSink())
         return sinks[-1]
     framer = Framer(spool=spool)
     msg = b"From: a\r\n\r\n" + b"x" * 50
