@@ -322,3 +322,33 @@ def test_data_over_max_message_size_is_refused_552_unheld(haven_factory, engine)
         s.close()
     no_spool_left(small)
     assert _count(small, user) == 0
+
+
+def test_fetch_of_big_and_small_messages_together_sets_seen(haven):
+    """A big message between small ones: each FETCH response whole and in order; a non-PEEK
+    body fetch sets \\Seen and reports FLAGS in the same response (RFC 3501 §6.4.5)."""
+    user = haven.new_user()
+    big = big_message(1536 * 1024)
+    small = b"From: a@example.org\r\nSubject: small\r\n\r\n.just a line\r\n"
+    c = imaplib.IMAP4(*haven.imap)
+    try:
+        c.login(*user)
+        for raw in (small, big, small + b"two\r\n"):
+            assert c.append("INBOX", None, None, raw)[0] == "OK"
+        c.select("INBOX")
+        typ, data = c.fetch("1:3", "(UID BODY[] RFC822.SIZE)")
+        assert typ == "OK"
+        parts = [d for d in data if isinstance(d, tuple)]
+        assert [p[1] for p in parts] == [small, big, small + b"two\r\n"]
+        tails = [data[i + 1] for i, d in enumerate(data) if isinstance(d, tuple)]
+        assert tails == [b" RFC822.SIZE %d FLAGS (\\Seen))" % len(r) for r in (small, big, small + b"two\r\n")]
+        heads = [p[0] for p in parts]
+        assert heads[1].startswith(b"2 (UID 2 BODY[] {%d}" % len(big)), heads[1]
+        typ, data = c.fetch("2", "(FLAGS)")
+        assert b"\\Seen" in data[0]
+        typ, data = c.fetch("2", "(BODY.PEEK[1]<0.5> BODY.PEEK[2]<10.10> BODY.PEEK[3])")
+        assert data[0][1] == big[big.index(b"text/plain\r\n\r\n") + 14:][:5]
+        assert data[1][1] == big[big.index(b"base64\r\n\r\n") + 10:][10:20]
+        assert data[2] == b" BODY[3] NIL)"
+    finally:
+        c.logout()
