@@ -209,48 +209,32 @@ class MessageCommands:
             known = self.selected.metas.get(uid)
             if known is not None and rec.meta.modseq >= known.modseq:
                 self.selected.metas[uid] = rec.meta
+        # Opened before the response starts: a missing blob is still an ordinary NO.
+        reader = _SpanReader(self.store, rec.blob_id)
+        await reader.open()
         try:
             for piece in plan.render_streamed(seq, rec, uid in seen_changed, env):
                 if isinstance(piece, bytes):
                     self.write(piece)
                 elif piece.fields is not None:  # HEADER.FIELDS of an inner message: small
-                    header = await self._read_span(rec.blob_id, piece.start, piece.end)
+                    header = await reader.read(piece.start, piece.end)
                     data = filter_header(header, piece.fields, piece.negate)
                     start, end = cut_partial(0, len(data), piece.partial)
                     self.write(response.literal(data[start:end]))
                 else:
                     self.write(b"{%d}\r\n" % (piece.end - piece.start))
-                    await self._copy_span(rec.blob_id, piece.start, piece.end)
+                    async for data in reader.pieces(piece.start, piece.end):
+                        await self.drained()  # one piece waits in the transport at most
+                        if self._closed:
+                            return
+                        self.write(data)
                 if self._closed:
                     return
         except errors.StoreError as e:
             self.log.warning("imap %s: FETCH of uid %d failed while sending: %s", self.peer, uid, e)
             self.close()
-
-    async def _copy_span(self, blob_id: str, start: int, end: int) -> None:
-        stream = await self.store.open_blob(blob_id)
-        try:
-            await stream.skip(start)
-            left = end - start
-            while left > 0:
-                data = await stream.read(min(STREAM_PIECE, left))
-                if not data:
-                    raise errors.TemporaryFailure("message data shorter than its size")
-                await self.drained()
-                if self._closed:
-                    return
-                self.write(data)
-                left -= len(data)
         finally:
-            stream.close()
-
-    async def _read_span(self, blob_id: str, start: int, end: int) -> bytes:
-        stream = await self.store.open_blob(blob_id)
-        try:
-            await stream.skip(start)
-            return await stream.read(end - start)
-        finally:
-            stream.close()
+            reader.close()
 
     async def _vanished_earlier(self, seqset, changedsince: int) -> None:
         # RFC 7162 §3.2.6: UIDs in the set expunged since CHANGEDSINCE
@@ -385,3 +369,44 @@ class MessageCommands:
         if line.strip().upper() != b"DONE":
             raise IMAPError("BAD", "Expected DONE to end IDLE")
         return "IDLE terminated"
+
+
+class _SpanReader:
+    """Ranges of one message read through :meth:`Store.open_blob`, in any order: forward by
+    skipping, backward by opening the blob again."""
+
+    def __init__(self, store, blob_id: str):
+        self.store, self.blob_id = store, blob_id
+        self.stream, self.pos = None, 0
+
+    async def open(self) -> None:
+        self.close()
+        self.stream, self.pos = await self.store.open_blob(self.blob_id), 0
+
+    async def _seek(self, start: int) -> None:
+        if self.stream is None or start < self.pos:
+            await self.open()
+        if start > self.pos:
+            await self.stream.skip(start - self.pos)
+            self.pos = start
+
+    async def read(self, start: int, end: int) -> bytes:
+        await self._seek(start)
+        data = await self.stream.read(end - start)
+        self.pos += len(data)
+        return data
+
+    async def pieces(self, start: int, end: int):
+        """Octets start..end, STREAM_PIECE at a time."""
+        await self._seek(start)
+        while self.pos < end:
+            data = await self.stream.read(min(STREAM_PIECE, end - self.pos))
+            if not data:
+                raise errors.TemporaryFailure("message data shorter than its size")
+            self.pos += len(data)
+            yield data
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None

@@ -352,3 +352,28 @@ def test_fetch_of_big_and_small_messages_together_sets_seen(haven):
         assert data[2] == b" BODY[3] NIL)"
     finally:
         c.logout()
+
+
+def test_fetch_of_a_big_message_whose_blob_is_missing_answers_no(haven):
+    """The blob is opened before the response starts: a store failure is a tagged NO, not a
+    cut-off literal, and the session goes on."""
+    import hashlib
+    user = haven.new_user()
+    raw = big_message(1536 * 1024).replace(b"Subject: big", b"Subject: missing blob")
+    digest = hashlib.sha256(raw).hexdigest()
+    path = haven.data_dir / "blobs" / digest[:2] / digest[2:4] / (digest + ".zst")
+    c = imaplib.IMAP4(*haven.imap)
+    try:
+        c.login(*user)
+        assert c.append("INBOX", None, None, raw)[0] == "OK"
+        c.select("INBOX", readonly=True)
+        path.rename(path.with_suffix(".away"))
+        try:
+            typ, data = c.fetch("1", "(BODY.PEEK[])")
+            assert typ == "NO", data
+            assert c.noop()[0] == "OK"
+        finally:
+            path.with_suffix(".away").rename(path)
+        assert c.fetch("1", "(BODY.PEEK[])")[1][0][1] == raw
+    finally:
+        c.logout()
