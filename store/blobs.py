@@ -173,6 +173,18 @@ class BlobStore:
         except FileNotFoundError:
             pass
 
+    def sweep_temporary(self, cutoff: float) -> int:
+        """Remove temporary files older than ``cutoff`` (a write cut off by a crash)."""
+        swept = 0
+        for path in (self.root / ".tmp").glob("*.tmp"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    swept += 1
+            except FileNotFoundError:
+                pass
+        return swept
+
     def all_ids(self):
         """Every blob id on disk (for the orphan sweep of the purge job)."""
         if not self.root.exists():

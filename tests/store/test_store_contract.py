@@ -316,3 +316,18 @@ def test_append_from_a_file_over_the_size_limit_is_too_big(store, run, account, 
     with open(path, "rb") as f, pytest.raises(errors.TooBig):
         run(store.append_message, account.id, inbox.id, f)
     assert run(store.list_messages, inbox.id) == []
+
+
+def test_purge_sweeps_temporary_blob_files_a_crash_left(store, run):
+    """A blob write cut off by a crash leaves a file in blobs/.tmp/: the purge removes it once it
+    is older than the orphan grace period, never a fresh one (a write in progress)."""
+    import os
+    tmp = store.blobs.root / ".tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    stale, fresh = tmp / "1.2.3.tmp", tmp / "1.2.4.tmp"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    run(store.purge)
+    assert not stale.exists() and fresh.exists()
