@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -321,7 +322,6 @@ def test_append_from_a_file_over_the_size_limit_is_too_big(store, run, account, 
 def test_purge_sweeps_temporary_blob_files_a_crash_left(store, run):
     """A blob write cut off by a crash leaves a file in blobs/.tmp/: the purge removes it once it
     is older than the orphan grace period, never a fresh one (a write in progress)."""
-    import os
     tmp = store.blobs.root / ".tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     stale, fresh = tmp / "1.2.3.tmp", tmp / "1.2.4.tmp"
