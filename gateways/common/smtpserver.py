@@ -47,8 +47,6 @@ from typing import ClassVar, Iterable, List, Mapping, Optional
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
-from twisted.internet.defer import Deferred
-
 from gateways.common.spool import Spool
 from gateways.common.smtpwire import INTERNAL, NO_VALID_RECIPIENTS, DataDecoder, multiline_reply, with_enhanced_code
 
@@ -205,24 +203,27 @@ class SMTPServerBase(SMTP):
         prefix_hook = getattr(self.event_handler, "data_prefix", None)
         prefix = prefix_hook(self, self.session, envelope) if prefix_hook is not None else b""
         decoder = DataDecoder(self.max_message_size, prefix, self._new_spool, SPOOL_AT)
+        addresses = list(envelope.rcpt_tos)
         try:
             await self._read_data(decoder)
             content = decoder.content()
             if decoder.sink is not None:
                 envelope.spool = decoder.sink
                 envelope.message_size = decoder.sink.size
-                # every octet on disk before the handler reads it (a write failure: 451)
-                content = await Deferred.asFuture(decoder.sink.finished(), self.loop)
+                content = await self._spooled(decoder.sink)  # every octet on disk
             else:
                 envelope.message_size = len(content)
         except BaseException:
-            decoder.discard()  # the connection went (or the disk failed) mid-DATA
+            decoder.discard()  # the connection went mid-DATA, or the spool failed
             raise
+        if content is None:  # the spool could not be written (a full disk): 4xx, the client retries
+            self._set_post_data_state()
+            await self._push_lines([with_enhanced_code(line) for line in self.data_failed(addresses)])
+            return
         envelope.content = envelope.original_content = content
         envelope.data_size = decoder.size
         envelope.too_big = decoder.too_big
 
-        addresses = list(envelope.rcpt_tos)
         try:
             answer = await self._call_handler_hook("DATA")
             if answer is MISSING:
@@ -239,6 +240,16 @@ class SMTPServerBase(SMTP):
 
     def _new_spool(self) -> Spool:
         return Spool(self.spool_dir)
+
+    async def _spooled(self, spool: Spool):
+        """The spool's file once every octet is in it; None (logged, spool closed) when it
+        could not be written."""
+        try:
+            return await spool.finished().asFuture(self.loop)
+        except OSError as e:
+            self.logger.error("%s: cannot spool the message: %s", self.envelope.queue_id, e)
+            spool.close()
+            return None
 
     async def _read_data(self, decoder: DataDecoder) -> None:
         """Feed the DATA stream to ``decoder`` until its end marker.
@@ -259,7 +270,7 @@ class SMTPServerBase(SMTP):
                 raise ConnectionResetError("connection closed during DATA") from eof
             rest = decoder.feed(chunk)
             if decoder.sink is not None:  # read on once the spool has room: bounded memory
-                await Deferred.asFuture(decoder.sink.room(), self.loop)
+                await decoder.sink.room().asFuture(self.loop)
             if rest is not None:
                 if rest:  # cannot happen, see above; never act on such bytes
                     self.logger.error("%r %d octets after the end of DATA dropped", self.session.peer, len(rest))

@@ -377,3 +377,37 @@ def test_fetch_of_a_big_message_whose_blob_is_missing_answers_no(haven):
         assert c.fetch("1", "(BODY.PEEK[])")[1][0][1] == raw
     finally:
         c.logout()
+
+
+def test_a_spool_that_cannot_be_written_is_a_temporary_failure(haven):
+    """The disk refuses the spool (here: the spool directory is not a directory): LMTP answers
+    4xx per recipient, APPEND ``NO [UNAVAILABLE]``; nothing is stored and both sessions go on."""
+    user = haven.new_user()
+    spool = haven.data_dir / "spool"
+    away = haven.data_dir / "spool.away"
+    spool.rename(away)
+    spool.write_bytes(b"")
+    try:
+        s, f = _lmtp_session(haven, user)
+        try:
+            s.sendall(b"Subject: no room\r\n\r\n" + (b"line of text\r\n" * 50000) + b".\r\n")
+            reply = f.readline()
+            assert reply.startswith(b"4"), reply
+            s.sendall(b"NOOP\r\n")
+            assert f.readline().startswith(b"250")
+        finally:
+            f.close()
+            s.close()
+        c = imaplib.IMAP4(*haven.imap)
+        try:
+            c.login(*user)
+            typ, data = c.append("INBOX", None, None, b"Subject: x\r\n\r\n" + b"z" * 400000 + b"\r\n")
+            assert typ == "NO" and b"UNAVAILABLE" in data[0], data
+            assert c.noop()[0] == "OK"
+        finally:
+            c.logout()
+    finally:
+        spool.unlink()
+        away.rename(spool)
+    assert _count(haven, user) == 0
+    no_spool_left(haven)
