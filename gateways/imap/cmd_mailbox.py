@@ -321,7 +321,8 @@ class MailboxCommands:
         if not isinstance(raw, bytes):
             try:
                 raw = await raw.finished()  # the file; the command's end closes it
-            except OSError:
+            except OSError as e:
+                self.log.error("imap %s: cannot spool an APPEND: %s", self.peer, e)
                 raise IMAPError("NO", "Cannot store the message now", "UNAVAILABLE") from None
         uidvalidity, uid = await self.store.append_message(self.account.id, folder.id, raw, flags,
                                                            args["internaldate"])
