@@ -193,7 +193,14 @@ class Service:
                               ssl_context=self.ssl_context,
                               limits={"max_message_size": self.config.getint("server", "max_message_size"),
                                       "max_script_size": self.config.getsize("rules", "max_script_size")},
-                              disclose_version=self.config.getbool("server", "disclose_version"))
+                              disclose_version=self.config.getbool("server", "disclose_version"),
+                              spool_dir=str(self.spool_dir()))
+
+    def spool_dir(self):
+        """``data_dir/spool``: the unnamed files of messages being received (gateways/common/spool.py)."""
+        path = self.config.data_dir / "spool"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     async def start(self) -> None:
         from auth.cred import make_portal  # only when needed: start-up time of the `haven` command

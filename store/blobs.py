@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -28,6 +29,9 @@ from store import errors
 
 SUFFIX = ".zst"
 LEVEL = 3
+#: octets compressed, hashed or inflated at a time when a message is streamed
+CHUNK = 1 << 20
+_serial = itertools.count()
 _local = threading.local()  # zstd (de)compressor objects are not shareable across threads
 
 
@@ -90,25 +94,49 @@ class BlobStore:
         except zstandard.ZstdError as e:
             raise corrupt(blob_id) from e
 
-    def write(self, raw: bytes) -> tuple[str, int]:
-        """Store ``raw``; returns ``(blob_id, stored_size)``.  Idempotent."""
-        blob_id = blob_id_of(raw)
-        path = self.path(blob_id)
-        if path.exists():
-            return blob_id, path.stat().st_size
-        data = self.compress(raw)
+    def write(self, raw) -> tuple[str, int]:
+        """Store ``raw`` (bytes, or a binary file read from its start); returns
+        ``(blob_id, stored_size)``.  Idempotent.  Compresses and hashes in
+        :data:`CHUNK`-sized pieces, so no second (compressed) copy of a big message is held."""
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            blob_id = blob_id_of(raw)
+            path = self.path(blob_id)
+            if path.exists():
+                return blob_id, path.stat().st_size
+            view = memoryview(raw)
+            size = len(view)
+            source = (view[i:i + CHUNK] for i in range(0, len(view), CHUNK))
+        else:
+            blob_id, path = None, None
+            size = raw.seek(0, os.SEEK_END)
+            raw.seek(0)
+            source = iter(lambda: raw.read(CHUNK), b"")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{blob_id}.{os.getpid()}.{id(data)}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            root_tmp = self.root / ".tmp"
+            root_tmp.mkdir(parents=True, exist_ok=True)
+            tmp = root_tmp / f"{os.getpid()}.{threading.get_ident()}.{next(_serial)}.tmp"
+            digest = hashlib.sha256() if blob_id is None else None
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                with open(tmp, "wb") as out:
+                    writer = zstandard.ZstdCompressor(level=LEVEL).stream_writer(out, size=size, closefd=False)
+                    for piece in source:
+                        if digest is not None:
+                            digest.update(piece)
+                        writer.write(piece)
+                    writer.flush(zstandard.FLUSH_FRAME)  # the frame names its size: decompress() reads it
+                    out.flush()
+                    os.fsync(out.fileno())
+                    stored = out.tell()
+                if blob_id is None:
+                    blob_id = digest.hexdigest()
+                    path = self.path(blob_id)
+                    if path.exists():
+                        return blob_id, path.stat().st_size
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
             finally:
-                os.close(fd)
-            os.replace(tmp, path)
+                if tmp.exists():
+                    tmp.unlink()
             dfd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dfd)
@@ -116,7 +144,16 @@ class BlobStore:
                 os.close(dfd)
         except OSError as e:
             raise errors.TemporaryFailure("cannot write message to disk") from e
-        return blob_id, len(data)
+        return blob_id, stored
+
+    def open(self, blob_id: str) -> "BlobReader":
+        """A reader of the raw bytes of a blob file, inflated piece by piece."""
+        try:
+            return BlobReader(blob_id, open(self.path(blob_id), "rb"))
+        except FileNotFoundError:
+            raise errors.NotFound(f"message data {blob_id[:12]} is missing") from None
+        except OSError as e:
+            raise errors.TemporaryFailure("cannot read message from disk") from e
 
     def read(self, blob_id: str) -> bytes:
         try:
@@ -136,9 +173,58 @@ class BlobStore:
         except FileNotFoundError:
             pass
 
+    def sweep_temporary(self, cutoff: float) -> int:
+        """Remove temporary files older than ``cutoff`` (a write cut off by a crash)."""
+        swept = 0
+        for path in (self.root / ".tmp").glob("*.tmp"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    swept += 1
+            except FileNotFoundError:
+                pass
+        return swept
+
     def all_ids(self):
         """Every blob id on disk (for the orphan sweep of the purge job)."""
         if not self.root.exists():
             return
         for path in self.root.glob(f"??/??/*{SUFFIX}"):
             yield path.name[:-len(SUFFIX)], path.stat().st_mtime
+
+
+class BlobReader:
+    """Sequential reads of one blob file's raw bytes (blocking: a pool thread, one at a time).
+    Holds one inflation window, never the message."""
+
+    def __init__(self, blob_id: str, file):
+        self.blob_id = blob_id
+        self._file = file
+        self._reader = zstandard.ZstdDecompressor().stream_reader(file, closefd=False)
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` octets (fewer only at the end; b"" there)."""
+        out, have = [], 0
+        try:
+            while have < n:
+                chunk = self._reader.read(n - have)
+                if not chunk:
+                    break
+                out.append(chunk)
+                have += len(chunk)
+        except zstandard.ZstdError as e:
+            raise corrupt(self.blob_id) from e
+        except OSError as e:
+            raise errors.TemporaryFailure("cannot read message from disk") from e
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            got = len(self.read(min(n, CHUNK)))
+            if not got:
+                return
+            n -= got
+
+    def close(self) -> None:
+        self._reader.close()
+        self._file.close()

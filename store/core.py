@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
 from twisted.internet import threads
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.python.threadpool import ThreadPool
 
 from formats import mime
@@ -35,6 +37,19 @@ from store.interfaces import ChangeEvent
 from store.settings import StoreSettings
 
 log = logging.getLogger("haven.store")
+
+#: a spooled message above this is read into memory (for its MIME analysis) only when no other
+#: such message is (see StoreCore._prepare_message)
+BIG_MESSAGE = 8 << 20
+
+
+def read_spooled(file) -> bytes:
+    """The whole of a spooled message (blocking: a pool thread)."""
+    try:
+        file.seek(0)
+        return file.read()
+    except (OSError, ValueError) as e:  # ValueError: the file was closed under us
+        raise errors.TemporaryFailure("cannot read the spooled message") from e
 
 
 class StoreCore:
@@ -50,6 +65,7 @@ class StoreCore:
         self.bus = LocalBus()
         self.poller = ModseqPoller(self.bus, db, settings.poll_interval)
         self.cpu = ThreadPool(minthreads=1, maxthreads=4, name="haven-cpu")
+        self._big_lane = DeferredSemaphore(1)  # analysis of messages over BIG_MESSAGE, one at a time
         self.raw_cache = RawCache()  # recently read messages, for the batched reads
         self._outbound_listeners: list = []
 
@@ -109,6 +125,20 @@ class StoreCore:
         """CPU pool: analyse the MIME structure and write the blob (fsynced)."""
         if len(raw) > self.max_message_size:
             raise errors.TooBig(f"message exceeds {self.max_message_size} bytes")
+        return self._prepared(raw)
+
+    def _prepare_file(self, file) -> PreparedMessage:
+        """CPU pool: :meth:`_prepare` of a spooled message (a binary file, read from its start).
+        The MIME analysis needs the whole message at once (offsets into it are what FETCH
+        slices by): it is read for that and dropped; the blob is hashed and compressed from the
+        bytes in pieces (:meth:`BlobStore.write`), so one copy of the message is held, for as
+        long as the analysis runs."""
+        size = file.seek(0, os.SEEK_END)
+        if size > self.max_message_size:
+            raise errors.TooBig(f"message exceeds {self.max_message_size} bytes")
+        return self._prepared(read_spooled(file))
+
+    def _prepared(self, raw: bytes) -> PreparedMessage:
         info = mime.analyze(raw)
         if len(raw) <= self.inline_blob_size:
             inline = self.blobs.compress(raw)
@@ -122,5 +152,26 @@ class StoreCore:
                                structure=json.dumps(info["structure"]),
                                subject=envelope[1] if envelope else None)
 
-    async def _prepare_message(self, raw: bytes) -> PreparedMessage:
-        return await self._cpu(self._prepare, raw)
+    async def _with_spooled(self, file, fn):
+        """``await fn(raw)`` with the bytes of a spooled message (a binary file, read in the CPU
+        pool).  A message over BIG_MESSAGE is held only while no other such message is: the
+        big lane is kept until ``fn`` returns (a delivery's rules and copies work on the bytes)."""
+        size = file.seek(0, os.SEEK_END)  # lseek: no disk wait
+
+        async def run():
+            raw = await self._cpu(read_spooled, file)
+            return await fn(raw)
+        if size > BIG_MESSAGE:
+            return await self._big_lane.run(lambda: Deferred.fromCoroutine(run()))
+        return await run()
+
+    async def _prepare_message(self, raw) -> PreparedMessage:
+        """``raw``: bytes, or a binary file holding the message (see Store.append_message)."""
+        if isinstance(raw, (bytes, bytearray)):
+            return await self._cpu(self._prepare, bytes(raw))
+        size = raw.seek(0, os.SEEK_END)  # lseek: no disk wait
+        if size > BIG_MESSAGE:
+            # one big message in memory at a time: twenty 45 MB APPENDs finishing together
+            # must not hold twenty copies (their literals wait on disk meanwhile)
+            return await self._big_lane.run(self._cpu, self._prepare_file, raw)
+        return await self._cpu(self._prepare_file, raw)

@@ -24,6 +24,7 @@ Invariants
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -408,9 +409,14 @@ class SqlDelivery(Delivery):
         self.states.append((version, has_script))
         return rcpt
 
-    async def commit(self, raw: bytes, junk: bool = False) -> list:
+    async def commit(self, raw, junk: bool = False) -> list:
         if not self.recipients:
             return []
+        if not isinstance(raw, (bytes, bytearray)):  # a spooled message (an LMTP DATA)
+            if raw.seek(0, os.SEEK_END) > self.store.max_message_size:
+                error = errors.TooBig(f"message exceeds {self.store.max_message_size} bytes")
+                return [DeliveryResult(recipient=r, error=error) for r in self.recipients]
+            return await self.store._with_spooled(raw, lambda data: self.commit(data, junk))
         if len(raw) > self.store.max_message_size:
             error = errors.TooBig(f"message exceeds {self.store.max_message_size} bytes")
             return [DeliveryResult(recipient=r, error=error) for r in self.recipients]

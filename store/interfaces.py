@@ -94,8 +94,10 @@ class Delivery:
         Raises NotFound for an unknown address, TemporaryFailure if the store is down."""
         raise NotImplementedError
 
-    async def commit(self, raw: bytes, junk: bool = False) -> list:
-        """Deliver ``raw`` (the message as received, CRLF line endings) to every added recipient.
+    async def commit(self, raw, junk: bool = False) -> list:
+        """Deliver ``raw`` (the message as received, CRLF line endings; bytes, or a seekable
+        binary file holding it, e.g. a spooled DATA, which the caller keeps open until this
+        returns) to every added recipient.
         Each recipient's rules run first: the junk header test (``junk`` True forces Junk, as
         ``haven deliver -j``), then the active Sieve script; over the hard quota a recipient
         gets OverQuota.  Returns one :class:`DeliveryResult` per recipient, in the order they were added.
@@ -126,8 +128,9 @@ class Submission:
         at begin_submission), TemporaryFailure."""
         raise NotImplementedError
 
-    async def commit(self, raw: bytes, trace: bytes = b"") -> SubmissionResult:
-        """Accept ``raw`` (CRLF line endings) for every added recipient: the message becomes
+    async def commit(self, raw, trace: bytes = b"") -> SubmissionResult:
+        """Accept ``raw`` (CRLF line endings; bytes or a binary file, as for
+        :meth:`Delivery.commit`) for every added recipient: the message becomes
         ``trace`` (header lines to put on top, e.g. the SMTP ``Received:``), then ``Date:`` and
         ``Message-ID:`` where ``raw`` lacks them (RFC 6409 §8.2, §8.3), then ``raw``.  Local
         copies get ``Return-Path:`` and go through the delivery pipeline (rules, quota).  A
@@ -139,6 +142,30 @@ class Submission:
         (and a local recipient's non-permanent error) when nothing was kept, and then nothing
         is counted against the limits either.  Call it at most once."""
         raise NotImplementedError
+
+
+class BlobStream:
+    """A message's raw bytes read piece by piece (:meth:`Store.open_blob`).  Reactor thread:
+    ``read`` and ``skip`` are coroutines (the store inflates in its threads), one at a time;
+    ``close`` may be called at any time, more than once.  This base class serves bytes it was
+    given."""
+
+    def __init__(self, data: bytes = b""):
+        self._data = memoryview(data)
+        self._pos = 0
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` octets, fewer only at the end (b"" there).  Raises TemporaryFailure."""
+        piece = bytes(self._data[self._pos:self._pos + n])
+        self._pos += len(piece)
+        return piece
+
+    async def skip(self, n: int) -> None:
+        """Pass over ``n`` octets (BODY[]<offset.length>)."""
+        self._pos = min(len(self._data), self._pos + n)
+
+    def close(self) -> None:
+        self._data = memoryview(b"")
 
 
 class Store:
@@ -287,6 +314,12 @@ class Store:
         """The raw message bytes.  Raises NotFound if the blob is missing (logged loudly)."""
         raise NotImplementedError
 
+    async def open_blob(self, blob_id: str) -> "BlobStream":
+        """The raw message bytes as a :class:`BlobStream`, for messages too big to hold
+        (POP3 RETR, IMAP FETCH of a big body).  The caller closes it.  Raises NotFound if the
+        blob is missing.  (Correct but slow default: the whole message is read.)"""
+        return BlobStream(await self.read_blob(blob_id))
+
     # -- batched reads: correct but slow defaults on the methods above; a backend overrides
     # -- them with one pool hop per batch (IMAP FETCH of bodies, SEARCH BODY/TEXT) -----------
     async def read_blobs(self, blob_ids: Iterable[str], prefix: Optional[Mapping[str, int]] = None) -> dict:
@@ -329,10 +362,12 @@ class Store:
         NotFound only once the purge job removed it."""
         raise NotImplementedError
 
-    async def append_message(self, account_id: int, folder_id: int, raw: bytes,
+    async def append_message(self, account_id: int, folder_id: int, raw,
                              flags: Iterable[str] = (), internaldate: Optional[int] = None) -> tuple:
-        """Store ``raw`` into the folder; returns ``(uidvalidity, uid)``.  Raises NotFound,
-        TooBig, OverQuota, TemporaryFailure."""
+        """Store ``raw`` into the folder; returns ``(uidvalidity, uid)``.  ``raw`` is bytes or a
+        seekable binary file holding the message (a spooled literal), read from its start in the
+        store's threads; the caller keeps it open until this returns, then closes it.  Raises
+        NotFound, TooBig, OverQuota, TemporaryFailure."""
         raise NotImplementedError
 
     async def store_flags(self, account_id: int, folder_id: int, uids: Sequence[int], op: str,

@@ -108,9 +108,14 @@ class LifecycleStore(StoreCore):
         return report
 
     async def _sweep_orphans(self) -> int:
-        """Blob files whose row never committed (a delivery failed after writing its blob)."""
+        """Blob files whose row never committed (a delivery failed after writing its blob), and
+        temporary files a crash left in the middle of a blob write."""
         cutoff = time.time() - ORPHAN_GRACE
-        candidates = await self._cpu(lambda: [b for b, mtime in self.blobs.all_ids() if mtime < cutoff])
+
+        def scan():
+            self.blobs.sweep_temporary(cutoff)
+            return [b for b, mtime in self.blobs.all_ids() if mtime < cutoff]
+        candidates = await self._cpu(scan)
         if not candidates:
             return 0
         known = await self._run("known_blobs", known_blob_ids_txn, candidates)

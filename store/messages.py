@@ -24,7 +24,7 @@ from store.core import StoreCore
 from store.engines import Txn, chunks
 from store.flags import DELETED, MAX_KEYWORDS_LEN, decode_flags, encode_flags
 from store.folders import Restore, check_rename_txn, create_folder_txn, get_folder_by_id_txn, rename_tree_txn
-from store.interfaces import INBOX, Changes, CopyResult, MessageMeta, MessageRecord, StoreResult
+from store.interfaces import INBOX, BlobStream, Changes, CopyResult, MessageMeta, MessageRecord, StoreResult
 from store.quota import check_append_quota_txn
 
 log = logging.getLogger("haven.store")
@@ -329,6 +329,44 @@ def text_sources_txn(txn: Txn, folder_id: int, uids) -> list:
     return out
 
 
+class FileBlobStream(BlobStream):
+    """A blob file inflated piece by piece in the CPU pool (store.blobs.BlobReader)."""
+
+    def __init__(self, cpu, reader):
+        super().__init__()
+        self._cpu = cpu
+        self._reader = reader
+        self._busy = False  # a read runs in a pool thread: close() waits for it
+        self._closing = False
+
+    async def _call(self, fn, n):
+        if self._reader is None or self._closing:
+            return b""
+        self._busy = True
+        try:
+            return await self._cpu(fn, n)
+        finally:
+            self._busy = False
+            if self._closing:
+                self._close_now()
+
+    async def read(self, n: int) -> bytes:
+        return await self._call(self._reader.read if self._reader else None, n)
+
+    async def skip(self, n: int) -> None:
+        await self._call(self._reader.skip if self._reader else None, n)
+
+    def close(self) -> None:
+        self._closing = True
+        if not self._busy:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+
 class MessagesStore(StoreCore):
     async def rename_folder(self, account_id, old, new) -> None:
         modseq = await self._run("rename_folder", rename_folder_txn, account_id, old, new)
@@ -352,6 +390,16 @@ class MessagesStore(StoreCore):
             return raw
         try:
             return await self._cpu(self.blobs.read, blob_id)
+        except errors.NotFound:
+            log.error("blob %s is referenced but missing from %s", blob_id, self.blobs.root)
+            raise
+
+    async def open_blob(self, blob_id) -> BlobStream:
+        raw = await self.db.run_in_pool(self._read_inline, blob_id)
+        if raw is not None:
+            return BlobStream(raw)  # small: inline in the database
+        try:
+            return FileBlobStream(self._cpu, await self._cpu(self.blobs.open, blob_id))
         except errors.NotFound:
             log.error("blob %s is referenced but missing from %s", blob_id, self.blobs.root)
             raise

@@ -133,7 +133,9 @@ class SqlSubmission(Submission):
             self.remote.append(address)
         return None
 
-    async def commit(self, raw: bytes, trace: bytes = b"") -> SubmissionResult:
+    async def commit(self, raw, trace: bytes = b"") -> SubmissionResult:
+        if not isinstance(raw, (bytes, bytearray)):  # a spooled message (a big DATA)
+            return await self.store._with_spooled(raw, lambda data: self.commit(data, trace))
         if self._committed:
             raise errors.InvalidInput("this submission was committed already")
         self._committed = True

@@ -23,4 +23,5 @@ class GatewayContext:
     ssl_context: Optional[Any] = None  # the same certificates as a stdlib ssl.SSLContext (aiosmtpd)
     limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)
     disclose_version: bool = False  # [server] disclose_version: software versions on the wire
+    spool_dir: Optional[str] = None  # where messages arriving from the wire wait (data_dir/spool)
 

@@ -63,6 +63,7 @@ class OrderedLineProtocol(Protocol):
         self._paused = False  # the transport asked us to stop writing
         self._drain_waiters: list = []
         self._closed = False
+        self._input_held = 0  # holds on reading besides the queue's (a spool writing behind)
 
     # -- what a protocol provides ------------------------------------------------------------
     def _item_size(self, item) -> int:
@@ -123,13 +124,25 @@ class OrderedLineProtocol(Protocol):
             d.callback(None)
 
     # -- input -------------------------------------------------------------------------------
+    def hold_input(self) -> None:
+        """Stop reading from the transport until :meth:`release_input` (once per hold)."""
+        self._input_held += 1
+        if self._input_held == 1 and not self._reading_paused and not self._closed:
+            self.transport.pauseProducing()
+
+    def release_input(self) -> None:
+        self._input_held -= 1
+        if self._input_held == 0 and not self._reading_paused and not self._closed:
+            self.transport.resumeProducing()
+
     def _enqueue(self, item) -> None:
         self._queue.append(item)
         self._queued_bytes += self._item_size(item)
         if not self._reading_paused and (len(self._queue) > self.max_queued_items
                                          or self._queued_bytes > self.max_queued_bytes):
             self._reading_paused = True
-            self.transport.pauseProducing()
+            if not self._input_held:
+                self.transport.pauseProducing()
 
     def _dequeue(self):
         item = self._queue.popleft()
@@ -137,7 +150,8 @@ class OrderedLineProtocol(Protocol):
         if self._reading_paused and len(self._queue) < self.max_queued_items // 2 \
                 and self._queued_bytes < self.max_queued_bytes // 2:
             self._reading_paused = False
-            self.transport.resumeProducing()
+            if not self._input_held:
+                self.transport.resumeProducing()
         return item
 
     def _pump(self) -> None:

@@ -11,7 +11,9 @@ protocol's own (a subclass builds them through the ``_frame`` and ``_rejected`` 
 Invariants
 - Memory held is bounded by ``max_line`` (a partial line) plus the command budget of the command
   being read (``_budget(literal_limit)``, which a protocol sets to its literal limit plus a few
-  lines of slack).  A literal over the limit is never buffered.
+  lines of slack).  A literal over the limit is never buffered.  A literal the protocol spools
+  (:meth:`LiteralFramer._open_sink` gives a sink for it) is handed to that sink as it arrives
+  and is not held at all; the framer closes the sinks of a command it drops (:meth:`reset`).
 - A line (without its line ending) over ``max_line`` octets is refused once and skipped to its
   end, whatever the read sizes; a line still without LF after ``16 * max_line`` skipped octets
   is a fatal refusal (the stream will not come back in step).
@@ -63,7 +65,14 @@ class LiteralFramer:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything buffered (STARTTLS: plaintext sent after it is discarded)."""
+        """Forget everything buffered (STARTTLS: plaintext sent after it is discarded; the
+        connection is gone)."""
+        if hasattr(self, "_parts"):
+            self._drop_parts()
+        sink = getattr(self, "_sink", None)
+        if sink is not None:
+            sink.close()
+        self._sink = None  # where the literal being read goes (None: into _literal)
         self._buf = bytearray()
         self._scan = 0  # where to resume looking for LF in _buf
         self._parts: list = []  # pieces of the command being assembled
@@ -104,6 +113,18 @@ class LiteralFramer:
     def _literal_piece(self, data: bytes) -> Any:
         raise NotImplementedError
 
+    def _open_sink(self, head, size: int) -> Any:
+        """A sink (``write(bytes)``, ``close()``) to spool an accepted literal of ``size`` octets
+        into as it arrives, or None to keep it in memory (the default)."""
+        return None
+
+    def _spooled_piece(self, sink) -> Any:
+        """The piece kept for a literal that went to ``sink`` (the frame then owns the sink)."""
+        raise NotImplementedError
+
+    def _close_piece(self, piece) -> None:
+        """Release a non-bytes piece of a command that is dropped (its sink)."""
+
     def _frame(self, parts: list, head) -> Any:
         """The event for a complete command: ``parts`` are text pieces and literal pieces, in
         order, the last one the final line's text."""
@@ -122,12 +143,19 @@ class LiteralFramer:
                 continue
             if self._literal_left:
                 n = min(self._literal_left, len(buf))
-                self._literal += buf[:n]
+                if self._sink is not None:
+                    self._sink.write(bytes(buf[:n]))
+                else:
+                    self._literal += buf[:n]
                 del buf[:n]
                 self._literal_left -= n
                 if not self._literal_left:
-                    self._parts.append(self._literal_piece(bytes(self._literal)))
-                    self._literal = bytearray()
+                    if self._sink is not None:
+                        self._parts.append(self._spooled_piece(self._sink))
+                        self._sink = None
+                    else:
+                        self._parts.append(self._literal_piece(bytes(self._literal)))
+                        self._literal = bytearray()
                 continue
             lf = buf.find(b"\n", self._scan)
             if lf < 0:
@@ -163,8 +191,15 @@ class LiteralFramer:
             self._line(line, events)
         return events
 
-    def _end_command(self) -> None:
+    def _drop_parts(self) -> None:
+        """The command being assembled is refused: release its spooled literals."""
+        for part in self._parts:
+            if not isinstance(part, (bytes, bytearray)):
+                self._close_piece(part)
         self._parts = []
+
+    def _end_command(self) -> None:
+        self._drop_parts()
         self._head = None
         self._size = 0
         self._discarding = None
@@ -201,6 +236,7 @@ class LiteralFramer:
         if m is None:
             self._parts.append(line)
             events.append(self._frame(self._parts, self._head))
+            self._parts = []  # the frame owns them now
             self._end_command()
             return
         if m.groupdict().get("tilde"):
@@ -214,6 +250,7 @@ class LiteralFramer:
         self._size += size
         if size:
             self._literal_left = size
+            self._sink = self._open_sink(self._head, size)
         else:
             self._parts.append(self._literal_piece(b""))
         if sync and self.sync_waits:
@@ -229,4 +266,4 @@ class LiteralFramer:
         else:
             self._discarding = rejected
             self._discard_left = size
-            self._parts = []
+            self._drop_parts()

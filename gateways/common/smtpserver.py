@@ -12,9 +12,13 @@ What is changed from aiosmtpd 1.4.6, for both gateways, and why:
   LFs as they are, and answers an oversized message with a single reply whatever the number of
   recipients, which puts an LMTP client out of step.  Here the stream is decoded by
   :class:`~gateways.common.smtpwire.DataDecoder` (only CRLF "." CRLF ends it, no SMTP smuggling; bare
-  LF stored as CRLF; lines of any length; at most ``max_message_size`` octets buffered, a bigger
-  message read to its end and discarded), and the subclass turns the handler's answer into the
-  replies (:meth:`~SMTPServerBase.data_replies`).  The reader never consumes a byte past the end
+  LF stored as CRLF; lines of any length; at most 256 KiB (:data:`SPOOL_AT`) held in memory, the
+  rest of a bigger message written to a spool file (gateways/common/spool.py) as it arrives, the
+  reading waiting for the spool to have room; over ``max_message_size`` nothing more is kept and
+  the message is read to its end and discarded), and the subclass turns the handler's answer
+  into the replies (:meth:`~SMTPServerBase.data_replies`).  A handler may give the first lines
+  of the message (``data_prefix(server, session, envelope)``: LMTP's trace lines), so that a big
+  message is never copied to prepend them.  The reader never consumes a byte past the end
   marker, so pipelined commands after DATA stay in the stream.  (aiosmtpd 1.4.6's own reader
   also ends only at CRLF "." CRLF, the 1.4.5 fix for CVE-2024-27305.)
 * SIZE is the handler's, not aiosmtpd's (``data_size_limit=None``), so that the refusal at MAIL
@@ -43,6 +47,7 @@ from typing import ClassVar, Iterable, List, Mapping, Optional
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
+from gateways.common.spool import Spool
 from gateways.common.smtpwire import INTERNAL, NO_VALID_RECIPIENTS, DataDecoder, multiline_reply, with_enhanced_code
 
 #: RFC 5321 §4.5.3.1.4 gives 512 octets per command line; RFC 1870 §3 adds 26 for SIZE=,
@@ -51,6 +56,8 @@ COMMAND_SIZE_LIMITS = {"MAIL": 512 + 26 + 10 + 14, "RCPT": 512}
 
 #: reset the idle timer after this much DATA: a long upload is not an idle client
 _TIMEOUT_RESET_BYTES = 1 << 20
+#: a DATA bigger than this goes to a spool file as it arrives (gateways/common/spool.py)
+SPOOL_AT = 256 << 10
 
 
 def quiet_aiosmtpd_log() -> None:
@@ -67,14 +74,32 @@ def new_queue_id() -> str:
 
 
 class SMTPEnvelope(Envelope):
-    """aiosmtpd's envelope plus the state of one MAIL ... DATA that both gateways keep."""
+    """aiosmtpd's envelope plus the state of one MAIL ... DATA that both gateways keep.
+
+    After DATA ``content`` is the message (the handler's ``data_prefix`` first): bytes, or for a
+    message over :data:`SPOOL_AT` octets a binary file (its spool, gateways/common/spool.py).
+    The spool is closed by :meth:`release_content`: by the engine once the handler returned,
+    unless the handler called :meth:`keep_content` (a commit that outlives it, see the LMTP
+    handler); then the handler releases it when that commit is over."""
 
     def __init__(self) -> None:
         super().__init__()
         self.queue_id = new_queue_id()
         self.delivery = None  # store.interfaces.Delivery, set at MAIL FROM
         self.data_size = 0  # decoded octets received in DATA
+        self.message_size = 0  # octets of content (the prefix included)
         self.too_big = False  # DATA went over max_message_size (content then empty)
+        self.spool = None
+        self.content_kept = False
+
+    def keep_content(self) -> None:
+        self.content_kept = True
+
+    def release_content(self) -> None:
+        spool, self.spool = self.spool, None
+        self.content = self.original_content = None
+        if spool is not None:
+            spool.close()
 
 
 class SMTPServerBase(SMTP):
@@ -88,7 +113,8 @@ class SMTPServerBase(SMTP):
     #: per-command line limits (the default, 512, for the others)
     command_limits: ClassVar[Mapping[str, int]] = COMMAND_SIZE_LIMITS
 
-    def __init__(self, handler, *, hostname: str, ident: str, max_message_size: Optional[int], **kwargs):
+    def __init__(self, handler, *, hostname: str, ident: str, max_message_size: Optional[int],
+                 spool_dir: Optional[str] = None, **kwargs):
         super().__init__(
             handler,
             hostname=hostname,
@@ -100,6 +126,7 @@ class SMTPServerBase(SMTP):
         )
         self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit, self.command_limits)
         self.max_message_size = max_message_size or None
+        self.spool_dir = spool_dir  # where a big DATA goes as it arrives (None: the system's temp dir)
 
     # -- replies ---------------------------------------------------------------------------
     async def push(self, status) -> None:
@@ -173,13 +200,30 @@ class SMTPServerBase(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        decoder = DataDecoder(self.max_message_size)
-        await self._read_data(decoder)
-        envelope.content = envelope.original_content = decoder.content()
+        prefix_hook = getattr(self.event_handler, "data_prefix", None)
+        prefix = prefix_hook(self, self.session, envelope) if prefix_hook is not None else b""
+        decoder = DataDecoder(self.max_message_size, prefix, self._new_spool, SPOOL_AT)
+        addresses = list(envelope.rcpt_tos)
+        try:
+            await self._read_data(decoder)
+            content = decoder.content()
+            if decoder.sink is not None:
+                envelope.spool = decoder.sink
+                envelope.message_size = decoder.sink.size
+                content = await self._spooled(decoder.sink)  # every octet on disk
+            else:
+                envelope.message_size = len(content)
+        except BaseException:
+            decoder.discard()  # the connection went mid-DATA, or the spool failed
+            raise
+        if content is None:  # the spool could not be written (a full disk): 4xx, the client retries
+            self._set_post_data_state()
+            await self._push_lines([with_enhanced_code(line) for line in self.data_failed(addresses)])
+            return
+        envelope.content = envelope.original_content = content
         envelope.data_size = decoder.size
         envelope.too_big = decoder.too_big
 
-        addresses = list(envelope.rcpt_tos)
         try:
             answer = await self._call_handler_hook("DATA")
             if answer is MISSING:
@@ -189,8 +233,23 @@ class SMTPServerBase(SMTP):
             self.logger.exception("%s: DATA handler failed", envelope.queue_id)
             lines = self.data_failed(addresses)
         finally:
+            if not envelope.content_kept:
+                envelope.release_content()
             self._set_post_data_state()
         await self._push_lines([with_enhanced_code(line) for line in lines])
+
+    def _new_spool(self) -> Spool:
+        return Spool(self.spool_dir)
+
+    async def _spooled(self, spool: Spool):
+        """The spool's file once every octet is in it; None (logged, spool closed) when it
+        could not be written."""
+        try:
+            return await spool.finished().asFuture(self.loop)
+        except OSError as e:
+            self.logger.error("%s: cannot spool the message: %s", self.envelope.queue_id, e)
+            spool.close()
+            return None
 
     async def _read_data(self, decoder: DataDecoder) -> None:
         """Feed the DATA stream to ``decoder`` until its end marker.
@@ -210,6 +269,8 @@ class SMTPServerBase(SMTP):
             except asyncio.IncompleteReadError as eof:  # eof_received normally cancels us first
                 raise ConnectionResetError("connection closed during DATA") from eof
             rest = decoder.feed(chunk)
+            if decoder.sink is not None:  # read on once the spool has room: bounded memory
+                await decoder.sink.room().asFuture(self.loop)
             if rest is not None:
                 if rest:  # cannot happen, see above; never act on such bytes
                     self.logger.error("%r %d octets after the end of DATA dropped", self.session.peer, len(rest))

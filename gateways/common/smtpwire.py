@@ -49,20 +49,29 @@ class DataDecoder:
     * Memory is bounded: at most ``limit`` decoded octets are kept (plus a 4-octet carry).  Once
       the message is over the limit the rest is read and discarded, ``too_big`` is set and
       ``size`` keeps counting.
+    * With ``spill`` (a function returning a sink: ``write(bytes)``, ``close()``), no more than
+      ``spill_at`` octets are kept in memory: past that, what was kept and everything after it
+      goes to the sink, and ``content()`` is the sink.  A message that goes over ``limit``
+      closes its sink at once.  ``prefix`` (trace lines the receiver adds) starts the content
+      and is not counted against ``limit``.
 
     ``feed(chunk)`` returns None while the data goes on, and the bytes that followed the end
     marker (possibly empty) once it was seen; ``done`` is then True and ``content()`` is the
     decoded message (without the final "." CRLF).  Feeding after ``done`` is an error.
     """
 
-    __slots__ = ("limit", "size", "too_big", "done", "_parts", "_carry", "_bol")
+    __slots__ = ("limit", "size", "too_big", "done", "_parts", "_carry", "_bol", "_spill", "_spill_at", "_kept",
+                 "sink")
 
-    def __init__(self, limit: Optional[int] = None):
+    def __init__(self, limit: Optional[int] = None, prefix: bytes = b"", spill=None, spill_at: int = 256 << 10):
         self.limit = limit or None  # None or 0: no limit
         self.size = 0  # decoded octets seen so far (kept or not)
         self.too_big = False
         self.done = False
-        self._parts: list = []
+        self._parts: list = [prefix] if prefix else []
+        self._kept = len(prefix)
+        self._spill, self._spill_at = spill, spill_at
+        self.sink = None  # where the content goes once it is over spill_at
         self._carry = b""  # undecided tail: "." / ".\r" at a line start, or a trailing "\r"
         self._bol = True  # at the beginning of a line (after CRLF, or the first octet)
 
@@ -110,14 +119,31 @@ class DataDecoder:
         if self.limit is not None and self.size > self.limit:
             self.too_big = True
             self._parts.clear()  # RFC 5321 §4.5.3.1.10: read on, keep nothing
+            self.discard()
+            return
+        if self.sink is not None:
+            self.sink.write(body)
             return
         self._parts.append(body)
+        self._kept += len(body)
+        if self._spill is not None and self._kept > self._spill_at:
+            self.sink = self._spill()
+            for part in self._parts:
+                self.sink.write(part)
+            self._parts.clear()
 
-    def content(self) -> bytes:
-        """The decoded message; empty when ``too_big``."""
+    def content(self):
+        """The decoded message (prefix included): bytes, or the sink it was spilled to; empty
+        bytes when ``too_big``."""
         if not self.done:
             raise ValueError("DataDecoder.content() before the end of data")
-        return b"".join(self._parts)
+        return self.sink if self.sink is not None else b"".join(self._parts)
+
+    def discard(self) -> None:
+        """Close the sink, if any (the message is refused, or the connection went)."""
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.close()
 
 
 def dot_stuff(message: bytes) -> bytes:

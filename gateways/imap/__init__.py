@@ -14,7 +14,8 @@ What it guarantees:
   transport is not TLS already), AUTH=PLAIN.
 * Quotas: GETQUOTAROOT/GETQUOTA report the account's hard limit and its usage (one root, ``""``,
   present only while a hard limit is set); APPEND and COPY past it answer ``NO [OVERQUOTA]``
-  and the connection goes on (the literal was read whole before the store refused it);
+  and the connection goes on (the literal was read whole, to its spool file, before the store
+  refused it);
   SETQUOTA answers ``NO [NOPERM]`` (limits are set with ``haven user quota``).
 * Every session sees other sessions' (and LMTP's) changes at its next command, and at once while
   in IDLE: the push bus marks the session dirty, a ``changes_since`` query fills in the rest.
@@ -24,6 +25,11 @@ What it guarantees:
   (default 30, RFC 3501 §5.4), ``login_timeout`` seconds (default 60) before authentication,
   counted from the connection (input does not extend it).  Before login, lines and literals are
   held to 8 KiB (a LOGIN or an AUTHENTICATE response; an APPEND is refused unread).
+* Big messages never sit whole in a session's memory: an APPEND literal over 256 KiB goes to a
+  spool file in ``data_dir/spool`` as it arrives (reading pauses while 256 KiB wait to be
+  written), and FETCH of a message over 1 MiB sends its body literals read from the store
+  256 KiB at a time, as the client takes them.  (The store reads a big APPEND whole once, for
+  its MIME analysis: one such message at a time.)
 * ``allow_plaintext_auth``: ``loopback`` (default) allows LOGIN/AUTHENTICATE without TLS only
   from this machine (a local webmail or TLS proxy), ``yes`` from anywhere, ``no`` never; where it
   is not allowed LOGINDISABLED is advertised and LOGIN answers ``NO [PRIVACYREQUIRED]``

@@ -310,13 +310,20 @@ class MailboxCommands:
     # -- APPEND ------------------------------------------------------------------------------
     async def do_APPEND(self, cmd):
         args = cmd.args
-        raw = args["message"]
-        if len(raw) > self.config.max_literal_size:
+        raw = args["message"]  # bytes, or a Spool (gateways/common/spool.py) of a big literal
+        size = len(raw) if isinstance(raw, bytes) else raw.size
+        if size > self.config.max_literal_size:
             raise IMAPError("NO", "Message too big", "TOOBIG")
-        if not raw:
+        if not size:
             raise IMAPError("NO", "Empty message", "CANNOT")
         folder = await self.mail_folder(args["mailbox"])
         flags = [f for f in args["flags"] if f != "\\Recent"]
+        if not isinstance(raw, bytes):
+            try:
+                raw = await raw.finished()  # the file; the command's end closes it
+            except OSError as e:
+                self.log.error("imap %s: cannot spool an APPEND: %s", self.peer, e)
+                raise IMAPError("NO", "Cannot store the message now", "UNAVAILABLE") from None
         uidvalidity, uid = await self.store.append_message(self.account.id, folder.id, raw, flags,
                                                            args["internaldate"])
         if self.selected is not None and self.selected.folder.id == folder.id:

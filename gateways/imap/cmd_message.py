@@ -21,8 +21,10 @@ from dataclasses import replace
 
 from twisted.internet.defer import Deferred
 
+from store import errors
+
 from . import response
-from .fetch import FetchPlan
+from .fetch import FetchPlan, cut_partial, filter_header
 from .parser import FetchItem
 from .search import Candidate, Context, run_search, uses_modseq
 from .seqset import format_pairs, format_set
@@ -31,6 +33,9 @@ from .states import IMAPError
 FETCH_BATCH = 250
 FETCH_BODY_BATCH = 25
 FETCH_BODY_BYTES = 16 << 20
+#: a message bigger than this is FETCHed piece by piece (Store.open_blob), STREAM_PIECE at a time
+STREAM_BODY = 1 << 20
+STREAM_PIECE = 256 << 10
 
 
 class MessageCommands:
@@ -63,18 +68,19 @@ class MessageCommands:
         cache = self.envelopes if plan.envelope else None
         batches = self._batches(uids, plan.blob)
 
-        def start(chunk: list) -> tuple:
+        def start(batch: tuple) -> tuple:
+            chunk, streamed = batch
             # ENVELOPEs served from the cache are taken now: they cannot be evicted under us
             envs = cache.get_many(folder.id, folder.uidvalidity, chunk) if cache is not None else {}
-            return chunk, envs, Deferred.fromCoroutine(
-                self._fetch_batch(plan, folder.id, chunk, changedsince, len(envs) < len(chunk)))
+            return chunk, envs, streamed, Deferred.fromCoroutine(
+                self._fetch_batch(plan, folder.id, chunk, changedsince, len(envs) < len(chunk), streamed))
 
         missing = False
         first = next(batches, None)
         ahead = start(first) if first is not None else None
         try:
             while ahead is not None:
-                chunk, envs, d = ahead
+                chunk, envs, streamed, d = ahead
                 ahead = None
                 recs, raws = await d
                 if not plan.blob:
@@ -89,10 +95,15 @@ class MessageCommands:
                 seen_changed: set = set()
                 if plan.sets_seen:
                     recs, seen_changed = await self._set_seen(recs)
-                if plan.blob and raws is None:
-                    blobs = await self.store.read_blobs(r.blob_id for r in recs)
-                    raws = {r.meta.uid: blobs[r.blob_id] for r in recs}
-                out = self._render_batch(plan, recs, raws or {}, envs, seen_changed, cache)
+                if streamed:  # one big message, its bodies read and sent piece by piece
+                    for r in recs:
+                        await self._send_streamed(plan, r, envs, seen_changed, cache)
+                    out = None
+                else:
+                    if plan.blob and raws is None:
+                        blobs = await self.store.read_blobs(r.blob_id for r in recs)
+                        raws = {r.meta.uid: blobs[r.blob_id] for r in recs}
+                    out = self._render_batch(plan, recs, raws or {}, envs, seen_changed, cache)
                 if out:
                     self.write(b"".join(out))
                     await self.drained()
@@ -103,17 +114,18 @@ class MessageCommands:
                     ahead = start(following) if following is not None else None
         finally:
             if ahead is not None:
-                ahead[2].addErrback(lambda _failure: None)  # nobody awaits it after an error
+                ahead[3].addErrback(lambda _failure: None)  # nobody awaits it after an error
         if missing:
             return ("EXPUNGEISSUED", "Some messages were expunged meanwhile")
         return None
 
     async def _fetch_batch(self, plan: FetchPlan, folder_id: int, chunk: list, changedsince,
-                           envelope: bool) -> tuple:
+                           envelope: bool, streamed: bool = False) -> tuple:
         """(records, {uid: raw} or None when the bodies are still to be read).  Bodies come with
-        the records in one store call, except with CHANGEDSINCE, which usually leaves most out."""
+        the records in one store call, except with CHANGEDSINCE, which usually leaves most out,
+        and for a message to be streamed (read later, piece by piece)."""
         envelope = plan.envelope and envelope
-        if plan.blob and changedsince is None:
+        if plan.blob and changedsince is None and not streamed:
             pairs = await self.store.fetch_messages_with_bodies(
                 folder_id, chunk, envelope=envelope, structure=plan.structure, header=plan.header)
             return [r for r, _raw in pairs], {r.meta.uid: raw for r, raw in pairs}
@@ -153,24 +165,76 @@ class MessageCommands:
         return out
 
     def _batches(self, uids: list, bodies: bool):
-        """Slices of ``uids``: FETCH_BATCH messages, or when bodies are read at most
-        FETCH_BODY_BATCH messages and about FETCH_BODY_BYTES octets (at least one message)."""
+        """Slices of ``uids`` as ``(uids, streamed)``: FETCH_BATCH messages, or when bodies are
+        read at most FETCH_BODY_BATCH messages and about FETCH_BODY_BYTES octets (at least one
+        message); a message over STREAM_BODY octets alone, to be streamed."""
         if not bodies:
             for i in range(0, len(uids), FETCH_BATCH):
-                yield uids[i:i + FETCH_BATCH]
+                yield uids[i:i + FETCH_BATCH], False
             return
         metas = self.selected.metas
         chunk, size = [], 0
         for uid in uids:
             meta = metas.get(uid)
             octets = meta.size if meta is not None else 0
+            if octets > STREAM_BODY:
+                if chunk:
+                    yield chunk, False
+                    chunk, size = [], 0
+                yield [uid], True
+                continue
             if chunk and (len(chunk) >= FETCH_BODY_BATCH or size + octets > FETCH_BODY_BYTES):
-                yield chunk
+                yield chunk, False
                 chunk, size = [], 0
             chunk.append(uid)
             size += octets
         if chunk:
-            yield chunk
+            yield chunk, False
+
+    async def _send_streamed(self, plan: FetchPlan, rec, envs: dict, seen_changed: set, cache) -> None:
+        """One FETCH response of a big message, its body literals read from the store a piece
+        at a time, each piece written once the transport took the previous one: the session
+        holds STREAM_PIECE octets of the message, not the message.  A store failure in the
+        middle of a literal cannot be answered in step: it is logged and the connection closed
+        (the client sees the connection drop, never a short literal)."""
+        uid = rec.meta.uid
+        seq = self.selected.seq_of(uid)
+        if seq is None:
+            return
+        env = envs.get(uid)
+        if env is None and cache is not None:
+            env = response.envelope(rec.envelope)
+            cache.put(self.selected.folder.id, self.selected.folder.uidvalidity, uid, env)
+        if plan.has_flags or uid in seen_changed:
+            known = self.selected.metas.get(uid)
+            if known is not None and rec.meta.modseq >= known.modseq:
+                self.selected.metas[uid] = rec.meta
+        # Opened before the response starts: a missing blob is still an ordinary NO.
+        reader = _SpanReader(self.store, rec.blob_id)
+        await reader.open()
+        try:
+            for piece in plan.render_streamed(seq, rec, uid in seen_changed, env):
+                if isinstance(piece, bytes):
+                    self.write(piece)
+                elif piece.fields is not None:  # HEADER.FIELDS of an inner message: small
+                    header = await reader.read(piece.start, piece.end)
+                    data = filter_header(header, piece.fields, piece.negate)
+                    start, end = cut_partial(0, len(data), piece.partial)
+                    self.write(response.literal(data[start:end]))
+                else:
+                    self.write(b"{%d}\r\n" % (piece.end - piece.start))
+                    async for data in reader.pieces(piece.start, piece.end):
+                        await self.drained()  # one piece waits in the transport at most
+                        if self._closed:
+                            return
+                        self.write(data)
+                if self._closed:
+                    return
+        except errors.StoreError as e:
+            self.log.warning("imap %s: FETCH of uid %d failed while sending: %s", self.peer, uid, e)
+            self.close()
+        finally:
+            reader.close()
 
     async def _vanished_earlier(self, seqset, changedsince: int) -> None:
         # RFC 7162 §3.2.6: UIDs in the set expunged since CHANGEDSINCE
@@ -305,3 +369,44 @@ class MessageCommands:
         if line.strip().upper() != b"DONE":
             raise IMAPError("BAD", "Expected DONE to end IDLE")
         return "IDLE terminated"
+
+
+class _SpanReader:
+    """Ranges of one message read through :meth:`Store.open_blob`, in any order: forward by
+    skipping, backward by opening the blob again."""
+
+    def __init__(self, store, blob_id: str):
+        self.store, self.blob_id = store, blob_id
+        self.stream, self.pos = None, 0
+
+    async def open(self) -> None:
+        self.close()
+        self.stream, self.pos = await self.store.open_blob(self.blob_id), 0
+
+    async def _seek(self, start: int) -> None:
+        if self.stream is None or start < self.pos:
+            await self.open()
+        if start > self.pos:
+            await self.stream.skip(start - self.pos)
+            self.pos = start
+
+    async def read(self, start: int, end: int) -> bytes:
+        await self._seek(start)
+        data = await self.stream.read(end - start)
+        self.pos += len(data)
+        return data
+
+    async def pieces(self, start: int, end: int):
+        """Octets start..end, STREAM_PIECE at a time."""
+        await self._seek(start)
+        while self.pos < end:
+            data = await self.stream.read(min(STREAM_PIECE, end - self.pos))
+            if not data:
+                raise errors.TemporaryFailure("message data shorter than its size")
+            self.pos += len(data)
+            yield data
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None

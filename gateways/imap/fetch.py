@@ -25,6 +25,7 @@ Deliberately not done: BINARY (RFC 3516), PREVIEW, EMAILID/THREADID.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Optional
 
 from formats import mime
@@ -83,6 +84,64 @@ class EnvelopeCache:
             self.size -= len(gone) + self.ENTRY_OVERHEAD
 
 
+@dataclass(frozen=True)
+class Span:
+    """A body item of a streamed message (:meth:`FetchPlan.render_streamed`): octets
+    ``start``..``end`` of the raw message, sent as one literal.  With ``fields`` (HEADER.FIELDS
+    of an encapsulated message) they are a header to filter first, then cut to ``partial``."""
+    start: int
+    end: int
+    fields: Optional[tuple] = None
+    negate: bool = False
+    partial: Optional[tuple] = None
+
+
+def needs_raw(item: FetchItem) -> bool:
+    """The item's data comes from the message's bytes, not from the cached columns."""
+    if item.name in ("RFC822", "RFC822.TEXT"):
+        return True
+    return item.name == "BODY[]" and (bool(item.section.path) or item.section.spec in ("", "TEXT"))
+
+
+def cut_partial(start: int, end: int, partial) -> tuple:
+    if partial is None:
+        return start, end
+    offset, length = partial
+    return min(start + offset, end), min(start + offset + length, end)
+
+
+def body_span(item: FetchItem, rec) -> Optional[Span]:
+    """Where a :func:`needs_raw` item's data is in the raw message (what :func:`section_data`
+    would slice, then <partial>), or None for NIL.  Uses the record's cached header and
+    structure only."""
+    size = rec.meta.size
+    if item.name == "RFC822":
+        return Span(0, size)
+    if item.name == "RFC822.TEXT":
+        return Span(len(rec.header), size)
+    section = item.section
+    spec = section.spec
+    if not section.path:
+        return Span(*cut_partial(0 if spec == "" else len(rec.header), size, item.partial))
+    part = mime.section_offsets(rec.structure, list(section.path))
+    if part is None:
+        return None
+    if spec == "":
+        return Span(*cut_partial(part["body_start"], part["end"], item.partial))
+    if spec == "MIME":
+        return Span(*cut_partial(part["header_start"], part["body_start"], item.partial))
+    message = part.get("message")
+    if not message:
+        return None  # HEADER/TEXT only exist for message/rfc822 parts (RFC 3501 §6.4.5)
+    inner = message["structure"]
+    if spec == "TEXT":
+        return Span(*cut_partial(inner["body_start"], inner["end"], item.partial))
+    if spec == "HEADER":
+        return Span(*cut_partial(inner["header_start"], inner["body_start"], item.partial))
+    return Span(inner["header_start"], inner["body_start"], section.fields, spec == "HEADER.FIELDS.NOT",
+                item.partial)
+
+
 class FetchPlan:
     def __init__(self, items: list, readonly: bool):
         self.items = items
@@ -107,6 +166,27 @@ class FetchPlan:
         if seen_changed and not self.has_flags:
             out.append(b"FLAGS " + response.flag_list(rec.meta.flags))
         return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(out))
+
+    def render_streamed(self, seq: int, rec, seen_changed: bool, envelope: Optional[bytes] = None) -> list:
+        """:meth:`render` of a message too big to hold: the response as a list of bytes and
+        :class:`Span` pieces (each Span a literal the caller reads from the message and sends
+        as ``{n}`` CRLF and its octets).  Concatenated, the same octets as :meth:`render`."""
+        out: list = [b"* %d FETCH (" % seq]
+        for i, (item, render) in enumerate(zip(self.items, self._renderers)):
+            sep = b" " if i else b""
+            if not needs_raw(item):
+                out.append(sep + render(rec, None, envelope))
+                continue
+            label = item.label.encode("ascii")
+            span = body_span(item, rec)
+            if span is None:
+                out.append(sep + label + b" NIL")
+            else:
+                out += [sep + label + b" ", span]
+        if seen_changed and not self.has_flags:
+            out.append(b" FLAGS " + response.flag_list(rec.meta.flags))
+        out.append(b")\r\n")
+        return out
 
 
 def _renderer(item: FetchItem):

@@ -41,6 +41,22 @@ _TAG_AND_NAME = re.compile(rb"([^\s(){%*\"\\\]]+) +([A-Za-z]+)(?: +([A-Za-z]+))?
 @dataclass(frozen=True)
 class Frame:
     data: bytes
+    #: literals spooled to disk instead of kept in ``data`` (an APPEND's message): offset in
+    #: ``data`` where the literal's octets would start -> its spool.  ``data`` holds the
+    #: announcement ``{n}`` CRLF but not the n octets.
+    spools: tuple = ()
+
+    def close(self) -> None:
+        """Release the spooled literals (after the command ran, or when it never will)."""
+        for _offset, spool in self.spools:
+            spool.close()
+
+
+class _Spooled:
+    __slots__ = ("sink",)
+
+    def __init__(self, sink):
+        self.sink = sink
 
 
 @dataclass(frozen=True)
@@ -73,8 +89,9 @@ class Framer(LiteralFramer):
     head_window = 200
 
     def __init__(self, max_line: int = 65536, literal_limit: Callable[[str], int] = lambda name: 65536,
-                 max_command: int = 1 << 20):
+                 max_command: int = 1 << 20, spool: Optional[Callable[[str, int], object]] = None):
         self.max_command = max_command
+        self.spool = spool  # (command name, literal size) -> a sink for the literal, or None
         super().__init__(max_line, literal_limit)
 
     def _identify(self, line: bytes) -> tuple:
@@ -96,5 +113,23 @@ class Framer(LiteralFramer):
     def _literal_piece(self, data: bytes) -> bytes:
         return data
 
+    def _open_sink(self, head, size: int):
+        return self.spool(head[1] or "", size) if self.spool is not None else None
+
+    def _spooled_piece(self, sink) -> _Spooled:
+        return _Spooled(sink)
+
+    def _close_piece(self, piece) -> None:
+        piece.sink.close()
+
     def _frame(self, parts: list, head) -> Frame:
-        return Frame(b"".join(parts))
+        if all(isinstance(p, bytes) for p in parts):
+            return Frame(b"".join(parts))
+        data, spools, offset = [], [], 0
+        for p in parts:
+            if isinstance(p, bytes):
+                data.append(p)
+                offset += len(p)
+            else:
+                spools.append((offset, p.sink))
+        return Frame(b"".join(data), tuple(spools))

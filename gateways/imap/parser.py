@@ -291,7 +291,7 @@ def _append(r: Reader, args: dict) -> None:
         raise ParseError("literal8 (BINARY) is not supported", r.tag, "CANNOT")
     if r.peek() != 0x7B:
         raise r.error("APPEND expects the message as a literal")
-    args["message"] = r.literal()
+    args["message"] = r.literal(spooled=True)  # bytes, or the spool of a big literal
 
 
 _FETCH_MACROS = {
@@ -468,10 +468,11 @@ UID_COMMANDS = {"FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, 
 _TAG = re.compile(rb"[\x21-\x7e]+")
 
 
-def parse_command(data: bytes) -> Command:
-    """Parse one framed command.  Raises :class:`ParseError` only."""
+def parse_command(data: bytes, spools: tuple = ()) -> Command:
+    """Parse one framed command (``spools``: its spooled literals, see framing.Frame).  Raises
+    :class:`ParseError` only."""
     try:
-        return _parse(data)
+        return _parse(data, spools)
     except ParseError:
         raise
     except (ValueError, IndexError, TypeError, RecursionError, UnicodeError):  # belt and braces
@@ -486,12 +487,12 @@ def _safe_tag(raw: bytes) -> Optional[str]:
     return raw.decode("ascii")
 
 
-def _parse(data: bytes) -> Command:
+def _parse(data: bytes, spools: tuple = ()) -> Command:
     m = _TAG.match(data)
     tag = _safe_tag(m.group(0)) if m else None
     if tag is None:
         raise ParseError("missing or invalid tag")
-    r = Reader(data, tag)
+    r = Reader(data, tag, spools)
     r.pos = m.end()
     r.sp()
     name = r.atom().upper()

@@ -29,6 +29,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
 from gateways.common.lineproto import LineSession, PlaintextPolicy
+from gateways.common.spool import Spool
 from store import errors
 
 from .cmd_auth import AuthCommands
@@ -69,6 +70,8 @@ PRE_LOGIN_LITERAL = 8192
 #: the longest command line read before login (max_line_length applies once logged in)
 PRE_LOGIN_LINE = 8192
 MAX_QUEUED_COMMANDS = 500
+#: APPEND literals bigger than this are spooled to disk as they arrive (gateways/common/spool.py)
+SPOOL_LITERAL = 256 << 10
 
 
 class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
@@ -95,9 +98,17 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
     # -- connection lifecycle (gateways/common/lineproto.py) ---------------------------------
     def connectionMade(self):
         # before login a line is a LOGIN, an AUTHENTICATE or a probe: a few KiB at most
-        self.framer = Framer(min(PRE_LOGIN_LINE, self.config.max_line), self._literal_limit)
+        self.framer = Framer(min(PRE_LOGIN_LINE, self.config.max_line), self._literal_limit,
+                             spool=self._spool_literal)
         super().connectionMade()
         self.write(b"* OK [CAPABILITY %s] Haven IMAP ready.\r\n" % self.capabilities().encode())
+
+    def connectionLost(self, reason=None):
+        super().connectionLost(reason)
+        self.framer.reset()  # a literal being read: its spool goes
+        for item in self._queue:
+            if isinstance(item, Frame):
+                item.close()
 
     def release_account(self):
         if self._unsubscribe is not None:
@@ -121,6 +132,13 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
         if self.state == NOT_AUTH:  # a password or SASL response; nothing bigger is read before login
             return min(PRE_LOGIN_LITERAL, self.config.max_small_literal)
         return self.config.max_literal_size if name == "APPEND" else self.config.max_small_literal
+
+    def _spool_literal(self, name: str, size: int):
+        """An APPEND literal over SPOOL_LITERAL octets goes to disk as it arrives (logged-in
+        sessions only: before login no literal that big is accepted)."""
+        if name != "APPEND" or size <= SPOOL_LITERAL or self.state == NOT_AUTH:
+            return None
+        return Spool(self.ctx.spool_dir, self.hold_input, self.release_input)
 
     def dataReceived(self, data: bytes):
         if self._closed or self._tls_pending:
@@ -155,8 +173,16 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
         if self._queue and not isinstance(self._queue[0], Frame):
             self._dequeue()  # a refused frame cannot be a continuation line
             return defer.succeed(b"")
-        return self.next_item().addCallback(
-            lambda item: None if item is None else item.data if isinstance(item, Frame) else b"")
+        return self.next_item().addCallback(self._continuation_line)
+
+    @staticmethod
+    def _continuation_line(item) -> Optional[bytes]:
+        if item is None:
+            return None
+        if not isinstance(item, Frame):
+            return b""
+        item.close()  # a continuation line has no literal worth keeping
+        return item.data
 
     # -- command execution (the skeleton: LineSession._execute) ------------------------------
     async def _run(self, item) -> None:
@@ -165,7 +191,13 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
             self._reply_rejected(item)
             return
         try:
-            cmd = parse_command(item.data)
+            await self._run_frame(item)
+        finally:
+            item.close()  # a spooled APPEND literal: gone once the command has run
+
+    async def _run_frame(self, item: Frame) -> None:
+        try:
+            cmd = parse_command(item.data, item.spools)
         except ParseError as e:
             log.info("imap %s: bad command: %s", self.peer, e.text)
             code = "[%s] " % e.code if e.code else ""

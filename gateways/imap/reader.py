@@ -36,10 +36,11 @@ class ParseError(Exception):
 class Reader:
     """Cursor over a framed command; literals ``{n}``/``{n+}`` + CRLF + n octets are inline."""
 
-    def __init__(self, data: bytes, tag: Optional[str] = None):
+    def __init__(self, data: bytes, tag: Optional[str] = None, spools: tuple = ()):
         self.data = data
         self.pos = 0
         self.tag = tag
+        self.spools = dict(spools)  # offset -> a literal spooled to disk (framing.Frame)
 
     def error(self, text: str) -> ParseError:
         return ParseError(text, self.tag)
@@ -126,13 +127,18 @@ class Reader:
             else:
                 out.append(c)
 
-    def literal(self) -> bytes:
+    def literal(self, spooled: bool = False) -> bytes:
+        """A literal's octets; with ``spooled`` (APPEND's message) a spool may stand for them."""
         self.expect(b"{")
         size = self.number()
         self.maybe(b"+")
         self.expect(b"}")
         if not self.maybe(b"\r\n"):
             self.expect(b"\n")
+        if self.pos in self.spools:
+            if not spooled:
+                raise ParseError("literal too big here", self.tag, "TOOBIG")
+            return self.spools[self.pos]
         if self.pos + size > len(self.data):
             raise self.error("literal shorter than announced")
         value = self.data[self.pos:self.pos + size]

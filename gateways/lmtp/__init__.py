@@ -116,6 +116,7 @@ def make_protocol_factory(ctx: GatewayContext) -> Callable[[], asyncio.Protocol]
 
     def factory() -> LMTPServer:
         return LMTPServer(handler, hostname=ctx.hostname, max_message_size=max_size,
-                          timeout=timeout or DEFAULT_TIMEOUT, loop=asyncio.get_running_loop())
+                          timeout=timeout or DEFAULT_TIMEOUT, loop=asyncio.get_running_loop(),
+                          spool_dir=ctx.spool_dir)
 
     return factory

@@ -90,6 +90,15 @@ class DeliveryHandler:
         return reply
 
     # -- DATA ------------------------------------------------------------------------------
+    def data_prefix(self, server, session, envelope) -> bytes:
+        """Return-Path and one Received: line, without "for <recipient>": one blob for all.
+        They start the message as DATA is read (gateways/common/smtpserver.py), so a big
+        message goes to its spool with them and is never copied to prepend them."""
+        protocol = with_protocol(tls=False, auth=False, utf8=envelope.smtp_utf8, lmtp=True)
+        return (return_path(_reverse_path(envelope.mail_from))
+                + received_header(helo=session.host_name, peer=session.peer, hostname=self.hostname,
+                                  queue_id=envelope.queue_id, protocol=protocol))
+
     async def handle_DATA(self, server, session, envelope) -> List[str]:
         """One reply per accepted recipient, in RCPT order (RFC 2033 §4.2)."""
         addresses = list(envelope.rcpt_tos)
@@ -98,22 +107,22 @@ class DeliveryHandler:
             self._log(envelope, session, envelope.data_size, answer)
             return answer
 
-        # Return-Path and one Received: line, without "for <recipient>": one blob for all.
-        protocol = with_protocol(tls=False, auth=False, utf8=envelope.smtp_utf8, lmtp=True)
-        raw = (return_path(_reverse_path(envelope.mail_from))
-               + received_header(helo=session.host_name, peer=session.peer, hostname=self.hostname,
-                                 queue_id=envelope.queue_id, protocol=protocol)
-               + envelope.content)
+        raw = envelope.content  # bytes, or the spool file of a big message (data_prefix first)
+        size = envelope.message_size
         envelope.content = envelope.original_content = None  # one copy in memory is enough
         commit = None
         try:
             commit = as_future(envelope.delivery.commit(raw), server.loop)
+            del raw
+            # the spool stays open until the commit is over, which may be after we return
+            envelope.keep_content()
+            commit.add_done_callback(lambda _f: envelope.release_content())
             # The commit runs to its end even if the client goes away meanwhile: a message is
             # either delivered or not, never cut off halfway by a disconnect.
             results = await asyncio.shield(commit)
         except asyncio.CancelledError:
             if commit is not None:
-                commit.add_done_callback(lambda f: self._log_orphan(f, envelope, session, len(raw)))
+                commit.add_done_callback(lambda f: self._log_orphan(f, envelope, session, size))
             raise
         except errors.StoreError as err:
             log.warning("%s: commit failed: %s: %s", envelope.queue_id, type(err).__name__, err)
@@ -125,7 +134,7 @@ class DeliveryHandler:
             results = None
         else:
             answer = self._answer(envelope, addresses, results)
-        self._log(envelope, session, len(raw), answer, results)
+        self._log(envelope, session, size, answer, results)
         return answer
 
     def _answer(self, envelope, addresses: List[str], results) -> List[str]:

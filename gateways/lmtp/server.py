@@ -50,9 +50,9 @@ class LMTPServer(SMTPServerBase, LMTP):
     logger = log
 
     def __init__(self, handler, *, hostname: str, max_message_size: Optional[int], timeout: float = 300,
-                 loop: Optional[asyncio.AbstractEventLoop] = None):
+                 loop: Optional[asyncio.AbstractEventLoop] = None, spool_dir: Optional[str] = None):
         super().__init__(handler, hostname=hostname, ident="Haven LMTP", max_message_size=max_message_size,
-                         timeout=timeout, auth_exclude_mechanism=("LOGIN", "PLAIN"), loop=loop)
+                         spool_dir=spool_dir, timeout=timeout, auth_exclude_mechanism=("LOGIN", "PLAIN"), loop=loop)
 
     def _create_envelope(self) -> LMTPEnvelope:
         return LMTPEnvelope()

@@ -18,9 +18,11 @@ What it guarantees:
   the UPDATE state, via ``delete_messages``.  A connection that drops, times out or is closed
   for bad commands deletes nothing.  Messages another session expunged meanwhile: RETR/TOP answer
   ``-ERR``, the session goes on, and QUIT still answers ``+OK`` (with a note).
-* RETR/TOP read the body through the store at the time of the command (one store call, which
-  also checks the message is still live) and write it CRLF, dot-stuffed, in pieces that respect
-  the transport's backpressure.  POP3 never changes flags: RETR does not set ``\\Seen``.
+* RETR/TOP read the body through the store at the time of the command (which also checks the
+  message is still live) and write it CRLF, dot-stuffed, in pieces that respect the transport's
+  backpressure.  A message over 1 MiB is read from the store a piece (``write_chunk``) at a
+  time as the client takes it, so a RETR holds a piece or two of it, never the whole; TOP of
+  one reads only as far as the lines it sends.  POP3 never changes flags: RETR does not set ``\\Seen``.
 * Authentication goes through ``ctx.portal``; every failure is ``-ERR [AUTH] Authentication
   failed.``.  ``allow_plaintext_auth``: ``loopback`` (default) allows USER/PASS/AUTH without
   TLS only from this machine (e.g. a local TLS proxy, trusted as Dovecot does), ``yes`` from

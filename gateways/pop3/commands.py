@@ -28,12 +28,15 @@ from store import errors
 from store.interfaces import INBOX
 
 from .maildrop import Maildrop
-from .parser import TOO_LONG, decode_sasl_plain, message_body, multiline, parse_number, top_body
+from .parser import (TOO_LONG, BodyEncoder, decode_sasl_plain, message_body, multiline, parse_number, top_body,
+                     top_prefix)
 
 log = logging.getLogger("haven.pop3")
 
 #: messages bigger than this are dot-stuffed in a thread, not on the reactor
 ENCODE_IN_THREAD = 1 << 20
+#: RETR and TOP read messages bigger than this piece by piece (Store.open_blob)
+STREAM_MESSAGE = 1 << 20
 
 #: RFC 1939 §3 session states
 AUTHORIZATION, TRANSACTION, UPDATE = "AUTHORIZATION", "TRANSACTION", "UPDATE"
@@ -212,9 +215,13 @@ class Commands:
 
     async def do_RETR(self, cmd):
         n = self._one_number(cmd, "RETR")
+        head = b"+OK %d octets\r\n" % self.maildrop.size(n)
+        if self.maildrop.size(n) > STREAM_MESSAGE:
+            await self._send_streamed(n, head)
+            return None
         raw = await self._read_message(n)
         body = await self._encode(message_body, raw)
-        await self.send(b"+OK %d octets\r\n" % self.maildrop.size(n), body)
+        await self.send(head, body)
         return None
 
     async def do_TOP(self, cmd):
@@ -222,7 +229,14 @@ class Commands:
             raise POP3Error("Usage: TOP msg lines", bad=True)
         n = parse_number(cmd.args[0])
         lines = parse_number(cmd.args[1], "line count", zero=True)
-        raw = await self._read_message(n)
+        if self.maildrop.size(n) > STREAM_MESSAGE:
+            stream = await self._open_message(n)
+            try:
+                raw = await top_prefix(stream, lines, self.config.write_chunk)
+            finally:
+                stream.close()
+        else:
+            raw = await self._read_message(n)
         body = await self._encode(top_body, raw, lines)
         await self.send(b"+OK Top of message follows\r\n", body)
         return None
@@ -248,6 +262,39 @@ class Commands:
             log.info("pop3 %s: message %d (uid %d) was expunged meanwhile", self.peer, n, uid)
             raise POP3Error("Message %d no longer exists: it was deleted by another session" % n)
         return rows[0][1]
+
+    async def _open_message(self, n: int):
+        """A BlobStream of message ``n``, checked live now (see :meth:`_read_message`)."""
+        uid = self.maildrop.uid(n)
+        recs = await self.store.fetch_messages(self.maildrop.folder_id, [uid])
+        if not recs:
+            log.info("pop3 %s: message %d (uid %d) was expunged meanwhile", self.peer, n, uid)
+            raise POP3Error("Message %d no longer exists: it was deleted by another session" % n)
+        return await self.store.open_blob(recs[0].blob_id)
+
+    async def _send_streamed(self, n: int, head: bytes) -> None:
+        """RETR of a big message: read, dot-stuffed and written a piece at a time, each write
+        waiting for the transport to take the previous one, so the connection holds a piece or
+        two of it, never the message.  A store failure after ``+OK`` cannot be answered
+        (the reply has begun): it is logged and the connection closed."""
+        stream = await self._open_message(n)
+        encoder = BodyEncoder()
+        try:
+            self.write(head)
+            while not self._closed:
+                piece = await stream.read(self.config.write_chunk)
+                out = encoder.feed(piece) if piece else encoder.end()
+                await self.drained()
+                if self._closed:
+                    return
+                self.write(out)
+                if not piece:
+                    return
+        except errors.StoreError as e:
+            log.warning("pop3 %s: RETR %d failed while sending: %s", self.peer, n, e)
+            self.close()
+        finally:
+            stream.close()
 
     async def _encode(self, fn, raw: bytes, *args) -> bytes:
         if len(raw) > ENCODE_IN_THREAD:

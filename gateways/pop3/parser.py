@@ -144,6 +144,49 @@ def message_body(raw: bytes) -> bytes:
     return _terminate(_stuff(crlf(raw)))
 
 
+class BodyEncoder:
+    """:func:`message_body` of a message fed in pieces of any size: ``feed(piece)`` returns what
+    can be sent so far, ``end()`` the rest and the terminator.  The concatenation of what they
+    return equals ``message_body(b"".join(pieces))``.
+
+    A piece is encoded at once except its trailing CR, LF or CRLF, which wait for the next piece:
+    so a bare LF, a CRLF split between two pieces and a "." starting the line after them are
+    always seen together, and a piece being encoded never starts a line unless it starts the
+    message (where :func:`_stuff` handles it)."""
+
+    __slots__ = ("_held", "_first", "_tail")
+
+    def __init__(self):
+        self._held = b""
+        self._first = True
+        self._tail = b""  # the last two octets sent
+
+    def _encode(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        out = crlf(data)
+        if self._first:
+            self._first = False
+            out = _stuff(out)
+        else:
+            out = out.replace(b"\r\n.", b"\r\n..")
+        self._tail = (self._tail + out)[-2:]
+        return out
+
+    def feed(self, piece: bytes) -> bytes:
+        data = self._held + piece if self._held else piece
+        keep = 2 if data.endswith(b"\r\n") else 1 if data[-1:] in (b"\r", b"\n") else 0
+        self._held = data[len(data) - keep:] if keep else b""
+        return self._encode(data[:len(data) - keep] if keep else data)
+
+    def end(self) -> bytes:
+        out = self._encode(self._held)
+        self._held = b""
+        if self._tail and self._tail != b"\r\n":
+            out += b"\r\n"  # the "." must start a line of its own
+        return out + b".\r\n"
+
+
 def split_header(data: bytes) -> int:
     """Length of the header section of CRLF ``data`` including the blank line that ends it
     (the whole message when there is no blank line; 2 when it starts with one)."""
@@ -164,6 +207,36 @@ def top_body(raw: bytes, lines: int) -> bytes:
         nl = data.find(b"\r\n", pos)
         pos = len(data) if nl < 0 else nl + 2
     return _terminate(_stuff(data[:pos]))
+
+
+async def top_prefix(stream, lines: int, piece: int) -> bytes:
+    """The leading octets of a message that :func:`top_body` needs for ``lines`` body lines,
+    read from ``stream`` (a BlobStream) a piece at a time: the header, its blank line and one
+    line more than asked for (or the whole message, if shorter)."""
+    buf = bytearray()
+    header_end = -1
+    newlines = 0  # LFs after the header's end
+    while True:
+        data = await stream.read(piece)
+        if not data:
+            return bytes(buf)
+        start = len(buf)
+        buf += data
+        if header_end < 0:
+            if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
+                header_end = buf.index(b"\n") + 1
+            else:
+                at = max(0, start - 2)
+                i, j = buf.find(b"\n\r\n", at), buf.find(b"\n\n", at)
+                ends = [e for e in (i + 3 if i >= 0 else -1, j + 2 if j >= 0 else -1) if e >= 0]
+                if not ends:
+                    continue
+                header_end = min(ends)
+            newlines = buf.count(b"\n", header_end)
+        else:
+            newlines += data.count(b"\n")
+        if newlines > lines:
+            return bytes(buf)
 
 
 def multiline(lines) -> bytes:

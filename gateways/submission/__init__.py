@@ -96,6 +96,7 @@ def make_protocol_factory(ctx: GatewayContext, implicit_tls: bool = False) -> Ca
 
     def factory() -> SubmissionServer:
         return SubmissionServer(handler, hostname=ctx.hostname, settings=settings, tls_context=ctx.ssl_context,
-                                implicit_tls=implicit_tls, loop=asyncio.get_running_loop())
+                                implicit_tls=implicit_tls, loop=asyncio.get_running_loop(),
+                                spool_dir=ctx.spool_dir)
 
     return factory

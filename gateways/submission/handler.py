@@ -146,19 +146,21 @@ class SubmissionHandler:
         protocol = with_protocol(tls=server.tls_active, auth=True, utf8=envelope.smtp_utf8)
         trace = received_header(helo=session.host_name, peer=session.peer, hostname=self.hostname,
                                 queue_id=envelope.queue_id, protocol=protocol)
-        content = envelope.content
+        content = envelope.content  # bytes, or the spool file of a big message
         envelope.content = envelope.original_content = None  # one copy in memory is enough
         # The acceptance runs to its end even if the client goes away meanwhile: a message is
         # either accepted as a whole or not at all, never cut off halfway by a disconnect.
         accept = asyncio.ensure_future(self._accept(server, session, envelope, content, trace, protocol))
         del content
+        envelope.keep_content()  # the spool stays open until the acceptance is over
+        accept.add_done_callback(lambda _f: envelope.release_content())
         try:
             return await asyncio.shield(accept)
         except asyncio.CancelledError:
             accept.add_done_callback(lambda f: self._log_orphan(f, envelope, session))
             raise
 
-    async def _accept(self, server, session, envelope, content: bytes, trace: bytes, protocol: str) -> str:
+    async def _accept(self, server, session, envelope, content, trace: bytes, protocol: str) -> str:
         qid = envelope.queue_id
         try:
             result = await as_future(envelope.submission.commit(content, trace), server.loop)

@@ -65,8 +65,10 @@ class SubmissionServer(SMTPServerBase):
     command_limits = {**COMMAND_SIZE_LIMITS, "AUTH": 1024}
 
     def __init__(self, handler, *, hostname: str, settings: SubmissionSettings, tls_context=None,
-                 implicit_tls: bool = False, loop: Optional[asyncio.AbstractEventLoop] = None):
+                 implicit_tls: bool = False, loop: Optional[asyncio.AbstractEventLoop] = None,
+                 spool_dir: Optional[str] = None):
         super().__init__(handler, hostname=hostname, ident="Haven ESMTP", max_message_size=settings.max_message_size,
+                         spool_dir=spool_dir,
                          tls_context=None if implicit_tls else tls_context, timeout=settings.timeout, loop=loop)
         self._auth_required = True
         self.settings = settings

@@ -18,6 +18,8 @@ from gateways.common.smtpwire import (DataDecoder, declared_size, dot_stuff, enh
                                with_enhanced_code, with_protocol)
 from store import errors
 
+from .sink import RecordingSink
+
 
 def decode(stream: bytes, limit=None, chunks=None):
     """Feed ``stream`` whole, or cut at the offsets in ``chunks``; returns (content, rest, dec)."""
@@ -257,3 +259,32 @@ def test_multiline_reply():
 
 
 # -- imports -------------------------------------------------------------------------------------
+
+
+def test_data_decoder_spills_past_its_threshold_with_the_prefix_first():
+    sinks = []
+
+    def spill():
+        sinks.append(RecordingSink())
+        return sinks[-1]
+    body = b"".join(b".line %05d\r\n" % i for i in range(2000))  # dot-stuffed on the wire below
+    wire = b"".join(b"." + line + b"\r\n" for line in body.split(b"\r\n")[:-1]) + b".\r\n"
+    decoder = DataDecoder(None, b"Return-Path: <a@b>\r\n", spill, spill_at=1000)
+    for i in range(0, len(wire), 333):
+        rest = decoder.feed(wire[i:i + 333])
+    assert rest == b"" and decoder.done
+    [sink] = sinks
+    assert decoder.content() is sink and bytes(sink.data) == b"Return-Path: <a@b>\r\n" + body
+    assert decoder.size == len(body) and not sink.closed
+    # a small message stays in memory, prefix included
+    small = DataDecoder(None, b"P: 1\r\n", spill, spill_at=1000)
+    assert small.feed(b"hi\r\n.\r\n") == b"" and small.content() == b"P: 1\r\nhi\r\n" and len(sinks) == 1
+
+
+def test_data_decoder_over_its_limit_closes_the_spill():
+    sinks = []
+    decoder = DataDecoder(5000, b"", lambda: sinks.append(RecordingSink()) or sinks[-1], spill_at=1000)
+    for _ in range(100):
+        assert decoder.feed(b"y" * 98 + b"\r\n") is None
+    assert decoder.too_big and sinks[0].closed and decoder.sink is None
+    assert decoder.feed(b".\r\n") == b"" and decoder.content() == b""

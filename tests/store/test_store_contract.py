@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -265,3 +266,68 @@ def test_local_domains(store, run, account):
     assert not run(store.is_local_domain, "elsewhere.example")
     run(store.add_alias, "info@other.example", "bob@example.test")
     assert run(store.is_local_domain, "other.example")
+
+
+def test_append_from_a_file_and_read_back_in_pieces(store, run, account, tmp_path):
+    """A spooled message (a file, as IMAP APPEND hands over a big literal) is stored like bytes,
+    in a blob file above inline_blob_size, and open_blob reads it back piece by piece."""
+    inbox = run(store.get_folder, account.id, INBOX)
+    raw = MSG + b"".join(b"line %07d .\r\n" % i for i in range(60000))  # ~840 KB
+    path = tmp_path / "spooled"
+    path.write_bytes(raw)
+    with open(path, "rb") as f:
+        f.seek(1234)  # the store reads from the start whatever the position
+        _uidvalidity, uid = run(store.append_message, account.id, inbox.id, f, ["\\Seen"])
+    [rec] = run(store.fetch_messages, inbox.id, [uid], envelope=True, structure=True, header=True)
+    assert rec.meta.size == len(raw) and rec.envelope[1] == "Hello there"
+    assert rec.header == MSG[:MSG.index(b"\r\n\r\n") + 4]
+    assert run(store.read_blob, rec.blob_id) == raw
+    stream = run(store.open_blob, rec.blob_id)
+    try:
+        run(stream.skip, 100000)
+        pieces = []
+        while True:
+            piece = run(stream.read, 65536)
+            if not piece:
+                break
+            pieces.append(piece)
+        assert b"".join(pieces) == raw[100000:]
+    finally:
+        stream.close()
+    stream = run(store.open_blob, rec.blob_id)
+    stream.close()
+    assert run(stream.read, 10) == b""  # closed: nothing more
+    # a small message from a file is stored inline, like bytes
+    small = tmp_path / "small"
+    small.write_bytes(MSG)
+    with open(small, "rb") as f:
+        _uidvalidity, uid2 = run(store.append_message, account.id, inbox.id, f)
+    [rec2] = run(store.fetch_messages, inbox.id, [uid2])
+    stream = run(store.open_blob, rec2.blob_id)
+    assert run(stream.read, 1 << 20) == MSG and run(stream.read, 10) == b""
+    stream.close()
+
+
+def test_append_from_a_file_over_the_size_limit_is_too_big(store, run, account, tmp_path):
+    inbox = run(store.get_folder, account.id, INBOX)
+    path = tmp_path / "huge"
+    with open(path, "wb") as f:
+        f.write(MSG)
+        f.truncate(store.max_message_size + 1)
+    with open(path, "rb") as f, pytest.raises(errors.TooBig):
+        run(store.append_message, account.id, inbox.id, f)
+    assert run(store.list_messages, inbox.id) == []
+
+
+def test_purge_sweeps_temporary_blob_files_a_crash_left(store, run):
+    """A blob write cut off by a crash leaves a file in blobs/.tmp/: the purge removes it once it
+    is older than the orphan grace period, never a fresh one (a write in progress)."""
+    tmp = store.blobs.root / ".tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    stale, fresh = tmp / "1.2.3.tmp", tmp / "1.2.4.tmp"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    run(store.purge)
+    assert not stale.exists() and fresh.exists()

@@ -10,6 +10,8 @@ from gateways.imap.parser import ParseError, parse_command
 from gateways.imap.reader import parse_date_time
 from gateways.imap.seqset import SequenceSet, SeqSetError, format_pairs, format_set
 
+from ..sink import RecordingSink
+
 
 # -- modified UTF-7 (RFC 3501 §5.1.3) ------------------------------------------------------
 @pytest.mark.parametrize("text,wire", [
@@ -298,3 +300,38 @@ def test_framer_fuzz_never_raises():
         f = Framer(max_line=64, literal_limit=lambda n: 50)
         for _ in range(20):
             f.feed(bytes(rnd.choice(b"a{}+0123456789\r\n x") for _ in range(rnd.randint(0, 30))))
+
+
+def test_framer_spools_a_big_append_literal():
+    sinks = []
+
+    def spool(name, size):
+        if name != "APPEND" or size < 10:
+            return None
+        sinks.append(RecordingSink())
+        return sinks[-1]
+    framer = Framer(spool=spool)
+    msg = b"From: a\r\n\r\n" + b"x" * 50
+    stream = b"a APPEND INBOX (\\Seen) {%d+}\r\n%s\r\nb NOOP\r\n" % (len(msg), msg)
+    events = feed_all(framer, [stream[i:i + 7] for i in range(0, len(stream), 7)])
+    frame, noop = [e for e in events if isinstance(e, Frame)]
+    assert bytes(sinks[0].data) == msg and not sinks[0].closed
+    assert frame.data == b"a APPEND INBOX (\\Seen) {%d+}\r\n" % len(msg)  # the octets are not in memory
+    assert frame.spools == ((len(frame.data), sinks[0]),)
+    cmd = parse_command(frame.data, frame.spools)
+    assert cmd.args["message"] is sinks[0] and cmd.args["flags"] == ["\\Seen"]
+    assert parse_command(noop.data).name == "NOOP"
+    frame.close()
+    assert sinks[0].closed
+    # a literal cut off by the connection's end: the framer's reset closes its spool
+    framer.feed(b"c APPEND INBOX {100+}\r\n" + b"y" * 30)
+    assert len(sinks) == 2 and not sinks[1].closed
+    framer.reset()
+    assert sinks[1].closed
+    # a big literal elsewhere than APPEND's message is refused by the parser
+    framer.feed(b"d APPEND {20+}\r\n" + b"m" * 20)
+    [frame] = framer.feed(b" {3+}\r\nabc\r\n")
+    with pytest.raises(ParseError):
+        parse_command(frame.data, frame.spools)
+    frame.close()
+    assert sinks[2].closed

@@ -10,7 +10,7 @@ import pytest
 
 from gateways.pop3 import POP3Config
 from gateways.pop3.maildrop import Maildrop, MaildropError
-from gateways.pop3.parser import (TOO_LONG, LineReader, ParseError, decode_sasl_plain, message_body,
+from gateways.pop3.parser import (TOO_LONG, BodyEncoder, LineReader, ParseError, decode_sasl_plain, message_body,
                                   parse_command, parse_number, top_body)
 from gateways.common.plaintext import is_local
 from gateways.common.errors import StartupError
@@ -157,3 +157,19 @@ def test_bundled_defaults_are_the_settings_defaults():
     assert set(section) == {"listen", "tls_listen", "allow_plaintext_auth", "idle_timeout", "max_line_length",
                             "max_bad_commands"}
     assert POP3Config.from_settings(section) == POP3Config()
+
+
+def test_body_encoder_in_pieces_equals_message_body():
+    """RETR of a big message is encoded piece by piece: whatever the cut (a CRLF split, a "."
+    just after a cut, bare LF, bare CR), the octets are message_body's."""
+    rng = random.Random(5)
+    alphabet = [b".", b"\r", b"\n", b"a", b"\r\n", b"\r\n.", b"\n.", b".."]
+    for _ in range(5000):
+        raw = b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        encoder, out, pos = BodyEncoder(), [], 0
+        while pos < len(raw):
+            n = rng.randint(1, 6)
+            out.append(encoder.feed(raw[pos:pos + n]))
+            pos += n
+        out.append(encoder.end())
+        assert b"".join(out) == message_body(raw), raw
