@@ -172,6 +172,11 @@ class HeaderReader:
             else:
                 raise InvalidProxyHeader()
             self._buffer, data = b"", buffered
+        if isinstance(self._parser, V1Parser):
+            line, crlf, rest = (self._parser.buffer + data).partition(b"\r\n")
+            if crlf and (line == b"PROXY UNKNOWN" or line.startswith(b"PROXY UNKNOWN ")):
+                # the spec's "PROXY UNKNOWN\r\n" (Twisted's parser wants more after it)
+                return ProxiedClient(address=None, host=None, port=0, tls=False, rest=rest)
         try:
             info, remaining = self._parser.feed(data)
         except (ValueError, KeyError, IndexError, struct.error):
@@ -182,6 +187,8 @@ class HeaderReader:
             return None
         source = info.source
         host = normalize_ip(getattr(source, "host", None))
+        if host is None and getattr(source, "type", None) in ("TCP", "UDP"):
+            raise InvalidProxyHeader()  # "PROXY TCP4 x y 1 2": an address that is none
         v2 = isinstance(self._parser, V2Parser)
         return ProxiedClient(address=source if host else None, host=host,
                              port=getattr(source, "port", 0) if host else 0,
@@ -198,6 +205,48 @@ class ProxiedClient:
         self.address, self.host, self.port, self.tls, self.rest = address, host, port, tls, rest
 
 
+class ProxyHandshake:
+    """The start of one connection that must begin with a PROXY header, whatever the event
+    loop: the peer must be a trusted proxy, the header must come within
+    :data:`HEADER_TIMEOUT`, else ``refusals`` logs why and ``abort()`` drops the connection."""
+
+    def __init__(self, peer_host: Optional[str], trusted: Networks, refusals, call_later, abort):
+        self._peer_host = peer_host
+        self._refusals = refusals
+        self._abort = abort
+        self._reader = HeaderReader()
+        self._timer = None
+        self.over = False  # refused, or the header is read
+        if not in_networks(peer_host, trusted):
+            self._refuse("not in [server] trusted_proxies")
+        else:
+            self._timer = call_later(HEADER_TIMEOUT, self._refuse, "no PROXY header within %g s" % HEADER_TIMEOUT)
+
+    def _refuse(self, why: str) -> None:
+        self.stop()
+        self._refusals.note(self._peer_host or "local", "refused a connection from %s: " + why)
+        self._abort()
+
+    def stop(self) -> None:
+        self.over = True
+        timer, self._timer = self._timer, None
+        if timer is not None and getattr(timer, "active", lambda: True)():  # Twisted's, or asyncio's
+            timer.cancel()
+
+    def feed(self, data: bytes) -> Optional[ProxiedClient]:
+        """The client once the header is complete (once), else None."""
+        if self.over:
+            return None
+        try:
+            client = self._reader.feed(data)
+        except InvalidProxyHeader:
+            self._refuse("malformed PROXY header")
+            return None
+        if client is not None:
+            self.stop()
+        return client
+
+
 # -- the Twisted wrapper ------------------------------------------------------------------------
 
 class ProxyHeaderProtocol(policies.ProtocolWrapper):
@@ -208,11 +257,9 @@ class ProxyHeaderProtocol(policies.ProtocolWrapper):
 
     def __init__(self, factory, wrappedProtocol):
         super().__init__(factory, wrappedProtocol)
-        self._reader = HeaderReader()
+        self._handshake = None
         self._peer = None  # the client's address from the header
         self._passing = False  # the wrapped protocol is connected
-        self._failed = False
-        self._timer = None
 
     def makeConnection(self, transport):
         # ProtocolWrapper's, without connecting the wrapped protocol yet
@@ -221,38 +268,17 @@ class ProxyHeaderProtocol(policies.ProtocolWrapper):
         self.factory.registerProtocol(self)
 
     def connectionMade(self):
-        host = getattr(self.transport.getPeer(), "host", None)
-        if not in_networks(host, self.factory.trusted):
-            self._refuse("not in [server] trusted_proxies")
-            return
-        self._timer = self.factory.reactor.callLater(HEADER_TIMEOUT, self._refuse,
-                                                     "no PROXY header within %g s" % HEADER_TIMEOUT)
-
-    def _refuse(self, why: str) -> None:
-        self._failed = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self.factory.refusals.note(getattr(self.transport.getPeer(), "host", None) or "local",
-                                   "refused a connection from %s: " + why)
-        self.transport.abortConnection()
+        self._handshake = ProxyHandshake(getattr(self.transport.getPeer(), "host", None), self.factory.trusted,
+                                         self.factory.refusals, self.factory.reactor.callLater,
+                                         self.transport.abortConnection)
 
     def dataReceived(self, data: bytes) -> None:
         if self._passing:
             self.wrappedProtocol.dataReceived(data)
             return
-        if self._failed:
-            return
-        try:
-            client = self._reader.feed(data)
-        except InvalidProxyHeader:
-            self._refuse("malformed PROXY header")
-            return
+        client = self._handshake.feed(data)
         if client is None:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._peer = client.address
         self.client_tls = client.tls
         self._passing = True
@@ -264,9 +290,8 @@ class ProxyHeaderProtocol(policies.ProtocolWrapper):
         return self._peer or self.transport.getPeer()
 
     def connectionLost(self, reason):
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._handshake is not None:
+            self._handshake.stop()
         self.factory.unregisterProtocol(self)
         if self._passing:
             self.wrappedProtocol.connectionLost(reason)

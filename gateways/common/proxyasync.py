@@ -19,9 +19,7 @@ import asyncio
 from asyncio import sslproto
 from typing import Callable, Optional
 
-from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
-
-from gateways.common.clientaddr import HEADER_TIMEOUT, HeaderReader, Networks, in_networks
+from gateways.common.clientaddr import Networks, ProxyHandshake
 
 
 def _host(peername) -> Optional[str]:
@@ -38,41 +36,18 @@ class ProxyHeaderReader(asyncio.Protocol):
         self._trusted = trusted
         self._refusals = refusals
         self._ssl_context = ssl_context
-        self._reader = HeaderReader()
         self._transport = None
-        self._timer = None
-        self._done = False
+        self._handshake = None
 
     def connection_made(self, transport) -> None:
         self._transport = transport
-        if not in_networks(_host(transport.get_extra_info("peername")), self._trusted):
-            self._refuse("not in [server] trusted_proxies")
-            return
-        self._timer = asyncio.get_running_loop().call_later(
-            HEADER_TIMEOUT, self._refuse, "no PROXY header within %g s" % HEADER_TIMEOUT)
-
-    def _refuse(self, why: str) -> None:
-        self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._refusals.note(_host(self._transport.get_extra_info("peername")) or "local",
-                            "refused a connection from %s: " + why)
-        self._transport.abort()
+        self._handshake = ProxyHandshake(_host(transport.get_extra_info("peername")), self._trusted,
+                                         self._refusals, asyncio.get_running_loop().call_later, transport.abort)
 
     def data_received(self, data: bytes) -> None:
-        if self._done:
-            return
-        try:
-            client = self._reader.feed(data)
-        except InvalidProxyHeader:
-            self._refuse("malformed PROXY header")
-            return
+        client = self._handshake.feed(data)
         if client is None:
             return
-        self._done = True
-        self._timer.cancel()
-        self._timer = None
         protocol = self._make_protocol()
         if client.host:
             protocol.proxied_peer = (client.host, client.port)
@@ -101,10 +76,8 @@ class ProxyHeaderReader(asyncio.Protocol):
         return False  # closes the transport
 
     def connection_lost(self, exc) -> None:
-        self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._handshake is not None:
+            self._handshake.stop()
 
 
 def guarded_factory(make_protocol: Callable[[], asyncio.Protocol], gate, *, proxy: bool = False,
