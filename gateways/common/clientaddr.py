@@ -289,6 +289,12 @@ class ProxyHeaderProtocol(policies.ProtocolWrapper):
     def getPeer(self):
         return self._peer or self.transport.getPeer()
 
+    def startTLS(self, contextFactory, *args):
+        # STARTTLS: TLS goes under this wrapper, and the wrapper now provides what the transport
+        # does (ISSLTransport: the protocol's "is this TLS" test)
+        self.transport.startTLS(contextFactory, *args)
+        directlyProvides(self, providedBy(self.transport))
+
     def connectionLost(self, reason):
         if self._handshake is not None:
             self._handshake.stop()

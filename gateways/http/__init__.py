@@ -17,6 +17,11 @@ package imports it.
 
 Invariants
 - Authentication runs on the reactor, before a worker thread is taken.
+- The client address every mount sees (access log, portal throttling, the plaintext rule,
+  Radicale's REMOTE_ADDR) is the real one: after a PROXY header, or from X-Forwarded-For when
+  the peer is in ``[server] trusted_proxies`` (``site.py``).
+- A request head has ``header_timeout`` seconds; connections and requests in progress per
+  client address are capped (503 with Retry-After), see ``site.py``.
 - A body over ``[http] max_request_size`` is refused with 413 before it is buffered.
 - TLS is the service's: the same site listens on ``[http] listen`` and ``[http] tls_listen``.
 

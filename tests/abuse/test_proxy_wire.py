@@ -340,3 +340,41 @@ def test_http_connections_over_the_per_address_limit_get_503_and_loopback_is_exe
         for c in held + local:
             c.close()
     wait_for_log(server, f"http: refused a connection from {ip}: 2 open from that address")
+
+
+# -- STARTTLS after a PROXY header ------------------------------------------------------------------
+
+def _starttls(c: Conn) -> None:
+    from tests.abuse.wire import _tls
+    c.sock = _tls(c.sock)
+
+
+def test_imap_starttls_after_a_proxy_header(server):
+    user, password = server.new_user("imapstarttls")
+    with Conn(server.imap, v2("198.51.100.40")) as c:
+        assert b"LOGINDISABLED" in c.line()
+        c.send(b"a STARTTLS\r\n")
+        assert c.line().startswith(b"a OK")
+        _starttls(c)
+        c.send(b"b LOGIN " + user.encode() + b" " + password.encode() + b"\r\n")
+        assert c.read_until(b"b ").endswith(b"b ") and c.line().startswith(b"OK"), c.buffer
+    wait_for_log(server, f"imap 198.51.100.40: {user} logged in")
+
+
+def test_submission_starttls_after_a_proxy_header_keeps_the_client_address(server):
+    user, password = server.new_user("substarttls")
+    with Conn(server.submission, v1("198.51.100.41")) as c:
+        assert c.line().startswith(b"220 ")
+        c.send(b"EHLO client.test\r\n")
+        c.read_until(b"250 ")
+        c.line()
+        c.send(b"STARTTLS\r\n")
+        assert c.line().startswith(b"220")
+        _starttls(c)
+        token = base64.b64encode(f"\0{user}\0{password}".encode())
+        c.send(b"EHLO client.test\r\n")
+        c.read_until(b"250 ")
+        c.line()
+        c.send(b"AUTH PLAIN " + token + b"\r\n")
+        assert c.line().startswith(b"235"), c.buffer
+    wait_for_log(server, f"user=<{user}>, method=PLAIN, peer=198.51.100.41, tls=yes")
