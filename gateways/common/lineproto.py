@@ -183,6 +183,9 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
       protocol resets its framer when it holds (:meth:`_hold_for_tls`).
     - ``_internal_error`` runs for an exception no handler expected, after one log line with
       the traceback; the connection stays up unless the protocol closes it.
+    - ``peer`` and ``local`` are the real client's (after a PROXY header: ``transport.getPeer()``
+      is the wrapper's).  A connection ``ctx.gate`` refuses gets ``too_many_connections[which]``
+      and is closed before the greeting; an admitted one is released once, at connection loss.
     """
 
     log = logging.getLogger("haven")

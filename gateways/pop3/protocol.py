@@ -16,6 +16,8 @@ Invariants:
   RFC 2595 §4 / CVE-2011-0411 analogue).
 * Autologout (RFC 1939 §3): after ``idle_timeout`` without a command the connection is closed
   without a reply and without entering UPDATE, so nothing is deleted.
+* Before login the deadline is absolute: ``login_timeout`` from connecting, whatever the
+  client sends meanwhile (CAPA, bad commands, a stalled AUTH).
 """
 
 from __future__ import annotations
