@@ -83,6 +83,7 @@ class HavenChannel(http.HTTPChannel):
     with a deadline for each request's head and the site's connection limits."""
 
     _admission = None
+    _turned_away = False  # refused by the gate: nothing it sends is read
     _head_timer = None
     _awaiting_head = True  # the next bytes are a request line or headers
 
@@ -93,6 +94,7 @@ class HavenChannel(http.HTTPChannel):
             self._admission, which = gate.admit(getattr(self.transport.getPeer(), "host", None),
                                                 was_proxied(self.transport))
             if self._admission is None:
+                self._turned_away = True
                 self.setTimeout(None)
                 self.transport.write(_busy_reply(b"Too many connections from your address\n" if which == "address"
                                                  else b"Too many connections; try again later\n"))
@@ -124,6 +126,8 @@ class HavenChannel(http.HTTPChannel):
         self.callLater(2, self.transport.abortConnection)  # one that does not read is not waited for
 
     def dataReceived(self, data):
+        if self._turned_away:
+            return
         if self._awaiting_head and self._head_timer is None and data:
             self._arm_head_timer()  # a kept-alive connection's next request starts
         super().dataReceived(data)
