@@ -294,7 +294,8 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
 
     def _on_resume(self) -> None:
         if self._drain_waiters and not self._closed:
-            self.resetTimeout()  # the client is reading a reply: not idle
+            # the client is reading a reply: not idle (before login the deadline still stands)
+            self.setTimeout(self._session_timeout())
 
     def _command_done(self) -> None:
         self.setTimeout(self._session_timeout())
