@@ -31,6 +31,7 @@ import logging
 import struct
 from typing import Iterable, Optional, Tuple
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Protocol
 from twisted.protocols import policies
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
@@ -190,8 +191,10 @@ class HeaderReader:
         if host is None and getattr(source, "type", None) in ("TCP", "UDP"):
             raise InvalidProxyHeader()  # "PROXY TCP4 x y 1 2": an address that is none
         v2 = isinstance(self._parser, V2Parser)
-        return ProxiedClient(address=source if host else None, host=host,
-                             port=getattr(source, "port", 0) if host else 0,
+        port = getattr(source, "port", 0) if host else 0
+        # the address as every log line writes it (an IPv4-mapped IPv6 address as IPv4)
+        address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port) if host else None
+        return ProxiedClient(address=address, host=host, port=port,
                              tls=v2 and v2_client_tls(info.header), rest=remaining or b"")
 
 

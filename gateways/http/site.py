@@ -85,6 +85,7 @@ class HavenChannel(http.HTTPChannel):
     _admission = None
     _turned_away = False  # refused by the gate: nothing it sends is read
     _head_timer = None
+    _abort_call = None  # after a 408: the connection is aborted if the client does not close
     _awaiting_head = True  # the next bytes are a request line or headers
 
     def connectionMade(self):
@@ -123,7 +124,7 @@ class HavenChannel(http.HTTPChannel):
         self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
         self.transport.loseConnection()
         self.setTimeout(None)
-        self.callLater(2, self.transport.abortConnection)  # one that does not read is not waited for
+        self._abort_call = self.callLater(2, self.transport.abortConnection)  # one that does not read is not waited for
 
     def dataReceived(self, data):
         if self._turned_away:
@@ -143,6 +144,8 @@ class HavenChannel(http.HTTPChannel):
 
     def connectionLost(self, reason):
         self._cancel_head_timer()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
         if self._admission is not None:
             admission, self._admission = self._admission, None
             admission.release()

@@ -38,6 +38,13 @@ def test_malformed_headers_raise(data):
         HeaderReader().feed(data)
 
 
+def test_ipv6_and_mapped_addresses():
+    client = HeaderReader().feed(b"PROXY TCP6 ::ffff:198.51.100.3 ::1 5000 143\r\n")
+    assert (client.host, client.address.host, client.address.port) == ("198.51.100.3", "198.51.100.3", 5000)
+    client = HeaderReader().feed(b"PROXY TCP6 2001:db8::7 ::1 5000 143\r\n")
+    assert client.address.host == "2001:db8::7" and client.address.port == 5000
+
+
 def test_unknown_and_local_headers_name_nobody():
     client = HeaderReader().feed(b"PROXY UNKNOWN\r\nrest")
     assert client.host is None and client.rest == b"rest"
