@@ -70,13 +70,10 @@ def normalize_ip(host: Optional[str]) -> Optional[str]:
 
 
 def parse_networks(value: Optional[str], where: str) -> Networks:
-    """``10.0.0.0/8, 192.0.2.7, 2001:db8::/32`` as networks; a bad entry stops start-up with a
-    message naming ``where`` (``[server] trusted_proxies``)."""
+    """``10.0.0.0/8, 192.0.2.7, 2001:db8::/32`` (separated by commas or spaces) as networks; a
+    bad entry stops start-up with a message naming ``where`` (``[server] trusted_proxies``)."""
     networks = []
-    for item in (value or "").replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
+    for item in (value or "").replace(",", " ").replace(";", " ").split():
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:

@@ -62,7 +62,8 @@ def test_forwarded_client_is_the_rightmost_untrusted_hop():
 
 
 def test_networks():
-    nets = parse_networks("10.0.0.0/8; 2001:db8::/32, 192.0.2.7", "[server] trusted_proxies")
+    nets = parse_networks("10.0.0.0/8; 2001:db8::/32, 192.0.2.7 192.0.2.9", "[server] trusted_proxies")
+    assert in_networks("192.0.2.9", nets)
     assert in_networks("10.1.2.3", nets) and in_networks("::ffff:10.1.2.3", nets)
     assert in_networks("2001:db8::5", nets) and in_networks("192.0.2.7", nets)
     assert not in_networks("192.0.2.8", nets) and not in_networks(None, nets) and not in_networks("x", nets)
