@@ -153,3 +153,10 @@ def test_proxy_protocol_without_trusted_proxies_stops_start_up(tmp_path):
     path.write_text("[auth]\ntrusted_networks = webmail.example\n")
     with pytest.raises(StartupError, match=r"\[auth\] trusted_networks"):
         Service(load_config(str(path)), reactor=None)
+
+
+@pytest.mark.parametrize("key, value", [("max_connections", "-1"), ("max_connections_per_ip", "many"),
+                                        ("proxy_protocol", "maybe")])
+def test_a_bad_limit_names_its_key(key, value):
+    with pytest.raises(StartupError, match=rf"\[imap\] {key}"):
+        ListenerPolicy.from_settings("imap", {key: value})
