@@ -55,6 +55,7 @@ def check_config(config: Config, context) -> None:
     parse_outbound(config.section("submission"))
     published_services(config)  # [autoconfig]
     if config.listen("http") or config.listen("http", "tls_listen"):
+        context("http")  # its connection limits
         from gateways.dav import DavConfig  # only when needed: start-up time of the `haven` command
         from gateways.http import HttpConfig  # only when needed: start-up time of the `haven` command
         HttpConfig.from_settings(config.section("http"))

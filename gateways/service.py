@@ -7,6 +7,10 @@ Invariants
   stops the start-up with a message naming the key to change.
 - An empty database is initialised; an older schema is refused with the command to run.
 - The purge job runs every ``[store] purge_interval`` hours.
+- Every gateway's connections pass one :class:`~gateways.common.connlimit.ConnectionGate` (its
+  section's ``max_connections``, ``max_connections_per_ip``); with ``proxy_protocol = yes`` its
+  TCP listeners read a PROXY header from a ``[server] trusted_proxies`` peer first, outside
+  the TLS layer of an implicit-TLS listener (gateways/common/clientaddr.py, proxyasync.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from twisted.internet import defer, endpoints, task, threads
 from twisted.logger import STDLibLogObserver, globalLogBeginner
 
 from conf import Config, ConfigError, ListenAddress
+from gateways.common.clientaddr import ProxyHeaderFactory, trusted_networks, trusted_proxies
+from gateways.common.connlimit import ConnectionGate, ListenerPolicy
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
 from gateways.common.tls import ServerCertificates, TLSSources, load_certificates, make_self_signed
@@ -186,6 +192,16 @@ class Service:
         self.published = None  # what clients are told (published_services)
         self.certificates: Optional[ServerCertificates] = None
         self._purge: Optional[task.LoopingCall] = None
+        self.trusted_proxies = trusted_proxies(config.section("server"))
+        self.trusted_networks = trusted_networks(config.section("auth"))
+        self.gates = {}  # section -> ConnectionGate
+
+    def gate(self, section: str) -> ConnectionGate:
+        """The one gate of a gateway, shared by its listeners."""
+        if section not in self.gates:
+            self.gates[section] = ConnectionGate(section, ListenerPolicy.from_settings(section, self.config.section(section)),
+                                                 exempt=self.trusted_networks, proxies=self.trusted_proxies)
+        return self.gates[section]
 
     def context(self, section: str) -> GatewayContext:
         return GatewayContext(store=self.store, portal=self.portal, hostname=self.config.hostname,
@@ -194,17 +210,27 @@ class Service:
                               limits={"max_message_size": self.config.getint("server", "max_message_size"),
                                       "max_script_size": self.config.getsize("rules", "max_script_size")},
                               disclose_version=self.config.getbool("server", "disclose_version"),
-                              spool_dir=str(self.spool_dir()))
+                              spool_dir=str(self.config.data_dir / "spool"), gate=self.gate(section),
+                              trusted_proxies=self.trusted_proxies, trusted_networks=self.trusted_networks)
 
-    def spool_dir(self):
-        """``data_dir/spool``: the unnamed files of messages being received (gateways/common/spool.py)."""
-        path = self.config.data_dir / "spool"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+
+    def _proxy_protocol(self, section: str, where: ListenAddress) -> bool:
+        """Whether ``[section] proxy_protocol`` applies to the listener at ``where``."""
+        if not self.gate(section).policy.proxy_protocol:
+            return False
+        if where.kind == "unix":
+            raise StartupError(f"[{section}] proxy_protocol = yes: {where} is a unix socket; the PROXY "
+                               f"protocol is for TCP listeners behind a proxy")
+        if not self.trusted_proxies:
+            raise StartupError(f"[{section}] proxy_protocol = yes but [server] trusted_proxies is empty: "
+                               f"every connection would be refused; name the proxies' addresses")
+        return True
 
     async def start(self) -> None:
         from auth.cred import make_portal  # only when needed: start-up time of the `haven` command
         self.store = await open_started_store(self.config, self.reactor, create=self.create_store)
+        # data_dir/spool: the unnamed files of messages being received (gateways/common/spool.py)
+        (self.config.data_dir / "spool").mkdir(parents=True, exist_ok=True)
         try:
             self.portal = make_portal(self.store, self.config)
         except ValueError as e:  # the one value make_portal parses itself
@@ -237,7 +263,14 @@ class Service:
             self._purge = task.LoopingCall(self._run_purge)
             self._purge.start(hours * 3600, now=True)
 
-    async def _listen_twisted(self, key: str, where: ListenAddress, factory, tls=None) -> None:
+    async def _listen_twisted(self, key: str, where: ListenAddress, factory, tls=None, section: str = "") -> None:
+        if section and self._proxy_protocol(section, where):
+            # the PROXY header comes before the TLS handshake: TLS goes inside the wrapper
+            from twisted.protocols.tls import TLSMemoryBIOFactory  # only when needed: start-up time
+            if tls is not None:
+                factory, tls = TLSMemoryBIOFactory(tls, False, factory), None
+            factory = ProxyHeaderFactory(factory, self.trusted_proxies, section, self.gate(section).refusals,
+                                         self.reactor)
         if where.kind == "unix":
             ep = endpoints.UNIXServerEndpoint(self.reactor, where.path)
         elif tls is not None:
@@ -259,9 +292,9 @@ class Service:
             return
         factory = importlib.import_module(module).make_factory(self.context(section))
         if plain:
-            await self._listen_twisted(f"[{section}] listen", plain, factory)
+            await self._listen_twisted(f"[{section}] listen", plain, factory, section=section)
         if secure:
-            await self._listen_twisted(f"[{section}] tls_listen", secure, factory, tls=self.tls)
+            await self._listen_twisted(f"[{section}] tls_listen", secure, factory, tls=self.tls, section=section)
 
     async def _start_http(self) -> None:
         """The HTTP front door: one Twisted Web site serving the mount table."""
@@ -272,11 +305,18 @@ class Service:
         ctx = self.context("http")
         site = make_site(ctx, self.reactor, http_mounts(ctx, self.published))
         if plain:
-            await self._listen_twisted("[http] listen", plain, site)
+            await self._listen_twisted("[http] listen", plain, site, section="http")
         if secure:
-            await self._listen_twisted("[http] tls_listen", secure, site, tls=self.tls)
+            await self._listen_twisted("[http] tls_listen", secure, site, tls=self.tls, section="http")
 
-    async def _listen_asyncio(self, key: str, where: ListenAddress, factory, ssl_context=None) -> None:
+    async def _listen_asyncio(self, key: str, where: ListenAddress, factory, ssl_context=None,
+                              section: str = "") -> None:
+        from gateways.common.proxyasync import guarded_factory  # only when needed: start-up time
+        proxy = self._proxy_protocol(section, where)
+        factory = guarded_factory(factory, self.gate(section), proxy=proxy, trusted=self.trusted_proxies,
+                                  ssl_context=ssl_context)
+        if proxy:
+            ssl_context = None  # the PROXY header precedes the handshake: the wrapper adds TLS after it
         loop = asyncio.get_event_loop()
         try:
             if where.kind == "unix":
@@ -302,11 +342,12 @@ class Service:
         gateway = importlib.import_module(module)
         ctx = self.context(section)
         if plain:
-            await self._listen_asyncio(f"[{section}] listen", plain, gateway.make_protocol_factory(ctx))
+            await self._listen_asyncio(f"[{section}] listen", plain, gateway.make_protocol_factory(ctx),
+                                       section=section)
         if secure:
             await self._listen_asyncio(f"[{section}] {tls_key}", secure,
                                        gateway.make_protocol_factory(ctx, implicit_tls=True),
-                                       ssl_context=self.ssl_context)
+                                       ssl_context=self.ssl_context, section=section)
 
     async def reload(self) -> None:
         """SIGHUP: the certificates read again (new handshakes get them, established sessions

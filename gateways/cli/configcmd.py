@@ -19,7 +19,7 @@ def main(args) -> int:
     from twisted.internet import reactor  # the reactor configure() installed, reached late
     print(effective_config(config), end="")
     try:
-        check_config(config, Service(config, reactor).context)
+        check_config(config, Service(config, reactor).context)  # Service: [server]/[auth] networks
     except (ConfigError, StartupError) as e:
         print(f"haven: {e}", file=sys.stderr)
         return EX_CONFIG

@@ -29,7 +29,11 @@ def main(args) -> int:
     if config is None:
         return EX_CONFIG
     from twisted.internet import reactor  # the reactor configure() installed, reached late
-    service = Service(config, reactor, create_store=args.demo)
+    try:
+        service = Service(config, reactor, create_store=args.demo)
+    except (StartupError, ConfigError) as e:
+        print(f"haven: {e}", file=sys.stderr)
+        return EX_CONFIG
     status = {"code": 0}
 
     async def start():

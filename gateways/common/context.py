@@ -24,4 +24,10 @@ class GatewayContext:
     limits: Mapping[str, int] = field(default_factory=dict)  # e.g. max_message_size (bytes)
     disclose_version: bool = False  # [server] disclose_version: software versions on the wire
     spool_dir: Optional[str] = None  # where messages arriving from the wire wait (data_dir/spool)
+    #: the gateway's connection limits (gateways.common.connlimit.ConnectionGate); None = none
+    gate: Optional[Any] = None
+    #: [server] trusted_proxies (ip networks): who may name the client (PROXY, X-Forwarded-For)
+    trusted_proxies: tuple = ()
+    #: [auth] trusted_networks (ip networks): exempt from per-address limits
+    trusted_networks: tuple = ()
 

@@ -30,19 +30,22 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from gateways.common.clientaddr import proxied_tls, was_proxied
 from gateways.common.plaintext import is_local, plaintext_allowed
 
 
 class PlaintextPolicy:
     """``allow_plaintext_auth`` (:data:`PLAINTEXT_CHOICES`) for a line protocol: a login is
-    allowed after STARTTLS/STLS (``tls_started``) or on an implicit-TLS listener, and without TLS
-    as the setting says (``local`` set from :func:`is_local` at connect)."""
+    allowed after STARTTLS/STLS (``tls_started``), on an implicit-TLS listener or when a trusted
+    proxy's PROXY v2 header says the client's hop is TLS, and without TLS as the setting says
+    (``local`` set from :func:`is_local` at connect: the real client's address, so a remote
+    client behind a proxy on loopback is not local)."""
     tls_started = False
     local = False
 
     @property
     def is_tls(self) -> bool:
-        return self.tls_started or ISSLTransport.providedBy(self.transport)
+        return self.tls_started or ISSLTransport.providedBy(self.transport) or proxied_tls(self.transport)
 
     def plaintext_auth_allowed(self) -> bool:
         return plaintext_allowed(self.config.allow_plaintext_auth, self.is_tls, self.local)
@@ -194,10 +197,16 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
       protocol resets its framer when it holds (:meth:`_hold_for_tls`).
     - ``_internal_error`` runs for an exception no handler expected, after one log line with
       the traceback; the connection stays up unless the protocol closes it.
+    - ``peer`` and ``local`` are the real client's (after a PROXY header: ``transport.getPeer()``
+      is the wrapper's).  A connection ``ctx.gate`` refuses gets ``too_many_connections[which]``
+      and is closed before the greeting; an admitted one is released once, at connection loss.
     """
 
     log = logging.getLogger("haven")
     label = "line"
+    #: the farewell to a connection over a limit of ``ctx.gate``: "address" (too many from the
+    #: client's address) or "server" (too many in all)
+    too_many_connections = {"address": b"", "server": b""}
     #: wait for the transport to take a command's reply before the next command starts
     drain_after_command = False
 
@@ -215,6 +224,7 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
         self._tls_pending = False
         self._tls_item = None  # the queued STARTTLS that set _tls_pending
         self.login_started = time.monotonic()  # the login deadline counts from here
+        self._admission = None  # our place under ctx.gate's limits
 
     # -- what a protocol provides ------------------------------------------------------------
     def _session_timeout(self) -> float:
@@ -251,7 +261,17 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
             self.peer = getattr(address, "host", None) or "local"
             self.local = is_local(address)
         except Exception:
-            self.peer, self.local = "?", False
+            address, self.peer, self.local = None, "?", False
+        gate = getattr(self.ctx, "gate", None)
+        if gate is not None:
+            self._admission, which = gate.admit(getattr(address, "host", None), was_proxied(self.transport))
+            if self._admission is None:
+                # the protocol's own "too many connections" farewell, then close; nothing else
+                # is written (subclasses' greetings see the connection closed)
+                self._closed = True
+                self.transport.write(self.too_many_connections[which])
+                self.transport.loseConnection()
+                return
         # Replies are often several small writes; without TCP_NODELAY the last one can wait for
         # the client's delayed ACK (~40 ms), which would dominate IDLE wake-ups and small replies.
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -266,6 +286,8 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
     def connectionLost(self, reason=None):
         self._closed = True
         self.setTimeout(None)
+        if self._admission is not None:
+            self._admission.release()
         self.release_account()
         self._release_waiters()
 
@@ -286,7 +308,8 @@ class LineSession(OrderedLineProtocol, TimeoutMixin):
 
     def _on_resume(self) -> None:
         if self._drain_waiters and not self._closed:
-            self.resetTimeout()  # the client is reading a reply: not idle
+            # the client is reading a reply: not idle (before login the deadline still stands)
+            self.setTimeout(self._session_timeout())
 
     def _command_done(self) -> None:
         self.setTimeout(self._session_timeout())

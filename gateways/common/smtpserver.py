@@ -35,6 +35,12 @@ What is changed from aiosmtpd 1.4.6, for both gateways, and why:
   client gets ``421 4.3.0`` (it retries) and the connection is closed: its state is unknown.
 * aiosmtpd logs every command line and connection at INFO on ``mail.log``; :func:`quiet_aiosmtpd_log`
   keeps that for debug level, since each gateway's own log is what an admin wants at INFO.
+* A connection over the gateway's limits (``gate``, a
+  :class:`~gateways.common.connlimit.ConnectionGate` set by the service's factory) is answered
+  ``421 4.7.0`` instead of the greeting and closed (RFC 5321 §3.1: a server may refuse at
+  connect with 421).  A PROXY header (:mod:`gateways.common.proxyasync`) sets
+  ``proxied_peer``, which is then ``session.peer`` everywhere (logs, Received:, the portal,
+  the loopback test).
 """
 
 from __future__ import annotations
@@ -112,6 +118,14 @@ class SMTPServerBase(SMTP):
     logger: ClassVar[logging.Logger] = logging.getLogger("haven.smtp")
     #: per-command line limits (the default, 512, for the others)
     command_limits: ClassVar[Mapping[str, int]] = COMMAND_SIZE_LIMITS
+    #: the gateway's connection limits (set on each connection by the service's factory)
+    gate = None
+    #: (ip, port) of the client as a trusted proxy's PROXY header named it; whether a v2 header
+    #: said the client's own hop is TLS
+    proxied_peer = None
+    proxied_tls = False
+    _admission = None
+    _refused = ""
 
     def __init__(self, handler, *, hostname: str, ident: str, max_message_size: Optional[int],
                  spool_dir: Optional[str] = None, **kwargs):
@@ -127,6 +141,32 @@ class SMTPServerBase(SMTP):
         self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit, self.command_limits)
         self.max_message_size = max_message_size or None
         self.spool_dir = spool_dir  # where a big DATA goes as it arrives (None: the system's temp dir)
+
+    # -- the connection ----------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        starttls = self._original_transport is not None  # aiosmtpd calls us again after STARTTLS
+        super().connection_made(transport)
+        if self.proxied_peer is not None:
+            self.session.peer = self.proxied_peer
+        if not starttls and self.gate is not None:
+            peer = self.session.peer
+            host = peer[0] if isinstance(peer, (tuple, list)) and peer else None
+            self._admission, self._refused = self.gate.admit(host, self.proxied_peer is not None)
+
+    def connection_lost(self, error) -> None:
+        if self._admission is not None:
+            admission, self._admission = self._admission, None
+            admission.release()
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refused:
+            why = " from your address" if self._refused == "address" else "; try again later"
+            await self.push(f"421 4.7.0 {self.hostname} Too many connections{why}")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
 
     # -- replies ---------------------------------------------------------------------------
     async def push(self, status) -> None:

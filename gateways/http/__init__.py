@@ -19,6 +19,11 @@ package imports it.
 
 Invariants
 - Authentication runs on the reactor, before a worker thread is taken.
+- The client address every mount sees (access log, portal throttling, the plaintext rule,
+  Radicale's REMOTE_ADDR) is the real one: after a PROXY header, or from X-Forwarded-For when
+  the peer is in ``[server] trusted_proxies`` (``site.py``).
+- A request head has ``header_timeout`` seconds; connections and requests in progress per
+  client address are capped (503 with Retry-After), see ``site.py``.
 - A body over ``[http] max_request_size`` is refused with 413 before it is buffered.
 - TLS is the service's: the same site listens on ``[http] listen`` and ``[http] tls_listen``.
 
@@ -32,6 +37,7 @@ from typing import Iterable, Mapping, Optional
 
 from twisted.python.threadpool import ThreadPool
 
+from gateways.common.connlimit import ConnectionGate, ListenerPolicy
 from gateways.common.context import GatewayContext
 from gateways.common.plaintext import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
@@ -49,6 +55,8 @@ class HttpConfig:
     max_request_size: int = 10485760
     idle_timeout: float = 300.0
     allow_plaintext_auth: str = "loopback"
+    header_timeout: float = 10.0
+    max_requests_per_ip: int = 20
 
     @classmethod
     def from_settings(cls, settings: Optional[Mapping[str, str]]) -> "HttpConfig":
@@ -58,7 +66,9 @@ class HttpConfig:
                    max_request_size=s.number("max_request_size", cls.max_request_size, int, 1),
                    idle_timeout=s.number("idle_timeout", cls.idle_timeout, float, 1),
                    allow_plaintext_auth=s.choice("allow_plaintext_auth", cls.allow_plaintext_auth,
-                                                 PLAINTEXT_CHOICES))
+                                                 PLAINTEXT_CHOICES),
+                   header_timeout=s.number("header_timeout", cls.header_timeout, float, 0),
+                   max_requests_per_ip=s.number("max_requests_per_ip", cls.max_requests_per_ip, int, 0))
 
 
 def make_site(ctx: GatewayContext, reactor, mounts: Iterable) -> HavenSite:
@@ -73,8 +83,15 @@ def make_site(ctx: GatewayContext, reactor, mounts: Iterable) -> HavenSite:
         return WsgiMountResource(reactor, pool, entry.app, ctx.portal, login=entry.login,
                                  plaintext=config.allow_plaintext_auth)
     root = build_root(mounts, app_resource)
+    request_gate = None
+    if config.max_requests_per_ip:
+        request_gate = ConnectionGate("http", ListenerPolicy(max_connections_per_ip=config.max_requests_per_ip),
+                                      exempt=ctx.trusted_networks, proxies=ctx.trusted_proxies,
+                                      refusals=ctx.gate.refusals if ctx.gate is not None else None,
+                                      what="request", per_ip_key="max_requests_per_ip")
     site = HavenSite(root, max_request_size=config.max_request_size, idle_timeout=config.idle_timeout,
-                     disclose_version=ctx.disclose_version)
+                     disclose_version=ctx.disclose_version, header_timeout=config.header_timeout,
+                     gate=ctx.gate, request_gate=request_gate, trusted_proxies=ctx.trusted_proxies)
     if apps:
         pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", pool.stop)

@@ -82,6 +82,9 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
     max_queued_bytes = MAX_QUEUED_BYTES
     log = log
     label = "imap"
+    # RFC 5530 §3: UNAVAILABLE, "the server is busy or the connection limit is reached"
+    too_many_connections = {"address": b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+                            "server": b"* BYE [UNAVAILABLE] Too many connections; try again later\r\n"}
 
     def __init__(self, ctx, config, envelopes: Optional[EnvelopeCache] = None):
         LineSession.__init__(self, ctx, config)

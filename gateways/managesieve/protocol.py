@@ -70,6 +70,9 @@ class ManageSieveServer(PlaintextPolicy, LineSession, Commands):
     max_queued_bytes = MAX_QUEUED_BYTES
     log = log
     label = "managesieve"
+    # RFC 5804 §1.3: TRYLATER, a temporary condition; §1.8 a server may answer BYE at connect
+    too_many_connections = {"address": reply("BYE", "TRYLATER", "Too many connections from your address"),
+                            "server": reply("BYE", "TRYLATER", "Too many connections; try again later")}
     drain_after_command = True
     STORE_ERRORS = STORE_ERRORS
     STORE_ERROR_FALLBACK = ("TRYLATER", "Internal error")

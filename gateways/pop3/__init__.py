@@ -58,6 +58,7 @@ log = logging.getLogger("haven.pop3")
 class POP3Config:
     max_line: int = 8192
     idle_timeout: float = 600.0  # seconds (minutes in haven.ini)
+    login_timeout: float = 60.0  # seconds from connecting to a successful login
     allow_plaintext_auth: str = "loopback"
     max_bad_commands: int = 20
     write_chunk: int = 256 * 1024  # octets per transport write of a big message
@@ -73,6 +74,7 @@ class POP3Config:
             log.warning("[pop3] idle_timeout = %g: RFC 1939 §3 asks for at least 10 minutes", minutes)
         return cls(max_line=number("max_line_length", 8192, int, 255),
                    idle_timeout=minutes * 60,
+                   login_timeout=number("login_timeout", 60.0, float, 0.01),
                    allow_plaintext_auth=plaintext,
                    max_bad_commands=number("max_bad_commands", 20, int, 1))
 

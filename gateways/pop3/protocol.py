@@ -16,6 +16,8 @@ Invariants:
   RFC 2595 §4 / CVE-2011-0411 analogue).
 * Autologout (RFC 1939 §3): after ``idle_timeout`` without a command the connection is closed
   without a reply and without entering UPDATE, so nothing is deleted.
+* Before login the deadline is absolute: ``login_timeout`` from connecting, whatever the
+  client sends meanwhile (CAPA, bad commands, a stalled AUTH).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class POP3Server(PlaintextPolicy, LineSession, Commands):
     max_queued_bytes = MAX_QUEUED_BYTES
     log = log
     label = "pop3"
+    # RFC 3206 §4 (RFC 2449 §8): SYS/TEMP, a temporary system problem; the client retries later
+    too_many_connections = {"address": b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
+                            "server": b"-ERR [SYS/TEMP] Too many connections; try again later\r\n"}
     drain_after_command = True  # RFC 2449 PIPELINING: a client that does not read is not read
     STORE_ERRORS = STORE_ERRORS
     STORE_ERROR_FALLBACK = ("SYS/TEMP", "Internal error")
@@ -96,11 +101,21 @@ class POP3Server(PlaintextPolicy, LineSession, Commands):
                      "; nothing deleted (%d marked)" % marked if marked else "")
         super().connectionLost(reason)
 
+    def _session_timeout(self) -> float:
+        # before login an absolute deadline that no command extends (CAPA every minute does
+        # not hold a connection open); after it the idle timer, at least 10 minutes by RFC 1939 §3
+        if self.state == AUTHORIZATION:
+            return self.login_left(self.config.login_timeout)
+        return self.config.idle_timeout
+
     def _autologout(self) -> None:
         # idle, or waiting on the client all along (an AUTH continuation it never sends, a reply
         # it stopped reading: resumeProducing restarts the timer whenever it reads some)
         # RFC 1939 §3: close without a reply and without entering UPDATE
-        log.info("pop3 %s: autologout after %d s idle", self.peer, self.config.idle_timeout)
+        if self.state == AUTHORIZATION:
+            log.info("pop3 %s: no login within %d s; closing", self.peer, self.config.login_timeout)
+        else:
+            log.info("pop3 %s: autologout after %d s idle", self.peer, self.config.idle_timeout)
         self.close()
 
     # -- output: write, close, drained() in gateways/common/lineproto.py ---------------------

@@ -85,8 +85,10 @@ class SubmissionServer(SMTPServerBase):
     @property
     def auth_allowed(self) -> bool:
         """RFC 4954 §4 / RFC 8314: credentials only over TLS, unless the admin allowed plaintext
-        (``yes``: anywhere; ``loopback``, the default: from 127.0.0.0/8 and ::1)."""
-        return plaintext_allowed(self.settings.allow_plaintext_auth, self.tls_active, is_loopback(self.session.peer))
+        (``yes``: anywhere; ``loopback``, the default: from 127.0.0.0/8 and ::1).  Behind a
+        trusted proxy the peer is the real client, and a PROXY v2 header may vouch for its TLS."""
+        return plaintext_allowed(self.settings.allow_plaintext_auth, self.tls_active or self.proxied_tls,
+                                 is_loopback(self.session.peer))
 
     @property
     def account(self):

@@ -160,5 +160,7 @@ def test_the_defaults_file_lists_every_key_read():
     section = load_config().section("managesieve")
     assert section["listen"] == "127.0.0.1:4190"
     assert set(section) == {"listen", "allow_plaintext_auth", "idle_timeout", "login_timeout",
-                            "max_line_length", "max_bad_commands"}
+                            "max_line_length", "max_bad_commands",
+                            # read by gateways/common/connlimit.py for every gateway
+                            "proxy_protocol", "max_connections_per_ip", "max_connections"}
     ManageSieveConfig.from_settings(section)

@@ -21,13 +21,14 @@ pytestmark = pytest.mark.skipif("sqlite" not in ENGINES, reason="HAVEN_TEST_ENGI
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
     """Plain POP3 on a non-loopback address with plaintext login refused, POP3S on loopback,
-    a 1.2 s autologout, a 200 ms SQLite busy timeout."""
+    a 1.2 s autologout and a 1.5 s login deadline, a 200 ms SQLite busy timeout."""
     ip = non_loopback_ipv4()
     port = free_port()
     server = HavenServer(tmp_path_factory.mktemp("haven-pop3-strict"), "sqlite", {
         "pop3.listen": f"{ip or '127.0.0.1'}:{port}",
         "pop3.allow_plaintext_auth": "loopback",
         "pop3.idle_timeout": "0.02",
+        "pop3.login_timeout": "1.5",
         "store.busy_timeout_ms": "200",
     })
     server.gateways.remove("pop3")  # start() waits on loopback ports; this one is checked below
@@ -77,7 +78,7 @@ def test_autologout_closes_silently_and_deletes_nothing(strict):
     with POP(strict.pop3s, tls=True) as w, POP(strict.pop3s, tls=True) as hung:
         assert w.login(*user).startswith(b"+OK Logged in, 2 messages")
         assert w.cmd("DELE 1").startswith(b"+OK")
-        assert hung.cmd("AUTH PLAIN") == b"+ "  # and the continuation never comes
+        assert hung.cmd("AUTH PLAIN") == b"+ "  # and the continuation never comes: login_timeout
         started = time.monotonic()
         w.sock.settimeout(10)
         hung.sock.settimeout(10)

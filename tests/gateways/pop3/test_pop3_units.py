@@ -154,9 +154,13 @@ def test_bundled_defaults_are_the_settings_defaults():
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(DEFAULTS_PATH, encoding="utf-8")
     section = dict(parser.items("pop3"))
-    assert set(section) == {"listen", "tls_listen", "allow_plaintext_auth", "idle_timeout", "max_line_length",
-                            "max_bad_commands"}
+    assert set(section) == {"listen", "tls_listen", "allow_plaintext_auth", "idle_timeout", "login_timeout",
+                            "max_line_length", "max_bad_commands",
+                            # read by gateways/common/connlimit.py for every gateway
+                            "proxy_protocol", "max_connections_per_ip", "max_connections"}
     assert POP3Config.from_settings(section) == POP3Config()
+    from gateways.common.connlimit import DEFAULT_LIMITS, ListenerPolicy
+    assert ListenerPolicy.from_settings("pop3", section) == ListenerPolicy(False, *DEFAULT_LIMITS["pop3"])
 
 
 def test_body_encoder_in_pieces_equals_message_body():
