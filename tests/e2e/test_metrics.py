@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import imaplib
 import json
+import poplib
 import smtplib
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -40,7 +42,8 @@ def with_metrics(tmp, engine: str, **overrides) -> HavenServer:
 @pytest.fixture(scope="module", params=ENGINES)
 def server(request, tmp_path_factory):
     require_engine(request.param)
-    s = with_metrics(tmp_path_factory.mktemp(f"haven-metrics-{request.param}"), request.param)
+    s = with_metrics(tmp_path_factory.mktemp(f"haven-metrics-{request.param}"), request.param,
+                     **{"auth.block_after": "3"})
     s.start()
     yield s
     s.close()
@@ -138,6 +141,49 @@ def test_counters_move_by_what_each_protocol_did(server):
     assert value(after, "haven_outbound_queue_oldest_age_seconds") == 0
     assert value(after, "haven_outbound_queue_updated_timestamp_seconds") > time.time() - 60
     assert value(after, "process_resident_memory_bytes") > 0
+
+
+def test_tls_listeners_and_starttls_are_counted_and_still_work(server):
+    """The counting wraps the protocol under TLS (implicit and STARTTLS) without changing it."""
+    user, password = server.new_user("tls")
+    insecure = ssl._create_unverified_context()
+    before = scrape(server)
+    pop = poplib.POP3_SSL(*server.pop3s, context=insecure, timeout=10)
+    pop.user(user)
+    assert pop.pass_(password).startswith(b"+OK")
+    pop.quit()
+    with smtplib.SMTP_SSL(*server.submissions, context=insecure, timeout=10) as smtp:
+        smtp.login(user, password)
+    imap = imaplib.IMAP4(*server.imap)
+    imap.starttls(insecure)
+    imap.login(user, password)
+    imap.logout()
+    eventually(lambda: all(value(scrape(server), "haven_connections_open", protocol=p) == 0
+                           for p in ("pop3", "submission", "imap")))
+    after = scrape(server)
+    for protocol in ("pop3", "submission", "imap"):
+        assert moved(before, after, "haven_connections_total", protocol=protocol) == 1, protocol
+        assert moved(before, after, "haven_logins_total", protocol=protocol, result="ok") == 1, protocol
+        assert value(after, "haven_connections_open", protocol=protocol) == 0, protocol
+
+
+def test_blocked_logins_and_over_quota_deliveries(server):
+    user, password = server.new_user("limits")
+    before = scrape(server)
+    for attempt in range(3):  # [auth] block_after = 3 distinct wrong passwords
+        assert not imap_login(server, user, f"wrong-{attempt}")
+    assert not imap_login(server, user, password)  # refused without a check
+    assert server.cli("user", "quota", user, "--hard", "1").returncode == 0
+    with smtplib.LMTP(*server.lmtp, timeout=30) as lmtp:
+        with pytest.raises(smtplib.SMTPDataError):
+            lmtp.sendmail("a@example.org", [user], MESSAGE)
+    after = scrape(server)
+    assert moved(before, after, "haven_logins_total", protocol="imap", result="failed") == 3
+    assert moved(before, after, "haven_logins_total", protocol="imap", result="blocked") == 1
+    assert moved(before, after, "haven_logins_total", protocol="imap", result="ok") == 0
+    assert moved(before, after, "haven_deliveries_total", result="over_quota") == 1
+    assert moved(before, after, "haven_deliveries_total", result="delivered") == 0
+    server.cli("auth", "unblock", user)
 
 
 def test_push_latency_is_measured_from_commit_to_idle(server):
