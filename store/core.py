@@ -104,11 +104,14 @@ class StoreCore:
     def _run(self, desc, fn, *args):
         return self.db.run_interaction(desc, fn, *args)
 
-    def _publish(self, account_id: int, folder_id: Optional[int], modseq: Optional[int], kind: str = "message"):
+    def _publish(self, account_id: int, folder_id: Optional[int], modseq: Optional[int], kind: str = "message",
+                 committed: Optional[float] = None):
+        """``committed``: time.monotonic() of the commit, for the push latency; by default the
+        commit of the pool work whose result the reactor handled last (the caller's own, when
+        it publishes as it resumes from ``_run``)."""
         if modseq is not None:
-            # last_commit: the commit this caller just resumed from (with an observer only)
             self.bus.publish(ChangeEvent(account_id=account_id, folder_id=folder_id, modseq=modseq, kind=kind),
-                             self.db.last_commit)
+                             self.db.last_commit if committed is None else committed)
 
     def _observe_delivery(self, outcome: str, count: int = 1) -> None:
         if self.observer is not None and count:

@@ -48,7 +48,8 @@ class Metrics(StoreObserver):
                                       ["protocol"], registry=r)
         self.logins = Counter("haven_logins", "Logins the portal answered, by protocol and result "
                               "(ok, failed, blocked: refused by the throttle, unavailable: the store "
-                              "could not be asked)", ["protocol", "result"], registry=r)
+                              "could not be asked); on http every request with Basic credentials",
+                              ["protocol", "result"], registry=r)
         self.deliveries = Counter("haven_deliveries", "Recipients of deliveries (LMTP, local submission), "
                                   "by result", ["result"], registry=r)
         self.store_seconds = Histogram("haven_store_operation_seconds", "Store transactions, by operation "
