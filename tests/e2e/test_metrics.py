@@ -186,6 +186,16 @@ def test_blocked_logins_and_over_quota_deliveries(server):
     server.cli("auth", "unblock", user)
 
 
+def test_a_spooled_delivery_counts_once(server):
+    """LMTP DATA over 256 KiB goes to a spool file first; the recipient still counts once."""
+    user, _password = server.new_user("big")
+    before = scrape(server)
+    server.deliver(user, MESSAGE + b"x" * 78 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * 400)
+    after = scrape(server)
+    assert moved(before, after, "haven_deliveries_total", result="delivered") == 1
+    assert moved(before, after, "haven_store_operation_seconds_count", operation="deliver") == 1
+
+
 def test_push_latency_is_measured_from_commit_to_idle(server):
     user, password = server.new_user("idle")
     idler = Idler(server.imap, user, password)
