@@ -195,7 +195,7 @@ class StoreChecker:
             # refused without a password check: no hash, and not counted (no extension)
             log.info("authentication refused for %r from %s: blocked", who, ip)
             await _sleep(throttle.failure_delay)
-            raise error.UnauthorizedLogin("authentication failed")
+            raise LoginBlocked("authentication failed")
         stored = cred.password_hash if cred and not cred.disabled else None
         if self.cache.hit(login, stored, password):
             await self._succeeded(state, ip)
@@ -248,6 +248,12 @@ def _reactor():
 async def _sleep(seconds: float) -> None:
     if seconds > 0:
         await task.deferLater(_reactor(), seconds, lambda: None)
+
+
+class LoginBlocked(error.UnauthorizedLogin):
+    """Refused without a password check: this address guessed this account's password too
+    often (see :class:`Throttle`).  An UnauthorizedLogin like any other failure, so every
+    gateway answers it the same way; only the process's metrics tell it apart."""
 
 
 class LoginUnavailable(error.LoginFailed):

@@ -18,7 +18,8 @@ from auth.networks import Networks
 from conf import Config, ConfigError
 from gateways.common.relayconf import parse_outbound
 from gateways.common.tls import TLSSources, load_certificates
-from gateways.service import published_services, store_settings
+from gateways.metrics import MetricsConfig
+from gateways.service import LOG_FORMATS, published_services, store_settings
 
 #: every gateway with listeners: section -> its package (each has ``check_settings(ctx)``)
 GATEWAYS = {"imap": "gateways.imap", "pop3": "gateways.pop3", "managesieve": "gateways.managesieve",
@@ -47,6 +48,9 @@ def check_config(config: Config, context) -> None:
         raise ConfigError(f"[auth] trusted_networks: {e}") from None
     config.getbool("server", "disclose_version")
     _at_least(config, "server", "max_message_size", config.getint("server", "max_message_size"), 0)
+    if config.get("log", "format").lower() not in LOG_FORMATS:
+        raise ConfigError(f"[log] format = {config.get('log', 'format')!r}: expected text or json")
+    MetricsConfig.from_settings(config.section("metrics"))
     _check_tls(config)
     _check_listeners(config)
     for section, module in GATEWAYS.items():
@@ -90,7 +94,7 @@ def _check_tls(config: Config) -> None:
 def _check_listeners(config: Config) -> None:
     """Every listen key parses, and no two listeners share an address."""
     seen: dict = {}
-    for section in (*GATEWAYS, "http"):
+    for section in (*GATEWAYS, "http", "metrics"):
         for key in LISTEN_KEYS:
             if not config.has(section, key):
                 continue

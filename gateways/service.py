@@ -16,6 +16,7 @@ Invariants
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import logging.handlers
@@ -32,10 +33,16 @@ from gateways.common.connlimit import ConnectionGate, ListenerPolicy
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
 from gateways.common.tls import ServerCertificates, TLSSources, load_certificates, make_self_signed
+from gateways.metrics import MetricsConfig
 from store.errors import SchemaOutOfDate, TemporaryFailure
 from store.settings import QuotaSettings, RateSettings, RuleSettings, StoreSettings, parse_junk_headers
 
 log = logging.getLogger("haven.service")
+
+#: [log] format
+LOG_FORMATS = ("text", "json")
+#: every section with listeners, as the metrics name its protocol
+LISTENER_SECTIONS = ("imap", "pop3", "managesieve", "lmtp", "submission", "http")
 
 
 def describe_store(config: Config) -> str:
@@ -51,7 +58,7 @@ def _migrate_hint(config: Config) -> str:
 
 
 async def open_started_store(config: Config, reactor, poll: bool = True, create: bool = False,
-                             check_schema: bool = True):
+                             check_schema: bool = True, observer=None):
     """The store, started, with its schema checked.  Only ``create`` (``haven db migrate``,
     ``haven serve --demo``) makes a new store: anything else refuses a missing SQLite file or a
     database without Haven's schema, naming the store and the config, so a mistyped data_dir or
@@ -60,7 +67,7 @@ async def open_started_store(config: Config, reactor, poll: bool = True, create:
     if url.engine == "sqlite" and not create and not Path(url.path).is_file():
         raise NoStore(f"no Haven store at {describe_store(config)}: create one with `{_migrate_hint(config)}`, "
                       "or fix data_dir / [store] url")
-    store = open_store(config)
+    store = open_store(config, observer=observer)
     store.start(reactor, poll=poll)
     try:
         current, latest = await store.schema_version()
@@ -90,8 +97,9 @@ class NoStore(StartupError):
     """The configured store does not exist (no SQLite file, or a database without the schema)."""
 
 
-def store_settings(config: Config, poll_interval: Optional[float] = None):
-    """The plain values the store takes, read from the config (the store reads none itself)."""
+def store_settings(config: Config, poll_interval: Optional[float] = None, observer=None):
+    """The plain values the store takes, read from the config (the store reads none itself);
+    ``observer``: the process's metrics (a ``store.interfaces.StoreObserver``), or None."""
     try:
         junk = parse_junk_headers(config.get("rules", "junk_headers"))
     except ValueError as e:
@@ -109,7 +117,8 @@ def store_settings(config: Config, poll_interval: Optional[float] = None):
                          inline_blob_size=config.getint("store", "inline_blob_size"), rules=rules, quota=quota,
                          rates=RateSettings(max_messages_per_hour=_count(config, "submission", "max_messages_per_hour"),
                                             max_recipients_per_hour=_count(config, "submission",
-                                                                           "max_recipients_per_hour")))
+                                                                           "max_recipients_per_hour")),
+                         observer=observer)
 
 
 def _count(config: Config, section: str, key: str) -> int:
@@ -119,10 +128,10 @@ def _count(config: Config, section: str, key: str) -> int:
     return value
 
 
-def open_store(config: Config, poll_interval: Optional[float] = None):
+def open_store(config: Config, poll_interval: Optional[float] = None, observer=None):
     """The SQL store the config names, not started.  The one place that builds a store."""
     from store.sqlstore import open_store as open_sql_store  # only when needed: start-up time of the `haven` command
-    return open_sql_store(config.store_url(), store_settings(config, poll_interval),
+    return open_sql_store(config.store_url(), store_settings(config, poll_interval, observer),
                           pool_size=config.getint("store", "pool_size"),
                           busy_timeout_ms=config.getint("store", "busy_timeout_ms"))
 
@@ -162,10 +171,11 @@ def published_services(config: Config):
                               dav_path=dav.PREFIX)
 
 
-def http_mounts(ctx: GatewayContext, published=None) -> list:
+def http_mounts(ctx: GatewayContext, published=None, health=None) -> list:
     """The front door's mount table: CalDAV/CardDAV under /dav/ with its well-known redirects,
     and with ``published`` (``published_services``) client autoconfiguration beside them
-    when ``[autoconfig] enabled`` (and later ActiveSync)."""
+    when ``[autoconfig] enabled`` (and later ActiveSync); with ``health`` (a HealthCheck,
+    ``[metrics] http_healthz``) ``/healthz``."""
     from gateways import dav  # loaded only when [http] listens (start-up time of the CLI)
     from gateways.http import App, Mount, Redirect  # only when needed: start-up time of the `haven` command
     table = [App(dav.PREFIX, dav.make_application(ctx))] + \
@@ -175,7 +185,14 @@ def http_mounts(ctx: GatewayContext, published=None) -> list:
         leaf = autoconfig.make_autoconfig_resource(published)
         table += [Mount(path, leaf) for path in autoconfig.PATHS]
         table.append(App(autoconfig.PROFILE_PREFIX, autoconfig.make_profile_app(published)))
+    if health is not None:
+        from gateways.metrics.health import HealthResource  # only with [metrics] http_healthz
+        table.append(Mount(HEALTH_PATH, HealthResource(health)))
     return table
+
+
+#: where the health check answers (the metrics listener; the front door with http_healthz)
+HEALTH_PATH = "/healthz"
 
 
 class Service:
@@ -195,6 +212,9 @@ class Service:
         self.trusted_proxies = trusted_proxies(config.section("server"))
         self.trusted_networks = trusted_networks(config.section("auth"))
         self.gates = {}  # section -> ConnectionGate
+        self.metrics = None  # gateways.metrics.recorder.Metrics, with [metrics] listen
+        self.health = None  # gateways.metrics.health.HealthCheck, with a listener that serves it
+        self._queue_watch = None
 
     def gate(self, section: str) -> ConnectionGate:
         """The one gate of a gateway, shared by its listeners."""
@@ -204,7 +224,11 @@ class Service:
         return self.gates[section]
 
     def context(self, section: str) -> GatewayContext:
-        return GatewayContext(store=self.store, portal=self.portal, hostname=self.config.hostname,
+        portal = self.portal
+        if self.metrics is not None and portal is not None:
+            from gateways.metrics.counting import CountingPortal  # only with [metrics] listen
+            portal = CountingPortal(portal, functools.partial(self.metrics.login, section))
+        return GatewayContext(store=self.store, portal=portal, hostname=self.config.hostname,
                               settings=self.config.section(section), tls=self.tls,
                               ssl_context=self.ssl_context,
                               limits={"max_message_size": self.config.getint("server", "max_message_size"),
@@ -228,7 +252,17 @@ class Service:
 
     async def start(self) -> None:
         from auth.cred import make_portal  # only when needed: start-up time of the `haven` command
-        self.store = await open_started_store(self.config, self.reactor, create=self.create_store)
+        metrics_config = MetricsConfig.from_settings(self.config.section("metrics"))
+        if self.config.listen("metrics"):
+            from gateways.metrics.recorder import Metrics  # prometheus_client loads only with [metrics] listen
+            self.metrics = Metrics()
+            self.metrics.protocols(s for s in LISTENER_SECTIONS if self.config.listen(s)
+                                   or self.config.listen(s, "tls_listen"))
+        self.store = await open_started_store(self.config, self.reactor, create=self.create_store,
+                                              observer=self.metrics)
+        if self.metrics is not None or metrics_config.http_healthz:
+            from gateways.metrics.health import HealthCheck  # only when a listener serves /healthz
+            self.health = HealthCheck(self.store, self.reactor, metrics_config.health_timeout)
         # data_dir/spool: the unnamed files of messages being received (gateways/common/spool.py)
         (self.config.data_dir / "spool").mkdir(parents=True, exist_ok=True)
         try:
@@ -262,6 +296,30 @@ class Service:
         if hours > 0:
             self._purge = task.LoopingCall(self._run_purge)
             self._purge.start(hours * 3600, now=True)
+        await self._start_metrics(metrics_config)
+
+    async def _start_metrics(self, metrics_config) -> None:
+        """``[metrics] listen``: /metrics and /healthz on their own listener, and the outbound
+        queue's numbers read every ``queue_interval``."""
+        if self.metrics is None:
+            return
+        from gateways.metrics.recorder import QueueWatch  # prometheus_client loads only with [metrics] listen
+        from gateways.metrics.site import make_metrics_site  # only with [metrics] listen
+        self._queue_watch = QueueWatch(self.store, self.metrics, metrics_config.queue_interval)
+        self._queue_watch.start()
+        await self._listen_twisted("[metrics] listen", self.config.listen("metrics"),
+                                   make_metrics_site(self.metrics, self.health))
+
+    def _counted(self, section: str, factory, asyncio_factory: bool = False):
+        """``factory`` with its connections counted under ``section`` (metrics on), else itself."""
+        if self.metrics is None:
+            return factory
+        from gateways.metrics.counting import CountingFactory, counting_asyncio  # only with [metrics] listen
+        opened = functools.partial(self.metrics.opened, section)
+        closed = functools.partial(self.metrics.closed, section)
+        if asyncio_factory:
+            return counting_asyncio(factory, opened, closed)
+        return CountingFactory(factory, opened, closed)
 
     async def _listen_twisted(self, key: str, where: ListenAddress, factory, tls=None, section: str = "") -> None:
         if section and self._proxy_protocol(section, where):
@@ -290,7 +348,7 @@ class Service:
         plain, secure = self.config.listen(section), self.config.listen(section, "tls_listen")
         if not (plain or secure):
             return
-        factory = importlib.import_module(module).make_factory(self.context(section))
+        factory = self._counted(section, importlib.import_module(module).make_factory(self.context(section)))
         if plain:
             await self._listen_twisted(f"[{section}] listen", plain, factory, section=section)
         if secure:
@@ -303,7 +361,8 @@ class Service:
             return
         from gateways.http import make_site  # loaded only when [http] listens
         ctx = self.context("http")
-        site = make_site(ctx, self.reactor, http_mounts(ctx, self.published))
+        health = self.health if MetricsConfig.from_settings(self.config.section("metrics")).http_healthz else None
+        site = self._counted("http", make_site(ctx, self.reactor, http_mounts(ctx, self.published, health)))
         if plain:
             await self._listen_twisted("[http] listen", plain, site, section="http")
         if secure:
@@ -342,11 +401,13 @@ class Service:
         gateway = importlib.import_module(module)
         ctx = self.context(section)
         if plain:
-            await self._listen_asyncio(f"[{section}] listen", plain, gateway.make_protocol_factory(ctx),
+            await self._listen_asyncio(f"[{section}] listen", plain,
+                                       self._counted(section, gateway.make_protocol_factory(ctx), True),
                                        section=section)
         if secure:
             await self._listen_asyncio(f"[{section}] {tls_key}", secure,
-                                       gateway.make_protocol_factory(ctx, implicit_tls=True),
+                                       self._counted(section, gateway.make_protocol_factory(ctx, implicit_tls=True),
+                                                     True),
                                        ssl_context=self.ssl_context, section=section)
 
     async def reload(self) -> None:
@@ -376,6 +437,8 @@ class Service:
     async def stop(self) -> None:
         if self._purge is not None and self._purge.running:
             self._purge.stop()
+        if self._queue_watch is not None:
+            self._queue_watch.stop()
         for port in self.listeners:
             await port.stopListening()
         for server in self.servers:
@@ -418,9 +481,16 @@ def setup_logging(config: Config, verbose: bool = False) -> None:
         handler = logging.StreamHandler()
     else:
         raise ConfigError(f"[log] method = {method!r}: expected stderr, file or syslog")
-    fmt = "%(name)s %(levelname)s %(message)s" if method == "syslog" else \
-        "%(asctime)s %(name)s %(levelname)s %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
+    style = config.get("log", "format").lower()
+    if style == "json":
+        from gateways.logformat import JsonFormatter  # only with [log] format = json
+        handler.setFormatter(JsonFormatter())
+    elif style == "text":
+        fmt = "%(name)s %(levelname)s %(message)s" if method == "syslog" else \
+            "%(asctime)s %(name)s %(levelname)s %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
+    else:
+        raise ConfigError(f"[log] format = {config.get('log', 'format')!r}: expected text or json")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     try:

@@ -10,8 +10,9 @@ process last saw, for subscribed accounts only, every ``poll_interval`` seconds.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from typing import Callable
+from typing import Callable, Optional
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred
@@ -27,6 +28,8 @@ class LocalBus(PushBus):
         self._subs: dict[int, list] = defaultdict(list)
         #: highest modseq this process has published or observed, per account
         self.seen: dict[int, int] = {}
+        #: ``store.settings.StoreObserver`` told the push latency; None: not measured
+        self.observer = None
 
     def subscribe(self, account_id: int, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         entry = [callback]  # a unique object, so the same callback may subscribe twice
@@ -43,10 +46,15 @@ class LocalBus(PushBus):
     def subscribed_accounts(self) -> list:
         return list(self._subs)
 
-    def publish(self, event: ChangeEvent) -> None:
+    def publish(self, event: ChangeEvent, committed: Optional[float] = None) -> None:
+        """``committed``: ``time.monotonic()`` of the commit that made the change, when known
+        (the observer hears how long after it each subscriber was called)."""
         if event.modseq > self.seen.get(event.account_id, 0):
             self.seen[event.account_id] = event.modseq
+        observer = self.observer if committed is not None else None
         for entry in list(self._subs.get(event.account_id, ())):
+            if observer is not None:
+                observer.push(time.monotonic() - committed)
             try:
                 entry[0](event)
             except Exception:

@@ -68,6 +68,9 @@ class StoreCore:
         self._big_lane = DeferredSemaphore(1)  # analysis of messages over BIG_MESSAGE, one at a time
         self.raw_cache = RawCache()  # recently read messages, for the batched reads
         self._outbound_listeners: list = []
+        #: settings.observer (the process's metrics): every transaction, delivery and push
+        self.observer = settings.observer
+        db.observer = self.bus.observer = self.observer
 
     @property
     def rule_settings(self):
@@ -84,6 +87,8 @@ class StoreCore:
         reactor.addSystemEventTrigger("during", "shutdown", self.stop)
         if poll:
             self.poller.start()
+        if self.observer is not None:
+            self.observer.watch_pool(self.db.pool_usage)
 
     def stop(self) -> None:
         self.poller.stop()
@@ -99,9 +104,18 @@ class StoreCore:
     def _run(self, desc, fn, *args):
         return self.db.run_interaction(desc, fn, *args)
 
-    def _publish(self, account_id: int, folder_id: Optional[int], modseq: Optional[int], kind: str = "message"):
+    def _publish(self, account_id: int, folder_id: Optional[int], modseq: Optional[int], kind: str = "message",
+                 committed: Optional[float] = None):
+        """``committed``: time.monotonic() of the commit, for the push latency; by default the
+        commit of the pool work whose result the reactor handled last (the caller's own, when
+        it publishes as it resumes from ``_run``)."""
         if modseq is not None:
-            self.bus.publish(ChangeEvent(account_id=account_id, folder_id=folder_id, modseq=modseq, kind=kind))
+            self.bus.publish(ChangeEvent(account_id=account_id, folder_id=folder_id, modseq=modseq, kind=kind),
+                             self.db.last_commit if committed is None else committed)
+
+    def _observe_delivery(self, outcome: str, count: int = 1) -> None:
+        if self.observer is not None and count:
+            self.observer.delivery(outcome, count)
 
     # -- the outbound hook -----------------------------------------------------------------
     def on_outbound(self, callback: Callable[[], None]) -> Callable[[], None]:

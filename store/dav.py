@@ -394,7 +394,7 @@ class DavAccess(BlockingDav):
 
     def _published(self, account_id: int, folder_id: int, modseq: int) -> int:
         from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
-        reactor.callFromThread(self._store._publish, account_id, folder_id, modseq, "dav")
+        reactor.callFromThread(self._store._publish, account_id, folder_id, modseq, "dav", time.monotonic())
         return modseq
 
     def resolve(self, address: str, name: Optional[str] = None, href: Optional[str] = None) -> tuple:

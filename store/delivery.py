@@ -301,6 +301,7 @@ class DeliveryStore(StoreCore):
             for account_id, folder_id, modseq in row.events or ():
                 self._publish(account_id, folder_id, modseq)
             outgoing += row.queued
+            self._observe_delivery(_outcome(row.error))
             results.append(DeliveryResult(recipient=rcpt, error=row.error, folder=row.folder, uid=row.uid,
                                           actions=row.actions))
         if outgoing:
@@ -396,15 +397,39 @@ class DeliveryStore(StoreCore):
         return plan_all
 
 
+def _outcome(error: Optional[Exception]) -> str:
+    """The observer's name (interfaces.DELIVERY_OUTCOMES) for one recipient's end."""
+    if error is None:
+        return "delivered"
+    if isinstance(error, errors.Rejected):
+        return "rejected"
+    if isinstance(error, errors.OverQuota):
+        return "over_quota"
+    if isinstance(error, errors.TooBig):
+        return "too_big"
+    if isinstance(error, errors.NotFound):
+        return "unknown_user"
+    return "temporary_failure"
+
+
 class SqlDelivery(Delivery):
     def __init__(self, store: DeliveryStore, mail_from: str):
         self.store = store
         self.mail_from = mail_from
         self.recipients: list[Recipient] = []
         self.states: list = []  # (rules_version, has_active_script) per recipient
+        #: whether a refused RCPT counts as a delivery outcome (not for a submission, whose
+        #: "unknown" recipients may be remote ones)
+        self.observe_refusals = True
 
     async def add_recipient(self, address: str) -> Recipient:
-        rcpt, version, has_script = await self.store._run("resolve_recipient", resolve_for_delivery_txn, address)
+        try:
+            rcpt, version, has_script = await self.store._run("resolve_recipient", resolve_for_delivery_txn,
+                                                              address)
+        except (errors.NotFound, errors.TemporaryFailure) as e:
+            if self.observe_refusals:
+                self.store._observe_delivery(_outcome(e))
+            raise
         self.recipients.append(rcpt)
         self.states.append((version, has_script))
         return rcpt
@@ -415,11 +440,20 @@ class SqlDelivery(Delivery):
         if not isinstance(raw, (bytes, bytearray)):  # a spooled message (an LMTP DATA)
             if raw.seek(0, os.SEEK_END) > self.store.max_message_size:
                 error = errors.TooBig(f"message exceeds {self.store.max_message_size} bytes")
+                self.store._observe_delivery("too_big", len(self.recipients))
                 return [DeliveryResult(recipient=r, error=error) for r in self.recipients]
             return await self.store._with_spooled(raw, lambda data: self.commit(data, junk))
         if len(raw) > self.store.max_message_size:
             error = errors.TooBig(f"message exceeds {self.store.max_message_size} bytes")
+            self.store._observe_delivery("too_big", len(self.recipients))
             return [DeliveryResult(recipient=r, error=error) for r in self.recipients]
+        try:
+            return await self._commit(raw, junk)
+        except Exception:
+            self.store._observe_delivery("temporary_failure", len(self.recipients))
+            raise
+
+    async def _commit(self, raw: bytes, junk: bool) -> list:
         planner = await self.store._plan_delivery(raw, self.mail_from, self.recipients, self.states, junk)
         # A message stored inline is prepared on the DB thread with its rows (no file to write,
         # ~0.1 ms of CPU), and its rules are evaluated there too: one thread hop per delivery.

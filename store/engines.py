@@ -149,6 +149,11 @@ class Database:
         #: desc -> commits still to report as lost (tests only, see LOSE_AFTER_COMMIT_ENV)
         self.lose_after_commit = _parse_faults(os.environ.get(LOSE_AFTER_COMMIT_ENV, ""))
         self._faults_lock = threading.Lock()
+        #: ``store.settings.StoreObserver`` told of every transaction; None: nothing measured
+        self.observer = None
+        #: with an observer: time.monotonic() when the pool work whose result the reactor is
+        #: handling now returned (its commit), for the push latency (reactor thread only)
+        self.last_commit: Optional[float] = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, reactor) -> None:
@@ -209,7 +214,21 @@ class Database:
         MariaDB: the thread's connection, READ COMMITTED.  ``fn`` must not write."""
         return self._run_here(desc, fn, args, kwargs, "BEGIN")
 
+    def pool_usage(self) -> tuple:
+        """``(threads working, threads at most)`` of the DB pool."""
+        return len(self.pool.working), self.pool.max
+
     def _run_here(self, desc, fn, args, kwargs, begin: str):
+        observer = self.observer
+        if observer is None:
+            return self._retrying(desc, fn, args, kwargs, begin)
+        started = time.perf_counter()
+        try:
+            return self._retrying(desc, fn, args, kwargs, begin)
+        finally:
+            observer.transaction(desc, time.perf_counter() - started)
+
+    def _retrying(self, desc, fn, args, kwargs, begin: str):
         delay = 0.02
         for attempt in range(RETRIES + 1):
             try:
@@ -353,4 +372,18 @@ class Database:
     def run_in_pool(self, fn: Callable, *args, **kwargs) -> defer.Deferred:
         """Run a plain function on a DB pool thread (it may call :meth:`run_sync`)."""
         from twisted.internet import reactor  # the installed one, asyncioreactor (not at import time)
-        return threads.deferToThreadPool(reactor, self.pool, fn, *args, **kwargs)
+        if self.observer is None:
+            return threads.deferToThreadPool(reactor, self.pool, fn, *args, **kwargs)
+        d = threads.deferToThreadPool(reactor, self.pool, _stamped, fn, args, kwargs)
+        d.addCallback(self._note_commit)
+        return d
+
+    def _note_commit(self, stamped):
+        """Reactor thread, just before the caller resumes: its commit time is the latest."""
+        result, self.last_commit = stamped
+        return result
+
+
+def _stamped(fn, args, kwargs) -> tuple:
+    """Pool thread: ``fn``'s result and when it returned (after its COMMIT)."""
+    return fn(*args, **kwargs), time.monotonic()

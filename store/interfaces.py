@@ -55,7 +55,8 @@ __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX
            "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery", "DeliveryResult",
            "Folder", "FolderStatus", "LoginFailures", "LoginState", "MessageMeta", "MessageRecord",
            "NewItem", "OutboundMessage", "OutboundRecipient", "PurgeReport", "PushBus", "Quota", "Recipient",
-           "SieveScriptInfo", "Store", "StoreResult", "Submission", "SubmissionResult", "as_future"]
+           "SieveScriptInfo", "Store", "StoreObserver", "DELIVERY_OUTCOMES", "StoreResult", "Submission",
+           "SubmissionResult", "as_future"]
 
 
 def as_future(coro, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Future:
@@ -78,6 +79,30 @@ class PushBus:
 
     def publish(self, event: ChangeEvent) -> None:
         raise NotImplementedError
+
+
+#: what :meth:`StoreObserver.delivery` is told per recipient
+DELIVERY_OUTCOMES = ("delivered", "rejected", "over_quota", "too_big", "unknown_user", "temporary_failure")
+
+
+class StoreObserver:
+    """What the store tells whoever watches it (``StoreSettings.observer``: the process's
+    metrics; the store imports nothing of theirs).
+
+    Every method may be called from any thread (DB pool, WSGI workers, the reactor), must be
+    cheap and thread-safe, and must not raise.  With no observer the store measures nothing."""
+
+    def transaction(self, desc: str, seconds: float) -> None:
+        """One transaction named ``desc`` ran (``run_interaction``'s desc), retries included."""
+
+    def delivery(self, outcome: str, count: int = 1) -> None:
+        """``count`` recipients of a delivery ended as ``outcome`` (one of DELIVERY_OUTCOMES)."""
+
+    def push(self, seconds: float) -> None:
+        """A push subscriber was called ``seconds`` after the commit of the change it hears."""
+
+    def watch_pool(self, usage: Callable[[], tuple]) -> None:
+        """At start: ``usage()`` gives ``(threads working, threads at most)`` of the DB pool."""
 
 
 class Delivery:
@@ -192,6 +217,13 @@ class Store:
     async def migrate(self) -> list:
         """Apply the missing schema deltas; returns their names.  Only ``haven db migrate`` and
         an empty database at ``haven serve`` call it."""
+        raise NotImplementedError
+
+    async def health_check(self) -> tuple:
+        """What a health check asks (``/healthz``): ``(current, latest)`` as :meth:`schema_version`,
+        read in one short transaction that also reads the tables every login and delivery needs
+        (accounts, folders, messages), so a database that answers but has lost them is not
+        healthy.  Raises TemporaryFailure (StoreUnavailable) when the database cannot answer."""
         raise NotImplementedError
 
     # -- accounts --------------------------------------------------------------------------
@@ -456,6 +488,11 @@ class Store:
 
     async def delete_outbound(self, queue_id: int) -> None:
         """Drop a message from the queue without a DSN.  Raises NotFound."""
+        raise NotImplementedError
+
+    async def outbound_summary(self) -> tuple:
+        """``(messages, recipients still queued, created_at of the oldest message or None)`` of
+        the whole outbound queue, in one cheap query (for monitoring)."""
         raise NotImplementedError
 
     # -- Sieve scripts (RFC 5804 semantics; store/rules.py) ----------------------------------

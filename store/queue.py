@@ -145,6 +145,12 @@ def list_queue_txn(txn: Txn) -> list:
     return _messages(txn, ids, rows)
 
 
+def summary_txn(txn: Txn) -> tuple:
+    messages, oldest = txn.execute("SELECT COUNT(*), MIN(created_at) FROM outbound_queue").fetchone()
+    queued = txn.scalar("SELECT COUNT(*) FROM outbound_recipients WHERE status = ?", (QUEUED,))
+    return int(messages or 0), int(queued or 0), oldest
+
+
 def get_queued_txn(txn: Txn, queue_id: int) -> OutboundMessage:
     rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id = ? ORDER BY id",
                        (queue_id,)).fetchall()
@@ -192,6 +198,9 @@ class OutboundStore(StoreCore):
 
     async def list_outbound(self) -> list:
         return await self._run("list_outbound", list_queue_txn)
+
+    async def outbound_summary(self) -> tuple:
+        return await self._run("outbound_summary", summary_txn)
 
     async def get_outbound(self, queue_id: int) -> OutboundMessage:
         return await self._run("get_outbound", get_queued_txn, queue_id)

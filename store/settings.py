@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,6 @@ class StoreSettings:
     rules: RuleSettings = field(default_factory=RuleSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     rates: RateSettings = field(default_factory=RateSettings)
+    #: who watches the store (a store.interfaces.StoreObserver: the process's metrics); None:
+    #: nobody, and nothing is measured
+    observer: Optional[Any] = field(default=None, compare=False)

@@ -38,7 +38,7 @@ from store.lifecycle import LifecycleStore
 from store.messages import MessagesStore
 from store.queue import OutboundStore
 from store.quota import QuotaStore
-from store.schema import current_version_txn, latest_version, migrate_txn
+from store.schema import current_version_txn, health_txn, latest_version, migrate_txn
 from store.settings import StoreSettings
 from store.sievestore import SieveStore
 from store.submission import SubmissionStore
@@ -51,6 +51,9 @@ class SqlStore(AccountsStore, FoldersStore, MessagesStore, DeliveryStore, Submis
 
     async def migrate(self) -> list:
         return await self._run("migrate", migrate_txn)
+
+    async def health_check(self) -> tuple:
+        return await self._run("health_check", health_txn), latest_version()
 
 
 def open_store(url, settings: StoreSettings, pool_size: int = 8, busy_timeout_ms: int = 5000) -> SqlStore:

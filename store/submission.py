@@ -102,6 +102,7 @@ class SqlSubmission(Submission):
         self.mail_from = mail_from
         self.used = used  # (messages, recipients) of the last hour at MAIL; None: no limits
         self.delivery = store.begin_delivery(mail_from)
+        self.delivery.observe_refusals = False  # a NotFound may be a remote recipient
         self.local: list = []
         self.remote: list = []
         self._committed = False

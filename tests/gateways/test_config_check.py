@@ -32,6 +32,12 @@ BAD = [
     ("[tls]\ncert = /nonexistent/cert.pem\nkey = /nonexistent/key.pem\n",
      b"[tls] cert = /nonexistent/cert.pem: no such file"),
     ("[pop3]\nlisten = 127.0.0.1:{imap}\n", b"already the address of [imap] listen"),
+    ("[metrics]\nlisten = 9180\n", b"[metrics] listen = '9180': expected HOST:PORT"),
+    ("[metrics]\nlisten = 127.0.0.1:{imap}\n", b"[metrics] listen = 127.0.0.1:"),
+    ("[metrics]\nhealth_timeout = 0\n", b"[metrics] health_timeout = '0': expected at least 0.1"),
+    ("[metrics]\nqueue_interval = often\n", b"[metrics] queue_interval = 'often': expected a duration"),
+    ("[metrics]\nhttp_healthz = maybe\n", b"[metrics] http_healthz = 'maybe': expected yes or no"),
+    ("[log]\nformat = xml\n", b"[log] format = 'xml': expected text or json"),
 ]
 
 
