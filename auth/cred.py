@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import time
@@ -46,7 +47,6 @@ from twisted.internet import defer, task, threads
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Interface, implementer
 
-from auth.networks import Networks
 from auth.passwords import verify_password
 from store import errors
 
@@ -72,7 +72,7 @@ class Throttle:
     """What the ``[auth]`` keys make of the store's failure counts (see the module docstring)."""
 
     def __init__(self, failure_delay: float = 2.0, max_penalty: float = 15.0, block_after: int = 10,
-                 window: float = 900, trusted: Networks = Networks()):
+                 window: float = 900, trusted: tuple = ()):
         self.failure_delay = failure_delay
         self.max_penalty = max_penalty
         self.block_after = block_after
@@ -94,6 +94,17 @@ class Throttle:
             return False
         self._logged[(ip, subject)] = now
         return True
+
+    def is_trusted(self, ip: str) -> bool:
+        """Whether ``ip`` is in ``[auth] trusted_networks`` (networks the process parsed)."""
+        if not self.trusted or not ip:
+            return False
+        try:
+            address = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        address = getattr(address, "ipv4_mapped", None) or address
+        return any(address.version == net.version and address in net for net in self.trusted)
 
     def since(self) -> int:
         return int(time.time() - self.window)
@@ -183,7 +194,7 @@ class StoreChecker:
         if isinstance(login, bytes):
             login = login.decode("utf-8", "replace")
         throttle = self.throttle
-        trusted = ip in throttle.trusted
+        trusted = throttle.is_trusted(ip)
         try:
             state = await self.store.login_state(login, "" if trusted else ip, throttle.since())
         except errors.StoreError as e:
@@ -296,11 +307,13 @@ def _hashing_pool() -> ThreadPool:
     return pool
 
 
-def make_portal(store, config) -> portal.Portal:
+def make_portal(store, config, trusted_networks: tuple = ()) -> portal.Portal:
+    """The portal on ``store`` with the ``[auth]`` keys of ``config``; ``trusted_networks``:
+    ``[auth] trusted_networks`` as the process parsed it (ip_network objects)."""
     throttle = Throttle(failure_delay=config.getfloat("auth", "failure_delay"),
                         max_penalty=config.getfloat("auth", "max_penalty"),
                         block_after=config.getint("auth", "block_after"),
                         window=config.getfloat("auth", "throttle_window"),
-                        trusted=Networks(config.get("auth", "trusted_networks")))
+                        trusted=tuple(trusted_networks))
     checker = StoreChecker(store, _hashing_pool(), throttle, cache_ttl=config.getfloat("auth", "cache_ttl"))
     return portal.Portal(AccountRealm(store), [checker])

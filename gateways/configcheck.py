@@ -14,8 +14,8 @@ import importlib
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-from auth.networks import Networks
 from conf import Config, ConfigError
+from gateways.common.clientaddr import trusted_networks, trusted_proxies
 from gateways.common.relayconf import parse_outbound
 from gateways.common.tls import TLSSources, load_certificates
 from gateways.metrics import MetricsConfig
@@ -42,10 +42,8 @@ def check_config(config: Config, context) -> None:
     for key in ("failure_delay", "max_penalty", "throttle_window", "cache_ttl"):
         _at_least(config, "auth", key, config.getfloat("auth", key), 0)
     _at_least(config, "auth", "block_after", config.getint("auth", "block_after"), 0)
-    try:
-        Networks(config.get("auth", "trusted_networks"))
-    except ValueError as e:
-        raise ConfigError(f"[auth] trusted_networks: {e}") from None
+    trusted_networks(config.section("auth"))
+    trusted_proxies(config.section("server"))
     config.getbool("server", "disclose_version")
     _at_least(config, "server", "max_message_size", config.getint("server", "max_message_size"), 0)
     if config.get("log", "format").lower() not in LOG_FORMATS:

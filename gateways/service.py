@@ -265,10 +265,7 @@ class Service:
             self.health = HealthCheck(self.store, self.reactor, metrics_config.health_timeout)
         # data_dir/spool: the unnamed files of messages being received (gateways/common/spool.py)
         (self.config.data_dir / "spool").mkdir(parents=True, exist_ok=True)
-        try:
-            self.portal = make_portal(self.store, self.config)
-        except ValueError as e:  # the one value make_portal parses itself
-            raise ConfigError(f"[auth] trusted_networks: {e}") from None
+        self.portal = make_portal(self.store, self.config, self.trusted_networks)
         self.published = published_services(self.config)  # a bad [autoconfig] key stops start-up, HTTP or not
         if self.published.unusable:
             log.warning("no client autoconfiguration: %s", self.published.unusable)

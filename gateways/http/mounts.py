@@ -76,6 +76,10 @@ class _Branch(resource.Resource):
             return pages.notFound()  # what Resource.getChild gives, HTML-escaped (Twisted >= 22.10)
         return self._missing()
 
+    def render(self, request):
+        """The segment itself (``/.well-known/autoconfig``) is not found either, not a 405."""
+        return self.getChild(b"", request).render(request)
+
 
 def segments(path: str) -> list:
     """``"/dav/"`` -> ``[b"dav"]``, ``"/.well-known/caldav"`` -> ``[b".well-known", b"caldav"]``,

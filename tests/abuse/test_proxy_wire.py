@@ -21,7 +21,7 @@ def server(request, tmp_path_factory):
     s = HavenServer(tmp_path_factory.mktemp(f"haven-proxy-{request.param}"), request.param, {
         "server.trusted_proxies": f"{PROXY_IP}, 192.0.2.250/32",
         "auth.failure_delay": "0.3",
-        "auth.max_failures_per_ip": "3",
+        "auth.block_after": "3", "auth.max_penalty": "0.2",
         "imap.proxy_protocol": "yes", "imap.max_connections_per_ip": "3",
         "pop3.proxy_protocol": "yes", "pop3.max_connections_per_ip": "2", "pop3.login_timeout": "1.5",
         "managesieve.proxy_protocol": "yes", "managesieve.max_connections_per_ip": "2",
@@ -64,10 +64,10 @@ def test_a_v2_header_vouching_for_tls_allows_the_login(server):
 
 def test_throttling_counts_the_proxied_address(server):
     user, password = server.new_user("throttled")
-    for _ in range(3):
+    for i in range(3):  # three distinct wrong passwords from the proxied client block it for the account
         with Conn(server.imap, v2("198.51.100.10", tls=True)) as c:
             c.line()
-            c.send(b"a LOGIN " + user.encode() + b" wrong\r\n")
+            c.send(b"a LOGIN " + user.encode() + b" wrong%d\r\n" % i)
             assert c.line().startswith(b"a NO")
     wait_for_log(server, f"authentication failed for '{user}' from 198.51.100.10")
     with Conn(server.imap, v2("198.51.100.10", tls=True)) as c:  # the right password, refused

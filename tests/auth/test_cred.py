@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import pytest
@@ -16,11 +17,15 @@ class Cfg:
     """The [auth] keys make_portal reads."""
 
     def __init__(self, **values):
-        self.values = {"block_after": 3, "max_penalty": 0.05, "throttle_window": 60, "trusted_networks": "",
+        self.values = {"block_after": 3, "max_penalty": 0.05, "throttle_window": 60,
                        "failure_delay": 0.01, "cache_ttl": 0, **values}
 
     def get(self, section, key):
         return str(self.values[key])
+
+
+def networks(text: str) -> tuple:
+    return tuple(ipaddress.ip_network(n.strip(), strict=False) for n in text.split(","))
 
     def getint(self, section, key):
         return int(self.values[key])
@@ -159,7 +164,7 @@ def test_success_keeps_the_address_failures_for_other_accounts(store, run):
 
 
 def test_trusted_networks_are_never_counted_or_blocked(store, run):
-    portal = make_portal(store, Cfg(trusted_networks="10.9.0.0/16, 192.0.2.200"))
+    portal = make_portal(store, Cfg(), trusted_networks=networks("10.9.0.0/16, 192.0.2.200"))
     run(store.create_account, "jo@example.test", hash_password("right"))
     for i in range(6):
         refused(run, portal, "jo@example.test", f"g{i}", "10.9.3.4")

@@ -25,7 +25,7 @@ BAD = [
     ("[imap]\nlisten = 127.0.0.73:99999\n", b"[imap] listen = '127.0.0.73:99999': expected HOST:PORT"),
     ("[pop3]\nmax_bad_commands = x\n", b"[pop3] max_bad_commands"),
     ("[http]\nthreads = 0\n", b"[http] threads"),
-    ("[auth]\ntrusted_networks = webmail\n", b"[auth] trusted_networks: 'webmail' is not an IP address"),
+    ("[auth]\ntrusted_networks = webmail\n", b"[auth] trusted_networks = 'webmail': 'webmail' is not an IP address"),
     ("[auth]\nblock_after = -1\n", b"[auth] block_after = '-1': expected 0 or more"),
     ("[lmtp]\nover_quota = sometimes\n", b"[lmtp] over_quota"),
     ("[submission]\nrelay = nowhere\n", b"[submission] relay"),
