@@ -16,6 +16,7 @@ import importlib
 import logging
 import logging.handlers
 import os
+import weakref
 from pathlib import Path
 from typing import Optional
 
@@ -171,6 +172,7 @@ class Service:
         self.portal = None
         self.listeners = []  # twisted ports
         self.servers = []  # asyncio servers
+        self.sessions = weakref.WeakSet()  # their open connections (aiosmtpd protocols)
         self.spooler = None
         self.tls = self.ssl_context = None
         self.published = None  # what clients are told (published_services)
@@ -234,13 +236,14 @@ class Service:
         except Exception as e:
             raise StartupError(f"cannot listen on {key} = {where}: {e}") from e
         self.listeners.append(port)
-        log.info("listening on %s (%s)", where, key)
+        log.info("listening on %s (%s)", where, key)  # Twisted's own line is dropped (QuietTwistedPorts)
 
     async def _start_twisted(self, section: str, module: str) -> None:
         plain, secure = self.config.listen(section), self.config.listen(section, "tls_listen")
         if not (plain or secure):
             return
         factory = importlib.import_module(module).make_factory(self.context(section))
+        factory.noisy = False  # no "Starting factory" lines: the listener is logged once, below
         if plain:
             await self._listen_twisted(f"[{section}] listen", plain, factory)
         if secure:
@@ -254,13 +257,16 @@ class Service:
         from gateways.http import make_site  # loaded only when [http] listens
         ctx = self.context("http")
         site = make_site(ctx, self.reactor, http_mounts(ctx, self.published))
+        site.noisy = False
         if plain:
             await self._listen_twisted("[http] listen", plain, site)
         if secure:
             await self._listen_twisted("[http] tls_listen", secure, site, tls=self.tls)
 
-    async def _listen_asyncio(self, key: str, where: ListenAddress, factory, ssl_context=None) -> None:
+    async def _listen_asyncio(self, section: str, key: str, where: ListenAddress, factory,
+                              ssl_context=None) -> None:
         loop = asyncio.get_event_loop()
+        factory = self._tracked(factory)
         try:
             if where.kind == "unix":
                 Path(where.path).parent.mkdir(parents=True, exist_ok=True)
@@ -269,6 +275,9 @@ class Service:
                 server = await defer.Deferred.fromFuture(asyncio.ensure_future(
                     loop.create_unix_server(factory, where.path, ssl=ssl_context)))
                 os.chmod(where.path, 0o660)
+                group = self.config.get(section, "socket_group") if self.config.has(section, "socket_group") else ""
+                if group:
+                    os.chown(where.path, -1, socket_group_id(f"[{section}] socket_group", group))
             else:
                 server = await defer.Deferred.fromFuture(asyncio.ensure_future(
                     loop.create_server(factory, where.host, where.port, reuse_address=True, ssl=ssl_context)))
@@ -285,9 +294,9 @@ class Service:
         gateway = importlib.import_module(module)
         ctx = self.context(section)
         if plain:
-            await self._listen_asyncio(f"[{section}] listen", plain, gateway.make_protocol_factory(ctx))
+            await self._listen_asyncio(section, f"[{section}] listen", plain, gateway.make_protocol_factory(ctx))
         if secure:
-            await self._listen_asyncio(f"[{section}] {tls_key}", secure,
+            await self._listen_asyncio(section, f"[{section}] {tls_key}", secure,
                                        gateway.make_protocol_factory(ctx, implicit_tls=True),
                                        ssl_context=self.ssl_context)
 
@@ -322,8 +331,55 @@ class Service:
             await port.stopListening()
         for server in self.servers:
             server.close()
+        await self._close_sessions()
         if self.spooler is not None:
             await self.spooler.stop()
+
+    def _tracked(self, factory):
+        """``factory`` that remembers each connection it makes, for stop() to close."""
+        def make():
+            protocol = factory()
+            self.sessions.add(protocol)
+            return protocol
+        return make
+
+    async def _close_sessions(self, timeout: float = 5.0) -> None:
+        """Close the open LMTP and submission connections and wait for their session tasks
+        (asyncio's Server.close() leaves them open on Python 3.11, and the loop would then
+        destroy their pending tasks: "Task was destroyed but it is pending!").  A commit in
+        progress finishes first: its task ends once the store has answered."""
+        tasks = []
+        for session in list(self.sessions):
+            task_ = getattr(session, "_handler_coroutine", None)  # aiosmtpd's session task
+            if session.transport is not None:
+                session.transport.close()
+            if task_ is not None and not task_.done():
+                tasks.append(task_)
+        if tasks:
+            await defer.Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(tasks, timeout=timeout)))
+
+
+def socket_group_id(key: str, group: str) -> int:
+    """The id of the group a unix socket is given (``[lmtp] socket_group``), which this process
+    must be able to give it (its own groups; root any): ConfigError naming ``key`` otherwise."""
+    import grp  # Unix only, like unix sockets
+    try:
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"{key} = {group!r}: no such group") from None
+    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+        raise ConfigError(f"{key} = {group!r}: this user (uid {os.getuid()}) is not a member of that group, "
+                          f"so it cannot give the socket to it (usermod -aG {group} USER)")
+    return gid
+
+
+class QuietTwistedPorts(logging.Filter):
+    """Drops Twisted's "IMAPFactory starting on 1143" and "(TCP Port 1143 Closed)" lines: the
+    service logs each listener once itself, with its address and the key that set it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (" starting on " in message or message.startswith("(") and message.endswith(" Closed)"))
 
 
 def reopen_log_file() -> bool:
@@ -369,5 +425,8 @@ def setup_logging(config: Config, verbose: bool = False) -> None:
         root.setLevel(level)
     except ValueError:
         raise ConfigError(f"[log] level = {level!r}: expected debug, info, warn or error") from None
+    twisted_log = logging.getLogger("twisted")
+    if not any(isinstance(f, QuietTwistedPorts) for f in twisted_log.filters):
+        twisted_log.addFilter(QuietTwistedPorts())
     globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False,
                                      discardBuffer=True)

@@ -4,7 +4,10 @@ is in effect, secrets masked."""
 
 from __future__ import annotations
 
+import grp
+import os
 import socket
+import stat
 import subprocess
 import sys
 
@@ -32,6 +35,8 @@ BAD = [
     ("[tls]\ncert = /nonexistent/cert.pem\nkey = /nonexistent/key.pem\n",
      b"[tls] cert = /nonexistent/cert.pem: no such file"),
     ("[pop3]\nlisten = 127.0.0.1:{imap}\n", b"already the address of [imap] listen"),
+    ("[lmtp]\nlisten = unix:/nonexistent/lmtp.sock\nsocket_group = no-such-group-here\n",
+     b"[lmtp] socket_group = 'no-such-group-here': no such group"),
 ]
 
 
@@ -105,3 +110,19 @@ def test_database_errors_say_what_happened(tmp_path):
     assert r.returncode == 75 and f"cannot connect to MariaDB/MySQL at 127.0.0.1:{closed}".encode() in r.stderr, \
         r.stderr
     assert b"Traceback" not in r.stderr
+
+
+def test_the_lmtp_socket_gets_its_group(haven_factory, tmp_path):
+    """``[lmtp] socket_group``: the unix socket is 0660 and belongs to that group (here one
+    of the test user's own, as it must be), so that Postfix's lmtp client may connect."""
+    gid = ([g for g in os.getgroups() if g != os.getegid()] or [os.getegid()])[0]
+    path = tmp_path / "lmtp.sock"
+    server = haven_factory("sqlite", start=False, **{"lmtp.listen": f"unix:{path}",
+                                                      "lmtp.socket_group": grp.getgrgid(gid).gr_name})
+    server.gateways.remove("lmtp")
+    server.start()
+    mode = path.stat()
+    assert mode.st_gid == gid and stat.S_IMODE(mode.st_mode) == 0o660
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        assert s.recv(100).startswith(b"220 ")
