@@ -22,6 +22,8 @@ import socket
 import time
 from typing import Optional
 
+from twisted.internet import defer, task  # neither installs a reactor
+
 log = logging.getLogger("haven.systemd")
 
 
@@ -70,7 +72,6 @@ class Watchdog:
     ``check()`` (an awaitable factory: a cheap store query) has come back."""
 
     def __init__(self, reactor, interval: float, check):
-        from twisted.internet import task  # the reactor is installed by now
         self.check = check
         self._call = task.LoopingCall(self._beat)
         self._call.clock = reactor
@@ -86,8 +87,6 @@ class Watchdog:
             self._call.stop()
 
     def _beat(self):
-        from twisted.internet import defer
-
         async def beat():
             try:
                 await self.check()
