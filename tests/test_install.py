@@ -192,3 +192,30 @@ def test_the_readme_install_runs(tmp_path):
             log.close()
     assert serve.returncode == 0, (tmp_path / "serve.log").read_text()
 
+
+
+def _postfix(name: str) -> str:
+    """A conf/postfix/ snippet without its comments."""
+    text = (ROOT / "conf" / "postfix" / name).read_text()
+    return "\n".join(line for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def test_the_postfix_snippets_fit_the_install():
+    """main.cf's transport is the unchrooted service of master.cf, on the sample's socket;
+    the pipe runs the installed `haven` with the installed config, one recipient at a time."""
+    main = dict(re.findall(r"^(\w+) = (.*)$", _postfix("main.cf"), flags=re.M))
+    service, _, where = main["virtual_transport"].partition(":")
+    columns = _postfix("master.cf").split()
+    assert columns[0] == service and columns[1] == "unix" and columns[4] == "n" and columns[7] == "lmtp"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(SAMPLE)
+    assert where == parser.get("lmtp", "listen")
+
+    pipe_main = dict(re.findall(r"^(\w+) = (.*)$", _postfix("pipe-main.cf"), flags=re.M))
+    pipe = _postfix("pipe-master.cf").split()
+    assert pipe[:8] == [pipe_main["virtual_transport"], "unix", "-", "n", "n", "-", "-", "pipe"]
+    assert pipe_main[f"{pipe[0]}_destination_recipient_limit"] == "1"
+    haven = dict(re.findall(r"^(\w+)=(.*)$", UNIT.read_text(), flags=re.M))["ExecStart"].split()[0]
+    argv = " ".join(pipe[pipe.index(f"argv={haven}"):])
+    assert argv.startswith(f"argv={haven} --config /etc/haven/haven.ini deliver -f ${{sender}} ${{recipient}}")
+    assert "user=haven" in pipe
