@@ -173,6 +173,7 @@ class Service:
         self.listeners = []  # twisted ports
         self.servers = []  # asyncio servers
         self.sessions = weakref.WeakSet()  # their open connections (aiosmtpd protocols)
+        self.socket_paths = []  # their unix sockets, removed at stop
         self.spooler = None
         self.tls = self.ssl_context = None
         self.published = None  # what clients are told (published_services)
@@ -275,6 +276,7 @@ class Service:
                 server = await defer.Deferred.fromFuture(asyncio.ensure_future(
                     loop.create_unix_server(factory, where.path, ssl=ssl_context)))
                 os.chmod(where.path, 0o660)
+                self.socket_paths.append(where.path)
                 group = self.config.get(section, "socket_group") if self.config.has(section, "socket_group") else ""
                 if group:
                     os.chown(where.path, -1, socket_group_id(f"[{section}] socket_group", group))
@@ -331,6 +333,11 @@ class Service:
             await port.stopListening()
         for server in self.servers:
             server.close()
+        for path in self.socket_paths:
+            try:
+                os.unlink(path)  # no stale socket outlives the process
+            except OSError:
+                pass
         await self._close_sessions()
         if self.spooler is not None:
             await self.spooler.stop()
@@ -382,6 +389,27 @@ class QuietTwistedPorts(logging.Filter):
         return not (" starting on " in message or message.startswith("(") and message.endswith(" Closed)"))
 
 
+def stderr_is_journal() -> bool:
+    """Is standard error systemd's journal (``$JOURNAL_STREAM`` names its device and inode)?"""
+    try:
+        device, inode = (int(n) for n in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(2)
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines for the journal: no time stamp (it keeps its own) and the level as a syslog
+    priority prefix (``<3>``), so that ``journalctl -p err -u haven`` finds the errors."""
+
+    PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in self.PRIORITIES if record.levelno >= level), 7)
+        return f"<{priority}>{super().format(record)}"
+
+
 def reopen_log_file() -> bool:
     """Reopen the log file of ``[log] method = file`` (after logrotate moved or truncated it)."""
     reopened = False
@@ -416,9 +444,12 @@ def setup_logging(config: Config, verbose: bool = False) -> None:
         handler = logging.StreamHandler()
     else:
         raise ConfigError(f"[log] method = {method!r}: expected stderr, file or syslog")
-    fmt = "%(name)s %(levelname)s %(message)s" if method == "syslog" else \
-        "%(asctime)s %(name)s %(levelname)s %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
+    if method == "stderr" and stderr_is_journal():
+        handler.setFormatter(JournalFormatter("%(name)s %(levelname)s %(message)s"))
+    else:
+        fmt = "%(name)s %(levelname)s %(message)s" if method == "syslog" else \
+            "%(asctime)s %(name)s %(levelname)s %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     try:

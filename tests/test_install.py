@@ -135,6 +135,7 @@ def test_the_unit_sandbox_exposure_is_low():
     if found is None:
         pytest.skip(f"systemd-analyze security --offline is not supported here: {r.stderr.strip()[:200]}")
     assert float(found.group(1)) <= 2.5, r.stdout
+    assert "Unknown" not in r.stderr and "ignoring" not in r.stderr, r.stderr  # every directive understood
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="the README's self-signed certificate needs openssl")

@@ -126,3 +126,5 @@ def test_the_lmtp_socket_gets_its_group(haven_factory, tmp_path):
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(path))
         assert s.recv(100).startswith(b"220 ")
+    server.stop()
+    assert server.proc.returncode == 0 and not path.exists()  # removed at stop

@@ -9,12 +9,14 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from gateways.cli import systemd
-from tests.conftest import HavenServer
+from tests.conftest import ROOT, HavenServer
 
 
 def _receive(sock: socket.socket, want: str, timeout: float = 20.0) -> list:
@@ -97,3 +99,22 @@ def test_watchdog_interval(monkeypatch):
     assert systemd.watchdog_interval() == 30.0
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))  # another process is watched
     assert systemd.watchdog_interval() is None
+
+
+def test_log_lines_for_the_journal(tmp_path):
+    """With standard error on the journal ($JOURNAL_STREAM), lines carry a syslog priority
+    and no time stamp; on anything else they keep theirs."""
+    program = ("import logging; from conf import load_config; from gateways.service import setup_logging; "
+               "setup_logging(load_config(None)); logging.getLogger('haven.x').error('broken'); "
+               "logging.getLogger('haven.x').info('fine')")
+    out = tmp_path / "stderr"
+    env = {k: v for k, v in os.environ.items() if k != "HAVEN_CONFIG"}
+    env["PYTHONPATH"] = str(ROOT)
+    with open(out, "wb") as f:
+        st = os.fstat(f.fileno())
+        for journal in (f"{st.st_dev}:{st.st_ino}", "1:1"):
+            subprocess.run([sys.executable, "-c", program], stderr=f, env={**env, "JOURNAL_STREAM": journal},
+                           check=True, timeout=60)
+    lines = out.read_text().splitlines()
+    assert lines[:2] == ["<3>haven.x ERROR broken", "<6>haven.x INFO fine"]
+    assert lines[2].endswith(" haven.x ERROR broken") and not lines[2].startswith("<")
