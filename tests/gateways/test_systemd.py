@@ -118,3 +118,13 @@ def test_log_lines_for_the_journal(tmp_path):
     lines = out.read_text().splitlines()
     assert lines[:2] == ["<3>haven.x ERROR broken", "<6>haven.x INFO fine"]
     assert lines[2].endswith(" haven.x ERROR broken") and not lines[2].startswith("<")
+
+
+def test_each_listener_and_the_relay_notice_are_logged_once(haven_factory):
+    server = haven_factory("sqlite")
+    server.stop()
+    log = server.log()
+    for name in server.gateways:
+        assert log.count(f"listening on 127.0.0.1:{getattr(server, name)[1]} ") == 1, log
+    assert log.count("[submission] relay is empty: mail to remote addresses is refused") == 1, log
+    assert "Task was destroyed" not in log
