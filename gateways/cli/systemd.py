@@ -12,6 +12,8 @@ Invariants
   through the store's pool came back: a wedged reactor or a pool whose threads all hang stops
   the pings and systemd restarts Haven.  A query that fails quickly (the database is down)
   still pings: a restart would not bring the database back, and the store answers 4xx meanwhile.
+  The query takes the writer's turn (SQLite has one connection): a transaction holding it for
+  the whole ``WatchdogSec`` counts as hung too.
 """
 
 from __future__ import annotations
