@@ -220,3 +220,9 @@ def test_the_postfix_snippets_fit_the_install():
     argv = " ".join(pipe[pipe.index(f"argv={haven}"):])
     assert argv.startswith(f"argv={haven} --config /etc/haven/haven.ini deliver -f ${{sender}} ${{recipient}}")
     assert "user=haven" in pipe
+
+    # README's Postfix recipe edits the installed sample's socket_group line
+    edit = re.search(r"sed -i 's/\^(socket_group =\.\*)/([^/]+)/' /etc/haven/haven.ini", README.read_text())
+    assert edit, "the Postfix recipe no longer sets [lmtp] socket_group"
+    edited = re.sub("^" + edit.group(1), edit.group(2), SAMPLE.read_text(), flags=re.M)
+    assert "\nsocket_group = postfix\n" in edited
