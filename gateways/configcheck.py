@@ -19,7 +19,7 @@ from gateways.common.clientaddr import trusted_networks, trusted_proxies
 from gateways.common.relayconf import parse_outbound
 from gateways.common.tls import TLSSources, load_certificates
 from gateways.metrics import MetricsConfig
-from gateways.service import LOG_FORMATS, published_services, store_settings
+from gateways.service import LOG_FORMATS, published_services, socket_group_id, store_settings
 
 #: every gateway with listeners: section -> its package (each has ``check_settings(ctx)``)
 GATEWAYS = {"imap": "gateways.imap", "pop3": "gateways.pop3", "managesieve": "gateways.managesieve",
@@ -54,6 +54,7 @@ def check_config(config: Config, context) -> None:
     for section, module in GATEWAYS.items():
         if any(config.listen(section, key) for key in LISTEN_KEYS if config.has(section, key)):
             importlib.import_module(module).check_settings(context(section))
+    _check_socket_group(config)
     parse_outbound(config.section("submission"))
     published_services(config)  # [autoconfig]
     if config.listen("http") or config.listen("http", "tls_listen"):
@@ -87,6 +88,14 @@ def _check_tls(config: Config) -> None:
         raise ConfigError("[tls] cert and key must both be set (or both empty for a self-signed pair)")
     if cert:
         load_certificates(TLSSources(cert=cert, key=key, cert_dir=config.get("tls", "cert_dir")))
+
+
+def _check_socket_group(config: Config) -> None:
+    """[lmtp] socket_group names a group this user may give the socket to."""
+    group = config.get("lmtp", "socket_group")
+    where = config.listen("lmtp")
+    if group and where is not None and where.kind == "unix":
+        socket_group_id("[lmtp] socket_group", group)
 
 
 def _check_listeners(config: Config) -> None:

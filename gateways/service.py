@@ -21,6 +21,7 @@ import importlib
 import logging
 import logging.handlers
 import os
+import weakref
 from pathlib import Path
 from typing import Optional
 
@@ -204,6 +205,8 @@ class Service:
         self.portal = None
         self.listeners = []  # twisted ports
         self.servers = []  # asyncio servers
+        self.sessions = weakref.WeakSet()  # their open connections (aiosmtpd protocols)
+        self.socket_paths = []  # their unix sockets, removed at stop
         self.spooler = None
         self.tls = self.ssl_context = None
         self.published = None  # what clients are told (published_services)
@@ -339,13 +342,14 @@ class Service:
         except Exception as e:
             raise StartupError(f"cannot listen on {key} = {where}: {e}") from e
         self.listeners.append(port)
-        log.info("listening on %s (%s)", where, key)
+        log.info("listening on %s (%s)", where, key)  # Twisted's own line is dropped (QuietTwistedPorts)
 
     async def _start_twisted(self, section: str, module: str) -> None:
         plain, secure = self.config.listen(section), self.config.listen(section, "tls_listen")
         if not (plain or secure):
             return
         factory = self._counted(section, importlib.import_module(module).make_factory(self.context(section)))
+        factory.noisy = False  # no "Starting factory" lines: the listener is logged once, below
         if plain:
             await self._listen_twisted(f"[{section}] listen", plain, factory, section=section)
         if secure:
@@ -360,6 +364,7 @@ class Service:
         ctx = self.context("http")
         health = self.health if MetricsConfig.from_settings(self.config.section("metrics")).http_healthz else None
         site = self._counted("http", make_site(ctx, self.reactor, http_mounts(ctx, self.published, health)))
+        site.noisy = False
         if plain:
             await self._listen_twisted("[http] listen", plain, site, section="http")
         if secure:
@@ -369,7 +374,7 @@ class Service:
                               section: str = "") -> None:
         from gateways.common.proxyasync import guarded_factory  # only when needed: start-up time
         proxy = self._proxy_protocol(section, where)
-        factory = guarded_factory(factory, self.gate(section), proxy=proxy, trusted=self.trusted_proxies,
+        factory = guarded_factory(self._tracked(factory), self.gate(section), proxy=proxy, trusted=self.trusted_proxies,
                                   ssl_context=ssl_context)
         if proxy:
             ssl_context = None  # the PROXY header precedes the handshake: the wrapper adds TLS after it
@@ -382,6 +387,10 @@ class Service:
                 server = await defer.Deferred.fromFuture(asyncio.ensure_future(
                     loop.create_unix_server(factory, where.path, ssl=ssl_context)))
                 os.chmod(where.path, 0o660)
+                self.socket_paths.append(where.path)
+                group = self.config.get(section, "socket_group") if self.config.has(section, "socket_group") else ""
+                if group:
+                    os.chown(where.path, -1, socket_group_id(f"[{section}] socket_group", group))
             else:
                 server = await defer.Deferred.fromFuture(asyncio.ensure_future(
                     loop.create_server(factory, where.host, where.port, reuse_address=True, ssl=ssl_context)))
@@ -440,8 +449,81 @@ class Service:
             await port.stopListening()
         for server in self.servers:
             server.close()
+        for path in self.socket_paths:
+            try:
+                os.unlink(path)  # no stale socket outlives the process
+            except OSError:
+                pass
+        await self._close_sessions()
         if self.spooler is not None:
             await self.spooler.stop()
+
+    def _tracked(self, factory):
+        """``factory`` that remembers each connection it makes, for stop() to close."""
+        def make():
+            protocol = factory()
+            self.sessions.add(protocol)
+            return protocol
+        return make
+
+    async def _close_sessions(self, timeout: float = 5.0) -> None:
+        """Close the open LMTP and submission connections and wait for their session tasks
+        (asyncio's Server.close() leaves them open on Python 3.11, and the loop would then
+        destroy their pending tasks: "Task was destroyed but it is pending!").  A commit in
+        progress finishes first: its task ends once the store has answered."""
+        tasks = []
+        for session in list(self.sessions):
+            task_ = getattr(session, "_handler_coroutine", None)  # aiosmtpd's session task
+            if session.transport is not None:
+                session.transport.close()
+            if task_ is not None and not task_.done():
+                tasks.append(task_)
+        if tasks:
+            await defer.Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(tasks, timeout=timeout)))
+
+
+def socket_group_id(key: str, group: str) -> int:
+    """The id of the group a unix socket is given (``[lmtp] socket_group``), which this process
+    must be able to give it (its own groups; root any): ConfigError naming ``key`` otherwise."""
+    import grp  # Unix only, like unix sockets
+    try:
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"{key} = {group!r}: no such group") from None
+    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+        raise ConfigError(f"{key} = {group!r}: this user (uid {os.getuid()}) is not a member of that group, "
+                          f"so it cannot give the socket to it (usermod -aG {group} USER)")
+    return gid
+
+
+class QuietTwistedPorts(logging.Filter):
+    """Drops Twisted's "IMAPFactory starting on 1143" and "(TCP Port 1143 Closed)" lines: the
+    service logs each listener once itself, with its address and the key that set it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (" starting on " in message or message.startswith("(") and message.endswith(" Closed)"))
+
+
+def stderr_is_journal() -> bool:
+    """Is standard error systemd's journal (``$JOURNAL_STREAM`` names its device and inode)?"""
+    try:
+        device, inode = (int(n) for n in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(2)
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
+class JournalFormatter(logging.Formatter):
+    """Lines for the journal: no time stamp (it keeps its own) and the level as a syslog
+    priority prefix (``<3>``), so that ``journalctl -p err -u haven`` finds the errors."""
+
+    PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in self.PRIORITIES if record.levelno >= level), 7)
+        return f"<{priority}>{super().format(record)}"
 
 
 def reopen_log_file() -> bool:
@@ -483,9 +565,12 @@ def setup_logging(config: Config, verbose: bool = False) -> None:
         from gateways.logformat import JsonFormatter  # only with [log] format = json
         handler.setFormatter(JsonFormatter())
     elif style == "text":
-        fmt = "%(name)s %(levelname)s %(message)s" if method == "syslog" else \
-            "%(asctime)s %(name)s %(levelname)s %(message)s"
-        handler.setFormatter(logging.Formatter(fmt))
+        if method == "stderr" and stderr_is_journal():
+            handler.setFormatter(JournalFormatter("%(name)s %(levelname)s %(message)s"))
+        else:
+            fmt = "%(name)s %(levelname)s %(message)s" if method == "syslog" else \
+                "%(asctime)s %(name)s %(levelname)s %(message)s"
+            handler.setFormatter(logging.Formatter(fmt))
     else:
         raise ConfigError(f"[log] format = {config.get('log', 'format')!r}: expected text or json")
     root = logging.getLogger()
@@ -494,5 +579,8 @@ def setup_logging(config: Config, verbose: bool = False) -> None:
         root.setLevel(level)
     except ValueError:
         raise ConfigError(f"[log] level = {level!r}: expected debug, info, warn or error") from None
+    twisted_log = logging.getLogger("twisted")
+    if not any(isinstance(f, QuietTwistedPorts) for f in twisted_log.filters):
+        twisted_log.addFilter(QuietTwistedPorts())
     globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")], redirectStandardIO=False,
                                      discardBuffer=True)

@@ -19,6 +19,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import os
+import sys
+import threading
 
 DESCRIPTION = """\
 Haven: IMAP, LMTP (and more) on one SQL-backed store.
@@ -180,6 +183,20 @@ COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 
 
+EX_INTERRUPTED = 130
+"""Ctrl-C (SIGINT) in a command: 128 + SIGINT, as shells report it."""
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return importlib.import_module(f"{__name__}.{COMMANDS[args.command]}").main(args)
+    try:
+        args = build_parser().parse_args(argv)
+        return importlib.import_module(f"{__name__}.{COMMANDS[args.command]}").main(args)
+    except KeyboardInterrupt:
+        # quietly, without a traceback; `haven serve` stops cleanly on SIGINT itself and never
+        # gets here.  Interrupted mid-reactor, the store's threads may still be running and
+        # would hold up the interpreter's exit: leave at once (a transaction left open is rolled back)
+        print(file=sys.stderr)
+        if threading.active_count() > 1:
+            sys.stderr.flush()
+            os._exit(EX_INTERRUPTED)
+        return EX_INTERRUPTED

@@ -1,16 +1,19 @@
 """``haven deliver``: a message from standard input into the recipients' mailboxes, for an
 MTA's pipe transport.
 
-Exit codes (sysexits(3), what the MTA reads): 0 delivered, 67 no such user, 75 try again later
-(any failure of Haven itself, and over quota with ``[lmtp] over_quota = temporary``), 77
-refused by the recipient's rules, 65 any other permanent failure."""
+Exit codes (sysexits(3), what the MTA reads; Postfix's pipe(8) bounces 67 and 77, defers 75):
+0 delivered, 67 no such user, 75 try again later (any failure of Haven itself, and over quota
+with ``[lmtp] over_quota = temporary``), 77 refused, with the reason on standard error (which
+Postfix quotes in the bounce): by the recipient's Sieve script, over the hard quota ("mailbox
+full", as Dovecot's LDA answers it), larger than ``[server] max_message_size``, or any other
+permanent refusal of the store.  No other code: an MTA knows only these."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from gateways.cli.runner import EX_DATAERR, EX_NOPERM, EX_NOUSER, EX_OK, EX_TEMPFAIL, run_command
+from gateways.cli.runner import EX_NOPERM, EX_NOUSER, EX_OK, EX_TEMPFAIL, run_command
 from store import errors
 
 log = logging.getLogger("haven.deliver")
@@ -45,16 +48,15 @@ async def cmd_deliver(store, args, raw) -> int:
             print(f"haven: {r.recipient.original}: rejected: {r.error}", file=sys.stderr)
         elif isinstance(r.error, errors.OverQuota):
             print(f"haven: {r.recipient.original}: mailbox full", file=sys.stderr)
+        elif isinstance(r.error, errors.TooBig):
+            print(f"haven: {r.recipient.original}: message too large", file=sys.stderr)
         else:
             print(f"haven: {r.recipient.original}: {r.error}", file=sys.stderr)
     if not failures:
         return EX_OK
-    # 75 = try again later, 77 = refused by the recipient's rules, 65 = any other permanent
-    # failure; over quota follows [lmtp] over_quota
+    # 75 = try again later (over quota too, with [lmtp] over_quota = temporary); 77 = refused
     temporary = args.loaded_config.get("lmtp", "over_quota") == "temporary"
-    if any(isinstance(r.error, errors.TemporaryFailure) or (temporary and isinstance(r.error, errors.OverQuota))
-           for r in failures):
+    if any(not isinstance(r.error, errors.StoreError) or isinstance(r.error, errors.TemporaryFailure)
+           or (temporary and isinstance(r.error, errors.OverQuota)) for r in failures):
         return EX_TEMPFAIL
-    if all(isinstance(r.error, errors.Rejected) for r in failures):
-        return EX_NOPERM
-    return EX_DATAERR
+    return EX_NOPERM

@@ -57,7 +57,7 @@ def run_command(args, command, *, stdin: bool = False, check_schema: bool = True
     ``for_mta``: every failure is temporary (75) and logged, for an MTA's pipe transport."""
     config = configure(args)
     if config is None:
-        return EX_CONFIG
+        return EX_TEMPFAIL if for_mta else EX_CONFIG
     args.loaded_config = config
     raw = sys.stdin.buffer.read() if stdin else None
     try:
@@ -67,7 +67,7 @@ def run_command(args, command, *, stdin: bool = False, check_schema: bool = True
         return EX_TEMPFAIL if for_mta else EX_CONFIG
     except errors.SchemaOutOfDate as e:
         print(f"haven: {e}", file=sys.stderr)
-        return EX_CONFIG
+        return EX_TEMPFAIL if for_mta else EX_CONFIG
     except errors.StoreUnavailable as e:
         print(f"haven: {e.detail}", file=sys.stderr)
         return unavailable_exit(e, for_mta)

@@ -1,6 +1,8 @@
 """``haven serve``: every enabled gateway on one reactor in the foreground, until SIGTERM or
 SIGINT; SIGHUP reloads the TLS certificates and reopens the log file (``systemctl reload``);
-``--demo`` makes sure a demo account exists and says how to reach it."""
+``--demo`` makes sure a demo account exists and says how to reach it.  Under systemd
+(``Type=notify``) it says when it is ready, reloading and stopping, and pings the watchdog
+(gateways/cli/systemd.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import sys
 from twisted.internet import defer
 
 from conf import ConfigError
+from gateways.cli import systemd
 from gateways.cli.runner import EX_CONFIG, EX_SOFTWARE, configure, hash_password, unavailable_exit
 from gateways.common.errors import StartupError
 from gateways.configcheck import check_config
@@ -35,6 +38,7 @@ def main(args) -> int:
         print(f"haven: {e}", file=sys.stderr)
         return EX_CONFIG
     status = {"code": 0}
+    watchdog = []
 
     async def start():
         try:
@@ -44,6 +48,12 @@ def main(args) -> int:
                 address, password = await ensure_demo(service.store, config)
                 print(demo_banner(config, address, password), file=sys.stderr, flush=True)
             log.info("Haven started (%s store)", config.store_url().engine)
+            status["ready"] = True
+            systemd.notify("READY=1", f"STATUS=serving on the {config.store_url().engine} store")
+            interval = systemd.watchdog_interval()
+            if interval:
+                watchdog.append(systemd.Watchdog(reactor, interval, service.store.schema_version))
+                watchdog[0].start()
         except errors.StoreUnavailable as e:
             print(f"haven: {e.detail}", file=sys.stderr)
             status["code"] = unavailable_exit(e)
@@ -60,11 +70,26 @@ def main(args) -> int:
     def shutdown(*_):
         reactor.callFromThread(reactor.stop)
 
+    async def reload_now():
+        if not status.get("ready"):  # still starting: it reads the certificates anyway
+            return
+        systemd.notify("RELOADING=1", systemd.monotonic_usec(), "STATUS=reloading")
+        try:
+            await service.reload()
+        finally:
+            systemd.notify("READY=1", "STATUS=serving (reloaded)")
+
     def reload(*_):
-        reactor.callFromThread(lambda: defer.Deferred.fromCoroutine(service.reload()))
+        reactor.callFromThread(lambda: defer.Deferred.fromCoroutine(reload_now()))
+
+    async def stop():
+        systemd.notify("STOPPING=1", "STATUS=stopping")
+        for dog in watchdog:
+            dog.stop()
+        await service.stop()
 
     reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(start()))
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(service.stop()))
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromCoroutine(stop()))
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGHUP, reload)

@@ -90,7 +90,8 @@ def make_protocol_factory(ctx: GatewayContext, implicit_tls: bool = False) -> Ca
     offered.  Raises StartupError (naming the key) for a malformed setting."""
     settings = parse_settings(ctx.settings, ctx.limits)
     quiet_aiosmtpd_log()  # haven.submission's own lines are what an admin wants at INFO
-    if settings.relay is None:
+    if settings.relay is None and (not implicit_tls or not ctx.settings.get("listen")):
+        # once per process: for the STARTTLS listener, or for tls_listen when it is the only one
         log.info("[submission] relay is empty: mail to remote addresses is refused (550 5.7.1)")
     handler = SubmissionHandler(ctx.store, ctx.portal, hostname=ctx.hostname, settings=settings)
 

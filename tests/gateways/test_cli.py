@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +57,24 @@ def test_deliver_exit_codes_and_alias(admin):
         assert [r[0] for r in rows] == [1, 2, 3]
         header = db.execute("SELECT header FROM messages WHERE uid = 1").fetchone()[0]
         assert header.startswith(b"Return-Path: <a@example.org>\r\n") and b"\r\n\r\n" in header
+
+
+def test_deliver_refusals_use_the_codes_an_mta_knows(admin):
+    """Over quota is 77 "mailbox full" (bounced), or 75 with [lmtp] over_quota = temporary
+    (deferred); too large is 77 too: never 65, which Postfix's pipe would read as a data error."""
+    admin.cli("user", "add", "full@example.test", "--password-stdin", input=b"pw\n", check=True)
+    admin.cli("user", "quota", "full@example.test", "--hard", "1K", check=True)
+    big = MESSAGE + b"x" * 2048 + b"\n"
+    r = admin.cli("deliver", "full@example.test", input=big)
+    assert r.returncode == 77 and b"full@example.test: mailbox full" in r.stderr, r.stderr
+    config = admin.config_path.read_text()
+    admin.config_path.write_text(config.replace("[lmtp]\n", "[lmtp]\nover_quota = temporary\n"))
+    r = admin.cli("deliver", "full@example.test", input=big)
+    assert r.returncode == 75 and b"mailbox full" in r.stderr, r.stderr
+    admin.config_path.write_text(config.replace("[server]\n", "[server]\nmax_message_size = 100\n"))
+    admin.cli("user", "add", "small@example.test", "--password-stdin", input=b"pw\n", check=True)
+    r = admin.cli("deliver", "small@example.test", input=big)
+    assert r.returncode == 77 and b"too large" in r.stderr, r.stderr
 
 
 def test_deliver_temporary_failure_is_75(engine, tmp_path):
@@ -202,3 +223,20 @@ def test_serve_demo_prints_a_login_that_works(admin):
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_ctrl_c_exits_130_without_a_traceback(admin):
+    """SIGINT while a command waits (here for the password on standard input): exit 130, quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "gateways.cli", "--config", str(admin.config_path), "user", "add",
+                             "later@example.test", "--password-stdin"], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=admin.tmp, env=admin.env())
+    deadline = time.monotonic() + 20
+    wchan = Path(f"/proc/{proc.pid}/wchan")
+    while time.monotonic() < deadline and "pipe" not in (wchan.read_text() if wchan.exists() else "pipe"):
+        time.sleep(0.05)  # until it blocks reading the pipe
+    if not wchan.exists():
+        time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err

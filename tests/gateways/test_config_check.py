@@ -4,7 +4,10 @@ is in effect, secrets masked."""
 
 from __future__ import annotations
 
+import grp
+import os
 import socket
+import stat
 import subprocess
 import sys
 
@@ -38,6 +41,8 @@ BAD = [
     ("[metrics]\nqueue_interval = often\n", b"[metrics] queue_interval = 'often': expected a duration"),
     ("[metrics]\nhttp_healthz = maybe\n", b"[metrics] http_healthz = 'maybe': expected yes or no"),
     ("[log]\nformat = xml\n", b"[log] format = 'xml': expected text or json"),
+    ("[lmtp]\nlisten = unix:/nonexistent/lmtp.sock\nsocket_group = no-such-group-here\n",
+     b"[lmtp] socket_group = 'no-such-group-here': no such group"),
 ]
 
 
@@ -111,3 +116,21 @@ def test_database_errors_say_what_happened(tmp_path):
     assert r.returncode == 75 and f"cannot connect to MariaDB/MySQL at 127.0.0.1:{closed}".encode() in r.stderr, \
         r.stderr
     assert b"Traceback" not in r.stderr
+
+
+def test_the_lmtp_socket_gets_its_group(haven_factory, tmp_path):
+    """``[lmtp] socket_group``: the unix socket is 0660 and belongs to that group (here one
+    of the test user's own, as it must be), so that Postfix's lmtp client may connect."""
+    gid = ([g for g in os.getgroups() if g != os.getegid()] or [os.getegid()])[0]
+    path = tmp_path / "lmtp.sock"
+    server = haven_factory("sqlite", start=False, **{"lmtp.listen": f"unix:{path}",
+                                                      "lmtp.socket_group": grp.getgrgid(gid).gr_name})
+    server.gateways.remove("lmtp")
+    server.start()
+    mode = path.stat()
+    assert mode.st_gid == gid and stat.S_IMODE(mode.st_mode) == 0o660
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        assert s.recv(100).startswith(b"220 ")
+    server.stop()
+    assert server.proc.returncode == 0 and not path.exists()  # removed at stop
