@@ -20,18 +20,15 @@ class Cfg:
         self.values = {"block_after": 3, "max_penalty": 0.05, "throttle_window": 60,
                        "failure_delay": 0.01, "cache_ttl": 0, **values}
 
-    def get(self, section, key):
-        return str(self.values[key])
-
-
-def networks(text: str) -> tuple:
-    return tuple(ipaddress.ip_network(n.strip(), strict=False) for n in text.split(","))
-
     def getint(self, section, key):
         return int(self.values[key])
 
     def getfloat(self, section, key):
         return float(self.values[key])
+
+
+def networks(text: str) -> tuple:
+    return tuple(ipaddress.ip_network(n.strip(), strict=False) for n in text.split(","))
 
 
 def login(run, portal, user, password, ip="192.0.2.1"):
