@@ -9,6 +9,8 @@ import ssl
 import struct
 import time
 
+from tests.socketclient import SocketClient
+
 #: the trusted proxy's address in these tests ([server] trusted_proxies); 127.0.0.1 is not one
 PROXY_IP = "127.0.0.2"
 V2_PREFIX = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -38,7 +40,7 @@ def _tls(sock: socket.socket) -> ssl.SSLSocket:
     return context.wrap_socket(sock, server_hostname="haven.test")
 
 
-class Conn:
+class Conn(SocketClient):
     """One client connection; ``header`` is sent before anything else (before TLS too)."""
 
     def __init__(self, address, header: bytes = b"", source: str = PROXY_IP, tls: bool = False,
@@ -102,18 +104,6 @@ class Conn:
             return True
         except socket.timeout:
             return False
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def wait_for_log(server, text: str, timeout: float = 5) -> str:

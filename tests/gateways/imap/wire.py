@@ -6,27 +6,17 @@ import re
 import socket
 import time
 
+from tests.socketclient import SocketClient
+
 _LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
 
 
-class Wire:
+class Wire(SocketClient):
     def __init__(self, addr, timeout: float = 10.0):
         self.sock = socket.create_connection(addr, timeout=timeout)
         self.buf = b""
         self.greeting = self.line()
         self.n = 0
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

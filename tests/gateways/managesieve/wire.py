@@ -8,6 +8,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from tests.socketclient import SocketClient
+
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}$")
 _STATUS = re.compile(rb"(OK|NO|BYE)( |$)", re.IGNORECASE)
 
@@ -40,23 +42,11 @@ class Response:
         return m.group(1) if m else b""
 
 
-class Sieve:
+class Sieve(SocketClient):
     def __init__(self, addr, timeout: float = 10.0):
         self.sock = socket.create_connection(addr, timeout=timeout)
         self.buf = b""
         self.greeting = self.response()
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def send(self, data) -> None:
         self.sock.sendall(data.encode() if isinstance(data, str) else data)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import ssl
 
+from tests.socketclient import SocketClient
+
 
 def unverified_context() -> ssl.SSLContext:
     """The test server's certificate is self-signed."""
@@ -14,25 +16,13 @@ def unverified_context() -> ssl.SSLContext:
     return ctx
 
 
-class POP:
+class POP(SocketClient):
     def __init__(self, addr, tls: bool = False, timeout: float = 10.0):
         self.sock = socket.create_connection(addr, timeout=timeout)
         if tls:
             self.sock = unverified_context().wrap_socket(self.sock)
         self.buf = b""
         self.greeting = self.line()
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def send(self, data) -> None:
         self.sock.sendall(data.encode() if isinstance(data, str) else data)
