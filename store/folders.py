@@ -11,6 +11,7 @@ from store.core import StoreCore
 from store.engines import IntegrityError, Txn
 from store.flags import DELETED, SEEN
 from store.interfaces import DELIMITER, FOLDER_KINDS, INBOX, SPECIAL_USES, Folder, FolderStatus
+from store.metadata import drop_folder_txn as drop_metadata_txn
 
 _COLS = "id, account_id, name, kind, special_use, subscribed, uidvalidity, uidnext, highest_modseq"
 
@@ -150,6 +151,7 @@ def delete_folder_txn(txn: Txn, account_id: int, name: str) -> tuple[Folder, int
     txn.execute("UPDATE messages SET deleted_at = ?, modseq = ? WHERE folder_id = ? AND deleted_at = 0",
                 (now, modseq, folder.id))
     txn.execute("UPDATE folders SET deleted_at = ?, highest_modseq = ? WHERE id = ?", (now, modseq, folder.id))
+    drop_metadata_txn(txn, account_id, folder.id)  # RFC 5464 §3.1: a mailbox's entries go with it
     return folder, modseq
 
 

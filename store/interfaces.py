@@ -47,10 +47,11 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             MessageMeta, MessageRecord, Changes, StoreResult, CopyResult, ChangeEvent,
                             DeliveryResult, SieveScriptInfo, Quota, OutboundRecipient, OutboundMessage,
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
-                            LoginState, LoginFailures)
+                            LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE)
 
 #: the whole contract: its records (store/records.py) and its interfaces
-__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "OUTBOUND_LEASE",
+__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "METADATA_MAX_ENTRIES",
+           "METADATA_MAX_VALUE", "OUTBOUND_LEASE",
            "QUEUED", "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "BlockingDav", "ChangeEvent",
            "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery", "DeliveryResult",
            "Folder", "FolderStatus", "LoginFailures", "LoginState", "MessageMeta", "MessageRecord",
@@ -252,6 +253,22 @@ class Store:
         raise NotImplementedError
 
     async def set_password_hash(self, account_id: int, password_hash: str) -> None:
+        raise NotImplementedError
+
+    # -- IMAP METADATA (RFC 5464) ---------------------------------------------------------------
+    async def get_metadata(self, account_id: int, folder_id: Optional[int], names: Sequence[str],
+                           depth: str = "0") -> list:
+        """``[(name, value bytes)]`` sorted by name, of the entries ``names`` of a folder (None:
+        the server's entries as this account sees them) and, with ``depth`` ``"1"`` or
+        ``"infinity"``, of their children or all their descendants (RFC 5464 §4.2.2).  Names
+        are lower-case paths such as ``/private/comment``; missing entries are left out."""
+        raise NotImplementedError
+
+    async def set_metadata(self, account_id: int, folder_id: Optional[int],
+                           values: Mapping[str, Optional[bytes]]) -> None:
+        """Write every entry of ``values`` (None removes it) in one transaction.  Raises TooBig
+        for a value over the store's limit and InvalidInput when the folder would hold too many
+        entries (nothing is written then)."""
         raise NotImplementedError
 
     # -- the login throttle's counters (auth/cred.py) ----------------------------------------

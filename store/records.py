@@ -309,3 +309,9 @@ class LoginFailures:
     failures: int
     first_at: int
     last_at: int
+
+
+#: IMAP METADATA (RFC 5464) limits of the store: octets one value may hold, entries one mailbox
+#: (or the server view of one account) may hold
+METADATA_MAX_VALUE = 32768
+METADATA_MAX_ENTRIES = 100

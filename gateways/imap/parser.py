@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import utf7
+from .metadata import parse_getmetadata, parse_setmetadata
 from .reader import ParseError, Reader
 from .search import parse_search_keys  # the search grammar lives with its evaluator
 @dataclass
@@ -462,6 +463,7 @@ COMMANDS = {
     "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
     "FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
     "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota,
+    "GETMETADATA": parse_getmetadata, "SETMETADATA": parse_setmetadata,
 }
 UID_COMMANDS = {"FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
                 "EXPUNGE": _uid_expunge}

@@ -35,6 +35,7 @@ from store import errors
 from .cmd_auth import AuthCommands
 from .cmd_mailbox import MailboxCommands
 from .cmd_message import MessageCommands
+from .cmd_metadata import MetadataCommands
 from .cmd_quota import QuotaCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
@@ -74,7 +75,8 @@ MAX_QUEUED_COMMANDS = 500
 SPOOL_LITERAL = 256 << 10
 
 
-class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
+class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands,
+                 MetadataCommands):
     """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
     :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
     selected mailbox and its change reports, IDLE."""
@@ -315,5 +317,6 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
                  "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "CONDSTORE", "QRESYNC",
                  "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size,
                  # RFC 9208: no QUOTASET (SETQUOTA is refused), no RES-MESSAGE (no such limit)
-                 "QUOTA", "QUOTA=RES-STORAGE"]
+                 "QUOTA", "QUOTA=RES-STORAGE",
+                 "METADATA"]  # RFC 5464: METADATA implies METADATA-SERVER
         return " ".join(caps)
