@@ -20,7 +20,7 @@ import re
 from store import errors
 from store.interfaces import SPECIAL_USES
 
-from . import response
+from . import objectid, response
 from .reader import normalize_inbox
 from .seqset import format_set
 from .session import SelectedMailbox
@@ -85,6 +85,7 @@ class MailboxCommands:
         out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % folder.uidvalidity)
         out.append(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % uidnext)
         out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(folder.highest_modseq, 1))
+        out.append(b"* OK [MAILBOXID (%s)] Ok\r\n" % objectid.mailbox_id(folder.id).encode())  # RFC 8474 §4.2
         self.write(b"".join(out))
         if q is not None and q["uidvalidity"] == folder.uidvalidity:
             await self._qresync(sel, q)
@@ -147,7 +148,8 @@ class MailboxCommands:
                 await self.store.create_folder(self.account.id, "/".join(parts[:i]))
             except errors.Exists:
                 pass
-        await self.store.create_folder(self.account.id, name, "mail", special)
+        folder = await self.store.create_folder(self.account.id, name, "mail", special)
+        return "MAILBOXID (%s)" % objectid.mailbox_id(folder.id), "CREATE completed"  # RFC 8474 §4.1
 
     async def do_DELETE(self, cmd):
         name = cmd.args["mailbox"]
@@ -295,6 +297,9 @@ class MailboxCommands:
                 v = st.deleted
             elif item == "DELETED-STORAGE":
                 v = await self._deleted_storage(folder.id)
+            elif item == "MAILBOXID":  # RFC 8474 §4.3: not a number
+                values.append(b"MAILBOXID (%s)" % objectid.mailbox_id(folder.id).encode())
+                continue
             else:  # APPENDLIMIT, RFC 7889
                 v = self.config.max_literal_size
             values.append(b"%s %d" % (item.encode(), v))

@@ -30,7 +30,7 @@ from typing import Optional
 
 from formats import mime
 
-from . import response
+from . import objectid, response
 from .parser import FetchItem
 
 _BODY_SEEN = ("RFC822", "RFC822.TEXT")
@@ -149,7 +149,7 @@ class FetchPlan:
         sections = [i for i in items if i.name == "BODY[]"]
         self.envelope = "ENVELOPE" in names
         self.structure = bool(names & {"BODY", "BODYSTRUCTURE"}) or any(s.section.path for s in sections)
-        self.header = bool(names & {"RFC822.HEADER", "RFC822.TEXT"}) or any(
+        self.header = bool(names & {"RFC822.HEADER", "RFC822.TEXT", "THREADID"}) or any(
             not s.section.path and s.section.spec != "" for s in sections)
         self.blob = bool(names & {"RFC822", "RFC822.TEXT"}) or any(
             s.section.path or s.section.spec in ("", "TEXT") for s in sections)
@@ -202,6 +202,10 @@ def _renderer(item: FetchItem):
         return lambda rec, raw, env: b"RFC822.SIZE %d" % rec.meta.size
     if name == "MODSEQ":
         return lambda rec, raw, env: b"MODSEQ (%d)" % rec.meta.modseq
+    if name == "EMAILID":  # RFC 8474 §5.1
+        return lambda rec, raw, env: b"EMAILID (%s)" % objectid.email_id(rec.blob_id).encode()
+    if name == "THREADID":  # RFC 8474 §5.2
+        return lambda rec, raw, env: b"THREADID (%s)" % objectid.thread_id(_header(rec, raw), rec.blob_id).encode()
     if name == "ENVELOPE":
         return lambda rec, raw, env: b"ENVELOPE " + (env if env is not None else response.envelope(rec.envelope))
     if name == "BODY":

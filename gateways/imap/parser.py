@@ -171,7 +171,7 @@ def _select(r: Reader, args: dict) -> None:
 
 _LIST_SELECT = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 _STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
-                 "DELETED", "DELETED-STORAGE", "APPENDLIMIT"}
+                 "DELETED", "DELETED-STORAGE", "APPENDLIMIT", "MAILBOXID"}
 
 
 def _status_items(r: Reader) -> list:
@@ -301,7 +301,7 @@ _FETCH_MACROS = {
     "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
 }
 _FETCH_SIMPLE = {"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
-                 "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ"}
+                 "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "EMAILID", "THREADID"}
 
 
 def _fetch_att(r: Reader) -> FetchItem:

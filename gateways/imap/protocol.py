@@ -318,5 +318,6 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
                  "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size,
                  # RFC 9208: no QUOTASET (SETQUOTA is refused), no RES-MESSAGE (no such limit)
                  "QUOTA", "QUOTA=RES-STORAGE",
-                 "METADATA"]  # RFC 5464: METADATA implies METADATA-SERVER
+                 "METADATA",  # RFC 5464: METADATA implies METADATA-SERVER
+                 "OBJECTID"]
         return " ".join(caps)

@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred
 
 from formats import mime
 
+from . import objectid
 from .reader import Reader
 
 _FLAG_KEYS = {
@@ -114,6 +115,9 @@ def _key(r: Reader, depth: int) -> tuple:
                 raise r.error("invalid MODSEQ entry type")
             r.sp()
         return ("modseq", r.number())
+    if word in ("EMAILID", "THREADID"):  # RFC 8474 §6: an objectid, compared exactly
+        r.sp()
+        return (word.lower(), r.atom())
     raise r.error("unknown search key %s" % word[:30])
 
 
@@ -133,7 +137,7 @@ def uses_modseq(node: tuple) -> bool:
 class Candidate:
     """One message under evaluation: its sequence number, meta and what was loaded so far."""
 
-    __slots__ = ("seq", "meta", "header", "fields", "text", "sent")
+    __slots__ = ("seq", "meta", "header", "fields", "text", "sent", "blob_id")
 
     def __init__(self, seq: int, meta):
         self.seq = seq
@@ -142,6 +146,7 @@ class Candidate:
         self.fields: Optional[dict] = None  # lower-case name -> [decoded value casefolded]
         self.text: Optional[frozenset] = None  # the BODY/TEXT strings in the body text, once searched
         self.sent = None  # date of the Date header (False when absent/unparseable)
+        self.blob_id: Optional[str] = None  # loaded with the header (EMAILID, THREADID)
 
     def field_values(self, name: str) -> list:
         if self.fields is None:
@@ -235,6 +240,10 @@ def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
         if m.text is None:
             return None
         return node[1] in m.text
+    if kind == "emailid":
+        return None if m.blob_id is None else objectid.email_id(m.blob_id) == node[1]
+    if kind == "threadid":
+        return None if m.header is None else objectid.thread_id(m.header, m.blob_id or "") == node[1]
     if kind == "text":
         if m.text is None or m.header is None:
             return None
@@ -264,7 +273,7 @@ def needs(node: tuple) -> set:
         return needs(node[1]) | needs(node[2])
     if kind == "not":
         return needs(node[1])
-    if kind in ("header", "sent"):
+    if kind in ("header", "sent", "emailid", "threadid"):
         return {"header"}
     if kind == "body":
         return {"text"}
@@ -329,6 +338,7 @@ async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: 
                 for rec in records:
                     m = by_uid[rec.meta.uid]
                     m.header = rec.header or b""
+                    m.blob_id = rec.blob_id
                     v = evaluate(node, m, ctx)
                     if v:
                         matched.append(m)
