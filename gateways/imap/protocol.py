@@ -36,6 +36,7 @@ from .cmd_auth import AuthCommands
 from .cmd_mailbox import MailboxCommands
 from .cmd_message import MessageCommands
 from .cmd_quota import QuotaCommands
+from .cmd_sort import CAPABILITIES as SORT_CAPABILITIES, SortCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
@@ -45,7 +46,7 @@ from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError
 log = logging.getLogger("haven.imap")
 
 #: RFC 3501 §7.4.1: no EXPUNGE while answering these (their UID forms are fine)
-NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+NO_EXPUNGE = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 #: the one table: store error -> (status, response code); RFC 5530 codes
 STORE_ERRORS = [
@@ -74,7 +75,8 @@ MAX_QUEUED_COMMANDS = 500
 SPOOL_LITERAL = 256 << 10
 
 
-class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
+class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands,
+                 SortCommands):
     """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
     :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
     selected mailbox and its change reports, IDLE."""
@@ -316,4 +318,5 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
                  "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size,
                  # RFC 9208: no QUOTASET (SETQUOTA is refused), no RES-MESSAGE (no such limit)
                  "QUOTA", "QUOTA=RES-STORAGE"]
+        caps += SORT_CAPABILITIES  # ESEARCH, SEARCHRES, SORT, THREAD (cmd_sort.py)
         return " ".join(caps)
