@@ -40,6 +40,7 @@ from .cmd_sort import CAPABILITIES as SORT_CAPABILITIES, SortCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
+from .searchres import saving_command
 from .seqset import SeqSetError
 from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError
 
@@ -205,6 +206,8 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
             cmd = parse_command(item.data, item.spools)
         except ParseError as e:
             log.info("imap %s: bad command: %s", self.peer, e.text)
+            if self.selected is not None and saving_command(item.data):
+                self.selected.saved = []  # RFC 5182 §2.1: a failed SAVE leaves "$" empty
             code = "[%s] " % e.code if e.code else ""
             status = "NO" if e.code in ("CANNOT", "TOOBIG") or (e.code or "").startswith("BADCHARSET") else "BAD"
             self.write(b"%s %s %s%s\r\n" % ((e.tag or "*").encode(), status.encode(),

@@ -8,11 +8,15 @@ SelectedMailbox, which starts with the empty result (§2.1).
 Invariants:
 * ``$`` is a whole sequence set on its own (RFC 5182 §3: ``sequence-set =/ seq-last-command``);
   ``$,1`` or ``1:$`` are BAD (the ordinary sequence-set grammar refuses them).
+* A SEARCH or SORT with SAVE that fails empties ``$``: a NO in its handler (cmd_sort.py), a BAD
+  from the parser in protocol.py (:func:`saving_command`).
 * :data:`SAVED` is resolved only by SelectedMailbox.resolve and by :func:`bind_saved` (search
   keys); anywhere else (QRESYNC known-uids, VANISHED (EARLIER)) it raises SeqSetError, a BAD.
 """
 
 from __future__ import annotations
+
+import re
 
 from .seqset import SeqSetError
 
@@ -71,3 +75,12 @@ def uses_saved(node: tuple) -> bool:
     if kind == "not":
         return uses_saved(node[1])
     return False
+
+
+_SAVING = re.compile(rb"[^ ]+ +(?:UID +)?(?:SEARCH|SORT) +RETURN +\([^)]*\bSAVE\b", re.I)
+
+
+def saving_command(data: bytes) -> bool:
+    """The frame reads as a SEARCH or SORT with the SAVE result option, even though it failed
+    to parse: RFC 5182 §2.1 empties ``$`` when such a command is BAD, too."""
+    return _SAVING.match(data[:300]) is not None

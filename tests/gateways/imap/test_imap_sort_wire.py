@@ -206,3 +206,20 @@ def test_imapclient_sort_thread_search(haven, sorted_user):
         assert c.search(["SUBJECT", "lunch"]) == [2, 3, 6]
     finally:
         c.logout()
+
+
+def test_searchres_failed_save_empties_the_result(w):
+    w.ok("SEARCH RETURN (SAVE) SUBJECT lunch")
+    assert len(untagged(w.ok("FETCH $ (UID)"), b"FETCH")) == 3
+    # BAD by its syntax, but a SEARCH with SAVE: "$" is now empty (RFC 5182 §2.1)
+    assert w.cmd("SEARCH RETURN (SAVE) SUBJECT", "f1")[-1].startswith(b"f1 BAD")
+    assert untagged(w.ok("FETCH $ (UID)"), b"FETCH") == []
+    w.ok("SORT RETURN (SAVE) (DATE) UTF-8 SUBJECT lunch")
+    assert len(untagged(w.ok("UID FETCH $ (UID)"), b"FETCH")) == 3
+    assert w.cmd("SORT RETURN (SAVE) (DATE) KOI8-R ALL", "f2")[-1].startswith(b"f2 NO [BADCHARSET")
+    assert untagged(w.ok("UID FETCH $ (UID)"), b"FETCH") == []
+    # a failing command that does not save leaves "$" alone
+    w.ok("SEARCH RETURN (SAVE) SUBJECT lunch")
+    assert w.cmd("SEARCH RETURN (COUNT) SUBJECT", "f3")[-1].startswith(b"f3 BAD")
+    assert w.cmd("FETCH $ (NOSUCHITEM)", "f4")[-1].startswith(b"f4 BAD")
+    assert len(untagged(w.ok("FETCH $ (UID)"), b"FETCH")) == 3
