@@ -91,15 +91,15 @@ class SortCommands:
     async def do_SORT(self, cmd):
         matched, modseq = await self.search_matches(cmd)
         inputs = await self._sort_inputs(matched, False)
-        order = await _compute(len(inputs), _sort_order, cmd.args["sort"], inputs)
-        by_uid = {m.meta.uid: m for m in matched}
-        ranked = [by_uid[uid] for uid in order]
+        order, line = await _compute(len(inputs), _sort_order, cmd.args["sort"], inputs, cmd.uid)
         if cmd.args["returns"] is not None:
-            self.esearch_reply(cmd, ranked, modseq, ordered=True)
+            by_uid = {m.meta.uid: m for m in matched}
+            self.esearch_reply(cmd, [by_uid[uid] for uid in order], modseq, ordered=True)
             return None
-        line = b"* SORT" + b"".join(b" %d" % (m.meta.uid if cmd.uid else m.seq) for m in ranked)
-        if modseq and ranked:
-            line += b" (MODSEQ %d)" % max(m.meta.modseq for m in ranked)  # RFC 7162 §3.1.5
+        if modseq and order:
+            sorted_uids = set(order)
+            # RFC 7162 §3.1.5: the highest mod-sequence of the messages returned
+            line += b" (MODSEQ %d)" % max(m.meta.modseq for m in matched if m.meta.uid in sorted_uids)
         self.write(line + b"\r\n")
         return None
 
@@ -152,8 +152,11 @@ async def _compute(size: int, fn, *args):
     return await threads.deferToThread(fn, *args)
 
 
-def _sort_order(criteria: list, inputs: list) -> list:
-    return [m.uid for m in sort_messages(criteria, [m for m, _header in inputs])]
+def _sort_order(criteria: list, inputs: list, by_uid: bool) -> tuple:
+    """(UIDs in sort order, the ``* SORT`` line without its MODSEQ and CRLF)."""
+    order = sort_messages(criteria, [m for m, _header in inputs])
+    numbers = [m.uid if by_uid else m.seq for m in order]
+    return [m.uid for m in order], b"* SORT" + b"".join(b" %d" % n for n in numbers)
 
 
 def _thread_text(algorithm: str, inputs: list, by_uid: bool) -> str:

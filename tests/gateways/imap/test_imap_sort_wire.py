@@ -4,6 +4,8 @@ transcripts and imapclient."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from imapclient import IMAPClient
 
@@ -223,3 +225,32 @@ def test_searchres_failed_save_empties_the_result(w):
     assert w.cmd("SEARCH RETURN (COUNT) SUBJECT", "f3")[-1].startswith(b"f3 BAD")
     assert w.cmd("FETCH $ (NOSUCHITEM)", "f4")[-1].startswith(b"f4 BAD")
     assert len(untagged(w.ok("FETCH $ (UID)"), b"FETCH")) == 3
+
+
+def test_sort_modseq(w):
+    lines = w.ok("SORT (DATE) UTF-8 MODSEQ 1")
+    assert re.fullmatch(rb"\* SORT 3 2 1 4 5 6 \(MODSEQ \d+\)", untagged(lines, b"SORT")[0])
+
+
+def test_sort_and_thread_in_a_worker_thread(haven):
+    """More messages than cmd_sort.INLINE_MAX: the computation leaves the reactor thread."""
+    user = haven.new_user()
+    count = 260
+    with Wire(haven.imap) as w:
+        w.login(*user)
+        out = []
+        for i in range(count):
+            raw = raw_message("Re: s%03d" % (count - i), "u%03d" % (i % 7), None, "<m%d@x>" % i,
+                              "<m%d@x>" % (i - 1) if i else None, None)
+            out.append(b'a%d APPEND INBOX "01-Feb-2024 00:00:00 +0000" {%d+}\r\n%s\r\n' % (i, len(raw), raw))
+        w.send(b"".join(out))
+        assert w.until("a%d" % (count - 1))[-1].startswith(b"a%d OK" % (count - 1))
+        w.ok("SELECT INBOX")
+        lines = w.ok("SORT (SUBJECT) UTF-8 ALL")
+        assert untagged(lines, b"SORT") == [b"* SORT " + " ".join(str(count - i) for i in range(count)).encode()]
+        lines = w.ok("SORT (FROM REVERSE ARRIVAL) UTF-8 ALL")
+        # one INTERNALDATE for all: REVERSE ARRIVAL leaves the ties in mailbox order
+        want = sorted(range(1, count + 1), key=lambda s: (s - 1) % 7)
+        assert untagged(lines, b"SORT") == [b"* SORT " + " ".join(map(str, want)).encode()]
+        lines = w.ok("THREAD REFERENCES UTF-8 ALL")
+        assert untagged(lines, b"THREAD") == [b"* THREAD (" + " ".join(str(i + 1) for i in range(count)).encode() + b")"]
