@@ -140,32 +140,53 @@ def references(messages: list, number=lambda m: m.seq) -> list:
         prev: Optional[_Container] = None
         for ref in refs:
             r = container(ref)
-            if prev is not None and r.parent is None and r is not prev and not prev.reaches(r):
+            # (only a container with children can be an ancestor: the walk is skipped otherwise)
+            if prev is not None and r.parent is None and r is not prev and not (r.children and prev.reaches(r)):
                 prev.adopt(r)
             prev = r
         # (1B) the last reference is the parent of this message: it replaces any parent the
         # message had (a truncated References header), unless that would make a loop
-        if prev is not None and prev is not c and not prev.reaches(c):
+        if prev is not None and prev is not c and not (c.children and prev.reaches(c)):
             prev.adopt(c)
         elif prev is None:
             c.unlink()
     # (2) the root set; (3) the ID table is not needed any more
     roots = [c for c in order if c.parent is None]
     # (4) prune dummies
-    roots = _prune(roots, True)
+    roots = _prune(roots)
     # (5) gather threads by subject
     roots = _gather_by_subject(roots)
-    # (6) sort siblings by sent date, a dummy as its first child
-    for r in roots:
-        _sort_tree(r)
+    # (6) sort siblings by sent date, a dummy as its first child (children before parents)
+    for c in _post_order(roots):
+        c.children.sort(key=lambda k: k.when)
+        c.when = _when(c.msg) if c.msg is not None else (c.children[0].when if c.children else (0, 0))
     roots.sort(key=lambda c: c.when)
-    return [_tree(r, number) for r in roots]
+    return _trees(roots, number)
 
 
-def _prune(children: list, at_root: bool) -> list:
+# Threads may be thousands of messages deep (a long reply chain, or a crafted one): every walk
+# over them is iterative, never recursive.
+def _post_order(roots: list) -> list:
+    """Every container under ``roots``, each after all of its descendants."""
+    out, stack = [], list(roots)
+    while stack:
+        c = stack.pop()
+        out.append(c)
+        stack.extend(c.children)
+    out.reverse()
+    return out
+
+
+def _prune(roots: list) -> list:
+    for c in _post_order(roots):
+        c.children = _prune_level(c.children, False)
+    return _prune_level(roots, True)
+
+
+def _prune_level(children: list, at_root: bool) -> list:
+    """One level of step 4, its children's levels being pruned already."""
     out = []
     for c in children:
-        c.children = _prune(c.children, False)
         if c.msg is None:
             if not c.children:
                 continue  # (4A) a dummy without children goes
@@ -247,15 +268,16 @@ def _gather_by_subject(roots: list) -> list:
     return [c for c in out if not c.gone]
 
 
-def _sort_tree(c: _Container) -> None:
-    for k in c.children:
-        _sort_tree(k)
-    c.children.sort(key=lambda k: k.when)
-    c.when = _when(c.msg) if c.msg is not None else (c.children[0].when if c.children else (0, 0))
-
-
-def _tree(c: _Container, number) -> tuple:
-    return (number(c.msg) if c.msg is not None else None, [_tree(k, number) for k in c.children])
+def _trees(roots: list, number) -> list:
+    """The containers as ``(number or None, [children])`` trees."""
+    out: list = []
+    stack = [(c, out) for c in reversed(roots)]
+    while stack:
+        c, siblings = stack.pop()
+        node = (number(c.msg) if c.msg is not None else None, [])
+        siblings.append(node)
+        stack.extend((k, node[1]) for k in reversed(c.children))
+    return out
 
 
 # -- rendering (RFC 5256 §4 thread-list) -----------------------------------------------------
@@ -263,18 +285,27 @@ def render(trees: list) -> str:
     """``(2)(3 6 (4 23)(44 7 96))``: each thread in parentheses; a message with one child is
     followed by it, with several by one parenthesized subthread each; a dummy shows only its
     subthreads."""
-    return "".join("(" + _members(t) + ")" for t in trees)
-
-
-def _members(node: tuple) -> str:
-    parts = []
-    while True:
-        num, kids = node
-        if num is not None:
-            parts.append(str(num))
-        if len(kids) == 1 and num is not None:
-            node = kids[0]
+    out: list = []
+    stack: list = []
+    for t in reversed(trees):
+        stack += [")", t, "("]
+    while stack:
+        item = stack.pop()
+        if item.__class__ is str:
+            out.append(item)
             continue
-        if kids:
-            parts.append("".join("(" + _members(k) + ")" for k in kids))
-        return " ".join(parts)
+        node = item
+        while True:
+            num, kids = node
+            if num is not None:
+                out.append(str(num))
+                if len(kids) == 1:
+                    out.append(" ")
+                    node = kids[0]
+                    continue
+                if kids:
+                    out.append(" ")
+            for k in reversed(kids):
+                stack += [")", k, "("]
+            break
+    return "".join(out)

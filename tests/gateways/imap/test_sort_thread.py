@@ -176,3 +176,20 @@ def test_parse_errors(line, code):
     with pytest.raises(ParseError) as e:
         parse_command(line)
     assert e.value.code == code
+
+
+def test_deep_threads_do_not_recurse():
+    # a reply chain 5,000 deep, every message with a second (leaf) reply: depth and branching
+    msgs, n = [], 5000
+    for i in range(n):
+        msgs.append(msg(2 * i + 1, "Re: deep", None, "<c%d@x>" % i, irt="<c%d@x>" % (i - 1) if i else None))
+        msgs.append(msg(2 * i + 2, "Re: deep", None, "<l%d@x>" % i, irt="<c%d@x>" % i))
+    start = time.perf_counter()
+    text = thread.render(thread.references(msgs))
+    assert time.perf_counter() - start < 10
+    # "(1 (2)(3 (4)(5 ... (2n-1 2n))...)": the leaf reply sorts first (earlier INTERNALDATE)
+    want = "(" + "".join("%d (%d)(" % (2 * i + 1, 2 * i + 2) for i in range(n - 1)) + \
+        "%d %d" % (2 * n - 1, 2 * n) + ")" * (n - 1) + ")"
+    assert text == want
+    chain = [msg(i + 1, "x", None, "<k%d@x>" % i, irt="<k%d@x>" % (i - 1) if i else None) for i in range(20000)]
+    assert thread.render(thread.references(chain)) == "(" + " ".join(str(i + 1) for i in range(20000)) + ")"
