@@ -192,6 +192,16 @@ def test_searchres_expunged_message_leaves_the_result(haven, sorted_user):
         assert untagged(lines, b"EXPUNGE") == [b"* 1 EXPUNGE"]
         assert untagged(w.ok("FETCH $ (UID)"), b"FETCH") == [b"* 1 FETCH (UID 2)", b"* 2 FETCH (UID 3)"]
         assert untagged(w.ok("UID SEARCH UID $"), b"SEARCH") == [b"* SEARCH 2 3"]
+        # MOVE and UID EXPUNGE take "$" too
+        w.ok("SEARCH RETURN (SAVE) UID 3")
+        w.ok("CREATE Elsewhere")
+        lines = w.ok("MOVE $ Elsewhere")
+        assert untagged(lines, b"EXPUNGE") == [b"* 2 EXPUNGE"]
+        assert untagged(w.ok("FETCH $ (UID)"), b"FETCH") == []  # the moved message left "$"
+        w.ok("SEARCH RETURN (SAVE) ALL")
+        w.ok("STORE $ +FLAGS.SILENT (\\Deleted)")
+        assert untagged(w.ok("UID EXPUNGE $"), b"EXPUNGE") == [b"* 1 EXPUNGE"]
+        assert untagged(w.ok("SEARCH ALL"), b"SEARCH") == [b"* SEARCH"]
 
 
 # -- imapclient ------------------------------------------------------------------------------
