@@ -4,14 +4,17 @@ Modules: ``framing`` (bytes -> complete commands, literals, limits), ``parser`` 
 pure), ``search`` (search keys: grammar and evaluation), ``response`` (ENVELOPE/BODYSTRUCTURE
 and string serialization), ``fetch`` (FETCH rendering), ``session`` (the selected mailbox:
 sequence numbers, change reporting), ``protocol`` (the per-connection engine), ``cmd_*``
-(handlers ``do_VERB``; ``cmd_quota`` for RFC 9208), ``utf7`` (modified UTF-7 names).
+(handlers ``do_VERB``; ``cmd_quota`` for RFC 9208; ``cmd_sort`` for SORT, THREAD, ESEARCH
+results and SEARCHRES), ``parse_sort`` (their grammar), ``sorting`` and ``thread`` (the SORT keys
+and THREAD algorithms, pure), ``searchres`` (``$``), ``utf7`` (modified UTF-7 names).
 
 What it guarantees:
 * Extensions advertised and implemented: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
   MOVE, UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED, LIST-STATUS,
   CONDSTORE, QRESYNC, STATUS=SIZE, APPENDLIMIT, QUOTA with QUOTA=RES-STORAGE (RFC 9208; see
   cmd_quota for the root and the units), STARTTLS (when a TLS context is configured and the
-  transport is not TLS already), AUTH=PLAIN.
+  transport is not TLS already), AUTH=PLAIN; ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
+  THREAD=ORDEREDSUBJECT, THREAD=REFERENCES (cmd_sort).
 * Quotas: GETQUOTAROOT/GETQUOTA report the account's hard limit and its usage (one root, ``""``,
   present only while a hard limit is set); APPEND and COPY past it answer ``NO [OVERQUOTA]``
   and the connection goes on (the literal was read whole, to its spool file, before the store
@@ -36,7 +39,7 @@ What it guarantees:
   (RFC 3501 §6.2.3, RFC 5530) until STARTTLS, or on the implicit-TLS listener.
 
 Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
-no BINARY, CATENATE, MULTIAPPEND, ESEARCH, SORT, THREAD, COMPRESS, NOTIFY, METADATA, ACL,
+no BINARY, CATENATE, MULTIAPPEND, CONTEXT=SEARCH/SORT, PARTIAL, COMPRESS, NOTIFY, METADATA, ACL,
 UTF8=ACCEPT, QUOTASET, QUOTA=RES-MESSAGE; a single personal namespace.
 """
 

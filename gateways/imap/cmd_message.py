@@ -12,7 +12,9 @@ Invariants:
   ``OK [EXPUNGEISSUED]`` (RFC 2180 §4.1.2 lets the server send what it can; RFC 5530 code).
 * CONDSTORE is enabled implicitly by MODSEQ/CHANGEDSINCE/UNCHANGEDSINCE use (RFC 7162 §3.1).
 
-Deliberately not done: ESEARCH, SORT/THREAD, COPY/MOVE across accounts.
+ESEARCH and SEARCHRES results, SORT and THREAD: cmd_sort.py.
+
+Deliberately not done: COPY/MOVE across accounts.
 """
 
 from __future__ import annotations
@@ -288,14 +290,9 @@ class MessageCommands:
 
     # -- SEARCH ------------------------------------------------------------------------------
     async def do_SEARCH(self, cmd):
-        sel = self.selected
-        node = cmd.args["criteria"]
-        modseq = uses_modseq(node)
-        if modseq:
-            self.condstore = True
-        candidates = [Candidate(i + 1, sel.metas[u]) for i, u in enumerate(sel.uids)]
-        ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0)
-        matched = await run_search(self.store, sel.folder.id, candidates, node, ctx)
+        matched, modseq = await self.search_matches(cmd)
+        if cmd.args["returns"] is not None:
+            return self.esearch_reply(cmd, matched, modseq)  # RFC 4731 ESEARCH (cmd_sort.py)
         nums = [m.meta.uid if cmd.uid else m.seq for m in matched]
         nums.sort()
         line = b"* SEARCH" + b"".join(b" %d" % n for n in nums)
@@ -303,6 +300,18 @@ class MessageCommands:
             # RFC 7162 §3.1.5: the highest mod-sequence of the messages returned
             line += b" (MODSEQ %d)" % max(m.meta.modseq for m in matched)
         self.write(line + b"\r\n")
+
+    async def search_matches(self, cmd) -> tuple:
+        """(the :class:`Candidate` s matching the command's search keys, ascending; whether MODSEQ
+        is one of them): the search of SEARCH, SORT and THREAD."""
+        sel = self.selected
+        node = self.search_program(cmd)  # SEARCHRES "$" (cmd_sort.py)
+        modseq = uses_modseq(node)
+        if modseq:
+            self.condstore = True
+        candidates = [Candidate(i + 1, sel.metas[u]) for i, u in enumerate(sel.uids)]
+        ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0)
+        return await run_search(self.store, sel.folder.id, candidates, node, ctx), modseq
 
     # -- COPY / MOVE / EXPUNGE -----------------------------------------------------------------
     async def do_COPY(self, cmd):

@@ -13,8 +13,9 @@ Invariants:
 * System flags come out in canonical case; keywords keep their case.
 * Strings are returned as bytes unless the grammar makes them text (names, flags, atoms).
 
-Deliberately not done: literal8/BINARY, MULTIAPPEND, CATENATE, ESEARCH ``RETURN``, SEARCHRES ``$``,
-UTF8=ACCEPT.  The parser is lenient where clients are known to be sloppy (bare LF, a lower-case
+ESEARCH ``RETURN``, SEARCHRES ``$``, SORT/ESORT and THREAD: parse_sort.py.
+
+Deliberately not done: literal8/BINARY, MULTIAPPEND, CATENATE, UTF8=ACCEPT.  The parser is lenient where clients are known to be sloppy (bare LF, a lower-case
 keyword, an unquoted date).
 """
 
@@ -27,6 +28,7 @@ from typing import Optional
 from . import utf7
 from .metadata import parse_getmetadata, parse_setmetadata
 from .reader import ParseError, Reader
+from .parse_sort import maybe_return, sort_args, thread_args
 from .search import parse_search_keys  # the search grammar lives with its evaluator
 @dataclass
 class Command:
@@ -440,8 +442,7 @@ def _search(r: Reader, args: dict) -> None:
 
     args["charset"] = "UTF-8"
     r.sp()
-    if r.data[r.pos:r.pos + 7].upper() == b"RETURN ":
-        raise ParseError("ESEARCH (SEARCH RETURN) is not supported", r.tag, "CANNOT")
+    args["returns"] = maybe_return(r)  # RFC 4731 ESEARCH, RFC 5182 SAVE
     if r.data[r.pos:r.pos + 8].upper() == b"CHARSET ":
         r.pos += 8
         charset = r.astring().decode("ascii", "replace").upper()
@@ -464,9 +465,10 @@ COMMANDS = {
     "FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
     "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota,
     "GETMETADATA": parse_getmetadata, "SETMETADATA": parse_setmetadata,
+    "SORT": sort_args, "THREAD": thread_args,
 }
 UID_COMMANDS = {"FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
-                "EXPUNGE": _uid_expunge}
+                "EXPUNGE": _uid_expunge, "SORT": sort_args, "THREAD": thread_args}
 _TAG = re.compile(rb"[\x21-\x7e]+")
 
 

@@ -37,16 +37,18 @@ from .cmd_mailbox import MailboxCommands
 from .cmd_message import MessageCommands
 from .cmd_metadata import MetadataCommands
 from .cmd_quota import QuotaCommands
+from .cmd_sort import CAPABILITIES as SORT_CAPABILITIES, SortCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
+from .searchres import saving_command
 from .seqset import SeqSetError
 from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError
 
 log = logging.getLogger("haven.imap")
 
 #: RFC 3501 §7.4.1: no EXPUNGE while answering these (their UID forms are fine)
-NO_EXPUNGE = {"FETCH", "STORE", "SEARCH"}
+NO_EXPUNGE = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 #: the one table: store error -> (status, response code); RFC 5530 codes
 STORE_ERRORS = [
@@ -76,7 +78,7 @@ SPOOL_LITERAL = 256 << 10
 
 
 class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands,
-                 MetadataCommands):
+                 MetadataCommands, SortCommands):
     """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
     :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
     selected mailbox and its change reports, IDLE."""
@@ -205,6 +207,8 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
             cmd = parse_command(item.data, item.spools)
         except ParseError as e:
             log.info("imap %s: bad command: %s", self.peer, e.text)
+            if self.selected is not None and saving_command(item.data):
+                self.selected.saved = []  # RFC 5182 §2.1: a failed SAVE leaves "$" empty
             code = "[%s] " % e.code if e.code else ""
             status = "NO" if e.code in ("CANNOT", "TOOBIG") or (e.code or "").startswith("BADCHARSET") else "BAD"
             self.write(b"%s %s %s%s\r\n" % ((e.tag or "*").encode(), status.encode(),
@@ -320,4 +324,5 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
                  "QUOTA", "QUOTA=RES-STORAGE",
                  "METADATA",  # RFC 5464: METADATA implies METADATA-SERVER
                  "OBJECTID"]
+        caps += SORT_CAPABILITIES  # ESEARCH, SEARCHRES, SORT, THREAD (cmd_sort.py)
         return " ".join(caps)

@@ -13,6 +13,7 @@ from typing import Optional
 
 from . import utf7
 from .seqset import SequenceSet, SeqSetError
+from .searchres import SAVED
 
 SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
 _ATOM_SPECIALS = set(b'(){ %*"\\]') | set(range(0, 0x20)) | {0x7F}
@@ -181,6 +182,8 @@ class Reader:
 
     def seq_set(self) -> SequenceSet:
         raw = self._run(set(b" ()") | set(range(0, 0x20)))
+        if raw == b"$":
+            return SAVED  # RFC 5182 §3: the saved search result (searchres.py)
         try:
             return SequenceSet.parse(raw.decode("ascii"))
         except (SeqSetError, UnicodeDecodeError) as e:

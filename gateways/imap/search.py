@@ -12,7 +12,9 @@ values and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring
 case"); dates use the UTC date of INTERNALDATE and the Date header's own date (ignoring time and
 zone).  \\Recent is never set (see the package docstring), so RECENT and NEW match nothing.
 
-Deliberately not done: ESEARCH, fuzzy search, SEARCHRES, WITHIN (OLDER/YOUNGER).
+ESEARCH results and SEARCHRES "$": cmd_sort.py, searchres.py.
+
+Deliberately not done: fuzzy search, WITHIN (OLDER/YOUNGER).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def _key(r: Reader, depth: int) -> tuple:
     if r.peek() == 0x28:
         return ("and", r.paren_list(lambda rr: _key(rr, depth + 1)))
     c = r.peek()
-    if c == 0x2A or 0x30 <= c <= 0x39:
+    if c == 0x2A or 0x30 <= c <= 0x39 or c == 0x24:  # 0x24: "$", RFC 5182 (searchres.py)
         return ("seq", r.seq_set())
     word = r.atom().upper()
     if word == "ALL":

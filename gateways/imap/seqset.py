@@ -4,7 +4,7 @@ A :class:`SequenceSet` keeps the ranges as sent, ``None`` standing for ``*``; it
 against a mailbox only when used, because ``*`` means "the largest number in use" (RFC 3501
 §6.4.8: ``559:*`` always includes the last message, even when 559 is above it).
 
-Deliberately not done: ``$`` (SEARCHRES, RFC 5182).
+``$`` (SEARCHRES, RFC 5182) is not a SequenceSet: reader.py returns searchres.SAVED for it.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 from twisted.internet.defer import DeferredLock
 
 from . import response
+from .searchres import SAVED
 from .seqset import SequenceSet, format_set
 
 
@@ -35,6 +36,7 @@ class SelectedMailbox:
         self.metas: dict = {m.uid: m for m in metas}
         self.highest_modseq: int = folder.highest_modseq
         self.pending_expunge: set = set()
+        self.saved: list = []  # RFC 5182: the saved search result "$", UIDs (searchres.py)
         self.dirty = False
         self.lock = DeferredLock()
 
@@ -51,6 +53,8 @@ class SelectedMailbox:
 
     def resolve(self, seqset: SequenceSet, uid_mode: bool) -> list:
         """UIDs (ascending) named by a sequence set; SeqSetError for a bad sequence number."""
+        if seqset is SAVED:  # RFC 5182 §2.1: "$" names the same messages with or without UID
+            return sorted(u for u in self.saved if u in self.metas)
         if uid_mode:
             return seqset.uids(self.uids)
         uids = self.uids
