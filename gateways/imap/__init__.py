@@ -5,8 +5,9 @@ pure), ``search`` (search keys: grammar and evaluation), ``response`` (ENVELOPE/
 and string serialization), ``fetch`` (FETCH rendering), ``session`` (the selected mailbox:
 sequence numbers, change reporting), ``protocol`` (the per-connection engine), ``cmd_*``
 (handlers ``do_VERB``; ``cmd_quota`` for RFC 9208; ``cmd_sort`` for SORT, THREAD, ESEARCH
-results and SEARCHRES), ``parse_sort`` (their grammar), ``sorting`` and ``thread`` (the SORT keys
-and THREAD algorithms, pure), ``searchres`` (``$``), ``utf7`` (modified UTF-7 names).
+results and SEARCHRES; ``cmd_metadata`` for RFC 5464), ``parse_sort`` and ``metadata`` (their
+grammar), ``sorting`` and ``thread`` (the SORT keys and THREAD algorithms, pure), ``searchres``
+(``$``), ``objectid`` (RFC 8474's MAILBOXID, EMAILID, THREADID), ``utf7`` (modified UTF-7 names).
 
 What it guarantees:
 * Extensions advertised and implemented: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
@@ -14,7 +15,8 @@ What it guarantees:
   CONDSTORE, QRESYNC, STATUS=SIZE, APPENDLIMIT, QUOTA with QUOTA=RES-STORAGE (RFC 9208; see
   cmd_quota for the root and the units), STARTTLS (when a TLS context is configured and the
   transport is not TLS already), AUTH=PLAIN; ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
-  THREAD=ORDEREDSUBJECT, THREAD=REFERENCES (cmd_sort).
+  THREAD=ORDEREDSUBJECT, THREAD=REFERENCES (cmd_sort); METADATA (cmd_metadata), OBJECTID
+  (objectid).
 * Quotas: GETQUOTAROOT/GETQUOTA report the account's hard limit and its usage (one root, ``""``,
   present only while a hard limit is set); APPEND and COPY past it answer ``NO [OVERQUOTA]``
   and the connection goes on (the literal was read whole, to its spool file, before the store
