@@ -402,6 +402,14 @@ class Store:
         NotFound, TooBig, OverQuota, TemporaryFailure."""
         raise NotImplementedError
 
+    async def append_messages(self, account_id: int, folder_id: int, messages: Sequence[tuple]) -> tuple:
+        """IMAP MULTIAPPEND (RFC 3502): store every ``(raw, flags, internaldate)`` of
+        ``messages`` into the folder in one transaction, all or none; returns
+        ``(uidvalidity, [uid, ...])`` in the given order.  ``raw`` as for
+        :meth:`append_message` (the caller keeps spooled files open until this returns).  The
+        hard quota applies to the sum.  Raises as :meth:`append_message`."""
+        raise NotImplementedError
+
     async def store_flags(self, account_id: int, folder_id: int, uids: Sequence[int], op: str,
                           flags: Iterable[str], unchanged_since: Optional[int] = None) -> StoreResult:
         """``op`` is "add", "remove" or "replace".  Messages whose flags do not change keep their

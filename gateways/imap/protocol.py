@@ -316,4 +316,5 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
                  "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size,
                  # RFC 9208: no QUOTASET (SETQUOTA is refused), no RES-MESSAGE (no such limit)
                  "QUOTA", "QUOTA=RES-STORAGE"]
+        caps += ["BINARY", "MULTIAPPEND", "PREVIEW"]  # RFC 3516, RFC 3502, RFC 8970
         return " ".join(caps)
