@@ -4,14 +4,16 @@ Modules: ``framing`` (bytes -> complete commands, literals, limits), ``parser`` 
 pure), ``search`` (search keys: grammar and evaluation), ``response`` (ENVELOPE/BODYSTRUCTURE
 and string serialization), ``fetch`` (FETCH rendering), ``session`` (the selected mailbox:
 sequence numbers, change reporting), ``protocol`` (the per-connection engine), ``cmd_*``
-(handlers ``do_VERB``; ``cmd_quota`` for RFC 9208), ``utf7`` (modified UTF-7 names).
+(handlers ``do_VERB``; ``cmd_quota`` for RFC 9208), ``utf7`` (modified UTF-7 names),
+``fetch_ext`` (PREVIEW, BINARY of streamed messages), ``compress`` (COMPRESS=DEFLATE).
 
 What it guarantees:
 * Extensions advertised and implemented: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
   MOVE, UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED, LIST-STATUS,
   CONDSTORE, QRESYNC, STATUS=SIZE, APPENDLIMIT, QUOTA with QUOTA=RES-STORAGE (RFC 9208; see
   cmd_quota for the root and the units), STARTTLS (when a TLS context is configured and the
-  transport is not TLS already), AUTH=PLAIN.
+  transport is not TLS already), AUTH=PLAIN, BINARY (RFC 3516), MULTIAPPEND (RFC 3502, all or
+  none), PREVIEW (RFC 8970), UTF8=ACCEPT (RFC 6855), COMPRESS=DEFLATE (RFC 4978).
 * Quotas: GETQUOTAROOT/GETQUOTA report the account's hard limit and its usage (one root, ``""``,
   present only while a hard limit is set); APPEND and COPY past it answer ``NO [OVERQUOTA]``
   and the connection goes on (the literal was read whole, to its spool file, before the store
@@ -36,8 +38,8 @@ What it guarantees:
   (RFC 3501 §6.2.3, RFC 5530) until STARTTLS, or on the implicit-TLS listener.
 
 Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
-no BINARY, CATENATE, MULTIAPPEND, ESEARCH, SORT, THREAD, COMPRESS, NOTIFY, METADATA, ACL,
-UTF8=ACCEPT, QUOTASET, QUOTA=RES-MESSAGE; a single personal namespace.
+no CATENATE, ESEARCH, SORT, THREAD, NOTIFY, METADATA, ACL, QUOTASET, QUOTA=RES-MESSAGE; a
+single personal namespace.
 """
 
 from __future__ import annotations

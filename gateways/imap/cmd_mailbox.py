@@ -247,7 +247,7 @@ class MailboxCommands:
                 attrs.append("\\HasChildren" if name in children else "\\HasNoChildren")
             else:
                 attrs = [a for a in attrs if a != "\\Subscribed"]
-            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), response.mailbox(name), extra),
+            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), response.mailbox(name, self.utf8), extra),
                         folder))
         if not args["status"]:
             self.write(b"".join(line for line, _ in out))
@@ -302,7 +302,7 @@ class MailboxCommands:
             else:  # APPENDLIMIT, RFC 7889
                 v = self.config.max_literal_size
             values.append(b"%s %d" % (item.encode(), v))
-        self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name), b" ".join(values)))
+        self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name, self.utf8), b" ".join(values)))
 
     async def _deleted_storage(self, folder_id: int) -> int:
         """RFC 9208 STATUS DELETED-STORAGE (required with QUOTA=RES-STORAGE): what an EXPUNGE

@@ -16,8 +16,10 @@ Invariants:
 Also BINARY (RFC 3516: FETCH BINARY/BINARY.PEEK/BINARY.SIZE, literal8 in APPEND), MULTIAPPEND
 (RFC 3502), PREVIEW (RFC 8970), the UTF8 APPEND data extension (RFC 6855 §4).
 
-Deliberately not done: CATENATE, ESEARCH ``RETURN``, SEARCHRES ``$``,
-UTF8=ACCEPT.  The parser is lenient where clients are known to be sloppy (bare LF, a lower-case
+UTF8=ACCEPT (RFC 6855): with ``utf8`` mailbox names and patterns are UTF-8 as sent and SEARCH
+CHARSET is BAD (§3).
+
+Deliberately not done: CATENATE, ESEARCH ``RETURN``, SEARCHRES ``$``.  The parser is lenient where clients are known to be sloppy (bare LF, a lower-case
 keyword, an unquoted date).
 """
 
@@ -226,6 +228,11 @@ def _list(r: Reader, args: dict) -> None:
 
 
 def _pattern(raw: bytes, r: Reader) -> str:
+    if r.utf8:  # RFC 6855 §3: UTF-8, no modified UTF-7, once UTF8=ACCEPT is enabled
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise r.error("mailbox pattern is not UTF-8") from None
     try:
         return utf7.decode(raw.decode("ascii"))
     except UnicodeDecodeError:
@@ -489,6 +496,12 @@ def _store(r: Reader, args: dict) -> None:
     args["flags"] = flags
 
 
+def _compress(r: Reader, args: dict) -> None:
+    # RFC 4978 §3: "COMPRESS" SP algorithm
+    r.sp()
+    args["mechanism"] = r.atom().upper()
+
+
 def _copy(r: Reader, args: dict) -> None:
     r.sp()
     args["set"] = r.seq_set()
@@ -508,6 +521,8 @@ def _search(r: Reader, args: dict) -> None:
     if r.data[r.pos:r.pos + 7].upper() == b"RETURN ":
         raise ParseError("ESEARCH (SEARCH RETURN) is not supported", r.tag, "CANNOT")
     if r.data[r.pos:r.pos + 8].upper() == b"CHARSET ":
+        if r.utf8:  # RFC 6855 §3: after ENABLE UTF8=ACCEPT, SEARCH with CHARSET is BAD
+            raise r.error("SEARCH CHARSET is not allowed once UTF8=ACCEPT is enabled")
         r.pos += 8
         charset = r.astring().decode("ascii", "replace").upper()
         if charset not in ("UTF-8", "US-ASCII", "UTF8"):
@@ -527,18 +542,18 @@ COMMANDS = {
     "RENAME": _rename, "SUBSCRIBE": _mailbox, "UNSUBSCRIBE": _mailbox, "LIST": _list,
     "LSUB": _lsub, "STATUS": _status, "APPEND": _append,
     "FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
-    "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota,
+    "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota, "COMPRESS": _compress,
 }
 UID_COMMANDS = {"FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
                 "EXPUNGE": _uid_expunge}
 _TAG = re.compile(rb"[\x21-\x7e]+")
 
 
-def parse_command(data: bytes, spools: tuple = ()) -> Command:
-    """Parse one framed command (``spools``: its spooled literals, see framing.Frame).  Raises
-    :class:`ParseError` only."""
+def parse_command(data: bytes, spools: tuple = (), utf8: bool = False) -> Command:
+    """Parse one framed command (``spools``: its spooled literals, see framing.Frame; ``utf8``:
+    UTF8=ACCEPT is enabled, RFC 6855).  Raises :class:`ParseError` only."""
     try:
-        return _parse(data, spools)
+        return _parse(data, spools, utf8)
     except ParseError:
         raise
     except (ValueError, IndexError, TypeError, RecursionError, UnicodeError):  # belt and braces
@@ -553,12 +568,13 @@ def _safe_tag(raw: bytes) -> Optional[str]:
     return raw.decode("ascii")
 
 
-def _parse(data: bytes, spools: tuple = ()) -> Command:
+def _parse(data: bytes, spools: tuple = (), utf8: bool = False) -> Command:
     m = _TAG.match(data)
     tag = _safe_tag(m.group(0)) if m else None
     if tag is None:
         raise ParseError("missing or invalid tag")
     r = Reader(data, tag, spools)
+    r.utf8 = utf8
     r.pos = m.end()
     r.sp()
     name = r.atom().upper()

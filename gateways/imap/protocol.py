@@ -16,7 +16,7 @@ Invariants:
 * Plaintext received after STARTTLS and before the TLS handshake is discarded (no command
   injection, RFC 3207 §4.2 analogue / CVE-2011-0411).
 
-Deliberately not done: COMPRESS, NOTIFY, per-IP connection limits (the service's job).
+Deliberately not done: NOTIFY, per-IP connection limits (the service's job).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .cmd_auth import AuthCommands
 from .cmd_mailbox import MailboxCommands
 from .cmd_message import MessageCommands
 from .cmd_quota import QuotaCommands
+from .compress import CompressCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
@@ -74,7 +75,7 @@ MAX_QUEUED_COMMANDS = 500
 SPOOL_LITERAL = 256 << 10
 
 
-class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
+class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
     """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
     :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
     selected mailbox and its change reports, IDLE."""
@@ -93,6 +94,7 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
         self.selected = None
         self.condstore = False
         self.qresync = False
+        self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled
         self.idling = False
         self._unsubscribe = None
         self.command_tag: Optional[str] = None  # the tag of the command being run
@@ -147,14 +149,23 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
         if self._closed or self._tls_pending:
             return
         self.input_seen()
+        if self._deflate is not None:
+            self.received(data)  # inflated, then fed (compress.py, RFC 4978)
+        else:
+            self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Plain input to frame and queue."""
+        if self._tls_pending:
+            return  # after STARTTLS or COMPRESS in the same read: discarded
         for event in self.framer.feed(data):
             if isinstance(event, Continue):
                 self.write(b"+ Ready for literal data\r\n")
             elif isinstance(event, Frame):
                 if not self._accept(event):
                     continue  # a continuation line for AUTHENTICATE or IDLE's DONE
-                if command_name(event.data[:100])[1] == "STARTTLS":
-                    # discard anything pipelined after STARTTLS (command injection)
+                if command_name(event.data[:100])[1] in ("STARTTLS", "COMPRESS"):
+                    # discard anything pipelined after STARTTLS (command injection) or COMPRESS
                     self._hold_for_tls(event)
                     self.framer.reset()
                     break
@@ -200,7 +211,7 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
 
     async def _run_frame(self, item: Frame) -> None:
         try:
-            cmd = parse_command(item.data, item.spools)
+            cmd = parse_command(item.data, item.spools, self.utf8)
         except ParseError as e:
             log.info("imap %s: bad command: %s", self.peer, e.text)
             code = "[%s] " % e.code if e.code else ""
@@ -316,5 +327,5 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
                  "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size,
                  # RFC 9208: no QUOTASET (SETQUOTA is refused), no RES-MESSAGE (no such limit)
                  "QUOTA", "QUOTA=RES-STORAGE"]
-        caps += ["BINARY", "MULTIAPPEND", "PREVIEW"]  # RFC 3516, RFC 3502, RFC 8970
+        caps += ["BINARY", "MULTIAPPEND", "PREVIEW", "UTF8=ACCEPT", "COMPRESS=DEFLATE"]  # RFC 3516, 3502, 8970, 6855, 4978
         return " ".join(caps)

@@ -252,3 +252,46 @@ def test_mime_preview_and_transfer_decode():
     with pytest.raises(mime.UnknownEncoding):
         mime.transfer_decode(b"x", "x-uuencode")
     assert mime.preview(b"Subject: x\r\n\r\n\x01ctl\x7f  chars\r\n", mime.analyze(b"Subject: x\r\n\r\n\x01ctl\x7f  chars\r\n")["structure"]) == "ctl chars"
+
+
+# -- UTF8=ACCEPT ---------------------------------------------------------------------------
+def test_utf8_accept_names_append_and_search(haven, user):
+    raw = "From: Jörg <jörg@example.org>\r\nSubject: Grüße\r\n\r\nÜber\r\n".encode()
+    with Wire(haven.imap) as w:
+        w.login(*user)
+        w.ok('CREATE "&AOQ-b"')  # modified UTF-7 until enabled
+        assert b'"&AOQ-b"' in b"".join(w.ok('LIST "" "*"'))
+        w.ok("SELECT INBOX")
+        assert b" BAD " in w.cmd("ENABLE UTF8=ACCEPT")[-1]  # RFC 6855 §3: authenticated state only
+        w.ok("UNSELECT")
+        assert w.ok("ENABLE UTF8=ACCEPT")[0] == b"* ENABLED UTF8=ACCEPT"
+        assert w.ok("ENABLE UTF8=ACCEPT")[0] == b"* ENABLED"
+        listing = b"".join(w.ok('LIST "" "*"'))
+        assert '"äb"'.encode() in listing and b"&AOQ-" not in listing
+        w.ok('CREATE "ö&x"'.encode())  # "&" is just a character now
+        assert '"ö&x"'.encode() in b"".join(w.ok('LIST "" "ö*"'.encode()))
+        assert w.ok('STATUS "äb" (MESSAGES)'.encode())[0] == '* STATUS "äb" (MESSAGES 0)'.encode()
+        # RFC 6855 §4: the UTF8 APPEND data extension; the message is stored as sent
+        lines = w.cmd('APPEND "äb" UTF8 (~{%d+}\r\n'.encode() % len(raw) + raw + b")")
+        assert b"[APPENDUID" in lines[-1], lines
+        w.ok('SELECT "äb"'.encode())
+        assert w.ok("FETCH 1 BODY.PEEK[]")[0] == b"* 1 FETCH (BODY[] {%d}\r\n%s)" % (len(raw), raw)
+        assert w.ok('SEARCH SUBJECT "Grüße"'.encode())[0] == b"* SEARCH 1"
+        assert b" BAD " in w.cmd("SEARCH CHARSET UTF-8 ALL")[-1]  # RFC 6855 §3
+
+
+def test_utf8_accept_with_imaplib(haven, user):
+    import imaplib
+    c = imaplib.IMAP4(*haven.imap)
+    c.login(*user)
+    typ, _ = c.enable("UTF8=ACCEPT")
+    assert typ == "OK" and c.utf8_enabled
+    assert c.create('"Привет"')[0] == "OK"
+    typ, data = c.list()
+    assert '(\\HasNoChildren) "/" "Привет"'.encode() in data
+    assert c.select('"Привет"')[0] == "OK"
+    c.logout()
+    c = imaplib.IMAP4(*haven.imap)  # a session without UTF8=ACCEPT sees modified UTF-7
+    c.login(*user)
+    assert b'(\\HasNoChildren) "/" "&BB8EQAQ4BDIENQRC-"' in c.list()[1]
+    c.logout()
