@@ -97,7 +97,7 @@ class MessageCommands:
                 if plan.sets_seen:
                     recs, seen_changed = await self._set_seen(recs)
                 if plan.preview:
-                    await fill_previews(self.store, plan, recs, raws)
+                    await fill_previews(self.store, plan, folder.id, recs)
                 if streamed:  # one big message, its bodies read and sent piece by piece
                     for r in recs:
                         await self._send_streamed(plan, r, envs, seen_changed, cache)

@@ -24,8 +24,8 @@ Invariants:
   it holds a NUL (§4.2 allows ``{n}`` otherwise, which every client reads).  An encoding we do
   not know fails the command ``NO [UNKNOWN-CTE]`` (§4.2).  BINARY.SIZE decodes too (the exact
   size needs it).
-* PREVIEW (RFC 8970) is computed when asked (:func:`formats.mime.preview`) from the start of the
-  first text part, in a thread; it is not cached, so ``PREVIEW (LAZY)`` never answers NIL.
+* PREVIEW (RFC 8970) texts come from the store per batch (:meth:`Store.message_previews`,
+  cached there); ``PREVIEW (LAZY)`` is answered the same way, never NIL.
 
 Deliberately not done: EMAILID/THREADID.
 """

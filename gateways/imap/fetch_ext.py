@@ -2,23 +2,18 @@
 and BINARY of a streamed (big) message (RFC 3516).
 
 Invariants:
-* Decoding runs in a thread, never on the reactor: PREVIEW of a batch is one thread hop; the
-  BINARY part of a big message is read alone (the part, never the whole message) and decoded in
-  one hop, so a session holds the encoded part and its decoding, not the message twice.
-* PREVIEW reads only the leading octets of each message up to its first text part (a prefix
-  read, :meth:`Store.read_blobs`), unless the batch's bodies were read anyway.
+* Decoding runs off the reactor: PREVIEW texts come from the store (computed in its CPU pool
+  and cached there, :meth:`Store.message_previews`), one call per FETCH batch; the BINARY part of
+  a big message is read alone (the part, never the whole message) and decoded in a thread, so a
+  session holds the encoded part and its decoding, not the message twice.
 
-Deliberately not done: caching previews (in memory or in the store); ``PREVIEW (LAZY)`` is
-answered like ``PREVIEW`` (RFC 8970 §3.2 lets a server compute it at once).
+Deliberately not done: ``PREVIEW (LAZY)`` is answered like ``PREVIEW`` (RFC 8970 §3.2 lets a
+server compute a preview at once rather than answer NIL).
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
 from twisted.internet import threads
-
-from formats import mime
 
 from . import response
 from .fetch import Span, binary_data, literal_any
@@ -32,24 +27,14 @@ def _preview_value(text: str) -> bytes:
     return response.literal(data)
 
 
-async def fill_previews(store, plan, recs: list, raws: Optional[dict]) -> None:
+async def fill_previews(store, plan, folder_id: int, recs: list) -> None:
     """Put the rendered PREVIEW of each record into ``plan.previews`` (replacing the last
-    batch's)."""
+    batch's): one store call per batch (:meth:`Store.message_previews`, which computes and
+    caches them off the reactor)."""
     plan.previews.clear()
-    if not recs:
-        return
-    if raws:
-        bodies = {r.meta.uid: raws.get(r.meta.uid) for r in recs}
-    else:
-        extents = {r.blob_id: mime.preview_extent(r.structure or {}) for r in recs}
-        wanted = [b for b, n in extents.items() if n > 0]
-        blobs = await store.read_blobs(wanted, prefix={b: extents[b] for b in wanted}) if wanted else {}
-        bodies = {r.meta.uid: blobs.get(r.blob_id) for r in recs}
-
-    def compute() -> dict:
-        return {r.meta.uid: _preview_value(mime.preview(bodies[r.meta.uid] or b"", r.structure or {}))
-                for r in recs}
-    plan.previews.update(await threads.deferToThread(compute))
+    if recs:
+        texts = await store.message_previews(folder_id, [r.meta.uid for r in recs])
+        plan.previews.update((uid, _preview_value(text)) for uid, text in texts.items())
 
 
 async def binary_piece(reader, piece: Span) -> bytes:
