@@ -247,7 +247,8 @@ class MailboxCommands:
                 attrs.append("\\HasChildren" if name in children else "\\HasNoChildren")
             else:
                 attrs = [a for a in attrs if a != "\\Subscribed"]
-            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), response.mailbox(name, self.utf8), extra),
+            wire_name = response.mailbox(name, self.utf8)
+            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), wire_name, extra),
                         folder))
         if not args["status"]:
             self.write(b"".join(line for line, _ in out))

@@ -57,7 +57,8 @@ class QuotaCommands:
             self.write(b"* QUOTAROOT %s\r\n" % response.mailbox(name, self.utf8))
             return None
         root = response.string(ROOT)
-        self.write(b"* QUOTAROOT %s %s\r\n* QUOTA %s %s\r\n" % (response.mailbox(name, self.utf8), root, root, resources))
+        self.write(b"* QUOTAROOT %s %s\r\n* QUOTA %s %s\r\n"
+                   % (response.mailbox(name, self.utf8), root, root, resources))
         return None
 
     async def do_GETQUOTA(self, cmd):

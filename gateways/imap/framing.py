@@ -20,8 +20,9 @@ reordered or dropped silently); this module gives it IMAP's shape: commands iden
 name, the whole command as one byte string, ``{n}`` answered by ``+`` (:class:`Continue`), a
 command budget of ``max(literal limit, max_command) + max_line``.
 ``~{n}`` literal8 (BINARY, RFC 3516) is framed like ``{n}``.
-Deliberately not done: a literal size over 32 bits is not fatal here (unlike ManageSieve): a giant ``{n}`` is refused with
-a tagged reply and a giant ``{n+}`` is read and thrown away, as before the engine was shared.
+Deliberately not done: a literal size over 32 bits is not fatal here (unlike ManageSieve): a
+giant ``{n}`` is refused with a tagged reply and a giant ``{n+}`` is read and thrown away, as
+before the engine was shared.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ Also BINARY (RFC 3516: FETCH BINARY/BINARY.PEEK/BINARY.SIZE, literal8 in APPEND)
 UTF8=ACCEPT (RFC 6855): with ``utf8`` mailbox names and patterns are UTF-8 as sent and SEARCH
 CHARSET is BAD (§3).
 
-Deliberately not done: CATENATE, ESEARCH ``RETURN``, SEARCHRES ``$``.  The parser is lenient where clients are known to be sloppy (bare LF, a lower-case
-keyword, an unquoted date).
+Deliberately not done: CATENATE, ESEARCH ``RETURN``, SEARCHRES ``$``.  The parser is lenient
+where clients are known to be sloppy (bare LF, a lower-case keyword, an unquoted date).
 """
 
 from __future__ import annotations

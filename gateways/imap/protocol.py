@@ -75,7 +75,8 @@ MAX_QUEUED_COMMANDS = 500
 SPOOL_LITERAL = 256 << 10
 
 
-class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands):
+class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands,
+                 QuotaCommands):
     """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
     :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
     selected mailbox and its change reports, IDLE."""
@@ -327,5 +328,5 @@ class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, M
                  "STATUS=SIZE", "APPENDLIMIT=%d" % self.config.max_literal_size,
                  # RFC 9208: no QUOTASET (SETQUOTA is refused), no RES-MESSAGE (no such limit)
                  "QUOTA", "QUOTA=RES-STORAGE"]
-        caps += ["BINARY", "MULTIAPPEND", "PREVIEW", "UTF8=ACCEPT", "COMPRESS=DEFLATE"]  # RFC 3516, 3502, 8970, 6855, 4978
+        caps += ["BINARY", "MULTIAPPEND", "PREVIEW", "UTF8=ACCEPT", "COMPRESS=DEFLATE"]  # RFC 3516/3502/8970/6855/4978
         return " ".join(caps)

@@ -251,7 +251,8 @@ def test_mime_preview_and_transfer_decode():
     assert mime.transfer_decode(b"\x00x", "8bit") == b"\x00x"
     with pytest.raises(mime.UnknownEncoding):
         mime.transfer_decode(b"x", "x-uuencode")
-    assert mime.preview(b"Subject: x\r\n\r\n\x01ctl\x7f  chars\r\n", mime.analyze(b"Subject: x\r\n\r\n\x01ctl\x7f  chars\r\n")["structure"]) == "ctl chars"
+    raw = b"Subject: x\r\n\r\n\x01ctl\x7f  chars\r\n"
+    assert mime.preview(raw, mime.analyze(raw)["structure"]) == "ctl chars"
 
 
 # -- UTF8=ACCEPT ---------------------------------------------------------------------------
