@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import base64
 import quopri
+import random
 import re
 
 import pytest
 from imapclient import IMAPClient
+
+from gateways.imap.parser import ParseError, parse_command
+from tests.fuzz import cases
 
 from .wire import Wire
 
@@ -228,7 +232,6 @@ def test_binary_with_imapclient(haven, user):
 
 # -- the pure pieces ---------------------------------------------------------------------
 def test_parser_binary_preview_and_multiappend_grammar():
-    from gateways.imap.parser import ParseError, parse_command
     items = parse_command(b"a FETCH 1 (BINARY.PEEK[1.2]<0.5> BINARY.SIZE[] BINARY[3] PREVIEW (LAZY))").args["items"]
     assert [i.label for i in items] == ["BINARY[1.2]<0>", "BINARY.SIZE[]", "BINARY[3]", "PREVIEW"]
     assert items[0].peek and not items[2].peek and items[0].partial == (0, 5)
@@ -296,3 +299,23 @@ def test_utf8_accept_with_imaplib(haven, user):
     c.login(*user)
     assert b'(\\HasNoChildren) "/" "&BB8EQAQ4BDIENQRC-"' in c.list()[1]
     c.logout()
+
+
+_FUZZ_VALID = [b"FETCH 1:* (BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3] PREVIEW (LAZY) UID)",
+               b"APPEND INBOX (\\Seen) {1}\r\nx (\\Flagged) \"05-Mar-2024 10:11:12 +0100\" ~{2}\r\nyy UTF8 (~{1}\r\nz)",
+               b"LIST \"\" \"\xc3\xa4*\"", b"COMPRESS DEFLATE", b"ENABLE UTF8=ACCEPT CONDSTORE",
+               b"SEARCH CHARSET UTF-8 SUBJECT \"\xc3\xa4\""]
+_FUZZ_NESTS = [(b"FETCH 1 ", b"(", b")", b"PREVIEW"), (b"FETCH 1 BINARY[", b"1.", b"", b"1]"),
+               (b"APPEND INBOX ", b"UTF8 (", b")", b"~{1}\r\nx")]
+_FUZZ_TOKENS = [b"BINARY[", b"BINARY.SIZE[", b"]", b"<0.5>", b"PREVIEW ", b"(LAZY) ", b"UTF8 (", b"~{1}\r\nx",
+                b"{1+}\r\ny", b" ", b"(", b")", b"\"\xc3\xa4\" ", b"&AOQ-", b"COMPRESS "]
+
+
+def test_parser_fuzz_of_the_extension_grammar():
+    """Every mutated command is a Command or a ParseError, with UTF8=ACCEPT off and on."""
+    for case in cases(random.Random(6855), _FUZZ_VALID, _FUZZ_NESTS, _FUZZ_TOKENS, 400):
+        for utf8 in (False, True):
+            try:
+                parse_command(b"a1 " + case, utf8=utf8)
+            except ParseError:
+                pass
