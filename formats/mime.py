@@ -38,7 +38,8 @@ import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 __all__ = ["analyze", "section_offsets", "header_fields", "decoded_text", "text_extent",
-           "find_text", "decode_header_value", "MAX_DEPTH", "MAX_PARTS"]
+           "find_text", "decode_header_value", "preview", "preview_extent", "transfer_decode",
+           "UnknownEncoding", "MAX_DEPTH", "MAX_PARTS"]
 
 MAX_DEPTH = 50      # entity nesting (multipart children, message/rfc822 bodies)
 MAX_PARTS = 5000    # entities per message
@@ -747,3 +748,86 @@ def _find_plain(raw: bytes, structure: dict, needles: frozenset) -> frozenset | 
             elif html and " " in n:
                 return None
     return frozenset(found)
+
+
+# -- PREVIEW (RFC 8970) and BINARY (RFC 3516) ---------------------------------------------
+
+PREVIEW_CHARS = 256             # RFC 8970 §3: at most 256 characters
+_WS_RE = re.compile(r"\s+")
+_BLOCK_RE = re.compile(r"(?is)<(script|style|head)\b.*?</\1\s*>")
+
+
+def preview_part(structure: dict) -> dict | None:
+    """The part PREVIEW is made from: the first text/plain or text/html leaf that is not an
+    attachment, depth first (inside encapsulated messages too), or None."""
+    try:
+        stack = [structure]
+        while stack:
+            part = stack.pop()
+            if part.get("parts"):
+                stack.extend(reversed(part["parts"]))
+            elif part.get("message"):
+                stack.append(part["message"]["structure"])
+            elif part.get("type") == "text" and part.get("subtype") in ("plain", "html"):
+                disposition = part.get("disposition")
+                if not (disposition and disposition[0] == "attachment"):
+                    return part
+    except (AttributeError, KeyError, TypeError, IndexError):
+        pass
+    return None
+
+
+def preview_extent(structure: dict) -> int:
+    """How many leading octets of the message preview() reads (0: none)."""
+    part = preview_part(structure)
+    if part is None:
+        return 0
+    # enough encoded octets for PREVIEW_CHARS characters after QP/base64 and a little markup
+    return min(int(part["end"]), int(part["body_start"]) + 64 * 1024)
+
+
+def preview(raw: bytes, structure: dict) -> str:
+    """RFC 8970 §3 preview text: up to PREVIEW_CHARS characters of the first text part,
+    transfer- and charset-decoded, HTML reduced to text, whitespace runs made one space.
+    ``raw`` may be just the first :func:`preview_extent` octets.  Never raises."""
+    try:
+        part = preview_part(structure)
+        if part is None:
+            return ""
+        start = int(part["body_start"])
+        data = raw[start:min(int(part["end"]), start + 64 * 1024)]
+        data = transfer_decode(data, part.get("encoding"), strict=False)
+        text = _to_text(data, _param(part.get("params") or [], "charset"))
+        if part.get("subtype") == "html":
+            text = html.unescape(_TAG_RE.sub(" ", _BLOCK_RE.sub(" ", text)))
+        # RFC 8970 §3: no control characters; whitespace normalised
+        text = _WS_RE.sub(" ", "".join(c if c.isprintable() or c.isspace() else " " for c in text)).strip()
+        return text[:PREVIEW_CHARS]
+    except Exception:
+        return ""
+
+
+class UnknownEncoding(ValueError):
+    """A Content-Transfer-Encoding that transfer_decode() does not know (RFC 3516 UNKNOWN-CTE)."""
+
+
+_IDENTITY_CTE = frozenset(("", "7bit", "8bit", "binary"))
+
+
+def transfer_decode(data: bytes, encoding, strict: bool = True) -> bytes:
+    """``data`` with its Content-Transfer-Encoding undone (RFC 2045 §6).  With ``strict`` an
+    unknown encoding raises :class:`UnknownEncoding`; otherwise the data is returned as is.
+    Malformed base64/QP is decoded leniently (junk dropped), as mail clients do."""
+    enc = (encoding or "").strip().lower()
+    if enc in _IDENTITY_CTE:
+        return data
+    if enc == "base64":
+        try:
+            return _b64(data)
+        except (binascii.Error, ValueError):
+            return b""
+    if enc == "quoted-printable":
+        return binascii.a2b_qp(data)
+    if strict:
+        raise UnknownEncoding(enc)
+    return data

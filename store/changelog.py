@@ -73,6 +73,7 @@ def drop_unreferenced_blobs_txn(txn: Txn, blob_ids) -> list:
         if not (txn.scalar("SELECT COUNT(*) FROM messages WHERE blob_id = ?", (blob_id,))
                 or txn.scalar("SELECT COUNT(*) FROM outbound_queue WHERE blob_id = ?", (blob_id,))):
             txn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+            txn.execute("DELETE FROM blob_previews WHERE blob_id = ?", (blob_id,))  # delta 008
             gone.append(blob_id)
     return gone
 

@@ -406,6 +406,20 @@ class Store:
                     for r in recs}
         return await threads.deferToThread(scan)
 
+    async def message_previews(self, folder_id: int, uids: Sequence[int]) -> dict:
+        """IMAP PREVIEW (RFC 8970): ``{uid: preview text}`` for the live messages among
+        ``uids``, each :func:`formats.mime.preview` of the message ("" when it has no text
+        part).  Runs off the reactor; a backend may cache them.  (Correct but slow default:
+        computed every time from the start of each message.)"""
+        recs = await self.fetch_messages(folder_id, uids, structure=True)
+        extents = {r.blob_id: mime.preview_extent(r.structure) for r in recs if r.structure is not None}
+        raws = await self.read_blobs([r.blob_id for r in recs], prefix={b: n for b, n in extents.items() if n})
+
+        def make() -> dict:
+            return {r.meta.uid: mime.preview(raws[r.blob_id], r.structure or
+                                             mime.analyze(raws[r.blob_id])["structure"]) for r in recs}
+        return await threads.deferToThread(make)
+
     async def changes_since(self, folder_id: int, modseq: int) -> Changes:
         """Also answers for a folder deleted meanwhile (its messages are then all expunged);
         NotFound only once the purge job removed it."""
@@ -417,6 +431,14 @@ class Store:
         seekable binary file holding the message (a spooled literal), read from its start in the
         store's threads; the caller keeps it open until this returns, then closes it.  Raises
         NotFound, TooBig, OverQuota, TemporaryFailure."""
+        raise NotImplementedError
+
+    async def append_messages(self, account_id: int, folder_id: int, messages: Sequence[tuple]) -> tuple:
+        """IMAP MULTIAPPEND (RFC 3502): store every ``(raw, flags, internaldate)`` of
+        ``messages`` into the folder in one transaction, all or none; returns
+        ``(uidvalidity, [uid, ...])`` in the given order.  ``raw`` as for
+        :meth:`append_message` (the caller keeps spooled files open until this returns).  The
+        hard quota applies to the sum.  Raises as :meth:`append_message`."""
         raise NotImplementedError
 
     async def store_flags(self, account_id: int, folder_id: int, uids: Sequence[int], op: str,

@@ -73,6 +73,21 @@ def append_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedM
     return folder.uidvalidity, uid, modseq
 
 
+def append_messages_txn(txn: Txn, account_id: int, folder_id: int, prepared: list, settings=None):
+    """MULTIAPPEND: every message or none, one modseq; ``prepared`` is ``[(msg, flags, date)]``."""
+    folder = get_folder_by_id_txn(txn, folder_id)
+    if folder.account_id != account_id:
+        raise errors.NotFound("no such folder")
+    if settings is not None:
+        check_append_quota_txn(txn, account_id, sum(m.size for m, _f, _d in prepared), settings)
+    modseq = bump_modseq_txn(txn, account_id)
+    uids = []
+    for msg, flags, internaldate in prepared:
+        ensure_blob_txn(txn, msg)
+        uids.append(insert_message_txn(txn, account_id, folder_id, msg, modseq, flags, internaldate))
+    return folder.uidvalidity, uids, modseq
+
+
 def rename_folder_txn(txn: Txn, account_id: int, old: str, new: str) -> int:
     """Returns the modseq of the change.  RFC 3501 §6.3.5: renaming INBOX moves its messages
     to a new folder ``new`` and INBOX stays; any other folder is renamed with its inferiors."""
@@ -413,6 +428,15 @@ class MessagesStore(StoreCore):
                                                    msg, list(flags), internaldate, self.quota_settings)
         self._publish(account_id, folder_id, modseq)
         return uidvalidity, uid
+
+    async def append_messages(self, account_id, folder_id, messages):
+        prepared = []
+        for raw, flags, internaldate in messages:  # one at a time: big ones take the big lane
+            prepared.append((await self._prepare_message(raw), list(flags), internaldate))
+        uidvalidity, uids, modseq = await self._run("append_messages", append_messages_txn, account_id, folder_id,
+                                                    prepared, self.quota_settings)
+        self._publish(account_id, folder_id, modseq)
+        return uidvalidity, uids
 
     async def store_flags(self, account_id, folder_id, uids, op, flags, unchanged_since=None):
         result, modseq = await self._run("store_flags", store_flags_txn, account_id, folder_id, list(uids), op,

@@ -37,6 +37,7 @@ from store.interfaces import Store
 from store.lifecycle import LifecycleStore
 from store.messages import MessagesStore
 from store.metadata import MetadataStore
+from store.previews import PreviewsStore
 from store.queue import OutboundStore
 from store.quota import QuotaStore
 from store.schema import current_version_txn, health_txn, latest_version, migrate_txn
@@ -45,9 +46,9 @@ from store.sievestore import SieveStore
 from store.submission import SubmissionStore
 
 
-class SqlStore(AccountsStore, FoldersStore, MessagesStore, DeliveryStore, SubmissionStore, OutboundStore,
-               SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore,
-               MetadataStore, Store):
+class SqlStore(AccountsStore, FoldersStore, MessagesStore, PreviewsStore, DeliveryStore, SubmissionStore,
+               OutboundStore, SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore, MetadataStore,
+               Store):
     async def schema_version(self) -> tuple:
         return await self._run("schema_version", current_version_txn), latest_version()
 

@@ -50,8 +50,10 @@ class LiteralFramer:
     is the subclass's business: see :meth:`_limit`)."""
 
     #: a literal announcement at the end of a line (its line ending removed); groups ``size``
-    #: and ``plus``, and optionally ``tilde`` (a literal8 prefix: refused as a bad literal)
+    #: and ``plus``, and optionally ``tilde`` (a literal8 prefix: refused as a bad literal
+    #: unless ``literal8`` says the protocol takes it)
     literal_at_end: Pattern[bytes]
+    literal8 = False
     #: the client waits for a continuation request after ``{n}`` (IMAP), or never (ManageSieve)
     sync_waits = True
     #: a literal size above this is fatal (None: any size up to the pattern's digits is read)
@@ -239,7 +241,7 @@ class LiteralFramer:
             self._parts = []  # the frame owns them now
             self._end_command()
             return
-        if m.groupdict().get("tilde"):
+        if m.groupdict().get("tilde") and not self.literal8:
             self._refuse_literal(events, BAD_LITERAL, size, sync)
             return
         limit = self._limit(self._head)

@@ -7,7 +7,8 @@ sequence numbers, change reporting), ``protocol`` (the per-connection engine), `
 (handlers ``do_VERB``; ``cmd_quota`` for RFC 9208; ``cmd_sort`` for SORT, THREAD, ESEARCH
 results and SEARCHRES; ``cmd_metadata`` for RFC 5464), ``parse_sort`` and ``metadata`` (their
 grammar), ``sorting`` and ``thread`` (the SORT keys and THREAD algorithms, pure), ``searchres``
-(``$``), ``objectid`` (RFC 8474's MAILBOXID, EMAILID, THREADID), ``utf7`` (modified UTF-7 names).
+(``$``), ``objectid`` (RFC 8474's MAILBOXID, EMAILID, THREADID), ``utf7`` (modified UTF-7 names),
+``fetch_ext`` (PREVIEW, BINARY of streamed messages), ``compress`` (COMPRESS=DEFLATE).
 
 What it guarantees:
 * Extensions advertised and implemented: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
@@ -16,7 +17,8 @@ What it guarantees:
   cmd_quota for the root and the units), STARTTLS (when a TLS context is configured and the
   transport is not TLS already), AUTH=PLAIN; ESEARCH, SEARCHRES, SORT, SORT=DISPLAY, ESORT,
   THREAD=ORDEREDSUBJECT, THREAD=REFERENCES (cmd_sort); METADATA (cmd_metadata), OBJECTID
-  (objectid).
+  (objectid); BINARY (RFC 3516), MULTIAPPEND (RFC 3502, all or none), PREVIEW (RFC 8970),
+  UTF8=ACCEPT (RFC 6855), COMPRESS=DEFLATE (RFC 4978).
 * Quotas: GETQUOTAROOT/GETQUOTA report the account's hard limit and its usage (one root, ``""``,
   present only while a hard limit is set); APPEND and COPY past it answer ``NO [OVERQUOTA]``
   and the connection goes on (the literal was read whole, to its spool file, before the store
@@ -41,8 +43,8 @@ What it guarantees:
   (RFC 3501 §6.2.3, RFC 5530) until STARTTLS, or on the implicit-TLS listener.
 
 Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
-no BINARY, CATENATE, MULTIAPPEND, CONTEXT=SEARCH/SORT, PARTIAL, COMPRESS, NOTIFY, METADATA, ACL,
-UTF8=ACCEPT, QUOTASET, QUOTA=RES-MESSAGE; a single personal namespace.
+no CATENATE, CONTEXT=SEARCH/SORT, PARTIAL, NOTIFY, ACL, QUOTASET, QUOTA=RES-MESSAGE; a single
+personal namespace.
 """
 
 from __future__ import annotations

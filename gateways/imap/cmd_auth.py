@@ -117,6 +117,9 @@ class AuthCommands:
         return ("CAPABILITY %s" % self.capabilities(), "Logged in")
 
     async def do_ENABLE(self, cmd):
+        if "UTF8=ACCEPT" in cmd.args["capabilities"] and self.state != AUTH:
+            # RFC 6855 §3: only in the authenticated state
+            raise IMAPError("BAD", "ENABLE UTF8=ACCEPT only without a selected mailbox")
         enabled = []
         for cap in cmd.args["capabilities"]:
             if cap == "CONDSTORE":
@@ -128,6 +131,10 @@ class AuthCommands:
                 if not self.qresync:
                     enabled.append(cap)
                 self.condstore = self.qresync = True
+            elif cap == "UTF8=ACCEPT":
+                if not self.utf8:
+                    enabled.append(cap)
+                self.utf8 = True
         self.write(b"* ENABLED%s\r\n" % b"".join(b" " + c.encode() for c in enabled))
 
     async def do_NAMESPACE(self, cmd):

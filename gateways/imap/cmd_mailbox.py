@@ -10,7 +10,11 @@ Invariants:
 * LIST always returns special-use attributes and \\HasChildren/\\HasNoChildren (RFC 6154 §2 and
   RFC 5258 §4 allow it), which is what Thunderbird and mutt want.
 
-Deliberately not done: MULTIAPPEND, CATENATE, LIST "REMOTE" (no remote mailboxes), \\Marked.
+MULTIAPPEND (RFC 3502): the messages of one APPEND are stored in one transaction (all or none);
+the framer bounds the command's literals together by about APPENDLIMIT (deliberate: one
+command never spools more than one big message's worth).
+
+Deliberately not done: CATENATE, LIST "REMOTE" (no remote mailboxes), \\Marked.
 """
 
 from __future__ import annotations
@@ -245,7 +249,8 @@ class MailboxCommands:
                 attrs.append("\\HasChildren" if name in children else "\\HasNoChildren")
             else:
                 attrs = [a for a in attrs if a != "\\Subscribed"]
-            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), response.mailbox(name), extra),
+            wire_name = response.mailbox(name, self.utf8)
+            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), wire_name, extra),
                         folder))
         if not args["status"]:
             self.write(b"".join(line for line, _ in out))
@@ -303,7 +308,7 @@ class MailboxCommands:
             else:  # APPENDLIMIT, RFC 7889
                 v = self.config.max_literal_size
             values.append(b"%s %d" % (item.encode(), v))
-        self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name), b" ".join(values)))
+        self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name, self.utf8), b" ".join(values)))
 
     async def _deleted_storage(self, folder_id: int) -> int:
         """RFC 9208 STATUS DELETED-STORAGE (required with QUOTA=RES-STORAGE): what an EXPUNGE
@@ -315,22 +320,32 @@ class MailboxCommands:
     # -- APPEND ------------------------------------------------------------------------------
     async def do_APPEND(self, cmd):
         args = cmd.args
-        raw = args["message"]  # bytes, or a Spool (gateways/common/spool.py) of a big literal
-        size = len(raw) if isinstance(raw, bytes) else raw.size
-        if size > self.config.max_literal_size:
-            raise IMAPError("NO", "Message too big", "TOOBIG")
-        if not size:
-            raise IMAPError("NO", "Empty message", "CANNOT")
+        # RFC 3502 (MULTIAPPEND): further messages in args["more"]; all are stored or none
+        messages = [args] + args["more"]
+        for msg in messages:
+            raw = msg["message"]  # bytes, or a Spool (gateways/common/spool.py) of a big literal
+            size = len(raw) if isinstance(raw, bytes) else raw.size
+            if size > self.config.max_literal_size:
+                raise IMAPError("NO", "Message too big", "TOOBIG")
+            if not size:
+                raise IMAPError("NO", "Empty message", "CANNOT")
         folder = await self.mail_folder(args["mailbox"])
-        flags = [f for f in args["flags"] if f != "\\Recent"]
-        if not isinstance(raw, bytes):
-            try:
-                raw = await raw.finished()  # the file; the command's end closes it
-            except OSError as e:
-                self.log.error("imap %s: cannot spool an APPEND: %s", self.peer, e)
-                raise IMAPError("NO", "Cannot store the message now", "UNAVAILABLE") from None
-        uidvalidity, uid = await self.store.append_message(self.account.id, folder.id, raw, flags,
-                                                           args["internaldate"])
+        batch = []
+        for msg in messages:
+            raw = msg["message"]
+            if not isinstance(raw, bytes):
+                try:
+                    raw = await raw.finished()  # the file; the command's end closes it
+                except OSError as e:
+                    self.log.error("imap %s: cannot spool an APPEND: %s", self.peer, e)
+                    raise IMAPError("NO", "Cannot store the message now", "UNAVAILABLE") from None
+            batch.append((raw, [f for f in msg["flags"] if f != "\\Recent"], msg["internaldate"]))
+        if len(batch) == 1:
+            uidvalidity, uid = await self.store.append_message(self.account.id, folder.id, *batch[0])
+            uids = [uid]
+        else:
+            uidvalidity, uids = await self.store.append_messages(self.account.id, folder.id, batch)
         if self.selected is not None and self.selected.folder.id == folder.id:
             self.selected.dirty = True  # RFC 3501 §6.3.11: report the new message with EXISTS
-        return ("APPENDUID %d %d" % (uidvalidity, uid), "APPEND completed")
+        # RFC 4315 §3 / RFC 3502 §6.3.11: APPENDUID with the UID set of all the messages
+        return ("APPENDUID %d %s" % (uidvalidity, format_set(uids)), "APPEND completed")

@@ -27,6 +27,7 @@ from store import errors
 
 from . import response
 from .fetch import FetchPlan, cut_partial, filter_header
+from .fetch_ext import binary_piece, check_encodings, fill_previews
 from .parser import FetchItem
 from .search import Candidate, Context, run_search, uses_modseq
 from .seqset import format_pairs, format_set
@@ -97,6 +98,8 @@ class MessageCommands:
                 seen_changed: set = set()
                 if plan.sets_seen:
                     recs, seen_changed = await self._set_seen(recs)
+                if plan.preview:
+                    await fill_previews(self.store, plan, folder.id, recs)
                 if streamed:  # one big message, its bodies read and sent piece by piece
                     for r in recs:
                         await self._send_streamed(plan, r, envs, seen_changed, cache)
@@ -212,12 +215,16 @@ class MessageCommands:
             if known is not None and rec.meta.modseq >= known.modseq:
                 self.selected.metas[uid] = rec.meta
         # Opened before the response starts: a missing blob is still an ordinary NO.
+        pieces = plan.render_streamed(seq, rec, uid in seen_changed, env)
+        check_encodings(pieces)  # UNKNOWN-CTE is a tagged NO, never half a response
         reader = _SpanReader(self.store, rec.blob_id)
         await reader.open()
         try:
-            for piece in plan.render_streamed(seq, rec, uid in seen_changed, env):
+            for piece in pieces:
                 if isinstance(piece, bytes):
                     self.write(piece)
+                elif piece.decode is not None or piece.size_only:  # BINARY, BINARY.SIZE (RFC 3516)
+                    self.write(await binary_piece(reader, piece))
                 elif piece.fields is not None:  # HEADER.FIELDS of an inner message: small
                     header = await reader.read(piece.start, piece.end)
                     data = filter_header(header, piece.fields, piece.negate)

@@ -19,7 +19,15 @@ Invariants:
 * :class:`FetchPlan` chooses one render function per item once per command; per message it only
   calls them (``FETCH 1:*`` of a big mailbox is thousands of lines).
 
-Deliberately not done: BINARY (RFC 3516), PREVIEW, EMAILID/THREADID.
+* BINARY[n] (RFC 3516) is the part's body with its Content-Transfer-Encoding undone, then cut
+  to <partial>; BINARY[] is the message as stored.  It is sent as a literal8 ``~{n}`` only when
+  it holds a NUL (§4.2 allows ``{n}`` otherwise, which every client reads).  An encoding we do
+  not know fails the command ``NO [UNKNOWN-CTE]`` (§4.2).  BINARY.SIZE decodes too (the exact
+  size needs it).
+* PREVIEW (RFC 8970) texts come from the store per batch (:meth:`Store.message_previews`,
+  cached there); ``PREVIEW (LAZY)`` is answered the same way, never NIL.
+
+Deliberately not done: EMAILID/THREADID.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from formats import mime
 
 from . import objectid, response
 from .parser import FetchItem
+from .states import IMAPError
 
 _BODY_SEEN = ("RFC822", "RFC822.TEXT")
 #: octets of serialized ENVELOPEs an :class:`EnvelopeCache` keeps by default (~100k messages)
@@ -94,11 +103,15 @@ class Span:
     fields: Optional[tuple] = None
     negate: bool = False
     partial: Optional[tuple] = None
+    #: BINARY (RFC 3516): the Content-Transfer-Encoding to undo before <partial>
+    decode: Optional[str] = None
+    #: BINARY.SIZE: send the decoded size instead of the octets
+    size_only: bool = False
 
 
 def needs_raw(item: FetchItem) -> bool:
     """The item's data comes from the message's bytes, not from the cached columns."""
-    if item.name in ("RFC822", "RFC822.TEXT"):
+    if item.name in ("RFC822", "RFC822.TEXT", "BINARY[]", "BINARY.SIZE[]"):
         return True
     return item.name == "BODY[]" and (bool(item.section.path) or item.section.spec in ("", "TEXT"))
 
@@ -117,6 +130,15 @@ def body_span(item: FetchItem, rec) -> Optional[Span]:
     size = rec.meta.size
     if item.name == "RFC822":
         return Span(0, size)
+    if item.name in ("BINARY[]", "BINARY.SIZE[]"):
+        part = binary_part(item, rec.structure)
+        if part is None:
+            return None
+        start, end, encoding = part
+        size_only = item.name == "BINARY.SIZE[]"
+        if encoding is None and not size_only:
+            return Span(*cut_partial(start, end, item.partial))  # nothing to decode: streamed as is
+        return Span(start, end, decode=encoding, partial=item.partial, size_only=size_only)
     if item.name == "RFC822.TEXT":
         return Span(len(rec.header), size)
     section = item.section
@@ -142,21 +164,57 @@ def body_span(item: FetchItem, rec) -> Optional[Span]:
                 item.partial)
 
 
+def binary_part(item: FetchItem, structure: Optional[dict]) -> Optional[tuple]:
+    """``(start, end, encoding)`` of a BINARY item's octets in the raw message, or None when
+    the part does not exist.  BINARY[] is the whole message, not decoded (RFC 3516 §4.2)."""
+    path = list(item.section.path)
+    if not path:
+        return 0, (structure or {}).get("end", 0), None
+    part = mime.section_offsets(structure or {}, path)
+    if part is None:
+        return None
+    # a multipart or message/rfc822 part has an identity encoding (RFC 2045 §6.4): not decoded
+    encoding = None if part.get("parts") or part.get("message") else part.get("encoding")
+    return part["body_start"], part["end"], encoding
+
+
+def binary_data(data: bytes, encoding: Optional[str]) -> bytes:
+    """The part's octets decoded; an unknown encoding is IMAPError NO [UNKNOWN-CTE] (RFC 3516
+    §4.2: the server "MUST respond with a tagged NO" and that code)."""
+    if encoding is None:
+        return data
+    try:
+        return mime.transfer_decode(data, encoding)
+    except mime.UnknownEncoding:
+        raise IMAPError("NO", "Unknown Content-Transfer-Encoding %s" % encoding[:40], "UNKNOWN-CTE") from None
+
+
+def literal_any(data: bytes) -> bytes:
+    """RFC 3516 §4.2: literal8 when the data holds a NUL, a plain literal otherwise."""
+    return (b"~{%d}\r\n" if b"\x00" in data else b"{%d}\r\n") % len(data) + data
+
+
 class FetchPlan:
     def __init__(self, items: list, readonly: bool):
         self.items = items
         names = {i.name for i in items}
         sections = [i for i in items if i.name == "BODY[]"]
+        binary = [i for i in items if i.name in ("BINARY[]", "BINARY.SIZE[]")]
         self.envelope = "ENVELOPE" in names
-        self.structure = bool(names & {"BODY", "BODYSTRUCTURE"}) or any(s.section.path for s in sections)
+        self.preview = "PREVIEW" in names
+        self.previews: dict = {}  # uid -> rendered PREVIEW value, filled per batch by the caller
+        self.structure = (bool(names & {"BODY", "BODYSTRUCTURE"}) or any(s.section.path for s in sections)
+                          or bool(binary) or self.preview)
         self.header = bool(names & {"RFC822.HEADER", "RFC822.TEXT", "THREADID"}) or any(
             not s.section.path and s.section.spec != "" for s in sections)
         self.blob = bool(names & {"RFC822", "RFC822.TEXT"}) or any(
-            s.section.path or s.section.spec in ("", "TEXT") for s in sections)
-        self.sets_seen = not readonly and (bool(names & set(_BODY_SEEN)) or any(not s.peek for s in sections))
+            s.section.path or s.section.spec in ("", "TEXT") for s in sections) or bool(binary)
+        # RFC 3516 §4.2: BINARY (not .PEEK, not .SIZE) sets \Seen like BODY[]
+        self.sets_seen = not readonly and (bool(names & set(_BODY_SEEN)) or any(not s.peek for s in sections)
+                                           or any(b.name == "BINARY[]" and not b.peek for b in binary))
         self.has_flags = "FLAGS" in names
         # one function per item, chosen once: render() runs per message of FETCH 1:*
-        self._renderers = [_renderer(item) for item in items]
+        self._renderers = [_renderer(item, self.previews) for item in items]
 
     def render(self, seq: int, rec, raw: Optional[bytes], seen_changed: bool,
                envelope: Optional[bytes] = None) -> bytes:
@@ -189,9 +247,14 @@ class FetchPlan:
         return out
 
 
-def _renderer(item: FetchItem):
+def _renderer(item: FetchItem, previews: dict):
     """``f(rec, raw, envelope) -> bytes`` for one FETCH item (RFC 3501 §7.4.2)."""
     name = item.name
+    if name == "PREVIEW":
+        # RFC 8970 §4: PREVIEW nstring (the caller filled ``previews`` for the batch)
+        return lambda rec, raw, env: b"PREVIEW " + previews.get(rec.meta.uid, b"NIL")
+    if name in ("BINARY[]", "BINARY.SIZE[]"):
+        return _binary_renderer(item)
     if name == "UID":
         return lambda rec, raw, env: b"UID %d" % rec.meta.uid
     if name == "FLAGS":
@@ -286,3 +349,22 @@ def section_data(item: FetchItem, rec, raw: Optional[bytes]) -> Optional[bytes]:
     if spec == "HEADER":
         return header
     return filter_header(header, section.fields, spec == "HEADER.FIELDS.NOT")
+
+
+def _binary_renderer(item: FetchItem):
+    label = item.label.encode("ascii")
+    size_only = item.name == "BINARY.SIZE[]"
+
+    def render(rec, raw, env) -> bytes:
+        where = binary_part(item, rec.structure if rec.structure is not None else _structure(rec, raw))
+        if where is None or raw is None:
+            return label + b" NIL"
+        start, end, encoding = where
+        data = binary_data(raw if start == 0 and end >= len(raw) else raw[start:end], encoding)
+        if size_only:
+            return label + b" %d" % len(data)
+        if item.partial is not None:
+            offset, length = item.partial
+            data = data[offset:offset + length]
+        return label + b" " + literal_any(data)
+    return render

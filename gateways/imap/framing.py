@@ -19,9 +19,10 @@ bounded by ``max_line`` plus the command's budget, one refusal per refused comma
 reordered or dropped silently); this module gives it IMAP's shape: commands identified by tag and
 name, the whole command as one byte string, ``{n}`` answered by ``+`` (:class:`Continue`), a
 command budget of ``max(literal limit, max_command) + max_line``.
-Deliberately not done: ``~{n}`` literal8 (BINARY, RFC 3516) is refused like a bad literal; a
-literal size over 32 bits is not fatal here (unlike ManageSieve): a giant ``{n}`` is refused with
-a tagged reply and a giant ``{n+}`` is read and thrown away, as before the engine was shared.
+``~{n}`` literal8 (BINARY, RFC 3516) is framed like ``{n}``.
+Deliberately not done: a literal size over 32 bits is not fatal here (unlike ManageSieve): a
+giant ``{n}`` is refused with a tagged reply and a giant ``{n+}`` is read and thrown away, as
+before the engine was shared.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Framer(LiteralFramer):
 
     literal_at_end = _LITERAL_AT_END
     sync_waits = True  # RFC 3501 §7.5: "+" invites a synchronizing literal
+    literal8 = True  # RFC 3516 §4.4 ~{n}: framed like {n}; the parser takes it only in APPEND
     head_window = 200
 
     def __init__(self, max_line: int = 65536, literal_limit: Callable[[str], int] = lambda name: 65536,

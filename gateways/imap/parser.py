@@ -15,8 +15,14 @@ Invariants:
 
 ESEARCH ``RETURN``, SEARCHRES ``$``, SORT/ESORT and THREAD: parse_sort.py.
 
-Deliberately not done: literal8/BINARY, MULTIAPPEND, CATENATE, UTF8=ACCEPT.  The parser is lenient where clients are known to be sloppy (bare LF, a lower-case
-keyword, an unquoted date).
+Also BINARY (RFC 3516: FETCH BINARY/BINARY.PEEK/BINARY.SIZE, literal8 in APPEND), MULTIAPPEND
+(RFC 3502), PREVIEW (RFC 8970), the UTF8 APPEND data extension (RFC 6855 §4).
+
+UTF8=ACCEPT (RFC 6855): with ``utf8`` mailbox names and patterns are UTF-8 as sent and SEARCH
+CHARSET is BAD (§3).
+
+Deliberately not done: CATENATE.  The parser is lenient where clients are known to be sloppy
+(bare LF, a lower-case keyword, an unquoted date).
 """
 
 from __future__ import annotations
@@ -55,10 +61,11 @@ class FetchItem:
 
     @property
     def label(self) -> str:
-        """The item name in the response (RFC 3501 §7.4.2: BODY[...]<origin>)."""
-        if self.name != "BODY[]":
+        """The item name in the response (RFC 3501 §7.4.2: BODY[...]<origin>; RFC 3516 §4.2:
+        BINARY[...]<origin>, BINARY.SIZE[...])."""
+        if self.name not in ("BODY[]", "BINARY[]", "BINARY.SIZE[]"):
             return self.name
-        text = "BODY[%s]" % self.section.label
+        text = "%s[%s]" % (self.name[:-2], self.section.label)
         if self.partial is not None:
             text += "<%d>" % self.partial[0]
         return text
@@ -225,6 +232,11 @@ def _list(r: Reader, args: dict) -> None:
 
 
 def _pattern(raw: bytes, r: Reader) -> str:
+    if r.utf8:  # RFC 6855 §3: UTF-8, no modified UTF-7, once UTF8=ACCEPT is enabled
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise r.error("mailbox pattern is not UTF-8") from None
     try:
         return utf7.decode(raw.decode("ascii"))
     except UnicodeDecodeError:
@@ -277,6 +289,7 @@ def _append(r: Reader, args: dict) -> None:
     r.sp()
     args["flags"] = []
     args["internaldate"] = None
+    args["more"] = []
     if r.peek() == 0x28:
         args["flags"] = r.flag_list()
         r.sp()
@@ -290,11 +303,45 @@ def _append(r: Reader, args: dict) -> None:
         else:
             args["message"] = value
             return
+    args["message"] = _append_literal(r)
+    # RFC 3502 §6.3.11 (MULTIAPPEND): append-message *(SP append-message)
+    more = []
+    while r.maybe_sp():
+        more.append(_append_message(r))
+    args["more"] = more
+
+
+def _append_message(r: Reader) -> dict:
+    """One further message of a MULTIAPPEND: [flag-list SP] [date-time SP] literal."""
+    msg = {"flags": [], "internaldate": None}
+    if r.peek() == 0x28:
+        msg["flags"] = r.flag_list()
+        r.sp()
+    if r.peek() == 0x22:
+        msg["internaldate"] = r.date_time()
+        r.sp()
+    msg["message"] = _append_literal(r)
+    return msg
+
+
+def _append_literal(r: Reader):
+    """APPEND's message: a literal, a literal8 ``~{n}`` (RFC 3516 §4.4: binary content), or
+    ``UTF8 (~{n})`` (RFC 6855 §4: the UTF8 data extension; accepted whether or not UTF8=ACCEPT
+    was enabled, the message is stored as sent)."""
+    if r.data[r.pos:r.pos + 6].upper() == b"UTF8 (":
+        r.pos += 6
+        if r.peek() != 0x7E:
+            raise r.error("UTF8 APPEND data must be a literal8")
+        value = _append_literal(r)
+        r.expect(b")")
+        return value
     if r.peek() == 0x7E:
-        raise ParseError("literal8 (BINARY) is not supported", r.tag, "CANNOT")
-    if r.peek() != 0x7B:
+        r.pos += 1
+        if r.peek() != 0x7B:
+            raise r.error("expected a literal8")
+    elif r.peek() != 0x7B:
         raise r.error("APPEND expects the message as a literal")
-    args["message"] = r.literal(spooled=True)  # bytes, or the spool of a big literal
+    return r.literal(spooled=True)  # bytes, or the spool of a big literal
 
 
 _FETCH_MACROS = {
@@ -310,16 +357,21 @@ def _fetch_att(r: Reader) -> FetchItem:
     name = r._run(set(b" ()[<") | set(range(0, 0x20))).decode("ascii").upper()
     if name in ("BODY", "BODY.PEEK") and r.peek() == 0x5B:
         section = _section(r)
-        partial = None
-        if r.maybe(b"<"):
-            start = r.number()
-            r.expect(b".")
-            length = r.nz_number()
-            r.expect(b">")
-            partial = (start, length)
-        return FetchItem("BODY[]", section, partial, peek=(name == "BODY.PEEK"))
-    if name == "BINARY" or name.startswith("BINARY."):
-        raise ParseError("BINARY is not supported", r.tag, "CANNOT")
+        return FetchItem("BODY[]", section, _partial(r), peek=(name == "BODY.PEEK"))
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and r.peek() == 0x5B:
+        # RFC 3516 §6: section-binary = "[" [section-part] "]"; no <partial> for BINARY.SIZE
+        section = _binary_section(r)
+        partial = _partial(r) if name != "BINARY.SIZE" else None
+        return FetchItem("BINARY.SIZE[]" if name == "BINARY.SIZE" else "BINARY[]", section, partial,
+                         peek=(name == "BINARY.PEEK"))
+    if name == "PREVIEW":
+        # RFC 8970 §7: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], preview-mod = "LAZY"
+        if r.data[r.pos:r.pos + 2] == b" (":
+            r.pos += 1
+            for mod in r.paren_list(lambda rr: rr.atom().upper()):
+                if mod != "LAZY":
+                    raise r.error("unknown PREVIEW modifier %s" % mod[:30])
+        return FetchItem("PREVIEW")
     if name not in _FETCH_SIMPLE:
         raise r.error("unknown FETCH item %s" % (name[:30] or "(empty)"))
     return FetchItem(name)
@@ -356,6 +408,28 @@ def _section(r: Reader) -> Section:
         if fields:
             label += " (" + " ".join(fields) + ")"
     return Section(tuple(path), spec, fields, label)
+
+
+def _partial(r: Reader) -> Optional[tuple]:
+    """``<origin.length>`` after a section (RFC 3501 §6.4.5), or None."""
+    if not r.maybe(b"<"):
+        return None
+    start = r.number()
+    r.expect(b".")
+    length = r.nz_number()
+    r.expect(b">")
+    return start, length
+
+
+def _binary_section(r: Reader) -> Section:
+    r.expect(b"[")
+    path = []
+    while r.peek() in range(0x30, 0x3A):
+        path.append(r.nz_number())
+        if not r.maybe(b"."):
+            break
+    r.expect(b"]")
+    return Section(tuple(path), "", (), ".".join(str(p) for p in path))
 
 
 def _fetch(r: Reader, args: dict) -> None:
@@ -426,6 +500,12 @@ def _store(r: Reader, args: dict) -> None:
     args["flags"] = flags
 
 
+def _compress(r: Reader, args: dict) -> None:
+    # RFC 4978 §3: "COMPRESS" SP algorithm
+    r.sp()
+    args["mechanism"] = r.atom().upper()
+
+
 def _copy(r: Reader, args: dict) -> None:
     r.sp()
     args["set"] = r.seq_set()
@@ -444,6 +524,8 @@ def _search(r: Reader, args: dict) -> None:
     r.sp()
     args["returns"] = maybe_return(r)  # RFC 4731 ESEARCH, RFC 5182 SAVE
     if r.data[r.pos:r.pos + 8].upper() == b"CHARSET ":
+        if r.utf8:  # RFC 6855 §3: after ENABLE UTF8=ACCEPT, SEARCH with CHARSET is BAD
+            raise r.error("SEARCH CHARSET is not allowed once UTF8=ACCEPT is enabled")
         r.pos += 8
         charset = r.astring().decode("ascii", "replace").upper()
         if charset not in ("UTF-8", "US-ASCII", "UTF8"):
@@ -466,17 +548,18 @@ COMMANDS = {
     "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox, "SETQUOTA": _setquota,
     "GETMETADATA": parse_getmetadata, "SETMETADATA": parse_setmetadata,
     "SORT": sort_args, "THREAD": thread_args,
+    "COMPRESS": _compress,
 }
 UID_COMMANDS = {"FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, "SEARCH": _search,
                 "EXPUNGE": _uid_expunge, "SORT": sort_args, "THREAD": thread_args}
 _TAG = re.compile(rb"[\x21-\x7e]+")
 
 
-def parse_command(data: bytes, spools: tuple = ()) -> Command:
-    """Parse one framed command (``spools``: its spooled literals, see framing.Frame).  Raises
-    :class:`ParseError` only."""
+def parse_command(data: bytes, spools: tuple = (), utf8: bool = False) -> Command:
+    """Parse one framed command (``spools``: its spooled literals, see framing.Frame; ``utf8``:
+    UTF8=ACCEPT is enabled, RFC 6855).  Raises :class:`ParseError` only."""
     try:
-        return _parse(data, spools)
+        return _parse(data, spools, utf8)
     except ParseError:
         raise
     except (ValueError, IndexError, TypeError, RecursionError, UnicodeError):  # belt and braces
@@ -491,12 +574,13 @@ def _safe_tag(raw: bytes) -> Optional[str]:
     return raw.decode("ascii")
 
 
-def _parse(data: bytes, spools: tuple = ()) -> Command:
+def _parse(data: bytes, spools: tuple = (), utf8: bool = False) -> Command:
     m = _TAG.match(data)
     tag = _safe_tag(m.group(0)) if m else None
     if tag is None:
         raise ParseError("missing or invalid tag")
     r = Reader(data, tag, spools)
+    r.utf8 = utf8
     r.pos = m.end()
     r.sp()
     name = r.atom().upper()

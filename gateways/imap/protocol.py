@@ -16,7 +16,7 @@ Invariants:
 * Plaintext received after STARTTLS and before the TLS handshake is discarded (no command
   injection, RFC 3207 §4.2 analogue / CVE-2011-0411).
 
-Deliberately not done: COMPRESS, NOTIFY, per-IP connection limits (the service's job).
+Deliberately not done: NOTIFY, per-IP connection limits (the service's job).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .cmd_message import MessageCommands
 from .cmd_metadata import MetadataCommands
 from .cmd_quota import QuotaCommands
 from .cmd_sort import CAPABILITIES as SORT_CAPABILITIES, SortCommands
+from .compress import CompressCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
@@ -77,8 +78,8 @@ MAX_QUEUED_COMMANDS = 500
 SPOOL_LITERAL = 256 << 10
 
 
-class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands, QuotaCommands,
-                 MetadataCommands, SortCommands):
+class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, MessageCommands,
+                 QuotaCommands, MetadataCommands, SortCommands):
     """Connection lifecycle (timer, STARTTLS hold, error skeleton) in
     :class:`gateways.common.lineproto.LineSession`; IMAP's own: tagged replies, states, the
     selected mailbox and its change reports, IDLE."""
@@ -97,6 +98,7 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
         self.selected = None
         self.condstore = False
         self.qresync = False
+        self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled
         self.idling = False
         self._unsubscribe = None
         self.command_tag: Optional[str] = None  # the tag of the command being run
@@ -151,14 +153,23 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
         if self._closed or self._tls_pending:
             return
         self.input_seen()
+        if self._deflate is not None:
+            self.received(data)  # inflated, then fed (compress.py, RFC 4978)
+        else:
+            self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Plain input to frame and queue."""
+        if self._tls_pending:
+            return  # after STARTTLS or COMPRESS in the same read: discarded
         for event in self.framer.feed(data):
             if isinstance(event, Continue):
                 self.write(b"+ Ready for literal data\r\n")
             elif isinstance(event, Frame):
                 if not self._accept(event):
                     continue  # a continuation line for AUTHENTICATE or IDLE's DONE
-                if command_name(event.data[:100])[1] == "STARTTLS":
-                    # discard anything pipelined after STARTTLS (command injection)
+                if command_name(event.data[:100])[1] in ("STARTTLS", "COMPRESS"):
+                    # discard anything pipelined after STARTTLS (command injection) or COMPRESS
                     self._hold_for_tls(event)
                     self.framer.reset()
                     break
@@ -204,7 +215,7 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
 
     async def _run_frame(self, item: Frame) -> None:
         try:
-            cmd = parse_command(item.data, item.spools)
+            cmd = parse_command(item.data, item.spools, self.utf8)
         except ParseError as e:
             log.info("imap %s: bad command: %s", self.peer, e.text)
             if self.selected is not None and saving_command(item.data):
@@ -325,4 +336,5 @@ class IMAPServer(PlaintextPolicy, LineSession, AuthCommands, MailboxCommands, Me
                  "METADATA",  # RFC 5464: METADATA implies METADATA-SERVER
                  "OBJECTID"]
         caps += SORT_CAPABILITIES  # ESEARCH, SEARCHRES, SORT, THREAD (cmd_sort.py)
+        caps += ["BINARY", "MULTIAPPEND", "PREVIEW", "UTF8=ACCEPT", "COMPRESS=DEFLATE"]  # RFC 3516/3502/8970/6855/4978
         return " ".join(caps)

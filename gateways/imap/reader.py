@@ -42,6 +42,7 @@ class Reader:
         self.pos = 0
         self.tag = tag
         self.spools = dict(spools)  # offset -> a literal spooled to disk (framing.Frame)
+        self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled: mailbox names are UTF-8, not mUTF-7
 
     def error(self, text: str) -> ParseError:
         return ParseError(text, self.tag)
@@ -178,7 +179,7 @@ class Reader:
         return raw
 
     def mailbox(self) -> str:
-        return mailbox_name(self.astring(), self.tag)
+        return mailbox_name(self.astring(), self.tag, self.utf8)
 
     def seq_set(self) -> SequenceSet:
         raw = self._run(set(b" ()") | set(range(0, 0x20)))
@@ -252,8 +253,15 @@ def parse_date_time(raw: str, reader: Optional[Reader] = None) -> int:
         raise err("invalid date-time") from None
 
 
-def mailbox_name(raw: bytes, tag: Optional[str] = None) -> str:
-    """Wire mailbox name -> store name (modified UTF-7 decoded, INBOX normalized)."""
+def mailbox_name(raw: bytes, tag: Optional[str] = None, utf8: bool = False) -> str:
+    """Wire mailbox name -> store name (modified UTF-7 decoded, INBOX normalized).  With
+    ``utf8`` (RFC 6855 §3, once UTF8=ACCEPT is enabled) the name is UTF-8 as it is: "&" is
+    an ordinary character then."""
+    if utf8:
+        try:
+            return normalize_inbox(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ParseError("mailbox name is not UTF-8", tag) from None
     try:
         text = raw.decode("ascii")
         name = utf7.decode(text)

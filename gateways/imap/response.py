@@ -72,9 +72,15 @@ def literal(raw: bytes) -> bytes:
     return b"{%d}\r\n%s" % (len(raw), raw)
 
 
-def mailbox(name: str) -> bytes:
-    """A store name as an IMAP mailbox (modified UTF-7, always quoted)."""
-    return string(utf7.encode(name))
+def mailbox(name: str, utf8: bool = False) -> bytes:
+    """A store name as an IMAP mailbox (modified UTF-7, always quoted); with ``utf8`` (RFC 6855
+    §3, UTF8=ACCEPT enabled) as UTF-8, quoted unless it holds a control character."""
+    if not utf8 or name.isascii():
+        return string(utf7.encode(name) if not utf8 else name)
+    raw = name.encode("utf-8")
+    if len(raw) <= _QUOTE_MAX and name.isprintable():
+        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return literal(raw)
 
 
 def flag_list(flags: Iterable[str]) -> bytes:

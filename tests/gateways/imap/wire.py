@@ -8,7 +8,7 @@ import time
 
 from tests.socketclient import SocketClient
 
-_LITERAL = re.compile(rb"\{(\d+)\}\r\n$")
+_LITERAL = re.compile(rb"~?\{(\d+)\}\r\n$")
 
 
 class Wire(SocketClient):
