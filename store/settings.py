@@ -58,7 +58,7 @@ class StoreSettings:
     data_dir: Path
     softdelete_lifetime: float = 30  # days; 0 = never purge
     max_message_size: int = 50 * 1024 * 1024
-    poll_interval: float = 1.0  # seconds between polls for other processes' changes; 0 = off
+    poll_interval: float = 0.5  # seconds between polls for other processes' changes; 0 = off
     inline_blob_size: int = 65536  # messages up to this size live in their blobs row
     rules: RuleSettings = field(default_factory=RuleSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
