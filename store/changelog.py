@@ -8,6 +8,7 @@ Invariants
   never committed out of order within an account.
 - A blob row exists before any row that names it (:func:`ensure_blob_txn`, in the same
   transaction); the blob's bytes (a file, or the row's inline data) were written before.
+- A blob's text index row (``message_text``) is written and dropped with the blob row.
 - A blob row goes only when no message row (tombstones included) and no outbound-queue entry
   references it (:func:`drop_unreferenced_blobs_txn`): reference counts are counted, never
   stored (docs/store.md).
@@ -24,6 +25,7 @@ from typing import Optional
 
 from store import errors
 from store.engines import Txn, chunks
+from store.textindex import COLUMNS as TEXT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class PreparedMessage:
     envelope: str  # JSON
     structure: str  # JSON
     subject: Optional[str] = None
+    text_row: Optional[tuple] = None  # its message_text row (store/textindex.py)
 
 
 def bump_modseq_txn(txn: Txn, account_id: int) -> int:
@@ -56,6 +59,14 @@ def touch_folder_txn(txn: Txn, folder_id: int, modseq: int) -> None:
 def ensure_blob_txn(txn: Txn, msg: PreparedMessage) -> None:
     txn.insert_ignore("blobs", ("id", "size", "stored_size", "created_at", "data"),
                       (msg.blob_id, msg.size, msg.stored_size, int(time.time()), msg.inline))
+    insert_text_row_txn(txn, msg.text_row)
+
+
+def insert_text_row_txn(txn: Txn, row: Optional[tuple]) -> None:
+    """A blob's text index row (store/fulltext.py), written with the blob row; None: nothing to
+    index (the message is then a candidate of every text search until the backlog builds it)."""
+    if row is not None:
+        txn.insert_ignore("message_text", TEXT_COLUMNS, row)
 
 
 def inline_blob_txn(txn: Txn, blob_id: str) -> Optional[bytes]:
@@ -73,6 +84,7 @@ def drop_unreferenced_blobs_txn(txn: Txn, blob_ids) -> list:
         if not (txn.scalar("SELECT COUNT(*) FROM messages WHERE blob_id = ?", (blob_id,))
                 or txn.scalar("SELECT COUNT(*) FROM outbound_queue WHERE blob_id = ?", (blob_id,))):
             txn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+            txn.execute("DELETE FROM message_text WHERE blob_id = ?", (blob_id,))
             gone.append(blob_id)
     return gone
 

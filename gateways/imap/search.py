@@ -5,7 +5,10 @@ Evaluation is three-valued so that the cheap keys (flags, UIDs, sizes, dates, MO
 session's :class:`MessageMeta`) run first; only messages still undecided are loaded with their
 header (HEADER/SUBJECT/FROM/..., SENT*) and, last, asked about their decoded text (BODY/TEXT):
 :meth:`Store.search_text` tells which of the query's BODY/TEXT strings each message's text holds,
-scanning batches in the store's CPU pool (``Candidate.text`` is that set).
+scanning batches in the store's CPU pool (``Candidate.text`` is that set).  Before loading
+anything, the string keys every match must satisfy (:func:`index_terms`) go to the store's text
+index (:meth:`Store.text_candidates`): messages it rules out are dropped, the rest are
+confirmed by the evaluation here, so the index only saves work and never decides a result.
 
 Matching rules: string keys are case-insensitive substring matches on RFC 2047-decoded header
 values and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
@@ -287,11 +290,28 @@ def text_needles(node: tuple) -> frozenset:
     return frozenset()
 
 
+_INDEXED_HEADERS = frozenset(("subject", "from", "to", "cc", "bcc"))
+
+
+def index_terms(node: tuple) -> list:
+    """``(field, needle)`` of the string keys every match must satisfy (those ANDed at the top,
+    not under OR or NOT), for :meth:`Store.text_candidates`."""
+    kind = node[0]
+    if kind == "and":
+        return [t for sub in node[1] for t in index_terms(sub)]
+    if kind == "header" and node[1] in _INDEXED_HEADERS and node[2]:
+        return [(node[1], node[2])]
+    if kind in ("body", "text") and node[1]:
+        return [(kind, node[1])]
+    return []
+
+
 async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: Context,
                      batch: int = 250, window: int = 2) -> list:
     """The candidates (:class:`Candidate`, ascending) matching ``node``.
 
-    Messages still undecided after the cheap keys are loaded in batches: their header when a key
+    Messages still undecided after the cheap keys are narrowed by the text index, then loaded in
+    batches: their header when a key
     needs it, then the text keys' answers from :meth:`Store.search_text`.  Up to ``window`` text
     batches are in flight at once, so the store scans one while it reads the next."""
     matched = []
@@ -302,6 +322,11 @@ async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: 
             matched.append(m)
         elif v is None:
             pending.append(m)
+    terms = index_terms(node)
+    if pending and terms:
+        maybe = await store.text_candidates(folder_id, terms)
+        if maybe is not None:
+            pending = [m for m in pending if m.meta.uid in maybe]
     if not pending:
         return matched
     want = needs(node)

@@ -1,0 +1,74 @@
+"""The text index's rows, pure: a message's searchable text as the ``message_text`` row
+(delta 007) that :mod:`store.fulltext` searches.  Bytes in, plain values out; no SQL.  Called in
+the CPU pool when a message is prepared (:meth:`store.core.StoreCore._prepared`) and by the
+backlog builder."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from typing import Optional
+
+from formats import mime
+
+log = logging.getLogger("haven.store")
+
+#: octets of UTF-8 text kept per column; a longer text makes the row incomplete (always a candidate)
+MAX_INDEXED = 1 << 20
+#: the search keys the index answers, and their columns
+FIELDS = {"subject": ("subject",), "from": ("f_from",), "to": ("f_to",), "cc": ("f_cc",), "bcc": ("f_bcc",),
+          "body": ("body",), "text": ("header", "body")}
+COLUMNS = ("blob_id", "complete", "subject", "f_from", "f_to", "f_cc", "f_bcc", "header", "body")
+ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
+
+
+def _field_values(header: bytes) -> dict:
+    """lower-case name -> [value unfolded, RFC 2047-decoded, casefolded] (the IMAP gateway's
+    reading of a header, gateways/imap/search.py Candidate.field_values)."""
+    fields: dict = {}
+    for fname, raw in mime.header_fields(header):
+        value = raw.split(b":", 1)[1] if b":" in raw else b""
+        value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip()
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        fields.setdefault(fname.lower(), []).append(mime.decode_header_value(text).casefold())
+    return fields
+
+
+def _encode(parts) -> bytes:
+    return "\n".join(parts).encode("utf-8", "replace")
+
+
+def text_index_row(blob_id: str, raw: bytes, header: bytes, structure: Optional[dict]) -> tuple:
+    """CPU pool: the ``message_text`` row of a message (values in :data:`COLUMNS` order)."""
+    try:
+        fields = _field_values(header)
+        cols = {"subject": _encode(fields.get("subject", []))}
+        for name in ADDRESS_FIELDS:
+            values = fields.get(name, [])
+            extra = []
+            for person, addr in email.utils.getaddresses(values):
+                extra += [person, addr, f"{person} <{addr}>"]
+            cols["f_" + name] = _encode(values + extra)
+        head = header.decode("utf-8", "replace").casefold()
+        cols["header"] = _encode([head] + [v for vs in fields.values() for v in vs])
+        if structure is None:
+            structure = mime.analyze(raw)["structure"]
+        cols["body"] = mime.decoded_text(raw, structure).casefold().encode("utf-8", "replace")
+    except Exception:  # an unreadable message stays searchable: always a candidate
+        log.warning("text index: cannot extract the text of %s", blob_id[:12], exc_info=True)
+        return incomplete_row(blob_id)
+    complete = int(all(len(v) <= MAX_INDEXED for v in cols.values()))
+    if not complete:
+        return incomplete_row(blob_id)
+    return (blob_id, 1, cols["subject"], cols["f_from"], cols["f_to"], cols["f_cc"], cols["f_bcc"],
+            cols["header"], cols["body"])
+
+
+
+
+def incomplete_row(blob_id: str) -> tuple:
+    """The row of a message whose text is not indexed: always a search candidate."""
+    return (blob_id, 0) + (None,) * (len(COLUMNS) - 2)
