@@ -243,7 +243,8 @@ def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
             return None
         if node[1] in m.text:
             return True
-        return any(node[1] in v for vs in (m.fields or {}).values() for v in vs) or \
+        m.field_values("")  # the decoded fields, whichever key came first (else TEXT saw them only sometimes)
+        return any(node[1] in v for vs in m.fields.values() for v in vs) or \
             node[1] in m.header.decode("utf-8", "replace").casefold()
     raise ValueError("unknown search node %r" % (kind,))
 
