@@ -1,13 +1,15 @@
 """The text index: each message's searchable text, decoded once when it is stored, so a text
 search reads plain strings in SQL instead of inflating and MIME-decoding every message.
 
-What it holds (table ``message_text``, delta 007): one row per *blob* (a message's content,
+What it holds (tables ``message_text`` and ``message_body``, delta 007): one row per *blob* (a message's content,
 named by its hash), written in the transaction that writes the blob row
 (:func:`store.changelog.ensure_blob_txn`), dropped with it (purge, account deletion).  Keyed by
 content, not by message row: COPY, MOVE and restore reuse the row for free, and EXPUNGE and soft
 delete need nothing, because a search joins the *live* message rows of the folder to it.
 
-Columns, all UTF-8 bytes, casefolded (:func:`store.textindex.text_index_row`):
+Columns, all UTF-8 bytes, casefolded (:func:`store.textindex.text_index_row`); the short ones in
+``message_text``, ``header`` and ``body`` in ``message_body`` (so a scan of the short ones reads
+few pages):
 - ``subject``, ``f_from``, ``f_to``, ``f_cc``, ``f_bcc``: each field's values unfolded and RFC
   2047-decoded (IMAP SEARCH's header keys); the address fields also each parsed address as
   ``name``, ``addr`` and ``name <addr>``;
@@ -55,19 +57,22 @@ BACKLOG_BATCH = 200
 def _contains(txn: Txn, column: str) -> str:
     # byte comparison on both engines: the columns are BLOBs and the needle is bytes
     if txn.engine == "sqlite":
-        return f"instr(t.{column}, ?) > 0"
-    return f"LOCATE(?, t.{column}) > 0"
+        return f"instr({column}, ?) > 0"
+    return f"LOCATE(?, {column}) > 0"
 
 
 def text_candidates_txn(txn: Txn, folder_id: int, terms: list) -> set:
     conds, args = [], []
-    # short columns first: both engines evaluate an AND left to right and stop at a false term
+    # short columns first: both engines evaluate an AND left to right and stop at a false term,
+    # and join message_body (b) only for the rows that passed the terms on message_text (t)
     for field, needle in sorted(terms, key=lambda t: t[0] in ("body", "text")):
         cols = FIELDS[field]
         conds.append("(" + " OR ".join(_contains(txn, c) for c in cols) + ")")
         args += [needle.encode("utf-8", "replace")] * len(cols)
+    long = any(field in ("body", "text") for field, _ in terms)
     sql = ("SELECT m.uid FROM messages m LEFT JOIN message_text t ON t.blob_id = m.blob_id "
-           "WHERE m.folder_id = ? AND m.deleted_at = 0 AND (t.complete IS NULL OR t.complete = 0 OR ("
+           + ("LEFT JOIN message_body b ON b.blob_id = m.blob_id " if long else "")
+           + "WHERE m.folder_id = ? AND m.deleted_at = 0 AND (t.complete IS NULL OR t.complete = 0 OR ("
            + " AND ".join(conds) + "))")
     return {r[0] for r in txn.execute(sql, [folder_id, *args]).fetchall()}
 

@@ -16,9 +16,14 @@ log = logging.getLogger("haven.store")
 #: octets of UTF-8 text kept per column; a longer text makes the row incomplete (always a candidate)
 MAX_INDEXED = 1 << 20
 #: the search keys the index answers, and their columns
-FIELDS = {"subject": ("subject",), "from": ("f_from",), "to": ("f_to",), "cc": ("f_cc",), "bcc": ("f_bcc",),
-          "body": ("body",), "text": ("header", "body")}
+FIELDS = {"subject": ("t.subject",), "from": ("t.f_from",), "to": ("t.f_to",), "cc": ("t.f_cc",),
+          "bcc": ("t.f_bcc",), "body": ("b.body",), "text": ("b.header", "b.body")}
+#: the row's columns: ``message_text`` holds the short ones, ``message_body`` the long ones (a
+#: scan of the short ones then reads few pages: MariaDB keeps rows under ~8 KB in the clustered
+#: index, and a 20,000-message table of everything outgrew the default buffer pool)
 COLUMNS = ("blob_id", "complete", "subject", "f_from", "f_to", "f_cc", "f_bcc", "header", "body")
+SHORT_COLUMNS = COLUMNS[:7]
+LONG_COLUMNS = ("blob_id", "body", "header")  # body first: BODY reads no header bytes
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
 
 
@@ -70,5 +75,6 @@ def text_index_row(blob_id: str, raw: bytes, header: bytes, structure: Optional[
 
 
 def incomplete_row(blob_id: str) -> tuple:
-    """The row of a message whose text is not indexed: always a search candidate."""
+    """The row of a message whose text is not indexed: always a search candidate (it has no
+    ``message_body`` row)."""
     return (blob_id, 0) + (None,) * (len(COLUMNS) - 2)

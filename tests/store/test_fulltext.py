@@ -82,8 +82,10 @@ def test_expunge_copy_restore_purge_keep_it_exact(store, run, generated):
     run(store.restore_messages, account.id, [d["id"] for d in deleted if d["uid"] == hits[2]])
     restored = run(store.text_candidates, inbox.id, [("body", "glacier")])
     assert len(restored) == len(hits) - 2 and set(hits[3:]) < restored
+    bodies = run(_sql, store, lambda txn: txn.scalar("SELECT COUNT(*) FROM message_body"))
     run(store.purge, 0)  # every tombstone goes; the two blobs no message holds go with their rows
     assert _count_rows(store, run) == rows - 2
+    assert run(_sql, store, lambda txn: txn.scalar("SELECT COUNT(*) FROM message_body")) == bodies - 2
     assert run(store.text_candidates, other.id, [("body", "glacier")]) == set()
 
 
@@ -91,7 +93,7 @@ def test_unindexed_messages_are_candidates_until_the_backlog_is_built(store, run
     _account, inbox, raws = generated
     texts = _decoded(raws)
     want = {uid for uid, text in texts.items() if "orchid" in text}
-    run(_sql, store, lambda txn: txn.execute("DELETE FROM message_text") and None)  # as before delta 007
+    run(_sql, store, lambda txn: txn.execute("DELETE FROM message_text") and txn.execute("DELETE FROM message_body") and None)  # as before delta 007
     assert run(store.text_candidates, inbox.id, [("body", "orchid")]) == set(raws)
     built = 0
     while True:
@@ -102,7 +104,8 @@ def test_unindexed_messages_are_candidates_until_the_backlog_is_built(store, run
         assert n <= 50
     assert built == len(set(raws.values()))  # one row per distinct content
     assert run(store.text_candidates, inbox.id, [("body", "orchid")]) == want
-    assert _count_rows(store, run, complete=1) == built
+    assert _count_rows(store, run, complete=1) == built == run(_sql, store, lambda txn: txn.scalar(
+        "SELECT COUNT(*) FROM message_body"))
 
 
 def test_too_long_or_unreadable_text_is_always_a_candidate(store, run, monkeypatch):

@@ -69,7 +69,7 @@ def _search(store, run, inbox, metas, node) -> list:
 
 
 async def _forget_index(store):
-    await store._run("test", lambda txn: txn.execute("DELETE FROM message_text") and None)
+    await store._run("test", lambda txn: txn.execute("DELETE FROM message_text") and txn.execute("DELETE FROM message_body") and None)
 
 
 def test_indexed_search_equals_brute_force(store, run, generated):
