@@ -27,21 +27,6 @@ LONG_COLUMNS = ("blob_id", "body", "header")  # body first: BODY reads no header
 ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
 
 
-def _field_values(header: bytes) -> dict:
-    """lower-case name -> [value unfolded, RFC 2047-decoded, casefolded] (the IMAP gateway's
-    reading of a header, gateways/imap/search.py Candidate.field_values)."""
-    fields: dict = {}
-    for fname, raw in mime.header_fields(header):
-        value = raw.split(b":", 1)[1] if b":" in raw else b""
-        value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip()
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = value.decode("latin-1")
-        fields.setdefault(fname.lower(), []).append(mime.decode_header_value(text).casefold())
-    return fields
-
-
 def _encode(parts) -> bytes:
     return "\n".join(parts).encode("utf-8", "replace")
 
@@ -49,7 +34,7 @@ def _encode(parts) -> bytes:
 def text_index_row(blob_id: str, raw: bytes, header: bytes, structure: Optional[dict]) -> tuple:
     """CPU pool: the ``message_text`` row of a message (values in :data:`COLUMNS` order)."""
     try:
-        fields = _field_values(header)
+        fields = mime.searchable_fields(header)
         cols = {"subject": _encode(fields.get("subject", []))}
         for name in ADDRESS_FIELDS:
             values = fields.get(name, [])

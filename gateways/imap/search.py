@@ -148,16 +148,7 @@ class Candidate:
 
     def field_values(self, name: str) -> list:
         if self.fields is None:
-            fields: dict = {}
-            for fname, raw in mime.header_fields(self.header or b""):
-                value = raw.split(b":", 1)[1] if b":" in raw else b""
-                value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip()
-                try:
-                    text = value.decode("utf-8")
-                except UnicodeDecodeError:
-                    text = value.decode("latin-1")
-                fields.setdefault(fname.lower(), []).append(mime.decode_header_value(text).casefold())
-            self.fields = fields
+            self.fields = mime.searchable_fields(self.header or b"")
         return self.fields.get(name, [])
 
     def sent_date(self):

@@ -12,7 +12,8 @@ import pytest
 
 from formats import mime
 from gateways.imap.parser import parse_command
-from gateways.imap.search import Candidate, Context, evaluate, index_terms, run_search
+from gateways.imap.search import Candidate, Context, index_terms, run_search
+from tests.gateways.imap.test_search_and_cache import reference  # the brute-force answer
 from store.interfaces import INBOX
 from tests.store.textcorpus import corpus, needles
 
@@ -36,20 +37,6 @@ def _criteria(rng: random.Random) -> bytes:
     if shape < 0.85:
         return b"OR " + key() + b" " + key()
     return b"NOT " + key() + b" " + key()
-
-
-def _brute_force(node, metas, raws) -> list:
-    ctx = Context(len(metas), metas[-1].uid)
-    out = []
-    for i, meta in enumerate(metas):
-        raw = raws[meta.uid]
-        info = mime.analyze(raw)
-        c = Candidate(i + 1, meta)
-        c.header = raw[:info["header_end"]]
-        c.text = mime.decoded_text(raw, info["structure"]).casefold()
-        if evaluate(node, c, ctx):
-            out.append(meta.uid)
-    return out
 
 
 @pytest.fixture
@@ -80,7 +67,7 @@ def test_indexed_search_equals_brute_force(store, run, generated):
     for _ in range(80):
         criteria = _criteria(rng)
         node = parse_command(b"a SEARCH CHARSET UTF-8 " + criteria).args["criteria"]
-        want = _brute_force(node, metas, raws)
+        want = reference(node, metas, raws)
         assert _search(store, run, inbox, metas, node) == want, criteria
         cases.append((criteria, node, want))
     assert sum(1 for _c, node, want in cases if index_terms(node) and 0 < len(want) < len(metas)) > 20
@@ -97,3 +84,44 @@ def test_index_terms_only_from_the_top_conjunction():
     assert terms(b"HEADER Subject Orchid BCC b CC c") == [("subject", "orchid"), ("bcc", "b"), ("cc", "c")]
     assert terms(b"OR BODY a BODY b") == [] and terms(b"NOT BODY a") == [] and terms(b'BODY ""') == []
     assert terms(b"HEADER X-Spam yes") == []
+
+
+async def _index_rows(store) -> int:
+    return await store._run("test", lambda txn: txn.scalar("SELECT COUNT(*) FROM message_text"))
+
+
+def test_serve_indexes_older_messages_in_the_background(engine, haven_factory):
+    """Messages without index rows (as stored before delta 007) are found by SEARCH at once,
+    and `haven serve` indexes them in the background."""
+    import imaplib
+    import time
+    from tests.conftest import run_on_reactor
+    server = haven_factory(engine)
+    address, password = server.new_user("idx")
+    raws = corpus(SEED, 30)
+    for raw in raws:
+        server.deliver(address, raw)
+    want = set()
+    for i, raw in enumerate(raws, 1):
+        info = mime.analyze(raw)
+        if "glacier" in mime.decoded_text(raw, info["structure"]).casefold():
+            want.add(i)
+    assert 0 < len(want) < len(raws)
+    server.stop()
+    store = server.admin_store()
+    run_on_reactor(_forget_index, store)
+    server.start()
+    imap = imaplib.IMAP4(*server.imap, timeout=15)
+    try:
+        imap.login(address, password)
+        imap.select("INBOX")
+        typ, data = imap.uid("SEARCH", "BODY", "GLACIER")
+        assert typ == "OK" and {int(u) for u in data[0].split()} == want
+        deadline = time.monotonic() + 20
+        while run_on_reactor(_index_rows, store) < len(raws) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert run_on_reactor(_index_rows, store) == len(raws), server.log()
+        typ, data = imap.uid("SEARCH", "BODY", "GLACIER")
+        assert typ == "OK" and {int(u) for u in data[0].split()} == want
+    finally:
+        imap.logout()
