@@ -77,13 +77,15 @@ def text_candidates_txn(txn: Txn, folder_id: int, terms: list) -> set:
     return {r[0] for r in txn.execute(sql, [folder_id, *args]).fetchall()}
 
 
-def backlog_txn(txn: Txn, limit: int) -> list:
-    """Up to ``limit`` ``(blob_id, inline data, structure JSON, header)`` of live messages'
-    blobs without a text row (stored before delta 007)."""
+def backlog_txn(txn: Txn, after: int, limit: int) -> list:
+    """Up to ``limit`` ``(message id, blob_id, inline data, structure JSON, header)`` of live
+    messages after message id ``after`` whose blob has no text row (stored before delta 007), in
+    id order: the caller walks the table once, so a big store is not scanned again per batch."""
     return txn.execute(
-        "SELECT m.blob_id, MIN(b.data), MIN(m.structure), MIN(m.header) FROM messages m "
+        "SELECT m.id, m.blob_id, b.data, m.structure, m.header FROM messages m "
         "JOIN blobs b ON b.id = m.blob_id LEFT JOIN message_text t ON t.blob_id = m.blob_id "
-        f"WHERE t.blob_id IS NULL AND m.deleted_at = 0 GROUP BY m.blob_id LIMIT {int(limit)}").fetchall()
+        "WHERE m.id > ? AND t.blob_id IS NULL AND m.deleted_at = 0 ORDER BY m.id LIMIT ?",
+        (after, int(limit))).fetchall()
 
 
 def write_backlog_txn(txn: Txn, rows: list) -> None:
@@ -99,10 +101,14 @@ class FulltextStore(StoreCore):
         return await self._run("text_candidates", text_candidates_txn, folder_id, terms)
 
     async def index_backlog(self, limit=BACKLOG_BATCH) -> int:
-        rows = await self._run("text_backlog", backlog_txn, limit)
+        # one pass over the messages table per process (new messages are indexed as they come)
+        after = getattr(self, "_backlog_after", 0)
+        rows = await self._run("text_backlog", backlog_txn, after, limit)
         if not rows:
             return 0
-        built = await self._cpu(self._text_rows, rows)
+        self._backlog_after = rows[-1][0]
+        blobs = {r[1]: r[2:] for r in rows}  # one content held by several messages: once
+        built = await self._cpu(self._text_rows, [(b, *rest) for b, rest in blobs.items()])
         await self._run("text_backlog_write", write_backlog_txn, built)
         return len(built)
 

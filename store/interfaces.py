@@ -408,10 +408,12 @@ class Store:
         return None
 
     async def index_backlog(self, limit: int = 200) -> int:
-        """Index up to ``limit`` stored messages' contents that have no text index entry yet
-        (stored before the index existed); returns how many were indexed, 0 when none is left.
-        ``haven serve`` calls it in the background until it returns 0.  Text extraction in the
-        CPU pool, SQL in the DB pool."""
+        """Index the contents of up to ``limit`` stored messages that have no text index entry
+        yet (stored before the index existed); returns how many contents were indexed, 0 once
+        the pass is over.  One pass over the messages per store object (each call goes on where
+        the last stopped; messages stored meanwhile are indexed as they are stored).  ``haven
+        serve`` calls it in the background until it returns 0.  Text extraction in the CPU
+        pool, SQL in the DB pool."""
         return 0
 
     async def changes_since(self, folder_id: int, modseq: int) -> Changes:
