@@ -60,6 +60,17 @@ def rare_word_hits(count: int) -> dict[str, int]:
     return {w: sum(1 for i in range(count) if i % m == r) for w, (m, r) in RARE_WORDS.items()}
 
 
+def subject_and_body_hits(messages: list[bytes], subject_word: str, body_word: str) -> int:
+    """How many messages have ``subject_word`` in their Subject (any case) and ``body_word`` (a
+    rare word: only ever in body text) anywhere in them."""
+    n = 0
+    for raw in messages:
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        subject = next((line for line in head.split(b"\r\n") if line.startswith(b"Subject: ")), b"")
+        n += subject_word.encode() in subject.lower() and body_word.encode() in raw
+    return n
+
+
 def generate(count: int = 2000, seed: int = 42) -> list[bytes]:
     """Return ``count`` messages; the same (count, seed) always gives the same bytes."""
     rng = random.Random(seed)

@@ -28,6 +28,7 @@ import measure  # noqa: E402
 from measure import Results, Target, imap_session, log  # noqa: E402
 
 SEARCH_WORD = "quetzalcoatl"
+SUBJECT_WORD = "meeting"
 
 
 def run_target(t: Target, messages: list[bytes], reps: int = 3) -> Results:
@@ -44,11 +45,14 @@ def run_target(t: Target, messages: list[bytes], reps: int = 3) -> Results:
             raise RuntimeError(f"{t.label}: {user} INBOX already holds {exists} messages; "
                                "the benchmark needs empty accounts (use a fresh instance)")
     hits = corpus.rare_word_hits(len(messages))[SEARCH_WORD]
+    both = corpus.subject_and_body_hits(messages, SUBJECT_WORD, SEARCH_WORD)
     steps = [
         ("IMAP LOGIN+SELECT", lambda: measure.imap_login_select(t, res, reps)),
         ("IMAP FETCH metadata", lambda: measure.imap_fetch_metadata(t, len(messages), res, reps)),
         ("IMAP FETCH bodies", lambda: measure.imap_fetch_bodies(t, messages, res, reps)),
         ("IMAP SEARCH", lambda: measure.imap_search(t, SEARCH_WORD, hits, res, reps)),
+        ("IMAP SEARCH BODY+SUBJECT",
+         lambda: measure.imap_search_subject_body(t, SUBJECT_WORD, SEARCH_WORD, both, res, reps)),
         ("IMAP STORE", lambda: measure.imap_store_flags(t, res, reps)),
         ("IMAP IDLE", lambda: measure.imap_idle_latency(t, res)),
         ("POP3", lambda: measure.pop3_measure(t, messages, res, reps)),
@@ -86,7 +90,7 @@ def markdown_table(columns: dict[str, Results]) -> str:
 
 
 def corpus_line(messages: list[bytes]) -> str:
-    return f"Corpus: {corpus.summary(messages)}; SEARCH word '{SEARCH_WORD}'."
+    return f"Corpus: {corpus.summary(messages)}; SEARCH word '{SEARCH_WORD}', SUBJECT word '{SUBJECT_WORD}'."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -185,6 +185,22 @@ def imap_search(t: Target, word: str, expected: int, res: Results, reps: int) ->
     res.check(hits[0] == expected, f"SEARCH BODY {word}: {hits[0]} hits, expected {expected}")
 
 
+def imap_search_subject_body(t: Target, subject_word: str, body_word: str, expected: int,
+                             res: Results, reps: int) -> None:
+    """``UID SEARCH BODY <rare word> SUBJECT <common word>``: a client's "search in messages"."""
+    c, _ = imap_session(t)
+    hits: list[int] = []
+
+    def once() -> None:
+        resp = c.command(f"UID SEARCH BODY {body_word} SUBJECT {subject_word}")
+        hits.append(sum(len(line.split()) - 2 for line, _ in resp if line.startswith(b"* SEARCH")))
+    secs = best_of(reps, once)
+    c.logout()
+    res.add("IMAP UID SEARCH BODY <rare word> SUBJECT <word> (ms)", 1000 * secs, "{:.0f}", f"{hits[0]} hits")
+    res.check(hits[0] == expected, f"SEARCH BODY {body_word} SUBJECT {subject_word}: {hits[0]} hits, "
+                                   f"expected {expected}")
+
+
 def imap_store_flags(t: Target, res: Results, reps: int) -> None:
     c, exists = imap_session(t)
     best = float("inf")

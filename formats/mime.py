@@ -564,6 +564,21 @@ def _to_text(data: bytes, charset) -> str:
         return data.decode("latin-1")
 
 
+def searchable_fields(header: bytes) -> dict:
+    """lower-case field name -> [each value unfolded, RFC 2047-decoded, casefolded]: the header
+    as IMAP SEARCH's header keys read it (and the store's text index stores it)."""
+    fields: dict = {}
+    for fname, raw in header_fields(header):
+        value = raw.split(b":", 1)[1] if b":" in raw else b""
+        value = value.replace(b"\r\n", b"").replace(b"\n", b"").strip()
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        fields.setdefault(fname.lower(), []).append(decode_header_value(text).casefold())
+    return fields
+
+
 def decode_header_value(value: str) -> str:
     """RFC 2047 encoded-words decoded; whitespace between adjacent ones dropped (§6.2),
     adjacent words in one charset joined as bytes first (split multi-byte characters)."""

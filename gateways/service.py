@@ -212,6 +212,8 @@ class Service:
         self.published = None  # what clients are told (published_services)
         self.certificates: Optional[ServerCertificates] = None
         self._purge: Optional[task.LoopingCall] = None
+        self._backlog: Optional[defer.Deferred] = None
+        self._stopping = False
         self.trusted_proxies = trusted_proxies(config.section("server"))
         self.trusted_networks = trusted_networks(config.section("auth"))
         self.gates = {}  # section -> ConnectionGate
@@ -296,6 +298,8 @@ class Service:
         if hours > 0:
             self._purge = task.LoopingCall(self._run_purge)
             self._purge.start(hours * 3600, now=True)
+        self._backlog = defer.Deferred.fromCoroutine(self._build_text_index())
+        self._backlog.addErrback(lambda f: log.error("text index backlog failed: %s", f.getErrorMessage()))
         await self._start_metrics(metrics_config)
 
     async def _start_metrics(self, metrics_config) -> None:
@@ -435,12 +439,33 @@ class Service:
         if done:
             log.info("SIGHUP: %s", "; ".join(done))
 
+    async def _build_text_index(self) -> None:
+        """Messages stored before the text index existed (schema delta 007) are indexed here, in
+        the background, a batch at a time with a pause between (the writer stays free for
+        deliveries); searches treat them as candidates meanwhile.  Done once: new messages are
+        indexed as they are stored."""
+        from twisted.internet import reactor  # the installed one
+        total = 0
+        while not self._stopping:
+            n = await self.store.index_backlog()
+            if not n:
+                break
+            if not total:
+                log.info("text index: indexing messages stored before it")
+            total += n
+            await task.deferLater(reactor, 0.05, lambda: None)
+        if total:
+            log.info("text index: %d stored messages indexed", total)
+
     def _run_purge(self):
         d = defer.Deferred.fromCoroutine(self.store.purge())
         d.addErrback(lambda f: log.error("purge failed: %s", f.getErrorMessage()))
         return None
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._backlog is not None:
+            await self._backlog  # its current batch
         if self._purge is not None and self._purge.running:
             self._purge.stop()
         if self._queue_watch is not None:

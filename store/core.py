@@ -35,6 +35,7 @@ from store.changelog import PreparedMessage
 from store.engines import Database
 from store.interfaces import ChangeEvent
 from store.settings import StoreSettings
+from store.textindex import text_index_row
 
 log = logging.getLogger("haven.store")
 
@@ -161,10 +162,12 @@ class StoreCore:
             inline = None
             blob_id, stored = self.blobs.write(raw)
         envelope = info["envelope"]
+        header = raw[:info["header_end"]]
         return PreparedMessage(blob_id=blob_id, stored_size=stored, inline=inline, size=len(raw),
-                               header=raw[:info["header_end"]], envelope=json.dumps(envelope),
+                               header=header, envelope=json.dumps(envelope),
                                structure=json.dumps(info["structure"]),
-                               subject=envelope[1] if envelope else None)
+                               subject=envelope[1] if envelope else None,
+                               text_row=text_index_row(blob_id, raw, header, info["structure"]))
 
     async def _with_spooled(self, file, fn):
         """``await fn(raw)`` with the bytes of a spooled message (a binary file, read in the CPU

@@ -420,6 +420,33 @@ class Store:
                                              mime.analyze(raws[r.blob_id])["structure"]) for r in recs}
         return await threads.deferToThread(make)
 
+    async def text_candidates(self, folder_id: int, terms: Sequence[tuple]) -> Optional[set]:
+        """The text index (store/fulltext.py): the UIDs of the folder's live messages that may
+        match *every* term, or None when the store has no index (every message may).
+
+        ``terms``: ``(field, needle)`` pairs, ``needle`` a casefolded ``str`` looked for as a
+        case-insensitive substring (RFC 3501 §6.4.4); ``field`` is one of ``"subject"``,
+        ``"from"``, ``"to"``, ``"cc"``, ``"bcc"`` (the field's values, RFC 2047-decoded, and
+        its addresses' names and addr-specs), ``"body"`` (:func:`formats.mime.decoded_text`, as
+        :meth:`search_text`), ``"text"`` (body or the decoded header section).  Unknown fields
+        and empty needles are ignored (no term left: None).
+
+        The answer is a superset of the exact one: messages not indexed yet (stored before the
+        index, being built in the background) or not indexable (too long) are always in it.
+        For ``"body"`` it is otherwise exact; callers needing exactness for the other fields
+        confirm the candidates with their own rules (IMAP SEARCH does).  Serves IMAP SEARCH,
+        and is meant for ActiveSync Search and DAV text-match.  One query, in the DB pool."""
+        return None
+
+    async def index_backlog(self, limit: int = 200) -> int:
+        """Index the contents of up to ``limit`` stored messages that have no text index entry
+        yet (stored before the index existed); returns how many contents were indexed, 0 once
+        the pass is over.  One pass over the messages per store object (each call goes on where
+        the last stopped; messages stored meanwhile are indexed as they are stored).  ``haven
+        serve`` calls it in the background until it returns 0.  Text extraction in the CPU
+        pool, SQL in the DB pool."""
+        return 0
+
     async def changes_since(self, folder_id: int, modseq: int) -> Changes:
         """Also answers for a folder deleted meanwhile (its messages are then all expunged);
         NotFound only once the purge job removed it."""

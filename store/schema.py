@@ -52,8 +52,8 @@ def _statements(sql: str, engine: str) -> list[str]:
     return out
 
 
-def current_version_txn(txn: Txn) -> int | None:
-    """Highest applied delta (0 when the table is empty), or None for an empty database."""
+def applied_versions_txn(txn: Txn) -> set | None:
+    """The versions recorded in ``applied_schema_deltas``, or None for an empty database."""
     if txn.engine == "sqlite":
         exists = txn.scalar("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='applied_schema_deltas'")
     else:
@@ -61,7 +61,21 @@ def current_version_txn(txn: Txn) -> int | None:
                             "WHERE table_schema = DATABASE() AND table_name = 'applied_schema_deltas'")
     if not exists:
         return None
-    return txn.scalar("SELECT MAX(version) FROM applied_schema_deltas") or 0
+    return {r[0] for r in txn.execute("SELECT version FROM applied_schema_deltas").fetchall()}
+
+
+def current_version_txn(txn: Txn) -> int | None:
+    """The version the database is at: the highest delta below which none is missing (0 when
+    none is applied), or None for an empty database.  Deltas are numbered when written, on
+    parallel branches, and land in any order: a database that has 8 and 9 but not 7 is at 6,
+    so `haven serve` refuses it and `haven db migrate` applies 7."""
+    applied = applied_versions_txn(txn)
+    if applied is None:
+        return None
+    missing = [version for version, _name, _path in available_deltas() if version not in applied]
+    if missing:
+        return max([v for v in applied if v < missing[0]], default=0)
+    return max(applied, default=0)
 
 
 def health_txn(txn: Txn) -> int | None:
@@ -72,20 +86,20 @@ def health_txn(txn: Txn) -> int | None:
 
 
 def migrate_txn(txn: Txn) -> list[str]:
-    """Apply every missing delta; returns the names applied.
+    """Apply every missing delta, in order; returns the names applied.
 
     Note: MySQL commits DDL implicitly, so a delta that fails half way on MySQL leaves its
     earlier statements applied; deltas are therefore written to be re-runnable in that case
     (CREATE TABLE of new tables only), and each is recorded only after all its statements ran.
     """
-    current = current_version_txn(txn)
-    if current is None:
+    done = applied_versions_txn(txn)
+    if done is None:
         txn.execute("CREATE TABLE applied_schema_deltas (version INTEGER NOT NULL PRIMARY KEY, "
                     "name VARCHAR(200) NOT NULL, applied_at BIGINT NOT NULL)")
-        current = 0
+        done = set()
     applied = []
     for version, name, path in available_deltas():
-        if version <= current:
+        if version in done:  # every missing one, also below the highest applied (see above)
             continue
         for stmt in _statements(path.read_text(encoding="utf-8"), txn.engine):
             txn.execute(stmt)

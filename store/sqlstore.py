@@ -6,6 +6,7 @@ calls and each a :class:`~store.core.StoreCore` (Synapse's ``DataStore`` habit):
     accounts.AccountsStore     accounts, aliases, recipients
     folders.FoldersStore       the folder tree (every kind)
     messages.MessagesStore     SELECT/FETCH/STORE/COPY/MOVE/EXPUNGE/APPEND, batched reads
+    fulltext.FulltextStore     the text index: search candidates, building the backlog
     delivery.DeliveryStore     the delivery pipeline (group commit, rules, quota)
     submission.SubmissionStore a message a user sends: sender, local copies, queued remote part
     queue.OutboundStore        the outbound queue
@@ -19,8 +20,8 @@ that every public method here is declared there).  Only ``gateways/service.py`` 
 (:func:`open_store`); everything else receives it.
 
 Module order (each imports only modules above it; no cycles, no in-function imports):
-errors, interfaces, settings, engines, idempotency, rates, flags, changelog, blobs, bus, bulk, schema, core,
-folders, quota, accounts, messages, dav, queue, sievestore, rules, delivery, submission, lifecycle, sqlstore.
+errors, interfaces, settings, engines, idempotency, rates, flags, textindex, changelog, blobs, bus, bulk, schema,
+core, folders, quota, accounts, messages, fulltext, dav, queue, sievestore, rules, delivery, submission, lifecycle, sqlstore.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from store.dav import DavStore
 from store.delivery import DeliveryStore
 from store.engines import Database
 from store.folders import FoldersStore
+from store.fulltext import FulltextStore
 from store.interfaces import Store
 from store.lifecycle import LifecycleStore
 from store.messages import MessagesStore
@@ -46,9 +48,9 @@ from store.sievestore import SieveStore
 from store.submission import SubmissionStore
 
 
-class SqlStore(AccountsStore, FoldersStore, MessagesStore, PreviewsStore, DeliveryStore, SubmissionStore,
-               OutboundStore, SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore, MetadataStore,
-               Store):
+class SqlStore(AccountsStore, FoldersStore, MessagesStore, PreviewsStore, FulltextStore, DeliveryStore,
+               SubmissionStore, OutboundStore, SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore,
+               MetadataStore, Store):
     async def schema_version(self) -> tuple:
         return await self._run("schema_version", current_version_txn), latest_version()
 
