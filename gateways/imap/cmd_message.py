@@ -11,6 +11,8 @@ Invariants:
 * Messages expunged by another session meanwhile are left out of FETCH and the command ends
   ``OK [EXPUNGEISSUED]`` (RFC 2180 §4.1.2 lets the server send what it can; RFC 5530 code).
 * CONDSTORE is enabled implicitly by MODSEQ/CHANGEDSINCE/UNCHANGEDSINCE use (RFC 7162 §3.1).
+* COPY and MOVE into the selected mailbox itself work (new UIDs, COPYUID; MOVE expunges the
+  sources), as in Dovecot and Cyrus.
 
 Deliberately not done: ESEARCH, SORT/THREAD, COPY/MOVE across accounts.
 """
@@ -328,8 +330,6 @@ class MessageCommands:
         dest = await self.mail_folder(cmd.args["mailbox"])
         if not uids:
             return None
-        if dest.id == sel.folder.id:
-            raise IMAPError("NO", "Source and destination are the same mailbox", "CANNOT")
         res = await self.store.move_messages(self.account.id, sel.folder.id, uids, dest.id)
         src = [p[0] for p in res.pairs]
         dst = [p[1] for p in res.pairs]
@@ -340,6 +340,10 @@ class MessageCommands:
                                                                  format_pairs(dst).encode()))
         out.append(sel.expunge_lines(src, self.qresync))
         self.write(b"".join(out))
+        if dest.id == sel.folder.id:
+            # a MOVE into the mailbox itself (as Dovecot and Cyrus allow): the copies come back
+            # as EXISTS after the expunges of their sources
+            sel.dirty = True
         return None
 
     async def do_EXPUNGE(self, cmd):
