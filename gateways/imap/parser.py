@@ -9,7 +9,9 @@ LIST-STATUS (RFC 5819), SPECIAL-USE / CREATE-SPECIAL-USE (RFC 6154), UNSELECT (R
 
 Invariants:
 * Mailbox names come out as the store's Unicode names: modified UTF-7 decoded (RFC 3501 §5.1.3)
-  and "INBOX" matched case-insensitively (§5.1), also as the first component of a path.
+  and "INBOX" matched case-insensitively (§5.1), also as the first component of a path.  ASCII
+  that is not valid modified UTF-7 is taken literally (a mailbox that does not exist), except as
+  the name CREATE or RENAME would make: ``NO [CANNOT]`` (reader.mailbox_name).
 * System flags come out in canonical case; keywords keep their case.
 * Strings are returned as bytes unless the grammar makes them text (names, flags, atoms).
 
@@ -109,7 +111,8 @@ def _mailbox(r: Reader, args: dict) -> None:
 
 
 def _create(r: Reader, args: dict) -> None:
-    _mailbox(r, args)
+    r.sp()
+    args["mailbox"] = r.mailbox(new=True)
     args["special_use"] = None
     if r.maybe_sp():
         # RFC 6154 §3: CREATE name (USE (\Drafts))
@@ -125,7 +128,7 @@ def _rename(r: Reader, args: dict) -> None:
     r.sp()
     args["old"] = r.mailbox()
     r.sp()
-    args["new"] = r.mailbox()
+    args["new"] = r.mailbox(new=True)
 
 
 def _select(r: Reader, args: dict) -> None:
@@ -223,14 +226,15 @@ def _list(r: Reader, args: dict) -> None:
 
 def _pattern(raw: bytes, r: Reader) -> str:
     try:
-        return utf7.decode(raw.decode("ascii"))
+        text = raw.decode("ascii")
+        return utf7.decode(text)
     except UnicodeDecodeError:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise r.error("mailbox pattern is neither modified UTF-7 nor UTF-8") from None
-    except ValueError as e:
-        raise r.error("invalid mailbox pattern: %s" % e) from None
+    except ValueError:
+        return text  # not modified UTF-7: taken literally, as a mailbox name is (reader.mailbox_name)
 
 
 def _lsub(r: Reader, args: dict) -> None:

@@ -176,8 +176,10 @@ class Reader:
             raise self.error("expected a mailbox pattern")
         return raw
 
-    def mailbox(self) -> str:
-        return mailbox_name(self.astring(), self.tag)
+    def mailbox(self, new: bool = False) -> str:
+        """A mailbox name; ``new`` for the name of a mailbox to be made (CREATE, RENAME's target),
+        which must be valid modified UTF-7 (see :func:`mailbox_name`)."""
+        return mailbox_name(self.astring(), self.tag, new)
 
     def seq_set(self) -> SequenceSet:
         raw = self._run(set(b" ()") | set(range(0, 0x20)))
@@ -249,8 +251,14 @@ def parse_date_time(raw: str, reader: Optional[Reader] = None) -> int:
         raise err("invalid date-time") from None
 
 
-def mailbox_name(raw: bytes, tag: Optional[str] = None) -> str:
-    """Wire mailbox name -> store name (modified UTF-7 decoded, INBOX normalized)."""
+def mailbox_name(raw: bytes, tag: Optional[str] = None, new: bool = False) -> str:
+    """Wire mailbox name -> store name (modified UTF-7 decoded, INBOX normalized).
+
+    ASCII that is not valid modified UTF-7 (an ``&`` that starts no valid shift, as in the atom
+    ``!#$&'+,-.``) is taken literally, as Dovecot does: such a name is a mailbox that does not
+    exist (SELECT answers ``NO [NONEXISTENT]``, LIST finds nothing), never a syntax error.  It
+    cannot be made, though: with ``new`` (CREATE, RENAME's target) it is ``NO [CANNOT]``, since
+    LIST would send the name back spelled otherwise (``&`` as ``&-``)."""
     try:
         text = raw.decode("ascii")
         name = utf7.decode(text)
@@ -261,7 +269,9 @@ def mailbox_name(raw: bytes, tag: Optional[str] = None) -> str:
         except UnicodeDecodeError:
             raise ParseError("mailbox name is neither modified UTF-7 nor UTF-8", tag) from None
     except ValueError as e:
-        raise ParseError("invalid mailbox name: %s" % e, tag) from None
+        if new:
+            raise ParseError("invalid mailbox name: %s" % e, tag, "CANNOT") from None
+        name = text
     return normalize_inbox(name)
 
 

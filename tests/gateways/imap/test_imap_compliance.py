@@ -51,3 +51,26 @@ def test_copy_and_move_into_the_same_mailbox(haven, user):
     with Wire(haven.imap) as other:  # the store agrees
         other.login(*user)
         assert b"* 4 EXISTS" in other.ok("SELECT INBOX")
+
+
+# -- mailbox names that are not modified UTF-7 --------------------------------------------------
+def test_names_that_are_not_modified_utf7_are_literal_names(haven, user):
+    with Wire(haven.imap) as w:
+        w.login(*user)
+        for name in (b"!#$&'+,-.", b'"a&b"', b'"&Jjo"', b'"&AGE-"'):
+            lines = w.cmd(b"SELECT " + name)
+            assert lines[-1].split(b" ", 3)[1:3] == [b"NO", b"[NONEXISTENT]"], (name, lines)
+            assert _status(w.cmd(b"EXAMINE " + name)[-1]) == b"NO"
+            assert _status(w.cmd(b"STATUS " + name + b" (MESSAGES)")[-1]) == b"NO"
+            assert len(w.ok(b'LIST "" ' + name)) == 1  # OK, nothing listed
+            lines = w.cmd(b"APPEND " + name + b" {5+}\r\nx\r\n\r\n")
+            assert b"NO [TRYCREATE]" in lines[-1]
+        # such a name cannot be made: LIST would spell it otherwise ("&" as "&-")
+        lines = w.cmd(b"CREATE !#$&'+,-.")
+        assert lines[-1].split(b" ", 3)[1:3] == [b"NO", b"[CANNOT]"], lines
+        w.ok("CREATE Box")
+        assert w.cmd(b"RENAME Box a&b")[-1].split(b" ", 3)[1:3] == [b"NO", b"[CANNOT]"]
+        # the valid spelling of the same name works
+        w.ok(b"CREATE a&-b")
+        assert w.ok(b'LIST "" a&-b')[0] == b'* LIST (\\HasNoChildren) "/" "a&-b"'
+        w.ok(b"SELECT a&-b")
