@@ -8,7 +8,8 @@ header (HEADER/SUBJECT/FROM/..., SENT*) and, last, asked about their decoded tex
 scanning batches in the store's CPU pool (``Candidate.text`` is that set).
 
 Matching rules: string keys are case-insensitive substring matches on RFC 2047-decoded header
-values and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
+values (FROM/TO/CC/BCC also on each parsed address, ``mailbox@host`` with comments and folding
+removed, and its display name) and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
 case"); dates use the UTC date of INTERNALDATE and the Date header's own date (ignoring time and
 zone).  \\Recent is never set (see the package docstring), so RECENT and NEW match nothing.
 
@@ -76,7 +77,8 @@ def _key(r: Reader, depth: int) -> tuple:
         return ("all",)
     if word in _HEADER_KEYS:
         r.sp()
-        return ("header", _HEADER_KEYS[word], _text(r).casefold())
+        kind = "header" if word == "SUBJECT" else "address"
+        return (kind, _HEADER_KEYS[word], _text(r).casefold())
     if word == "HEADER":
         r.sp()
         name = _text(r).strip().lower()
@@ -133,13 +135,14 @@ def uses_modseq(node: tuple) -> bool:
 class Candidate:
     """One message under evaluation: its sequence number, meta and what was loaded so far."""
 
-    __slots__ = ("seq", "meta", "header", "fields", "text", "sent")
+    __slots__ = ("seq", "meta", "header", "fields", "addresses", "text", "sent")
 
     def __init__(self, seq: int, meta):
         self.seq = seq
         self.meta = meta
         self.header: Optional[bytes] = None  # raw header section, once loaded
         self.fields: Optional[dict] = None  # lower-case name -> [decoded value casefolded]
+        self.addresses: Optional[dict] = None  # lower-case name -> [address forms casefolded]
         self.text: Optional[frozenset] = None  # the BODY/TEXT strings in the body text, once searched
         self.sent = None  # date of the Date header (False when absent/unparseable)
 
@@ -156,6 +159,21 @@ class Candidate:
                 fields.setdefault(fname.lower(), []).append(mime.decode_header_value(text).casefold())
             self.fields = fields
         return self.fields.get(name, [])
+
+    def address_values(self, name: str) -> list:
+        """The field's decoded text (as :meth:`field_values`) and, parsed, each address as
+        ``mailbox@host`` without comments or folding, and each display name."""
+        if self.addresses is None:
+            self.addresses = {}
+        values = self.addresses.get(name)
+        if values is None:
+            values = list(self.field_values(name))
+            for fname, raw in mime.header_fields(self.header or b""):
+                if fname.lower() == name:
+                    text = raw.split(b":", 1)[1].decode("utf-8", "replace") if b":" in raw else ""
+                    values.extend(v.casefold() for v in mime.address_forms(text))
+            self.addresses[name] = values
+        return values
 
     def sent_date(self):
         if self.sent is None:
@@ -231,6 +249,12 @@ def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
         values = m.field_values(node[1])
         needle = node[2]
         return any(needle in v for v in values) if needle else bool(values)
+    if kind == "address":
+        if m.header is None:
+            return None
+        values = m.address_values(node[1])
+        needle = node[2]
+        return any(needle in v for v in values) if needle else bool(values)
     if kind == "body":
         if m.text is None:
             return None
@@ -264,7 +288,7 @@ def needs(node: tuple) -> set:
         return needs(node[1]) | needs(node[2])
     if kind == "not":
         return needs(node[1])
-    if kind in ("header", "sent"):
+    if kind in ("header", "address", "sent"):
         return {"header"}
     if kind == "body":
         return {"text"}

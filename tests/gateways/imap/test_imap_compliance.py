@@ -74,3 +74,26 @@ def test_names_that_are_not_modified_utf7_are_literal_names(haven, user):
         w.ok(b"CREATE a&-b")
         assert w.ok(b'LIST "" a&-b')[0] == b'* LIST (\\HasNoChildren) "/" "a&-b"'
         w.ok(b"SELECT a&-b")
+
+
+# -- SEARCH FROM/TO/CC/BCC on the parsed address ------------------------------------------------
+def test_search_address_keys_match_addresses_written_with_comments_and_folding(haven, user):
+    def message(headers: bytes) -> bytes:
+        return headers + b"Subject: addr\r\nMessage-ID: <a%d@example.org>\r\n\r\nbody\r\n" % time.time_ns()
+
+    haven.deliver(user[0], message(b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+                                   b"To: Someone <user-to\r\n @domain.org>\r\n"
+                                   b"Cc: user-cc@domain.org (Comment)\r\n"
+                                   b"Bcc: (c) \"=?utf-8?q?J=C3=BCrgen?=\" <user-bcc @ (x) domain . org>\r\n"))
+    haven.deliver(user[0], message(b"From: Other <other@domain.org>\r\nTo: nobody@domain.org\r\n"))
+    with Wire(haven.imap) as w:
+        w.login(*user)
+        w.ok("SELECT INBOX")
+        for key in (b"FROM user-from@domain.org", b"TO user-to@domain.org", b"CC user-cc@domain.org",
+                    b"BCC user-bcc@domain.org", b"FROM USER-FROM@Domain.Org", b"FROM from@dom",
+                    b"BCC \"J\xc3\xbcrgen\"", b"CC comment", b"FROM \"(comment)@\"", b"TO Someone"):
+            assert w.ok(b"SEARCH CHARSET UTF-8 " + key)[0] == b"* SEARCH 1", key
+        assert w.ok(b"SEARCH FROM other@domain.org")[0] == b"* SEARCH 2"
+        assert w.ok(b"SEARCH FROM domain.org")[0] == b"* SEARCH 1 2"
+        assert w.ok(b"SEARCH TO user-from@domain.org")[0] == b"* SEARCH"
+        assert w.ok(b"SEARCH NOT FROM user-from@domain.org")[0] == b"* SEARCH 2"
