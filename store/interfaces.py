@@ -324,7 +324,16 @@ class Store:
         raise NotImplementedError
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
-        """Raises NotFound."""
+        """Subscribe to the folder ``name`` (NotFound when there is none), or unsubscribe the
+        name, whether or not a folder has it now (NotFound when it is neither subscribed nor a
+        folder).  A subscription is a name (RFC 3501 §6.3.6): deleting the folder keeps it,
+        renaming the folder moves it.  A new account's mail folders are subscribed; a folder
+        created later is not."""
+        raise NotImplementedError
+
+    async def list_subscriptions(self, account_id: int) -> list:
+        """The subscribed names, sorted, those of folders that no longer exist included
+        (``Folder.subscribed`` tells it of a live folder)."""
         raise NotImplementedError
 
     async def folder_status(self, account_id: int, name: str) -> FolderStatus:

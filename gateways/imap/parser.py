@@ -195,6 +195,10 @@ def _list(r: Reader, args: dict) -> None:
             if opt not in _LIST_SELECT:
                 raise r.error("unknown LIST selection option %s" % opt[:30])
             select.add(opt)
+        if "RECURSIVEMATCH" in select and "SUBSCRIBED" not in select:
+            # RFC 5258 §3.1: RECURSIVEMATCH alone (or with REMOTE) is BAD; it only qualifies
+            # SUBSCRIBED here (the one selection option with children to tell of)
+            raise r.error("RECURSIVEMATCH needs the SUBSCRIBED selection option")
         r.sp()
     args["select"] = select
     args["reference"] = _pattern(r.astring(), r)

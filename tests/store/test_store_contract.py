@@ -331,3 +331,34 @@ def test_purge_sweeps_temporary_blob_files_a_crash_left(store, run):
     os.utime(stale, (old, old))
     run(store.purge)
     assert not stale.exists() and fresh.exists()
+
+
+def test_subscriptions_are_names_that_outlive_their_folder(store, run, account):
+    defaults = ["Archive", "Drafts", INBOX, "Junk", "Sent", "Trash"]
+    assert run(store.list_subscriptions, account.id) == defaults
+    assert all(f.subscribed for f in run(store.list_folders, account.id))
+    run(store.create_folder, account.id, "Lists")
+    assert not run(store.get_folder, account.id, "Lists").subscribed  # CREATE does not subscribe
+    run(store.set_subscribed, account.id, "Lists", True)
+    run(store.set_subscribed, account.id, "Lists", True)  # twice is once
+    assert run(store.get_folder, account.id, "Lists").subscribed
+    run(store.rename_folder, account.id, "Lists", "Groups")  # the subscription moves along
+    assert "Groups" in run(store.list_subscriptions, account.id)
+    assert "Lists" not in run(store.list_subscriptions, account.id)
+    run(store.delete_folder, account.id, "Groups")  # ... and outlives the folder
+    assert run(store.list_subscriptions, account.id) == sorted(defaults + ["Groups"])
+    run(store.create_folder, account.id, "Groups")
+    assert run(store.get_folder, account.id, "Groups").subscribed
+    run(store.delete_folder, account.id, "Groups")
+    run(store.set_subscribed, account.id, "Groups", False)  # a name without a folder
+    assert run(store.list_subscriptions, account.id) == defaults
+    with pytest.raises(errors.NotFound):
+        run(store.set_subscribed, account.id, "Groups", False)
+    with pytest.raises(errors.NotFound):
+        run(store.set_subscribed, account.id, "Nowhere", True)
+    run(store.set_subscribed, account.id, "Sent", False)
+    assert not run(store.get_folder, account.id, "Sent").subscribed
+    other = run(store.create_account, "carol@example.test", "x")
+    assert run(store.list_subscriptions, other.id) == defaults
+    run(store.delete_account, "carol@example.test")
+    assert run(store.list_subscriptions, other.id) == []

@@ -97,3 +97,68 @@ def test_search_address_keys_match_addresses_written_with_comments_and_folding(h
         assert w.ok(b"SEARCH FROM domain.org")[0] == b"* SEARCH 1 2"
         assert w.ok(b"SEARCH TO user-from@domain.org")[0] == b"* SEARCH"
         assert w.ok(b"SEARCH NOT FROM user-from@domain.org")[0] == b"* SEARCH 2"
+
+
+# -- LIST-EXTENDED (RFC 5258) -------------------------------------------------------------------
+def _listing(lines) -> dict:
+    """'* LIST (attrs) "/" name [extra]' lines -> {name: (set of attrs, extra)}."""
+    out = {}
+    for line in lines[:-1]:
+        m = re.match(rb'\* (?:LIST|LSUB) \(([^)]*)\) "/" "([^"]*)"(.*)$', line)
+        assert m, line
+        out[m.group(2).decode()] = ({a.decode().lower() for a in m.group(1).split()}, m.group(3).strip())
+    return out
+
+
+def test_list_extended_subscriptions_and_recursivematch(haven, user):
+    with Wire(haven.imap) as w:
+        w.login(*user)
+        for name in ("t/test1", "t/test2/", "t/test2/test1", "t/test3", "t/test4/test5", "t/test4/test52",
+                     "t/test6", "t/test7/test7", "t/test8/test8", "t/test8/test9"):
+            w.ok("CREATE " + name)
+        for name in ("t/test1", "t/test2/test1", "t/test6", "t/test7/test7", "t/test8/test8", "t/test8/test9"):
+            w.ok("SUBSCRIBE " + name)
+        w.ok("DELETE t/test6")
+        # RFC 5258 §3.1: RECURSIVEMATCH alone (or with REMOTE) is BAD
+        for bad in ('LIST (RECURSIVEMATCH) "" ""', 'LIST (RECURSIVEMATCH REMOTE) "" "%"',
+                    'LIST (RECURSIVEMATCH SPECIAL-USE) "" "*"', 'LIST (BOGUS) "" ""', 'LIST "" "" RETURN (BOGUS)'):
+            assert _status(w.cmd(bad)[-1]) == b"BAD", bad
+        w.ok('LIST (REMOTE) "" "%"')
+        # subscribed names, one of them without its mailbox any more
+        got = _listing(w.ok('LIST (SUBSCRIBED) "" "t/*"'))
+        assert set(got) == {"t/test1", "t/test2/test1", "t/test6", "t/test7/test7", "t/test8/test8", "t/test8/test9"}
+        assert all("\\subscribed" in attrs for attrs, _ in got.values())
+        assert "\\nonexistent" in got["t/test6"][0] and "\\noselect" not in got["t/test6"][0]
+        assert not any("\\nonexistent" in attrs for n, (attrs, _) in got.items() if n != "t/test6")
+        # a parent of a subscribed name the pattern does not list: CHILDINFO, not \Subscribed
+        got = _listing(w.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "t/test2%" RETURN (CHILDREN)'))
+        assert got == {"t/test2": ({"\\haschildren"}, b'("CHILDINFO" ("SUBSCRIBED"))')}
+        got = _listing(w.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*test7"'))
+        assert set(got) == {"t/test7/test7"} and got["t/test7/test7"][1] == b""
+        got = _listing(w.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*test8"'))
+        assert got["t/test8"] == ({"\\haschildren"}, b'("CHILDINFO" ("SUBSCRIBED"))')
+        assert "\\subscribed" in got["t/test8/test8"][0] and got["t/test8/test8"][1] == b""
+        got = _listing(w.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" (t/test2 t/test2/test1)'))
+        assert set(got) == {"t/test2/test1"}
+        got = _listing(w.ok('LIST (SUBSCRIBED) "" "t/%"'))  # without RECURSIVEMATCH: no parents
+        assert set(got) == {"t/test1", "t/test6"}
+        # a plain LIST marks \Subscribed only on the subscribed names (CREATE does not subscribe)
+        got = _listing(w.ok('LIST "" "t/%" RETURN (CHILDREN SUBSCRIBED)'))
+        assert set(got) == {"t/test1", "t/test2", "t/test3", "t/test4", "t/test7", "t/test8"}
+        assert [n for n, (attrs, _) in got.items() if "\\subscribed" in attrs] == ["t/test1"]
+        assert "\\haschildren" in got["t/test2"][0] and "\\hasnochildren" in got["t/test3"][0]
+        got = _listing(w.ok('LIST "" (t/test7 t/test7/test7)'))
+        assert set(got) == {"t/test7", "t/test7/test7"} and "\\nonexistent" not in got["t/test7"][0]
+        # LSUB (RFC 3501 §6.3.9): subscribed names; a level above them only for '%', \Noselect
+        got = _listing(w.ok('LSUB "" "t/%"'))
+        assert got == {"t/test1": (set(), b""), "t/test2": ({"\\noselect"}, b""), "t/test6": ({"\\noselect"}, b""),
+                       "t/test7": ({"\\noselect"}, b""), "t/test8": ({"\\noselect"}, b"")}
+        # a subscription outlives its mailbox until it is unsubscribed
+        w.ok("UNSUBSCRIBE t/test6")
+        assert "t/test6" not in _listing(w.ok('LIST (SUBSCRIBED) "" "t/*"'))
+        assert w.cmd("UNSUBSCRIBE t/test6")[-1].split(b" ", 3)[1:3] == [b"NO", b"[NONEXISTENT]"]
+        assert w.cmd("SUBSCRIBE t/test6")[-1].split(b" ", 3)[1:3] == [b"NO", b"[NONEXISTENT]"]
+        w.ok("RENAME t/test3 t/test33")  # a subscription follows its mailbox's RENAME
+        w.ok("SUBSCRIBE t/test33")
+        w.ok("RENAME t/test33 t/test3")
+        assert "\\subscribed" in _listing(w.ok('LIST "" t/test3 RETURN (SUBSCRIBED)'))["t/test3"][0]
