@@ -30,8 +30,6 @@ from .seqset import format_set
 from .session import SelectedMailbox
 from .states import AUTH, IMAPError, SELECTED
 
-_PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
-_SYSTEM = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 _NOSELECT = {"\\Noselect"}
 
 
@@ -82,12 +80,7 @@ class MailboxCommands:
         sel = SelectedMailbox(folder, readonly, metas)
         sel.dirty = True  # re-check once: closes the race between get_folder and list_messages
         uidnext = max(folder.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
-        flags = " ".join([_SYSTEM] + sorted(sel.keywords()))
-        out = [b"* FLAGS (%s)\r\n" % flags.encode("utf-8", "replace")]
-        if readonly:
-            out.append(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
-        else:
-            out.append(b"* OK [PERMANENTFLAGS %s] Flags permitted\r\n" % _PERMANENT)
+        out = [sel.flags_lines()]
         out.append(b"* %d EXISTS\r\n* 0 RECENT\r\n" % sel.count)
         for i, uid in enumerate(sel.uids):
             if "\\Seen" not in sel.metas[uid].flags:
@@ -114,7 +107,7 @@ class MailboxCommands:
             known = q["known_uids"]
             expunged = {u for u in expunged if known.contains(u, max(expunged | {1}))}
         expunged -= set(sel.metas)
-        out = []
+        out = [sel.announce(m.flags for m in changes.updated)]
         if expunged:
             out.append(b"* VANISHED (EARLIER) %s\r\n" % format_set(expunged).encode())
         for meta in changes.updated:

@@ -164,6 +164,9 @@ class MessageCommands:
                 env = response.envelope(r.envelope)
                 cache.put(folder.id, folder.uidvalidity, uid, env)
             out.append(plan.render(seq, r, raws.get(uid), uid in seen_changed, env))
+        if plan.has_flags or seen_changed:
+            # RFC 3501 §7.2.6: a keyword another session just set is announced first
+            out.insert(0, sel.announce(r.meta.flags for r in recs))
         return out
 
     def _batches(self, uids: list, bodies: bool):
@@ -214,6 +217,8 @@ class MessageCommands:
         # Opened before the response starts: a missing blob is still an ordinary NO.
         reader = _SpanReader(self.store, rec.blob_id)
         await reader.open()
+        if plan.has_flags or uid in seen_changed:
+            self.write(self.selected.announce([rec.meta.flags]))
         try:
             for piece in plan.render_streamed(seq, rec, uid in seen_changed, env):
                 if isinstance(piece, bytes):
@@ -263,7 +268,7 @@ class MessageCommands:
         updated = {m.uid: m for m in res.updated}
         sel.update_metas(res.updated)
         failed = set(res.failed)
-        out = []
+        out = [sel.announce(m.flags for m in res.updated)]  # RFC 3501 §7.2.6: new keywords first
         for uid in uids:
             if uid in failed:
                 continue

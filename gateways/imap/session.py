@@ -12,6 +12,11 @@ Invariants:
   an unchanged mailbox costs no query per command.
 * Flags in ``metas`` are what the client was last told; a change is reported only when the stored
   flags differ, so this session's own STORE (which already answered with FETCH) is not repeated.
+* No FETCH names a keyword the client was not told of: ``announced`` holds the keywords of the
+  last ``* FLAGS``; whoever writes flags first asks :meth:`announce`, which gives the new
+  ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` when a keyword is new to this session (RFC 3501
+  §7.2.6), and writes both in the same reactor turn (no await between), so no other response
+  can come in between.
 
 Deliberately not done: \\Recent (always ``* 0 RECENT``; IMAP4rev2 dropped it).
 """
@@ -27,6 +32,9 @@ from . import response
 from .seqset import SequenceSet, format_set
 
 
+SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+
 class SelectedMailbox:
     def __init__(self, folder, readonly: bool, metas: list):
         self.folder = folder
@@ -37,6 +45,7 @@ class SelectedMailbox:
         self.pending_expunge: set = set()
         self.dirty = False
         self.lock = DeferredLock()
+        self.announced: set = self.keywords()  # the keywords of the last * FLAGS (flags_lines)
 
     # -- lookups ---------------------------------------------------------------------------
     @property
@@ -61,6 +70,26 @@ class SelectedMailbox:
         for flags in {m.flags for m in self.metas.values()}:  # few distinct sets in a mailbox
             out.update(f for f in flags if not f.startswith("\\"))
         return out
+
+    def flags_lines(self) -> bytes:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` with the keywords announced so far."""
+        keywords = " ".join(sorted(self.announced))
+        flags = (SYSTEM_FLAGS + (" " + keywords if keywords else "")).encode("utf-8", "replace")
+        out = b"* FLAGS (%s)\r\n" % flags
+        if self.readonly:
+            return out + b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n"
+        return out + b"* OK [PERMANENTFLAGS (%s \\*)] Flags permitted\r\n" % flags
+
+    def announce(self, flag_sets) -> bytes:
+        """The ``* FLAGS`` lines to send before flags from ``flag_sets`` (iterables of flags)
+        when one of them holds a keyword not announced yet (b"" otherwise); the keywords count
+        as announced from now on, so the caller writes the lines at once."""
+        announced = self.announced
+        new = {f for flags in flag_sets for f in flags if f not in announced and not f.startswith("\\")}
+        if not new:
+            return b""
+        announced |= new
+        return self.flags_lines()
 
     # -- updates from this session's own commands -------------------------------------------
     def update_metas(self, metas) -> None:
@@ -114,6 +143,7 @@ class SelectedMailbox:
 
     def _apply(self, changes, out: list, condstore: bool) -> None:
         last = self.uids[-1] if self.uids else 0
+        out.append(self.announce(m.flags for m in changes.updated))  # before any FETCH or EXISTS
         new = []
         for meta in changes.updated:
             old = self.metas.get(meta.uid)

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from tests.conftest import run_on_reactor
+
 from .wire import Wire, untagged
 
 
@@ -162,3 +164,135 @@ def test_list_extended_subscriptions_and_recursivematch(haven, user):
         w.ok("SUBSCRIBE t/test33")
         w.ok("RENAME t/test33 t/test3")
         assert "\\subscribed" in _listing(w.ok('LIST "" t/test3 RETURN (SUBSCRIBED)'))["t/test3"][0]
+
+
+# -- new keywords are announced with FLAGS before any FETCH names them (RFC 3501 §7.2.6) -------
+_FLAGS_LINE = re.compile(rb"^\* FLAGS \(([^)]*)\)$")
+_FETCH_FLAGS = re.compile(rb"^\* \d+ FETCH \(.*FLAGS \(([^)]*)\)")
+
+
+class KeywordWatch:
+    """Follows one connection's responses: the keywords of its last ``* FLAGS``, and every
+    keyword a FETCH named before a FLAGS announced it."""
+
+    def __init__(self):
+        self.announced: set = set()
+        self.unannounced: list = []
+        self.permanent: list = []
+
+    def see(self, lines) -> None:
+        for line in lines:
+            m = _FLAGS_LINE.match(line)
+            if m:
+                self.announced = set(m.group(1).split())
+                continue
+            m = re.match(rb"^\* OK \[PERMANENTFLAGS \(([^)]*)\)\]", line)
+            if m:
+                self.permanent.append(set(m.group(1).split()))
+                continue
+            m = _FETCH_FLAGS.match(line)
+            if m:
+                for flag in m.group(1).split():
+                    if not flag.startswith(b"\\") and flag not in self.announced:
+                        self.unannounced.append((flag, line))
+
+
+def test_a_new_keyword_is_announced_before_a_fetch_names_it(haven, user):
+    _fill(haven, user, 2)
+    with Wire(haven.imap) as a, Wire(haven.imap) as b, Wire(haven.imap) as c:
+        for w in (a, b, c):
+            w.login(*user)
+        watch_a, watch_b, watch_c = KeywordWatch(), KeywordWatch(), KeywordWatch()
+        watch_a.see(a.ok("SELECT INBOX"))
+        watch_b.see(b.ok("SELECT INBOX"))
+        watch_c.see(c.ok("EXAMINE INBOX"))
+        assert watch_b.announced == {b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft"}
+        # A's own STORE of a new keyword: FLAGS first, then the FETCH
+        lines = a.ok("STORE 1 +FLAGS ($Label1)")
+        watch_a.see(lines)
+        assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)"
+        assert lines[1] == b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)] " \
+                           b"Flags permitted"
+        assert lines[2] == b"* 1 FETCH (FLAGS ($Label1))"
+        # B hears of it at its NOOP: FLAGS (and PERMANENTFLAGS) before the FETCH
+        lines = b.ok("NOOP")
+        watch_b.see(lines)
+        assert [l.split(b" ")[1] for l in lines[:-1]] == [b"FLAGS", b"OK", b"1"], lines
+        assert b"$Label1" in lines[0] and lines[2] == b"* 1 FETCH (UID 1 FLAGS ($Label1))"
+        # the read-only session hears of the next one while in IDLE; its PERMANENTFLAGS stay empty
+        watch_c.see(c.ok("NOOP"))
+        c.send(b"i1 IDLE\r\n")
+        assert c.line().startswith(b"+ ")
+        a.ok("STORE 2 +FLAGS.SILENT ($Label2)")
+        idle = [c.wait_for(lambda l: True) for _ in range(3)]
+        assert idle == [b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 $Label2)",
+                        b"* OK [PERMANENTFLAGS ()] Read-only mailbox", b"* 2 FETCH (UID 2 FLAGS ($Label2))"], idle
+        watch_c.see(idle)
+        c.send(b"DONE\r\n")
+        watch_c.see(c.until("i1"))
+        # B FETCHes the flags before a NOOP told it: the FLAGS come first all the same
+        lines = b.ok("FETCH 2 (FLAGS)")
+        watch_b.see(lines)
+        assert lines[0].startswith(b"* FLAGS (") and b"$Label2" in lines[0], lines
+        # a keyword that arrives with a new message (APPEND, COPY, delivery) too
+        a.ok(b"APPEND INBOX ($Label3) {8+}\r\nS: x\r\n\r\n")
+        lines = b.ok("NOOP")
+        watch_b.see(lines)
+        assert lines[0].startswith(b"* FLAGS (") and b"$Label3" in lines[0] and b"* 3 EXISTS" in lines
+        lines = b.ok("FETCH 3 (FLAGS)")
+        assert lines[0] == b"* 3 FETCH (FLAGS ($Label3))"  # announced already: no FLAGS again
+        watch_b.see(lines)
+        # and one a Sieve script sets at delivery (imap4flags :flags / addflag)
+        store = haven.admin_store()
+        account = run_on_reactor(store.get_account, user[0])
+        run_on_reactor(store.put_sieve_script, account.id, "flags",
+                       'require ["imap4flags", "fileinto"];\naddflag "$Sieved";\nkeep :flags "$Kept";\n')
+        run_on_reactor(store.set_active_sieve_script, account.id, "flags")
+        haven.deliver(user[0], _msg(9))
+        lines = b.ok("NOOP")
+        watch_b.see(lines)
+        assert lines[0].startswith(b"* FLAGS (") and b"$Kept" in lines[0] and b"* 4 EXISTS" in lines, lines
+        assert b"* 4 FETCH (FLAGS ($Kept))" in b.ok("FETCH 4 (FLAGS)")
+        run_on_reactor(store.set_active_sieve_script, account.id, None)
+        # a new SELECT lists every keyword in use
+        lines = [l for l in a.ok("SELECT INBOX") if b"[CLOSED]" not in l]
+        assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Kept $Label1 $Label2 $Label3)"
+        for watch in (watch_a, watch_b, watch_c):
+            assert watch.unannounced == []
+
+
+def test_keywords_announced_under_concurrent_clients(haven, user):
+    import random
+    import threading
+
+    _fill(haven, user, 6)
+    clients, rounds = 8, 12
+    watches = [KeywordWatch() for _ in range(clients)]
+    errors: list = []
+
+    def client(i: int) -> None:
+        rnd = random.Random(i)
+        try:
+            with Wire(haven.imap, timeout=30) as w:
+                w.login(*user)
+                watches[i].see(w.ok("SELECT INBOX"))
+                for r in range(rounds):
+                    seq = rnd.randint(1, 6)
+                    verb = rnd.choice(["+FLAGS", "+FLAGS", "-FLAGS", "FLAGS"])
+                    keyword = "$k%d_%d" % (i, r % 5)
+                    watches[i].see(w.ok("STORE %d %s (%s \\Seen)" % (seq, verb, keyword)))
+                    watches[i].see(w.ok(rnd.choice(["NOOP", "FETCH 1:* (FLAGS)", "UID FETCH 1:* (UID FLAGS)",
+                                                     "STORE %d +FLAGS.SILENT ($shared)" % seq])))
+                watches[i].see(w.ok("NOOP"))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for watch in watches:
+        assert watch.unannounced == [], watch.unannounced[:3]
+        assert all(p >= {b"\\*"} for p in watch.permanent)

@@ -357,7 +357,8 @@ def test_store_flags(haven, user):
         w.login(*user)
         w.ok("SELECT INBOX")
         lines = w.ok("STORE 1:2 +FLAGS (\\Flagged $Work)")
-        assert lines[:2] == [b"* 1 FETCH (FLAGS (\\Flagged $Work))", b"* 2 FETCH (FLAGS (\\Flagged $Work))"]
+        assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)"  # new: announced first
+        assert lines[2:4] == [b"* 1 FETCH (FLAGS (\\Flagged $Work))", b"* 2 FETCH (FLAGS (\\Flagged $Work))"]
         assert len(w.ok("STORE 1 -FLAGS.SILENT (\\Flagged)")) == 1
         lines = w.ok("UID STORE 1:3 FLAGS (\\Seen)")
         assert lines[0] == b"* 1 FETCH (UID 1 FLAGS (\\Seen))"
