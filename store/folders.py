@@ -14,7 +14,8 @@ from store.interfaces import DELIMITER, FOLDER_KINDS, INBOX, SPECIAL_USES, Folde
 
 #: a folder is subscribed when its name is in mailbox_subscriptions (delta 006), not by its own column
 _COLS = ("id, account_id, name, kind, special_use, EXISTS (SELECT 1 FROM mailbox_subscriptions s "
-         "WHERE s.account_id = folders.account_id AND s.name = folders.name), uidvalidity, uidnext, highest_modseq")
+         "WHERE s.account_id = folders.account_id AND s.name = folders.name), uidvalidity, uidnext, highest_modseq, "
+         "recent_uid")
 
 
 def normalize_name(name: str) -> str:
@@ -35,7 +36,8 @@ def normalize_name(name: str) -> str:
 
 def folder_from_row(row) -> Folder:
     return Folder(id=row[0], account_id=row[1], name=row[2], kind=row[3], special_use=row[4],
-                  subscribed=bool(row[5]), uidvalidity=row[6], uidnext=row[7], highest_modseq=row[8])
+                  subscribed=bool(row[5]), uidvalidity=row[6], uidnext=row[7], highest_modseq=row[8],
+                  recent_uid=row[9] if len(row) > 9 else 0)
 
 
 def next_uidvalidity_txn(txn: Txn, account_id: int) -> int:
@@ -235,9 +237,28 @@ def folder_status_txn(txn: Txn, account_id: int, name: str) -> FolderStatus:
         "SELECT COUNT(*), "
         f"COALESCE(SUM(CASE WHEN sysflags & {SEEN} = 0 THEN 1 ELSE 0 END), 0), "
         f"COALESCE(SUM(CASE WHEN sysflags & {DELETED} <> 0 THEN 1 ELSE 0 END), 0), "
-        "COALESCE(SUM(size), 0) FROM messages WHERE folder_id = ? AND deleted_at = 0", (folder.id,)).fetchone()
+        "COALESCE(SUM(size), 0), COALESCE(SUM(CASE WHEN uid > ? THEN 1 ELSE 0 END), 0) "
+        "FROM messages WHERE folder_id = ? AND deleted_at = 0", (folder.recent_uid, folder.id)).fetchone()
     return FolderStatus(folder=folder, messages=int(row[0]), unseen=int(row[1]), deleted=int(row[2]),
-                        size=int(row[3]))
+                        size=int(row[3]), recent=int(row[4]))
+
+
+def claim_recent_txn(txn: Txn, folder_id: int) -> tuple[int, int]:
+    """Raise the folder's ``recent_uid`` to its highest UID; ``(old, new)``.  A compare-and-set,
+    so that of two sessions (on any node: MariaDB runs READ COMMITTED, each read sees the last
+    commit) claiming at once, one gets the range and the other an empty one or the next."""
+    for _attempt in range(100):
+        row = txn.execute("SELECT recent_uid, uidnext FROM folders WHERE id = ? AND deleted_at = 0",
+                          (folder_id,)).fetchone()
+        if row is None:
+            raise errors.NotFound("folder no longer exists")
+        floor, top = int(row[0]), int(row[1]) - 1
+        if top <= floor:
+            return floor, floor
+        txn.execute("UPDATE folders SET recent_uid = ? WHERE id = ? AND recent_uid = ?", (top, folder_id, floor))
+        if txn.rowcount == 1:
+            return floor, top
+    raise errors.TemporaryFailure("too many sessions claiming recent messages at once")
 
 
 class FoldersStore(StoreCore):
@@ -261,6 +282,9 @@ class FoldersStore(StoreCore):
 
     async def set_subscribed(self, account_id, name, subscribed) -> None:
         await self._run("set_subscribed", set_subscribed_txn, account_id, name, subscribed)
+
+    async def claim_recent(self, folder_id):
+        return await self._run("claim_recent", claim_recent_txn, folder_id)
 
     async def list_subscriptions(self, account_id):
         return await self._run("list_subscriptions", list_subscriptions_txn, account_id)

@@ -340,6 +340,16 @@ class Store:
         """Raises NotFound."""
         raise NotImplementedError
 
+    async def claim_recent(self, folder_id: int) -> tuple:
+        """Claim the folder's messages that no session has seen as \\Recent yet (IMAP, RFC 3501
+        §2.3.2: exactly one session sees a message recent).  Returns ``(floor, top)``: the
+        messages with ``floor < uid <= top`` are the caller's, and nobody else's, whichever node
+        the other sessions are on; ``floor == top`` when there was nothing new.  Every UID
+        stored before the call is at most ``top``.  New messages (delivery, APPEND, COPY, MOVE,
+        restore) get UIDs above every claim; ``Folder.recent_uid`` and ``FolderStatus.recent``
+        tell what is still unclaimed.  Raises NotFound, TemporaryFailure."""
+        raise NotImplementedError
+
     # -- messages --------------------------------------------------------------------------
     async def list_messages(self, folder_id: int) -> list:
         """All live messages of the folder as :class:`MessageMeta`, ascending by UID (SELECT)."""

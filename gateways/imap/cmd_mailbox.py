@@ -78,10 +78,15 @@ class MailboxCommands:
         folder = await self.mail_folder(args["mailbox"])
         metas = await self.store.list_messages(folder.id)
         sel = SelectedMailbox(folder, readonly, metas)
+        if readonly:
+            sel.unclaimed_above(folder.recent_uid)  # EXAMINE claims nothing (RFC 3501 §6.3.2)
+        else:
+            # after the list: every message in it is at most the claim's top (RFC 3501 §2.3.2)
+            sel.claimed(*await self.store.claim_recent(folder.id))
         sel.dirty = True  # re-check once: closes the race between get_folder and list_messages
         uidnext = max(folder.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
         out = [sel.flags_lines()]
-        out.append(b"* %d EXISTS\r\n* 0 RECENT\r\n" % sel.count)
+        out.append(b"* %d EXISTS\r\n* %d RECENT\r\n" % (sel.count, len(sel.recent)))
         for i, uid in enumerate(sel.uids):
             if "\\Seen" not in sel.metas[uid].flags:
                 out.append(b"* OK [UNSEEN %d] First unseen\r\n" % (i + 1))
@@ -293,7 +298,7 @@ class MailboxCommands:
             if item == "MESSAGES":
                 v = st.messages
             elif item == "RECENT":
-                v = 0
+                v = st.recent  # what no session has claimed yet (Store.claim_recent)
             elif item == "UIDNEXT":
                 v = folder.uidnext
             elif item == "UIDVALIDITY":

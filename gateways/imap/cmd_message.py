@@ -163,6 +163,8 @@ class MessageCommands:
             if env is None and cache is not None:
                 env = response.envelope(r.envelope)
                 cache.put(folder.id, folder.uidvalidity, uid, env)
+            if uid in sel.recent:
+                r = replace(r, meta=sel.shown(r.meta))  # with \Recent, after metas took the stored flags
             out.append(plan.render(seq, r, raws.get(uid), uid in seen_changed, env))
         if plan.has_flags or seen_changed:
             # RFC 3501 §7.2.6: a keyword another session just set is announced first
@@ -219,6 +221,7 @@ class MessageCommands:
         await reader.open()
         if plan.has_flags or uid in seen_changed:
             self.write(self.selected.announce([rec.meta.flags]))
+        rec = replace(rec, meta=self.selected.shown(rec.meta))
         try:
             for piece in plan.render_streamed(seq, rec, uid in seen_changed, env):
                 if isinstance(piece, bytes):
@@ -277,7 +280,7 @@ class MessageCommands:
             if seq is None or meta is None:
                 continue
             if not args["silent"]:
-                items = [b"FLAGS " + response.flag_list(meta.flags)]
+                items = [b"FLAGS " + response.flag_list(sel.shown(meta).flags)]
             elif unchanged is not None and uid in updated:
                 items = []  # RFC 7162 §3.1.3: MODSEQ is sent even with .SILENT
             else:
@@ -301,7 +304,7 @@ class MessageCommands:
         if modseq:
             self.condstore = True
         candidates = [Candidate(i + 1, sel.metas[u]) for i, u in enumerate(sel.uids)]
-        ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0)
+        ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0, sel.recent)
         matched = await run_search(self.store, sel.folder.id, candidates, node, ctx)
         nums = [m.meta.uid if cmd.uid else m.seq for m in matched]
         nums.sort()

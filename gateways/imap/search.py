@@ -11,7 +11,7 @@ Matching rules: string keys are case-insensitive substring matches on RFC 2047-d
 values (FROM/TO/CC/BCC also on each parsed address, ``mailbox@host`` with comments and folding
 removed, and its display name) and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
 case"); dates use the UTC date of INTERNALDATE and the Date header's own date (ignoring time and
-zone).  \\Recent is never set (see the package docstring), so RECENT and NEW match nothing.
+zone).  RECENT, NEW and OLD ask the session's \\Recent messages (session.SelectedMailbox).
 
 Deliberately not done: ESEARCH, fuzzy search, SEARCHRES, WITHIN (OLDER/YOUNGER).
 """
@@ -70,11 +70,16 @@ def _key(r: Reader, depth: int) -> tuple:
         return ("flag", flag, want)
     if word in ("KEYWORD", "UNKEYWORD"):
         r.sp()
-        return ("flag", r.flag(), word == "KEYWORD")
-    if word in ("NEW", "RECENT"):
-        return ("none",)
+        flag = r.flag()
+        if flag == "\\Recent":
+            return ("recent", word == "KEYWORD")
+        return ("flag", flag, word == "KEYWORD")
+    if word == "RECENT":
+        return ("recent", True)
     if word == "OLD":
-        return ("all",)
+        return ("recent", False)
+    if word == "NEW":  # RFC 3501 §6.4.4: RECENT UNSEEN
+        return ("and", [("recent", True), ("flag", "\\Seen", False)])
     if word in _HEADER_KEYS:
         r.sp()
         kind = "header" if word == "SUBJECT" else "address"
@@ -188,11 +193,12 @@ class Candidate:
 
 
 class Context:
-    """What evaluation needs from the mailbox: sizes for ``*``."""
+    """What evaluation needs from the mailbox: sizes for ``*``, the session's \\Recent UIDs."""
 
-    def __init__(self, count: int, largest_uid: int):
+    def __init__(self, count: int, largest_uid: int, recent=frozenset()):
         self.count = count
         self.largest_uid = largest_uid
+        self.recent = recent
 
 
 def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
@@ -225,6 +231,8 @@ def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
         return False
     if kind == "flag":
         return (node[1] in meta.flags) == node[2]
+    if kind == "recent":
+        return (meta.uid in ctx.recent) == node[1]
     if kind == "seq":
         return node[1].contains(m.seq, ctx.count)
     if kind == "uid":

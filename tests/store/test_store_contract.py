@@ -362,3 +362,45 @@ def test_subscriptions_are_names_that_outlive_their_folder(store, run, account):
     assert run(store.list_subscriptions, other.id) == defaults
     run(store.delete_account, "carol@example.test")
     assert run(store.list_subscriptions, other.id) == []
+
+
+def test_claim_recent_gives_each_new_message_to_one_claim(store, run, account):
+    from twisted.internet import defer
+    inbox = run(store.get_folder, account.id, INBOX)
+    assert inbox.recent_uid == 0
+    for i in range(3):
+        run(store.append_message, account.id, inbox.id, msg(i))
+    assert run(store.folder_status, account.id, INBOX).recent == 3
+    assert run(store.claim_recent, inbox.id) == (0, 3)
+    assert run(store.claim_recent, inbox.id) == (3, 3)  # nothing new: an empty claim
+    assert run(store.folder_status, account.id, INBOX).recent == 0
+    assert run(store.get_folder, account.id, INBOX).recent_uid == 3
+    # copies, moves and appends are new messages of their folder
+    archive = run(store.get_folder, account.id, "Archive")
+    run(store.copy_messages, account.id, inbox.id, [1], archive.id)
+    run(store.move_messages, account.id, inbox.id, [2], archive.id)
+    run(store.move_messages, account.id, inbox.id, [3], inbox.id)
+    assert run(store.folder_status, account.id, "Archive").recent == 2
+    assert run(store.folder_status, account.id, INBOX).recent == 1
+    assert run(store.claim_recent, archive.id) == (0, 2)
+
+    async def race_claims() -> list:
+        work, kinds = [], []
+        for i in range(12):
+            work.append(defer.Deferred.fromCoroutine(store.append_message(account.id, inbox.id, msg(10 + i))))
+            kinds.append("append")
+            for _ in range(3):
+                work.append(defer.Deferred.fromCoroutine(store.claim_recent(inbox.id)))
+                kinds.append("claim")
+        results = await defer.gatherResults(work)
+        return [r for r, k in zip(results, kinds) if k == "claim"]
+
+    claims = run(race_claims) + [run(store.claim_recent, inbox.id)]
+    claimed = []
+    for floor, top in claims:
+        assert floor <= top
+        claimed += range(floor + 1, top + 1)
+    assert sorted(claimed) == list(range(4, 17))  # every new UID exactly once (4: the MOVE above)
+    run(store.delete_folder, account.id, "Archive")
+    with pytest.raises(errors.NotFound):
+        run(store.claim_recent, archive.id)

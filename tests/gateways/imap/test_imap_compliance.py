@@ -213,7 +213,7 @@ def test_a_new_keyword_is_announced_before_a_fetch_names_it(haven, user):
         assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)"
         assert lines[1] == b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)] " \
                            b"Flags permitted"
-        assert lines[2] == b"* 1 FETCH (FLAGS ($Label1))"
+        assert lines[2] == b"* 1 FETCH (FLAGS (\\Recent $Label1))"  # A selected first: recent to A
         # B hears of it at its NOOP: FLAGS (and PERMANENTFLAGS) before the FETCH
         lines = b.ok("NOOP")
         watch_b.see(lines)
@@ -240,7 +240,7 @@ def test_a_new_keyword_is_announced_before_a_fetch_names_it(haven, user):
         watch_b.see(lines)
         assert lines[0].startswith(b"* FLAGS (") and b"$Label3" in lines[0] and b"* 3 EXISTS" in lines
         lines = b.ok("FETCH 3 (FLAGS)")
-        assert lines[0] == b"* 3 FETCH (FLAGS ($Label3))"  # announced already: no FLAGS again
+        assert lines[0] == b"* 3 FETCH (FLAGS ($Label3))"  # announced already (recent to A: its APPEND)
         watch_b.see(lines)
         # and one a Sieve script sets at delivery (imap4flags :flags / addflag)
         store = haven.admin_store()
@@ -252,7 +252,7 @@ def test_a_new_keyword_is_announced_before_a_fetch_names_it(haven, user):
         lines = b.ok("NOOP")
         watch_b.see(lines)
         assert lines[0].startswith(b"* FLAGS (") and b"$Kept" in lines[0] and b"* 4 EXISTS" in lines, lines
-        assert b"* 4 FETCH (FLAGS ($Kept))" in b.ok("FETCH 4 (FLAGS)")
+        assert b"* 4 FETCH (FLAGS (\\Recent $Kept))" in b.ok("FETCH 4 (FLAGS)")
         run_on_reactor(store.set_active_sieve_script, account.id, None)
         # a new SELECT lists every keyword in use
         lines = [l for l in a.ok("SELECT INBOX") if b"[CLOSED]" not in l]
@@ -296,3 +296,141 @@ def test_keywords_announced_under_concurrent_clients(haven, user):
     for watch in watches:
         assert watch.unannounced == [], watch.unannounced[:3]
         assert all(p >= {b"\\*"} for p in watch.permanent)
+
+
+# -- \Recent (RFC 3501 §2.3.2) ------------------------------------------------------------------
+def _recent(lines) -> list:
+    return [int(l.split(b" ")[1]) for l in lines if re.match(rb"\* \d+ RECENT$", l)]
+
+
+def _flags_by_seq(lines) -> dict:
+    out = {}
+    for line in lines:
+        m = re.match(rb"\* (\d+) FETCH \(.*FLAGS \(([^)]*)\)", line)
+        if m:
+            out[int(m.group(1))] = set(m.group(2).split())
+    return out
+
+
+def test_recent_is_seen_by_exactly_one_session(haven, user):
+    _fill(haven, user, 2)
+    with Wire(haven.imap) as a, Wire(haven.imap) as b, Wire(haven.imap) as c, Wire(haven.imap) as d:
+        for w in (a, b, c, d):
+            w.login(*user)
+        assert w.ok("STATUS INBOX (RECENT MESSAGES)")[0] == b'* STATUS "INBOX" (RECENT 2 MESSAGES 2)'
+        # EXAMINE sees what nobody claimed, and claims nothing
+        lines = c.ok("EXAMINE INBOX")
+        assert _recent(lines) == [2] and lines.index(b"* 2 RECENT") == lines.index(b"* 2 EXISTS") + 1
+        assert _flags_by_seq(c.ok("FETCH 1:* (FLAGS)")) == {1: {b"\\Recent"}, 2: {b"\\Recent"}}
+        assert c.ok("SEARCH RECENT")[0] == b"* SEARCH 1 2"
+        # the first SELECT claims them
+        assert _recent(a.ok("SELECT INBOX")) == [2]
+        assert d.ok("STATUS INBOX (RECENT)")[0] == b'* STATUS "INBOX" (RECENT 0)'
+        assert _flags_by_seq(a.ok("FETCH 1:* (FLAGS)")) == {1: {b"\\Recent"}, 2: {b"\\Recent"}}
+        assert a.ok("SEARCH RECENT")[0] == b"* SEARCH 1 2"
+        assert a.ok("SEARCH NEW")[0] == b"* SEARCH 1 2"
+        assert a.ok("SEARCH OLD")[0] == b"* SEARCH"
+        assert a.ok("STORE 1 +FLAGS (\\Seen)")[0] == b"* 1 FETCH (FLAGS (\\Seen \\Recent))"
+        assert a.ok("SEARCH NEW")[0] == b"* SEARCH 2"
+        assert a.ok("SEARCH NOT RECENT")[0] == b"* SEARCH"
+        assert a.ok("STORE 2 +FLAGS (\\Recent)")[0] == b"* 2 FETCH (FLAGS (\\Recent))"  # cannot be set
+        # ... so a later SELECT sees them old
+        assert _recent(b.ok("SELECT INBOX")) == [0]
+        assert _flags_by_seq(b.ok("FETCH 1:* (FLAGS)")) == {1: {b"\\Seen"}, 2: set()}
+        assert b.ok("SEARCH OLD")[0] == b"* SEARCH 1 2"
+        assert b.ok("SEARCH NEW")[0] == b"* SEARCH"
+        # new mail: recent to the first session told of it, with * n RECENT after * n EXISTS
+        haven.deliver(user[0], _msg(3))
+        assert d.ok("STATUS INBOX (RECENT MESSAGES)")[0] == b'* STATUS "INBOX" (RECENT 1 MESSAGES 3)'
+        lines = b.ok("NOOP")
+        assert lines[:2] == [b"* 3 EXISTS", b"* 1 RECENT"], lines
+        assert b.ok("SEARCH RECENT")[0] == b"* SEARCH 3"
+        lines = a.ok("NOOP")
+        assert lines[:2] == [b"* 3 EXISTS", b"* 2 RECENT"], lines  # still its own two
+        assert a.ok("FETCH 3 (FLAGS)")[0] == b"* 3 FETCH (FLAGS ())"
+        assert d.ok("STATUS INBOX (RECENT)")[0] == b'* STATUS "INBOX" (RECENT 0)'
+        # an idling session is told at once
+        a.send(b"i1 IDLE\r\n")
+        assert a.line().startswith(b"+ ")
+        haven.deliver(user[0], _msg(4))
+        assert a.wait_for(lambda l: b"EXISTS" in l) == b"* 4 EXISTS"
+        assert a.wait_for(lambda l: True) == b"* 3 RECENT"
+        a.send(b"DONE\r\n")
+        a.until("i1")
+        assert b.ok("NOOP")[:2] == [b"* 4 EXISTS", b"* 1 RECENT"]
+        # COPY, MOVE and APPEND make recent copies in the target
+        d.ok("SELECT Archive")
+        b.ok("COPY 1 Archive")
+        b.ok("MOVE 2 Archive")
+        b.ok(b"APPEND Archive {9+}\r\nS: x\r\n\r\nx")
+        lines = d.ok("NOOP")
+        assert b"* 3 EXISTS" in lines and b"* 3 RECENT" in lines, lines
+        assert d.ok("SEARCH RECENT")[0] == b"* SEARCH 1 2 3"
+        # copies into the selected mailbox are recent to the session that made them
+        lines = d.ok("COPY 1:3 Archive")
+        assert b"* 6 EXISTS" in lines and b"* 6 RECENT" in lines, lines
+        # an expunged recent message is not counted any more
+        d.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        d.ok("EXPUNGE")
+        assert d.ok("SEARCH RECENT")[0] == b"* SEARCH 1 2 3 4 5"
+        assert _recent(d.ok("SELECT Archive")) == [0]  # a new SELECT: nothing new since
+
+
+def test_recent_under_concurrent_sessions_goes_to_one_of_them(haven, user):
+    import threading
+
+    sessions = 6
+    wires = [Wire(haven.imap, timeout=30) for _ in range(sessions)]
+    try:
+        for w in wires:
+            w.login(*user)
+            w.ok("SELECT INBOX")
+        stop = threading.Event()
+        errors: list = []
+
+        def poll(w) -> None:
+            try:
+                while not stop.is_set():
+                    w.ok("NOOP")
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=poll, args=(w,)) for w in wires]
+        for t in threads:
+            t.start()
+        for i in range(15):
+            haven.deliver(user[0], _msg(i))
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        owners: dict = {}
+        for n, w in enumerate(wires):
+            for uid in w.ok("UID SEARCH RECENT")[0].split()[2:]:
+                owners.setdefault(int(uid), []).append(n)
+        assert sorted(owners) == list(range(1, 16)), owners
+        assert all(len(v) == 1 for v in owners.values()), owners
+    finally:
+        for w in wires:
+            w.close()
+
+
+def test_recent_across_two_nodes_on_one_database(haven_factory, haven):
+    if haven.engine != "mariadb":
+        pytest.skip("two nodes share a MariaDB database")
+    other = haven_factory("mariadb", url=haven.url)
+    user = haven.new_user()
+    with Wire(haven.imap) as a, Wire(other.imap) as b:
+        a.login(*user)
+        b.login(*user)
+        haven.deliver(user[0], _msg(1))
+        assert _recent(a.ok("SELECT INBOX")) == [1]
+        assert _recent(b.ok("SELECT INBOX")) == [0]
+        other.deliver(user[0], _msg(2))
+        lines = b.ok("NOOP")  # node B is told first
+        assert lines[:2] == [b"* 2 EXISTS", b"* 1 RECENT"], lines
+        lines = a.ok("NOOP")
+        assert lines[:2] == [b"* 2 EXISTS", b"* 1 RECENT"], lines
+        assert a.ok("UID SEARCH RECENT")[0] == b"* SEARCH 1"
+        assert b.ok("UID SEARCH RECENT")[0] == b"* SEARCH 2"
