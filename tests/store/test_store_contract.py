@@ -404,3 +404,24 @@ def test_claim_recent_gives_each_new_message_to_one_claim(store, run, account):
     run(store.delete_folder, account.id, "Archive")
     with pytest.raises(errors.NotFound):
         run(store.claim_recent, archive.id)
+
+
+def test_delta_006_upgrades_a_store_with_mail(store, backstage, run, account):
+    """A store at delta 5 (as before): its subscribed mail folders become subscriptions, and the
+    messages it holds are not recent to the first session after the upgrade."""
+    inbox = run(store.get_folder, account.id, INBOX)
+    for i in range(3):
+        run(store.append_message, account.id, inbox.id, msg(i))
+    run(store.create_folder, account.id, "Old")
+    backstage.execute("DELETE FROM applied_schema_deltas WHERE version = 6")
+    backstage.execute("DROP TABLE mailbox_subscriptions")
+    backstage.execute("ALTER TABLE folders DROP COLUMN recent_uid")
+    # delta 1 subscribed every folder; an IMAP UNSUBSCRIBE cleared the column
+    backstage.execute("UPDATE folders SET subscribed = 1")
+    backstage.execute("UPDATE folders SET subscribed = 0 WHERE name = 'Junk'")
+    assert run(store.migrate) == ["006_imap_recent"]
+    assert run(store.list_subscriptions, account.id) == ["Archive", "Drafts", INBOX, "Old", "Sent", "Trash"]
+    assert run(store.folder_status, account.id, INBOX).recent == 0
+    assert run(store.claim_recent, inbox.id) == (3, 3)
+    run(store.append_message, account.id, inbox.id, msg(9))
+    assert run(store.claim_recent, inbox.id) == (3, 4)
