@@ -39,7 +39,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 __all__ = ["analyze", "section_offsets", "header_fields", "decoded_text", "text_extent",
            "find_text", "decode_header_value", "preview", "preview_extent", "transfer_decode",
-           "UnknownEncoding", "MAX_DEPTH", "MAX_PARTS"]
+           "UnknownEncoding", "address_forms", "MAX_DEPTH", "MAX_PARTS"]
 
 MAX_DEPTH = 50      # entity nesting (multipart children, message/rfc822 bodies)
 MAX_PARTS = 5000    # entities per message
@@ -464,6 +464,23 @@ def _addresses(value):
     if group:
         out.append([None, None, None, None])
     return out or None
+
+
+def address_forms(value: str) -> list:
+    """The addresses of an address-list header value (as in the message, encoded-words and
+    all), each as ``mailbox@host`` with comments, folding and whitespace removed, and the
+    display names (RFC 2047-decoded): what IMAP SEARCH FROM/TO/CC/BCC match besides the raw
+    text, so ``<user (c)@ (c) domain.org>`` is found as ``user@domain.org``."""
+    out = []
+    for name, _adl, mailbox, host in _addresses(value[:_MAX_ADDR_SEARCH]) or ():
+        if mailbox is not None and host is not None:
+            out.append(mailbox + "@" + host if host else mailbox)
+        if name:
+            out.append(decode_header_value(name))
+    return out
+
+
+_MAX_ADDR_SEARCH = 64 * 1024  # of one header value; longer ones are matched on the raw text only
 
 
 def _copy(addresses):

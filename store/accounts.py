@@ -52,7 +52,7 @@ def create_account_txn(txn: Txn, address: str, password_hash, name, uidvalidity:
         raise errors.Exists(f"account {address} already exists") from None
     account_id = txn.lastrowid
     for i, (fname, kind, special) in enumerate(DEFAULT_FOLDERS):
-        insert_folder_txn(txn, account_id, fname, kind, special, uidvalidity + i)
+        insert_folder_txn(txn, account_id, fname, kind, special, uidvalidity + i, subscribe=(kind == "mail"))
     return Account(id=account_id, address=address, name=name, created_at=now)
 
 

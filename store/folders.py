@@ -13,7 +13,10 @@ from store.flags import DELETED, SEEN
 from store.interfaces import DELIMITER, FOLDER_KINDS, INBOX, SPECIAL_USES, Folder, FolderStatus
 from store.metadata import drop_folder_txn as drop_metadata_txn
 
-_COLS = "id, account_id, name, kind, special_use, subscribed, uidvalidity, uidnext, highest_modseq"
+#: a folder is subscribed when its name is in mailbox_subscriptions (delta 006), not by its own column
+_COLS = ("id, account_id, name, kind, special_use, EXISTS (SELECT 1 FROM mailbox_subscriptions s "
+         "WHERE s.account_id = folders.account_id AND s.name = folders.name), uidvalidity, uidnext, highest_modseq, "
+         "recent_uid")
 
 
 def normalize_name(name: str) -> str:
@@ -34,7 +37,8 @@ def normalize_name(name: str) -> str:
 
 def folder_from_row(row) -> Folder:
     return Folder(id=row[0], account_id=row[1], name=row[2], kind=row[3], special_use=row[4],
-                  subscribed=bool(row[5]), uidvalidity=row[6], uidnext=row[7], highest_modseq=row[8])
+                  subscribed=bool(row[5]), uidvalidity=row[6], uidnext=row[7], highest_modseq=row[8],
+                  recent_uid=row[9] if len(row) > 9 else 0)
 
 
 def next_uidvalidity_txn(txn: Txn, account_id: int) -> int:
@@ -44,7 +48,9 @@ def next_uidvalidity_txn(txn: Txn, account_id: int) -> int:
     return max(int(time.time()), highest + 1)
 
 
-def insert_folder_txn(txn: Txn, account_id: int, name: str, kind: str, special_use, uidvalidity: int) -> int:
+def insert_folder_txn(txn: Txn, account_id: int, name: str, kind: str, special_use, uidvalidity: int,
+                      subscribe: bool = False) -> int:
+    """The folder row (and, with ``subscribe``, its name's subscription); returns its id."""
     if kind not in FOLDER_KINDS:
         raise errors.InvalidInput(f"unknown folder kind {kind!r}")
     if special_use is not None and special_use not in SPECIAL_USES:
@@ -54,7 +60,10 @@ def insert_folder_txn(txn: Txn, account_id: int, name: str, kind: str, special_u
                     "VALUES (?, ?, ?, ?, ?)", (account_id, name, kind, special_use, uidvalidity))
     except IntegrityError:
         raise errors.Exists(f"folder {name} already exists") from None
-    return txn.lastrowid
+    folder_id = txn.lastrowid
+    if subscribe:
+        txn.insert_ignore("mailbox_subscriptions", ("account_id", "name"), (account_id, name))
+    return folder_id
 
 
 def list_folders_txn(txn: Txn, account_id: int, kind) -> list:
@@ -182,6 +191,7 @@ def rename_tree_txn(txn: Txn, account_id: int, folder: Folder, new: str, modseq:
                 (account_id, target)):
             raise errors.Exists(f"folder {target} already exists")
         txn.execute("UPDATE folders SET name = ?, highest_modseq = ? WHERE id = ?", (target, modseq, folder_id))
+        move_subscription_txn(txn, account_id, name, target)
     # Create missing parents of the new name so the tree stays navigable (RFC 3501 §6.3.5).
     parts = new.split(DELIMITER)
     for i in range(1, len(parts)):
@@ -196,9 +206,31 @@ def _like_prefix(name: str) -> str:
     return escaped + DELIMITER + "%"
 
 
+def move_subscription_txn(txn: Txn, account_id: int, old: str, new: str) -> None:
+    """A renamed folder's subscription follows it (as in Dovecot)."""
+    txn.execute("DELETE FROM mailbox_subscriptions WHERE account_id = ? AND name = ?", (account_id, old))
+    if txn.rowcount:
+        txn.insert_ignore("mailbox_subscriptions", ("account_id", "name"), (account_id, new))
+
+
 def set_subscribed_txn(txn: Txn, account_id: int, name: str, subscribed: bool) -> None:
-    folder = get_folder_txn(txn, account_id, name)
-    txn.execute("UPDATE folders SET subscribed = ? WHERE id = ?", (1 if subscribed else 0, folder.id))
+    name = normalize_name(name)
+    if subscribed:
+        get_folder_txn(txn, account_id, name)  # NotFound: only a folder can be subscribed to
+        txn.insert_ignore("mailbox_subscriptions", ("account_id", "name"), (account_id, name))
+        return
+    txn.execute("DELETE FROM mailbox_subscriptions WHERE account_id = ? AND name = ?", (account_id, name))
+    if not txn.rowcount:
+        get_folder_txn(txn, account_id, name)  # NotFound: neither subscribed nor a folder
+
+
+def list_subscriptions_txn(txn: Txn, account_id: int) -> list:
+    return [r[0] for r in txn.execute("SELECT name FROM mailbox_subscriptions WHERE account_id = ? ORDER BY name",
+                                      (account_id,)).fetchall()]
+
+
+def drop_subscriptions_txn(txn: Txn, account_id: int) -> None:
+    txn.execute("DELETE FROM mailbox_subscriptions WHERE account_id = ?", (account_id,))
 
 
 def folder_status_txn(txn: Txn, account_id: int, name: str) -> FolderStatus:
@@ -207,9 +239,28 @@ def folder_status_txn(txn: Txn, account_id: int, name: str) -> FolderStatus:
         "SELECT COUNT(*), "
         f"COALESCE(SUM(CASE WHEN sysflags & {SEEN} = 0 THEN 1 ELSE 0 END), 0), "
         f"COALESCE(SUM(CASE WHEN sysflags & {DELETED} <> 0 THEN 1 ELSE 0 END), 0), "
-        "COALESCE(SUM(size), 0) FROM messages WHERE folder_id = ? AND deleted_at = 0", (folder.id,)).fetchone()
+        "COALESCE(SUM(size), 0), COALESCE(SUM(CASE WHEN uid > ? THEN 1 ELSE 0 END), 0) "
+        "FROM messages WHERE folder_id = ? AND deleted_at = 0", (folder.recent_uid, folder.id)).fetchone()
     return FolderStatus(folder=folder, messages=int(row[0]), unseen=int(row[1]), deleted=int(row[2]),
-                        size=int(row[3]))
+                        size=int(row[3]), recent=int(row[4]))
+
+
+def claim_recent_txn(txn: Txn, folder_id: int) -> tuple[int, int]:
+    """Raise the folder's ``recent_uid`` to its highest UID; ``(old, new)``.  A compare-and-set,
+    so that of two sessions (on any node: MariaDB runs READ COMMITTED, each read sees the last
+    commit) claiming at once, one gets the range and the other an empty one or the next."""
+    for _attempt in range(100):
+        row = txn.execute("SELECT recent_uid, uidnext FROM folders WHERE id = ? AND deleted_at = 0",
+                          (folder_id,)).fetchone()
+        if row is None:
+            raise errors.NotFound("folder no longer exists")
+        floor, top = int(row[0]), int(row[1]) - 1
+        if top <= floor:
+            return floor, floor
+        txn.execute("UPDATE folders SET recent_uid = ? WHERE id = ? AND recent_uid = ?", (top, folder_id, floor))
+        if txn.rowcount == 1:
+            return floor, top
+    raise errors.TemporaryFailure("too many sessions claiming recent messages at once")
 
 
 class FoldersStore(StoreCore):
@@ -233,6 +284,12 @@ class FoldersStore(StoreCore):
 
     async def set_subscribed(self, account_id, name, subscribed) -> None:
         await self._run("set_subscribed", set_subscribed_txn, account_id, name, subscribed)
+
+    async def claim_recent(self, folder_id):
+        return await self._run("claim_recent", claim_recent_txn, folder_id)
+
+    async def list_subscriptions(self, account_id):
+        return await self._run("list_subscriptions", list_subscriptions_txn, account_id)
 
     async def folder_status(self, account_id, name):
         return await self._run("folder_status", folder_status_txn, account_id, name)

@@ -341,11 +341,30 @@ class Store:
         raise NotImplementedError
 
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
-        """Raises NotFound."""
+        """Subscribe to the folder ``name`` (NotFound when there is none), or unsubscribe the
+        name, whether or not a folder has it now (NotFound when it is neither subscribed nor a
+        folder).  A subscription is a name (RFC 3501 §6.3.6): deleting the folder keeps it,
+        renaming the folder moves it.  A new account's mail folders are subscribed; a folder
+        created later is not."""
+        raise NotImplementedError
+
+    async def list_subscriptions(self, account_id: int) -> list:
+        """The subscribed names, sorted, those of folders that no longer exist included
+        (``Folder.subscribed`` tells it of a live folder)."""
         raise NotImplementedError
 
     async def folder_status(self, account_id: int, name: str) -> FolderStatus:
         """Raises NotFound."""
+        raise NotImplementedError
+
+    async def claim_recent(self, folder_id: int) -> tuple:
+        """Claim the folder's messages that no session has seen as \\Recent yet (IMAP, RFC 3501
+        §2.3.2: exactly one session sees a message recent).  Returns ``(floor, top)``: the
+        messages with ``floor < uid <= top`` are the caller's, and nobody else's, whichever node
+        the other sessions are on; ``floor == top`` when there was nothing new.  Every UID
+        stored before the call is at most ``top``.  New messages (delivery, APPEND, COPY, MOVE,
+        restore) get UIDs above every claim; ``Folder.recent_uid`` and ``FolderStatus.recent``
+        tell what is still unclaimed.  Raises NotFound, TemporaryFailure."""
         raise NotImplementedError
 
     # -- messages --------------------------------------------------------------------------

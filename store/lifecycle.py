@@ -21,6 +21,7 @@ from store import accounts, authfail, dav, messages, metadata, rates, sievestore
 from store.changelog import drop_unreferenced_blobs_txn, known_blob_ids_txn
 from store.core import StoreCore
 from store.engines import Txn, chunks
+from store.folders import drop_subscriptions_txn
 from store.idempotency import prune_keys_txn
 from store.interfaces import PurgeReport
 
@@ -40,6 +41,7 @@ def delete_account_txn(txn: Txn, address: str) -> list:
     sievestore.drop_account_txn(txn, account.id)
     authfail.drop_account_txn(txn, account.id)
     metadata.drop_account_txn(txn, account.id)
+    drop_subscriptions_txn(txn, account.id)
     txn.execute("DELETE FROM folders WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM aliases WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))

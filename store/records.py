@@ -64,6 +64,7 @@ class Folder:
     uidvalidity: int
     uidnext: int
     highest_modseq: int
+    recent_uid: int = 0  # UIDs above it are \\Recent to the next session that claims them (Store.claim_recent)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class FolderStatus:
     unseen: int
     deleted: int  # messages with \\Deleted set (still live)
     size: int  # sum of RFC822.SIZE of live messages
+    recent: int = 0  # live messages no session has claimed as \\Recent yet (IMAP STATUS RECENT)
 
 
 @dataclass(frozen=True)

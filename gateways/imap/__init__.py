@@ -42,9 +42,13 @@ What it guarantees:
   is not allowed LOGINDISABLED is advertised and LOGIN answers ``NO [PRIVACYREQUIRED]``
   (RFC 3501 §6.2.3, RFC 5530) until STARTTLS, or on the implicit-TLS listener.
 
-Deliberate deviations / not done: \\Recent is never set (``* 0 RECENT``; IMAP4rev2 dropped it);
-no CATENATE, CONTEXT=SEARCH/SORT, PARTIAL, NOTIFY, ACL, QUOTASET, QUOTA=RES-MESSAGE; a single
-personal namespace.
+* \\Recent (RFC 3501 §2.3.2): exactly one session sees a new message recent, the first
+  read-write one to SELECT the mailbox or be told of the message, on whichever node
+  (Store.claim_recent); EXAMINE claims nothing.  SELECT and every EXISTS report ``* n RECENT``,
+  FETCH FLAGS carries it, STATUS RECENT counts what nobody claimed, SEARCH NEW/OLD/RECENT use it.
+
+Deliberate deviations / not done: no CATENATE, CONTEXT=SEARCH/SORT, PARTIAL, NOTIFY, ACL,
+QUOTASET, QUOTA=RES-MESSAGE; a single personal namespace.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ Invariants:
 * Names cross the wire in modified UTF-7 (response.mailbox), the store keeps Unicode.
 * LIST always returns special-use attributes and \\HasChildren/\\HasNoChildren (RFC 6154 §2 and
   RFC 5258 §4 allow it), which is what Thunderbird and mutt want.
+* Subscriptions are names (Store.list_subscriptions): LIST (SUBSCRIBED) and LSUB show those
+  whose mailbox is gone (\\NonExistent, LSUB \\Noselect) until UNSUBSCRIBE; CREATE does not
+  subscribe.  RECURSIVEMATCH qualifies only SUBSCRIBED (else BAD) and adds CHILDINFO to a listed
+  name with a subscribed descendant the patterns do not list (RFC 5258 §3.5).
 
 MULTIAPPEND (RFC 3502): the messages of one APPEND are stored in one transaction (all or none);
 the framer bounds the command's literals together by about APPENDLIMIT (deliberate: one
@@ -30,9 +34,14 @@ from .seqset import format_set
 from .session import SelectedMailbox
 from .states import AUTH, IMAPError, SELECTED
 
-_PERMANENT = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
-_SYSTEM = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 _NOSELECT = {"\\Noselect"}
+
+
+def _parents(name: str):
+    """The names above ``name``: "a", "a/b" for "a/b/c"."""
+    parts = name.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
 
 
 def _pattern_regex(pattern: str):
@@ -73,15 +82,15 @@ class MailboxCommands:
         folder = await self.mail_folder(args["mailbox"])
         metas = await self.store.list_messages(folder.id)
         sel = SelectedMailbox(folder, readonly, metas)
+        if readonly:
+            sel.unclaimed_above(folder.recent_uid)  # EXAMINE claims nothing (RFC 3501 §6.3.2)
+        else:
+            # after the list: every message in it is at most the claim's top (RFC 3501 §2.3.2)
+            sel.claimed(*await self.store.claim_recent(folder.id))
         sel.dirty = True  # re-check once: closes the race between get_folder and list_messages
         uidnext = max(folder.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
-        flags = " ".join([_SYSTEM] + sorted(sel.keywords()))
-        out = [b"* FLAGS (%s)\r\n" % flags.encode("utf-8", "replace")]
-        if readonly:
-            out.append(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
-        else:
-            out.append(b"* OK [PERMANENTFLAGS %s] Flags permitted\r\n" % _PERMANENT)
-        out.append(b"* %d EXISTS\r\n* 0 RECENT\r\n" % sel.count)
+        out = [sel.flags_lines()]
+        out.append(b"* %d EXISTS\r\n* %d RECENT\r\n" % (sel.count, len(sel.recent)))
         for i, uid in enumerate(sel.uids):
             if "\\Seen" not in sel.metas[uid].flags:
                 out.append(b"* OK [UNSEEN %d] First unseen\r\n" % (i + 1))
@@ -108,7 +117,7 @@ class MailboxCommands:
             known = q["known_uids"]
             expunged = {u for u in expunged if known.contains(u, max(expunged | {1}))}
         expunged -= set(sel.metas)
-        out = []
+        out = [sel.announce(m.flags for m in changes.updated)]
         if expunged:
             out.append(b"* VANISHED (EARLIER) %s\r\n" % format_set(expunged).encode())
         for meta in changes.updated:
@@ -185,11 +194,11 @@ class MailboxCommands:
         await self.store.rename_folder(self.account.id, old, new)
 
     async def do_SUBSCRIBE(self, cmd):
-        await self.mail_folder(cmd.args["mailbox"])
+        await self.mail_folder(cmd.args["mailbox"])  # RFC 3501 §6.3.6: a server MAY refuse a nonexistent one
         await self.store.set_subscribed(self.account.id, cmd.args["mailbox"], True)
 
     async def do_UNSUBSCRIBE(self, cmd):
-        await self.mail_folder(cmd.args["mailbox"])
+        # also a name whose mailbox is gone (RFC 3501 §6.3.6: subscriptions outlive mailboxes)
         await self.store.set_subscribed(self.account.id, cmd.args["mailbox"], False)
 
     # -- LIST / LSUB -----------------------------------------------------------------------------
@@ -203,54 +212,68 @@ class MailboxCommands:
             return None
         folders = await self.store.list_folders(self.account.id)
         by_name = {f.name: f for f in folders}
-        children = set()
+        subscribed_only = "SUBSCRIBED" in select  # LIST (SUBSCRIBED) and LSUB
+        special_only = "SPECIAL-USE" in select
+        recursive = "RECURSIVEMATCH" in select  # the parser made sure SUBSCRIBED is there too
+        extended = bool(select or returns)
+        show_subscribed = verb == b"LIST" and (subscribed_only or "SUBSCRIBED" in returns)
+        subs = set(await self.store.list_subscriptions(self.account.id)) \
+            if subscribed_only or show_subscribed else set()
+        # RFC 5258 §3.1: SUBSCRIBED selects the subscribed names, those without a mailbox included
+        selected = set(subs) if subscribed_only else set(by_name)
+        if special_only:  # RFC 6154 §3
+            selected = {n for n in selected if n in by_name and by_name[n].special_use}
+        children = set()  # names with a mailbox below them (RFC 3348 \HasChildren)
         for name in by_name:
-            parts = name.split("/")
-            for i in range(1, len(parts)):
-                children.add("/".join(parts[:i]))
+            children.update(_parents(name))
         regexes = []
         for p in patterns:
             full = normalize_inbox(args["reference"] + p)
             regexes.append((_pattern_regex(full), full.endswith("%")))
-        subscribed_only = "SUBSCRIBED" in select
-        special_only = "SPECIAL-USE" in select
-        recursive = "RECURSIVEMATCH" in select
-        show_subscribed = subscribed_only or "SUBSCRIBED" in returns
-        candidates = set(by_name) | children
+
+        def matching(name: str) -> list:
+            return [pct for rx, pct in regexes if rx.match(name)]
+
+        # what may be listed: the selected names, and the levels above them (for '%', for CHILDINFO)
+        levels = set()
+        for name in selected:
+            levels.update(_parents(name))
+        if subscribed_only and verb == b"LIST" and recursive:
+            # RFC 5258 §3.5: CHILDINFO for a listed name with a subscribed descendant that the
+            # patterns do not list themselves
+            unlisted = {n for n in selected if not matching(n)}
+            with_childinfo = set()
+            for n in unlisted:
+                with_childinfo.update(_parents(n))
+        else:
+            with_childinfo = set()
         out = []
-        for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
-            matched = [pct for rx, pct in regexes if rx.match(name)]
+        for name in sorted(selected | levels, key=lambda n: (n != "INBOX", n)):
+            matched = matching(name)
             if not matched:
                 continue
             folder = by_name.get(name)
+            childinfo = name in with_childinfo
+            if name not in selected:
+                # a level above selected names: RFC 3501 §6.3.8/§6.3.9 for '%'; RFC 5258 §3.5
+                if not (childinfo or (any(matched) and not recursive and not special_only)):
+                    continue
+                if subscribed_only and not childinfo and verb == b"LIST":
+                    continue  # LIST (SUBSCRIBED) without RECURSIVEMATCH: only subscribed names
             attrs = []
-            extra = b""
             if folder is None:
-                # only reachable as a hierarchy level with '%' (RFC 3501 §6.3.8)
-                if not any(matched) or special_only:
-                    continue
-                if subscribed_only:
-                    if not (recursive and self._has_subscribed_child(name, by_name)):
-                        continue
-                    extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-                attrs.append("\\NonExistent" if select or returns else "\\Noselect")
-            else:
-                if special_only and not folder.special_use:
-                    continue
-                if subscribed_only and not folder.subscribed:
-                    if not (recursive and self._has_subscribed_child(name, by_name)):
-                        continue
-                    extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-                if show_subscribed and folder.subscribed:
-                    attrs.append("\\Subscribed")
-                if folder.special_use:
-                    attrs.append(folder.special_use)
+                attrs.append("\\NonExistent" if extended and verb == b"LIST" else "\\Noselect")
+            elif verb == b"LSUB" and name not in selected:
+                attrs.append("\\Noselect")  # RFC 3501 §6.3.9: a level that is not subscribed itself
+            if show_subscribed and name in subs:
+                attrs.append("\\Subscribed")
+            if folder is not None and folder.special_use:
+                attrs.append(folder.special_use)
             if verb == b"LIST":
                 attrs.append("\\HasChildren" if name in children else "\\HasNoChildren")
-            else:
-                attrs = [a for a in attrs if a != "\\Subscribed"]
-            wire_name = response.mailbox(name, self.utf8)
-            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), wire_name, extra),
+            extra = b' ("CHILDINFO" ("SUBSCRIBED"))' if childinfo else b""
+            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), response.mailbox(name, self.utf8),
+                        extra),
                         folder))
         if not args["status"]:
             self.write(b"".join(line for line, _ in out))
@@ -264,10 +287,6 @@ class MailboxCommands:
                 except errors.NotFound:
                     pass
         return None
-
-    def _has_subscribed_child(self, name: str, by_name: dict) -> bool:
-        prefix = name + "/"
-        return any(n.startswith(prefix) and f.subscribed for n, f in by_name.items())
 
     async def do_LSUB(self, cmd):
         return await self.do_LIST(cmd, b"LSUB")
@@ -286,7 +305,7 @@ class MailboxCommands:
             if item == "MESSAGES":
                 v = st.messages
             elif item == "RECENT":
-                v = 0
+                v = st.recent  # what no session has claimed yet (Store.claim_recent)
             elif item == "UIDNEXT":
                 v = folder.uidnext
             elif item == "UIDVALIDITY":

@@ -11,6 +11,8 @@ Invariants:
 * Messages expunged by another session meanwhile are left out of FETCH and the command ends
   ``OK [EXPUNGEISSUED]`` (RFC 2180 §4.1.2 lets the server send what it can; RFC 5530 code).
 * CONDSTORE is enabled implicitly by MODSEQ/CHANGEDSINCE/UNCHANGEDSINCE use (RFC 7162 §3.1).
+* COPY and MOVE into the selected mailbox itself work (new UIDs, COPYUID; MOVE expunges the
+  sources), as in Dovecot and Cyrus.
 
 ESEARCH and SEARCHRES results, SORT and THREAD: cmd_sort.py.
 
@@ -166,7 +168,12 @@ class MessageCommands:
             if env is None and cache is not None:
                 env = response.envelope(r.envelope)
                 cache.put(folder.id, folder.uidvalidity, uid, env)
+            if uid in sel.recent:
+                r = replace(r, meta=sel.shown(r.meta))  # with \Recent, after metas took the stored flags
             out.append(plan.render(seq, r, raws.get(uid), uid in seen_changed, env))
+        if plan.has_flags or seen_changed:
+            # RFC 3501 §7.2.6: a keyword another session just set is announced first
+            out.insert(0, sel.announce(r.meta.flags for r in recs))
         return out
 
     def _batches(self, uids: list, bodies: bool):
@@ -219,6 +226,9 @@ class MessageCommands:
         check_encodings(pieces)  # UNKNOWN-CTE is a tagged NO, never half a response
         reader = _SpanReader(self.store, rec.blob_id)
         await reader.open()
+        if plan.has_flags or uid in seen_changed:
+            self.write(self.selected.announce([rec.meta.flags]))
+        rec = replace(rec, meta=self.selected.shown(rec.meta))
         try:
             for piece in pieces:
                 if isinstance(piece, bytes):
@@ -270,7 +280,7 @@ class MessageCommands:
         updated = {m.uid: m for m in res.updated}
         sel.update_metas(res.updated)
         failed = set(res.failed)
-        out = []
+        out = [sel.announce(m.flags for m in res.updated)]  # RFC 3501 §7.2.6: new keywords first
         for uid in uids:
             if uid in failed:
                 continue
@@ -279,7 +289,7 @@ class MessageCommands:
             if seq is None or meta is None:
                 continue
             if not args["silent"]:
-                items = [b"FLAGS " + response.flag_list(meta.flags)]
+                items = [b"FLAGS " + response.flag_list(sel.shown(meta).flags)]
             elif unchanged is not None and uid in updated:
                 items = []  # RFC 7162 §3.1.3: MODSEQ is sent even with .SILENT
             else:
@@ -317,7 +327,7 @@ class MessageCommands:
         if modseq:
             self.condstore = True
         candidates = [Candidate(i + 1, sel.metas[u]) for i, u in enumerate(sel.uids)]
-        ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0)
+        ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0, sel.recent)
         return await run_search(self.store, sel.folder.id, candidates, node, ctx), modseq
 
     # -- COPY / MOVE / EXPUNGE -----------------------------------------------------------------
@@ -344,8 +354,6 @@ class MessageCommands:
         dest = await self.mail_folder(cmd.args["mailbox"])
         if not uids:
             return None
-        if dest.id == sel.folder.id:
-            raise IMAPError("NO", "Source and destination are the same mailbox", "CANNOT")
         res = await self.store.move_messages(self.account.id, sel.folder.id, uids, dest.id)
         src = [p[0] for p in res.pairs]
         dst = [p[1] for p in res.pairs]
@@ -356,6 +364,10 @@ class MessageCommands:
                                                                  format_pairs(dst).encode()))
         out.append(sel.expunge_lines(src, self.qresync))
         self.write(b"".join(out))
+        if dest.id == sel.folder.id:
+            # a MOVE into the mailbox itself (as Dovecot and Cyrus allow): the copies come back
+            # as EXISTS after the expunges of their sources
+            sel.dirty = True
         return None
 
     async def do_EXPUNGE(self, cmd):

@@ -9,7 +9,9 @@ LIST-STATUS (RFC 5819), SPECIAL-USE / CREATE-SPECIAL-USE (RFC 6154), UNSELECT (R
 
 Invariants:
 * Mailbox names come out as the store's Unicode names: modified UTF-7 decoded (RFC 3501 §5.1.3)
-  and "INBOX" matched case-insensitively (§5.1), also as the first component of a path.
+  and "INBOX" matched case-insensitively (§5.1), also as the first component of a path.  ASCII
+  that is not valid modified UTF-7 is taken literally (a mailbox that does not exist), except as
+  the name CREATE or RENAME would make: ``NO [CANNOT]`` (reader.mailbox_name).
 * System flags come out in canonical case; keywords keep their case.
 * Strings are returned as bytes unless the grammar makes them text (names, flags, atoms).
 
@@ -119,7 +121,8 @@ def _mailbox(r: Reader, args: dict) -> None:
 
 
 def _create(r: Reader, args: dict) -> None:
-    _mailbox(r, args)
+    r.sp()
+    args["mailbox"] = r.mailbox(new=True)
     args["special_use"] = None
     if r.maybe_sp():
         # RFC 6154 §3: CREATE name (USE (\Drafts))
@@ -135,7 +138,7 @@ def _rename(r: Reader, args: dict) -> None:
     r.sp()
     args["old"] = r.mailbox()
     r.sp()
-    args["new"] = r.mailbox()
+    args["new"] = r.mailbox(new=True)
 
 
 def _select(r: Reader, args: dict) -> None:
@@ -202,6 +205,10 @@ def _list(r: Reader, args: dict) -> None:
             if opt not in _LIST_SELECT:
                 raise r.error("unknown LIST selection option %s" % opt[:30])
             select.add(opt)
+        if "RECURSIVEMATCH" in select and "SUBSCRIBED" not in select:
+            # RFC 5258 §3.1: RECURSIVEMATCH alone (or with REMOTE) is BAD; it only qualifies
+            # SUBSCRIBED here (the one selection option with children to tell of)
+            raise r.error("RECURSIVEMATCH needs the SUBSCRIBED selection option")
         r.sp()
     args["select"] = select
     args["reference"] = _pattern(r.astring(), r)
@@ -238,14 +245,15 @@ def _pattern(raw: bytes, r: Reader) -> str:
         except UnicodeDecodeError:
             raise r.error("mailbox pattern is not UTF-8") from None
     try:
-        return utf7.decode(raw.decode("ascii"))
+        text = raw.decode("ascii")
+        return utf7.decode(text)
     except UnicodeDecodeError:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise r.error("mailbox pattern is neither modified UTF-7 nor UTF-8") from None
-    except ValueError as e:
-        raise r.error("invalid mailbox pattern: %s" % e) from None
+    except ValueError:
+        return text  # not modified UTF-7: taken literally, as a mailbox name is (reader.mailbox_name)
 
 
 def _lsub(r: Reader, args: dict) -> None:

@@ -178,8 +178,10 @@ class Reader:
             raise self.error("expected a mailbox pattern")
         return raw
 
-    def mailbox(self) -> str:
-        return mailbox_name(self.astring(), self.tag, self.utf8)
+    def mailbox(self, new: bool = False) -> str:
+        """A mailbox name; ``new`` for the name of a mailbox to be made (CREATE, RENAME's target),
+        which must be valid modified UTF-7 (see :func:`mailbox_name`)."""
+        return mailbox_name(self.astring(), self.tag, self.utf8, new)
 
     def seq_set(self) -> SequenceSet:
         raw = self._run(set(b" ()") | set(range(0, 0x20)))
@@ -253,10 +255,16 @@ def parse_date_time(raw: str, reader: Optional[Reader] = None) -> int:
         raise err("invalid date-time") from None
 
 
-def mailbox_name(raw: bytes, tag: Optional[str] = None, utf8: bool = False) -> str:
+def mailbox_name(raw: bytes, tag: Optional[str] = None, utf8: bool = False, new: bool = False) -> str:
     """Wire mailbox name -> store name (modified UTF-7 decoded, INBOX normalized).  With
     ``utf8`` (RFC 6855 §3, once UTF8=ACCEPT is enabled) the name is UTF-8 as it is: "&" is
-    an ordinary character then."""
+    an ordinary character then.
+
+    ASCII that is not valid modified UTF-7 (an ``&`` that starts no valid shift, as in the atom
+    ``!#$&'+,-.``) is taken literally, as Dovecot does: such a name is a mailbox that does not
+    exist (SELECT answers ``NO [NONEXISTENT]``, LIST finds nothing), never a syntax error.  It
+    cannot be made, though: with ``new`` (CREATE, RENAME's target) it is ``NO [CANNOT]``, since
+    LIST would send the name back spelled otherwise (``&`` as ``&-``)."""
     if utf8:
         try:
             return normalize_inbox(raw.decode("utf-8"))
@@ -272,7 +280,9 @@ def mailbox_name(raw: bytes, tag: Optional[str] = None, utf8: bool = False) -> s
         except UnicodeDecodeError:
             raise ParseError("mailbox name is neither modified UTF-7 nor UTF-8", tag) from None
     except ValueError as e:
-        raise ParseError("invalid mailbox name: %s" % e, tag) from None
+        if new:
+            raise ParseError("invalid mailbox name: %s" % e, tag, "CANNOT") from None
+        name = text
     return normalize_inbox(name)
 
 

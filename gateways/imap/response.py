@@ -87,11 +87,11 @@ def flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(sorted(flags, key=_flag_order)).encode("utf-8", "replace") + b")"
 
 
-_SYSTEM_ORDER = {"\\Answered": 0, "\\Flagged": 1, "\\Deleted": 2, "\\Seen": 3, "\\Draft": 4}
+_SYSTEM_ORDER = {"\\Answered": 0, "\\Flagged": 1, "\\Deleted": 2, "\\Seen": 3, "\\Draft": 4, "\\Recent": 5}
 
 
 def _flag_order(flag: str):
-    return (_SYSTEM_ORDER.get(flag, 5), flag)
+    return (_SYSTEM_ORDER.get(flag, 6), flag)
 
 
 _DAYS: dict = {}  # day number -> b'"17-Jul-1996 ' (mail arrives a day at a time)

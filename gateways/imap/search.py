@@ -11,9 +11,10 @@ index (:meth:`Store.text_candidates`): messages it rules out are dropped, the re
 confirmed by the evaluation here, so the index only saves work and never decides a result.
 
 Matching rules: string keys are case-insensitive substring matches on RFC 2047-decoded header
-values and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
+values (FROM/TO/CC/BCC also on each parsed address, ``mailbox@host`` with comments and folding
+removed, and its display name) and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
 case"); dates use the UTC date of INTERNALDATE and the Date header's own date (ignoring time and
-zone).  \\Recent is never set (see the package docstring), so RECENT and NEW match nothing.
+zone).  RECENT, NEW and OLD ask the session's \\Recent messages (session.SelectedMailbox).
 
 ESEARCH results and SEARCHRES "$": cmd_sort.py, searchres.py.
 
@@ -75,14 +76,20 @@ def _key(r: Reader, depth: int) -> tuple:
         return ("flag", flag, want)
     if word in ("KEYWORD", "UNKEYWORD"):
         r.sp()
-        return ("flag", r.flag(), word == "KEYWORD")
-    if word in ("NEW", "RECENT"):
-        return ("none",)
+        flag = r.flag()
+        if flag == "\\Recent":
+            return ("recent", word == "KEYWORD")
+        return ("flag", flag, word == "KEYWORD")
+    if word == "RECENT":
+        return ("recent", True)
     if word == "OLD":
-        return ("all",)
+        return ("recent", False)
+    if word == "NEW":  # RFC 3501 §6.4.4: RECENT UNSEEN
+        return ("and", [("recent", True), ("flag", "\\Seen", False)])
     if word in _HEADER_KEYS:
         r.sp()
-        return ("header", _HEADER_KEYS[word], _text(r).casefold())
+        kind = "header" if word == "SUBJECT" else "address"
+        return (kind, _HEADER_KEYS[word], _text(r).casefold())
     if word == "HEADER":
         r.sp()
         name = _text(r).strip().lower()
@@ -142,13 +149,14 @@ def uses_modseq(node: tuple) -> bool:
 class Candidate:
     """One message under evaluation: its sequence number, meta and what was loaded so far."""
 
-    __slots__ = ("seq", "meta", "header", "fields", "text", "sent", "blob_id")
+    __slots__ = ("seq", "meta", "header", "fields", "addresses", "text", "sent", "blob_id")
 
     def __init__(self, seq: int, meta):
         self.seq = seq
         self.meta = meta
         self.header: Optional[bytes] = None  # raw header section, once loaded
         self.fields: Optional[dict] = None  # lower-case name -> [decoded value casefolded]
+        self.addresses: Optional[dict] = None  # lower-case name -> [address forms casefolded]
         self.text: Optional[frozenset] = None  # the BODY/TEXT strings in the body text, once searched
         self.sent = None  # date of the Date header (False when absent/unparseable)
         self.blob_id: Optional[str] = None  # loaded with the header (EMAILID, THREADID)
@@ -157,6 +165,21 @@ class Candidate:
         if self.fields is None:
             self.fields = mime.searchable_fields(self.header or b"")
         return self.fields.get(name, [])
+
+    def address_values(self, name: str) -> list:
+        """The field's decoded text (as :meth:`field_values`) and, parsed, each address as
+        ``mailbox@host`` without comments or folding, and each display name."""
+        if self.addresses is None:
+            self.addresses = {}
+        values = self.addresses.get(name)
+        if values is None:
+            values = list(self.field_values(name))
+            for fname, raw in mime.header_fields(self.header or b""):
+                if fname.lower() == name:
+                    text = raw.split(b":", 1)[1].decode("utf-8", "replace") if b":" in raw else ""
+                    values.extend(v.casefold() for v in mime.address_forms(text))
+            self.addresses[name] = values
+        return values
 
     def sent_date(self):
         if self.sent is None:
@@ -171,11 +194,12 @@ class Candidate:
 
 
 class Context:
-    """What evaluation needs from the mailbox: sizes for ``*``."""
+    """What evaluation needs from the mailbox: sizes for ``*``, the session's \\Recent UIDs."""
 
-    def __init__(self, count: int, largest_uid: int):
+    def __init__(self, count: int, largest_uid: int, recent=frozenset()):
         self.count = count
         self.largest_uid = largest_uid
+        self.recent = recent
 
 
 def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
@@ -208,6 +232,8 @@ def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
         return False
     if kind == "flag":
         return (node[1] in meta.flags) == node[2]
+    if kind == "recent":
+        return (meta.uid in ctx.recent) == node[1]
     if kind == "seq":
         return node[1].contains(m.seq, ctx.count)
     if kind == "uid":
@@ -230,6 +256,12 @@ def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
         if m.header is None:
             return None
         values = m.field_values(node[1])
+        needle = node[2]
+        return any(needle in v for v in values) if needle else bool(values)
+    if kind == "address":
+        if m.header is None:
+            return None
+        values = m.address_values(node[1])
         needle = node[2]
         return any(needle in v for v in values) if needle else bool(values)
     if kind == "body":
@@ -270,7 +302,7 @@ def needs(node: tuple) -> set:
         return needs(node[1]) | needs(node[2])
     if kind == "not":
         return needs(node[1])
-    if kind in ("header", "sent", "emailid", "threadid"):
+    if kind in ("header", "address", "sent", "emailid", "threadid"):
         return {"header"}
     if kind == "body":
         return {"text"}

@@ -12,20 +12,37 @@ Invariants:
   an unchanged mailbox costs no query per command.
 * Flags in ``metas`` are what the client was last told; a change is reported only when the stored
   flags differ, so this session's own STORE (which already answered with FETCH) is not repeated.
+* No FETCH names a keyword the client was not told of: ``announced`` holds the keywords of the
+  last ``* FLAGS``; whoever writes flags first asks :meth:`announce`, which gives the new
+  ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` when a keyword is new to this session (RFC 3501
+  §7.2.6), and writes both in the same reactor turn (no await between), so no other response
+  can come in between.
 
-Deliberately not done: \\Recent (always ``* 0 RECENT``; IMAP4rev2 dropped it).
+* \\Recent (RFC 3501 §2.3.2) is the store's claim (Store.claim_recent): a read-write session
+  claims what is new when it SELECTs and whenever it is about to report new messages, so
+  exactly one session, on whichever node, sees a message recent; ``recent`` holds the UIDs of
+  the view that are recent here.  EXAMINE claims nothing: it sees as recent what nobody has
+  claimed yet when it opens.  ``* n RECENT`` follows every ``* n EXISTS``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from dataclasses import replace
 from typing import Callable, Optional
 
 from twisted.internet.defer import DeferredLock
 
+from store import errors
+
 from . import response
 from .searchres import SAVED
 from .seqset import SequenceSet, format_set
+
+RECENT = frozenset({"\\Recent"})
+
+
+SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 class SelectedMailbox:
@@ -39,6 +56,50 @@ class SelectedMailbox:
         self.saved: list = []  # RFC 5182: the saved search result "$", UIDs (searchres.py)
         self.dirty = False
         self.lock = DeferredLock()
+        self.announced: set = self.keywords()  # the keywords of the last * FLAGS (flags_lines)
+        self.recent: set = set()  # UIDs of the view that are \\Recent in this session
+        self.claims: list = []  # (floor, top) ranges claimed: floor < uid <= top are recent here
+        self.claimed_top = 0  # the highest top claimed
+        self.recent_floor: Optional[int] = None  # read-only: UIDs above it are recent, unclaimed
+
+    # -- \\Recent --------------------------------------------------------------------------
+    def claimed(self, floor: int, top: int) -> None:
+        """A claim of ``Store.claim_recent``: the messages of the view in it become recent."""
+        if top > floor:
+            self.claims.append((floor, top))
+            self.claimed_top = max(self.claimed_top, top)
+            self.recent.update(u for u in self.uids if floor < u <= top)
+
+    def unclaimed_above(self, floor: int) -> None:
+        """Read-only (EXAMINE): what nobody had claimed at open is recent here, and stays so."""
+        self.recent_floor = floor
+        self.recent.update(u for u in self.uids if u > floor)
+
+    def is_recent(self, uid: int) -> bool:
+        if self.recent_floor is not None:
+            return uid > self.recent_floor
+        return any(floor < uid <= top for floor, top in self.claims)
+
+    def shown(self, meta):
+        """``meta`` as this session shows it: with \\Recent when the message is recent here."""
+        if meta.uid in self.recent:
+            return replace(meta, flags=meta.flags | RECENT)
+        return meta
+
+    async def claim_new(self, store, changes) -> None:
+        """Before ``changes`` are reported: claim what is new beyond the last claim (read-write
+        sessions only; a failed claim only leaves the messages recent to another session)."""
+        if self.readonly:
+            return
+        last = self.uids[-1] if self.uids else 0
+        newest = max((m.uid for m in changes.updated if m.uid > last), default=0)
+        if newest <= self.claimed_top:
+            return  # every UID up to claimed_top is claimed already, by us or by another
+        try:
+            floor, top = await store.claim_recent(self.folder.id)
+        except errors.StoreError:
+            return
+        self.claimed(floor, top)
 
     # -- lookups ---------------------------------------------------------------------------
     @property
@@ -66,6 +127,26 @@ class SelectedMailbox:
             out.update(f for f in flags if not f.startswith("\\"))
         return out
 
+    def flags_lines(self) -> bytes:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` with the keywords announced so far."""
+        keywords = " ".join(sorted(self.announced))
+        flags = (SYSTEM_FLAGS + (" " + keywords if keywords else "")).encode("utf-8", "replace")
+        out = b"* FLAGS (%s)\r\n" % flags
+        if self.readonly:
+            return out + b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n"
+        return out + b"* OK [PERMANENTFLAGS (%s \\*)] Flags permitted\r\n" % flags
+
+    def announce(self, flag_sets) -> bytes:
+        """The ``* FLAGS`` lines to send before flags from ``flag_sets`` (iterables of flags)
+        when one of them holds a keyword not announced yet (b"" otherwise); the keywords count
+        as announced from now on, so the caller writes the lines at once."""
+        announced = self.announced
+        new = {f for flags in flag_sets for f in flags if f not in announced and not f.startswith("\\")}
+        if not new:
+            return b""
+        announced |= new
+        return self.flags_lines()
+
     # -- updates from this session's own commands -------------------------------------------
     def update_metas(self, metas) -> None:
         for m in metas:
@@ -83,6 +164,7 @@ class SelectedMailbox:
         for u in gone:
             del self.metas[u]
         self.pending_expunge -= gone
+        self.recent -= gone
         seqs.reverse()
         return seqs
 
@@ -108,6 +190,7 @@ class SelectedMailbox:
             if self.dirty or force:
                 self.dirty = False
                 changes = await store.changes_since(self.folder.id, self.highest_modseq)
+                await self.claim_new(store, changes)
                 self._apply(changes, out, condstore)
             if allow_expunge and self.pending_expunge:
                 out.append(self.expunge_lines(sorted(self.pending_expunge), qresync))
@@ -118,6 +201,7 @@ class SelectedMailbox:
 
     def _apply(self, changes, out: list, condstore: bool) -> None:
         last = self.uids[-1] if self.uids else 0
+        out.append(self.announce(m.flags for m in changes.updated))  # before any FETCH or EXISTS
         new = []
         for meta in changes.updated:
             old = self.metas.get(meta.uid)
@@ -139,14 +223,16 @@ class SelectedMailbox:
             for m in new:
                 self.uids.append(m.uid)
                 self.metas[m.uid] = m
-            # RFC 3501 §7.3.1: EXISTS gives the new size of the mailbox
-            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+                if self.is_recent(m.uid):
+                    self.recent.add(m.uid)
+            # RFC 3501 §7.3.1, §7.3.2: EXISTS gives the new size of the mailbox, RECENT the
+            # number of messages recent in this session
+            out.append(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), len(self.recent)))
         self.highest_modseq = max(self.highest_modseq, changes.highest_modseq)
 
-    @staticmethod
-    def fetch_line(seq: int, meta, condstore: bool) -> bytes:
+    def fetch_line(self, seq: int, meta, condstore: bool) -> bytes:
         # RFC 7162 §3.2: unsolicited flag updates carry MODSEQ once CONDSTORE is enabled
-        line = b"* %d FETCH (UID %d FLAGS %s" % (seq, meta.uid, response.flag_list(meta.flags))
+        line = b"* %d FETCH (UID %d FLAGS %s" % (seq, meta.uid, response.flag_list(self.shown(meta).flags))
         if condstore:
             line += b" MODSEQ (%d)" % meta.modseq
         return line + b")\r\n"

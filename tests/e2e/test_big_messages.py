@@ -341,7 +341,7 @@ def test_fetch_of_big_and_small_messages_together_sets_seen(haven):
         parts = [d for d in data if isinstance(d, tuple)]
         assert [p[1] for p in parts] == [small, big, small + b"two\r\n"]
         tails = [data[i + 1] for i, d in enumerate(data) if isinstance(d, tuple)]
-        assert tails == [b" RFC822.SIZE %d FLAGS (\\Seen))" % len(r) for r in (small, big, small + b"two\r\n")]
+        assert tails == [b" RFC822.SIZE %d FLAGS (\\Seen \\Recent))" % len(r) for r in (small, big, small + b"two\r\n")]
         heads = [p[0] for p in parts]
         assert heads[1].startswith(b"2 (UID 2 BODY[] {%d}" % len(big)), heads[1]
         typ, data = c.fetch("2", "(FLAGS)")

@@ -61,6 +61,7 @@ def folder_state(server, user, password, folder):
         for item in data:
             if isinstance(item, tuple):
                 flags = re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode().split()
+                flags = [f for f in flags if f != "\\Recent"]  # a session flag, not what the rules set
                 subject = email.message_from_bytes(item[1])["Subject"]
                 out.append((set(flags), subject))
         return out

@@ -772,3 +772,15 @@ def test_speed():
     start = time.perf_counter()
     mime.analyze(big)
     assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("value,forms", [
+    ("<user-from (comment)@ (comment) domain.org>", ["user-from@domain.org"]),
+    ("Someone <user-to\r\n @domain.org>", ["user-to@domain.org", "Someone"]),
+    ('(c) "=?utf-8?q?J=C3=BCrgen?=" <u @ (x) d . org>, x@y', ["u@d.org", "Jürgen", "x@y"]),
+    ("Group: a@b.c;", ["a@b.c"]),
+    ("undisclosed-recipients:;", []),
+    ("", []),
+])
+def test_address_forms(value, forms):
+    assert mime.address_forms(value) == forms

@@ -331,3 +331,97 @@ def test_purge_sweeps_temporary_blob_files_a_crash_left(store, run):
     os.utime(stale, (old, old))
     run(store.purge)
     assert not stale.exists() and fresh.exists()
+
+
+def test_subscriptions_are_names_that_outlive_their_folder(store, run, account):
+    defaults = ["Archive", "Drafts", INBOX, "Junk", "Sent", "Trash"]
+    assert run(store.list_subscriptions, account.id) == defaults
+    assert all(f.subscribed for f in run(store.list_folders, account.id))
+    run(store.create_folder, account.id, "Lists")
+    assert not run(store.get_folder, account.id, "Lists").subscribed  # CREATE does not subscribe
+    run(store.set_subscribed, account.id, "Lists", True)
+    run(store.set_subscribed, account.id, "Lists", True)  # twice is once
+    assert run(store.get_folder, account.id, "Lists").subscribed
+    run(store.rename_folder, account.id, "Lists", "Groups")  # the subscription moves along
+    assert "Groups" in run(store.list_subscriptions, account.id)
+    assert "Lists" not in run(store.list_subscriptions, account.id)
+    run(store.delete_folder, account.id, "Groups")  # ... and outlives the folder
+    assert run(store.list_subscriptions, account.id) == sorted(defaults + ["Groups"])
+    run(store.create_folder, account.id, "Groups")
+    assert run(store.get_folder, account.id, "Groups").subscribed
+    run(store.delete_folder, account.id, "Groups")
+    run(store.set_subscribed, account.id, "Groups", False)  # a name without a folder
+    assert run(store.list_subscriptions, account.id) == defaults
+    with pytest.raises(errors.NotFound):
+        run(store.set_subscribed, account.id, "Groups", False)
+    with pytest.raises(errors.NotFound):
+        run(store.set_subscribed, account.id, "Nowhere", True)
+    run(store.set_subscribed, account.id, "Sent", False)
+    assert not run(store.get_folder, account.id, "Sent").subscribed
+    other = run(store.create_account, "carol@example.test", "x")
+    assert run(store.list_subscriptions, other.id) == defaults
+    run(store.delete_account, "carol@example.test")
+    assert run(store.list_subscriptions, other.id) == []
+
+
+def test_claim_recent_gives_each_new_message_to_one_claim(store, run, account):
+    from twisted.internet import defer
+    inbox = run(store.get_folder, account.id, INBOX)
+    assert inbox.recent_uid == 0
+    for i in range(3):
+        run(store.append_message, account.id, inbox.id, msg(i))
+    assert run(store.folder_status, account.id, INBOX).recent == 3
+    assert run(store.claim_recent, inbox.id) == (0, 3)
+    assert run(store.claim_recent, inbox.id) == (3, 3)  # nothing new: an empty claim
+    assert run(store.folder_status, account.id, INBOX).recent == 0
+    assert run(store.get_folder, account.id, INBOX).recent_uid == 3
+    # copies, moves and appends are new messages of their folder
+    archive = run(store.get_folder, account.id, "Archive")
+    run(store.copy_messages, account.id, inbox.id, [1], archive.id)
+    run(store.move_messages, account.id, inbox.id, [2], archive.id)
+    run(store.move_messages, account.id, inbox.id, [3], inbox.id)
+    assert run(store.folder_status, account.id, "Archive").recent == 2
+    assert run(store.folder_status, account.id, INBOX).recent == 1
+    assert run(store.claim_recent, archive.id) == (0, 2)
+
+    async def race_claims() -> list:
+        work, kinds = [], []
+        for i in range(12):
+            work.append(defer.Deferred.fromCoroutine(store.append_message(account.id, inbox.id, msg(10 + i))))
+            kinds.append("append")
+            for _ in range(3):
+                work.append(defer.Deferred.fromCoroutine(store.claim_recent(inbox.id)))
+                kinds.append("claim")
+        results = await defer.gatherResults(work)
+        return [r for r, k in zip(results, kinds) if k == "claim"]
+
+    claims = run(race_claims) + [run(store.claim_recent, inbox.id)]
+    claimed = []
+    for floor, top in claims:
+        assert floor <= top
+        claimed += range(floor + 1, top + 1)
+    assert sorted(claimed) == list(range(4, 17))  # every new UID exactly once (4: the MOVE above)
+    run(store.delete_folder, account.id, "Archive")
+    with pytest.raises(errors.NotFound):
+        run(store.claim_recent, archive.id)
+
+
+def test_delta_006_upgrades_a_store_with_mail(store, backstage, run, account):
+    """A store at delta 5 (as before): its subscribed mail folders become subscriptions, and the
+    messages it holds are not recent to the first session after the upgrade."""
+    inbox = run(store.get_folder, account.id, INBOX)
+    for i in range(3):
+        run(store.append_message, account.id, inbox.id, msg(i))
+    run(store.create_folder, account.id, "Old")
+    backstage.execute("DELETE FROM applied_schema_deltas WHERE version = 6")
+    backstage.execute("DROP TABLE mailbox_subscriptions")
+    backstage.execute("ALTER TABLE folders DROP COLUMN recent_uid")
+    # delta 1 subscribed every folder; an IMAP UNSUBSCRIBE cleared the column
+    backstage.execute("UPDATE folders SET subscribed = 1")
+    backstage.execute("UPDATE folders SET subscribed = 0 WHERE name = 'Junk'")
+    assert run(store.migrate) == ["006_imap_recent"]
+    assert run(store.list_subscriptions, account.id) == ["Archive", "Drafts", INBOX, "Old", "Sent", "Trash"]
+    assert run(store.folder_status, account.id, INBOX).recent == 0
+    assert run(store.claim_recent, inbox.id) == (3, 3)
+    run(store.append_message, account.id, inbox.id, msg(9))
+    assert run(store.claim_recent, inbox.id) == (3, 4)

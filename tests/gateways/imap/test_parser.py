@@ -228,7 +228,7 @@ def test_parse_search():
     c = parse_command(b'a SEARCH CHARSET UTF-8 OR (FROM "bob" SUBJECT {5}\r\nhallo) NOT 2:4 SINCE "1-Feb-2024"')
     kind, keys = c.args["criteria"]
     assert kind == "and" and keys[0][0] == "or" and keys[0][2] == ("not", ("seq", SequenceSet(((2, 4),))))
-    assert keys[0][1] == ("and", [("header", "from", "bob"), ("header", "subject", "hallo")])
+    assert keys[0][1] == ("and", [("address", "from", "bob"), ("header", "subject", "hallo")])
     assert keys[1][0] == "date"
     c = parse_command(b"a UID SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338 UNKEYWORD $Junk HEADER X-Spam yes")
     assert c.args["criteria"][1][0] == ("modseq", 620162338)
