@@ -35,12 +35,20 @@ def text_index_row(blob_id: str, raw: bytes, header: bytes, structure: Optional[
     """CPU pool: the ``message_text`` row of a message (values in :data:`COLUMNS` order)."""
     try:
         fields = mime.searchable_fields(header)
+        raw_values: dict = {}  # the address fields as written (what mime.address_forms parses)
+        for fname, raw_field in mime.header_fields(header):
+            if fname.lower() in ADDRESS_FIELDS:
+                value = raw_field.split(b":", 1)[1].replace(b"\r\n", b"").replace(b"\n", b"")
+                raw_values.setdefault(fname.lower(), []).append(value.decode("utf-8", "replace"))
         cols = {"subject": _encode(fields.get("subject", []))}
         for name in ADDRESS_FIELDS:
             values = fields.get(name, [])
             extra = []
             for person, addr in email.utils.getaddresses(values):
                 extra += [person, addr, f"{person} <{addr}>"]
+            # what IMAP SEARCH FROM/TO/CC/BCC also match: each address with comments and
+            # folding removed, and its display name (gateways/imap/search.py "address")
+            extra += [form.casefold() for value in raw_values.get(name, []) for form in mime.address_forms(value)]
             cols["f_" + name] = _encode(values + extra)
         head = header.decode("utf-8", "replace").casefold()
         cols["header"] = _encode([head] + [v for vs in fields.values() for v in vs])

@@ -334,7 +334,7 @@ def index_terms(node: tuple) -> list:
     kind = node[0]
     if kind == "and":
         return [t for sub in node[1] for t in index_terms(sub)]
-    if kind == "header" and node[1] in _INDEXED_HEADERS and node[2]:
+    if kind in ("header", "address") and node[1] in _INDEXED_HEADERS and node[2]:
         return [(node[1], node[2])]
     if kind in ("body", "text") and node[1]:
         return [(kind, node[1])]

@@ -98,8 +98,9 @@ def test_multiappend_literal_plus_sync_and_flags(haven, user):
         assert m, tagged
         w.ok("SELECT INBOX")
         lines = w.ok("FETCH 1:3 (FLAGS INTERNALDATE BODY.PEEK[])")
-        assert lines[0].startswith(b"* 1 FETCH (FLAGS (\\Seen)") and lines[0].endswith(a + b")")
-        assert b"FLAGS (\\Flagged $X) INTERNALDATE \" 5-Mar-2024 09:11:12 +0000\"" in lines[1]
+        # appended, then claimed \Recent by this first SELECT (RFC 3501 §2.3.2)
+        assert lines[0].startswith(b"* 1 FETCH (FLAGS (\\Seen \\Recent)") and lines[0].endswith(a + b")")
+        assert b"FLAGS (\\Flagged \\Recent $X) INTERNALDATE \" 5-Mar-2024 09:11:12 +0000\"" in lines[1]
         assert lines[1].endswith(b + b")") and lines[2].endswith(c + b")")
 
 
@@ -151,7 +152,7 @@ def test_multiappend_with_imapclient(haven, user):
                                   {"msg": b"Subject: 2\r\n\r\nb\r\n", "flags": [b"\\Seen"]}])
     assert res[0] == "OK" and res[1][0].endswith(b" 1:2] APPEND completed"), res
     c.select_folder("INBOX")
-    assert c.get_flags([2])[2] == (b"\\Seen",)
+    assert c.get_flags([2])[2] == (b"\\Seen", b"\\Recent")
     c.logout()
 
 
@@ -166,9 +167,9 @@ def test_binary_fetch_decodes_parts(haven, user):
         lines = w.ok("FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2] BINARY.SIZE[1] FLAGS)")
         # RFC 3516 §4.2: NUL octets: a literal8
         assert lines[0] == (b"* 1 FETCH (BINARY[2] ~{1024}\r\n" + blob +
-                            b" BINARY.SIZE[2] 1024 BINARY.SIZE[1] %d FLAGS ())" % len(html))
+                            b" BINARY.SIZE[2] 1024 BINARY.SIZE[1] %d FLAGS (\\Recent))" % len(html))
         lines = w.ok("FETCH 1 (BINARY[1]<3.10>)")
-        assert lines[0] == b"* 1 FETCH (BINARY[1]<3> {10}\r\n" + html[3:13] + b" FLAGS (\\Seen))"
+        assert lines[0] == b"* 1 FETCH (BINARY[1]<3> {10}\r\n" + html[3:13] + b" FLAGS (\\Seen \\Recent))"
         assert w.ok("FETCH 1 BINARY.PEEK[]")[0] == b"* 1 FETCH (BINARY[] {%d}\r\n%s)" % (len(MULTI), MULTI)
         assert w.ok("FETCH 1 BINARY.PEEK[9]")[0] == b"* 1 FETCH (BINARY[9] NIL)"
         # RFC 3516 §4.2: an encoding the server does not know
