@@ -221,6 +221,7 @@ class MessageCommands:
             known = self.selected.metas.get(uid)
             if known is not None and rec.meta.modseq >= known.modseq:
                 self.selected.metas[uid] = rec.meta
+        rec = replace(rec, meta=self.selected.shown(rec.meta))  # with \Recent, after metas took the stored flags
         # Opened before the response starts: a missing blob is still an ordinary NO.
         pieces = plan.render_streamed(seq, rec, uid in seen_changed, env)
         check_encodings(pieces)  # UNKNOWN-CTE is a tagged NO, never half a response
@@ -228,7 +229,6 @@ class MessageCommands:
         await reader.open()
         if plan.has_flags or uid in seen_changed:
             self.write(self.selected.announce([rec.meta.flags]))
-        rec = replace(rec, meta=self.selected.shown(rec.meta))
         try:
             for piece in pieces:
                 if isinstance(piece, bytes):
