@@ -141,13 +141,28 @@ def non_loopback_ipv4():
     return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
 
 
+#: with pytest-xdist, each worker hands out ports from its own range (below the kernel's
+#: ephemeral range, so client sockets never take them), so two workers never give one port to
+#: two servers; alone, the kernel picks.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_PORT_RANGE = 4000
+_next_port = [11000 + int(_WORKER[2:] or 0) * _PORT_RANGE] if _WORKER.startswith("gw") else None
+
+
 def free_port() -> int:
     """A port free now and not handed out before in this run: a server binds its six ports
     only later, and the kernel may offer a just-released port twice (two listeners of one
     server on one port failed a run)."""
     while True:
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            if _next_port is None:
+                s.bind(("127.0.0.1", 0))
+            else:
+                _next_port[0] += 1
+                try:
+                    s.bind(("127.0.0.1", _next_port[0]))
+                except OSError:
+                    continue
             port = s.getsockname()[1]
         if port not in _handed_out:
             _handed_out.add(port)

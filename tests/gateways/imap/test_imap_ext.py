@@ -209,7 +209,7 @@ def test_binary_of_a_streamed_big_message(haven, user):
         w.ok("SELECT INBOX")
         lines = w.ok("FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2]<1000.300> BINARY.SIZE[1] BINARY[1] PREVIEW)")
         assert lines[0] == (b"* 1 FETCH (BINARY.SIZE[2] %d BINARY[2]<1000> ~{300}\r\n%s BINARY.SIZE[1] 14 "
-                            b"BINARY[1] {14}\r\nsee attachment PREVIEW \"see attachment\" FLAGS (\\Seen))"
+                            b"BINARY[1] {14}\r\nsee attachment PREVIEW \"see attachment\" FLAGS (\\Seen \\Recent))"
                             % (len(payload), payload[1000:1300]))
         full = w.ok("FETCH 1 BINARY.PEEK[2]")[0]
         assert full == b"* 1 FETCH (BINARY[2] ~{%d}\r\n%s)" % (len(payload), payload)
