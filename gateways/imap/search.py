@@ -252,16 +252,10 @@ def evaluate(node: tuple, m: Candidate, ctx: Context) -> Optional[bool]:
             return None
         sent = m.sent_date()
         return False if sent is False else _compare(sent, node[1], node[2])
-    if kind == "header":
+    if kind in ("header", "address"):
         if m.header is None:
             return None
-        values = m.field_values(node[1])
-        needle = node[2]
-        return any(needle in v for v in values) if needle else bool(values)
-    if kind == "address":
-        if m.header is None:
-            return None
-        values = m.address_values(node[1])
+        values = m.field_values(node[1]) if kind == "header" else m.address_values(node[1])
         needle = node[2]
         return any(needle in v for v in values) if needle else bool(values)
     if kind == "body":
