@@ -31,7 +31,7 @@ from . import response
 from .fetch import FetchPlan, cut_partial, filter_header
 from .fetch_ext import binary_piece, check_encodings, fill_previews
 from .parser import FetchItem
-from .search import Candidate, Context, run_search, uses_modseq
+from .search import Context, run_search, uses_modseq
 from .seqset import format_pairs, format_set
 from .states import IMAPError
 
@@ -326,9 +326,8 @@ class MessageCommands:
         modseq = uses_modseq(node)
         if modseq:
             self.condstore = True
-        candidates = [Candidate(i + 1, sel.metas[u]) for i, u in enumerate(sel.uids)]
         ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0, sel.recent)
-        return await run_search(self.store, sel.folder.id, candidates, node, ctx), modseq
+        return await run_search(self.store, sel.folder.id, list(sel.uids), sel.metas, node, ctx), modseq
 
     # -- COPY / MOVE / EXPUNGE -----------------------------------------------------------------
     async def do_COPY(self, cmd):

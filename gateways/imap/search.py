@@ -335,21 +335,26 @@ def index_terms(node: tuple) -> list:
     return []
 
 
-async def run_search(store, folder_id: int, candidates: list, node: tuple, ctx: Context,
+async def run_search(store, folder_id: int, uids: list, metas: dict, node: tuple, ctx: Context,
                      batch: int = 250, window: int = 2) -> list:
-    """The candidates (:class:`Candidate`, ascending) matching ``node``.
+    """The messages matching ``node``, as :class:`Candidate` s in ascending order, of the
+    mailbox's ``uids`` (in sequence order) and their ``metas``.  A Candidate is made only for a
+    message the index did not rule out (at 20,000 messages making them all costs ~10 ms).
 
     The text index narrows the candidates first; those still undecided after the cheap keys are
     loaded in batches: their header when a key
     needs it, then the text keys' answers from :meth:`Store.search_text`.  Up to ``window`` text
     batches are in flight at once, so the store scans one while it reads the next."""
     terms = index_terms(node)
-    if terms and candidates:
+    maybe = None
+    if terms and uids:
         # first: what the index rules out is not evaluated at all (at 20,000 messages the
         # evaluation of the cheap keys alone costs more than the index's query)
         maybe = await store.text_candidates(folder_id, terms)
-        if maybe is not None:
-            candidates = [m for m in candidates if m.meta.uid in maybe]
+    if maybe is not None:
+        candidates = [Candidate(i + 1, metas[u]) for i, u in enumerate(uids) if u in maybe]
+    else:
+        candidates = [Candidate(i + 1, metas[u]) for i, u in enumerate(uids)]
     matched = []
     pending = []
     for m in candidates:

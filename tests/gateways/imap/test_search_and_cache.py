@@ -75,9 +75,9 @@ def test_run_search_in_small_batches(store, run, mailbox, criteria):
     node = parse_command(b"a SEARCH CHARSET UTF-8 " + criteria).args["criteria"]
     want = reference(node, metas, raws)
     for batch, window in ((3, 2), (7, 3), (500, 2)):
-        candidates = [Candidate(i + 1, m) for i, m in enumerate(metas)]
         ctx = Context(len(metas), metas[-1].uid)
-        got = run(run_search, store, inbox.id, candidates, node, ctx, batch, window)
+        got = run(run_search, store, inbox.id, [m.uid for m in metas], {m.uid: m for m in metas}, node, ctx,
+                  batch, window)
         assert [m.meta.uid for m in got] == want, (batch, window)
 
 

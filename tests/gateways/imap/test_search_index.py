@@ -12,7 +12,7 @@ import pytest
 
 from formats import mime
 from gateways.imap.parser import parse_command
-from gateways.imap.search import Candidate, Context, index_terms, run_search
+from gateways.imap.search import Context, index_terms, run_search
 from tests.gateways.imap.test_search_and_cache import reference  # the brute-force answer
 from store.interfaces import INBOX
 from tests.store.textcorpus import corpus, needles
@@ -50,8 +50,8 @@ def generated(store, run):
 
 
 def _search(store, run, inbox, metas, node) -> list:
-    candidates = [Candidate(i + 1, m) for i, m in enumerate(metas)]
-    got = run(run_search, store, inbox.id, candidates, node, Context(len(metas), metas[-1].uid))
+    got = run(run_search, store, inbox.id, [m.uid for m in metas], {m.uid: m for m in metas}, node,
+              Context(len(metas), metas[-1].uid))
     return [m.meta.uid for m in got]
 
 
