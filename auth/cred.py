@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 from twisted.cred import checkers, credentials, error, portal
 from twisted.internet import defer, task, threads
@@ -68,16 +68,25 @@ class PasswordCredentials:
         raise NotImplementedError
 
 
+def penalty_seconds(failures: int, max_penalty: float) -> float:
+    """The wait before an answer after ``failures`` distinct wrong passwords: 0, then 2, 4, 8 …
+    up to ``max_penalty`` (0 turns the wait off)."""
+    if failures <= 0 or max_penalty <= 0:
+        return 0.0
+    return min(max_penalty, 2.0 ** min(failures, 16))
+
+
 class Throttle:
     """What the ``[auth]`` keys make of the store's failure counts (see the module docstring)."""
 
     def __init__(self, failure_delay: float = 2.0, max_penalty: float = 15.0, block_after: int = 10,
-                 window: float = 900, trusted: tuple = ()):
+                 window: float = 900, is_trusted: Callable[[str], bool] = lambda ip: False):
         self.failure_delay = failure_delay
         self.max_penalty = max_penalty
         self.block_after = block_after
         self.window = window
-        self.trusted = trusted
+        #: ``[auth] trusted_networks`` as the process tests a client address against it
+        self.is_trusted = is_trusted
         self._key = os.urandom(32)
         self._logged: dict = {}  # (ip, subject) -> when its block was logged
 
@@ -95,27 +104,13 @@ class Throttle:
         self._logged[(ip, subject)] = now
         return True
 
-    def is_trusted(self, ip: str) -> bool:
-        """Whether ``ip`` is in ``[auth] trusted_networks`` (networks the process parsed)."""
-        if not self.trusted or not ip:
-            return False
-        try:
-            address = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
-            return False
-        address = getattr(address, "ipv4_mapped", None) or address
-        return any(address.version == net.version and address in net for net in self.trusted)
-
     def since(self) -> int:
         return int(time.time() - self.window)
 
     def penalty(self, state) -> float:
         """Seconds to wait before checking: 0, then 2, 4, 8 … per distinct wrong password from
         the address or for the account, up to max_penalty (0 turns the penalty off)."""
-        n = max(state.ip_failures, state.subject_failures)
-        if n <= 0 or self.max_penalty <= 0:
-            return 0.0
-        return min(self.max_penalty, 2.0 ** min(n, 16))
+        return penalty_seconds(max(state.ip_failures, state.subject_failures), self.max_penalty)
 
     def blocked(self, ip: str, state) -> bool:
         return bool(ip) and self.block_after > 0 and state.pair_failures >= self.block_after
@@ -194,7 +189,7 @@ class StoreChecker:
         if isinstance(login, bytes):
             login = login.decode("utf-8", "replace")
         throttle = self.throttle
-        trusted = throttle.is_trusted(ip)
+        trusted = bool(ip) and throttle.is_trusted(ip)
         try:
             state = await self.store.login_state(login, "" if trusted else ip, throttle.since())
         except errors.StoreError as e:
@@ -307,13 +302,13 @@ def _hashing_pool() -> ThreadPool:
     return pool
 
 
-def make_portal(store, config, trusted_networks: tuple = ()) -> portal.Portal:
-    """The portal on ``store`` with the ``[auth]`` keys of ``config``; ``trusted_networks``:
-    ``[auth] trusted_networks`` as the process parsed it (ip_network objects)."""
+def make_portal(store, config, is_trusted: Optional[Callable[[str], bool]] = None) -> portal.Portal:
+    """The portal on ``store`` with the ``[auth]`` keys of ``config``; ``is_trusted(ip)``: whether
+    a client address is in ``[auth] trusted_networks`` (the process parses the networks)."""
     throttle = Throttle(failure_delay=config.getfloat("auth", "failure_delay"),
                         max_penalty=config.getfloat("auth", "max_penalty"),
                         block_after=config.getint("auth", "block_after"),
                         window=config.getfloat("auth", "throttle_window"),
-                        trusted=tuple(trusted_networks))
+                        is_trusted=is_trusted or (lambda ip: False))
     checker = StoreChecker(store, _hashing_pool(), throttle, cache_ttl=config.getfloat("auth", "cache_ttl"))
     return portal.Portal(AccountRealm(store), [checker])

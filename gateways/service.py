@@ -29,7 +29,7 @@ from twisted.internet import defer, endpoints, task, threads
 from twisted.logger import STDLibLogObserver, globalLogBeginner
 
 from conf import Config, ConfigError, ListenAddress
-from gateways.common.clientaddr import ProxyHeaderFactory, trusted_networks, trusted_proxies
+from gateways.common.clientaddr import ProxyHeaderFactory, in_networks, trusted_networks, trusted_proxies
 from gateways.common.connlimit import ConnectionGate, ListenerPolicy
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
@@ -270,7 +270,8 @@ class Service:
             self.health = HealthCheck(self.store, self.reactor, metrics_config.health_timeout)
         # data_dir/spool: the unnamed files of messages being received (gateways/common/spool.py)
         (self.config.data_dir / "spool").mkdir(parents=True, exist_ok=True)
-        self.portal = make_portal(self.store, self.config, self.trusted_networks)
+        self.portal = make_portal(self.store, self.config,
+                                  functools.partial(in_networks, networks=self.trusted_networks))
         self.published = published_services(self.config)  # a bad [autoconfig] key stops start-up, HTTP or not
         if self.published.unusable:
             log.warning("no client autoconfiguration: %s", self.published.unusable)

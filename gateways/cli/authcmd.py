@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import time
 
+from auth.cred import penalty_seconds
 from gateways.cli.audit import audit
 from gateways.cli.runner import EX_OK, EX_USAGE, run_command
 
@@ -26,10 +27,6 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
-def _penalty(failures: int, max_penalty: float) -> float:
-    return min(max_penalty, 2.0 ** min(failures, 16)) if failures and max_penalty > 0 else 0.0
-
-
 async def _status(store, window: float, block_after: int, max_penalty: float) -> int:
     rows = await store.list_login_failures(int(time.time() - window))
     if not rows:
@@ -49,7 +46,7 @@ async def _status(store, window: float, block_after: int, max_penalty: float) ->
     print("slowed (each answer waits; never refused):")
     for label, table in (("address", by_ip), ("account", by_account)):
         for key, n in sorted(table.items(), key=lambda kv: -kv[1]):
-            print(f"  {label} {key:<39} {n:>4} failures, waits {_penalty(n, max_penalty):g} s")
+            print(f"  {label} {key:<39} {n:>4} failures, waits {penalty_seconds(n, max_penalty):g} s")
     return EX_OK
 
 
