@@ -48,17 +48,11 @@ def get_metadata_txn(txn: Txn, account_id: int, folder_id: int, names: Sequence[
 
 def set_metadata_txn(txn: Txn, account_id: int, folder_id: int, values: Mapping) -> None:
     for name, value in values.items():
-        if value is None:
-            txn.execute("DELETE FROM metadata_entries WHERE account_id = ? AND folder_id = ? AND name = ?",
-                        (account_id, folder_id, name))
-            continue
-        if len(value) > MAX_VALUE:
+        if value is not None and len(value) > MAX_VALUE:
             raise errors.TooBig(f"a metadata value holds at most {MAX_VALUE} octets")
-        txn.execute("UPDATE metadata_entries SET value = ? WHERE account_id = ? AND folder_id = ? AND name = ?",
-                    (value, account_id, folder_id, name))
-        if txn.rowcount == 0 and not txn.scalar(
-                "SELECT COUNT(*) FROM metadata_entries WHERE account_id = ? AND folder_id = ? AND name = ?",
-                (account_id, folder_id, name)):  # MariaDB counts an UPDATE to the same value as 0 rows
+        txn.execute("DELETE FROM metadata_entries WHERE account_id = ? AND folder_id = ? AND name = ?",
+                    (account_id, folder_id, name))
+        if value is not None:
             txn.execute("INSERT INTO metadata_entries (account_id, folder_id, name, value) VALUES (?, ?, ?, ?)",
                         (account_id, folder_id, name, value))
     count = txn.scalar("SELECT COUNT(*) FROM metadata_entries WHERE account_id = ? AND folder_id = ?",
