@@ -31,11 +31,9 @@ class MetadataCommands:
 
     def _server_entries(self, names: list, depth: str) -> list:
         """The server's own read-only entries among those asked for."""
-        def covers(name: str) -> bool:
-            if name == ADMIN:
-                return True
-            return depth != "0" and ADMIN.startswith(name + "/") and (depth == "infinity" or
-                                                                    "/" not in ADMIN[len(name) + 1:])
+        def covers(name: str) -> bool:  # RFC 5464 §4.2.2: the entry, its children, or all below
+            return (name == ADMIN or (depth == "1" and ADMIN.rpartition("/")[0] == name)
+                    or (depth == "infinity" and ADMIN.startswith(name + "/")))
         if any(covers(name) for name in names):
             return [(ADMIN, ("mailto:postmaster@%s" % self.ctx.hostname).encode())]
         return []
