@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -278,8 +279,9 @@ class DeliveryStore(StoreCore):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._scripts: dict = {}  # account_id -> (rules_version, compiled script or None, addresses)
-        self._pending_deliveries: list = []
-        self._committing = False
+        self._pending_deliveries: list = []  # (recipients, msg, raw, plans, waiter), under _pending_lock
+        self._pending_lock = threading.Lock()
+        self._committing = False  # a _commit_pending is queued or running
 
     def begin_delivery(self, mail_from: str) -> Delivery:
         return SqlDelivery(self, mail_from)
@@ -290,16 +292,18 @@ class DeliveryStore(StoreCore):
         None: prepare ``raw`` on the DB thread, for messages stored inline; ``plans`` a list, or
         a function that makes it on the DB thread)."""
         waiter = defer.Deferred()
-        self._pending_deliveries.append((recipients, msg, raw, plans, waiter))
-        if not self._committing:
-            self._commit_deliveries()
-        rows = await waiter
+        with self._pending_lock:
+            self._pending_deliveries.append((recipients, msg, raw, plans, waiter))
+            start, self._committing = not self._committing, True
+        if start:
+            self.db.pool.callInThread(self._commit_pending)
+        rows, committed = await waiter
         results = []
         outgoing = 0
         for rcpt, row in zip(recipients, rows):
-            self._publish(row.account_id, row.folder_id, row.modseq)
+            self._publish(row.account_id, row.folder_id, row.modseq, committed=committed)
             for account_id, folder_id, modseq in row.events or ():
-                self._publish(account_id, folder_id, modseq)
+                self._publish(account_id, folder_id, modseq, committed=committed)
             outgoing += row.queued
             self._observe_delivery(_outcome(row.error))
             results.append(DeliveryResult(recipient=rcpt, error=row.error, folder=row.folder, uid=row.uid,
@@ -308,25 +312,42 @@ class DeliveryStore(StoreCore):
             self._outbound_queued()
         return results
 
-    def _commit_deliveries(self) -> None:
-        """Commit every delivery queued so far in one transaction; deliveries that arrive
-        meanwhile wait for the next one.  Under load this turns N commits (N fsyncs) into one."""
-        batch, self._pending_deliveries = self._pending_deliveries, []
-        self._committing = True
-        # made before the first attempt: a retry after a COMMIT that landed stores nothing twice
-        d = self.db.run_in_pool(self._deliver_batch_sync, batch, new_key())
+    def _commit_pending(self) -> None:
+        """DB pool thread: commit every delivery queued so far in one transaction (group commit:
+        under load N deliveries cost one fsync), answer their waiters on the reactor, and, when
+        more arrived meanwhile, queue the next batch straight from here: no round trip through
+        the reactor between two batches, and other store work queued on the pool meanwhile
+        still runs in its turn."""
+        from twisted.internet import reactor  # the installed one (not at import time)
+        with self._pending_lock:
+            batch, self._pending_deliveries = self._pending_deliveries, []
+        try:
+            # the key is made before the first attempt: a retry after a COMMIT that landed
+            # stores nothing twice
+            result = self._deliver_batch_sync(batch, new_key()), time.monotonic()
+        except BaseException:
+            result = Failure()
+        reactor.callFromThread(self._answer, batch, result)
+        with self._pending_lock:
+            if not self._pending_deliveries:
+                self._committing = False
+                return
+        try:
+            self.db.pool.callInThread(self._commit_pending)
+        except Exception:  # the pool is stopping: whatever is still queued fails (4xx, retried)
+            with self._pending_lock:
+                left, self._pending_deliveries, self._committing = self._pending_deliveries, [], False
+            reactor.callFromThread(self._answer, left, Failure(errors.TemporaryFailure("the store is stopping")))
 
-        def done(result):
-            self._committing = False
-            if self._pending_deliveries:
-                self._commit_deliveries()
-            for i, entry in enumerate(batch):
-                waiter = entry[-1]
-                if isinstance(result, Failure):
-                    waiter.errback(result)
-                else:
-                    waiter.callback(result[i])
-        d.addBoth(done)
+    @staticmethod
+    def _answer(batch: list, result) -> None:
+        """Reactor: each waiter of ``batch`` gets its rows and the commit time, or the failure."""
+        for i, entry in enumerate(batch):
+            waiter = entry[-1]
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback((result[0][i], result[1]))
 
     def _deliver_batch_sync(self, batch, key: str) -> list:
         """DB pool thread: the batch's rows in one transaction (under the idempotency ``key``),

@@ -111,7 +111,7 @@ class DataDecoder:
             body = body[1:]
         self._bol = body.endswith(b"\r\n") or (not body and self._bol)
         body = body.replace(b"\r\n.", b"\r\n")
-        if b"\n" in body:
+        if body.count(b"\n") != body.count(b"\r\n"):  # a bare LF (two C scans beat the regex)
             body = _BARE_LF.sub(b"\r\n", body)
         self.size += len(body)
         if self.too_big:
