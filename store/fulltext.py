@@ -48,7 +48,7 @@ from store import bulk
 from store.changelog import insert_text_row_txn
 from store.core import StoreCore
 from store.engines import Txn
-from store.textindex import FIELDS, incomplete_row, text_index_row
+from store.textindex import FIELDS, LONG_FIELDS, incomplete_row, text_index_row
 
 #: blobs indexed per transaction by the backlog builder
 BACKLOG_BATCH = 200
@@ -62,16 +62,32 @@ def _contains(txn: Txn, column: str) -> str:
 
 
 def text_candidates_txn(txn: Txn, folder_id: int, terms: list) -> set:
+    short = [(f, n) for f, n in terms if f not in LONG_FIELDS]
+    long = [(f, n) for f, n in terms if f in LONG_FIELDS]
     conds, args = [], []
-    # short columns first: both engines evaluate an AND left to right and stop at a false term,
-    # and join message_body (b) only for the rows that passed the terms on message_text (t)
-    for field, needle in sorted(terms, key=lambda t: t[0] in ("body", "text")):
+    for field, needle in short:
         cols = FIELDS[field]
         conds.append("(" + " OR ".join(_contains(txn, c) for c in cols) + ")")
         args += [needle.encode("utf-8", "replace")] * len(cols)
-    long = any(field in ("body", "text") for field, _ in terms)
-    sql = ("SELECT m.uid FROM messages m LEFT JOIN message_text t ON t.blob_id = m.blob_id "
-           + ("LEFT JOIN message_body b ON b.blob_id = m.blob_id " if long else "")
+    join = ""
+    if long and not short:
+        # body/text terms only: every row's long columns are read anyway; a join scans them
+        join = "LEFT JOIN message_body b ON b.blob_id = m.blob_id "
+        for field, needle in long:
+            cols = FIELDS[field]
+            conds.append("(" + " OR ".join(_contains(txn, c) for c in cols) + ")")
+            args += [needle.encode("utf-8", "replace")] * len(cols)
+    else:
+        # Both engines evaluate an AND left to right and stop at a false term: the short terms
+        # (message_text) come first, and message_body is read in a subquery only for the rows
+        # that passed them.  (A LEFT JOIN of message_body would look up every row's body row
+        # before the WHERE clause is tried.)  A complete row always has its message_body row.
+        for field, needle in long:
+            cols = FIELDS[field]
+            conds.append("(SELECT " + " OR ".join(_contains(txn, c) for c in cols)
+                         + " FROM message_body b WHERE b.blob_id = m.blob_id)")
+            args += [needle.encode("utf-8", "replace")] * len(cols)
+    sql = ("SELECT m.uid FROM messages m LEFT JOIN message_text t ON t.blob_id = m.blob_id " + join
            + "WHERE m.folder_id = ? AND m.deleted_at = 0 AND (t.complete IS NULL OR t.complete = 0 OR ("
            + " AND ".join(conds) + "))")
     return {r[0] for r in txn.execute(sql, [folder_id, *args]).fetchall()}

@@ -1,7 +1,8 @@
 """Numbered schema deltas and the ``applied_schema_deltas`` table.
 
 Deltas live in ``store/deltas/NNN_name.sql``; a landed delta is never edited, a change is a new
-file.  ``{pk}``, ``{text}``, ``{blob}`` and ``{name}`` are replaced per engine.  ``haven db migrate`` applies
+file.  ``{pk}``, ``{text}``, ``{blob}`` and ``{name}`` are replaced per engine; a statement that
+starts with ``{only:sqlite}`` (or ``{only:mysql}``) runs on that engine only.  ``haven db migrate`` applies
 what is missing; ``haven serve`` initialises an empty database but refuses to run on an older
 schema (:class:`store.errors.SchemaOutOfDate`), so an upgrade is always an explicit admin step.
 """
@@ -45,6 +46,11 @@ def _statements(sql: str, engine: str) -> list[str]:
     out = []
     for stmt in sql.split(";"):
         stmt = stmt.strip()
+        only = re.match(r"\{only:(\w+)\}\s*", stmt)
+        if only:
+            if only.group(1) != engine:
+                continue
+            stmt = stmt[only.end():]
         if stmt:
             if engine == "mysql" and stmt.upper().startswith("CREATE TABLE"):
                 stmt += " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"

@@ -18,6 +18,8 @@ MAX_INDEXED = 1 << 20
 #: the search keys the index answers, and their columns
 FIELDS = {"subject": ("t.subject",), "from": ("t.f_from",), "to": ("t.f_to",), "cc": ("t.f_cc",),
           "bcc": ("t.f_bcc",), "body": ("b.body",), "text": ("b.header", "b.body")}
+#: the fields whose columns are in ``message_body``
+LONG_FIELDS = ("body", "text")
 #: the row's columns: ``message_text`` holds the short ones, ``message_body`` the long ones (a
 #: scan of the short ones then reads few pages: MariaDB keeps rows under ~8 KB in the clustered
 #: index, and a 20,000-message table of everything outgrew the default buffer pool)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+from bisect import bisect_left
 from collections import deque
 from typing import Optional
 
@@ -352,7 +353,12 @@ async def run_search(store, folder_id: int, uids: list, metas: dict, node: tuple
         # evaluation of the cheap keys alone costs more than the index's query)
         maybe = await store.text_candidates(folder_id, terms)
     if maybe is not None:
-        candidates = [Candidate(i + 1, metas[u]) for i, u in enumerate(uids) if u in maybe]
+        # UIDs ascend with sequence numbers: look each survivor up rather than walk them all
+        candidates = []
+        for u in sorted(maybe):
+            i = bisect_left(uids, u)
+            if i < len(uids) and uids[i] == u:
+                candidates.append(Candidate(i + 1, metas[u]))
     else:
         candidates = [Candidate(i + 1, metas[u]) for i, u in enumerate(uids)]
     matched = []

@@ -60,6 +60,10 @@ def test_body_candidates_are_the_brute_force_answer(store, run, generated):
         assert text >= want | {uid for uid, h in heads.items() if needle in h}, needle
         both = run(store.text_candidates, inbox.id, [("body", needle), ("text", "glacier")])
         assert both == got & run(store.text_candidates, inbox.id, [("text", "glacier")])
+        # short and long terms together: the long ones are read only for rows the short ones pass
+        mixed = run(store.text_candidates, inbox.id, [("body", needle), ("from", "e"), ("text", "a")])
+        assert mixed == got & run(store.text_candidates, inbox.id, [("from", "e")]) \
+            & run(store.text_candidates, inbox.id, [("text", "a")])
     assert narrowed > 30  # the index does narrow
     assert run(store.text_candidates, inbox.id, [("body", ""), ("nosuch", "x")]) is None
     assert run(Store.text_candidates, store, inbox.id, [("body", "x")]) is None  # the default: no index
@@ -138,3 +142,37 @@ def test_a_delta_landing_below_the_highest_applied_is_migrated(store, run):
     run(_sql, store, lambda txn: txn.execute("DELETE FROM applied_schema_deltas WHERE version = 99") and None)
     assert run(store.schema_version) == (latest, latest)
     assert run(store.text_candidates, 1, [("body", "x")]) == set()
+
+
+def test_clustering_the_short_columns_keeps_every_row(store, run, generated):
+    """Delta 011 rebuilds SQLite's message_text as a WITHOUT ROWID table (MariaDB's is clustered
+    by its key already): an upgraded store answers exactly as before."""
+    _account, inbox, _raws = generated
+    queries = [[("subject", "e")], [("from", "o"), ("body", "a")], [("to", "example"), ("text", "the")]]
+    before = [run(store.text_candidates, inbox.id, q) for q in queries]
+    rows = _count_rows(store, run)
+
+    def undo_011(txn):
+        if txn.engine == "sqlite":  # back to the rowid table delta 007 made
+            txn.execute("CREATE TABLE mt_old AS SELECT * FROM message_text")
+            txn.execute("DROP TABLE message_text")
+            txn.execute("CREATE TABLE message_text (blob_id CHAR(64) NOT NULL PRIMARY KEY, complete INTEGER "
+                        "NOT NULL, subject BLOB, f_from BLOB, f_to BLOB, f_cc BLOB, f_bcc BLOB)")
+            txn.execute("INSERT INTO message_text SELECT * FROM mt_old")
+            txn.execute("DROP TABLE mt_old")
+        txn.execute("DELETE FROM applied_schema_deltas WHERE version = 11")
+    run(_sql, store, undo_011)
+    assert run(store.migrate) == ["011_text_clustered"]
+    assert _count_rows(store, run) == rows
+    assert [run(store.text_candidates, inbox.id, q) for q in queries] == before
+    if store.db.engine == "sqlite":
+        sql = run(_sql, store, lambda txn: txn.scalar("SELECT sql FROM sqlite_master WHERE name = 'message_text'"))
+        assert "WITHOUT ROWID" in sql
+
+
+def test_a_statement_for_one_engine_only():
+    from store.schema import _statements
+    sql = "CREATE TABLE a (x {blob});\n{only:sqlite} DROP TABLE b;\n{only:mysql}\nDROP TABLE c"
+    assert _statements(sql, "sqlite") == ["CREATE TABLE a (x BLOB)", "DROP TABLE b"]
+    assert _statements(sql, "mysql") == ["CREATE TABLE a (x MEDIUMBLOB) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 "
+                                         "COLLATE=utf8mb4_bin", "DROP TABLE c"]
