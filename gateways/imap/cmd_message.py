@@ -21,9 +21,10 @@ Deliberately not done: COPY/MOVE across accounts.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import replace
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from store import errors
 
@@ -41,6 +42,17 @@ FETCH_BODY_BYTES = 16 << 20
 #: a message bigger than this is FETCHed piece by piece (Store.open_blob), STREAM_PIECE at a time
 STREAM_BODY = 1 << 20
 STREAM_PIECE = 256 << 10
+
+
+class _MetaRecord:
+    """A FETCH record made from a session's MessageMeta alone (the items of
+    FetchPlan.meta_only): what MessageRecord offers, without a store read."""
+    __slots__ = ("meta",)
+    blob_id = ""
+    envelope = structure = header = None
+
+    def __init__(self, meta):
+        self.meta = meta
 
 
 class MessageCommands:
@@ -73,10 +85,23 @@ class MessageCommands:
         cache = self.envelopes if plan.envelope else None
         batches = self._batches(uids, plan.blob)
 
+        # What a client sends on opening a folder (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)
+        # is answered from the session's own state when the ENVELOPE cache holds the batch and
+        # the push bus has told the session of no change it has not taken in yet: no store
+        # read.  A change whose event is still on its way (another node's, within the poll
+        # interval) comes as an untagged FETCH or EXPUNGE at the end of this command or the
+        # next (RFC 3501 §5.2, §7.4.2), as if it had been committed a moment later.
+        from_session = plan.meta_only and changedsince is None and not plan.sets_seen
+
         def start(batch: tuple) -> tuple:
             chunk, streamed = batch
             # ENVELOPEs served from the cache are taken now: they cannot be evicted under us
             envs = cache.get_many(folder.id, folder.uidvalidity, chunk) if cache is not None else {}
+            if (from_session and not sel.dirty and not sel.pending_expunge
+                    and len(envs) == (len(chunk) if plan.envelope else 0)):
+                metas = sel.metas
+                recs = [_MetaRecord(metas[u]) for u in chunk if u in metas]
+                return chunk, envs, streamed, succeed((recs, None))
             return chunk, envs, streamed, Deferred.fromCoroutine(
                 self._fetch_batch(plan, folder.id, chunk, changedsince, len(envs) < len(chunk), streamed))
 
@@ -155,11 +180,15 @@ class MessageCommands:
         folder = sel.folder
         metas = sel.metas
         out = []
+        uids = sel.uids
+        i = bisect_left(uids, recs[0].meta.uid) if recs else 0  # recs ascend: walk, not search
         for r in recs:
             uid = r.meta.uid
-            seq = sel.seq_of(uid)
-            if seq is None:
+            while i < len(uids) and uids[i] < uid:
+                i += 1
+            if i == len(uids) or uids[i] != uid:
                 continue
+            seq = i + 1
             if plan.has_flags or uid in seen_changed:
                 known = metas.get(uid)
                 if known is not None and r.meta.modseq >= known.modseq:
@@ -169,7 +198,7 @@ class MessageCommands:
                 env = response.envelope(r.envelope)
                 cache.put(folder.id, folder.uidvalidity, uid, env)
             if uid in sel.recent:
-                r = replace(r, meta=sel.shown(r.meta))  # with \Recent, after metas took the stored flags
+                r = _MetaRecord(sel.shown(r.meta)) if r.__class__ is _MetaRecord else replace(r, meta=sel.shown(r.meta))  # with \Recent, after metas took the stored flags
             out.append(plan.render(seq, r, raws.get(uid), uid in seen_changed, env))
         if plan.has_flags or seen_changed:
             # RFC 3501 §7.2.6: a keyword another session just set is announced first

@@ -53,8 +53,11 @@ class EnvelopeCache:
     cached JSON nor serializes again (the store column is not even read when all are here).
 
     Keyed by (folder id, UIDVALIDITY, UID): RFC 3501 §2.3.1.1 makes that name one immutable
-    message forever (folder ids are never reused), so an entry never goes stale.  Least recently
-    used entries go when the total passes ``max_bytes``.  Reactor thread only.
+    message forever (folder ids are never reused), so an entry never goes stale.  When the total
+    passes ``max_bytes``, entries go from the least recently used folder, oldest first: a folder
+    is what a client opens and fetches, and a lookup then costs one dict access per message
+    (at 20,000 messages a per-entry LRU's bookkeeping was a fifth of the FETCH).  Reactor thread
+    only.
     """
 
     ENTRY_OVERHEAD = 200  # key, node and object headers, roughly
@@ -62,35 +65,48 @@ class EnvelopeCache:
     def __init__(self, max_bytes: int = ENVELOPE_CACHE_BYTES):
         self.max_bytes = max_bytes
         self.size = 0
-        self._entries: OrderedDict = OrderedDict()
+        self._folders: OrderedDict = OrderedDict()  # (folder id, uidvalidity) -> {uid: bytes}, LRU first
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(len(entries) for entries in self._folders.values())
 
     def get_many(self, folder_id: int, uidvalidity: int, uids) -> dict:
         """``{uid: envelope bytes}`` for the cached ones among ``uids``."""
-        entries = self._entries
-        touch = entries.move_to_end
+        key = (folder_id, uidvalidity)
+        entries = self._folders.get(key)
+        if entries is None:
+            return {}
+        self._folders.move_to_end(key)
+        get = entries.get
         out = {}
         for uid in uids:
-            key = (folder_id, uidvalidity, uid)
-            value = entries.get(key)
+            value = get(uid)
             if value is not None:
-                touch(key)
                 out[uid] = value
         return out
 
     def put(self, folder_id: int, uidvalidity: int, uid: int, value: bytes) -> None:
-        entries = self._entries
-        key = (folder_id, uidvalidity, uid)
-        old = entries.pop(key, None)
-        if old is not None:
-            self.size -= len(old) + self.ENTRY_OVERHEAD
-        entries[key] = value
+        key = (folder_id, uidvalidity)
+        folders = self._folders
+        entries = folders.get(key)
+        if entries is None:
+            entries = folders[key] = {}
+        else:
+            folders.move_to_end(key)
+            old = entries.pop(uid, None)
+            if old is not None:
+                self.size -= len(old) + self.ENTRY_OVERHEAD
+        entries[uid] = value
         self.size += len(value) + self.ENTRY_OVERHEAD
-        while self.size > self.max_bytes and entries:
-            _key, gone = entries.popitem(last=False)
+        while self.size > self.max_bytes and folders:
+            oldest_key, oldest = next(iter(folders.items()))
+            if not oldest:
+                del folders[oldest_key]
+                continue
+            gone = oldest.pop(next(iter(oldest)))
             self.size -= len(gone) + self.ENTRY_OVERHEAD
+            if not oldest:
+                del folders[oldest_key]
 
 
 @dataclass(frozen=True)
@@ -194,6 +210,10 @@ def literal_any(data: bytes) -> bytes:
     return (b"~{%d}\r\n" if b"\x00" in data else b"{%d}\r\n") % len(data) + data
 
 
+#: items a session answers from its own state (ENVELOPE from the cache)
+_META_ITEMS = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "ENVELOPE"})
+
+
 class FetchPlan:
     def __init__(self, items: list, readonly: bool):
         self.items = items
@@ -213,6 +233,8 @@ class FetchPlan:
         self.sets_seen = not readonly and (bool(names & set(_BODY_SEEN)) or any(not s.peek for s in sections)
                                            or any(b.name == "BINARY[]" and not b.peek for b in binary))
         self.has_flags = "FLAGS" in names
+        #: every item is in the session's MessageMeta (ENVELOPE: when the cache has it)
+        self.meta_only = names <= _META_ITEMS
         # one function per item, chosen once: render() runs per message of FETCH 1:*
         self._renderers = [_renderer(item, self.previews) for item in items]
 

@@ -83,7 +83,21 @@ def mailbox(name: str, utf8: bool = False) -> bytes:
     return literal(raw)
 
 
+_FLAG_LISTS: dict = {}  # frozenset -> its rendering (a mailbox has a handful of flag sets)
+
+
 def flag_list(flags: Iterable[str]) -> bytes:
+    if flags.__class__ is frozenset:
+        out = _FLAG_LISTS.get(flags)
+        if out is None:
+            if len(_FLAG_LISTS) >= 4096:
+                _FLAG_LISTS.clear()
+            out = _FLAG_LISTS[flags] = _flag_list(flags)
+        return out
+    return _flag_list(flags)
+
+
+def _flag_list(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(sorted(flags, key=_flag_order)).encode("utf-8", "replace") + b")"
 
 

@@ -18,19 +18,23 @@ from gateways.imap.search import Candidate, Context, evaluate, run_search, text_
 MAIL = Path(__file__).resolve().parents[2] / "data" / "mail"
 
 
-def test_envelope_cache_lru_by_octets():
+def test_envelope_cache_lru_by_folder_and_octets():
     cache = EnvelopeCache(max_bytes=3 * (10 + EnvelopeCache.ENTRY_OVERHEAD))
     for uid in (1, 2, 3):
         cache.put(7, 100, uid, b"x" * 10)
     assert cache.get_many(7, 100, [1, 2, 3, 4]) == {1: b"x" * 10, 2: b"x" * 10, 3: b"x" * 10}
     assert cache.get_many(7, 101, [1]) == {} and cache.get_many(8, 100, [1]) == {}  # other UIDVALIDITY, folder
-    cache.get_many(7, 100, [1])  # 1 is now the most recently used
     cache.put(7, 100, 4, b"y" * 10)
-    assert sorted(cache.get_many(7, 100, [1, 2, 3, 4])) == [1, 3, 4]  # 2 went
+    assert sorted(cache.get_many(7, 100, [1, 2, 3, 4])) == [2, 3, 4]  # the folder's oldest went
     cache.put(7, 100, 4, b"z" * 10)  # replacing keeps the size right
     assert len(cache) == 3 and cache.size == 3 * (10 + EnvelopeCache.ENTRY_OVERHEAD)
-    cache.put(7, 100, 5, b"w" * 1000)  # bigger than everything: the rest goes
-    assert cache.get_many(7, 100, [1, 3, 4, 5]) == {} and len(cache) == 0 and cache.size == 0
+    cache.put(9, 100, 1, b"v" * 10)  # another folder: the least recently used folder gives way
+    assert sorted(cache.get_many(7, 100, [2, 3, 4])) == [3, 4] and cache.get_many(9, 100, [1]) == {1: b"v" * 10}
+    cache.get_many(7, 100, [3])  # folder 7 is now the most recently used
+    cache.put(7, 100, 5, b"u" * 10)
+    assert cache.get_many(9, 100, [1]) == {} and sorted(cache.get_many(7, 100, [3, 4, 5])) == [3, 4, 5]
+    cache.put(7, 100, 6, b"w" * 1000)  # bigger than everything: the rest goes
+    assert cache.get_many(7, 100, [3, 4, 5, 6]) == {} and len(cache) == 0 and cache.size == 0
 
 
 @pytest.fixture
