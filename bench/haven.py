@@ -35,7 +35,7 @@ hostname = bench.example.test
 data_dir = {data_dir}
 
 [store]
-url = sqlite:///haven.db
+url = {store_url}
 
 [auth]
 failure_delay = 0
@@ -64,6 +64,24 @@ level = warn
 """
 
 
+def empty_mysql_database(url: str) -> None:
+    """Drop and create the database of a ``mysql://user[:password]@host[:port]/name`` URL, so each
+    run starts from an empty store (pymysql is one of Haven's dependencies)."""
+    from urllib.parse import unquote, urlsplit
+
+    import pymysql
+    u = urlsplit(url)
+    name = u.path.lstrip("/")
+    conn = pymysql.connect(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=unquote(u.username or "root"),
+                           password=unquote(u.password or ""), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
+
+
 def haven_command() -> list[str] | None:
     """The argv prefix that runs Haven's CLI here, or None if there is none."""
     exe = shutil.which("haven")
@@ -88,6 +106,8 @@ class HavenInstance(ServerProcess):
     pop3_listening: bool = False
     #: ``{"auth.block_after": "3"}``: keys set in the generated haven.ini over the template's
     overrides: dict = field(default_factory=dict)
+    #: the store: the embedded SQLite file, or a MariaDB/MySQL database that is emptied first
+    store_url: str = "sqlite:///haven.db"
 
     @property
     def conf_path(self) -> Path:
@@ -160,10 +180,12 @@ class HavenInstance(ServerProcess):
 
     def _write_config(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
+        if self.store_url.startswith("mysql"):
+            empty_mysql_database(self.store_url)
         (self.base / "data").mkdir(parents=True)
         self.conf_path.write_text(CONFIG_TEMPLATE.format(
             data_dir=self.base / "data", host=self.host, imap_port=self.imap_port,
-            lmtp_port=self.lmtp_port,
+            lmtp_port=self.lmtp_port, store_url=self.store_url,
             pop3_listen=f"{self.host}:{self.pop3_port}" if self.pop3_port else "",
             http_listen=f"{self.host}:{self.http_port}" if self.http_port else ""))
         if self.overrides:

@@ -48,8 +48,8 @@ def bench_dovecot(messages: list[bytes], reps: int, keep: bool) -> Results:
             inst.cleanup()
 
 
-def bench_haven(messages: list[bytes], reps: int, keep: bool) -> Results:
-    inst = HavenInstance()
+def bench_haven(messages: list[bytes], reps: int, keep: bool, store_url: str = HavenInstance.store_url) -> Results:
+    inst = HavenInstance(store_url=store_url)
     inst.users = {USER: "benchpass", USER2: "benchpass"}
     try:
         inst.start()
@@ -101,13 +101,20 @@ def main() -> None:
     ap.add_argument("--only", choices=["dovecot", "haven"])
     ap.add_argument("--keep", action="store_true", help="keep the instances' directories")
     ap.add_argument("--json", type=Path, help="also write raw figures to this file")
+    ap.add_argument("--store", default="sqlite", metavar="sqlite|mariadb|URL",
+                    help="Haven's store: the embedded SQLite file (default), MariaDB on 127.0.0.1:3306 "
+                         "(database haven_bench, dropped and created per run), or a mysql:// URL")
     a = ap.parse_args()
     sigterm_as_interrupt()
 
     messages = corpus.generate(a.count, a.seed)
     log(corpus_line(messages))
     columns: dict[str, Results] = {}
-    for name, fn in (("Dovecot 2.3", bench_dovecot), ("Haven", bench_haven)):
+    store_url = {"sqlite": HavenInstance.store_url, "mariadb": "mysql://root@127.0.0.1:3306/haven_bench"}.get(
+        a.store, a.store)
+    haven_name = "Haven" if store_url.startswith("sqlite") else "Haven (MariaDB)"
+    for name, fn in (("Dovecot 2.3", bench_dovecot),
+                     (haven_name, lambda m, r, k: bench_haven(m, r, k, store_url))):
         if a.only and not name.lower().startswith(a.only):
             continue
         try:
