@@ -44,10 +44,10 @@ class PreparedMessage:
 
 
 def bump_modseq_txn(txn: Txn, account_id: int) -> int:
-    txn.execute("UPDATE accounts SET highest_modseq = highest_modseq + 1 WHERE id = ?", (account_id,))
-    if txn.rowcount == 0:
+    modseq = txn.increment("accounts", "highest_modseq", 1, "id = ?", (account_id,))
+    if modseq is None:
         raise errors.NotFound("no such account")
-    return txn.scalar("SELECT highest_modseq FROM accounts WHERE id = ?", (account_id,))
+    return modseq
 
 
 def touch_folder_txn(txn: Txn, folder_id: int, modseq: int) -> None:

@@ -106,6 +106,21 @@ class Txn:
         self.execute(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
         return self._cur.rowcount
 
+    def increment(self, table: str, column: str, by: int, where: str, args: tuple = (),
+                  also: str = "", also_args: tuple = ()) -> Optional[int]:
+        """``UPDATE table SET column = column + by[, also] WHERE where``, returning the new value
+        (None when no row matched) in one round trip: SQLite's RETURNING; on MariaDB/MySQL the
+        value passes through ``LAST_INSERT_ID(expr)``, which the server reports in the UPDATE's
+        OK packet (the driver's lastrowid) without a SELECT."""
+        extra = (", " + also) if also else ""
+        if self.engine == "sqlite":
+            row = self.execute(f"UPDATE {table} SET {column} = {column} + ?{extra} WHERE {where} RETURNING {column}",
+                               (by, *also_args, *args)).fetchone()
+            return row[0] if row else None
+        self.execute(f"UPDATE {table} SET {column} = LAST_INSERT_ID({column} + ?){extra} WHERE {where}",
+                     (by, *also_args, *args))
+        return self._cur.lastrowid if self._cur.rowcount else None
+
     def in_list(self, values) -> str:
         """``(?, ?, ?)`` for an IN clause of len(values) (callers chunk long lists)."""
         return "(" + ", ".join("?" for _ in values) + ")"

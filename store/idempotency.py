@@ -28,19 +28,30 @@ from store.engines import Txn
 KEY_LIFETIME = 86400
 
 
-def new_key() -> str:
-    return secrets.token_hex(16)
+class Key(str):
+    """An idempotency key that knows whether a transaction has been tried under it: on the first
+    attempt nothing can have been recorded under a key made a moment ago, so the lookup (a round
+    trip to MariaDB) is left out; every retry looks."""
+    tried = False
+
+
+def new_key() -> Key:
+    return Key(secrets.token_hex(16))
 
 
 def once_txn(txn: Txn, key: str, fn: Callable, *args, encode: Callable = lambda r: r,
              decode: Callable = lambda r: r) -> Any:
     """``fn(txn, *args)`` unless ``key`` already committed; then its recorded result."""
-    row = txn.execute("SELECT result FROM idempotency_keys WHERE id_key = ?", (key,)).fetchone()
-    if row is not None:
-        return decode(json.loads(row[0]))
+    plain = str(key)
+    if getattr(key, "tried", True):
+        row = txn.execute("SELECT result FROM idempotency_keys WHERE id_key = ?", (plain,)).fetchone()
+        if row is not None:
+            return decode(json.loads(row[0]))
+    else:
+        key.tried = True
     result = fn(txn, *args)
     txn.execute("INSERT INTO idempotency_keys (id_key, created_at, result) VALUES (?, ?, ?)",
-                (key, int(time.time()), json.dumps(encode(result))))
+                (plain, int(time.time()), json.dumps(encode(result))))
     return result
 
 

@@ -37,26 +37,28 @@ def _meta(row) -> MessageMeta:
     return MessageMeta(row[0], row[1], decode_flags(row[2], row[3]), row[4], row[5])
 
 
-def allocate_uids_txn(txn: Txn, folder_id: int, count: int) -> int:
-    """Reserve ``count`` UIDs; returns the first."""
-    txn.execute("UPDATE folders SET uidnext = uidnext + ? WHERE id = ? AND deleted_at = 0", (count, folder_id))
-    if txn.rowcount == 0:
+def allocate_uids_txn(txn: Txn, folder_id: int, count: int, modseq: Optional[int] = None) -> int:
+    """Reserve ``count`` UIDs; returns the first.  With ``modseq``, the folder's
+    ``highest_modseq`` is raised to it in the same statement (:func:`touch_folder_txn`)."""
+    also, also_args = ("highest_modseq = CASE WHEN highest_modseq < ? THEN ? ELSE highest_modseq END",
+                       (modseq, modseq)) if modseq is not None else ("", ())
+    uidnext = txn.increment("folders", "uidnext", count, "id = ? AND deleted_at = 0", (folder_id,), also, also_args)
+    if uidnext is None:
         raise errors.NotFound("folder no longer exists")
-    return txn.scalar("SELECT uidnext FROM folders WHERE id = ?", (folder_id,)) - count
+    return uidnext - count
 
 
 def insert_message_txn(txn: Txn, account_id: int, folder_id: int, msg: PreparedMessage, modseq: int,
                        flags: Iterable[str] = (), internaldate: Optional[int] = None) -> int:
     """One message row (the blob row must exist).  Returns the UID."""
     bits, keywords = encode_flags(flags)
-    uid = allocate_uids_txn(txn, folder_id, 1)
+    uid = allocate_uids_txn(txn, folder_id, 1, modseq)
     txn.execute(
         "INSERT INTO messages (account_id, folder_id, uid, modseq, created_modseq, sysflags, keywords, "
         "internaldate, size, blob_id, header, envelope, structure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (account_id, folder_id, uid, modseq, modseq, bits, " ".join(keywords)[:MAX_KEYWORDS_LEN],
          int(internaldate if internaldate is not None else time.time()), msg.size, msg.blob_id, msg.header,
          msg.envelope, msg.structure))
-    touch_folder_txn(txn, folder_id, modseq)
     return uid
 
 
