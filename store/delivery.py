@@ -34,7 +34,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from store import errors
-from store.accounts import resolve_recipient_txn
+from store.accounts import normalize_address, resolve_recipient_txn
 from store.changelog import PreparedMessage, bump_modseq_txn, ensure_blob_txn
 from store.core import StoreCore
 from store.engines import Txn
@@ -57,7 +57,16 @@ SCRIPT_CACHE_SIZE = 4096
 # -- resolve (at RCPT) ----------------------------------------------------------------------
 
 def resolve_for_delivery_txn(txn: Txn, original: str) -> tuple:
-    """``(Recipient, rules_version, has_active_script)``."""
+    """``(Recipient, rules_version, has_active_script)``: one statement when the address is an
+    account's own (the common case), else :func:`resolve_recipient_txn`'s aliases and
+    sub-addresses and a second one."""
+    address = normalize_address(original)
+    row = txn.execute("SELECT a.id, a.address, a.disabled, a.rules_version, s.id FROM accounts a "
+                      "LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 WHERE a.address = ?",
+                      (address,)).fetchone()
+    if row is not None and not row[2]:
+        return Recipient(account_id=row[0], address=row[1], original=original, detail=None), row[3] or 0, \
+            row[4] is not None
     rcpt = resolve_recipient_txn(txn, original)
     row = txn.execute("SELECT a.rules_version, s.id FROM accounts a LEFT JOIN sieve_scripts s "
                       "ON s.account_id = a.id AND s.active = 1 WHERE a.id = ?", (rcpt.account_id,)).fetchone()
