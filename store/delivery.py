@@ -486,10 +486,12 @@ class SqlDelivery(Delivery):
     async def _commit(self, raw: bytes, junk: bool) -> list:
         planner = await self.store._plan_delivery(raw, self.mail_from, self.recipients, self.states, junk)
         # A message stored inline is prepared on the DB thread with its rows (no file to write,
-        # ~0.1 ms of CPU), and its rules are evaluated there too: one thread hop per delivery.
+        # ~0.3 ms of CPU), and its rules are evaluated there too: one thread hop per delivery.
         # Bigger ones write their blob file (and fsync it) in the CPU pool first, and their
-        # rules run in the same call.
-        if len(raw) <= self.store.inline_blob_size:
+        # rules run in the same call.  So are inline ones while a group commit is under way:
+        # then the DB thread is the bottleneck, and the preparation (hashing and compression
+        # release the GIL) overlaps the commit in flight (four LMTP connections: +25 %).
+        if len(raw) <= self.store.inline_blob_size and not self.store._committing:
             msg, plans = None, planner
         elif planner is None:
             msg, plans = await self.store._prepare_message(raw), None
