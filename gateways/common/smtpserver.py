@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import secrets
 from typing import ClassVar, Iterable, List, Mapping, Optional
 
@@ -111,6 +112,13 @@ class SMTPEnvelope(Envelope):
             spool.close()
 
 
+#: a path the email parser needs no work for: <local@domain>, the local part a dot-atom, the
+#: domain dot-separated labels (RFC 5321 §4.1.2); anything else goes through the parser
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(rf"\s*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                          rf"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)>(?![ \t]*\()[ \t]*")
+
+
 class SMTPServerBase(SMTP):
     """One connection.  Subclasses set :attr:`logger` (their gateway's log), may extend
     :attr:`command_limits`, and implement :meth:`data_replies` and :meth:`data_failed`; their
@@ -150,14 +158,20 @@ class SMTPServerBase(SMTP):
         every call: at MAIL and RCPT of each message that was a tenth of LMTP's reactor time."""
         if not arg:
             return "", ""
+        simple = _SIMPLE_PATH.match(arg)
+        if simple is not None:  # <dot-atom@host>: what the parser would give, without it
+            addr = simple.group(1)
+            if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+                return None, None
+            return addr, arg[simple.end():]
         try:
             if arg.lstrip().startswith("<"):
                 address, rest = get_angle_addr(arg)
             else:
                 address, rest = get_addr_spec(arg)
-        except HeaderParseError:
+            addr = address.addr_spec
+        except (HeaderParseError, IndexError):  # e.g. "MAIL FROM:<": the parser runs off its string
             return None, None
-        addr = address.addr_spec
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return addr, rest
