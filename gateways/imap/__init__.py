@@ -1,4 +1,4 @@
-"""Haven's IMAP4rev1 gateway (RFC 3501) on the shared store.
+"""Haven's IMAP gateway on the shared store: IMAP4rev1 (RFC 3501) and IMAP4rev2 (RFC 9051).
 
 Modules: ``framing`` (bytes -> complete commands, literals, limits), ``parser`` (command grammar,
 pure), ``search`` (search keys: grammar and evaluation), ``response`` (ENVELOPE/BODYSTRUCTURE
@@ -11,7 +11,7 @@ grammar), ``sorting`` and ``thread`` (the SORT keys and THREAD algorithms, pure)
 ``fetch_ext`` (PREVIEW, BINARY of streamed messages), ``compress`` (COMPRESS=DEFLATE).
 
 What it guarantees:
-* Extensions advertised and implemented: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
+* Extensions advertised and implemented: IMAP4rev2 (below), LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
   MOVE, UNSELECT, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE, LIST-EXTENDED, LIST-STATUS,
   CONDSTORE, QRESYNC, STATUS=SIZE, APPENDLIMIT, QUOTA with QUOTA=RES-STORAGE (RFC 9208; see
   cmd_quota for the root and the units), STARTTLS (when a TLS context is configured and the
@@ -43,12 +43,38 @@ What it guarantees:
   (RFC 3501 §6.2.3, RFC 5530) until STARTTLS, or on the implicit-TLS listener.
 
 * \\Recent (RFC 3501 §2.3.2): exactly one session sees a new message recent, the first
-  read-write one to SELECT the mailbox or be told of the message, on whichever node
+  read-write IMAP4rev1 one to SELECT the mailbox or be told of the message, on whichever node
   (Store.claim_recent); EXAMINE claims nothing.  SELECT and every EXISTS report ``* n RECENT``,
   FETCH FLAGS carries it, STATUS RECENT counts what nobody claimed, SEARCH NEW/OLD/RECENT use it.
 
+* IMAP4rev2 (RFC 9051), advertised next to IMAP4rev1: a session is IMAP4rev1 until ``ENABLE
+  IMAP4rev2`` (authenticated state only, like UTF8=ACCEPT), and an IMAP4rev1 session behaves
+  exactly as without it.  What ENABLE IMAP4rev2 changes, going through Appendix E:
+  - mailbox names are UTF-8 both ways, as with UTF8=ACCEPT (§5.1; ``utf8_names``), but SEARCH
+    CHARSET stays allowed; CREATE/RENAME refuse a name that is not Net-Unicode (NFC, no
+    controls): ``NO [CANNOT]`` (§5.1 "MUST prohibit", as RFC 6855 §3 for UTF8=ACCEPT; names
+    are never normalized, so a mailbox made otherwise by an IMAP4rev1 client stays reachable);
+  - no \\Recent (§2.3.2): the session claims nothing, sends no ``* n RECENT`` (SELECT, EXISTS),
+    no \\Recent in FLAGS; RECENT, NEW, OLD (and KEYWORD \\Recent) in SEARCH and RECENT in
+    STATUS are BAD, since RFC 9051 §9 has them no more (rather than keys that quietly match
+    nothing);
+  - SEARCH always answers ``* ESEARCH`` (§6.4.4: no RETURN is RETURN (ALL)); SORT and THREAD
+    are no part of IMAP4rev2 and keep their responses;
+  - SELECT/EXAMINE send no ``[UNSEEN n]`` and end with ``* LIST () "/" name``, with OLDNAME
+    when the client spelled the name otherwise, e.g. "inbox" (§6.3.2);
+  - DELETE of a name that is only a level above mailboxes answers ``NO [HASCHILDREN]`` (§6.3.5).
+  The rest of RFC 9051 is done for every session already: what it folds in (NAMESPACE,
+  UNSELECT, UIDPLUS's APPENDUID/COPYUID, ESEARCH, SEARCHRES ``$``, ENABLE, IDLE, SASL-IR,
+  LIST-EXTENDED, LIST-STATUS, MOVE with COPYUID, LITERAL- (as LITERAL+), RFC 5530 codes, BINARY
+  FETCH and literal8 APPEND, the SPECIAL-USE attributes), STATUS DELETED and SIZE, [CLOSED] when
+  SELECT replaces a mailbox, UID in every unsolicited FETCH, MESSAGE/GLOBAL in BODYSTRUCTURE
+  like MESSAGE/RFC822, and one selectability flag a LIST line (\\NonExistent in an extended
+  LIST, \\Noselect in a basic one).  CHECK and LSUB, gone from or deprecated by RFC 9051, stay.
+
 Deliberate deviations / not done: no CATENATE, CONTEXT=SEARCH/SORT, PARTIAL, NOTIFY, ACL,
-QUOTASET, QUOTA=RES-MESSAGE; a single personal namespace.
+QUOTASET, QUOTA=RES-MESSAGE; a single personal namespace; no \\All or \\Flagged (virtual)
+mailboxes, so CREATE ... USE (\\All) answers ``NO [USEATTR]``; no OLDNAME in LIST after a RENAME
+(that is NOTIFY's, RFC 5465, and the store keeps no name history).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Handlers valid in any state and before authentication: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS,
-LOGIN, AUTHENTICATE PLAIN (with SASL-IR, RFC 4959), ENABLE (RFC 5161), NAMESPACE (RFC 2342).
+LOGIN, AUTHENTICATE PLAIN (with SASL-IR, RFC 4959), ENABLE (RFC 5161: CONDSTORE, QRESYNC,
+UTF8=ACCEPT, IMAP4rev2), NAMESPACE (RFC 2342).
 
 Invariants: authentication goes only through the twisted.cred portal; every failure answers the
 same ``NO [AUTHENTICATIONFAILED] Authentication failed.`` (no user enumeration; the checker
@@ -117,9 +118,10 @@ class AuthCommands:
         return ("CAPABILITY %s" % self.capabilities(), "Logged in")
 
     async def do_ENABLE(self, cmd):
-        if "UTF8=ACCEPT" in cmd.args["capabilities"] and self.state != AUTH:
-            # RFC 6855 §3: only in the authenticated state
-            raise IMAPError("BAD", "ENABLE UTF8=ACCEPT only without a selected mailbox")
+        if self.state != AUTH and {"UTF8=ACCEPT", "IMAP4REV2"} & set(cmd.args["capabilities"]):
+            # RFC 6855 §3, RFC 9051 §6.3.1: only in the authenticated state (both change how
+            # mailbox names are spelled; IMAP4rev2 also what a selected mailbox reports)
+            raise IMAPError("BAD", "ENABLE UTF8=ACCEPT or IMAP4rev2 only without a selected mailbox")
         enabled = []
         for cap in cmd.args["capabilities"]:
             if cap == "CONDSTORE":
@@ -135,6 +137,12 @@ class AuthCommands:
                 if not self.utf8:
                     enabled.append(cap)
                 self.utf8 = True
+            elif cap == "IMAP4REV2":
+                # RFC 9051: from here on the session speaks IMAP4rev2 (UTF-8 mailbox names,
+                # ESEARCH for every SEARCH, no \Recent; see gateways/imap/__init__.py)
+                if not self.rev2:
+                    enabled.append("IMAP4rev2")
+                self.rev2 = True
         self.write(b"* ENABLED%s\r\n" % b"".join(b" " + c.encode() for c in enabled))
 
     async def do_NAMESPACE(self, cmd):

@@ -6,13 +6,21 @@ RENAME, SUBSCRIBE/UNSUBSCRIBE, LIST (LIST-EXTENDED, SPECIAL-USE, LIST-STATUS), L
 Invariants:
 * IMAP sees only folders of kind "mail"; a calendar or address book of the same name is
   "nonexistent" to every command here (so DELETE can never remove a calendar).
-* Names cross the wire in modified UTF-7 (response.mailbox), the store keeps Unicode.
+* Names cross the wire in modified UTF-7 (response.mailbox), or as UTF-8 once UTF8=ACCEPT or
+  IMAP4rev2 is enabled (``utf8_names``); the store keeps Unicode.
+* IMAP4rev2 (RFC 9051 §6.3.2): SELECT/EXAMINE send no ``* n RECENT`` and no ``[UNSEEN n]`` and
+  end with ``* LIST () "/" name`` (OLDNAME when the client spelled it otherwise); DELETE of a
+  level above mailboxes answers ``NO [HASCHILDREN]`` (§6.3.5); STATUS RECENT is BAD (parser).
 * LIST always returns special-use attributes and \\HasChildren/\\HasNoChildren (RFC 6154 §2 and
   RFC 5258 §4 allow it), which is what Thunderbird and mutt want.
 * Subscriptions are names (Store.list_subscriptions): LIST (SUBSCRIBED) and LSUB show those
   whose mailbox is gone (\\NonExistent, LSUB \\Noselect) until UNSUBSCRIBE; CREATE does not
   subscribe.  RECURSIVEMATCH qualifies only SUBSCRIBED (else BAD) and adds CHILDINFO to a listed
   name with a subscribed descendant the patterns do not list (RFC 5258 §3.5).
+* A listed name without a mailbox carries exactly one selectability flag (RFC 9051 §9
+  ``mbx-list-sflag``): \\NonExistent in an extended LIST (it implies \\Noselect, RFC 5258 §3),
+  \\Noselect in a basic LIST (a level above mailboxes, RFC 3501 §6.3.8) and in LSUB; the same
+  in both revisions.
 
 MULTIAPPEND (RFC 3502): the messages of one APPEND are stored in one transaction (all or none);
 the framer bounds the command's literals together by about APPENDLIMIT (deliberate: one
@@ -81,24 +89,27 @@ class MailboxCommands:
             self.condstore = True  # RFC 7162 §3.1.8
         folder = await self.mail_folder(args["mailbox"])
         metas = await self.store.list_messages(folder.id)
-        sel = SelectedMailbox(folder, readonly, metas)
-        if readonly:
-            sel.unclaimed_above(folder.recent_uid)  # EXAMINE claims nothing (RFC 3501 §6.3.2)
-        else:
-            # after the list: every message in it is at most the claim's top (RFC 3501 §2.3.2)
-            sel.claimed(*await self.store.claim_recent(folder.id))
+        sel = SelectedMailbox(folder, readonly, metas, track_recent=not self.rev2)
+        if not self.rev2:  # IMAP4rev2 has no \Recent: nothing to claim (RFC 9051 §2.3.2, session.py)
+            if readonly:
+                sel.unclaimed_above(folder.recent_uid)  # EXAMINE claims nothing (RFC 3501 §6.3.2)
+            else:
+                # after the list: every message in it is at most the claim's top (RFC 3501 §2.3.2)
+                sel.claimed(*await self.store.claim_recent(folder.id))
         sel.dirty = True  # re-check once: closes the race between get_folder and list_messages
         uidnext = max(folder.uidnext, (sel.uids[-1] + 1) if sel.uids else 1)
-        out = [sel.flags_lines()]
-        out.append(b"* %d EXISTS\r\n* %d RECENT\r\n" % (sel.count, len(sel.recent)))
-        for i, uid in enumerate(sel.uids):
-            if "\\Seen" not in sel.metas[uid].flags:
-                out.append(b"* OK [UNSEEN %d] First unseen\r\n" % (i + 1))
-                break
+        out = [sel.flags_lines(), sel.exists_lines()]
+        if not self.rev2:  # RFC 9051 §6.3.2 dropped the UNSEEN response code (Appendix E)
+            for i, uid in enumerate(sel.uids):
+                if "\\Seen" not in sel.metas[uid].flags:
+                    out.append(b"* OK [UNSEEN %d] First unseen\r\n" % (i + 1))
+                    break
         out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % folder.uidvalidity)
         out.append(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % uidnext)
         out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(folder.highest_modseq, 1))
         out.append(b"* OK [MAILBOXID (%s)] Ok\r\n" % objectid.mailbox_id(folder.id).encode())  # RFC 8474 §4.2
+        if self.rev2:
+            out.append(self._select_list_line(folder.name, args["spelled"]))
         self.write(b"".join(out))
         if q is not None and q["uidvalidity"] == folder.uidvalidity:
             await self._qresync(sel, q)
@@ -108,6 +119,15 @@ class MailboxCommands:
 
     async def do_EXAMINE(self, cmd):
         return await self.do_SELECT(cmd, readonly=True)
+
+    def _select_list_line(self, name: str, spelled: str) -> bytes:
+        """RFC 9051 §6.3.2: an IMAP4rev2 SELECT/EXAMINE answers a LIST of the mailbox (its
+        attributes MAY be empty), with OLDNAME when the client spelled the name otherwise
+        ("inbox" for INBOX: the canonical name comes back, the client's spelling with it)."""
+        line = b'* LIST () "/" ' + response.mailbox(name, True)
+        if spelled != name:
+            line += b' ("OLDNAME" (' + response.mailbox(spelled, True) + b"))"
+        return line + b"\r\n"
 
     async def _qresync(self, sel: SelectedMailbox, q: dict) -> None:
         """RFC 7162 §3.2.5.1: VANISHED (EARLIER) and FETCH for what changed since the client's modseq."""
@@ -138,6 +158,7 @@ class MailboxCommands:
         self.deselect(notify=False)
 
     async def do_CHECK(self, cmd):
+        # RFC 9051 (Appendix E) dropped CHECK for NOOP; still answered in both revisions
         self.selected.dirty = True
 
     # -- CREATE / DELETE / RENAME / SUBSCRIBE --------------------------------------------------
@@ -168,10 +189,21 @@ class MailboxCommands:
         name = cmd.args["mailbox"]
         if name == "INBOX":
             raise IMAPError("NO", "INBOX cannot be deleted", "CANNOT")
-        folder = await self.mail_folder(name)
+        try:
+            folder = await self.mail_folder(name)
+        except errors.NotFound:
+            if self.rev2 and await self._has_inferiors(name):
+                # RFC 9051 §6.3.5, §7.1: the name is a level above mailboxes (LIST shows it
+                # \Noselect), which cannot be deleted while they are there
+                raise IMAPError("NO", "Name has inferior hierarchical names", "HASCHILDREN") from None
+            raise
         await self.store.delete_folder(self.account.id, name)
         if self.selected is not None and self.selected.folder.id == folder.id:
             self.deselect(notify=True)
+
+    async def _has_inferiors(self, name: str) -> bool:
+        prefix = name + "/"
+        return any(f.name.startswith(prefix) for f in await self.store.list_folders(self.account.id))
 
     async def do_RENAME(self, cmd):
         old, new = cmd.args["old"], cmd.args["new"].rstrip("/")
@@ -272,8 +304,8 @@ class MailboxCommands:
             if verb == b"LIST":
                 attrs.append("\\HasChildren" if name in children else "\\HasNoChildren")
             extra = b' ("CHILDINFO" ("SUBSCRIBED"))' if childinfo else b""
-            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(), response.mailbox(name, self.utf8),
-                        extra),
+            out.append((b'* %s (%s) "/" %s%s\r\n' % (verb, " ".join(attrs).encode(),
+                                                       response.mailbox(name, self.utf8_names), extra),
                         folder))
         if not args["status"]:
             self.write(b"".join(line for line, _ in out))
@@ -327,7 +359,7 @@ class MailboxCommands:
             else:  # APPENDLIMIT, RFC 7889
                 v = self.config.max_literal_size
             values.append(b"%s %d" % (item.encode(), v))
-        self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name, self.utf8), b" ".join(values)))
+        self.write(b"* STATUS %s (%s)\r\n" % (response.mailbox(name, self.utf8_names), b" ".join(values)))
 
     async def _deleted_storage(self, folder_id: int) -> int:
         """RFC 9208 STATUS DELETED-STORAGE (required with QUOTA=RES-STORAGE): what an EXPUNGE

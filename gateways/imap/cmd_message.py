@@ -80,7 +80,7 @@ class MessageCommands:
             if not cmd.uid or not self.qresync:
                 raise IMAPError("BAD", "VANISHED needs UID FETCH and ENABLE QRESYNC")
             await self._vanished_earlier(args["set"], changedsince)
-        plan = FetchPlan(items, sel.readonly)
+        plan = FetchPlan(items, sel.readonly, decode_params=self.rev2)  # RFC 9051 §7.5.2
         folder = sel.folder
         cache = self.envelopes if plan.envelope else None
         batches = self._batches(uids, plan.blob)
@@ -337,8 +337,10 @@ class MessageCommands:
     # -- SEARCH ------------------------------------------------------------------------------
     async def do_SEARCH(self, cmd):
         matched, modseq = await self.search_matches(cmd)
-        if cmd.args["returns"] is not None:
-            return self.esearch_reply(cmd, matched, modseq)  # RFC 4731 ESEARCH (cmd_sort.py)
+        if cmd.args["returns"] is not None or self.rev2:
+            # RFC 4731 ESEARCH (cmd_sort.py); IMAP4rev2 answers every SEARCH so, RETURN or not
+            # (RFC 9051 §6.4.4: no RETURN is RETURN (ALL); its SEARCH response is obsolete)
+            return self.esearch_reply(cmd, matched, modseq)
         nums = [m.meta.uid if cmd.uid else m.seq for m in matched]
         nums.sort()
         line = b"* SEARCH" + b"".join(b" %d" % n for n in nums)

@@ -52,7 +52,7 @@ class MetadataCommands:
             if longest:
                 code = "METADATA LONGENTRIES %d" % longest
         if entries:
-            self.write(metadata_response(mailbox, entries))
+            self.write(metadata_response(mailbox, entries, self.utf8_names))
         return (code, "GETMETADATA completed") if code else None
 
     async def do_SETMETADATA(self, cmd):

@@ -54,11 +54,11 @@ class QuotaCommands:
         await self.mail_folder(name)  # NO [NONEXISTENT] for a mailbox that does not exist
         resources = storage_resources(await self.store.get_quota(self.account.id))
         if resources is None:
-            self.write(b"* QUOTAROOT %s\r\n" % response.mailbox(name, self.utf8))
+            self.write(b"* QUOTAROOT %s\r\n" % response.mailbox(name, self.utf8_names))
             return None
         root = response.string(ROOT)
         self.write(b"* QUOTAROOT %s %s\r\n* QUOTA %s %s\r\n"
-                   % (response.mailbox(name, self.utf8), root, root, resources))
+                   % (response.mailbox(name, self.utf8_names), root, root, resources))
         return None
 
     async def do_GETQUOTA(self, cmd):

@@ -52,8 +52,9 @@ class SortCommands:
 
     def esearch_reply(self, cmd, matched: list, modseq: bool, ordered: bool = False) -> None:
         """The ESEARCH response (RFC 4731 §3.1) of ``matched`` (candidates, in result order:
-        ascending, or ``ordered`` for ESORT) and the SAVE of RFC 5182 §2.1."""
-        opts = set(cmd.args["returns"]) or {"ALL"}  # RFC 4731 §3.1: RETURN () is ALL
+        ascending, or ``ordered`` for ESORT) and the SAVE of RFC 5182 §2.1; a command without
+        RETURN (an IMAP4rev2 SEARCH) is answered as RETURN (ALL)."""
+        opts = set(cmd.args["returns"] or ()) or {"ALL"}  # RFC 4731 §3.1: RETURN () is ALL
         if "SAVE" in opts:
             saved = matched
             if matched and opts & {"MIN", "MAX"} and not opts & {"ALL", "COUNT"}:

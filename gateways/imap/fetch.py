@@ -215,7 +215,7 @@ _META_ITEMS = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"
 
 
 class FetchPlan:
-    def __init__(self, items: list, readonly: bool):
+    def __init__(self, items: list, readonly: bool, decode_params: bool = False):
         self.items = items
         names = {i.name for i in items}
         sections = [i for i in items if i.name == "BODY[]"]
@@ -236,7 +236,8 @@ class FetchPlan:
         #: every item is in the session's MessageMeta (ENVELOPE: when the cache has it)
         self.meta_only = names <= _META_ITEMS
         # one function per item, chosen once: render() runs per message of FETCH 1:*
-        self._renderers = [_renderer(item, self.previews) for item in items]
+        # decode_params: BODY/BODYSTRUCTURE parameter values decoded (IMAP4rev2, response.py)
+        self._renderers = [_renderer(item, self.previews, decode_params) for item in items]
 
     def render(self, seq: int, rec, raw: Optional[bytes], seen_changed: bool,
                envelope: Optional[bytes] = None) -> bytes:
@@ -269,7 +270,7 @@ class FetchPlan:
         return out
 
 
-def _renderer(item: FetchItem, previews: dict):
+def _renderer(item: FetchItem, previews: dict, decode_params: bool = False):
     """``f(rec, raw, envelope) -> bytes`` for one FETCH item (RFC 3501 §7.4.2)."""
     name = item.name
     if name == "PREVIEW":
@@ -294,9 +295,10 @@ def _renderer(item: FetchItem, previews: dict):
     if name == "ENVELOPE":
         return lambda rec, raw, env: b"ENVELOPE " + (env if env is not None else response.envelope(rec.envelope))
     if name == "BODY":
-        return lambda rec, raw, env: b"BODY " + response.body_structure(_structure(rec, raw), False)
+        return lambda rec, raw, env: b"BODY " + response.body_structure(_structure(rec, raw), False, decode_params)
     if name == "BODYSTRUCTURE":
-        return lambda rec, raw, env: b"BODYSTRUCTURE " + response.body_structure(_structure(rec, raw), True)
+        return lambda rec, raw, env: b"BODYSTRUCTURE " + response.body_structure(_structure(rec, raw), True,
+                                                                                  decode_params)
     if name == "RFC822":
         return lambda rec, raw, env: b"RFC822 " + response.literal(raw)
     if name == "RFC822.HEADER":

@@ -105,8 +105,9 @@ def _entry(name: str) -> bytes:
     return name.encode("ascii") if _ATOM.fullmatch(name) else response.string(name)
 
 
-def metadata_response(mailbox: str, entries: list) -> bytes:
-    """``* METADATA "INBOX" (/private/comment "text" ...)`` (§4.4.1)."""
-    name = b'""' if mailbox == "" else response.mailbox(mailbox)
+def metadata_response(mailbox: str, entries: list, utf8: bool = False) -> bytes:
+    """``* METADATA "INBOX" (/private/comment "text" ...)`` (§4.4.1); ``utf8``: the session's
+    mailbox names are UTF-8 (response.mailbox)."""
+    name = b'""' if mailbox == "" else response.mailbox(mailbox, utf8)
     items = b" ".join(_entry(entry) + b" " + response.nstring(value) for entry, value in entries)
     return b"* METADATA %s (%s)\r\n" % (name, items)

@@ -23,6 +23,11 @@ Also BINARY (RFC 3516: FETCH BINARY/BINARY.PEEK/BINARY.SIZE, literal8 in APPEND)
 UTF8=ACCEPT (RFC 6855): with ``utf8`` mailbox names and patterns are UTF-8 as sent and SEARCH
 CHARSET is BAD (§3).
 
+IMAP4rev2 (RFC 9051): with ``rev2`` mailbox names and patterns are UTF-8 as with UTF8=ACCEPT
+(§5.1; SEARCH CHARSET stays allowed), and what RFC 9051 §9 dropped from the grammar is BAD:
+the RECENT, NEW and OLD search keys (search.py) and the STATUS item RECENT (\\Recent is gone,
+§2.3.2).
+
 Deliberately not done: CATENATE.  The parser is lenient where clients are known to be sloppy
 (bare LF, a lower-case keyword, an unquoted date).
 """
@@ -142,7 +147,8 @@ def _rename(r: Reader, args: dict) -> None:
 
 
 def _select(r: Reader, args: dict) -> None:
-    _mailbox(r, args)
+    r.sp()
+    args["mailbox"], args["spelled"] = r.mailbox_as_sent()  # "spelled": RFC 9051 §6.3.2 OLDNAME
     args["condstore"] = False
     args["qresync"] = None
     if not r.maybe_sp():
@@ -189,7 +195,8 @@ _STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGH
 def _status_items(r: Reader) -> list:
     items = r.paren_list(lambda rr: rr.atom().upper())
     for item in items:
-        if item not in _STATUS_ITEMS:
+        if item not in _STATUS_ITEMS or (item == "RECENT" and r.rev2):
+            # RFC 9051 §9 status-att has no RECENT: \Recent is not IMAP4rev2's (§2.3.2)
             raise r.error("unknown STATUS item %s" % item[:30])
     if not items:
         raise r.error("STATUS needs at least one item")
@@ -239,7 +246,7 @@ def _list(r: Reader, args: dict) -> None:
 
 
 def _pattern(raw: bytes, r: Reader) -> str:
-    if r.utf8:  # RFC 6855 §3: UTF-8, no modified UTF-7, once UTF8=ACCEPT is enabled
+    if r.utf8:  # UTF-8, no modified UTF-7, once UTF8=ACCEPT (RFC 6855 §3) or IMAP4rev2 is enabled
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -532,7 +539,7 @@ def _search(r: Reader, args: dict) -> None:
     r.sp()
     args["returns"] = maybe_return(r)  # RFC 4731 ESEARCH, RFC 5182 SAVE
     if r.data[r.pos:r.pos + 8].upper() == b"CHARSET ":
-        if r.utf8:  # RFC 6855 §3: after ENABLE UTF8=ACCEPT, SEARCH with CHARSET is BAD
+        if r.utf8_accept:  # RFC 6855 §3: after ENABLE UTF8=ACCEPT, SEARCH with CHARSET is BAD
             raise r.error("SEARCH CHARSET is not allowed once UTF8=ACCEPT is enabled")
         r.pos += 8
         charset = r.astring().decode("ascii", "replace").upper()
@@ -563,11 +570,12 @@ UID_COMMANDS = {"FETCH": _fetch, "STORE": _store, "COPY": _copy, "MOVE": _copy, 
 _TAG = re.compile(rb"[\x21-\x7e]+")
 
 
-def parse_command(data: bytes, spools: tuple = (), utf8: bool = False) -> Command:
+def parse_command(data: bytes, spools: tuple = (), utf8: bool = False, rev2: bool = False) -> Command:
     """Parse one framed command (``spools``: its spooled literals, see framing.Frame; ``utf8``:
-    UTF8=ACCEPT is enabled, RFC 6855).  Raises :class:`ParseError` only."""
+    UTF8=ACCEPT is enabled, RFC 6855; ``rev2``: IMAP4rev2 is enabled, RFC 9051).  Raises
+    :class:`ParseError` only."""
     try:
-        return _parse(data, spools, utf8)
+        return _parse(data, spools, utf8, rev2)
     except ParseError:
         raise
     except (ValueError, IndexError, TypeError, RecursionError, UnicodeError):  # belt and braces
@@ -582,13 +590,15 @@ def _safe_tag(raw: bytes) -> Optional[str]:
     return raw.decode("ascii")
 
 
-def _parse(data: bytes, spools: tuple = (), utf8: bool = False) -> Command:
+def _parse(data: bytes, spools: tuple = (), utf8: bool = False, rev2: bool = False) -> Command:
     m = _TAG.match(data)
     tag = _safe_tag(m.group(0)) if m else None
     if tag is None:
         raise ParseError("missing or invalid tag")
     r = Reader(data, tag, spools)
-    r.utf8 = utf8
+    r.utf8 = utf8 or rev2  # names are UTF-8 either way
+    r.utf8_accept = utf8
+    r.rev2 = rev2
     r.pos = m.end()
     r.sp()
     name = r.atom().upper()

@@ -99,6 +99,7 @@ class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, M
         self.condstore = False
         self.qresync = False
         self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled
+        self.rev2 = False  # ENABLE IMAP4rev2 (RFC 9051): the session speaks IMAP4rev2
         self.idling = False
         self._unsubscribe = None
         self.command_tag: Optional[str] = None  # the tag of the command being run
@@ -215,7 +216,7 @@ class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, M
 
     async def _run_frame(self, item: Frame) -> None:
         try:
-            cmd = parse_command(item.data, item.spools, self.utf8)
+            cmd = parse_command(item.data, item.spools, self.utf8, self.rev2)
         except ParseError as e:
             log.info("imap %s: bad command: %s", self.peer, e.text)
             if self.selected is not None and saving_command(item.data):
@@ -318,8 +319,15 @@ class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, M
             Deferred.fromCoroutine(self.sync()).addErrback(lambda f: log.error("idle sync: %s", f.value))
 
     # -- shared helpers for handlers ----------------------------------------------------------
+    @property
+    def utf8_names(self) -> bool:
+        """Mailbox names cross the wire as UTF-8, not modified UTF-7: once UTF8=ACCEPT (RFC 6855
+        §3) or IMAP4rev2 (RFC 9051 §5.1) is enabled."""
+        return self.utf8 or self.rev2
+
     def capabilities(self) -> str:
-        caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
+        # both revisions: a session stays IMAP4rev1 until ENABLE IMAP4rev2 (RFC 9051 §6.3.1)
+        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
         if self.state == NOT_AUTH:
             if self.ctx.tls is not None and not self.is_tls:
                 caps.append("STARTTLS")

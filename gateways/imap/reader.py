@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+import unicodedata
 from typing import Optional
 
 from . import utf7
@@ -42,7 +43,9 @@ class Reader:
         self.pos = 0
         self.tag = tag
         self.spools = dict(spools)  # offset -> a literal spooled to disk (framing.Frame)
-        self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled: mailbox names are UTF-8, not mUTF-7
+        self.utf8 = False  # mailbox names are UTF-8, not mUTF-7 (UTF8=ACCEPT or IMAP4rev2 enabled)
+        self.utf8_accept = False  # RFC 6855 UTF8=ACCEPT enabled (SEARCH CHARSET is BAD)
+        self.rev2 = False  # RFC 9051 IMAP4rev2 enabled: its grammar (no RECENT, NEW, OLD)
 
     def error(self, text: str) -> ParseError:
         return ParseError(text, self.tag)
@@ -180,8 +183,14 @@ class Reader:
 
     def mailbox(self, new: bool = False) -> str:
         """A mailbox name; ``new`` for the name of a mailbox to be made (CREATE, RENAME's target),
-        which must be valid modified UTF-7 (see :func:`mailbox_name`)."""
+        which must be valid modified UTF-7, or Net-Unicode once names are UTF-8 (see
+        :func:`mailbox_name`)."""
         return mailbox_name(self.astring(), self.tag, self.utf8, new)
+
+    def mailbox_as_sent(self) -> tuple:
+        """(the store name, the name as the client spelled it: decoded, INBOX not upper-cased)."""
+        spelled = decode_mailbox(self.astring(), self.tag, self.utf8)
+        return normalize_inbox(spelled), spelled
 
     def seq_set(self) -> SequenceSet:
         raw = self._run(set(b" ()") | set(range(0, 0x20)))
@@ -256,9 +265,18 @@ def parse_date_time(raw: str, reader: Optional[Reader] = None) -> int:
 
 
 def mailbox_name(raw: bytes, tag: Optional[str] = None, utf8: bool = False, new: bool = False) -> str:
-    """Wire mailbox name -> store name (modified UTF-7 decoded, INBOX normalized).  With
-    ``utf8`` (RFC 6855 §3, once UTF8=ACCEPT is enabled) the name is UTF-8 as it is: "&" is
-    an ordinary character then.
+    """Wire mailbox name -> store name (modified UTF-7 decoded, INBOX normalized): see
+    :func:`decode_mailbox`."""
+    return normalize_inbox(decode_mailbox(raw, tag, utf8, new))
+
+
+def decode_mailbox(raw: bytes, tag: Optional[str] = None, utf8: bool = False, new: bool = False) -> str:
+    """Wire mailbox name -> Unicode (modified UTF-7 decoded; "inbox" left as spelled).  With
+    ``utf8`` (once UTF8=ACCEPT, RFC 6855 §3, or IMAP4rev2, RFC 9051 §5.1, is enabled) the name is
+    UTF-8 as it is: "&" is an ordinary character then, and a name to be made (``new``) must be
+    Net-Unicode (RFC 5198: NFC, no control characters; RFC 9051 §5.1 "MUST prohibit the
+    creation" of others, RFC 6855 §3 alike): ``NO [CANNOT]`` otherwise.  Names are looked up as
+    sent, never normalized, so a mailbox made under another name form stays reachable.
 
     ASCII that is not valid modified UTF-7 (an ``&`` that starts no valid shift, as in the atom
     ``!#$&'+,-.``) is taken literally, as Dovecot does: such a name is a mailbox that does not
@@ -267,23 +285,33 @@ def mailbox_name(raw: bytes, tag: Optional[str] = None, utf8: bool = False, new:
     LIST would send the name back spelled otherwise (``&`` as ``&-``)."""
     if utf8:
         try:
-            return normalize_inbox(raw.decode("utf-8"))
+            name = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ParseError("mailbox name is not UTF-8", tag) from None
+        if new and not is_net_unicode(name):
+            raise ParseError("mailbox name is not Net-Unicode (NFC, no control characters)", tag, "CANNOT")
+        return name
     try:
         text = raw.decode("ascii")
-        name = utf7.decode(text)
+        return utf7.decode(text)
     except UnicodeDecodeError:
         # RFC 3501 wants modified UTF-7; some clients send raw UTF-8: accept it when valid
         try:
-            name = raw.decode("utf-8")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ParseError("mailbox name is neither modified UTF-7 nor UTF-8", tag) from None
     except ValueError as e:
         if new:
             raise ParseError("invalid mailbox name: %s" % e, tag, "CANNOT") from None
-        name = text
-    return normalize_inbox(name)
+        return text
+
+
+#: RFC 5198 §2 / RFC 6855 §3: no C0 or C1 control, DEL, LINE or PARAGRAPH SEPARATOR in a name
+_NOT_NET_UNICODE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def is_net_unicode(name: str) -> bool:
+    return unicodedata.is_normalized("NFC", name) and not _NOT_NET_UNICODE.search(name)
 
 
 def normalize_inbox(name: str) -> str:

@@ -8,7 +8,9 @@ Invariants:
 * ENVELOPE strings are sent raw (encoded-words undecoded), as RFC 3501 §7.4.2 wants.
 * BODYSTRUCTURE carries the extension data (md5, disposition, language, location; multipart:
   parameters, disposition, language, location); BODY does not (§7.4.2).  Type, subtype and
-  encoding are upper-cased like the RFC's examples; parameter values are sent as stored.
+  encoding are upper-cased like the RFC's examples; parameter values are sent as stored
+  (RFC 2231 continuations joined, a non-ASCII value as ``name*`` ``utf-8''%XX``), and to an
+  IMAP4rev2 session with that value decoded (``decode_params``, RFC 9051 §7.5.2).
 
 Deliberately not done: literal8, UTF8=ACCEPT quoted UTF-8.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import time
 from typing import Iterable, Optional
+from urllib.parse import unquote_to_bytes
 
 from . import utf7
 
@@ -166,10 +169,28 @@ def _params(params) -> bytes:
     return b"(" + b" ".join(items) + b")" if items else NIL
 
 
-def _disposition(dsp) -> bytes:
+def _decoded_params(params) -> bytes:
+    """:func:`_params` with the values formats.mime keeps in RFC 2231 form (a non-ASCII value:
+    ``name*`` ``utf-8''%XX``) as ``name`` and the text itself (RFC 9051 §7.5.2: servers SHOULD
+    decode parameter-value character sets; an IMAP4rev2 string may be UTF-8)."""
+    if not params:
+        return NIL
+    out = []
+    for kv in params:
+        if (kv and len(kv) >= 2 and isinstance(kv[0], str) and kv[0].endswith("*") and len(kv[0]) > 1
+                and isinstance(kv[1], str) and kv[1][:7].lower() == "utf-8''"):
+            try:
+                kv = [kv[0][:-1], unquote_to_bytes(kv[1][7:]).decode("utf-8")]
+            except UnicodeDecodeError:
+                pass
+        out.append(kv)
+    return _params(out)
+
+
+def _disposition(dsp, params=_params) -> bytes:
     if not dsp:
         return NIL
-    return b"(" + string(str(dsp[0]).upper()) + b" " + _params(dsp[1] if len(dsp) > 1 else None) + b")"
+    return b"(" + string(str(dsp[0]).upper()) + b" " + params(dsp[1] if len(dsp) > 1 else None) + b")"
 
 
 def _language(lang) -> bytes:
@@ -182,14 +203,15 @@ def _language(lang) -> bytes:
     return b"(" + b" ".join(string(x) for x in lang) + b")"
 
 
-def body_structure(part: dict, extended: bool) -> bytes:
-    """RFC 3501 §9 ``body``; ``extended`` adds the extension data (BODYSTRUCTURE)."""
+def body_structure(part: dict, extended: bool, decode_params: bool = False) -> bytes:
+    """RFC 3501 §9 ``body``; ``extended`` adds the extension data (BODYSTRUCTURE);
+    ``decode_params`` (IMAP4rev2) sends RFC 2231-encoded parameter values decoded."""
     out: list = []
-    _body(part or {}, extended, out, 0)
+    _body(part or {}, extended, out, 0, _decoded_params if decode_params else _params)
     return b"".join(out)
 
 
-def _body(part: dict, ext: bool, out: list, depth: int) -> None:
+def _body(part: dict, ext: bool, out: list, depth: int, params=_params) -> None:
     typ = (part.get("type") or "text").upper()
     sub = (part.get("subtype") or "plain").upper()
     out.append(b"(")
@@ -200,16 +222,16 @@ def _body(part: dict, ext: bool, out: list, depth: int) -> None:
             children = [{"type": "text", "subtype": "plain", "params": [["charset", "us-ascii"]],
                          "encoding": "7BIT", "size": 0, "lines": 0}]
         for child in children:
-            _body(child, ext, out, depth + 1)
+            _body(child, ext, out, depth + 1, params)
         out.append(b" ")
         out.append(string(sub))
         if ext:
-            out.append(b" %s %s %s %s" % (_params(part.get("params")), _disposition(part.get("disposition")),
+            out.append(b" %s %s %s %s" % (params(part.get("params")), _disposition(part.get("disposition"), params),
                                           _language(part.get("language")), nstring(part.get("location"))))
         out.append(b")")
         return
     out.append(b"%s %s %s %s %s %s %d" % (
-        string(typ), string(sub), _params(part.get("params")), nstring(part.get("id")),
+        string(typ), string(sub), params(part.get("params")), nstring(part.get("id")),
         nstring(part.get("description")), string((part.get("encoding") or "7BIT").upper()),
         int(part.get("size") or 0)))
     message = part.get("message")
@@ -219,11 +241,11 @@ def _body(part: dict, ext: bool, out: list, depth: int) -> None:
         out.append(b" ")
         out.append(envelope(message.get("envelope")))
         out.append(b" ")
-        _body(message.get("structure") or {}, ext, out, depth + 1)
+        _body(message.get("structure") or {}, ext, out, depth + 1, params)
         out.append(b" %d" % int(part.get("lines") or 0))
     elif typ == "TEXT":
         out.append(b" %d" % int(part.get("lines") or 0))
     if ext:
-        out.append(b" %s %s %s %s" % (nstring(part.get("md5")), _disposition(part.get("disposition")),
+        out.append(b" %s %s %s %s" % (nstring(part.get("md5")), _disposition(part.get("disposition"), params),
                                       _language(part.get("language")), nstring(part.get("location"))))
     out.append(b")")

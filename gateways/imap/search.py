@@ -14,7 +14,8 @@ Matching rules: string keys are case-insensitive substring matches on RFC 2047-d
 values (FROM/TO/CC/BCC also on each parsed address, ``mailbox@host`` with comments and folding
 removed, and its display name) and on transfer- and charset-decoded text (RFC 3501 §6.4.4: "a substring ... ignoring
 case"); dates use the UTC date of INTERNALDATE and the Date header's own date (ignoring time and
-zone).  RECENT, NEW and OLD ask the session's \\Recent messages (session.SelectedMailbox).
+zone).  RECENT, NEW and OLD ask the session's \\Recent messages (session.SelectedMailbox);
+in an IMAP4rev2 session they are BAD (RFC 9051 has neither \\Recent nor these keys).
 
 ESEARCH results and SEARCHRES "$": cmd_sort.py, searchres.py.
 
@@ -42,6 +43,8 @@ _FLAG_KEYS = {
     "UNANSWERED": ("\\Answered", False), "UNDELETED": ("\\Deleted", False),
     "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False), "UNSEEN": ("\\Seen", False),
 }
+#: RFC 3501 keys that RFC 9051 dropped along with \Recent
+_RECENT_KEYS = frozenset({"RECENT", "NEW", "OLD"})
 _HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
 _DATE_KEYS = {"BEFORE": ("date", "<"), "ON": ("date", "="), "SINCE": ("date", ">="),
               "SENTBEFORE": ("sent", "<"), "SENTON": ("sent", "="), "SENTSINCE": ("sent", ">=")}
@@ -75,10 +78,17 @@ def _key(r: Reader, depth: int) -> tuple:
     if word in _FLAG_KEYS:
         flag, want = _FLAG_KEYS[word]
         return ("flag", flag, want)
+    if word in _RECENT_KEYS and r.rev2:
+        # RFC 9051 removed \Recent (§2.3.2) and, with it, these keys from search-key (§9): an
+        # IMAP4rev2 session sees no message recent, so they are a syntax error there, as any
+        # key outside the grammar, rather than keys that quietly match nothing (or everything)
+        raise r.error("%s is not an IMAP4rev2 search key (RFC 9051 has no \\Recent)" % word)
     if word in ("KEYWORD", "UNKEYWORD"):
         r.sp()
         flag = r.flag()
         if flag == "\\Recent":
+            if r.rev2:
+                raise r.error("\\Recent is not an IMAP4rev2 flag")
             return ("recent", word == "KEYWORD")
         return ("flag", flag, word == "KEYWORD")
     if word == "RECENT":

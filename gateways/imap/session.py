@@ -23,6 +23,9 @@ Invariants:
   exactly one session, on whichever node, sees a message recent; ``recent`` holds the UIDs of
   the view that are recent here.  EXAMINE claims nothing: it sees as recent what nobody has
   claimed yet when it opens.  ``* n RECENT`` follows every ``* n EXISTS``.
+* An IMAP4rev2 session (RFC 9051 §2.3.2: no \\Recent, no RECENT response) opens its mailbox
+  with ``track_recent`` off: it claims nothing, so its messages stay recent for an IMAP4rev1
+  session, and it is told of none (``recent`` stays empty, no ``* n RECENT``).
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 class SelectedMailbox:
-    def __init__(self, folder, readonly: bool, metas: list):
+    def __init__(self, folder, readonly: bool, metas: list, track_recent: bool = True):
         self.folder = folder
         self.readonly = readonly
+        self.track_recent = track_recent  # False in an IMAP4rev2 session
         self.uids: list = [m.uid for m in metas]
         self.metas: dict = {m.uid: m for m in metas}
         self.highest_modseq: int = folder.highest_modseq
@@ -89,7 +93,7 @@ class SelectedMailbox:
     async def claim_new(self, store, changes) -> None:
         """Before ``changes`` are reported: claim what is new beyond the last claim (read-write
         sessions only; a failed claim only leaves the messages recent to another session)."""
-        if self.readonly:
+        if self.readonly or not self.track_recent:
             return
         last = self.uids[-1] if self.uids else 0
         newest = max((m.uid for m in changes.updated if m.uid > last), default=0)
@@ -225,10 +229,15 @@ class SelectedMailbox:
                 self.metas[m.uid] = m
                 if self.is_recent(m.uid):
                     self.recent.add(m.uid)
-            # RFC 3501 §7.3.1, §7.3.2: EXISTS gives the new size of the mailbox, RECENT the
-            # number of messages recent in this session
-            out.append(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), len(self.recent)))
+            out.append(self.exists_lines())
         self.highest_modseq = max(self.highest_modseq, changes.highest_modseq)
+
+    def exists_lines(self) -> bytes:
+        """RFC 3501 §7.3.1, §7.3.2: EXISTS gives the size of the mailbox, RECENT the number of
+        messages recent in this session; IMAP4rev2 has no RECENT (RFC 9051 §7.4.1)."""
+        if not self.track_recent:
+            return b"* %d EXISTS\r\n" % len(self.uids)
+        return b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(self.uids), len(self.recent))
 
     def fetch_line(self, seq: int, meta, condstore: bool) -> bytes:
         # RFC 7162 §3.2: unsolicited flag updates carry MODSEQ once CONDSTORE is enabled

@@ -276,6 +276,11 @@ def test_utf8_accept_names_append_and_search(haven, user):
         w.ok('CREATE "ö&x"'.encode())  # "&" is just a character now
         assert '"ö&x"'.encode() in b"".join(w.ok('LIST "" "ö*"'.encode()))
         assert w.ok('STATUS "äb" (MESSAGES)'.encode())[0] == '* STATUS "äb" (MESSAGES 0)'.encode()
+        w.ok('SETMETADATA "äb" (/private/comment "c")'.encode())
+        assert w.ok('GETMETADATA "äb" /private/comment'.encode())[0] == \
+            '* METADATA "äb" (/private/comment "c")'.encode()
+        # RFC 6855 §3: names are Net-Unicode; a decomposed (NFD) one is not made
+        assert b" NO [CANNOT] " in w.cmd('CREATE "a\u0308b"'.encode())[-1]
         # RFC 6855 §4: the UTF8 APPEND data extension; the message is stored as sent
         lines = w.cmd('APPEND "äb" UTF8 (~{%d+}\r\n'.encode() % len(raw) + raw + b")")
         assert b"[APPENDUID" in lines[-1], lines
@@ -305,7 +310,8 @@ def test_utf8_accept_with_imaplib(haven, user):
 _FUZZ_VALID = [b"FETCH 1:* (BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3] PREVIEW (LAZY) UID)",
                b"APPEND INBOX (\\Seen) {1}\r\nx (\\Flagged) \"05-Mar-2024 10:11:12 +0100\" ~{2}\r\nyy UTF8 (~{1}\r\nz)",
                b"LIST \"\" \"\xc3\xa4*\"", b"COMPRESS DEFLATE", b"ENABLE UTF8=ACCEPT CONDSTORE",
-               b"SEARCH CHARSET UTF-8 SUBJECT \"\xc3\xa4\""]
+               b"SEARCH CHARSET UTF-8 SUBJECT \"\xc3\xa4\"", b"SEARCH OR NEW (OLD RECENT) ALL",
+               b"STATUS \"\xc3\xa4\" (RECENT DELETED SIZE)", b"SELECT \"inbox/\xc3\xa4\""]
 _FUZZ_NESTS = [(b"FETCH 1 ", b"(", b")", b"PREVIEW"), (b"FETCH 1 BINARY[", b"1.", b"", b"1]"),
                (b"APPEND INBOX ", b"UTF8 (", b")", b"~{1}\r\nx")]
 _FUZZ_TOKENS = [b"BINARY[", b"BINARY.SIZE[", b"]", b"<0.5>", b"PREVIEW ", b"(LAZY) ", b"UTF8 (", b"~{1}\r\nx",
@@ -313,10 +319,10 @@ _FUZZ_TOKENS = [b"BINARY[", b"BINARY.SIZE[", b"]", b"<0.5>", b"PREVIEW ", b"(LAZ
 
 
 def test_parser_fuzz_of_the_extension_grammar():
-    """Every mutated command is a Command or a ParseError, with UTF8=ACCEPT off and on."""
+    """Every mutated command is a Command or a ParseError, with UTF8=ACCEPT and IMAP4rev2 off and on."""
     for case in cases(random.Random(6855), _FUZZ_VALID, _FUZZ_NESTS, _FUZZ_TOKENS, 400):
-        for utf8 in (False, True):
+        for utf8, rev2 in ((False, False), (True, False), (False, True), (True, True)):
             try:
-                parse_command(b"a1 " + case, utf8=utf8)
+                parse_command(b"a1 " + case, utf8=utf8, rev2=rev2)
             except ParseError:
                 pass
