@@ -7,7 +7,8 @@ Invariants
   rolled back when it raises.  ``fn`` touches no reactor object and may run more than once
   (retried on deadlocks, busy locks and lost connections).
 - SQLite: one connection on one thread (one writer), WAL, ``synchronous=FULL`` so a commit is on
-  disk when it returns.  MariaDB/MySQL: one connection per pool thread, READ COMMITTED, InnoDB.
+  disk when it returns.  MariaDB/MySQL: one connection per pool thread, READ COMMITTED, InnoDB;
+  on a Galera cluster node, causal reads (:data:`GALERA_CAUSAL_READS`, docs/galera.md).
 - Driver exceptions never leave this module: retryable ones are retried, then surface as
   :class:`store.errors.TemporaryFailure`; integrity errors as :class:`IntegrityError`.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -29,6 +31,28 @@ from store import errors
 log = logging.getLogger("haven.store")
 
 RETRIES = 5
+#: attempts after a write conflict (MariaDB errors :data:`MYSQL_CONFLICTS`): more than after
+#: other errors, because on a Galera cluster every node writes, and a transaction on one node
+#: that touches a row as busy as a mailbox's ``uidnext`` under load can lose to the other
+#: nodes' commits several times in a row (a certification failure costs no wait, only a retry)
+CONFLICT_RETRIES = 8
+
+#: MariaDB errors that mean "another transaction won; run this one again on the same
+#: connection": 1213 deadlock, which is also how Galera reports a certification failure
+#: (another node committed a conflicting write first) and a transaction aborted by a
+#: replicated one (brute-force abort); 1020 record changed since it was read
+MYSQL_CONFLICTS = (1213, 1020)
+#: MariaDB errors after which the same connection is retried without a reconnect: the
+#: conflicts, 1205 lock wait timeout, 1180 error during COMMIT (Galera: the commit failed to
+#: replicate; nothing was committed), 1317 query interrupted
+MYSQL_RETRY_SAME_CONNECTION = (*MYSQL_CONFLICTS, 1205, 1180, 1317)
+
+#: Run on every new MariaDB connection.  On a Galera cluster node (``wsrep_on``), a read waits
+#: until the node has applied every transaction any node committed before it (bit 1 of
+#: ``wsrep_sync_wait``, kept with any the server sets): else a read on one node just after a
+#: commit on another may miss it, and an account made through one Haven node would be
+#: "550 User unknown" for a moment on the others (tests/e2e/test_galera.py).  Elsewhere a no-op.
+GALERA_CAUSAL_READS = "SET SESSION wsrep_sync_wait = IF(@@wsrep_on, @@wsrep_sync_wait | 1, @@wsrep_sync_wait)"
 
 #: Tests only: ``HAVEN_TEST_LOSE_AFTER_COMMIT="deliver:1,enqueue_submission:1"`` makes the
 #: first commit of the next N transactions of each name land and then report the connection lost, as a
@@ -200,6 +224,11 @@ class Database:
         with conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             cur.execute("SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'")
+            try:
+                cur.execute(GALERA_CAUSAL_READS)
+            except pymysql.err.MySQLError as e:
+                if not e.args or e.args[0] != 1193:  # unknown variable: MySQL, no wsrep
+                    raise
         return conn
 
     def _conn(self):
@@ -244,10 +273,15 @@ class Database:
             observer.transaction(desc, time.perf_counter() - started)
 
     def _retrying(self, desc, fn, args, kwargs, begin: str):
+        """Attempts until one commits: up to RETRIES retries after retryable errors, and
+        CONFLICT_RETRIES more after write conflicts; between two, a pause that doubles from
+        20 ms (at most 1 s), jittered so that two nodes whose transactions conflicted do not
+        collide again in lockstep."""
         delay = 0.02
-        for attempt in range(RETRIES + 1):
+        retries = conflicts = 0
+        while True:
             try:
-                return self._attempt(desc if attempt == 0 else None, fn, args, kwargs, begin)
+                return self._attempt(desc if retries == 0 else None, fn, args, kwargs, begin)
             except errors.StoreError:
                 raise
             except IntegrityError:
@@ -256,18 +290,22 @@ class Database:
                 retryable, reconnect = self._classify(e)
                 if reconnect:
                     self._drop_conn()
+                conflict = self._conflict(e)
+                last = conflicts == CONFLICT_RETRIES if conflict else retries - conflicts == RETRIES
                 unavailable = self._unavailable(e)
-                if unavailable is not None and (unavailable.permanent or attempt == RETRIES):
+                if unavailable is not None and (unavailable.permanent or last):
                     log.error("%s: %s", desc, unavailable.detail)
                     raise unavailable from e
-                if not retryable or attempt == RETRIES:
+                if not retryable or last:
                     if retryable:
-                        log.warning("%s: giving up after %d attempts: %s", desc, attempt + 1, e)
+                        log.warning("%s: giving up after %d attempts: %s", desc, retries + 1, e)
                         raise errors.TemporaryFailure("the store is busy, try again later") from e
                     log.exception("%s failed", desc)
                     raise errors.TemporaryFailure("the store failed, try again later") from e
                 log.info("%s: retrying after %s", desc, e)
-                time.sleep(delay)
+                retries += 1
+                conflicts += conflict
+                time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 1.0)
 
     def _attempt(self, desc, fn, args, kwargs, begin: str = "BEGIN IMMEDIATE"):
@@ -332,11 +370,22 @@ class Database:
             return False, False
         if isinstance(e, (pymysql.err.OperationalError, pymysql.err.InterfaceError)):
             code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
-            if code in (1205, 1213, 1020):  # lock wait timeout, deadlock, record changed
+            if code in MYSQL_RETRY_SAME_CONNECTION:
                 return True, False
-            # 2003 can't connect, 2006 gone away, 2013 lost connection, 0 interface closed
+            # on a new connection: 2003 can't connect, 2006 gone away, 2013 lost connection,
+            # 0 interface closed, 1927 connection killed, 4031 idle too long; Galera: 1047
+            # "WSREP has not yet prepared node for application use" (the node left the
+            # cluster's primary component, or is still joining); any other
             return True, True
         return False, False
+
+    def _conflict(self, e: Exception) -> bool:
+        """A write conflict: another transaction (on a Galera cluster: another node's) won."""
+        if self.engine != "mysql":
+            return False
+        import pymysql  # only MariaDB/MySQL stores load the driver
+        return (isinstance(e, pymysql.err.OperationalError) and bool(e.args)
+                and e.args[0] in MYSQL_CONFLICTS)
 
     def _unavailable(self, e: Exception) -> Optional[errors.StoreUnavailable]:
         """What an admin must hear when the database cannot be used at all (not a busy lock)."""

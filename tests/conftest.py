@@ -69,16 +69,23 @@ def mariadb_available() -> bool:
 
 
 def pytest_report_header(config):
+    from tests.galera_cluster import missing
+    galera = missing()
+    galera_line = ("haven galera: tests/e2e/test_galera.py starts a three-node cluster" if not galera else
+                   "haven galera: UNAVAILABLE, missing " + ", ".join(galera))
     if "mariadb" not in ENGINES:
-        return "haven engines: sqlite only (HAVEN_TEST_ENGINES)"
+        return "haven engines: sqlite only (HAVEN_TEST_ENGINES); no Galera tests"
     if mariadb_available():
-        return f"haven engines: sqlite, mariadb ({MYSQL_URL})"
-    return f"haven engines: sqlite; MariaDB UNAVAILABLE at {MYSQL_URL}: {_mariadb_problem[0]}"
+        return [f"haven engines: sqlite, mariadb ({MYSQL_URL})", galera_line]
+    return [f"haven engines: sqlite; MariaDB UNAVAILABLE at {MYSQL_URL}: {_mariadb_problem[0]}", galera_line]
 
 
 def pytest_terminal_summary(terminalreporter):
     if "mariadb" in ENGINES and not mariadb_available():
         terminalreporter.write_sep("!", "MariaDB tests were SKIPPED: " + str(_mariadb_problem[0]), yellow=True)
+    from tests.galera_cluster import missing
+    if missing() and "mariadb" in ENGINES:
+        terminalreporter.write_sep("!", "Galera tests were SKIPPED, missing: " + ", ".join(missing()), yellow=True)
 
 
 def require_engine(engine: str) -> None:
