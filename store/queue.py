@@ -92,15 +92,21 @@ def _recipient(r) -> OutboundRecipient:
 def take_due_txn(txn: Txn, now: int, limit: int) -> list:
     """Due recipients grouped by message, leased to the caller; plus finished messages whose
     DSN and removal are due (all their recipients, none queued)."""
+    # Two spoolers (two Haven nodes on one MariaDB) may look at the same moment: on MariaDB each
+    # takes the rows it locks and skips the ones the other has locked (READ COMMITTED would
+    # otherwise let both read them and both lease them, the second UPDATE waiting for the
+    # first's commit and then going through: one recipient relayed twice).  SQLite has one
+    # writer at a time.  Galera certifies the leases: of two nodes, one commits, the other retries.
+    skip = " FOR UPDATE SKIP LOCKED" if txn.engine == "mysql" else ""
     rows = txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE status = ? AND next_attempt <= ? "
-                       "ORDER BY next_attempt, id LIMIT ?", (QUEUED, now, limit)).fetchall()
+                       "ORDER BY next_attempt, id LIMIT ?" + skip, (QUEUED, now, limit)).fetchall()
     finished = [r[0] for r in txn.execute(
         "SELECT queue_id FROM outbound_recipients GROUP BY queue_id "
         "HAVING SUM(CASE WHEN status = ? THEN 1 ELSE 0 END) = 0 AND MIN(next_attempt) <= ? LIMIT ?",
         (QUEUED, now, limit)).fetchall()]
     for part in chunks(finished):
-        rows += txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id IN {txn.in_list(part)}",
-                            part).fetchall()
+        rows += txn.execute(f"SELECT {_RCPT_COLS} FROM outbound_recipients WHERE queue_id IN {txn.in_list(part)}"
+                            + skip, part).fetchall()
     if not rows:
         return []
     for part in chunks([r[0] for r in rows]):

@@ -89,3 +89,30 @@ def test_delete_messages_ignores_flags(store, run, account):
     assert run(store.delete_messages, account.id, inbox.id, [1, 3, 9]) == [1, 3]
     assert [m.uid for m in run(store.list_messages, inbox.id)] == [2]
     assert run(store.changes_since, inbox.id, mark).expunged == [1, 3]
+
+
+def test_two_spoolers_at_once_never_take_the_same_recipient(store, run, account):
+    """Two Haven nodes on one MariaDB: while one spooler's lease is not committed yet, the
+    other's take skips the rows it holds instead of reading them and leasing them again."""
+    if store.db.engine != "mysql":
+        pytest.skip("SQLite has one writer at a time: two takes cannot overlap")
+    from store.engines import Txn
+    from store.queue import take_due_txn
+
+    qid = run(store.enqueue_outbound, account.id, "sender@example.test", ["x@remote.example"], RAW)
+    first, second = store.db.connect(), store.db.connect()
+    try:
+        with second.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 2")
+        now = int(time.time())
+        taken = take_due_txn(Txn("mysql", first.cursor()), now, 50)
+        assert [item.id for item in taken] == [qid]
+        started = time.monotonic()
+        assert take_due_txn(Txn("mysql", second.cursor()), now, 50) == []
+        assert time.monotonic() - started < 1.5  # skipped, not waited for
+        first.commit()
+        second.rollback()
+    finally:
+        first.close()
+        second.close()
+    assert run(store.take_due_outbound) == []  # the first spooler's lease holds
