@@ -4,31 +4,34 @@ until every session has been told ``* n EXISTS``, and what each session costs th
     python bench/fanout.py                         # Haven on SQLite, 10,000 sessions, 5 rounds
     python bench/fanout.py --mariadb               # Haven on MariaDB (127.0.0.1:3306, root)
     python bench/fanout.py --sessions 2000 --rounds 3 --clients 2
-    python bench/fanout.py --server dovecot        # the same load on the throwaway Dovecot
-    python bench/fanout.py --py-spy /tmp/fan.svg   # plus a py-spy flame graph of the server
+    python bench/fanout.py --server dovecot --sessions 2000   # the same load on a throwaway Dovecot
+    python bench/fanout.py --py-spy /tmp/fan.svg   # plus a py-spy profile of the server's rounds
+    python bench/fanout.py --command "python -m gateways.cli" --cwd /tmp/old   # another checkout
 
 Starts a throwaway Haven (``haven.py``: IMAP 25143, LMTP 26424, ``/var/tmp/haven-bench/
 haven-fanout``; ``[imap] max_connections = 0`` so that the N sessions are admitted) or Dovecot
-(``dovecot.py`` with its process and per-user connection limits raised), one account.  Then:
+(``dovecot.py`` on 15143/16424, with its process, per-user connection and inotify limits raised
+for N; one ``imap`` process per connection), one account.  Then:
 
 1. one warm-up session logs in (Haven's argon2 check; later logins of the same password hit
-   ``[auth] cache_ttl``'s cache), selects INBOX and logs out; the server's RSS is read;
+   ``[auth] cache_ttl``'s cache), selects INBOX and logs out; the server's memory is read;
 2. ``--clients`` client processes (default 2) open the N sessions between them: LOGIN,
    SELECT INBOX, IDLE, at most ``--inflight`` setups at a time per process (the listener's
-   backlog is 50); the server's RSS is read again: (after - before) / N is the per-session cost;
+   backlog is 50); the memory is read again: (after - before) / N is the per-session cost
+   (RSS, and PSS, which counts a page shared by Dovecot's processes once);
 3. ``--rounds`` times: the clients arm (forget what they saw), the parent delivers one small
    message over LMTP, each client reads its sockets with one ``selectors`` loop until each has
    shown `` EXISTS``, and reports per session when the data arrived (the kernel's receive
    timestamp, ``SO_TIMESTAMPNS``: not delayed by the client's own turn on the CPU) and when the
    client read it.  Latencies are taken from the LMTP ``250`` (its kernel receive time) and from
-   the moment the parent sent DATA's final ``.``; p50 / p99 / max over all sessions.
+   the moment the parent sent DATA's final ``.``; p50 / p99 / max over all sessions, with the
+   server's CPU time (``schedstat`` of all its threads and processes) and how many cores other
+   processes of the machine used meanwhile.
 
 Every process raises its RLIMIT_NOFILE soft limit to the hard one (the server inherits the
-parent's).  Client and server share the machine's cores; the kernel timestamps keep the
-client's reading time out of the "arrived" figures, the "read" ones include it.
-
-Prints a markdown table to stdout (progress on stderr); ``--json FILE`` also writes the raw
-figures.  Exits 1 when a session missed an EXISTS within ``--timeout`` seconds.
+parent's).  Prints a markdown table to stdout (progress on stderr); ``--json FILE`` also writes
+the raw figures.  Exits 1 when a session missed an EXISTS within ``--timeout`` seconds.
+bench/README.md ("IDLE fan-out") has the figures and what they mean.
 """
 
 from __future__ import annotations
@@ -181,30 +184,60 @@ def client_main(conn, index: int, count: int, address: tuple, inflight: int, tim
 
 # -- the parent ------------------------------------------------------------------------------
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of ``pid`` and its children (Dovecot: every process of the instance), KiB."""
-    total = 0
-    pids = [pid]
-    try:
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-        pids += [int(p) for p in out.split()]
-    except OSError:
-        pass
-    for p in pids:
+def tree(pid: int) -> list[int]:
+    """``pid`` and its children (Dovecot: the master and every process of the instance)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [pid] + [int(p) for p in out.split()]
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in KiB summed over ``pid`` and its children: PSS counts a page shared by n
+    processes as 1/n in each, so Dovecot's many processes are not counted n times over."""
+    rss = pss = 0
+    for p in tree(pid):
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         except OSError:
             pass
-    return total
+    return rss, pss
 
 
-def cpu_seconds(pid: int, children: bool = False) -> float:
-    """User + system CPU seconds of ``pid`` (with ``children``: plus its waited-for children's)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
-    return ticks / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of every thread of ``pid`` (schedstat: nanoseconds, where /proc/PID/stat counts
+    10 ms ticks, and a Dovecot process spends a millisecond or two on a wake-up)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError):
+                pass
+    except OSError:
+        pass
+    return total / 1e9
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def raise_inotify(need: int):
+    """Dovecot's IDLE waits on inotify, one instance per imap process; past the user's limit
+    (128 by default) a process falls back to polling every 30 s.  Root: raise the limit for the
+    run; returns the old value to restore (None: unchanged)."""
+    try:
+        old = int(INOTIFY_INSTANCES.read_text())
+        if old >= need:
+            return None
+        INOTIFY_INSTANCES.write_text(str(need))
+        log(f"fs.inotify.max_user_instances raised from {old} to {need} for the run")
+        return old
+    except (OSError, ValueError) as e:
+        log(f"cannot raise fs.inotify.max_user_instances ({e}): sessions past it hear of mail every 30 s")
+        return None
 
 
 def machine_busy() -> float:
@@ -310,15 +343,17 @@ def start_haven(args):
 
 
 DOVECOT_EXTRA = """
-# bench/fanout.py: room for {n} IDLE sessions of one user from one address
+# bench/fanout.py: room for {n} IDLE sessions of one user from one address.  One imap process
+# per connection, Dovecot's default: with several clients in one process (service_count = 0,
+# client_limit > 1) Dovecot 2.3.19 told IDLE clients of a delivery only at the 30 s
+# mailbox_idle_check_interval (bench/README.md).
 default_client_limit = {clients}
 default_vsz_limit = 1G
 protocol imap {{
   mail_max_userip_connections = {clients}
 }}
 service imap {{
-  client_limit = {per_process}
-  process_limit = {processes}
+  process_limit = {clients}
 }}
 service imap-login {{
   service_count = 0
@@ -337,13 +372,18 @@ def start_dovecot(args):
 
     def write_files():
         write()
-        per = 1000
-        extra = DOVECOT_EXTRA.format(n=args.sessions, clients=args.sessions + 100, per_process=per,
-                                     processes=args.sessions // per + 5)
+        extra = DOVECOT_EXTRA.format(n=args.sessions, clients=args.sessions + 100)
         # the template's own "protocol imap" block sets 50; ours comes later and wins
         inst.conf_path.write_text(inst.conf_path.read_text() + extra)
     inst._write_files = write_files
-    inst.start()
+    was = raise_inotify(args.sessions + 1000)
+    try:
+        inst.start()
+    except BaseException:
+        if was is not None:
+            INOTIFY_INSTANCES.write_text(str(was))
+        raise
+    inst.inotify_was = was
     master = inst.proc.pid
     return inst, master, "Dovecot " + subprocess.run(["dovecot", "--version"], capture_output=True,
                                                       text=True).stdout.split()[0]
@@ -386,7 +426,7 @@ def main() -> int:
         log(f"{label} up: {ep}")
         warm_up(imap)
         time.sleep(1.0)
-        rss0 = rss_kib(pid)
+        mem0 = memory_kib(pid)
         ctx = mp.get_context("fork")
         per = [args.sessions // args.clients + (1 if i < args.sessions % args.clients else 0)
                for i in range(args.clients)]
@@ -404,10 +444,11 @@ def main() -> int:
                 raise RuntimeError(f"client {msg[1]}: {msg[2]}")
         setup = time.monotonic() - t0
         time.sleep(2.0)  # let the server settle (logins' allocations, the claims)
-        rss1 = rss_kib(pid)
-        log(f"{args.sessions} sessions in IDLE after {setup:.1f} s; server RSS {rss0 / 1024:.0f} -> "
-            f"{rss1 / 1024:.0f} MiB ({(rss1 - rss0) / args.sessions:.1f} KiB a session)")
-        result.update(setup_seconds=setup, rss_before_kib=rss0, rss_idle_kib=rss1)
+        mem1 = memory_kib(pid)
+        log(f"{args.sessions} sessions in IDLE after {setup:.1f} s; server RSS {mem0[0] / 1024:.0f} -> "
+            f"{mem1[0] / 1024:.0f} MiB ({(mem1[0] - mem0[0]) / args.sessions:.1f} KiB a session), "
+            f"PSS {(mem1[1] - mem0[1]) / args.sessions:.1f} KiB a session")
+        result.update(setup_seconds=setup, memory_before_kib=mem0, memory_idle_kib=mem1)
         spy = None
         if args.pyspy:
             fmt = "flamegraph" if args.pyspy.suffix == ".svg" else "raw"  # raw: collapsed stacks
@@ -416,9 +457,7 @@ def main() -> int:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         lmtp = Lmtp(lmtp_address)
-        server_pids = [pid] + ([int(p) for p in subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
-                                                              capture_output=True, text=True).stdout.split()]
-                               if args.server == "dovecot" else [])
+        server_pids = tree(pid) if args.server == "dovecot" else [pid]
         other = OtherLoad(server_pids + [p.pid for p in children])
         for r in range(args.rounds):
             for pipe in pipes:
@@ -428,14 +467,14 @@ def main() -> int:
             msg = (f"From: <sender@example.org>\r\nTo: <{USER}>\r\nSubject: fan-out {r}\r\n"
                    f"Message-ID: <fanout-{r}-{time.time_ns()}@example.org>\r\n\r\nwake up\r\n").encode()
             load0 = other.sample()
-            cpu0 = cpu_seconds(pid)
+            cpu0 = sum(cpu_seconds(p) for p in server_pids)
             dot, ok = lmtp.deliver(USER, msg)
             arrived, read = [], []
             for pipe in pipes:
                 a, b = pipe.recv()
                 arrived += a
                 read += b
-            cpu = cpu_seconds(pid) - cpu0
+            cpu = sum(cpu_seconds(p) for p in server_pids) - cpu0
             busy = OtherLoad.cores(load0, other.sample())
             missing = sum(1 for a in arrived if a == 0)
             got = [a for a in arrived if a]
@@ -460,8 +499,7 @@ def main() -> int:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(60)
-        rss2 = rss_kib(pid)
-        result["rss_after_kib"] = rss2
+        result["memory_after_kib"] = memory_kib(pid)
         for pipe in pipes:
             pipe.send("quit")
     except KeyboardInterrupt:
@@ -475,6 +513,8 @@ def main() -> int:
             if p.is_alive():
                 p.kill()
         inst.stop()
+        if getattr(inst, "inotify_was", None) is not None:
+            INOTIFY_INSTANCES.write_text(str(inst.inotify_was))
         if not args.keep:
             inst.cleanup()
         if args.mariadb and not args.keep:
@@ -490,12 +530,13 @@ def print_table(result: dict) -> None:
     rounds = result["rounds"]
     n = result["sessions"]
     print(f"{result['server']}, {n} IDLE sessions of one account on INBOX, {len(rounds)} deliveries")
-    if "rss_idle_kib" in result:
-        per = (result["rss_idle_kib"] - result["rss_before_kib"]) / n
-        after = (result.get("rss_after_kib", result["rss_idle_kib"]) - result["rss_before_kib"]) / n
-        print(f"setup {result['setup_seconds']:.1f} s; server RSS {result['rss_before_kib'] / 1024:.0f} MiB before, "
-              f"{result['rss_idle_kib'] / 1024:.0f} MiB with the sessions: {per:.1f} KiB a session "
-              f"({after:.1f} KiB after the deliveries)\n")
+    if "memory_idle_kib" in result:
+        (rss0, pss0), (rss1, pss1) = result["memory_before_kib"], result["memory_idle_kib"]
+        rss2, pss2 = result.get("memory_after_kib", result["memory_idle_kib"])
+        print(f"setup {result['setup_seconds']:.1f} s; server RSS {rss0 / 1024:.0f} MiB before, "
+              f"{rss1 / 1024:.0f} MiB with the sessions: {(rss1 - rss0) / n:.1f} KiB a session "
+              f"({(rss2 - rss0) / n:.1f} KiB after the deliveries); PSS {(pss1 - pss0) / n:.1f} KiB a "
+              f"session ({(pss2 - pss0) / n:.1f} after)\n")
     if not rounds:
         print("no round completed")
         return

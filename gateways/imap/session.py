@@ -9,7 +9,10 @@ Invariants:
   deliberately held back (expunges held back live in ``pending_expunge`` and their messages stay
   in ``uids`` until reported).
 * A sync is skipped unless the push bus marked the session ``dirty`` (or a caller forces it), so
-  an unchanged mailbox costs no query per command.
+  an unchanged mailbox costs no query per command.  Its query is shared with every session
+  asking for the same folder and modseq at the same time, and a session in IDLE is handed the
+  shared answer without a coroutine of its own (:meth:`pushed`; gateways/imap/watch.py); either
+  way :meth:`report` turns the answer into this session's responses.
 * Flags in ``metas`` are what the client was last told; a change is reported only when the stored
   flags differ, so this session's own STORE (which already answered with FETCH) is not repeated.
 * No FETCH names a keyword the client was not told of: ``announced`` holds the keywords of the

@@ -89,9 +89,6 @@ class ChangeFeed:
         self._scheduled = False
         self._claimed_top: dict = {}  # folder_id -> highest claim top seen in this process
         self._claiming: dict = {}  # folder_id -> [Deferred] waiting for the claim in flight
-        #: how many queries ran and how many requests (own syncs + IDLE pushes) they answered
-        self.queries = 0
-        self.requests = 0
 
     @property
     def reactor(self):
@@ -116,7 +113,6 @@ class ChangeFeed:
         self._batch(sel.folder.id, sel.highest_modseq).idlers[session] = sel
 
     def _batch(self, folder_id: int, modseq: int) -> _Batch:
-        self.requests += 1
         key = (folder_id, modseq)
         batch = self._pending.get(key)
         if batch is None:
@@ -130,7 +126,6 @@ class ChangeFeed:
         self._scheduled = False
         pending, self._pending = self._pending, {}
         for (folder_id, modseq), batch in pending.items():
-            self.queries += 1
             # each idler's marks as its query starts: an event after this is not in the answer
             # (parallel lists, not a tuple per session: less for the collector to walk)
             marks = [sel.marks for sel in batch.idlers.values()]
@@ -164,16 +159,19 @@ class ChangeFeed:
         for (session, sel), mark in zip(idlers.items(), marks):
             if session.selected is not sel or not session.idling or session._closed:
                 continue  # it left IDLE or the mailbox: its next command reports (still dirty)
-            if sel.dirty and sel.highest_modseq != modseq and not sel.lock.locked:
-                # an answer to a later push already moved its view on, and an event came after
-                # that answer's query: the next shared query, from where it is now
-                self.push(session)
-                continue
-            data = sel.pushed(changes, modseq, mark, top, session.condstore, session.qresync)
-            if data is None:
-                self._sync_alone(session)
-            elif data:
-                session.write(data)
+            try:
+                if sel.dirty and sel.highest_modseq != modseq and not sel.lock.locked:
+                    # an answer to a later push already moved its view on, and an event came
+                    # after that answer's query: the next shared query, from where it is now
+                    self.push(session)
+                    continue
+                data = sel.pushed(changes, modseq, mark, top, session.condstore, session.qresync)
+                if data is None:
+                    self._sync_alone(session)
+                elif data:
+                    session.write(data)
+            except Exception:  # one session's bug is its own (as when each synced alone)
+                log.exception("imap %s: idle report failed", getattr(session, "peer", "?"))
 
     @staticmethod
     def _sync_alone(session) -> None:

@@ -277,6 +277,6 @@ def test_soak_10000_sessions_in_idle_all_hear_a_delivery(server):
             slowest = max(t for _, t in seen) - delivered
             assert slowest < 10, slowest
             assert all(lines[0] == b"* %d EXISTS" % (i + 1) for lines, _ in seen)
-            # each message \\Recent in exactly one session (the same one may claim every time)
+            # each message \Recent in exactly one session (the same one may claim every time)
             assert sum(int(lines[1].split()[1]) for lines, _ in seen) == i + 1
             assert queries(before, after, "changes_since") <= 3
