@@ -70,9 +70,9 @@ def test_a_delivery_to_200_sessions_in_idle_is_one_query_per_folder(server):
                 {bytes(b"|".join(t)) for t in transcripts}
             assert sum(t[1] == b"* 1 RECENT" for t in transcripts) == 1
         # O(folders), not O(sessions): one changes_since and one claim_recent per folder that
-        # changed (200 sessions used to cost 200 of each); a poller event racing the
-        # delivery's own may add one query
-        assert 2 <= queries(before, after, "changes_since") <= 3, queries(before, after, "changes_since")
+        # changed (200 sessions used to cost 200 of each); an account-wide event of the
+        # ModseqPoller racing the delivery's own (MariaDB) may add a query or two per folder
+        assert 2 <= queries(before, after, "changes_since") <= 6, queries(before, after, "changes_since")
         assert queries(before, after, "claim_recent") == 2
         # nothing more is pending for anyone: DONE ends each IDLE with its tagged reply only
         inbox.send_all(b"DONE\r\n")
@@ -279,4 +279,4 @@ def test_soak_10000_sessions_in_idle_all_hear_a_delivery(server):
             assert all(lines[0] == b"* %d EXISTS" % (i + 1) for lines, _ in seen)
             # each message \Recent in exactly one session (the same one may claim every time)
             assert sum(int(lines[1].split()[1]) for lines, _ in seen) == i + 1
-            assert queries(before, after, "changes_since") <= 3
+            assert queries(before, after, "changes_since") <= 3  # 10,000 when each asked alone
