@@ -8,7 +8,8 @@ sequence numbers, change reporting), ``protocol`` (the per-connection engine), `
 results and SEARCHRES; ``cmd_metadata`` for RFC 5464), ``parse_sort`` and ``metadata`` (their
 grammar), ``sorting`` and ``thread`` (the SORT keys and THREAD algorithms, pure), ``searchres``
 (``$``), ``objectid`` (RFC 8474's MAILBOXID, EMAILID, THREADID), ``utf7`` (modified UTF-7 names),
-``fetch_ext`` (PREVIEW, BINARY of streamed messages), ``compress`` (COMPRESS=DEFLATE).
+``fetch_ext`` (PREVIEW, BINARY of streamed messages), ``compress`` (COMPRESS=DEFLATE), ``watch``
+(what the sessions of a process share to hear of changes: IDLE fan-out).
 
 What it guarantees:
 * Extensions advertised and implemented: IMAP4rev2 (below), LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UIDPLUS,
@@ -25,7 +26,10 @@ What it guarantees:
   refused it);
   SETQUOTA answers ``NO [NOPERM]`` (limits are set with ``haven user quota``).
 * Every session sees other sessions' (and LMTP's) changes at its next command, and at once while
-  in IDLE: the push bus marks the session dirty, a ``changes_since`` query fills in the rest.
+  in IDLE: the push bus marks the session dirty, a ``changes_since`` query fills in the rest,
+  one per (folder, modseq) for all the sessions asking at once, and one \\Recent claim per
+  folder (``watch``): 10,000 sessions in IDLE on one mailbox hear of a delivery through one
+  query, each told exactly what it would have been told alone (bench/fanout.py).
 * Limits: ``max_line_length`` (default 64 KiB; longer lines -> BAD), ``max_literal_size``
   (APPEND; default the service's ``max_message_size``, 50 MiB; larger -> ``NO [TOOBIG]``, never
   buffered), 64 KiB literals for other commands, autologout after ``idle_timeout`` minutes

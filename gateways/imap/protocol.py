@@ -45,6 +45,7 @@ from .parser import ParseError, parse_command
 from .searchres import saving_command
 from .seqset import SeqSetError
 from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError
+from .watch import feed_for
 
 log = logging.getLogger("haven.imap")
 
@@ -313,10 +314,11 @@ class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, M
         sel = self.selected
         if sel is None or (event.folder_id is not None and event.folder_id != sel.folder.id):
             return
-        sel.dirty = True
+        sel.mark_dirty()
         if self.idling:
-            # RFC 2177: tell an idling client at once
-            Deferred.fromCoroutine(self.sync()).addErrback(lambda f: log.error("idle sync: %s", f.value))
+            # RFC 2177: tell an idling client at once; one query for all the sessions waiting
+            # on the folder, answered to each in one loop (watch.py)
+            feed_for(self.store).push(self)
 
     # -- shared helpers for handlers ----------------------------------------------------------
     @property

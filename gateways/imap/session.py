@@ -9,7 +9,10 @@ Invariants:
   deliberately held back (expunges held back live in ``pending_expunge`` and their messages stay
   in ``uids`` until reported).
 * A sync is skipped unless the push bus marked the session ``dirty`` (or a caller forces it), so
-  an unchanged mailbox costs no query per command.
+  an unchanged mailbox costs no query per command.  Its query is shared with every session
+  asking for the same folder and modseq at the same time, and a session in IDLE is handed the
+  shared answer without a coroutine of its own (:meth:`pushed`; gateways/imap/watch.py); either
+  way :meth:`report` turns the answer into this session's responses.
 * Flags in ``metas`` are what the client was last told; a change is reported only when the stored
   flags differ, so this session's own STORE (which already answered with FETCH) is not repeated.
 * No FETCH names a keyword the client was not told of: ``announced`` holds the keywords of the
@@ -41,6 +44,7 @@ from store import errors
 from . import response
 from .searchres import SAVED
 from .seqset import SequenceSet, format_set
+from .watch import feed_for
 
 RECENT = frozenset({"\\Recent"})
 
@@ -59,6 +63,7 @@ class SelectedMailbox:
         self.pending_expunge: set = set()
         self.saved: list = []  # RFC 5182: the saved search result "$", UIDs (searchres.py)
         self.dirty = False
+        self.marks = 0  # push events that marked it dirty (mark_dirty), for watch.py
         self.lock = DeferredLock()
         self.announced: set = self.keywords()  # the keywords of the last * FLAGS (flags_lines)
         self.recent: set = set()  # UIDs of the view that are \\Recent in this session
@@ -90,20 +95,28 @@ class SelectedMailbox:
             return replace(meta, flags=meta.flags | RECENT)
         return meta
 
-    async def claim_new(self, store, changes) -> None:
-        """Before ``changes`` are reported: claim what is new beyond the last claim (read-write
-        sessions only; a failed claim only leaves the messages recent to another session)."""
+    def wants_claim(self, changes) -> int:
+        """The newest UID of ``changes`` this session would claim before reporting them (0: no
+        claim: read-only, an IMAP4rev2 session (no \\Recent), nothing new, or new messages
+        within a claim of its own)."""
         if self.readonly or not self.track_recent:
-            return
+            return 0
         last = self.uids[-1] if self.uids else 0
         newest = max((m.uid for m in changes.updated if m.uid > last), default=0)
-        if newest <= self.claimed_top:
-            return  # every UID up to claimed_top is claimed already, by us or by another
+        # every UID up to claimed_top is claimed already, by us or by another
+        return newest if newest > self.claimed_top else 0
+
+    async def claim_new(self, store, changes) -> None:
+        """Before ``changes`` are reported: claim what is new beyond the last claim (read-write
+        sessions only; a failed claim only leaves the messages recent to another session).
+        A claim another session of this process made already covers skips the store (watch.py)."""
+        newest = self.wants_claim(changes)
+        if not newest:
+            return
         try:
-            floor, top = await store.claim_recent(self.folder.id)
+            await feed_for(store).claim_recent(self, newest)  # nothing when another has them
         except errors.StoreError:
             return
-        self.claimed(floor, top)
 
     # -- lookups ---------------------------------------------------------------------------
     @property
@@ -183,6 +196,11 @@ class SelectedMailbox:
         return b"".join(b"* %d EXPUNGE\r\n" % s for s in seqs)
 
     # -- changes by others ---------------------------------------------------------------
+    def mark_dirty(self) -> None:
+        """The push bus said the folder changed: the next sync asks the store."""
+        self.dirty = True
+        self.marks += 1
+
     async def sync(self, store, write: Callable[[bytes], None], allow_expunge: bool,
                    condstore: bool, qresync: bool, force: bool = False) -> None:
         """Report what changed since ``highest_modseq``: EXISTS, FETCH (FLAGS), EXPUNGE."""
@@ -190,18 +208,46 @@ class SelectedMailbox:
             return
         await self.lock.acquire()
         try:
-            out = []
+            changes = None
             if self.dirty or force:
                 self.dirty = False
-                changes = await store.changes_since(self.folder.id, self.highest_modseq)
+                # one query for every session asking the same this turn (watch.py)
+                changes = await feed_for(store).changes_since(self.folder.id, self.highest_modseq)
                 await self.claim_new(store, changes)
-                self._apply(changes, out, condstore)
-            if allow_expunge and self.pending_expunge:
-                out.append(self.expunge_lines(sorted(self.pending_expunge), qresync))
-            if out:
-                write(b"".join(out))
+            data = self.report(changes, allow_expunge, condstore, qresync)
+            if data:
+                write(data)
         finally:
             self.lock.release()
+
+    def report(self, changes, allow_expunge: bool, condstore: bool, qresync: bool) -> bytes:
+        """The responses for ``changes`` (None: none fetched) and, with ``allow_expunge``, for
+        the expunges held back; the view moves on as they are made, so the caller writes them."""
+        out = []
+        if changes is not None:
+            self._apply(changes, out, condstore)
+        if allow_expunge and self.pending_expunge:
+            out.append(self.expunge_lines(sorted(self.pending_expunge), qresync))
+        return b"".join(out)
+
+    def pushed(self, changes, modseq: int, marks: int, claimed: int, condstore: bool,
+               qresync: bool) -> Optional[bytes]:
+        """IDLE fan-out (watch.py): the responses for ``changes``, the store's changes since
+        ``modseq`` by a query that started when ``marks`` push events had marked this session,
+        exactly as :meth:`sync` would report them now (``claimed``: every UID up to it is
+        claimed recent by someone); None when they cannot be used as they are (a sync of its
+        own running, the view moved past ``modseq``, a claim to make): the caller then syncs
+        the session on its own.  Still dirty afterwards when another event came after the
+        query started."""
+        if self.lock.locked:
+            return None  # its own sync reports when it is done
+        if not self.dirty:
+            return self.report(None, True, condstore, qresync)  # a sync of its own saw it
+        if modseq != self.highest_modseq or self.wants_claim(changes) > claimed:
+            return None
+        if marks == self.marks:
+            self.dirty = False
+        return self.report(changes, True, condstore, qresync)
 
     def _apply(self, changes, out: list, condstore: bool) -> None:
         last = self.uids[-1] if self.uids else 0
