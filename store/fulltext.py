@@ -61,7 +61,8 @@ def _contains(txn: Txn, column: str) -> str:
     return f"LOCATE(?, {column}) > 0"
 
 
-def text_candidates_txn(txn: Txn, folder_id: int, terms: list) -> set:
+def text_candidates_txn(txn: Txn, folder_id: int, terms: list) -> dict:
+    """``{uid: indexed}`` of the folder's live messages that may match every term."""
     short = [(f, n) for f, n in terms if f not in LONG_FIELDS]
     long = [(f, n) for f, n in terms if f in LONG_FIELDS]
     conds, args = [], []
@@ -87,10 +88,10 @@ def text_candidates_txn(txn: Txn, folder_id: int, terms: list) -> set:
             conds.append("(SELECT " + " OR ".join(_contains(txn, c) for c in cols)
                          + " FROM message_body b WHERE b.blob_id = m.blob_id)")
             args += [needle.encode("utf-8", "replace")] * len(cols)
-    sql = ("SELECT m.uid FROM messages m LEFT JOIN message_text t ON t.blob_id = m.blob_id " + join
+    sql = ("SELECT m.uid, t.complete FROM messages m LEFT JOIN message_text t ON t.blob_id = m.blob_id " + join
            + "WHERE m.folder_id = ? AND m.deleted_at = 0 AND (t.complete IS NULL OR t.complete = 0 OR ("
            + " AND ".join(conds) + "))")
-    return {r[0] for r in txn.execute(sql, [folder_id, *args]).fetchall()}
+    return {r[0]: bool(r[1]) for r in txn.execute(sql, [folder_id, *args]).fetchall()}
 
 
 def backlog_txn(txn: Txn, after: int, limit: int) -> list:
@@ -111,6 +112,10 @@ def write_backlog_txn(txn: Txn, rows: list) -> None:
 
 class FulltextStore(StoreCore):
     async def text_candidates(self, folder_id, terms):
+        matches = await self.text_matches(folder_id, terms)
+        return None if matches is None else set(matches)
+
+    async def text_matches(self, folder_id, terms):
         terms = [(f, n) for f, n in terms if f in FIELDS and n]
         if not terms:
             return None

@@ -457,6 +457,13 @@ class Store:
         and is meant for ActiveSync Search and DAV text-match.  One query, in the DB pool."""
         return None
 
+    async def text_matches(self, folder_id: int, terms: Sequence[tuple]) -> Optional[dict]:
+        """:meth:`text_candidates` with what the index knows of each: ``{uid: indexed}``, where
+        ``indexed`` is True when the message's text is in the index (so every term was tested
+        on it, and a ``"body"`` term holds for it exactly) and False when it is a candidate only
+        because it is not indexed (yet, or at all)."""
+        return None
+
     async def index_backlog(self, limit: int = 200) -> int:
         """Index the contents of up to ``limit`` stored messages that have no text index entry
         yet (stored before the index existed); returns how many contents were indexed, 0 once

@@ -357,18 +357,26 @@ async def run_search(store, folder_id: int, uids: list, metas: dict, node: tuple
     needs it, then the text keys' answers from :meth:`Store.search_text`.  Up to ``window`` text
     batches are in flight at once, so the store scans one while it reads the next."""
     terms = index_terms(node)
+    needles = text_needles(node)
     maybe = None
     if terms and uids:
         # first: what the index rules out is not evaluated at all (at 20,000 messages the
         # evaluation of the cheap keys alone costs more than the index's query)
-        maybe = await store.text_candidates(folder_id, terms)
+        maybe = await store.text_matches(folder_id, terms)
     if maybe is not None:
+        # When every BODY/TEXT string of the query is an ANDed BODY key, an indexed message
+        # that passed the index holds them all in its body (the index is exact for BODY):
+        # its text needs no second search.
+        known = needles if needles and needles <= {n for f, n in terms if f == "body"} else None
         # UIDs ascend with sequence numbers: look each survivor up rather than walk them all
         candidates = []
         for u in sorted(maybe):
             i = bisect_left(uids, u)
             if i < len(uids) and uids[i] == u:
-                candidates.append(Candidate(i + 1, metas[u]))
+                m = Candidate(i + 1, metas[u])
+                if known is not None and maybe[u]:
+                    m.text = known
+                candidates.append(m)
     else:
         candidates = [Candidate(i + 1, metas[u]) for i, u in enumerate(uids)]
     matched = []
@@ -382,7 +390,6 @@ async def run_search(store, folder_id: int, uids: list, metas: dict, node: tuple
     if not pending:
         return matched
     want = needs(node)
-    needles = text_needles(node)
     inflight: deque = deque()
 
     async def settle_oldest() -> None:
