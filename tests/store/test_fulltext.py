@@ -99,6 +99,7 @@ def test_unindexed_messages_are_candidates_until_the_backlog_is_built(store, run
     want = {uid for uid, text in texts.items() if "orchid" in text}
     run(_sql, store, lambda txn: txn.execute("DELETE FROM message_text") and txn.execute("DELETE FROM message_body") and None)  # as before delta 007
     assert run(store.text_candidates, inbox.id, [("body", "orchid")]) == set(raws)
+    assert run(store.text_matches, inbox.id, [("body", "orchid")]) == {uid: False for uid in raws}
     built = 0
     while True:
         n = run(store.index_backlog, 50)
@@ -108,6 +109,7 @@ def test_unindexed_messages_are_candidates_until_the_backlog_is_built(store, run
         assert n <= 50
     assert built == len(set(raws.values()))  # one row per distinct content
     assert run(store.text_candidates, inbox.id, [("body", "orchid")]) == want
+    assert run(store.text_matches, inbox.id, [("body", "orchid")]) == {uid: True for uid in want}
     assert _count_rows(store, run, complete=1) == built == run(_sql, store, lambda txn: txn.scalar(
         "SELECT COUNT(*) FROM message_body"))
 
