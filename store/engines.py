@@ -77,6 +77,11 @@ class IntegrityError(Exception):
     """A unique or foreign key constraint failed inside a transaction (raised to the txn fn)."""
 
 
+#: SQLite's page cache per connection, KiB (one writer connection per process, plus short-lived
+#: ones of CLI commands)
+SQLITE_CACHE_KIB = 65536
+
+
 class Txn:
     """Cursor wrapper handed to ``_txn`` functions."""
 
@@ -215,6 +220,10 @@ class Database:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            # SQLite's default page cache is 2 MB; a search walks the folder's index entries and
+            # the text rows of tens of thousands of messages, and re-reads them from the OS on
+            # every query with it (BODY+SUBJECT at 20,000 messages: 13 -> 10 ms with 64 MiB).
+            conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             return conn
         import pymysql  # only MariaDB/MySQL stores load the driver
         conn = pymysql.connect(host=self.url.host, port=self.url.port, user=self.url.user,
