@@ -330,11 +330,12 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
 
 def purge_txn(txn: Txn, cutoff: int) -> int:
     """Remove item tombstones deleted before ``cutoff``; remember per collection the highest
-    modseq removed (older sync tokens become invalid).  Returns the number removed."""
-    rows = txn.execute("SELECT id, account_id, folder_id, modseq FROM dav_items WHERE deleted_at <> 0 "
-                       "AND deleted_at < ?", (cutoff,)).fetchall()
+    modseq removed (older sync tokens become invalid).  Returns the number of deleted items
+    removed (tombstones of moves are removed too, not counted)."""
+    rows = txn.execute("SELECT id, account_id, folder_id, modseq, CASE WHEN moved = 0 THEN 1 ELSE 0 END "
+                       "FROM dav_items WHERE deleted_at <> 0 AND deleted_at < ?", (cutoff,)).fetchall()
     highest: dict = {}
-    for _id, account_id, folder_id, modseq in rows:
+    for _id, account_id, folder_id, modseq, _deleted in rows:
         if modseq > highest.get(folder_id, (0, 0))[1]:
             highest[folder_id] = (account_id, modseq)
     for folder_id, (account_id, modseq) in highest.items():
@@ -346,7 +347,7 @@ def purge_txn(txn: Txn, cutoff: int) -> int:
                         (folder_id, account_id, modseq))
     for part in chunks([r[0] for r in rows]):
         txn.execute(f"DELETE FROM dav_items WHERE id IN {txn.in_list(part)}", part)
-    return len(rows)
+    return sum(r[4] for r in rows)  # a moved item's tombstone is not a deletion
 
 
 def drop_folder_rows_txn(txn: Txn, folder_ids) -> None:

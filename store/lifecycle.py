@@ -50,10 +50,11 @@ def delete_account_txn(txn: Txn, address: str) -> list:
 
 def purge_messages_txn(txn: Txn, cutoff: int) -> tuple[int, int, list]:
     """Remove tombstones deleted before ``cutoff`` (Unix time), and deleted folders that hold no
-    rows any more.  Returns (messages, folders, blob ids no longer referenced).  Restored
-    tombstones (deleted_at = -1) go at once."""
-    rows = txn.execute("SELECT id, blob_id FROM messages WHERE (deleted_at <> 0 AND deleted_at < ?) "
-                       "OR deleted_at = -1", (cutoff,)).fetchall()
+    rows any more.  Returns (deleted messages removed, folders, blob ids no longer referenced).
+    Restored tombstones (deleted_at = -1) go at once; they and the tombstones a MOVE left are
+    removed but not counted: their message lives on elsewhere."""
+    rows = txn.execute("SELECT id, blob_id, CASE WHEN deleted_at > 0 AND moved = 0 THEN 1 ELSE 0 END FROM messages "
+                       "WHERE (deleted_at <> 0 AND deleted_at < ?) OR deleted_at = -1", (cutoff,)).fetchall()
     for part in chunks([r[0] for r in rows]):
         txn.execute(f"DELETE FROM messages WHERE id IN {txn.in_list(part)}", part)
     folders = txn.execute("SELECT id FROM folders f WHERE deleted_at <> 0 AND deleted_at < ? AND NOT EXISTS "
@@ -63,7 +64,7 @@ def purge_messages_txn(txn: Txn, cutoff: int) -> tuple[int, int, list]:
         txn.execute(f"DELETE FROM folders WHERE id IN {txn.in_list(part)}", part)
     dav.drop_folder_rows_txn(txn, [r[0] for r in folders])
     blobs = drop_unreferenced_blobs_txn(txn, {r[1] for r in rows})
-    return len(rows), len(folders), blobs
+    return sum(r[2] for r in rows), len(folders), blobs
 
 
 class LifecycleStore(StoreCore):

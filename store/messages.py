@@ -234,7 +234,8 @@ def move_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_fold
     if ids:
         now = int(time.time())
         for part in chunks(ids):
-            txn.execute(f"UPDATE messages SET deleted_at = ?, modseq = ? WHERE id IN {txn.in_list(part)}",
+            # a tombstone for sync clients, not a deletion: never listed as recoverable
+            txn.execute(f"UPDATE messages SET deleted_at = ?, modseq = ?, moved = 1 WHERE id IN {txn.in_list(part)}",
                         [now, modseq, *part])
         touch_folder_txn(txn, folder_id, modseq)
     return result, modseq
@@ -276,7 +277,7 @@ def _soft_delete_txn(txn: Txn, account_id: int, folder_id: int, rows) -> tuple[l
 def list_deleted_txn(txn: Txn, account_id: int) -> list:
     rows = txn.execute("SELECT m.id, f.name, m.uid, m.deleted_at, m.size, m.envelope FROM messages m "
                        "JOIN folders f ON f.id = m.folder_id WHERE m.account_id = ? AND m.deleted_at > 0 "
-                       "ORDER BY m.deleted_at DESC, m.id", (account_id,)).fetchall()
+                       "AND m.moved = 0 ORDER BY m.deleted_at DESC, m.id", (account_id,)).fetchall()
     out = []
     for r in rows:
         env = json.loads(r[5]) if r[5] else None
@@ -293,7 +294,8 @@ def restore_messages_txn(txn: Txn, account_id: int, message_ids) -> tuple[int, l
     for mid in message_ids:
         row = txn.execute("SELECT m.folder_id, f.name, f.deleted_at, f.kind, m.sysflags, m.keywords, m.internaldate, "
                           "m.size, m.blob_id, m.header, m.envelope, m.structure FROM messages m JOIN folders f "
-                          "ON f.id = m.folder_id WHERE m.id = ? AND m.account_id = ? AND m.deleted_at > 0",
+                          "ON f.id = m.folder_id WHERE m.id = ? AND m.account_id = ? AND m.deleted_at > 0 "
+                          "AND m.moved = 0",
                           (mid, account_id)).fetchone()
         if row is None:
             continue

@@ -39,6 +39,14 @@ async def cmd_recover(store, args, raw) -> int:
         return EX_OK
     messages = [i for kind, i in args.ids if kind == "message"]
     dav = [i for kind, i in args.ids if kind == "dav"]
+    # every ID must be one `recover list` shows: a typo restores nothing rather than some
+    known = {item["id"] for item in await store.list_deleted(account.id)} if messages else set()
+    known_dav = {item["id"] for item in await store.list_deleted_dav(account.id)} if dav else set()
+    unknown = [str(i) for i in messages if i not in known] + [f"dav:{i}" for i in dav if i not in known_dav]
+    if unknown:
+        print(f"haven: not recoverable for {account.address} (not in `haven recover list {account.address}`): "
+              + ", ".join(unknown) + "; nothing restored", file=sys.stderr)
+        return EX_DATAERR
     if messages:
         count = await store.restore_messages(account.id, messages)
         audit("recover.restore", address=account.address, messages=messages, restored=count)

@@ -192,10 +192,15 @@ def test_recover_and_purge(admin):
     listing = admin.cli("recover", "list", "rec@example.test").stdout.decode()
     assert "INBOX" in listing and "piped" in listing
     message_id = listing.split("\t")[0]
+    r = admin.cli("recover", "restore", "rec@example.test", message_id, "999999", "dav:888888")
+    assert r.returncode == 65 and b"999999, dav:888888; nothing restored" in r.stderr  # unknown IDs
     assert b"restored 1" in admin.cli("recover", "restore", "rec@example.test", message_id).stdout
     assert db.execute("SELECT uid FROM messages WHERE deleted_at = 0").fetchall() == [(2,)]
+    r = admin.cli("recover", "restore", "rec@example.test", message_id)  # restored: no longer listed
+    assert r.returncode == 65 and f"{message_id}; nothing restored".encode() in r.stderr
     r = admin.cli("purge")
-    assert r.returncode == 0 and b"purged 1 messages" in r.stdout  # the restored tombstone
+    # the restored tombstone goes, but it is not a message removed: its message is back
+    assert r.returncode == 0 and b"purged 0 messages" in r.stdout
     db.execute("UPDATE messages SET deleted_at = 1000")
     db.commit()
     assert b"purged 1 messages, 0 calendar/contact items, 0 folders, 1 blobs" in admin.cli("purge").stdout

@@ -93,7 +93,7 @@ def test_every_admin_change_is_one_audit_line(admin, tmp_path):
     message_id = run_on_reactor(expunge)
     step("recover.restore", f"address={a} messages={message_id} restored=1", "recover", "restore", a,
          str(message_id))
-    step("purge", "days=0.0 messages=1 dav_items=0 folders=0 blobs=0", "purge", "--days", "0")
+    step("purge", "days=0.0 messages=0 dav_items=0 folders=0 blobs=0", "purge", "--days", "0")  # restored: not removed
     step("user.del", f"address={a}", "user", "del", a)
 
     lines = audit_lines(admin)
