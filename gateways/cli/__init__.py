@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("address")
     rr.add_argument("ids", nargs="+", type=_recover_id)
 
+    ex = sub.add_parser("export", help="write an account's mail (Maildir++), calendars (.ics), address books "
+                        "(.vcf) and Sieve scripts under DIR; run again to go on where it stopped")
+    ex.add_argument("address")
+    ex.add_argument("dir")
+
     dv = _group(sub, "dav", "calendars and address books (what CalDAV/CardDAV clients see)", "dav_command")
     dl = dv.add_parser("list", help="an account's calendars and address books, or the items of one")
     dl.add_argument("address")
@@ -178,7 +183,7 @@ def _recover_id(value: str):
 
 COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
             "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue",
-            "auth": "authcmd", "config": "configcmd", "dns": "dnscmd"}
+            "auth": "authcmd", "config": "configcmd", "dns": "dnscmd", "export": "export"}
 """command -> the module of this package that runs it (``main(args) -> exit code``), imported
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 

@@ -1,0 +1,107 @@
+"""haven export: an account's mail as Maildir++ that Python's mailbox module (and Dovecot) read
+back byte for byte, with flags, keywords, dates and the folder tree; calendars as .ics,
+address books as .vcf, Sieve scripts; a second run writes only what is new."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+
+from icalendar import Calendar
+from imapclient import IMAPClient
+
+from gateways.imap import utf7
+
+EVENTS = """BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//test//EN\r
+BEGIN:VTIMEZONE\r
+TZID:Europe/Paris\r
+BEGIN:STANDARD\r
+DTSTART:19701025T030000\r
+TZOFFSETFROM:+0200\r
+TZOFFSETTO:+0100\r
+END:STANDARD\r
+END:VTIMEZONE\r
+BEGIN:VEVENT\r
+UID:{uid}\r
+DTSTAMP:20260101T000000Z\r
+DTSTART;TZID=Europe/Paris:20261201T100000\r
+SUMMARY:{summary}\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+CARD = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name}\r\nN:{name};;;;\r\nEND:VCARD\r\n"
+SCRIPT = b'require "fileinto";\r\nif header :contains "subject" "x" { fileinto "Archive"; }\r\n'
+
+
+def _cli(haven, *args, input=b""):
+    r = haven.cli(*args, input=input)
+    assert r.returncode == 0, (args, r.stderr)
+    return r.stdout.decode()
+
+
+def test_export_is_maildir_ics_vcf_and_sieve(haven, tmp_path):
+    user, password = haven.new_user("export")
+    raws = [b"From: a@example.org\r\nSubject: one\r\n\r\nfirst\r\n",
+            b"From: b@example.org\r\nSubject: two\r\n\r\nsecond\r\n.dot line\r\n",
+            b"From: c@example.org\r\nSubject: three\r\n\r\nthird\r\n"]
+    c = IMAPClient(haven.imap[0], port=haven.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.create_folder("Projets/Réunions")
+    c.create_folder("v1.2")
+    c.append("INBOX", raws[0], flags=[b"\\Seen", b"$Label1"], msg_time=None)
+    c.append("INBOX", raws[1], flags=[b"\\Flagged", b"\\Answered", b"$Important"])
+    c.append("Projets/Réunions", raws[2], flags=[b"\\Draft"])
+    c.append("v1.2", raws[0])
+    c.select_folder("INBOX")
+    fetched = {uid: (d[b"BODY[]"], d[b"INTERNALDATE"]) for uid, d in c.fetch([1, 2], ["BODY.PEEK[]", "INTERNALDATE"]).items()}
+    c.logout()
+    for i in range(2):
+        _cli(haven, "dav", "import", user, "Calendar", "-",
+             input=EVENTS.format(uid=f"ev{i}", summary=f"Meeting {i}").encode())
+    _cli(haven, "dav", "import", user, "Contacts", "-", input=CARD.format(uid="c1", name="Zoé").encode())
+    script = tmp_path / "rules.sieve"
+    script.write_bytes(SCRIPT)
+    _cli(haven, "sieve", "put", user, "rules", str(script))
+    _cli(haven, "sieve", "activate", user, "rules")
+
+    dest = tmp_path / "out"
+    out = _cli(haven, "export", user, str(dest))
+    assert "4 messages" in out and "4 written" in out and "2 items" in out and "1 cards" in out, out
+
+    md = mailbox.Maildir(dest / "mail", factory=None, create=False)
+    by_body = {md.get_bytes(key): md.get_message(key) for key in md.keys()}
+    assert set(by_body) == {fetched[1][0], fetched[2][0]}  # byte for byte as IMAP sends them
+    first, second = by_body[fetched[1][0]], by_body[fetched[2][0]]
+    keywords = (dest / "mail" / "dovecot-keywords").read_text().split("\n")
+    letter = {line.split(" ", 1)[1]: "abcdefghijklmnopqrstuvwxyz"[int(line.split(" ")[0])]
+              for line in keywords if line}
+    assert first.get_flags() == "S" + letter["$Label1"]
+    assert second.get_flags() == "FR" + letter["$Important"]
+    assert abs(first.get_date() - fetched[1][1].timestamp()) < 1  # mtime = INTERNALDATE
+    names = sorted(md.list_folders())
+    expected = sorted(["Archive", "Drafts", "Junk", "Sent", "Trash", utf7.encode("Projets"),
+                       utf7.encode("Projets") + "." + utf7.encode("Réunions"), "v1&AC4-2"])
+    assert names == expected, names
+    sub = md.get_folder(utf7.encode("Projets") + "." + utf7.encode("Réunions"))
+    [key] = sub.keys()
+    assert sub.get_message(key).get_flags() == "D" and sub.get_bytes(key) == raws[2]
+    dotted = md.get_folder("v1&AC4-2")
+    assert [dotted.get_bytes(k) for k in dotted.keys()] == [raws[0]]
+    assert "Archive" in (dest / "mail" / "subscriptions").read_text().split()
+
+    cal = Calendar.from_ical((dest / "calendars" / "Calendar.ics").read_bytes())
+    assert sorted(str(e.get("SUMMARY")) for e in cal.walk("VEVENT")) == ["Meeting 0", "Meeting 1"]
+    assert len(list(cal.walk("VTIMEZONE"))) == 1  # each zone once
+    cards = (dest / "contacts" / "Contacts.vcf").read_text(encoding="utf-8")
+    assert cards.count("BEGIN:VCARD") == 1 and "FN:Zoé" in cards
+    assert (dest / "sieve" / "rules.sieve").read_bytes() == SCRIPT
+    assert (dest / "sieve" / "ACTIVE").read_text().strip() == "rules"
+
+    # again: nothing new to write; one new message: only it
+    before = {p: os.stat(p).st_mtime_ns for p in (dest / "mail" / "cur").iterdir()}
+    assert "0 written, 4 there already" in _cli(haven, "export", user, str(dest))
+    haven.deliver(user, b"From: d@example.org\r\nSubject: four\r\n\r\nfourth\r\n")
+    assert "5 messages in 9 folders (1 written, 4 there already" in _cli(haven, "export", user, str(dest))
+    assert all(os.stat(p).st_mtime_ns == t for p, t in before.items())
