@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("address")
     ex.add_argument("dir")
 
+    im = sub.add_parser("import", help="bring mail (a `haven export` directory, a Maildir, an mbox file), "
+                        "calendars, contacts and Sieve scripts into an account; what is there already is "
+                        "skipped, so it can be run again")
+    im.add_argument("address")
+    im.add_argument("source", help="a directory (`haven export`'s, or a Maildir) or an mbox file")
+    im.add_argument("--folder", help="the folder an mbox file goes into (default INBOX)")
+
     dv = _group(sub, "dav", "calendars and address books (what CalDAV/CardDAV clients see)", "dav_command")
     dl = dv.add_parser("list", help="an account's calendars and address books, or the items of one")
     dl.add_argument("address")
@@ -183,7 +190,8 @@ def _recover_id(value: str):
 
 COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
             "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue",
-            "auth": "authcmd", "config": "configcmd", "dns": "dnscmd", "export": "export"}
+            "auth": "authcmd", "config": "configcmd", "dns": "dnscmd", "export": "export",
+            "import": "importer"}
 """command -> the module of this package that runs it (``main(args) -> exit code``), imported
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 

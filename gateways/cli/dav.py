@@ -37,29 +37,32 @@ async def cmd_dav(store, args, raw) -> int:
 
 
 async def import_file(store, args, raw, account, coll) -> int:
-    from gateways.dav.items import parse_objects, rows_for  # Radicale and vobject: only `dav import` needs them
-    config = args.loaded_config
     text = raw if args.file == "-" else open(args.file, "rb").read()
     try:
-        items = parse_objects(text.decode("utf-8"), coll.folder.kind, f"{account.address}/{coll.folder.name}",
-                              max_item_size=config.getint("http", "max_item_size"),
-                              max_occurrences=config.getint("http", "max_occurrences"))
+        created, replaced = await import_text(store, args.loaded_config, account, coll, text)
     except (ValueError, UnicodeDecodeError) as e:
         print(f"haven: {args.file}: {e}", file=sys.stderr)
         return EX_DATAERR
-    existing = {i.uid: i.href for i in await store.list_dav_items(coll.folder.id)}
-    created = replaced = 0
-    try:
-        rows = rows_for(items, existing, max_occurrences=config.getint("http", "max_occurrences"))
-    except ValueError as e:
-        print(f"haven: {args.file}: {e}", file=sys.stderr)
-        return EX_DATAERR
-    for _href, row in rows:
-        _stored, was = await store.put_dav_item(account.id, coll.folder.id, row)
-        replaced += was
-        created += not was
     audit("dav.import", address=account.address, collection=coll.folder.name, file=args.file, created=created,
           replaced=replaced)
     print(f"imported {created + replaced} item{'s' * (created + replaced != 1)} into {coll.folder.name} "
           f"({created} new, {replaced} replaced)")
     return EX_OK
+
+
+async def import_text(store, config, account, coll, text: bytes) -> tuple:
+    """Store every object of an .ics or .vcf file's ``text`` in the collection ``coll`` exactly
+    as a client's PUT of it would (an object whose UID is there replaces it): ``(created,
+    replaced)``.  ValueError or UnicodeDecodeError when the text is not valid."""
+    from gateways.dav.items import parse_objects, rows_for  # Radicale and vobject: only imports need them
+    items = parse_objects(text.decode("utf-8"), coll.folder.kind, f"{account.address}/{coll.folder.name}",
+                          max_item_size=config.getint("http", "max_item_size"),
+                          max_occurrences=config.getint("http", "max_occurrences"))
+    existing = {i.uid: i.href for i in await store.list_dav_items(coll.folder.id)}
+    created = replaced = 0
+    rows = rows_for(items, existing, max_occurrences=config.getint("http", "max_occurrences"))
+    for _href, row in rows:
+        _stored, was = await store.put_dav_item(account.id, coll.folder.id, row)
+        replaced += was
+        created += not was
+    return created, replaced

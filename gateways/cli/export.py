@@ -205,8 +205,8 @@ async def export_sieve(store, account, path: Path) -> int:
     path.mkdir(parents=True, exist_ok=True)
     active = None
     for info in scripts:
-        (path / file_name(info.name, ".sieve")).write_text(await store.get_sieve_script(account.id, info.name),
-                                                           encoding="utf-8")
+        text = await store.get_sieve_script(account.id, info.name)
+        (path / file_name(info.name, ".sieve")).write_bytes(text.encode("utf-8"))  # line ends as stored
         if info.active:
             active = info.name
     (path / "ACTIVE").write_text((active + "\n") if active else "", encoding="utf-8")

@@ -41,6 +41,17 @@ def _cli(haven, *args, input=b""):
     return r.stdout.decode()
 
 
+def _calendar_contacts_and_script(haven, user, tmp_path, summaries, name) -> None:
+    """Events in Calendar, one card in Contacts, an active script, as clients would leave them."""
+    for i, summary in enumerate(summaries):
+        _cli(haven, "dav", "import", user, "Calendar", "-", input=EVENTS.format(uid=f"ev{i}", summary=summary).encode())
+    _cli(haven, "dav", "import", user, "Contacts", "-", input=CARD.format(uid="c1", name=name).encode())
+    script = tmp_path / "rules.sieve"
+    script.write_bytes(SCRIPT)
+    _cli(haven, "sieve", "put", user, "rules", str(script))
+    _cli(haven, "sieve", "activate", user, "rules")
+
+
 def test_export_is_maildir_ics_vcf_and_sieve(haven, tmp_path):
     user, password = haven.new_user("export")
     raws = [b"From: a@example.org\r\nSubject: one\r\n\r\nfirst\r\n",
@@ -57,14 +68,7 @@ def test_export_is_maildir_ics_vcf_and_sieve(haven, tmp_path):
     c.select_folder("INBOX")
     fetched = {uid: (d[b"BODY[]"], d[b"INTERNALDATE"]) for uid, d in c.fetch([1, 2], ["BODY.PEEK[]", "INTERNALDATE"]).items()}
     c.logout()
-    for i in range(2):
-        _cli(haven, "dav", "import", user, "Calendar", "-",
-             input=EVENTS.format(uid=f"ev{i}", summary=f"Meeting {i}").encode())
-    _cli(haven, "dav", "import", user, "Contacts", "-", input=CARD.format(uid="c1", name="Zoé").encode())
-    script = tmp_path / "rules.sieve"
-    script.write_bytes(SCRIPT)
-    _cli(haven, "sieve", "put", user, "rules", str(script))
-    _cli(haven, "sieve", "activate", user, "rules")
+    _calendar_contacts_and_script(haven, user, tmp_path, ["Meeting 0", "Meeting 1"], "Zoé")
 
     dest = tmp_path / "out"
     out = _cli(haven, "export", user, str(dest))
@@ -105,3 +109,74 @@ def test_export_is_maildir_ics_vcf_and_sieve(haven, tmp_path):
     haven.deliver(user, b"From: d@example.org\r\nSubject: four\r\n\r\nfourth\r\n")
     assert "5 messages in 9 folders (1 written, 4 there already" in _cli(haven, "export", user, str(dest))
     assert all(os.stat(p).st_mtime_ns == t for p, t in before.items())
+
+
+def _account_view(haven, user, password) -> dict:
+    """folder -> sorted [(bytes, flags without \\Recent, INTERNALDATE)] as IMAP shows them."""
+    c = IMAPClient(haven.imap[0], port=haven.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    view = {}
+    for _flags, _delim, name in c.list_folders():
+        c.select_folder(name, readonly=True)
+        uids = c.search()
+        data = c.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]) if uids else {}
+        view[name] = sorted((d[b"BODY[]"], tuple(sorted(f for f in d[b"FLAGS"] if f != b"\\Recent")),
+                             d[b"INTERNALDATE"].timestamp()) for d in data.values())
+    c.logout()
+    return view
+
+
+def test_export_then_import_gives_an_identical_account(haven, tmp_path):
+    user, password = haven.new_user("source")
+    c = IMAPClient(haven.imap[0], port=haven.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.create_folder("Projets/Réunions")
+    c.create_folder("a.b")
+    for i in range(12):
+        folder = ("INBOX", "Archive", "Projets/Réunions", "a.b")[i % 4]
+        flags = [[b"\\Seen"], [b"\\Flagged", b"$Work"], [], [b"\\Answered", b"\\Seen", b"$Later", b"$Work"]][i % 4]
+        c.append(folder, b"From: x%d@example.org\r\nMessage-ID: <m%d@example.org>\r\nSubject: n%d\r\n\r\nbody %d\r\n"
+                 % (i, i, i, i), flags=flags)
+    c.logout()
+    haven.deliver(user, b"From: big@example.org\r\nSubject: big\r\n\r\n" + b"x" * 78 + b"\r\n" * 1 +
+                  (b"y" * 998 + b"\r\n") * 1500)  # over a MiB: streamed both ways
+    _calendar_contacts_and_script(haven, user, tmp_path, ["One"], "Ann")
+    dest = tmp_path / "export"
+    _cli(haven, "export", user, str(dest))
+
+    other, other_password = haven.new_user("target")
+    out = _cli(haven, "import", other, str(dest))
+    assert "13 messages" in out and "2 calendar and contact items" in out and "1 Sieve scripts" in out, out
+    assert _account_view(haven, other, other_password) == _account_view(haven, user, password)
+    assert "Calendar\tcalendar\t1 item" in _cli(haven, "dav", "list", other)
+    assert _cli(haven, "sieve", "get", other, "rules") == _cli(haven, "sieve", "get", user, "rules")
+    assert _cli(haven, "sieve", "list", other) == _cli(haven, "sieve", "list", user)  # and it is active
+    again = _cli(haven, "import", other, str(dest))
+    assert "0 messages into 0 folders (13 already there, skipped" in again, again
+
+
+def test_import_of_an_mbox_file(haven, tmp_path):
+    user, password = haven.new_user("mbox")
+    path = tmp_path / "old.mbox"
+    box = mailbox.mbox(path)
+    for i, status in enumerate(("RO", "O", "RO")):
+        msg = mailbox.mboxMessage(b"From: y@example.org\nSubject: s%d\nMessage-ID: <b%d@example.org>\n\nFrom the start\n"
+                                  % (i, i))
+        msg.set_from("y@example.org", time_=(2024, 3, 5 + i, 10, 11, 12, 0, 0, 0))
+        msg.set_flags(status + ("F" if i == 2 else ""))
+        box.add(msg)
+    box.close()
+    out = _cli(haven, "import", user, str(path), "--folder", "Old mail")
+    assert "3 messages into 1 folders" in out, out
+    c = IMAPClient(haven.imap[0], port=haven.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.select_folder("Old mail", readonly=True)
+    data = c.fetch(c.search(), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+    c.logout()
+    got = sorted(data.values(), key=lambda d: d[b"INTERNALDATE"])
+    assert [d[b"INTERNALDATE"].strftime("%d %H:%M:%S") for d in got] == ["05 10:11:12", "06 10:11:12", "07 10:11:12"]
+    assert [set(d[b"FLAGS"]) - {b"\\Recent"} for d in got] == [{b"\\Seen"}, set(), {b"\\Seen", b"\\Flagged"}]
+    # CRLF, the metadata fields gone, the >From quoting undone
+    assert got[0][b"BODY[]"] == b"From: y@example.org\r\nSubject: s0\r\nMessage-ID: <b0@example.org>\r\n\r\nFrom the start\r\n"
+    assert "0 messages into 0 folders (3 already there" in _cli(haven, "import", user, str(path), "--folder",
+                                                                 "Old mail")
