@@ -117,8 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "calendars, contacts and Sieve scripts into an account; what is there already is "
                         "skipped, so it can be run again")
     im.add_argument("address")
-    im.add_argument("source", help="a directory (`haven export`'s, or a Maildir) or an mbox file")
+    im.add_argument("source", nargs="?", help="a directory (`haven export`'s, or a Maildir) or an mbox file")
     im.add_argument("--folder", help="the folder an mbox file goes into (default INBOX)")
+    im.add_argument("--imap", metavar="HOST[:PORT]", help="pull the whole account from another IMAP server "
+                    "(STARTTLS when it offers it; --tls for port 993)")
+    im.add_argument("--user", help="the login on the other server (with --imap)")
+    im.add_argument("--password-stdin", action="store_true", help="read that login's password from standard input")
+    im.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS) to the other server")
+    im.add_argument("--insecure", action="store_true", help="do not check the other server's certificate "
+                    "(a self-signed one); the password still travels encrypted")
 
     dv = _group(sub, "dav", "calendars and address books (what CalDAV/CardDAV clients see)", "dav_command")
     dl = dv.add_parser("list", help="an account's calendars and address books, or the items of one")

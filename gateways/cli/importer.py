@@ -19,17 +19,25 @@ import calendar
 import email.utils
 import mailbox
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
 from urllib.parse import unquote
 
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from twisted.internet.threads import deferToThread
+
 from gateways.cli.audit import audit
 from gateways.cli.dav import import_text
 from gateways.cli.export import KEYWORD_LETTERS, MAILDIR_FLAGS, Progress
-from gateways.cli.runner import EX_DATAERR, EX_OK, run_command
+from gateways.cli.runner import EX_DATAERR, EX_OK, EX_USAGE, run_command
 from gateways.imap import utf7
 from store import errors
+
+#: sysexits: the other server could not be reached or refused the login
+EX_UNAVAILABLE = 69
 
 LETTER_FLAGS = {letter: flag for flag, letter in MAILDIR_FLAGS.items()}
 #: a message bigger than this is handed to the store as an open file, not read into memory
@@ -38,16 +46,34 @@ BATCH = 500
 
 
 def main(args) -> int:
-    return run_command(args, cmd_import)
+    if (args.source is None) == (args.imap is None):
+        print("haven: give either SOURCE (a directory or an mbox file) or --imap HOST[:PORT]", file=sys.stderr)
+        return EX_USAGE
+    if args.imap is not None and not (args.user and args.password_stdin):
+        print("haven: --imap needs --user and --password-stdin (the password on standard input)", file=sys.stderr)
+        return EX_USAGE
+    return run_command(args, cmd_import, stdin=bool(args.imap))
 
 
 async def cmd_import(store, args, raw) -> int:
     account = await store.get_account(args.address)
-    source = Path(args.source)
+    source = Path(args.source) if args.source else None
     progress = Progress()
     counts = {"messages": 0, "skipped": 0, "folders": set(), "bytes": 0, "items": 0, "scripts": 0, "warnings": []}
     started = time.monotonic()
-    if source.is_file():
+    if source is None:
+        password = raw.decode("utf-8").splitlines()[0] if raw and raw.strip() else ""
+        try:
+            if args.insecure:
+                print(f"haven: --insecure: the certificate of {args.imap} is not checked", file=sys.stderr)
+            await import_imap(store, account, args.imap, args.user, password, args.tls, counts, progress,
+                              verify=not args.insecure)
+        except (OSError, IMAPClientError) as e:
+            progress.done()
+            print(f"haven: {args.imap}: {e}", file=sys.stderr)
+            return EX_UNAVAILABLE
+        source = f"imap://{args.user}@{args.imap}"
+    elif source.is_file():
         await import_mbox(store, account, source, args.folder or "INBOX", counts, progress)
     elif (source / "mail").is_dir() or (source / "calendars").is_dir():
         if (source / "mail").is_dir():
@@ -225,6 +251,105 @@ def _from_line_date(from_line: str):
     except ValueError:
         parsed = email.utils.parsedate_tz(parts[1])
         return int(email.utils.mktime_tz(parsed)) if parsed else None
+
+
+# -- another IMAP server -----------------------------------------------------------------------
+#: special-use attributes (RFC 6154) whose folder is matched to the local folder of that use
+SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")
+#: message bodies fetched per round trip, at most (and at most PULL_BYTES of them)
+PULL_BATCH = 50
+PULL_BYTES = 16 << 20
+
+
+async def import_imap(store, account, hostport: str, user: str, password: str, tls: bool, counts: dict,
+                      progress: Progress, verify: bool = True) -> None:
+    """Pull every selectable folder of another IMAP server (folders, flags, keywords, dates).
+    The IMAP client blocks, so it runs in a thread of its own; the store is used from here."""
+    host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    client = await deferToThread(_imap_login, host, int(port) if port else (993 if tls else 143), tls, user, password,
+                                 verify)
+    try:
+        local = {f.special_use: f.name for f in await store.list_folders(account.id, "mail") if f.special_use}
+        for remote, name in await deferToThread(_imap_folders, client, local):
+            target = Target(store, account, name)
+            await target.open()
+            metas = await deferToThread(_imap_metas, client, remote)
+            todo = [m for m in metas if _key(m[1], m[2], m[3]) not in target.seen]
+            counts["skipped"] += len(metas) - len(todo)
+            while todo:
+                batch, size = [], 0
+                while todo and len(batch) < PULL_BATCH and (not batch or size + todo[0][3] <= PULL_BYTES):
+                    size += todo[0][3]
+                    batch.append(todo.pop(0))
+                bodies = await deferToThread(_imap_bodies, client, [m[0] for m in batch])
+                for uid, message_id, internaldate, _size, flags in batch:
+                    data = bodies.get(uid)
+                    if data is None:
+                        continue  # expunged over there meanwhile
+                    progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
+                    await target.add(data, len(data), message_id, flags, internaldate, counts)
+    finally:
+        await deferToThread(_imap_logout, client)
+
+
+def _imap_login(host: str, port: int, tls: bool, user: str, password: str, verify: bool = True):
+    context = ssl.create_default_context()
+    if not verify:  # --insecure: an old server's self-signed certificate (the command said so)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    client = IMAPClient(host, port=port, ssl=tls, ssl_context=context, timeout=60)
+    client.normalise_times = False  # INTERNALDATE with its zone: compared as a Unix time
+    if not tls and b"STARTTLS" in client.capabilities():
+        client.starttls(context)
+    client.login(user, password)
+    return client
+
+
+def _imap_folders(client, local: dict) -> list:
+    """``[(remote name, local name)]`` of the selectable folders; a special-use folder maps to
+    the local one of that use (their Sent Messages into our Sent)."""
+    out = []
+    for flags, delimiter, name in client.list_folders():
+        flags = {(f.decode() if isinstance(f, bytes) else f).lower() for f in flags}
+        if flags & {"\\noselect", "\\nonexistent"}:
+            continue
+        use = next((u for u in SPECIAL_USES if u.lower() in flags), None)
+        if name.upper() == "INBOX":
+            target = "INBOX"
+        elif use in local:
+            target = local[use]
+        else:
+            sep = delimiter.decode() if isinstance(delimiter, bytes) else delimiter
+            target = "/".join(name.split(sep)) if sep else name
+        out.append((name, target))
+    return out
+
+
+def _imap_metas(client, folder: str) -> list:
+    """``[(uid, Message-ID, INTERNALDATE, size, flags)]`` of a remote folder."""
+    client.select_folder(folder, readonly=True)
+    uids = client.search("ALL")
+    out = []
+    for i in range(0, len(uids), 1000):
+        data = client.fetch(uids[i:i + 1000], ["RFC822.SIZE", "INTERNALDATE", "FLAGS",
+                                               "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        for uid, d in data.items():
+            header = d.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]") or b""
+            flags = [f.decode() if isinstance(f, bytes) else f for f in d[b"FLAGS"]]
+            out.append((uid, _message_id(header), int(d[b"INTERNALDATE"].timestamp()), d[b"RFC822.SIZE"],
+                        [f for f in flags if f != "\\Recent"]))
+    return out
+
+
+def _imap_bodies(client, uids: list) -> dict:
+    return {uid: d[b"BODY[]"] for uid, d in client.fetch(uids, ["BODY.PEEK[]"]).items()}
+
+
+def _imap_logout(client) -> None:
+    try:
+        client.logout()
+    except Exception:  # the other server went away: nothing left to say to it
+        pass
 
 
 # -- calendars, contacts, scripts ---------------------------------------------------------------

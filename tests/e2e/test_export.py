@@ -180,3 +180,27 @@ def test_import_of_an_mbox_file(haven, tmp_path):
     assert got[0][b"BODY[]"] == b"From: y@example.org\r\nSubject: s0\r\nMessage-ID: <b0@example.org>\r\n\r\nFrom the start\r\n"
     assert "0 messages into 0 folders (3 already there" in _cli(haven, "import", user, str(path), "--folder",
                                                                  "Old mail")
+
+
+def test_import_pulls_an_account_from_another_imap_server(haven, tmp_path):
+    """`haven import --imap` against an IMAP server (here another account of this Haven): every
+    folder, flags, keywords and dates, a special-use folder into the local one of that use;
+    run again, nothing is fetched twice."""
+    user, password = haven.new_user("remote")
+    c = IMAPClient(haven.imap[0], port=haven.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.create_folder("Listes/python-dev")
+    c.append("INBOX", b"From: a@example.org\r\nMessage-ID: <p1@example.org>\r\n\r\none\r\n", flags=[b"\\Seen", b"$Work"])
+    c.append("Sent", b"From: me@example.org\r\nMessage-ID: <p2@example.org>\r\n\r\ntwo\r\n", flags=[b"\\Seen"])
+    c.append("Listes/python-dev", b"From: l@example.org\r\n\r\nno message-id\r\n")
+    c.logout()
+    other, other_password = haven.new_user("puller")
+    host, port = haven.imap
+    args = ("import", other, "--imap", f"{host}:{port}", "--user", user, "--password-stdin", "--insecure")
+    out = _cli(haven, *args, input=password.encode() + b"\n")
+    assert "3 messages into 3 folders" in out, out
+    source, copy = _account_view(haven, user, password), _account_view(haven, other, other_password)
+    assert copy == source
+    assert "0 messages into 0 folders (3 already there, skipped" in _cli(haven, *args, input=password.encode() + b"\n")
+    r = haven.cli(*args, input=b"wrong\n")
+    assert r.returncode == 69 and b"haven: " in r.stderr
