@@ -43,6 +43,9 @@ LETTER_FLAGS = {letter: flag for flag, letter in MAILDIR_FLAGS.items()}
 #: a message bigger than this is handed to the store as an open file, not read into memory
 STREAM_OVER = 1 << 20
 BATCH = 500
+#: messages stored per transaction (MULTIAPPEND's all-or-none store call), and their bytes at most
+GROUP = 200
+GROUP_BYTES = 16 << 20
 
 
 def main(args) -> int:
@@ -112,6 +115,8 @@ class Target:
         self.store, self.account, self.name = store, account, name
         self.folder = None
         self.seen: set = set()
+        self.pending: list = []  # (bytes or open file, flags, internaldate) not stored yet
+        self.pending_bytes = 0
 
     async def open(self) -> None:
         try:
@@ -126,15 +131,25 @@ class Target:
                 self.seen.add(_key(rec.envelope[9] if rec.envelope else None, rec.meta.internaldate, rec.meta.size))
 
     async def add(self, data, size: int, message_id, flags, internaldate: int, counts: dict) -> None:
+        """Store one message unless it is there; bytes are stored in groups (one transaction
+        for up to GROUP messages or GROUP_BYTES), an open file (a big message) at once."""
         key = _key(message_id, internaldate, size)
         if key in self.seen:
             counts["skipped"] += 1
             return
-        await self.store.append_message(self.account.id, self.folder.id, data, flags, internaldate)
+        self.pending.append((data, list(flags), internaldate))
+        self.pending_bytes += size
         self.seen.add(key)
         counts["messages"] += 1
         counts["bytes"] += size
         counts["folders"].add(self.name)
+        if not isinstance(data, bytes) or len(self.pending) >= GROUP or self.pending_bytes >= GROUP_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending:
+            pending, self.pending, self.pending_bytes = self.pending, [], 0
+            await self.store.append_messages(self.account.id, self.folder.id, pending)
 
 
 def _key(message_id, internaldate: int, size: int) -> tuple:
@@ -180,6 +195,7 @@ async def import_maildir(store, account, root: Path, counts: dict, progress: Pro
                     else:
                         f.seek(0)
                         await target.add(f.read(), stat.st_size, message_id, flags, int(stat.st_mtime), counts)
+        await target.flush()
 
 
 def _header(f) -> bytes:
@@ -204,6 +220,7 @@ async def import_mbox(store, account, path: Path, name: str, counts: dict, progr
         internaldate = _from_line_date(msg.get_from()) or int(time.time())
         progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
         await target.add(data, len(data), msg.get("Message-ID"), flags, internaldate, counts)
+    await target.flush()
 
 
 #: header fields mbox writers (mutt, Dovecot, Python's mailbox) keep their metadata in; they are
@@ -288,6 +305,7 @@ async def import_imap(store, account, hostport: str, user: str, password: str, t
                         continue  # expunged over there meanwhile
                     progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
                     await target.add(data, len(data), message_id, flags, internaldate, counts)
+            await target.flush()
     finally:
         await deferToThread(_imap_logout, client)
 
@@ -363,8 +381,11 @@ async def import_dav(store, config, account, root: Path, counts: dict) -> None:
                 await store.create_folder(account.id, name, kind)
                 collections = {c.folder.name: c for c in await store.list_dav_collections(account.id)}
                 coll = collections[name]
+            text = path.read_bytes()
+            if not text.strip():
+                continue  # an empty address book: the collection is all there is
             try:
-                created, replaced = await import_text(store, config, account, coll, path.read_bytes())
+                created, replaced = await import_text(store, config, account, coll, text)
             except (ValueError, UnicodeDecodeError) as e:
                 counts["warnings"].append(f"not imported: {path}: {e}")
                 continue

@@ -151,7 +151,9 @@ def test_export_then_import_gives_an_identical_account(haven, tmp_path):
     assert "Calendar\tcalendar\t1 item" in _cli(haven, "dav", "list", other)
     assert _cli(haven, "sieve", "get", other, "rules") == _cli(haven, "sieve", "get", user, "rules")
     assert _cli(haven, "sieve", "list", other) == _cli(haven, "sieve", "list", user)  # and it is active
+    (dest / "contacts" / "Empty book.vcf").write_bytes(b"")  # an empty address book comes back empty
     again = _cli(haven, "import", other, str(dest))
+    assert "Empty book\tcontacts\t0 items" in _cli(haven, "dav", "list", other)
     assert "0 messages into 0 folders (13 already there, skipped" in again, again
 
 
