@@ -1,4 +1,4 @@
-"""``haven user``: accounts, their passwords and quotas."""
+"""``haven user``: accounts, their lifecycle (active, disabled, deleted until purged), passwords and quotas."""
 
 from __future__ import annotations
 
