@@ -118,10 +118,26 @@ def test_purge_removes_deleted_accounts_past_the_lifetime(store, backstage, run,
 
 
 def test_purge_after_the_configured_lifetime(store, backstage, run, account):
+    store.inline_blob_size = 0  # the message is a blob file, which goes with the account
+    deliver(store, run, "life@example.test")
+    assert backstage.blob_files() == 1
     run(store.mark_account_deleted, "life@example.test")
+    backstage.execute("UPDATE accounts SET deleted_at = ? WHERE id = ?", int(time.time()) - 29 * 86400, account.id)
+    assert run(store.purge).accounts == 0
     backstage.execute("UPDATE accounts SET deleted_at = ? WHERE id = ?", int(time.time()) - 31 * 86400, account.id)
-    assert run(store.purge).accounts == 1
+    report = run(store.purge)
+    assert (report.accounts, report.blobs) == (1, 1)
     assert run(store.list_account_summaries) == []
+    assert (backstage.count("blobs"), backstage.blob_files()) == (0, 0)
+
+
+def test_a_lifetime_of_zero_keeps_deleted_accounts(store, backstage, run, account):
+    store.softdelete_lifetime = 0
+    assert run(store.mark_account_deleted, "life@example.test") == 0
+    assert (summary(store, run).state, summary(store, run).purge_at) == ("deleted", 0)
+    backstage.execute("UPDATE accounts SET deleted_at = 1000 WHERE id = ?", account.id)
+    assert run(store.purge).accounts == 0
+    assert summary(store, run).state == "deleted"
 
 
 def test_delete_now_removes_a_deleted_account(store, run, account):
@@ -152,3 +168,16 @@ def test_summaries_show_usage_of_live_messages(store, run, account):
     assert (found.used_messages, found.account.name) == (2, "Life")
     assert found.used_bytes == run(store.get_quota, account.id).used_bytes > 0
     assert summary(store, run, "empty@example.test").used_bytes == 0
+
+
+def test_delta_012_upgrades_a_store_with_accounts(store, backstage, run, account):
+    """A store at delta 11 (as before): its accounts come out active, never logged in, and keep
+    their disabled flag."""
+    run(store.create_account, "off@example.test", "x")
+    run(store.disable_account, "off@example.test")
+    backstage.execute("DELETE FROM applied_schema_deltas WHERE version = 12")
+    backstage.execute("ALTER TABLE accounts DROP COLUMN deleted_at")
+    backstage.execute("ALTER TABLE accounts DROP COLUMN last_login")
+    assert run(store.migrate) == ["012_account_lifecycle"]
+    assert [(s.account.address, s.state, s.last_login) for s in run(store.list_account_summaries)] == [
+        ("life@example.test", "active", 0), ("off@example.test", "disabled", 0)]
