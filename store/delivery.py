@@ -61,8 +61,9 @@ def resolve_for_delivery_txn(txn: Txn, original: str) -> tuple:
     account's own (the common case), else :func:`resolve_recipient_txn`'s aliases and
     sub-addresses and a second one."""
     address = normalize_address(original)
-    row = txn.execute("SELECT a.id, a.address, a.disabled <> 0 OR a.deleted_at <> 0, a.rules_version, s.id FROM accounts a "
-                      "LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 WHERE a.address = ?",
+    row = txn.execute("SELECT a.id, a.address, a.disabled <> 0 OR a.deleted_at <> 0, a.rules_version, s.id "
+                      "FROM accounts a LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 "
+                      "WHERE a.address = ?",
                       (address,)).fetchone()
     if row is not None and not row[2]:
         return Recipient(account_id=row[0], address=row[1], original=original, detail=None), row[3] or 0, \

@@ -43,18 +43,19 @@ from twisted.internet.defer import Deferred
 
 from formats import mime
 from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_KINDS, OUTBOUND_LEASE, QUEUED,
-                            SENT, FAILED, EXPIRED, Account, AccountSummary, Credentials, Recipient, Folder, FolderStatus,
-                            MessageMeta, MessageRecord, Changes, StoreResult, CopyResult, ChangeEvent,
+                            SENT, FAILED, EXPIRED, Account, AccountSummary, Credentials, Recipient, Folder,
+                            FolderStatus, MessageMeta, MessageRecord, Changes, StoreResult, CopyResult, ChangeEvent,
                             DeliveryResult, SieveScriptInfo, Quota, OutboundRecipient, OutboundMessage,
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
                             LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE,
                             LAST_LOGIN_RESOLUTION)
 
 #: the whole contract: its records (store/records.py) and its interfaces
-__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION", "METADATA_MAX_ENTRIES",
-           "METADATA_MAX_VALUE", "OUTBOUND_LEASE",
-           "QUEUED", "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "AccountSummary", "BlockingDav", "ChangeEvent",
-           "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery", "DeliveryResult",
+__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION",
+           "METADATA_MAX_ENTRIES", "METADATA_MAX_VALUE", "OUTBOUND_LEASE",
+           "QUEUED", "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "AccountSummary", "BlockingDav",
+           "ChangeEvent", "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery",
+           "DeliveryResult",
            "Folder", "FolderStatus", "LoginFailures", "LoginState", "MessageMeta", "MessageRecord",
            "NewItem", "OutboundMessage", "OutboundRecipient", "PurgeReport", "PushBus", "Quota", "Recipient",
            "SieveScriptInfo", "Store", "StoreObserver", "DELIVERY_OUTCOMES", "StoreResult", "Submission",
