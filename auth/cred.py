@@ -49,6 +49,7 @@ from zope.interface import Interface, implementer
 
 from auth.passwords import verify_password
 from store import errors
+from store.interfaces import LAST_LOGIN_RESOLUTION
 
 log = logging.getLogger("haven.auth")
 
@@ -226,6 +227,12 @@ class StoreChecker:
         raise error.UnauthorizedLogin("authentication failed")
 
     async def _succeeded(self, state, ip: str) -> None:
+        cred = state.credentials
+        if time.time() - cred.last_login >= LAST_LOGIN_RESOLUTION:  # `haven user list` shows it
+            try:
+                await self.store.record_login(cred.account_id)
+            except errors.StoreError:
+                pass
         if state.pair_failures and ip:
             try:
                 await self.store.clear_login_failures(ip, state.subject)

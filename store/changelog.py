@@ -43,8 +43,11 @@ class PreparedMessage:
     text_row: Optional[tuple] = None  # its message_text row (store/textindex.py)
 
 
-def bump_modseq_txn(txn: Txn, account_id: int) -> int:
-    modseq = txn.increment("accounts", "highest_modseq", 1, "id = ?", (account_id,))
+def bump_modseq_txn(txn: Txn, account_id: int, receiving: bool = False) -> int:
+    """The account's next modseq.  ``receiving``: for a delivery, which a disabled or deleted
+    account refuses (NotFound) even when it was accepted at RCPT just before."""
+    where = "id = ? AND disabled = 0 AND deleted_at = 0" if receiving else "id = ?"
+    modseq = txn.increment("accounts", "highest_modseq", 1, where, (account_id,))
     if modseq is None:
         raise errors.NotFound("no such account")
     return modseq

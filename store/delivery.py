@@ -61,8 +61,9 @@ def resolve_for_delivery_txn(txn: Txn, original: str) -> tuple:
     account's own (the common case), else :func:`resolve_recipient_txn`'s aliases and
     sub-addresses and a second one."""
     address = normalize_address(original)
-    row = txn.execute("SELECT a.id, a.address, a.disabled, a.rules_version, s.id FROM accounts a "
-                      "LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 WHERE a.address = ?",
+    row = txn.execute("SELECT a.id, a.address, a.disabled <> 0 OR a.deleted_at <> 0, a.rules_version, s.id "
+                      "FROM accounts a LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 "
+                      "WHERE a.address = ?",
                       (address,)).fetchone()
     if row is not None and not row[2]:
         return Recipient(account_id=row[0], address=row[1], original=original, detail=None), row[3] or 0, \
@@ -117,7 +118,7 @@ def deliver_txn(txn: Txn, recipients: list, msg: PreparedMessage, plans: Optiona
         try:
             # the account row is locked first (the modseq bump), so on MariaDB a concurrent
             # delivery to the same account waits and the usage read below includes its rows
-            result.modseq = bump_modseq_txn(txn, rcpt.account_id)
+            result.modseq = bump_modseq_txn(txn, rcpt.account_id, receiving=True)
             gate = quota_gate_txn(txn, rcpt.account_id, msg.size * max(1, len(stores)), settings.quota) \
                 if stores or (plan is not None and plan.outgoing) else None
             for out in (plan.outgoing if plan is not None else ()):

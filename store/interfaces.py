@@ -43,17 +43,19 @@ from twisted.internet.defer import Deferred
 
 from formats import mime
 from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_KINDS, OUTBOUND_LEASE, QUEUED,
-                            SENT, FAILED, EXPIRED, Account, Credentials, Recipient, Folder, FolderStatus,
-                            MessageMeta, MessageRecord, Changes, StoreResult, CopyResult, ChangeEvent,
+                            SENT, FAILED, EXPIRED, Account, AccountSummary, Credentials, Recipient, Folder,
+                            FolderStatus, MessageMeta, MessageRecord, Changes, StoreResult, CopyResult, ChangeEvent,
                             DeliveryResult, SieveScriptInfo, Quota, OutboundRecipient, OutboundMessage,
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
-                            LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE)
+                            LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE,
+                            LAST_LOGIN_RESOLUTION)
 
 #: the whole contract: its records (store/records.py) and its interfaces
-__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "METADATA_MAX_ENTRIES",
-           "METADATA_MAX_VALUE", "OUTBOUND_LEASE",
-           "QUEUED", "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "BlockingDav", "ChangeEvent",
-           "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery", "DeliveryResult",
+__all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION",
+           "METADATA_MAX_ENTRIES", "METADATA_MAX_VALUE", "OUTBOUND_LEASE",
+           "QUEUED", "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "AccountSummary", "BlockingDav",
+           "ChangeEvent", "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery",
+           "DeliveryResult",
            "Folder", "FolderStatus", "LoginFailures", "LoginState", "MessageMeta", "MessageRecord",
            "NewItem", "OutboundMessage", "OutboundRecipient", "PurgeReport", "PushBus", "Quota", "Recipient",
            "SieveScriptInfo", "Store", "StoreObserver", "DELIVERY_OUTCOMES", "StoreResult", "Submission",
@@ -245,7 +247,44 @@ class Store:
         raise NotImplementedError
 
     async def delete_account(self, address: str) -> None:
-        """Removes the account and everything it owns at once (not a soft delete). Raises NotFound."""
+        """Removes the account and everything it owns at once (not a soft delete), whatever its
+        state. Raises NotFound."""
+        raise NotImplementedError
+
+    # The lifecycle: an account is active, disabled or deleted.  Disabled and deleted accounts
+    # log in nowhere and receive nothing (their addresses and aliases resolve as unknown) but
+    # keep their data; a deleted one is removed by :meth:`purge` once ``softdelete_lifetime``
+    # days have passed, and its address stays taken until then.  :meth:`get_account` and the
+    # admin's commands still find both.
+    async def disable_account(self, address: str) -> bool:
+        """Disable a live account; returns False when it already was.  Raises NotFound, and
+        InvalidInput for a deleted account (restore it instead)."""
+        raise NotImplementedError
+
+    async def enable_account(self, address: str) -> bool:
+        """Enable a disabled account; returns False when it already was.  Raises NotFound, and
+        InvalidInput for a deleted account (restore it instead)."""
+        raise NotImplementedError
+
+    async def mark_account_deleted(self, address: str) -> int:
+        """Soft-delete an account: refused like a disabled one, data kept.  Returns when
+        :meth:`purge` will remove it (Unix time; 0: never).  Raises NotFound, and InvalidInput
+        when it is already deleted."""
+        raise NotImplementedError
+
+    async def restore_account(self, address: str) -> None:
+        """Bring a deleted account back, active, with all its data.  Raises NotFound, and
+        InvalidInput when it is not deleted."""
+        raise NotImplementedError
+
+    async def record_login(self, account_id: int) -> None:
+        """Note a successful login now.  Writes only when the stored last login is older than
+        :data:`LAST_LOGIN_RESOLUTION`, so callers may call it on every login; :attr:`Credentials.last_login` lets them
+        skip even the call."""
+        raise NotImplementedError
+
+    async def list_account_summaries(self) -> list:
+        """:class:`AccountSummary` of every account (all states), sorted by address."""
         raise NotImplementedError
 
     async def get_credentials(self, address: str) -> Optional[Credentials]:
@@ -659,8 +698,9 @@ class Store:
         raise NotImplementedError
 
     async def purge(self, older_than_days: Optional[float] = None) -> PurgeReport:
-        """Removes tombstones older than ``older_than_days`` (default: the configured
-        ``softdelete_lifetime``; 0 means never) and blobs no row references any more."""
+        """Removes tombstones and deleted accounts (with everything they own) older than
+        ``older_than_days`` (default: the configured ``softdelete_lifetime``, where 0 means
+        never; an explicit 0 means everything deleted), and blobs no row references any more."""
         raise NotImplementedError
 
     # -- calendars and contacts (coroutines; Radicale's threads use ``dav``) ----------------

@@ -48,6 +48,16 @@ def delete_account_txn(txn: Txn, address: str) -> list:
     return drop_unreferenced_blobs_txn(txn, blob_ids)
 
 
+def purge_account_txn(txn: Txn, address: str, cutoff: int):
+    """Remove a deleted account if it still is deleted since before ``cutoff`` (a restore may
+    have come between the purge's listing and now); returns the blob ids to sweep, None when
+    it was left alone."""
+    deleted_at = txn.scalar("SELECT deleted_at FROM accounts WHERE address = ?", (address,))
+    if not deleted_at or deleted_at >= cutoff:
+        return None
+    return delete_account_txn(txn, address)
+
+
 def purge_messages_txn(txn: Txn, cutoff: int) -> tuple[int, int, list]:
     """Remove tombstones deleted before ``cutoff`` (Unix time), and deleted folders that hold no
     rows any more.  Returns (deleted messages removed, folders, blob ids no longer referenced).
@@ -94,22 +104,37 @@ class LifecycleStore(StoreCore):
     async def purge(self, older_than_days=None) -> PurgeReport:
         days = self.softdelete_lifetime if older_than_days is None else older_than_days
         if days <= 0 and older_than_days is None:
-            messages = folders = dav_items = 0
+            messages = folders = dav_items = removed = 0
             gone = []
         else:
             cutoff = int(time.time() - days * 86400) if days > 0 else int(time.time()) + 1
+            removed, gone = await self._purge_accounts(cutoff)
             dav_items = await self._run("purge_dav", dav.purge_txn, cutoff)
-            messages, folders, gone = await self._run("purge", purge_messages_txn, cutoff)
+            messages, folders, more = await self._run("purge", purge_messages_txn, cutoff)
+            gone += more
         await self._run("purge_vacation", sievestore.purge_vacation_txn, int(time.time()))
         await self._run("purge_idempotency_keys", prune_keys_txn, int(time.time()))
         await self._run("purge_submission_counts", rates.prune_txn, time.time())
         orphans = await self._sweep_orphans()
         await self._delete_blob_files(gone)
-        report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans, dav_items=dav_items)
-        if messages or folders or report.blobs or dav_items:
-            log.info("purge: %d messages, %d calendar/contact items, %d folders, %d blobs removed", messages,
-                     dav_items, folders, report.blobs)
+        report = PurgeReport(messages=messages, folders=folders, blobs=len(gone) + orphans, dav_items=dav_items,
+                             accounts=removed)
+        if messages or folders or report.blobs or dav_items or removed:
+            log.info("purge: %d accounts, %d messages, %d calendar/contact items, %d folders, %d blobs removed",
+                     removed, messages, dav_items, folders, report.blobs)
         return report
+
+    async def _purge_accounts(self, cutoff: int) -> tuple:
+        """(accounts removed, their blob ids to sweep): each deleted account in a transaction
+        of its own, as ``haven user del --now`` removes one."""
+        removed, gone = 0, []
+        for address in await self._run("deleted_accounts", accounts.deleted_before_txn, cutoff):
+            blobs = await self._run("purge_account", purge_account_txn, address, cutoff)
+            if blobs is not None:
+                log.info("purge: account %s removed (deleted past softdelete_lifetime)", address)
+                removed += 1
+                gone += blobs
+        return removed, gone
 
     async def _sweep_orphans(self) -> int:
         """Blob files whose row never committed (a delivery failed after writing its blob), and

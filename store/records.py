@@ -29,6 +29,11 @@ class Account:
     created_at: int
 
 
+#: ``accounts.last_login`` is written only when the stored value is older than this (seconds),
+#: so an account that logs in all day costs one write an hour, not one per login
+LAST_LOGIN_RESOLUTION = 3600
+
+
 @dataclass(frozen=True)
 class Credentials:
     account_id: int
@@ -37,10 +42,27 @@ class Credentials:
     disabled: bool
     name: Optional[str] = None
     created_at: int = 0
+    last_login: int = 0  # Unix time, to LAST_LOGIN_RESOLUTION; 0: never
 
     @property
     def account(self) -> "Account":
         return Account(id=self.account_id, address=self.address, name=self.name, created_at=self.created_at)
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    """An account as ``haven user list`` shows it.  ``state``: ``active``, ``disabled`` (no
+    login, no delivery) or ``deleted`` (the same, until the purge removes it at ``purge_at``;
+    0: never, softdelete_lifetime is 0).  Times are Unix seconds, 0 when not set; usage counts
+    the live messages, as the quota does."""
+
+    account: Account
+    state: str
+    deleted_at: int
+    purge_at: int
+    last_login: int
+    used_bytes: int
+    used_messages: int
 
 
 @dataclass(frozen=True)
@@ -220,6 +242,7 @@ class PurgeReport:
     folders: int
     blobs: int
     dav_items: int = 0  # calendar objects and vCards
+    accounts: int = 0  # deleted accounts removed with all they owned
 
 
 @dataclass(frozen=True)

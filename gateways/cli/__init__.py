@@ -69,9 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("address")
     ua.add_argument("--name", help="display name")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    u.add_parser("list", help="list accounts")
-    ud = u.add_parser("del", help="delete an account and all its data, at once")
+    u.add_parser("list", help="list accounts: state (active, disabled, deleted and when it is purged), "
+                              "mail usage, last login, name")
+    ud = u.add_parser("del", help="delete an account: it logs in nowhere and receives nothing (550 5.1.1), its "
+                                  "data is kept until the purge removes it after [store] softdelete_lifetime "
+                                  "days; `user restore` undoes it")
     ud.add_argument("address")
+    ud.add_argument("--now", action="store_true",
+                    help="remove the account and all its mail, calendars and contacts at once (cannot be undone)")
+    ud.add_argument("-y", "--yes", action="store_true", help="with --now: do not ask for confirmation")
+    ur = u.add_parser("restore", help="bring back a deleted account (not yet purged), active, with all its data")
+    ur.add_argument("address")
+    ux = u.add_parser("disable", help="refuse the account's logins and mail (550 5.1.1), keeping its data")
+    ux.add_argument("address")
+    ue = u.add_parser("enable", help="let a disabled account log in and receive mail again")
+    ue.add_argument("address")
     up = u.add_parser("passwd", help="set an account's password")
     up.add_argument("address")
     up.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -18,9 +18,9 @@ def main(args) -> int:
 async def cmd_purge(store, args, raw) -> int:
     report = await store.purge(args.days)
     audit("purge", days=args.days, messages=report.messages, dav_items=report.dav_items, folders=report.folders,
-          blobs=report.blobs)
+          blobs=report.blobs, accounts=report.accounts)
     print(f"purged {report.messages} messages, {report.dav_items} calendar/contact items, {report.folders} folders, "
-          f"{report.blobs} blobs")
+          f"{report.blobs} blobs, {report.accounts} deleted accounts")
     return EX_OK
 
 

@@ -1,4 +1,4 @@
-"""``haven user``: accounts, their passwords and quotas."""
+"""``haven user``: accounts, their lifecycle (active, disabled, deleted until purged), passwords and quotas."""
 
 from __future__ import annotations
 
@@ -7,11 +7,30 @@ import sys
 
 from conf import format_size, parse_size
 from gateways.cli.audit import audit
-from gateways.cli.runner import EX_OK, hash_password, run_command
+from gateways.cli.recover import when
+from gateways.cli.runner import EX_OK, EX_USAGE, hash_password, run_command
 
 
 def main(args) -> int:
+    if args.user_command == "del" and args.now and not args.yes and not confirm_removal(args.address):
+        return EX_USAGE
     return run_command(args, cmd_user)
+
+
+def confirm_removal(address: str) -> bool:
+    """Ask on the terminal before ``user del --now`` (before the store opens: nothing waits on
+    the reactor for a person); without a terminal, refuse unless --yes was given."""
+    if not sys.stdin.isatty():
+        print(f"haven: `user del --now` removes {address} for good: give --yes to confirm without a terminal "
+              f"(or `haven user del {address}` to delete it restorably)", file=sys.stderr)
+        return False
+    sys.stderr.write(f"Remove {address} and all its mail, calendars and contacts now? "
+                     "This cannot be undone. [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() in ("y", "yes"):
+        return True
+    print("haven: nothing removed", file=sys.stderr)
+    return False
 
 
 def read_password(args, prompt="Password: ") -> str:
@@ -36,12 +55,28 @@ async def cmd_user(store, args, raw) -> int:
         audit("user.add", address=account.address, name=args.name)
         print(f"created {account.address}")
     elif action == "list":
-        for account in await store.list_accounts():
-            print(account.address + (f"\t{account.name}" if account.name else ""))
-    elif action == "del":
+        print("\t".join(LIST_COLUMNS))
+        for summary in await store.list_account_summaries():
+            print(list_line(summary))
+    elif action == "del" and args.now:
         await store.delete_account(args.address)
+        audit("user.del", address=args.address, now="yes")
+        print(f"removed {args.address} and all its data")
+    elif action == "del":
+        purge_at = await store.mark_account_deleted(args.address)
         audit("user.del", address=args.address)
-        print(f"deleted {args.address}")
+        print(f"deleted {args.address}: no login, no mail; its data is kept and "
+              + (f"purged after {when(purge_at)}" if purge_at else "never purged (softdelete_lifetime = 0)")
+              + f"; `haven user restore {args.address}` undoes it")
+    elif action == "restore":
+        await store.restore_account(args.address)
+        audit("user.restore", address=args.address)
+        print(f"restored {args.address}: active, with all its data")
+    elif action in ("disable", "enable"):
+        changed = await (store.disable_account if action == "disable" else store.enable_account)(args.address)
+        if changed:
+            audit(f"user.{action}", address=args.address)
+        print(f"{action}d {args.address}" if changed else f"{args.address} was already {action}d")
     elif action == "passwd":
         account = await store.get_account(args.address)
         password = read_password(args, "New password: ")
@@ -59,6 +94,18 @@ async def cmd_user(store, args, raw) -> int:
             quota = await store.get_quota(account.id)
         print(quota_text(account.address, quota))
     return EX_OK
+
+
+LIST_COLUMNS = ("ADDRESS", "STATE", "USAGE", "MESSAGES", "LAST LOGIN", "NAME")
+"""``haven user list``: one header line, then one tab-separated line per account."""
+
+
+def list_line(summary) -> str:
+    state = summary.state
+    if state == "deleted":
+        state += f", purged after {when(summary.purge_at)}" if summary.purge_at else ", never purged"
+    return "\t".join((summary.account.address, state, format_size(summary.used_bytes), str(summary.used_messages),
+                      when(summary.last_login) if summary.last_login else "never", summary.account.name or ""))
 
 
 def quota_size(value):

@@ -208,3 +208,25 @@ def test_verified_login_cache(store, run, hashes):
         login(run, portal, "cache@example.test", "right")
     login(run, portal, "cache@example.test", "new")
     assert calls == ["right", "wrong", "right", "new"]
+
+
+def test_disabled_and_deleted_accounts_cannot_log_in(store, run, portal):
+    run(store.create_account, "gone@example.test", hash_password("right"))
+    run(store.add_alias, "went@example.test", "gone@example.test")
+    login(run, portal, "gone@example.test", "right")
+    run(store.disable_account, "gone@example.test")
+    refused(run, portal, "gone@example.test", "right", "192.0.2.10")
+    run(store.enable_account, "gone@example.test")
+    login(run, portal, "gone@example.test", "right", ip="192.0.2.11")
+    run(store.mark_account_deleted, "gone@example.test")
+    for user in ("gone@example.test", "went@example.test"):
+        refused(run, portal, user, "right", "192.0.2.12")
+    run(store.restore_account, "gone@example.test")
+    assert login(run, portal, "went@example.test", "right", ip="192.0.2.13")[1].address == "gone@example.test"
+
+
+def test_a_login_is_recorded(store, run, portal):
+    run(store.create_account, "seen@example.test", hash_password("right"))
+    assert run(store.get_credentials, "seen@example.test").last_login == 0
+    login(run, portal, "seen@example.test", "right")
+    assert abs(run(store.get_credentials, "seen@example.test").last_login - time.time()) < 5

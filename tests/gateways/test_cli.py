@@ -33,12 +33,14 @@ def test_user_lifecycle(admin):
     assert r.returncode == 0 and b"created zed@example.test" in r.stdout
     r = admin.cli("user", "add", "zed@example.test", "--password-stdin", input=b"pw\n")
     assert r.returncode != 0 and b"already exists" in r.stderr
-    assert b"zed@example.test\tZed" in admin.cli("user", "list").stdout
+    assert b"zed@example.test\tactive\t0 bytes\t0\tnever\tZed\n" in admin.cli("user", "list").stdout
     assert admin.cli("user", "passwd", "zed@example.test", "--password-stdin", input=b"new\n").returncode == 0
     r = admin.cli("user", "passwd", "nobody@example.test", "--password-stdin", input=b"new\n")
     assert r.returncode != 0 and b"no account" in r.stderr
     assert admin.cli("user", "add", "x@example.test", "--password-stdin", input=b"\n").returncode != 0
     assert admin.cli("user", "del", "zed@example.test").returncode == 0
+    assert b"zed@example.test\tdeleted, purged after " in admin.cli("user", "list").stdout
+    assert admin.cli("user", "del", "zed@example.test", "--now", "--yes").returncode == 0
     assert b"zed@" not in admin.cli("user", "list").stdout
 
 
@@ -203,7 +205,8 @@ def test_recover_and_purge(admin):
     assert r.returncode == 0 and b"purged 0 messages" in r.stdout
     db.execute("UPDATE messages SET deleted_at = 1000")
     db.commit()
-    assert b"purged 1 messages, 0 calendar/contact items, 0 folders, 1 blobs" in admin.cli("purge").stdout
+    assert b"purged 1 messages, 0 calendar/contact items, 0 folders, 1 blobs, 0 deleted accounts" in \
+        admin.cli("purge").stdout
     assert not list((admin.data_dir / "blobs").glob("??/??/*.zst"))
 
 

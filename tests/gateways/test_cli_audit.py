@@ -93,8 +93,14 @@ def test_every_admin_change_is_one_audit_line(admin, tmp_path):
     message_id = run_on_reactor(expunge)
     step("recover.restore", f"address={a} messages={message_id} restored=1", "recover", "restore", a,
          str(message_id))
-    step("purge", "days=0.0 messages=0 dav_items=0 folders=0 blobs=0", "purge", "--days", "0")  # restored: not removed
+    # the restored message's tombstone goes, but it is not a message removed
+    step("purge", "days=0.0 messages=0 dav_items=0 folders=0 blobs=0 accounts=0", "purge", "--days", "0")
+    step("user.disable", f"address={a}", "user", "disable", a)
+    ok(admin, "user", "disable", a)  # already disabled: not a change
+    step("user.enable", f"address={a}", "user", "enable", a)
     step("user.del", f"address={a}", "user", "del", a)
+    step("user.restore", f"address={a}", "user", "restore", a)
+    step("user.del", f"address={a} now=yes", "user", "del", a, "--now", "--yes")
 
     lines = audit_lines(admin)
     assert [(action, fields) for _user, action, fields in lines] == expected

@@ -112,6 +112,12 @@ def test_a_new_password_and_a_deleted_account_take_effect_at_once(haven, dav):
     result = haven.cli("user", "del", dav.user)
     assert result.returncode == 0, result.stderr
     assert_challenge(renewed.get(href), "a deleted account")
+    result = haven.cli("user", "restore", dav.user)
+    assert result.returncode == 0, result.stderr
+    assert renewed.get(href).status == 200                        # restored, with its calendar
+    result = haven.cli("user", "del", "--now", "--yes", dav.user)
+    assert result.returncode == 0, result.stderr
+    assert_challenge(renewed.get(href), "a removed account")
 
     # an account made again under the address starts empty
     result = haven.cli("user", "add", dav.user, "--password-stdin", input=b"again-pw\n")
