@@ -16,6 +16,7 @@ Invariants
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import importlib
 import logging
@@ -28,7 +29,7 @@ from typing import Optional
 from twisted.internet import defer, endpoints, task, threads
 from twisted.logger import STDLibLogObserver, globalLogBeginner
 
-from conf import Config, ConfigError, ListenAddress
+from conf import Config, ConfigError, ListenAddress, StoreURL
 from gateways.common.clientaddr import ProxyHeaderFactory, in_networks, trusted_networks, trusted_proxies
 from gateways.common.connlimit import ConnectionGate, ListenerPolicy
 from gateways.common.context import GatewayContext
@@ -135,6 +136,14 @@ def open_store(config: Config, poll_interval: Optional[float] = None, observer=N
     return open_sql_store(config.store_url(), store_settings(config, poll_interval, observer),
                           pool_size=config.getint("store", "pool_size"),
                           busy_timeout_ms=config.getint("store", "busy_timeout_ms"))
+
+
+def open_backup_store(config: Config, src: Path):
+    """The store in a backup directory (`haven backup`: ``haven.db`` and ``blobs/``), not started,
+    for reading: no poller, its own data_dir."""
+    from store.sqlstore import open_store as open_sql_store  # only when needed: start-up time of the `haven` command
+    settings = dataclasses.replace(store_settings(config, poll_interval=0), data_dir=Path(src))
+    return open_sql_store(StoreURL(engine="sqlite", path=str(Path(src) / "haven.db")), settings, pool_size=1)
 
 
 def tls_paths(config: Config) -> tuple[str, str]:

@@ -155,6 +155,18 @@ class Txn:
         return "(" + ", ".join("?" for _ in values) + ")"
 
 
+def _texts(row, columns) -> tuple:
+    """``row`` with the bytes in ``columns`` decoded (UTF-8, as Haven wrote them)."""
+    row = list(row)
+    for i in columns:
+        if isinstance(row[i], (bytes, bytearray)):
+            try:
+                row[i] = bytes(row[i]).decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # not text after all: kept as it is
+    return tuple(row)
+
+
 def _mysql_integrity():
     try:
         import pymysql  # only MariaDB/MySQL stores load the driver
@@ -266,6 +278,55 @@ class Database:
         SQLite: a deferred transaction (WAL readers never block the writer nor wait for it);
         MariaDB: the thread's connection, READ COMMITTED.  ``fn`` must not write."""
         return self._run_here(desc, fn, args, kwargs, "BEGIN")
+
+    def snapshot_to_sqlite(self, dest: str, prepare: Callable, copy_rows: int = 1000) -> None:
+        """A consistent copy of the whole database in a new SQLite file ``dest`` (the backup's
+        portable format), from a connection of its own, while the store goes on being used.
+        SQLite: the backup API in one step (a read transaction's snapshot; WAL lets writers go
+        on).  MariaDB/MySQL: ``prepare(Txn)`` makes Haven's schema in the file, then every
+        table's rows are copied from one REPEATABLE READ snapshot (``START TRANSACTION WITH
+        CONSISTENT SNAPSHOT``), streamed, ``copy_rows`` at a time.  Blocking: a worker thread."""
+        out = sqlite3.connect(dest, isolation_level=None)
+        try:
+            if self.engine == "sqlite":
+                src = sqlite3.connect(f"file:{self.url.path}?mode=ro", uri=True)
+                try:
+                    src.backup(out)
+                finally:
+                    src.close()
+                return
+            import pymysql  # only MariaDB/MySQL stores load the driver
+            cur = out.cursor()
+            cur.execute("BEGIN")
+            prepare(Txn("sqlite", cur))
+            tables = [r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                "AND name NOT LIKE 'sqlite_%' AND name <> 'applied_schema_deltas'")]
+            src = self.connect()
+            try:
+                with src.cursor() as c:
+                    c.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    c.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                for table in tables:
+                    info = list(out.execute(f"PRAGMA table_info({table})"))
+                    cols = [r[1] for r in info]
+                    # MySQL's VARBINARY names come back as bytes: text columns get text in SQLite
+                    text = [i for i, r in enumerate(info) if any(t in (r[2] or "").upper() for t in ("CHAR", "TEXT"))]
+                    marks = ", ".join("?" for _ in cols)
+                    with src.cursor(pymysql.cursors.SSCursor) as c:
+                        c.execute(f"SELECT {', '.join(cols)} FROM {table}")
+                        while True:
+                            rows = c.fetchmany(copy_rows)
+                            if not rows:
+                                break
+                            if text:
+                                rows = [_texts(row, text) for row in rows]
+                            cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows)
+                src.rollback()
+            finally:
+                src.close()
+            cur.execute("COMMIT")
+        finally:
+            out.close()
 
     def pool_usage(self) -> tuple:
         """``(threads working, threads at most)`` of the DB pool."""

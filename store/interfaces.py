@@ -704,6 +704,20 @@ class Store:
         raise NotImplementedError
 
     # -- calendars and contacts (coroutines; Radicale's threads use ``dav``) ----------------
+    # -- backups (store/backup.py) ----------------------------------------------------------
+    async def backup(self, dest: str) -> dict:
+        """An online, consistent backup of the whole store into the directory ``dest``: the
+        database as an SQLite store file (``haven.db``, Haven's portable format, whatever this
+        store's engine) and the blob files it names that ``dest`` does not hold yet
+        (incremental).  Returns counts: ``copied``, ``present``, ``missing`` blob files,
+        ``bytes`` copied, ``database_bytes``."""
+        raise NotImplementedError
+
+    async def verify_backup(self, src: str) -> tuple:
+        """``(messages checked, [problems])`` of the backup in ``src``: the database's
+        integrity and every message's bytes hashed against its name."""
+        raise NotImplementedError
+
     async def list_dav_collections(self, account_id: int) -> list:
         """:class:`DavCollection` of every calendar, task list and address book of the account."""
         raise NotImplementedError

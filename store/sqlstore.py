@@ -30,6 +30,7 @@ from pathlib import Path
 
 from store.accounts import AccountsStore
 from store.authfail import AuthFailuresStore
+from store.backup import BackupStore
 from store.dav import DavStore
 from store.delivery import DeliveryStore
 from store.engines import Database
@@ -50,7 +51,7 @@ from store.submission import SubmissionStore
 
 class SqlStore(AccountsStore, FoldersStore, MessagesStore, PreviewsStore, FulltextStore, DeliveryStore,
                SubmissionStore, OutboundStore, SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore,
-               MetadataStore, Store):
+               MetadataStore, BackupStore, Store):
     async def schema_version(self) -> tuple:
         return await self._run("schema_version", current_version_txn), latest_version()
 

@@ -139,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--insecure", action="store_true", help="do not check the other server's certificate "
                     "(a self-signed one); the password still travels encrypted")
 
+    bk = sub.add_parser("backup", help="back the whole store up into DEST while Haven runs (the database as an "
+                        "SQLite store file, message files copied once); --verify checks a backup instead")
+    bk.add_argument("dest", help="the backup directory (made if missing; a later run updates it)")
+    bk.add_argument("--verify", action="store_true", help="check the backup in DEST: the database's integrity and "
+                    "every message's bytes against its hash; exit 65 on a problem")
+    rs = sub.add_parser("restore", help="bring one account back from a backup into the running server")
+    rs.add_argument("src", help="a directory made by `haven backup`")
+    rs.add_argument("--account", required=True, help="the account to restore, as the backup names it")
+    rs.add_argument("--into", help="restore into this account instead (made if missing)")
+
     dv = _group(sub, "dav", "calendars and address books (what CalDAV/CardDAV clients see)", "dav_command")
     dl = dv.add_parser("list", help="an account's calendars and address books, or the items of one")
     dl.add_argument("address")
@@ -210,7 +220,7 @@ def _recover_id(value: str):
 COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
             "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue",
             "auth": "authcmd", "config": "configcmd", "dns": "dnscmd", "export": "export",
-            "import": "importer"}
+            "import": "importer", "backup": "backup", "restore": "backup"}
 """command -> the module of this package that runs it (``main(args) -> exit code``), imported
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 
