@@ -34,7 +34,8 @@ async def cmd_backup(store, args, raw) -> int:
         checked, problems = await store.verify_backup(args.dest)
         for problem in problems:
             print(f"haven: {problem}", file=sys.stderr)
-        print(f"{args.dest}: {checked} messages checked, {len(problems)} problem{'s' * (len(problems) != 1)}")
+        print(f"{args.dest}: {checked} message contents checked (each stored once, however many messages hold it), "
+              f"{len(problems)} problem{'s' * (len(problems) != 1)}")
         return EX_DATAERR if problems else EX_OK
     started = time.monotonic()
     report = await store.backup(args.dest)
