@@ -177,6 +177,8 @@ def account_summaries_txn(txn: Txn, lifetime_days: float) -> list:
 
 def add_alias_txn(txn: Txn, alias: str, address: str) -> None:
     account = get_account_txn(txn, address)
+    if txn.scalar("SELECT deleted_at FROM accounts WHERE id = ?", (account.id,)):
+        raise errors.InvalidInput(f"{account.address} is deleted: `haven user restore {account.address}` first")
     txn.insert_ignore("domains", ("name", "created_at"), (alias.rpartition("@")[2], int(time.time())))
     if txn.scalar("SELECT COUNT(*) FROM accounts WHERE address = ?", (alias,)):
         raise errors.Exists(f"{alias} is an account")

@@ -181,3 +181,12 @@ def test_delta_012_upgrades_a_store_with_accounts(store, backstage, run, account
     assert run(store.migrate) == ["012_account_lifecycle"]
     assert [(s.account.address, s.state, s.last_login) for s in run(store.list_account_summaries)] == [
         ("life@example.test", "active", 0), ("off@example.test", "disabled", 0)]
+
+
+def test_no_alias_for_a_deleted_account(store, run, account):
+    run(store.mark_account_deleted, "life@example.test")
+    with pytest.raises(errors.InvalidInput, match="user restore"):
+        run(store.add_alias, "late@example.test", "life@example.test")
+    run(store.restore_account, "life@example.test")
+    run(store.add_alias, "late@example.test", "life@example.test")
+    assert run(store.resolve_recipient, "late@example.test").address == "life@example.test"
