@@ -12,12 +12,13 @@ when it does not exist.  The other accounts are not touched.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from gateways.cli.audit import audit
-from gateways.cli.export import Progress
-from gateways.cli.importer import Target
+from gateways.cli.export import PIECE, Progress
+from gateways.cli.importer import STREAM_OVER, Target
 from gateways.cli.runner import EX_DATAERR, EX_OK, run_command
 from store import errors
 from store.interfaces import NewItem
@@ -96,10 +97,26 @@ async def _restore_mail(backup, store, source, target, counts: dict, progress: P
         for i in range(0, len(metas), BATCH):
             records = await backup.fetch_messages(folder.id, [m.uid for m in metas[i:i + BATCH]], envelope=True)
             for rec in records:
-                raw = await backup.read_blob(rec.blob_id)
                 progress.show(f"{folder.name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
-                await into.add(raw, rec.meta.size, rec.envelope[9] if rec.envelope else None,
-                               sorted(rec.meta.flags), rec.meta.internaldate, counts)
+                message_id = rec.envelope[9] if rec.envelope else None
+                if rec.meta.size <= STREAM_OVER:
+                    await into.add(await backup.read_blob(rec.blob_id), rec.meta.size, message_id,
+                                   sorted(rec.meta.flags), rec.meta.internaldate, counts)
+                    continue
+                # a big message goes through a temporary file, a piece at a time, never whole
+                with tempfile.TemporaryFile() as f:
+                    stream = await backup.open_blob(rec.blob_id)
+                    try:
+                        while True:
+                            piece = await stream.read(PIECE)
+                            if not piece:
+                                break
+                            f.write(piece)
+                    finally:
+                        stream.close()
+                    f.seek(0)
+                    await into.add(f, rec.meta.size, message_id, sorted(rec.meta.flags), rec.meta.internaldate,
+                                   counts)
         await into.flush()
 
 

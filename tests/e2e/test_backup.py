@@ -20,7 +20,8 @@ def test_backup_under_load_then_restore_an_account(haven, tmp_path):
         c.append(("INBOX", "Projets/Réunions", "Archive")[i % 3],
                  b"From: s@example.org\r\nMessage-ID: <k%d@example.org>\r\nSubject: %d\r\n\r\nbody\r\n" % (i, i),
                  flags=[[b"\\Seen"], [b"$Work", b"\\Flagged"], []][i % 3])
-    c.append("INBOX", b"From: big@example.org\r\nSubject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 200)  # a file blob
+    c.append("INBOX", b"From: big@example.org\r\nSubject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 1200)  # a file
+    # blob, over a MiB: restored through a temporary file, a piece at a time
     c.logout()
     _calendar_contacts_and_script(haven, user, tmp_path, ["Kept"], "Kept Card")
 
