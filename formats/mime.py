@@ -141,6 +141,13 @@ def header_fields(header: bytes) -> list[tuple[str, bytes]]:
         return []
 
 
+def header_value(raw: bytes, name: str):
+    """The unfolded value of the first field ``name`` (any case) in the header section at the
+    start of ``raw`` (a whole message, or its header), as ENVELOPE carries it; None if absent."""
+    key = name.lower()
+    return _header_map(raw, 0, len(raw), frozenset((key,))).get(key)
+
+
 # -- parameters (RFC 2045 §5.1, RFC 2231) ---------------------------------------------------
 
 def _parse_params(s: str) -> list:

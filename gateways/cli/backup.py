@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from gateways.cli.audit import audit
-from gateways.cli.export import PIECE, Progress
+from gateways.cli.export import Progress, copy_blob
 from gateways.cli.importer import STREAM_OVER, Target
 from gateways.cli.runner import EX_DATAERR, EX_OK, run_command
 from store import errors
@@ -105,15 +105,7 @@ async def _restore_mail(backup, store, source, target, counts: dict, progress: P
                     continue
                 # a big message goes through a temporary file, a piece at a time, never whole
                 with tempfile.TemporaryFile() as f:
-                    stream = await backup.open_blob(rec.blob_id)
-                    try:
-                        while True:
-                            piece = await stream.read(PIECE)
-                            if not piece:
-                                break
-                            f.write(piece)
-                    finally:
-                        stream.close()
+                    await copy_blob(backup, rec.blob_id, f)
                     f.seek(0)
                     await into.add(f, rec.meta.size, message_id, sorted(rec.meta.flags), rec.meta.internaldate,
                                    counts)

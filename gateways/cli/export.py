@@ -138,21 +138,27 @@ async def export_mail(store, account, root: Path, progress: Progress, hostname: 
     return counts
 
 
-async def _write_message(store, blob_id: str, path: Path, name: str, mtime: int) -> int:
-    """Maildir delivery: the bytes into tmp/, then renamed into cur/; returns the size."""
-    tmp = path / "tmp" / name.partition(":")[0]
+async def copy_blob(store, blob_id: str, f) -> int:
+    """A message's bytes into the binary file ``f``, :data:`PIECE` octets at a time (never the
+    whole message at once); returns the size."""
     stream = await store.open_blob(blob_id)
     size = 0
     try:
-        with open(tmp, "wb") as f:
-            while True:
-                piece = await stream.read(PIECE)
-                if not piece:
-                    break
-                f.write(piece)
-                size += len(piece)
+        while True:
+            piece = await stream.read(PIECE)
+            if not piece:
+                return size
+            f.write(piece)
+            size += len(piece)
     finally:
         stream.close()
+
+
+async def _write_message(store, blob_id: str, path: Path, name: str, mtime: int) -> int:
+    """Maildir delivery: the bytes into tmp/, then renamed into cur/; returns the size."""
+    tmp = path / "tmp" / name.partition(":")[0]
+    with open(tmp, "wb") as f:
+        size = await copy_blob(store, blob_id, f)
     os.utime(tmp, (mtime, mtime))
     os.rename(tmp, path / "cur" / name)
     return size

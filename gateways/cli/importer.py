@@ -29,6 +29,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from twisted.internet.threads import deferToThread
 
+from formats import mime
 from gateways.cli.audit import audit
 from gateways.cli.dav import import_text
 from gateways.cli.export import KEYWORD_LETTERS, MAILDIR_FLAGS, Progress
@@ -156,13 +157,6 @@ def _key(message_id, internaldate: int, size: int) -> tuple:
     return ((message_id or "").strip(), int(internaldate), int(size))
 
 
-def _message_id(header: bytes):
-    for line in header.split(b"\r\n") if b"\r\n" in header else header.split(b"\n"):
-        if line[:11].lower() == b"message-id:":
-            return line[11:].decode("utf-8", "replace").strip()
-    return None
-
-
 async def import_maildir(store, account, root: Path, counts: dict, progress: Progress) -> None:
     folders = [("", "INBOX")] + sorted((d.name, folder_name(d.name[1:])) for d in root.iterdir()
                                        if d.is_dir() and d.name.startswith(".") and (d / "cur").is_dir())
@@ -188,23 +182,15 @@ async def import_maildir(store, account, root: Path, counts: dict, progress: Pro
                 stat = entry.stat()
                 progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
                 with open(entry.path, "rb") as f:
-                    message_id = _message_id(_header(f))
-                    if stat.st_size > STREAM_OVER:
+                    if stat.st_size > STREAM_OVER:  # its header now, the file handed on for the rest
+                        data = f
+                        message_id = mime.header_value(f.read(256 * 1024), "message-id")
                         f.seek(0)
-                        await target.add(f, stat.st_size, message_id, flags, int(stat.st_mtime), counts)
                     else:
-                        f.seek(0)
-                        await target.add(f.read(), stat.st_size, message_id, flags, int(stat.st_mtime), counts)
+                        data = f.read()
+                        message_id = mime.header_value(data, "message-id")
+                    await target.add(data, stat.st_size, message_id, flags, int(stat.st_mtime), counts)
         await target.flush()
-
-
-def _header(f) -> bytes:
-    """The header section of a message file (up to 256 KiB), the file left anywhere."""
-    data = f.read(256 * 1024)
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        end = data.find(b"\n\n")
-    return data if end < 0 else data[:end]
 
 
 async def import_mbox(store, account, path: Path, name: str, counts: dict, progress: Progress) -> None:
@@ -219,7 +205,7 @@ async def import_mbox(store, account, path: Path, name: str, counts: dict, progr
         flags += keywords
         internaldate = _from_line_date(msg.get_from()) or int(time.time())
         progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
-        await target.add(data, len(data), msg.get("Message-ID"), flags, internaldate, counts)
+        await target.add(data, len(data), mime.header_value(data, "message-id"), flags, internaldate, counts)
     await target.flush()
 
 
@@ -354,7 +340,7 @@ def _imap_metas(client, folder: str) -> list:
         for uid, d in data.items():
             header = d.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]") or b""
             flags = [f.decode() if isinstance(f, bytes) else f for f in d[b"FLAGS"]]
-            out.append((uid, _message_id(header), int(d[b"INTERNALDATE"].timestamp()), d[b"RFC822.SIZE"],
+            out.append((uid, mime.header_value(header, "message-id"), int(d[b"INTERNALDATE"].timestamp()), d[b"RFC822.SIZE"],
                         [f for f in flags if f != "\\Recent"]))
     return out
 

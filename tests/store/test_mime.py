@@ -784,3 +784,10 @@ def test_speed():
 ])
 def test_address_forms(value, forms):
     assert mime.address_forms(value) == forms
+
+
+def test_header_value_is_what_envelope_carries():
+    raw = b"Subject: x\r\nMessage-ID:\r\n <folded@example.org>\r\nmessage-id: <second@x>\r\n\r\nMessage-ID: <body@x>\r\n"
+    assert mime.header_value(raw, "Message-ID") == mime.analyze(raw)["envelope"][9] == "<folded@example.org>"
+    assert mime.header_value(raw, "In-Reply-To") is None
+    assert mime.header_value(b"Message-ID: <a@b>\n\nbody", "message-id") == "<a@b>"
