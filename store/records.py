@@ -4,6 +4,7 @@ re-exports every name; gateways import them from there.  Nothing here does I/O."
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -340,3 +341,82 @@ class LoginFailures:
 #: (or the server view of one account) may hold
 METADATA_MAX_VALUE = 32768
 METADATA_MAX_ENTRIES = 100
+
+
+# -- ActiveSync (store/activesync.py) ------------------------------------------------------------
+
+#: the collection id of a device's folder hierarchy (FolderSync) among its sync states
+EAS_HIERARCHY = 0
+#: the SyncKey a device sends to start over (MS-ASCMD: FolderSync and Sync with SyncKey 0)
+EAS_INITIAL_KEY = "0"
+#: octets of a cached Ping or Sync request the store keeps (a bigger one is not cached: TooBig)
+EAS_MAX_CACHED_REQUEST = 65536
+#: octets of the response kept for replay with a state (a bigger one: TooBig, nothing saved)
+EAS_MAX_RESPONSE = 4 << 20
+#: item ids one sync state may hold
+EAS_MAX_HELD = 1_000_000
+#: characters of the JSON of a state's options (FilterType aside: body preferences and the like)
+EAS_MAX_OPTIONS = 4096
+#: seconds a ClientId -> ServerId mapping is kept (a device retries an Add or SendMail within
+#: minutes; the purge job drops older ones)
+EAS_CLIENT_ID_LIFETIME = 7 * 86400
+
+
+@dataclass(frozen=True)
+class EasDevice:
+    """One ActiveSync device of one account (the same phone on two accounts is two devices).
+    Times are Unix seconds, 0 when not set.  ``policy_key`` is the acknowledged policy key (0:
+    none), ``pending_policy_key`` the one issued by Provision and not yet acknowledged (0: none)."""
+    account_id: int
+    device_id: str
+    device_type: str = ""
+    model: str = ""
+    os: str = ""
+    user_agent: str = ""
+    protocol_version: str = ""
+    policy_key: int = 0
+    pending_policy_key: int = 0
+    wipe_requested_at: int = 0
+    wipe_done_at: int = 0
+    first_seen: int = 0
+    last_seen: int = 0
+
+    @property
+    def wipe_state(self) -> str:
+        """``none``, ``requested`` (the next request is answered with a wipe) or ``done`` (the
+        device confirmed it)."""
+        if self.wipe_done_at:
+            return "done"
+        return "requested" if self.wipe_requested_at else "none"
+
+
+@dataclass(frozen=True)
+class EasSyncState:
+    """What the store keeps of one device's view of one collection (a folder's id, mail or DAV,
+    or :data:`EAS_HIERARCHY` for FolderSync).
+
+    ``held``: the ids the device holds, ascending (mail: UIDs in the folder; DAV: item ids; the
+    hierarchy: folder ids); a Sync compares them with the folder's live ids, so a delete is
+    found even after the purge removed its tombstone.  ``modseq``: the folder's modseq the
+    device has seen changes up to.  ``last_response``: the response that carried ``sync_key``,
+    to replay when the device repeats ``previous_key`` (it never got it)."""
+    collection_id: int
+    sync_key: str
+    previous_key: str
+    modseq: int
+    held: tuple
+    filter_type: int = 0
+    options: dict = field(default_factory=dict)
+    last_response: Optional[bytes] = None
+    updated_at: int = 0
+
+
+def eas_next_sync_key(key: str) -> str:
+    """The SyncKey that follows ``key``: ``{generation}N`` where the generation is 32 random hex
+    digits drawn when a device starts over (``key`` is "0", or not one of this form) and N counts
+    the states since.  Opaque to the device, at most 64 characters (MS-ASCMD: SyncKey)."""
+    if key.startswith("{") and "}" in key:
+        generation, _, count = key[1:].partition("}")
+        if len(generation) == 32 and count.isdigit():
+            return f"{{{generation}}}{int(count) + 1}"
+    return f"{{{secrets.token_hex(16)}}}1"
