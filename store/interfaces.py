@@ -48,7 +48,9 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             DeliveryResult, SieveScriptInfo, Quota, OutboundRecipient, OutboundMessage,
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
                             LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE,
-                            LAST_LOGIN_RESOLUTION)
+                            LAST_LOGIN_RESOLUTION, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST,
+                            EAS_MAX_RESPONSE, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_CLIENT_ID_LIFETIME, EasDevice,
+                            EasSyncState, eas_next_sync_key)
 
 #: the whole contract: its records (store/records.py) and its interfaces
 __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION",
@@ -59,7 +61,9 @@ __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX
            "Folder", "FolderStatus", "LoginFailures", "LoginState", "MessageMeta", "MessageRecord",
            "NewItem", "OutboundMessage", "OutboundRecipient", "PurgeReport", "PushBus", "Quota", "Recipient",
            "SieveScriptInfo", "Store", "StoreObserver", "DELIVERY_OUTCOMES", "StoreResult", "Submission",
-           "SubmissionResult", "as_future"]
+           "SubmissionResult", "as_future",
+           "EAS_CLIENT_ID_LIFETIME", "EAS_HIERARCHY", "EAS_INITIAL_KEY", "EAS_MAX_CACHED_REQUEST", "EAS_MAX_HELD",
+           "EAS_MAX_OPTIONS", "EAS_MAX_RESPONSE", "EasDevice", "EasSyncState", "eas_next_sync_key"]
 
 
 def as_future(coro, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Future:
@@ -732,6 +736,105 @@ class Store:
         another item's), InvalidInput (bad href)."""
         raise NotImplementedError
 
+    # -- ActiveSync: devices, sync states, client ids (store/activesync.py) -------------------
+    # A device is (account id, DeviceId): the same DeviceId on two accounts is two devices.  Every
+    # method below but record_device and list_devices raises NotFound for a device never
+    # recorded, and InvalidInput for a DeviceId that is not 1-128 printable ASCII characters
+    # without blanks.  A collection id is a folder's id (mail, calendar, contacts, tasks) or
+    # EAS_HIERARCHY (0) for FolderSync.  Deleting an account removes its devices, states and
+    # client ids; a soft-deleted account keeps them until the purge.
+    async def record_device(self, account_id: int, device_id: str, device_type: Optional[str] = None,
+                            user_agent: Optional[str] = None, protocol_version: Optional[str] = None,
+                            model: Optional[str] = None, os: Optional[str] = None) -> EasDevice:
+        """Create the device (first and last seen now) or note that it was seen now; the
+        arguments that are not None replace what is stored (cut to the column widths: 128 for the
+        type, 255 for model, OS and user agent, 16 for the protocol version).  Returns it.
+        Raises NotFound (no such account)."""
+        raise NotImplementedError
+
+    async def get_device(self, account_id: int, device_id: str) -> EasDevice:
+        raise NotImplementedError
+
+    async def list_devices(self, account_id: Optional[int] = None) -> list:
+        """:class:`EasDevice` of the account (every account's when None), by account and DeviceId."""
+        raise NotImplementedError
+
+    async def delete_device(self, account_id: int, device_id: str) -> None:
+        """Forget the device with its sync states and client ids (it starts over as new)."""
+        raise NotImplementedError
+
+    async def issue_policy_key(self, account_id: int, device_id: str) -> int:
+        """A new random pending policy key (32-bit unsigned, never 0) for Provision's first
+        phase; it replaces any pending one, the acknowledged one stays until acknowledged."""
+        raise NotImplementedError
+
+    async def acknowledge_policy_key(self, account_id: int, device_id: str, pending_key: int) -> int:
+        """The device acknowledged ``pending_key``: when it is the pending key, a new random final
+        key becomes the acknowledged one and is returned (the pending one is cleared); else 0 and
+        nothing changes (issue a new one)."""
+        raise NotImplementedError
+
+    async def request_wipe(self, account_id: int, device_id: str) -> None:
+        """Mark the device to be wiped (``wipe_state`` "requested", a done mark is cleared)."""
+        raise NotImplementedError
+
+    async def confirm_wipe(self, account_id: int, device_id: str) -> None:
+        """The device reported the wipe done (``wipe_state`` "done"; the first report's time is
+        kept).  Raises InvalidInput when no wipe was requested."""
+        raise NotImplementedError
+
+    async def clear_wipe(self, account_id: int, device_id: str) -> None:
+        """Back to ``wipe_state`` "none" (an admin cancelled the wipe or let the device back)."""
+        raise NotImplementedError
+
+    async def cache_device_request(self, account_id: int, device_id: str, kind: str,
+                                   data: Optional[bytes]) -> None:
+        """Keep the device's last ``kind`` request ("ping" or "sync": the Ping and the last full
+        Sync, which a later empty request repeats); None forgets it.  Raises TooBig over
+        EAS_MAX_CACHED_REQUEST octets (nothing is written), InvalidInput for another kind."""
+        raise NotImplementedError
+
+    async def cached_device_request(self, account_id: int, device_id: str, kind: str) -> Optional[bytes]:
+        """The request :meth:`cache_device_request` kept, or None."""
+        raise NotImplementedError
+
+    async def get_sync_state(self, account_id: int, device_id: str, collection_id: int) -> Optional[EasSyncState]:
+        """The device's state of the collection, None when it has none (it must start with 0)."""
+        raise NotImplementedError
+
+    async def save_sync_state(self, account_id: int, device_id: str, collection_id: int, expected_key: str,
+                              new_key: str, modseq: int, held: Optional[Iterable[int]] = None,
+                              filter_type: Optional[int] = None, options: Optional[Mapping] = None,
+                              response: Optional[bytes] = None) -> bool:
+        """Advance the state from ``expected_key`` (the key the request came with) to ``new_key``
+        (:func:`eas_next_sync_key`), if and only if ``expected_key`` is still the current key:
+        of several requests with one key exactly one gets True, the others False and change
+        nothing.  The replaced key becomes ``previous_key``; ``response`` (the response carrying
+        ``new_key``) is kept for replay to a device that repeats it.  ``held`` (the ids the device
+        now holds), ``filter_type`` and ``options`` (JSON-able: body preferences and the like)
+        replace the stored ones unless None.
+
+        ``expected_key`` EAS_INITIAL_KEY ("0") starts over: the state is replaced whatever its key
+        (False only when a concurrent start-over of the same collection won), and the
+        collection's client ids go; for EAS_HIERARCHY every state and client id of the device
+        goes (but SendMail's, collection 0).  Raises InvalidInput (``new_key`` empty, "0", over
+        64 characters or equal to ``expected_key``; negative ids), TooBig (over EAS_MAX_RESPONSE,
+        EAS_MAX_HELD or EAS_MAX_OPTIONS; nothing is written)."""
+        raise NotImplementedError
+
+    async def server_id_for_client_id(self, account_id: int, device_id: str, collection_id: int,
+                                      client_id: str) -> Optional[str]:
+        """The ServerId an Add (or, collection 0, a SendMail) with this ClientId made, or None:
+        a device repeating a request it got no answer to is told the same ServerId, and nothing
+        is added twice."""
+        raise NotImplementedError
+
+    async def remember_client_id(self, account_id: int, device_id: str, collection_id: int, client_id: str,
+                                 server_id: str) -> str:
+        """Record ClientId -> ServerId (kept EAS_CLIENT_ID_LIFETIME seconds) and return the
+        ServerId the store holds for it: ``server_id``, or the one a concurrent request recorded
+        first.  Raises InvalidInput (a ClientId over 255 octets, an empty one)."""
+        raise NotImplementedError
 
 
 class BlockingDav:

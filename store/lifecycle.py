@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
-from store import accounts, authfail, dav, messages, metadata, rates, sievestore
+from store import accounts, activesync, authfail, dav, messages, metadata, rates, sievestore
 from store.changelog import drop_unreferenced_blobs_txn, known_blob_ids_txn
 from store.core import StoreCore
 from store.engines import Txn, chunks
@@ -41,6 +41,7 @@ def delete_account_txn(txn: Txn, address: str) -> list:
     sievestore.drop_account_txn(txn, account.id)
     authfail.drop_account_txn(txn, account.id)
     metadata.drop_account_txn(txn, account.id)
+    activesync.drop_account_txn(txn, account.id)
     drop_subscriptions_txn(txn, account.id)
     txn.execute("DELETE FROM folders WHERE account_id = ?", (account.id,))
     txn.execute("DELETE FROM aliases WHERE account_id = ?", (account.id,))
@@ -73,6 +74,7 @@ def purge_messages_txn(txn: Txn, cutoff: int) -> tuple[int, int, list]:
     for part in chunks([r[0] for r in folders]):
         txn.execute(f"DELETE FROM folders WHERE id IN {txn.in_list(part)}", part)
     dav.drop_folder_rows_txn(txn, [r[0] for r in folders])
+    activesync.drop_collections_txn(txn, [r[0] for r in folders])
     blobs = drop_unreferenced_blobs_txn(txn, {r[1] for r in rows})
     return sum(r[2] for r in rows), len(folders), blobs
 
@@ -114,6 +116,7 @@ class LifecycleStore(StoreCore):
             gone += more
         await self._run("purge_vacation", sievestore.purge_vacation_txn, int(time.time()))
         await self._run("purge_idempotency_keys", prune_keys_txn, int(time.time()))
+        await self._run("purge_activesync_client_ids", activesync.prune_client_ids_txn, int(time.time()))
         await self._run("purge_submission_counts", rates.prune_txn, time.time())
         orphans = await self._sweep_orphans()
         await self._delete_blob_files(gone)

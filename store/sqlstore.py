@@ -13,6 +13,7 @@ calls and each a :class:`~store.core.StoreCore` (Synapse's ``DataStore`` habit):
     sievestore.SieveStore      Sieve scripts
     quota.QuotaStore           quotas
     dav.DavStore               calendars and contacts (and the blocking adapter ``dav``)
+    activesync.ActiveSyncStore ActiveSync devices, sync states, client ids
     lifecycle.LifecycleStore   recoverable items, purge, account removal
 
 Its public surface is exactly :class:`store.interfaces.Store` (tests/test_layering.py checks
@@ -21,7 +22,8 @@ that every public method here is declared there).  Only ``gateways/service.py`` 
 
 Module order (each imports only modules above it; no cycles, no in-function imports):
 errors, interfaces, settings, engines, idempotency, rates, flags, textindex, changelog, blobs, bus, bulk, schema,
-core, folders, quota, accounts, messages, fulltext, dav, queue, sievestore, rules, delivery, submission, lifecycle, sqlstore.
+core, folders, quota, accounts, messages, fulltext, dav, queue, sievestore, rules, delivery, submission, activesync,
+lifecycle, sqlstore.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from store.accounts import AccountsStore
+from store.activesync import ActiveSyncStore
 from store.authfail import AuthFailuresStore
 from store.backup import BackupStore
 from store.dav import DavStore
@@ -51,7 +54,7 @@ from store.submission import SubmissionStore
 
 class SqlStore(AccountsStore, FoldersStore, MessagesStore, PreviewsStore, FulltextStore, DeliveryStore,
                SubmissionStore, OutboundStore, SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore,
-               MetadataStore, BackupStore, Store):
+               MetadataStore, BackupStore, ActiveSyncStore, Store):
     async def schema_version(self) -> tuple:
         return await self._run("schema_version", current_version_txn), latest_version()
 
