@@ -11,10 +11,13 @@ Invariants
 - Saving a state is a compare-and-set on its SyncKey (:func:`save_sync_state_txn`): one UPDATE
   whose WHERE names the key the request came with, so of two requests with the same key exactly
   one advances it (SQLite: one writer; MariaDB: the row lock, then READ COMMITTED re-reads the
-  row and the loser matches nothing).  The key it replaced and the response that carried the new
-  key are kept, so a device that never got the response can repeat its request and have it
-  replayed.  SyncKey "0" starts over: the state is replaced (for the hierarchy, every state of
-  the device goes, as the device drops all its folders), and the collection's client ids go.
+  row and the loser matches nothing).  It runs under an idempotency key (:mod:`store.idempotency`):
+  an engine retry after a COMMIT that landed unseen returns the first attempt's True instead of
+  finding the key moved on (by itself) and saying False.  The key it replaced and the response
+  that carried the new key are kept, so a device that never got the response can repeat its
+  request and have it replayed.  SyncKey "0" starts over: the state is replaced (for the
+  hierarchy, every state of the device goes, as the device drops all its folders), and the
+  collection's client ids go.
 - Deletes are found from the held ids, never from tombstones alone: a Sync compares the ids the
   device holds with the folder's live ids, so an item whose tombstone the purge removed is still
   reported deleted.  Mail ids are UIDs in the folder (never reused; a MOVE makes a new UID), DAV
@@ -30,12 +33,20 @@ Invariants
   purge job; the states of folders the purge removes go with them.
 
 Held ids are stored as one blob per state: version byte 1, then zlib (level 6) of the sorted ids'
-deltas as little-endian signed 64-bit integers.  Measured with 50,000 ids (tests/store/
-test_activesync_store.py prints it; 2 cores): consecutive UIDs 1..50,000 take 0.6 KB, 50,000
-ids spread at random over 1..2,000,000 take 72 KB; encoding 13-50 ms, decoding 3-5 ms.  A save
-plus a load of a 50,000-id state took 40-70 ms on SQLite and 50-90 ms on MariaDB.  A table of
-(state, id) rows would cost 50,000 rows written per Sync that changes them, and the Sync needs
-the whole set in memory to compare anyway.
+deltas as little-endian signed 64-bit integers; encoding runs in the CPU pool, decoding in the DB
+thread that reads the row.  Measured with 50,000 ids on the 2-core development machine
+(tests/store/test_activesync_store.py prints the save and load times with ``-s``):
+
+    ids                                   blob       encode   decode
+    consecutive UIDs 1..50,000            0.6 KB     9 ms     3 ms
+    spread at random over 1..2,000,000    72 KB      43 ms    3 ms   (zlib level 1: 83 KB, 25 ms)
+
+    a 50,000-id (spread) state, through the store    save        load
+    SQLite                                           37-57 ms    3-7 ms
+    MariaDB                                          44-63 ms    4-7 ms (once 47 ms)
+
+A table of (state, id) rows would cost 50,000 rows written per Sync that changes the set, and the
+Sync needs the whole set in memory to compare with the folder's live ids anyway.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ from typing import Iterable, Optional
 from store import errors
 from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
+from store.idempotency import new_key as new_attempt_key, once_txn
 from store.records import (EAS_CLIENT_ID_LIFETIME, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST,
                            EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_MAX_RESPONSE, EasDevice, EasSyncState)
 
@@ -159,7 +171,11 @@ def acknowledge_policy_key_txn(txn: Txn, account_id: int, device_id: str, pendin
         return 0
     txn.execute("UPDATE eas_devices SET policy_key = ?, pending_policy_key = 0 WHERE id = ? AND pending_policy_key = ?",
                 (final, row, pending))
-    return final if txn.rowcount == 1 else 0
+    if txn.rowcount == 1:
+        return final
+    # ``final`` is drawn once per call: found stored, it is this call's own attempt whose COMMIT
+    # landed before the connection dropped (the engine retries)
+    return final if txn.scalar("SELECT policy_key FROM eas_devices WHERE id = ?", (row,)) == final else 0
 
 
 def request_wipe_txn(txn: Txn, account_id: int, device_id: str, now: int) -> None:
@@ -364,9 +380,12 @@ class ActiveSyncStore(StoreCore):
             if len(options_json) > EAS_MAX_OPTIONS:
                 raise errors.TooBig(f"a sync state's options are at most {EAS_MAX_OPTIONS} characters of JSON")
         packed = None if held is None else await self._cpu(encode_held, held)
-        return await self._run("save_sync_state", save_sync_state_txn, account_id, device_id, int(collection_id),
-                               str(expected_key), new_key, int(modseq), packed, filter_type, options_json,
-                               None if response is None else bytes(response), int(time.time()))
+        # under an idempotency key: a retry after a COMMIT that landed unseen would find the key
+        # advanced (by itself) and report a loss
+        return await self._run("save_sync_state", once_txn, new_attempt_key(), save_sync_state_txn, account_id,
+                               device_id, int(collection_id), str(expected_key), new_key, int(modseq), packed,
+                               filter_type, options_json, None if response is None else bytes(response),
+                               int(time.time()))
 
     async def server_id_for_client_id(self, account_id, device_id, collection_id, client_id) -> Optional[str]:
         return await self._run("server_id_for_client_id", server_id_for_client_id_txn, account_id, device_id,

@@ -323,3 +323,21 @@ def test_delta_014_applies_on_an_existing_store(store, run, account, backstage):
     start(store, run, account, inbox.id, held=[1])
     assert run(store.get_sync_state, account.id, PHONE, inbox.id).held == (1,)
     assert run(store.schema_version)[0] == run(store.schema_version)[1]
+
+
+def test_a_save_whose_commit_landed_unseen_still_wins(store, run, account, device):
+    """The engine retries a transaction whose COMMIT landed before the connection dropped: the
+    retry must not find the key moved on (by itself) and call the save lost."""
+    inbox = run(store.get_folder, account.id, INBOX)
+    key = start(store, run, account, inbox.id)
+    store.db.lose_after_commit["save_sync_state"] = 1
+    nxt = eas_next_sync_key(key)
+    assert run(store.save_sync_state, account.id, PHONE, inbox.id, key, nxt, 5, [1, 2], response=b"R")
+    assert store.db.lose_after_commit["save_sync_state"] == 0  # the hook fired: the commit was retried
+    state = run(store.get_sync_state, account.id, PHONE, inbox.id)
+    assert (state.sync_key, state.previous_key, state.held) == (nxt, key, (1, 2))
+    pending = run(store.issue_policy_key, account.id, PHONE)
+    store.db.lose_after_commit["acknowledge_policy_key"] = 1
+    final = run(store.acknowledge_policy_key, account.id, PHONE, pending)
+    assert store.db.lose_after_commit["acknowledge_policy_key"] == 0
+    assert final and run(store.get_device, account.id, PHONE).policy_key == final
