@@ -52,6 +52,7 @@ Sync needs the whole set in memory to compare with the folder's live ids anyway.
 from __future__ import annotations
 
 import array
+import dataclasses
 import itertools
 import json
 import re
@@ -65,8 +66,9 @@ from store import errors
 from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
 from store.idempotency import new_key as new_attempt_key, once_txn
-from store.records import (EAS_CLIENT_ID_LIFETIME, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST,
-                           EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_MAX_RESPONSE, EasDevice, EasSyncState)
+from store.records import (EAS_CLIENT_ID_LIFETIME, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_LAST_SEEN_RESOLUTION,
+                           EAS_MAX_CACHED_REQUEST, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_MAX_RESPONSE, EasDevice,
+                           EasSyncState)
 
 #: MS-ASHTTP §2.2.1.1.1.2.3 says up to 32 alphanumeric characters; devices in the wild send
 #: longer ones and dashes, so: printable ASCII without blanks, up to the column's 128
@@ -142,20 +144,25 @@ def list_devices_txn(txn: Txn, account_id: Optional[int]) -> list:
 
 def record_device_txn(txn: Txn, account_id: int, device_id: str, info: dict, now: int) -> EasDevice:
     """Create the device or note that it was seen now; the fields of ``info`` that are not None
-    replace the stored ones."""
-    _check_device_id(device_id)
+    replace the stored ones.  ``last_seen`` alone is written at most once a
+    ``EAS_LAST_SEEN_RESOLUTION``, so a phone's every Ping costs no write."""
     values = {k: str(v)[:_INFO[k]] for k, v in info.items() if v is not None}
-    if not txn.scalar("SELECT COUNT(*) FROM accounts WHERE id = ?", (account_id,)):
-        raise errors.NotFound("no such account")
-    row = txn.scalar("SELECT id FROM eas_devices WHERE account_id = ? AND device_id = ?", (account_id, device_id))
-    if row is None:
+    try:
+        found = get_device_txn(txn, account_id, device_id)
+    except errors.NotFound:
+        if not txn.scalar("SELECT COUNT(*) FROM accounts WHERE id = ?", (account_id,)):
+            raise errors.NotFound("no such account") from None
         cols = ("account_id", "device_id", "first_seen", "last_seen", *values)
         if txn.insert_ignore("eas_devices", cols, (account_id, device_id, now, now, *values.values())):
             return get_device_txn(txn, account_id, device_id)
-        row = _device_row_txn(txn, account_id, device_id)  # another request made it just now
-    sets = ", ".join(f"{k} = ?" for k in ("last_seen", *values))
-    txn.execute(f"UPDATE eas_devices SET {sets} WHERE id = ?", (now, *values.values(), row))
-    return get_device_txn(txn, account_id, device_id)
+        found = get_device_txn(txn, account_id, device_id)  # another request made it just now
+    changed = {k: v for k, v in values.items() if getattr(found, k) != v}
+    if not changed and now - found.last_seen < EAS_LAST_SEEN_RESOLUTION:
+        return found
+    sets = ", ".join(f"{k} = ?" for k in ("last_seen", *changed))
+    txn.execute(f"UPDATE eas_devices SET {sets} WHERE account_id = ? AND device_id = ?",
+                (now, *changed.values(), account_id, device_id))
+    return dataclasses.replace(found, last_seen=now, **changed)
 
 
 def issue_policy_key_txn(txn: Txn, account_id: int, device_id: str, key: int) -> int:
@@ -298,7 +305,8 @@ def remember_client_id_txn(txn: Txn, account_id: int, device_id: str, collection
     if not 0 < len(server_id) <= 255:
         raise errors.InvalidInput("a ServerId is 1 to 255 characters")
     client_id = _check_client_id(client_id)
-    txn.insert_ignore("eas_client_ids", ("device", "account_id", "collection_id", "client_id", "server_id", "created_at"),
+    txn.insert_ignore("eas_client_ids",
+                      ("device", "account_id", "collection_id", "client_id", "server_id", "created_at"),
                       (row, account_id, collection_id, client_id, server_id, now))
     return txn.scalar("SELECT server_id FROM eas_client_ids WHERE device = ? AND collection_id = ? AND client_id = ?",
                       (row, collection_id, client_id))

@@ -49,8 +49,8 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
                             LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE,
                             LAST_LOGIN_RESOLUTION, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST,
-                            EAS_MAX_RESPONSE, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_CLIENT_ID_LIFETIME, EasDevice,
-                            EasSyncState, eas_next_sync_key)
+                            EAS_MAX_RESPONSE, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_CLIENT_ID_LIFETIME,
+                            EAS_LAST_SEEN_RESOLUTION, EasDevice, EasSyncState, eas_next_sync_key)
 
 #: the whole contract: its records (store/records.py) and its interfaces
 __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION",
@@ -62,8 +62,9 @@ __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX
            "NewItem", "OutboundMessage", "OutboundRecipient", "PurgeReport", "PushBus", "Quota", "Recipient",
            "SieveScriptInfo", "Store", "StoreObserver", "DELIVERY_OUTCOMES", "StoreResult", "Submission",
            "SubmissionResult", "as_future",
-           "EAS_CLIENT_ID_LIFETIME", "EAS_HIERARCHY", "EAS_INITIAL_KEY", "EAS_MAX_CACHED_REQUEST", "EAS_MAX_HELD",
-           "EAS_MAX_OPTIONS", "EAS_MAX_RESPONSE", "EasDevice", "EasSyncState", "eas_next_sync_key"]
+           "EAS_CLIENT_ID_LIFETIME", "EAS_HIERARCHY", "EAS_INITIAL_KEY", "EAS_LAST_SEEN_RESOLUTION",
+           "EAS_MAX_CACHED_REQUEST", "EAS_MAX_HELD", "EAS_MAX_OPTIONS", "EAS_MAX_RESPONSE", "EasDevice",
+           "EasSyncState", "eas_next_sync_key"]
 
 
 def as_future(coro, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Future:
@@ -746,7 +747,8 @@ class Store:
     async def record_device(self, account_id: int, device_id: str, device_type: Optional[str] = None,
                             user_agent: Optional[str] = None, protocol_version: Optional[str] = None,
                             model: Optional[str] = None, os: Optional[str] = None) -> EasDevice:
-        """Create the device (first and last seen now) or note that it was seen now; the
+        """Create the device (first and last seen now) or note that it was seen now (``last_seen``
+        moves only when older than EAS_LAST_SEEN_RESOLUTION seconds, or when a field changed); the
         arguments that are not None replace what is stored (cut to the column widths: 128 for the
         type, 255 for model, OS and user agent, 16 for the protocol version).  Returns it.
         Raises NotFound (no such account)."""

@@ -357,6 +357,8 @@ EAS_MAX_RESPONSE = 4 << 20
 EAS_MAX_HELD = 1_000_000
 #: characters of the JSON of a state's options (FilterType aside: body preferences and the like)
 EAS_MAX_OPTIONS = 4096
+#: a device's ``last_seen`` is written only when the stored one is older than this (seconds)
+EAS_LAST_SEEN_RESOLUTION = 60
 #: seconds a ClientId -> ServerId mapping is kept (a device retries an Add or SendMail within
 #: minutes; the purge job drops older ones)
 EAS_CLIENT_ID_LIFETIME = 7 * 86400

@@ -188,7 +188,8 @@ def test_previous_key_and_response_for_replay(store, run, account, device):
     # ... and the repeat cannot advance the state a second time
     assert not run(store.save_sync_state, account.id, PHONE, inbox.id, first, eas_next_sync_key(second), 8)
     with pytest.raises(errors.TooBig):
-        run(store.save_sync_state, account.id, PHONE, inbox.id, second, "{x}3", 8, response=b"r" * (EAS_MAX_RESPONSE + 1))
+        run(store.save_sync_state, account.id, PHONE, inbox.id, second, "{x}3", 8,
+            response=b"r" * (EAS_MAX_RESPONSE + 1))
     for bad in ("", "0", second, "k" * 65):
         with pytest.raises(errors.InvalidInput):
             run(store.save_sync_state, account.id, PHONE, inbox.id, second, bad, 8)
@@ -341,3 +342,15 @@ def test_a_save_whose_commit_landed_unseen_still_wins(store, run, account, devic
     final = run(store.acknowledge_policy_key, account.id, PHONE, pending)
     assert store.db.lose_after_commit["acknowledge_policy_key"] == 0
     assert final and run(store.get_device, account.id, PHONE).policy_key == final
+
+
+def test_last_seen_is_written_at_most_once_a_minute(store, run, account, device, backstage):
+    now = int(time.time())
+    backstage.execute("UPDATE eas_devices SET last_seen = ?", now - 30)
+    assert run(store.record_device, account.id, PHONE, device_type="iPhone").last_seen == now - 30
+    assert run(store.get_device, account.id, PHONE).last_seen == now - 30  # nothing written
+    assert run(store.record_device, account.id, PHONE, os="iOS 18").last_seen >= now  # a change: written
+    backstage.execute("UPDATE eas_devices SET last_seen = ?", now - 61)
+    assert run(store.record_device, account.id, PHONE).last_seen >= now
+    assert run(store.get_device, account.id, PHONE).last_seen >= now
+    assert run(store.get_device, account.id, PHONE).first_seen == device.first_seen
