@@ -13,7 +13,7 @@ from twisted.internet import defer
 
 from store import errors
 from store.interfaces import (EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, EAS_MAX_RESPONSE, INBOX,
-                              eas_next_sync_key)
+                              NewItem, eas_next_sync_key)
 
 PHONE = "ApplF17XK0LZHG7F"
 MSG = b"From: a@example.org\r\nTo: phone@example.test\r\nSubject: %d\r\n\r\nbody\r\n"
@@ -354,3 +354,40 @@ def test_last_seen_is_written_at_most_once_a_minute(store, run, account, device,
     assert run(store.record_device, account.id, PHONE).last_seen >= now
     assert run(store.get_device, account.id, PHONE).last_seen >= now
     assert run(store.get_device, account.id, PHONE).first_seen == device.first_seen
+
+
+def test_a_calendar_is_a_collection_too(store, run, account, device):
+    """DAV collections are folders: their states hold dav_items ids, and a purged event is found
+    deleted from them as a purged message is."""
+    calendar = store.dav.collection(account.id, "Calendar")
+    ids = []
+    for n in range(3):
+        stored, _ = store.dav.put(account.id, calendar.folder.id, NewItem(
+            href=f"e{n}.ics", uid=f"E{n}", etag=f'"{n}"', component="VEVENT",
+            data="BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", dtstart=1000, dtend=2000))
+        ids.append(stored.id)
+    folders = [f.id for f in run(store.list_folders, account.id, None)]
+    hierarchy = start(store, run, account, EAS_HIERARCHY, held=folders)
+    key = start(store, run, account, calendar.folder.id, held=ids, filter_type=4)
+    store.dav.delete(account.id, calendar.folder.id, "e1.ics")
+    run(store.purge, 0)
+    state = run(store.get_sync_state, account.id, PHONE, calendar.folder.id)
+    live = {i.id for i in run(store.list_dav_items, calendar.folder.id)}
+    assert (state.sync_key, state.filter_type) == (key, 4) and set(state.held) - live == {ids[1]}
+    assert calendar.folder.id in run(store.get_sync_state, account.id, PHONE, EAS_HIERARCHY).held
+    assert run(store.get_sync_state, account.id, PHONE, EAS_HIERARCHY).sync_key == hierarchy
+
+
+def test_concurrent_start_overs_leave_one_state(store, run, account, device):
+    """Several SyncKey 0 requests of one collection at once: none fails, and the state left is
+    one that a caller was told it saved."""
+    inbox = run(store.get_folder, account.id, INBOX)
+    keys = [eas_next_sync_key(EAS_INITIAL_KEY) for _ in range(6)]
+
+    async def race():
+        return await defer.gatherResults([defer.ensureDeferred(store.save_sync_state(
+            account.id, PHONE, inbox.id, EAS_INITIAL_KEY, k, 0, [i])) for i, k in enumerate(keys)])
+    won = run(race)
+    state = run(store.get_sync_state, account.id, PHONE, inbox.id)
+    assert True in won and state.sync_key in [k for k, ok in zip(keys, won) if ok]
+    assert state.held == (keys.index(state.sync_key),)
