@@ -21,16 +21,18 @@ Invariants
 - Deletes are found from the held ids, never from tombstones alone: a Sync compares the ids the
   device holds with the folder's live ids, so an item whose tombstone the purge removed is still
   reported deleted.  Mail ids are UIDs in the folder (never reused; a MOVE makes a new UID), DAV
-  ids are ``dav_items.id``, the hierarchy's are folder ids.
+  ids are ``dav_items.id``, the hierarchy's are folder ids.  What ids cannot tell (the names and
+  parents a FolderSync sent, to find renames) goes into the state's ``snapshot``, a JSON value.
 - SyncKeys are ``{generation}N`` (:func:`store.records.eas_next_sync_key`): the generation is drawn
   when a device starts over, N counts up; a key from another generation never matches.
 - Policy keys are 32-bit unsigned, random and never 0: Provision issues a pending one, the
   device's acknowledgement of exactly that one makes a new final key the acknowledged one.
 - Caps (:mod:`store.records`): a cached Ping or Sync request at most ``EAS_MAX_CACHED_REQUEST``
   (64 KiB), a replay response ``EAS_MAX_RESPONSE`` (4 MiB), ``EAS_MAX_HELD`` (1,000,000) held ids
-  a state, ``EAS_MAX_OPTIONS`` characters of options; past a cap the call raises TooBig and
-  writes nothing.  Client ids are kept ``EAS_CLIENT_ID_LIFETIME`` (7 days) and pruned by the
-  purge job; the states of folders the purge removes go with them.
+  a state, ``EAS_MAX_OPTIONS`` (4,096) characters of options, ``EAS_MAX_SNAPSHOT`` (1 MiB)
+  characters of snapshot JSON; past a cap the call raises TooBig and writes nothing.  Client
+  ids are kept ``EAS_CLIENT_ID_LIFETIME`` (7 days) and pruned by the purge job; the states of
+  folders the purge removes go with them.
 
 Held ids are stored as one blob per state: version byte 1, then zlib (level 6) of the sorted ids'
 deltas as little-endian signed 64-bit integers; encoding runs in the CPU pool, decoding in the DB
@@ -67,12 +69,13 @@ from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
 from store.idempotency import new_key as new_attempt_key, once_txn
 from store.records import (EAS_CLIENT_ID_LIFETIME, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_LAST_SEEN_RESOLUTION,
-                           EAS_MAX_CACHED_REQUEST, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_MAX_RESPONSE, EasDevice,
-                           EasSyncState)
+                           EAS_MAX_CACHED_REQUEST, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_MAX_RESPONSE, EAS_MAX_SNAPSHOT,
+                           EasDevice, EasSyncState)
 
 #: MS-ASHTTP §2.2.1.1.1.2.3 says up to 32 alphanumeric characters; devices in the wild send
-#: longer ones and dashes, so: printable ASCII without blanks, up to the column's 128
-_DEVICE_ID = re.compile(r"[\x21-\x7e]{1,128}\Z")
+#: longer ones and other characters, so (as the gateway's request parser): 1 to 128 characters,
+#: no control characters
+_DEVICE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")
 #: the informational fields and their column widths (longer values are cut)
 _INFO = {"device_type": 128, "model": 255, "os": 255, "user_agent": 255, "protocol_version": 16}
 _DEVICE_COLS = ("account_id, device_id, device_type, model, os, user_agent, protocol_version, policy_key, "
@@ -109,12 +112,15 @@ def decode_held(blob) -> tuple:
 # -- devices ---------------------------------------------------------------------------------------
 def _check_device_id(device_id: str) -> str:
     if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
-        raise errors.InvalidInput("a DeviceId is 1 to 128 printable ASCII characters without blanks")
+        raise errors.InvalidInput("a DeviceId is 1 to 128 characters, no control characters")
     return device_id
 
 
 def _device(row) -> EasDevice:
-    return EasDevice(*row)
+    account_id, device_id, *rest = row
+    if isinstance(device_id, (bytes, bytearray)):  # a {name} column: VARBINARY on MariaDB
+        device_id = bytes(device_id).decode("utf-8")
+    return EasDevice(account_id, device_id, *rest)
 
 
 def _device_row_txn(txn: Txn, account_id: int, device_id: str) -> int:
@@ -221,7 +227,8 @@ def delete_device_txn(txn: Txn, account_id: int, device_id: str) -> None:
 
 
 # -- sync states -----------------------------------------------------------------------------------
-_STATE_COLS = "collection_id, sync_key, previous_key, modseq, held, filter_type, options, last_response, updated_at"
+_STATE_COLS = ("collection_id, sync_key, previous_key, modseq, held, filter_type, options, last_response, updated_at, "
+               "snapshot")
 
 
 def get_sync_state_txn(txn: Txn, account_id: int, device_id: str, collection_id: int) -> Optional[EasSyncState]:
@@ -230,17 +237,19 @@ def get_sync_state_txn(txn: Txn, account_id: int, device_id: str, collection_id:
                         (row, collection_id)).fetchone()
     if found is None:
         return None
-    collection, key, previous, modseq, held, filter_type, options, response, updated_at = found
+    collection, key, previous, modseq, held, filter_type, options, response, updated_at, snapshot = found
     return EasSyncState(collection_id=collection, sync_key=key, previous_key=previous, modseq=modseq,
                         held=decode_held(held), filter_type=filter_type, options=json.loads(options or "{}"),
-                        last_response=None if response is None else bytes(response), updated_at=updated_at)
+                        last_response=None if response is None else bytes(response), updated_at=updated_at,
+                        snapshot=None if snapshot is None else json.loads(zlib.decompress(bytes(snapshot))))
 
 
 def save_sync_state_txn(txn: Txn, account_id: int, device_id: str, collection_id: int, expected_key: str,
                         new_key: str, modseq: int, held: Optional[tuple], filter_type: Optional[int],
-                        options: Optional[str], response: Optional[bytes], now: int) -> bool:
+                        options: Optional[str], response: Optional[bytes], now: int,
+                        snapshot: Optional[bytes] = None) -> bool:
     """See :meth:`store.interfaces.Store.save_sync_state`; ``held`` is (blob, count) or None,
-    ``options`` JSON or None."""
+    ``options`` JSON or None, ``snapshot`` compressed JSON or None."""
     row = _device_row_txn(txn, account_id, device_id)
     if expected_key == EAS_INITIAL_KEY:
         if collection_id == EAS_HIERARCHY:
@@ -252,10 +261,10 @@ def save_sync_state_txn(txn: Txn, account_id: int, device_id: str, collection_id
         blob, count = held or encode_held(())
         try:
             txn.execute("INSERT INTO eas_sync_states (device, account_id, collection_id, sync_key, previous_key, "
-                        "modseq, held, held_count, filter_type, options, last_response, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "modseq, held, held_count, filter_type, options, last_response, updated_at, snapshot) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (row, account_id, collection_id, new_key, EAS_INITIAL_KEY, modseq, blob, count,
-                         filter_type or 0, options or "{}", response, now))
+                         filter_type or 0, options or "{}", response, now, snapshot))
         except IntegrityError:
             return False  # a concurrent start-over of the same collection committed first
         return True
@@ -272,6 +281,9 @@ def save_sync_state_txn(txn: Txn, account_id: int, device_id: str, collection_id
     if options is not None:
         sets.append("options = ?")
         args.append(options)
+    if snapshot is not None:
+        sets.append("snapshot = ?")
+        args.append(snapshot)
     txn.execute(f"UPDATE eas_sync_states SET {', '.join(sets)} WHERE device = ? AND collection_id = ? "
                 "AND sync_key = ?", (*args, row, collection_id, expected_key))
     return txn.rowcount == 1
@@ -321,6 +333,13 @@ def drop_account_txn(txn: Txn, account_id: int) -> None:
     txn.execute("DELETE FROM eas_client_ids WHERE account_id = ?", (account_id,))
     txn.execute("DELETE FROM eas_sync_states WHERE account_id = ?", (account_id,))
     txn.execute("DELETE FROM eas_devices WHERE account_id = ?", (account_id,))
+
+
+def _pack_snapshot(snapshot) -> bytes:
+    text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
+    if len(text) > EAS_MAX_SNAPSHOT:
+        raise errors.TooBig(f"a sync state's snapshot is at most {EAS_MAX_SNAPSHOT} characters of JSON")
+    return zlib.compress(text.encode("utf-8"), 6)
 
 
 def _policy_key() -> int:
@@ -377,7 +396,7 @@ class ActiveSyncStore(StoreCore):
         return await self._run("get_sync_state", get_sync_state_txn, account_id, device_id, int(collection_id))
 
     async def save_sync_state(self, account_id, device_id, collection_id, expected_key, new_key, modseq,
-                              held=None, filter_type=None, options=None, response=None) -> bool:
+                              held=None, filter_type=None, options=None, response=None, snapshot=None) -> bool:
         if not new_key or new_key == EAS_INITIAL_KEY or len(new_key) > 64 or new_key == expected_key:
             raise errors.InvalidInput("a new SyncKey is 1 to 64 characters, not 0 and not the expected one")
         if response is not None and len(response) > EAS_MAX_RESPONSE:
@@ -388,12 +407,13 @@ class ActiveSyncStore(StoreCore):
             if len(options_json) > EAS_MAX_OPTIONS:
                 raise errors.TooBig(f"a sync state's options are at most {EAS_MAX_OPTIONS} characters of JSON")
         packed = None if held is None else await self._cpu(encode_held, held)
+        snapshot_blob = None if snapshot is None else await self._cpu(_pack_snapshot, snapshot)
         # under an idempotency key: a retry after a COMMIT that landed unseen would find the key
         # advanced (by itself) and report a loss
         return await self._run("save_sync_state", once_txn, new_attempt_key(), save_sync_state_txn, account_id,
                                device_id, int(collection_id), str(expected_key), new_key, int(modseq), packed,
                                filter_type, options_json, None if response is None else bytes(response),
-                               int(time.time()))
+                               int(time.time()), snapshot_blob)
 
     async def server_id_for_client_id(self, account_id, device_id, collection_id, client_id) -> Optional[str]:
         return await self._run("server_id_for_client_id", server_id_for_client_id_txn, account_id, device_id,

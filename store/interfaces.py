@@ -49,8 +49,9 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
                             LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE,
                             LAST_LOGIN_RESOLUTION, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST,
-                            EAS_MAX_RESPONSE, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_CLIENT_ID_LIFETIME,
-                            EAS_LAST_SEEN_RESOLUTION, EasDevice, EasSyncState, eas_next_sync_key)
+                            EAS_MAX_RESPONSE, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_MAX_SNAPSHOT,
+                            EAS_CLIENT_ID_LIFETIME, EAS_LAST_SEEN_RESOLUTION, EasDevice, EasSyncState,
+                            eas_next_sync_key)
 
 #: the whole contract: its records (store/records.py) and its interfaces
 __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION",
@@ -63,8 +64,8 @@ __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX
            "SieveScriptInfo", "Store", "StoreObserver", "DELIVERY_OUTCOMES", "StoreResult", "Submission",
            "SubmissionResult", "as_future",
            "EAS_CLIENT_ID_LIFETIME", "EAS_HIERARCHY", "EAS_INITIAL_KEY", "EAS_LAST_SEEN_RESOLUTION",
-           "EAS_MAX_CACHED_REQUEST", "EAS_MAX_HELD", "EAS_MAX_OPTIONS", "EAS_MAX_RESPONSE", "EasDevice",
-           "EasSyncState", "eas_next_sync_key"]
+           "EAS_MAX_CACHED_REQUEST", "EAS_MAX_HELD", "EAS_MAX_OPTIONS", "EAS_MAX_RESPONSE", "EAS_MAX_SNAPSHOT",
+           "EasDevice", "EasSyncState", "eas_next_sync_key"]
 
 
 def as_future(coro, loop: Optional[asyncio.AbstractEventLoop] = None) -> asyncio.Future:
@@ -740,10 +741,10 @@ class Store:
     # -- ActiveSync: devices, sync states, client ids (store/activesync.py) -------------------
     # A device is (account id, DeviceId): the same DeviceId on two accounts is two devices.  Every
     # method below but record_device and list_devices raises NotFound for a device never
-    # recorded, and InvalidInput for a DeviceId that is not 1-128 printable ASCII characters
-    # without blanks.  A collection id is a folder's id (mail, calendar, contacts, tasks) or
-    # EAS_HIERARCHY (0) for FolderSync.  Deleting an account removes its devices, states and
-    # client ids; a soft-deleted account keeps them until the purge.
+    # recorded, and InvalidInput for a DeviceId that is not 1 to 128 characters without control
+    # characters (compared exactly).  A collection id is a folder's id (mail, calendar, contacts,
+    # tasks) or EAS_HIERARCHY (0) for FolderSync.  Deleting an account removes its devices,
+    # states and client ids; a soft-deleted account keeps them until the purge.
     async def record_device(self, account_id: int, device_id: str, device_type: Optional[str] = None,
                             user_agent: Optional[str] = None, protocol_version: Optional[str] = None,
                             model: Optional[str] = None, os: Optional[str] = None) -> EasDevice:
@@ -807,21 +808,22 @@ class Store:
     async def save_sync_state(self, account_id: int, device_id: str, collection_id: int, expected_key: str,
                               new_key: str, modseq: int, held: Optional[Iterable[int]] = None,
                               filter_type: Optional[int] = None, options: Optional[Mapping] = None,
-                              response: Optional[bytes] = None) -> bool:
+                              response: Optional[bytes] = None, snapshot=None) -> bool:
         """Advance the state from ``expected_key`` (the key the request came with) to ``new_key``
         (:func:`eas_next_sync_key`), if and only if ``expected_key`` is still the current key:
         of several requests with one key exactly one gets True, the others False and change
         nothing.  The replaced key becomes ``previous_key``; ``response`` (the response carrying
         ``new_key``) is kept for replay to a device that repeats it.  ``held`` (the ids the device
-        now holds), ``filter_type`` and ``options`` (JSON-able: body preferences and the like)
-        replace the stored ones unless None.
+        now holds), ``filter_type``, ``options`` (JSON-able: body preferences and the like) and
+        ``snapshot`` (JSON-able: what ids cannot tell, e.g. the names and parents a FolderSync
+        sent) replace the stored ones unless None.
 
         ``expected_key`` EAS_INITIAL_KEY ("0") starts over: the state is replaced whatever its key
         (False only when a concurrent start-over of the same collection won), and the
         collection's client ids go; for EAS_HIERARCHY every state and client id of the device
         goes (but SendMail's, collection 0).  Raises InvalidInput (``new_key`` empty, "0", over
         64 characters or equal to ``expected_key``; negative ids), TooBig (over EAS_MAX_RESPONSE,
-        EAS_MAX_HELD or EAS_MAX_OPTIONS; nothing is written)."""
+        EAS_MAX_HELD, EAS_MAX_OPTIONS or EAS_MAX_SNAPSHOT; nothing is written)."""
         raise NotImplementedError
 
     async def server_id_for_client_id(self, account_id: int, device_id: str, collection_id: int,

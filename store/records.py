@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 SPECIAL_USES = ("\\Drafts", "\\Sent", "\\Trash", "\\Junk", "\\Archive")
@@ -357,6 +357,8 @@ EAS_MAX_RESPONSE = 4 << 20
 EAS_MAX_HELD = 1_000_000
 #: characters of the JSON of a state's options (FilterType aside: body preferences and the like)
 EAS_MAX_OPTIONS = 4096
+#: characters of the JSON of a state's snapshot (the hierarchy's entries as the device holds them)
+EAS_MAX_SNAPSHOT = 1 << 20
 #: a device's ``last_seen`` is written only when the stored one is older than this (seconds)
 EAS_LAST_SEEN_RESOLUTION = 60
 #: seconds a ClientId -> ServerId mapping is kept (a device retries an Add or SendMail within
@@ -401,7 +403,9 @@ class EasSyncState:
     hierarchy: folder ids); a Sync compares them with the folder's live ids, so a delete is
     found even after the purge removed its tombstone.  ``modseq``: the folder's modseq the
     device has seen changes up to.  ``last_response``: the response that carried ``sync_key``,
-    to replay when the device repeats ``previous_key`` (it never got it)."""
+    to replay when the device repeats ``previous_key`` (it never got it).  ``snapshot``: any
+    JSON value the gateway keeps with the state (FolderSync: the entries the device holds, to
+    find renames and moves), None when none was saved."""
     collection_id: int
     sync_key: str
     previous_key: str
@@ -411,6 +415,7 @@ class EasSyncState:
     options: dict = field(default_factory=dict)
     last_response: Optional[bytes] = None
     updated_at: int = 0
+    snapshot: Any = None
 
 
 def eas_next_sync_key(key: str) -> str:

@@ -9,13 +9,15 @@
 -- eas_sync_states: one row per (device, collection); collection_id is a folders.id (mail, or a
 -- DAV folder's) or 0 for the folder hierarchy (FolderSync).  held: the compressed sorted list of
 -- the item ids the device holds (store/activesync.py says how).  last_response: the response
--- that carried sync_key, replayed when the device repeats previous_key.
+-- that carried sync_key, replayed when the device repeats previous_key.  snapshot: what else the
+-- gateway keeps of the device's view (the hierarchy's names and parents), zlib of its JSON.
+-- device_id and client_id are {name} columns: compared exactly on both engines.
 -- eas_client_ids: (device, collection, ClientId) -> ServerId of an Add (collection 0: SendMail).
 
 CREATE TABLE eas_devices (
     id {pk},
     account_id BIGINT NOT NULL,
-    device_id VARCHAR(128) NOT NULL,
+    device_id {name} NOT NULL,
     device_type VARCHAR(128) NOT NULL DEFAULT '',
     model VARCHAR(255) NOT NULL DEFAULT '',
     os VARCHAR(255) NOT NULL DEFAULT '',
@@ -45,6 +47,7 @@ CREATE TABLE eas_sync_states (
     filter_type INTEGER NOT NULL DEFAULT 0,
     options {text},
     last_response {blob},
+    snapshot {blob},
     updated_at BIGINT NOT NULL,
     UNIQUE (device, collection_id)
 );

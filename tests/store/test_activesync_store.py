@@ -12,8 +12,8 @@ import pytest
 from twisted.internet import defer
 
 from store import errors
-from store.interfaces import (EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, EAS_MAX_RESPONSE, INBOX,
-                              NewItem, eas_next_sync_key)
+from store.interfaces import (EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, EAS_MAX_RESPONSE,
+                              EAS_MAX_SNAPSHOT, INBOX, NewItem, eas_next_sync_key)
 
 PHONE = "ApplF17XK0LZHG7F"
 MSG = b"From: a@example.org\r\nTo: phone@example.test\r\nSubject: %d\r\n\r\nbody\r\n"
@@ -58,9 +58,17 @@ def test_devices_are_keyed_by_account_and_device_id(store, run, account, device)
         run(store.get_device, account.id, "NoSuchPhone")
     with pytest.raises(errors.NotFound):
         run(store.record_device, 999999, PHONE)
-    for bad in ("", "has blank", "x" * 129, "tab\there"):
+    for bad in ("", "x" * 129, "tab\there", "nul\x00", "del\x7f"):
         with pytest.raises(errors.InvalidInput):
             run(store.record_device, account.id, bad)
+    # DeviceIds are compared exactly: case, trailing blanks and non-ASCII make other devices
+    odd = ["applf17xk0lzhg7f", PHONE + " ", "Téléphone 1", "x" * 128]
+    for n, device_id in enumerate(odd):
+        run(store.record_device, account.id, device_id, device_type=f"T{n}")
+    assert {d.device_id: d.device_type for d in run(store.list_devices, account.id)} == {
+        PHONE: "iPhone", **{device_id: f"T{n}" for n, device_id in enumerate(odd)}}
+    for device_id in odd:
+        run(store.delete_device, account.id, device_id)
     run(store.delete_device, other.id, PHONE)
     assert run(store.list_devices, other.id) == [] and run(store.get_device, account.id, PHONE).model == "iPhone15,2"
 
@@ -391,3 +399,22 @@ def test_concurrent_start_overs_leave_one_state(store, run, account, device):
     state = run(store.get_sync_state, account.id, PHONE, inbox.id)
     assert True in won and state.sync_key in [k for k, ok in zip(keys, won) if ok]
     assert state.held == (keys.index(state.sync_key),)
+
+
+def test_a_snapshot_keeps_what_ids_cannot_tell(store, run, account, device):
+    """FolderSync needs the names and parents it sent (a rename keeps the folder id)."""
+    inbox = run(store.get_folder, account.id, INBOX)
+    entries = {str(inbox.id): ["0", "Inbox", 2], "outbox": ["0", "Outbox", 6], "9": ["0", "Été ☀", 12]}
+    key = start(store, run, account, EAS_HIERARCHY, held=[inbox.id, 9], snapshot=entries)
+    assert run(store.get_sync_state, account.id, PHONE, EAS_HIERARCHY).snapshot == entries
+    nxt = eas_next_sync_key(key)
+    assert run(store.save_sync_state, account.id, PHONE, EAS_HIERARCHY, key, nxt, 3)  # None keeps it
+    assert run(store.get_sync_state, account.id, PHONE, EAS_HIERARCHY).snapshot == entries
+    assert run(store.save_sync_state, account.id, PHONE, EAS_HIERARCHY, nxt, eas_next_sync_key(nxt), 4,
+               snapshot={"outbox": ["0", "Outbox", 6]})
+    assert run(store.get_sync_state, account.id, PHONE, EAS_HIERARCHY).snapshot == {"outbox": ["0", "Outbox", 6]}
+    with pytest.raises(errors.TooBig):
+        run(store.save_sync_state, account.id, PHONE, EAS_HIERARCHY, eas_next_sync_key(nxt), "{y}1", 5,
+            snapshot={"big": "x" * EAS_MAX_SNAPSHOT})
+    start(store, run, account, inbox.id)
+    assert run(store.get_sync_state, account.id, PHONE, inbox.id).snapshot is None
