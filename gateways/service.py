@@ -34,6 +34,7 @@ from gateways.common.clientaddr import ProxyHeaderFactory, in_networks, trusted_
 from gateways.common.connlimit import ConnectionGate, ListenerPolicy
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
+from gateways.common.plaintext import PLAINTEXT_CHOICES
 from gateways.common.settings import SectionSettings
 from gateways.common.tls import ServerCertificates, TLSSources, load_certificates, make_self_signed
 from gateways.metrics import MetricsConfig
@@ -192,12 +193,16 @@ def http_mounts(ctx: GatewayContext, published=None, health=None, activesync=Non
     from gateways.http import App, Mount, Redirect  # only when needed: start-up time of the `haven` command
     table = [App(dav.PREFIX, dav.make_application(ctx))] + \
         [Redirect(path, location) for path, location in dav.REDIRECTS.items()]
+    eas = SectionSettings("activesync", activesync)
+    if eas.boolean("enabled", False):
+        from gateways import activesync as eas_gateway  # only when enabled: start-up time of the CLI
+        table.append(Mount(eas_gateway.PREFIX, eas_gateway.make_endpoint(ctx.store), fold_case=True, login=True,
+                           plaintext=eas.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES)))
     if published is not None and published.enabled:
         from gateways import autoconfig  # loaded only when [http] listens (start-up time of the CLI)
         leaf = autoconfig.make_autoconfig_resource(published)
         table += [Mount(path, leaf) for path in autoconfig.PATHS]
         table.append(App(autoconfig.PROFILE_PREFIX, autoconfig.make_profile_app(published)))
-        eas = SectionSettings("activesync", activesync)
         table.append(App(autoconfig.AUTODISCOVER_PREFIX,
                          autoconfig.make_autodiscover_app(published, eas.boolean("enabled", False),
                                                           eas.value("public_url")),

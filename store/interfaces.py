@@ -236,6 +236,11 @@ class Store:
         default calendar ("Calendar") and address book ("Contacts").  Raises Exists, InvalidInput."""
         raise NotImplementedError
 
+    async def addresses_with_local_part(self, local: str) -> list:
+        """The addresses of the live accounts named ``local@`` any domain (at most 3: callers
+        want to know whether exactly one is), for logins without a domain (ActiveSync)."""
+        raise NotImplementedError
+
     async def get_account(self, address: str) -> Account:
         """Raises NotFound."""
         raise NotImplementedError

@@ -31,10 +31,15 @@ class App:
 @dataclass(frozen=True)
 class Mount:
     """A Twisted Web resource (made leaf or not, as it likes) under ``prefix`` (``fold_case``:
-    as for :class:`App`)."""
+    as for :class:`App`).  With ``login``, ``resource`` is not a resource but an object whose
+    ``serve(request, account)`` answers for the account the portal let in (and whose
+    ``login_name(login)``, if it has one, maps the login a client sends); ``plaintext``
+    replaces ``[http] allow_plaintext_auth`` for it."""
     prefix: str
     resource: Any
     fold_case: bool = False
+    login: bool = False
+    plaintext: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -98,16 +103,18 @@ def segments(path: str) -> list:
     return [s.encode("utf-8") for s in path[1:].rstrip("/").split("/")]
 
 
-def build_root(table: Iterable, app_resource: Callable[[App], resource.Resource]) -> resource.Resource:
-    """The resource tree for ``table``; ``app_resource`` turns an :class:`App` into a resource.
-    Two entries on one path, or one below another's, is a ValueError."""
+def build_root(table: Iterable, app_resource: Callable[[App], resource.Resource],
+               login_resource: Optional[Callable[[Mount], resource.Resource]] = None) -> resource.Resource:
+    """The resource tree for ``table``; ``app_resource`` turns an :class:`App` into a resource,
+    ``login_resource`` a :class:`Mount` with ``login``.  Two entries on one path, or one below
+    another's, is a ValueError."""
     root = _Branch(None)
     taken: dict = {}
     for entry in table:
         if isinstance(entry, App):
             path, leaf = entry.prefix, app_resource(entry)
         elif isinstance(entry, Mount):
-            path, leaf = entry.prefix, entry.resource
+            path, leaf = entry.prefix, login_resource(entry) if entry.login else entry.resource
         elif isinstance(entry, Redirect):
             path, leaf = entry.path, Moved(entry.location.encode("utf-8"))
         else:
