@@ -109,7 +109,7 @@ _PAGES: Tuple[Tuple[str, str], ...] = (
         Settings Status Get Set Oof OofState StartTime EndTime OofMessage AppliesToInternal
         AppliesToExternalKnown AppliesToExternalUnknown Enabled ReplyMessage BodyType
         DevicePassword Password DeviceInformation Model IMEI FriendlyName OS OSLanguage
-        PhoneNumber UserInformation EmailAddresses SmtpAddress UserAgent EnableOutboundSMS
+        PhoneNumber UserInformation EmailAddresses SMTPAddress UserAgent EnableOutboundSMS
         MobileOperator PrimarySmtpAddress Accounts Account AccountId AccountName UserDisplayName
         SendDisabled - RightsManagementInformation"""),
     ("DocumentLibrary", """
@@ -121,8 +121,7 @@ _PAGES: Tuple[Tuple[str, str], ...] = (
         ConversationId MoveAlways"""),
     ("ComposeMail", """
         SendMail SmartForward SmartReply SaveInSentItems ReplaceMime - Source FolderId ItemId
-        LongId InstanceId Mime ClientId Status AccountId - Forwardees Forwardee ForwardeeName
-        ForwardeeEmail"""),
+        LongId InstanceId Mime ClientId Status AccountId - Forwardees Forwardee Name Email"""),
     ("Email2", """
         UmCallerID UmUserNotes UmAttDuration UmAttOrder ConversationId ConversationIndex
         LastVerbExecuted LastVerbExecutionTime ReceivedAsBcc Sender CalendarType IsLeapMonth
@@ -143,6 +142,7 @@ _PAGES: Tuple[Tuple[str, str], ...] = (
 #: names an encoder also takes for a token (older spellings of the same tag)
 _ALIASES: Dict[Tuple[str, str], str] = {
     ("Provision", "DeviceEncryptionEnabled"): "RequireStorageCardEncryption",  # 12.0's name of 0x10
+    ("Settings", "SmtpAddress"): "SMTPAddress",  # as libwbxml and Z-Push spell it
 }
 
 #: page number -> namespace (the page's name)

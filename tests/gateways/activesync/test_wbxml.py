@@ -310,8 +310,8 @@ def test_code_pages_cover_0_to_25_with_the_spec_names():
         (9, 0x26): "FirstDayOfWeek", (10, 0x1D): "MaxPictures", (11, 0x0A): "Status",
         (12, 0x0E): "MMS", (13, 0x0D): "MaxFolders", (14, 0x3B): "AccountOnlyRemoteWipe",
         (15, 0x20): "ConversationId", (16, 0x12): "Data", (17, 0x2D): "InstanceId",
-        (18, 0x2B): "RightsManagementInformation", (19, 0x0C): "ContentType",
-        (20, 0x19): "MoveAlways", (21, 0x11): "ClientId", (22, 0x17): "Send",
+        (18, 0x2B): "RightsManagementInformation", (18, 0x1F): "SMTPAddress", (19, 0x0C): "ContentType",
+        (20, 0x19): "MoveAlways", (21, 0x11): "ClientId", (21, 0x18): "Email", (22, 0x17): "Send",
         (23, 0x09): "Category", (24, 0x18): "RemoveRightsManagementProtection",
         (25, 0x22): "Picture", (25, 0x19): "GalSearchCriterion",
     }
