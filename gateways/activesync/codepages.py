@@ -2,8 +2,10 @@
 
 Each page is its name (also the XML namespace of its tags, see docs/activesync.md) and its tag
 names in token order from 0x05 (WBXML 1.3 §5.8.2: tokens 0x00-0x04 are global); ``-`` marks a
-token the page does not define.  Tags of old protocol versions (2.5, 12.x) stay in: a token we
-do not name would be dropped by the decoder with its subtree.
+token the page does not define.  Tags of old protocol versions (2.x, 12.x) stay in, also the
+few the current tables no longer list (AirSync's Version, RTFTruncation, NotifyGUID, the old
+FolderHierarchy tags; named as libwbxml names them): a token we do not name would be dropped by
+the decoder with its subtree.
 
 Invariants (checked by the tests): at most 59 tokens a page (0x05-0x3F, the six low bits of a
 tag token), no name twice on one page.
@@ -16,9 +18,10 @@ from typing import Dict, Tuple
 #: (page name, tags from token 0x05 on)
 _PAGES: Tuple[Tuple[str, str], ...] = (
     ("AirSync", """
-        Sync Responses Add Change Delete Fetch SyncKey ClientId ServerId Status Collection Class -
-        CollectionId GetChanges MoreAvailable WindowSize Commands Options FilterType Truncation -
-        Conflict Collections ApplicationData DeletesAsMoves - Supported SoftDelete MIMESupport
+        Sync Responses Add Change Delete Fetch SyncKey ClientId ServerId Status Collection Class
+        Version CollectionId GetChanges MoreAvailable WindowSize Commands Options FilterType
+        Truncation RTFTruncation Conflict Collections ApplicationData DeletesAsMoves NotifyGUID
+        Supported SoftDelete MIMESupport
         MIMETruncation Wait Limit Partial ConversationMode MaxItems HeartbeatInterval"""),
     ("Contacts", """
         Anniversary AssistantName AssistantPhoneNumber Birthday Body BodySize BodyTruncated
@@ -56,11 +59,11 @@ _PAGES: Tuple[Tuple[str, str], ...] = (
         GetItemEstimate Version Collections Collection Class CollectionId DateTime Estimate
         Response Status"""),
     ("FolderHierarchy", """
-        - - DisplayName ServerId ParentId Type - Status - Changes Add Delete Update SyncKey
-        FolderCreate FolderDelete FolderUpdate FolderSync Count"""),
+        Folders Folder DisplayName ServerId ParentId Type Response Status ContentClass Changes Add
+        Delete Update SyncKey FolderCreate FolderDelete FolderUpdate FolderSync Count Version"""),
     ("MeetingResponse", """
-        CalendarId CollectionId MeetingResponse RequestId Request Result Status UserResponse -
-        InstanceId - ProposedStartTime ProposedEndTime SendResponse"""),
+        CalendarId CollectionId MeetingResponse RequestId Request Result Status UserResponse
+        Version InstanceId - ProposedStartTime ProposedEndTime SendResponse"""),
     ("Tasks", """
         Body BodySize BodyTruncated Categories Category Complete DateCompleted DueDate UtcDueDate
         Importance Recurrence Type Start Until Occurrences Interval DayOfMonth DayOfWeek
@@ -80,7 +83,7 @@ _PAGES: Tuple[Tuple[str, str], ...] = (
     ("Provision", """
         Provision Policies Policy PolicyType PolicyKey Data Status RemoteWipe EASProvisionDoc
         DevicePasswordEnabled AlphanumericDevicePasswordRequired RequireStorageCardEncryption
-        PasswordRecoveryEnabled - AttachmentsEnabled MinDevicePasswordLength
+        PasswordRecoveryEnabled DocumentBrowseEnabled AttachmentsEnabled MinDevicePasswordLength
         MaxInactivityTimeDeviceLock MaxDevicePasswordFailedAttempts MaxAttachmentSize
         AllowSimpleDevicePassword DevicePasswordExpiration DevicePasswordHistory AllowStorageCard
         AllowCamera RequireDeviceEncryption AllowUnsignedApplications

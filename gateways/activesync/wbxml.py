@@ -280,7 +280,7 @@ def encode(root: ET.Element) -> bytes:
             continue
         append(bytes((token | _CONTENT,)))
         if isinstance(content, str):
-            raw = content.encode("utf-8", "strict") if content.isascii() else _utf8_out(content, element.tag)
+            raw = _utf8_out(content, element.tag)
             if b"\0" in raw:
                 raise WbxmlError(f"{element.tag} has a NUL character (WBXML strings cannot hold one)")
             append(b"\x03" + raw + b"\0")

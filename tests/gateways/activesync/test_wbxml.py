@@ -255,6 +255,12 @@ def test_malformed_documents_raise_wbxml_error(hexbody, message):
         decode(bytes.fromhex(hexbody))
 
 
+def test_only_bytes_are_decoded():
+    with pytest.raises(WbxmlError, match="must be bytes"):
+        decode("03016a00")
+    assert decode(bytearray(bytes.fromhex(GOLDEN["ping_request"][0]))).tag == "{Ping}Ping"
+
+
 def test_nesting_deeper_than_the_limit_is_refused_both_ways():
     limit = wbxml.MAX_DEPTH
     ok = HEADER + b"\x45" * limit + b"\x01" * limit
