@@ -1,19 +1,28 @@
-"""Exchange ActiveSync (EAS 14.0, 14.1, 16.0, 16.1) for phones: the wire pieces so far.
+"""Exchange ActiveSync (EAS 14.0 to 16.1) for phones: iOS Mail, Android mail apps, Outlook
+mobile, on the shared store.
 
+- ``endpoint.py``: ``/Microsoft-Server-ActiveSync`` on the front door (MS-ASHTTP): methods,
+  OPTIONS, the headers of every answer, login names;
+- ``query.py``: the request line of [MS-ASHTTP] (plain or base64 query) and the
+  ``MS-ASProtocolVersion`` header, with the one list of supported versions and commands;
 - ``wbxml.py``: WBXML 1.3 <-> ``xml.etree.ElementTree`` with the code pages 0-25 of
   [MS-ASWBXML] (tables in ``codepages.py``); handlers and tests speak XML trees, never bytes;
-- ``query.py``: the request line of [MS-ASHTTP] (plain or base64 query) and the
-  ``MS-ASProtocolVersion`` header, with the one list of supported versions and commands.
+- ``hierarchy.py``: the folder hierarchy FolderSync shows and its changes.
+
+The front door (gateways/http) mounts it behind its login when ``[activesync] enabled``;
+like every protocol package it knows no other gateway and no front door.
 
 Invariants
-- Pure: bytes and strings in, plain values out; no I/O, no store, no reactor, so everything
-  here is fuzzable and may run in a worker pool (big WBXML documents should).
-- One exception class a module for bad input (``WbxmlError``, ``QueryError``), each a
-  ``ValueError``; nothing else escapes on hostile bytes, which the tests fuzz.
+- ``query``, ``wbxml`` and ``codepages`` are pure: bytes and strings in, plain values out; no
+  I/O, no store, no reactor, so they are fuzzable and may run in a worker pool (big WBXML
+  documents should).  Each raises one exception class for bad input (``WbxmlError``,
+  ``QueryError``), both ``ValueError``; nothing else escapes on hostile bytes.
 - The tree's conventions (namespace = code page name, ``bytes`` text = OPAQUE) are written
   down in docs/activesync.md; handlers rely on them.
-
-Not yet: the HTTP resource, the store's devices and sync state, the commands (issue 15).
-Like every protocol gateway this package imports only the store's contract, ``formats``,
-``gateways.common`` and itself (tests/test_layering.py).
 """
+
+from __future__ import annotations
+
+from .endpoint import PREFIX, ActiveSyncEndpoint, make_endpoint
+
+__all__ = ["PREFIX", "ActiveSyncEndpoint", "make_endpoint"]
