@@ -41,7 +41,7 @@ _PAGES: Tuple[Tuple[str, str], ...] = (
         Location MeetingRequest Organizer RecurrenceId Reminder ResponseRequested Recurrences
         Recurrence Type Until Occurrences Interval DayOfWeek DayOfMonth WeekOfMonth MonthOfYear
         StartTime Sensitivity TimeZone GlobalObjId ThreadTopic MIMEData MIMETruncated MIMESize
-        InternetCPID Flag FlagStatus ContentClass FlagType CompleteTime DisallowNewTimeProposal"""),
+        InternetCPID Flag Status ContentClass FlagType CompleteTime DisallowNewTimeProposal"""),
     ("AirNotify", """
         Notify Notification Version LifeTime DeviceInfo Enable Folder ServerId DeviceAddress
         ValidCarrierProfiles CarrierProfile Status Responses Devices Device Id Expiry NotifyGUID
@@ -146,6 +146,7 @@ _PAGES: Tuple[Tuple[str, str], ...] = (
 _ALIASES: Dict[Tuple[str, str], str] = {
     ("Provision", "DeviceEncryptionEnabled"): "RequireStorageCardEncryption",  # 12.0's name of 0x10
     ("Settings", "SmtpAddress"): "SMTPAddress",  # as libwbxml and Z-Push spell it
+    ("Email", "FlagStatus"): "Status",  # the Status of a Flag, as libwbxml and Z-Push name 0x3B
 }
 
 #: page number -> namespace (the page's name)
