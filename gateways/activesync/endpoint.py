@@ -24,15 +24,14 @@ from typing import Optional
 
 from twisted.internet import defer
 
+from .query import COMMANDS, SUPPORTED_VERSIONS
+
 log = logging.getLogger("haven.activesync")
 
 PREFIX = "/Microsoft-Server-ActiveSync"
-#: what OPTIONS offers (MS-ASHTTP 2.2.2.1.1.1 MS-ASProtocolVersions)
-VERSIONS = ("14.0", "14.1", "16.0", "16.1")
-#: the commands of [MS-ASCMD] by the names the query uses; OPTIONS lists them
-COMMANDS = ("Sync", "SendMail", "SmartForward", "SmartReply", "GetAttachment", "FolderSync", "FolderCreate",
-            "FolderDelete", "FolderUpdate", "MoveItems", "GetItemEstimate", "MeetingResponse", "Search",
-            "Settings", "Ping", "ItemOperations", "Provision", "ResolveRecipients", "ValidateCert", "Find")
+#: what OPTIONS offers (MS-ASHTTP 2.2.2.1.1.1 MS-ASProtocolVersions), and the commands of
+#: [MS-ASCMD] by the names the query uses; both are kept in query.py, with the request line
+VERSIONS = SUPPORTED_VERSIONS
 #: the server version every answer names (MS-ASHTTP 2.2.2.1.1.2: Exchange 2016's is 15.1)
 SERVER_VERSION = b"15.1"
 CONTENT_TYPE = b"application/vnd.ms-sync.wbxml"
