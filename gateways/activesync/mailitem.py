@@ -34,15 +34,13 @@ from urllib.parse import unquote
 
 from formats import mime
 
+from .wbxml import qname as q
+
 PLAIN, HTML, RTF, MIME = 1, 2, 3, 4
 #: Thunderbird's default tags, shown as the categories a phone knows by name
 LABELS = {"$label1": "Important", "$label2": "Work", "$label3": "Personal", "$label4": "To Do", "$label5": "Later"}
 CATEGORY_KEYWORDS = {name: kw for kw, name in LABELS.items()}
 _PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|wg|sv|vs|antw)(\[\d+\])?\s*:\s*)+", re.I)
-
-
-def q(page: str, name: str) -> str:
-    return "{%s}%s" % (page, name)
 
 
 def _add(parent, page: str, name: str, text=None):
