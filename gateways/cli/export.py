@@ -134,7 +134,7 @@ async def export_mail(store, account, root: Path, progress: Progress, hostname: 
                 counts["written"] += 1
     subscribed = await store.list_subscriptions(account.id)
     with open(root / "subscriptions", "w", encoding="utf-8") as f:
-        f.writelines(maildir_name(name)[1:] + "\n" for name in subscribed if name != "INBOX")
+        f.writelines((maildir_name(name)[1:] or "INBOX") + "\n" for name in subscribed)
     return counts
 
 
