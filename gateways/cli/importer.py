@@ -16,11 +16,14 @@ Calendar and address-book objects replace the one with their UID, as a client's 
 from __future__ import annotations
 
 import calendar
+import contextlib
 import email.utils
 import mailbox
 import os
+import re
 import ssl
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -32,7 +35,7 @@ from twisted.internet.threads import deferToThread
 from formats import mime
 from gateways.cli.audit import audit
 from gateways.cli.dav import import_text
-from gateways.cli.export import KEYWORD_LETTERS, MAILDIR_FLAGS, Progress
+from gateways.cli.export import KEYWORD_LETTERS, MAILDIR_FLAGS, PIECE, Progress
 from gateways.cli.runner import EX_DATAERR, EX_OK, EX_USAGE, run_command
 from gateways.imap import utf7
 from store import errors
@@ -181,16 +184,53 @@ async def import_maildir(store, account, root: Path, counts: dict, progress: Pro
                 flags += [keywords[c] for c in info if c in keywords]
                 stat = entry.stat()
                 progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
-                with open(entry.path, "rb") as f:
-                    if stat.st_size > STREAM_OVER:  # its header now, the file handed on for the rest
-                        data = f
-                        message_id = mime.header_value(f.read(256 * 1024), "message-id")
+                with open(entry.path, "rb") as f, contextlib.ExitStack() as converted:
+                    data = f.read(STREAM_OVER + 1)
+                    lf = lf_stored(data)
+                    if len(data) > STREAM_OVER:  # its header now, the file handed on for the rest
+                        message_id = mime.header_value(crlf(data[:256 * 1024]), "message-id")
                         f.seek(0)
+                        data = converted.enter_context(tempfile.TemporaryFile()) if lf else f
+                        size = crlf_copy(f, data) if lf else stat.st_size
+                        data.seek(0)
                     else:
-                        data = f.read()
+                        data = crlf(data) if lf else data
                         message_id = mime.header_value(data, "message-id")
-                    await target.add(data, stat.st_size, message_id, flags, int(stat.st_mtime), counts)
+                        size = len(data)
+                    await target.add(data, size, message_id, flags, int(stat.st_mtime), counts)
         await target.flush()
+
+
+#: a line end without its CR
+BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def lf_stored(head: bytes) -> bool:
+    """Whether a message file keeps its lines with bare LF, as Dovecot writes Maildir files
+    (``mail_save_crlf = no``, its default) and IMAP never sends them: its first line ends so."""
+    end = head.find(b"\n")
+    return end == 0 or (end > 0 and head[end - 1:end] != b"\r")
+
+
+def crlf(data: bytes) -> bytes:
+    """The message as IMAP sends it (and Dovecot serves an LF-stored file): every bare LF a CRLF."""
+    return BARE_LF.sub(b"\r\n", data)
+
+
+def crlf_copy(src, dst) -> int:
+    """:func:`crlf` from file to file a piece at a time (a CR at the end of one piece and the LF
+    at the start of the next are one line end); returns the octets written."""
+    size, after_cr = 0, False
+    while True:
+        piece = src.read(PIECE)
+        if not piece:
+            return size
+        out = crlf(piece)
+        if after_cr and piece[:1] == b"\n":
+            out = out[1:]  # that LF had its CR, in the piece before
+        dst.write(out)
+        size += len(out)
+        after_cr = piece[-1:] == b"\r"
 
 
 async def import_mbox(store, account, path: Path, name: str, counts: dict, progress: Progress) -> None:
