@@ -1,0 +1,219 @@
+"""Moving a user from Dovecot to Haven and back, against a real Dovecot 2.3 (bench/dovecot.py's
+instance: IMAP only, ``/`` as hierarchy separator, STARTTLS and IMAPS with a certificate for
+``localhost`` that the ``haven`` processes trust through SSL_CERT_FILE):
+
+- in over IMAP: ``haven import --imap`` of a Dovecot account filled through Dovecot's IMAP
+  (nested and non-ASCII folders, an empty one, system flags, keywords, INTERNALDATEs, 8-bit
+  bodies), compared folder by folder through both servers' IMAP (names, BODY[] sha256, flags
+  and keywords, INTERNALDATE); after new mail in Dovecot a second run brings only the new
+  messages; a third over implicit TLS (``--tls``) finds nothing to do;
+- in from disk: ``haven import ADDRESS MAILDIR`` of such an account's Maildir as Dovecot left it
+  (dovecot-keywords, dovecot-uidlist, index files; LF line ends);
+- out: ``haven export``, the export's ``mail/`` given to Dovecot as the account's
+  mail_location (docs/export.md "Moving a user to Dovecot"), compared through both IMAPs.
+
+One Dovecot for the module, on free ports, in a private directory of its own (not under
+pytest's base directory: a pytest starting meanwhile makes that 0700 again, and Dovecot's mail
+user must traverse it), stopped when the module ends whatever happened.  Each test has
+accounts of its own.  .ci/run installs Dovecot; with CI=true a Dovecot that cannot be started
+fails the tests, elsewhere they are skipped saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from bench.dovecot import MAIL_USER, DovecotInstance
+from gateways.common.tls import make_self_signed
+from tests.conftest import IN_CI, free_port
+
+#: folders made in the source account besides INBOX ("Leer" stays empty)
+FOLDERS = ["Archiv", "Archiv/2024", "Entwürfe", "Leer", "Sent"]
+#: (folder, flags and keywords) of each message; message i has INTERNALDATE BASE + i days i hours
+PLAN = [("INBOX", [b"\\Seen"]),
+        ("INBOX", [b"\\Flagged", b"$label1"]),
+        ("INBOX", []),
+        ("INBOX", [b"\\Answered", b"\\Seen", b"$Forwarded"]),
+        ("Archiv", [b"\\Seen", b"NonJunk"]),
+        ("Archiv/2024", [b"\\Seen", b"$Junk", b"Junk"]),
+        ("Archiv/2024", [b"\\Seen", b"$NotJunk", b"$label1"]),
+        ("Entwürfe", [b"\\Draft"]),
+        ("Sent", [b"\\Seen", b"\\Answered"])]
+BASE = datetime(2024, 3, 5, 10, 11, 12, tzinfo=timezone(timedelta(hours=1)))
+
+
+def message(tag: str, i: int) -> bytes:
+    """Message ``i`` of a corpus: 8-bit UTF-8 text (one 7-bit, one without Message-ID)."""
+    head = (b"From: Absender %d <a%d@example.org>\r\nTo: someone@example.test\r\nSubject: Nachricht %d\r\n"
+            b"Date: Tue, 5 Mar 2024 10:11:12 +0100\r\n" % (i, i, i))
+    if i != 7:
+        head += b"Message-ID: <%s.%d@example.org>\r\n" % (tag.encode(), i)
+    if i == 2:
+        return head + b"\r\nplain ASCII, %d\r\n" % i
+    return (head + b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Grüße aus Köln, Nachricht {}\r\n".format(i).encode())
+
+
+def fill(endpoint, user: str, password: str, tag: str, plan=PLAN, start: int = 0, folders=FOLDERS) -> None:
+    """The corpus into an account through IMAP (CREATE, APPEND with flags and a date)."""
+    c = IMAPClient(endpoint[0], port=endpoint[1], ssl=False, timeout=15)
+    c.login(user, password)
+    existing = {name for _f, _d, name in c.list_folders()}
+    for name in folders:
+        if name not in existing:
+            c.create_folder(name)
+    for i, (folder, flags) in enumerate(plan, start):
+        c.append(folder, message(tag, i), flags=flags, msg_time=BASE + timedelta(days=i, hours=i))
+    c.logout()
+
+
+def view(endpoint, user: str, password: str) -> dict:
+    """folder -> sorted [(sha256 of BODY[], flags and keywords but \\Recent, INTERNALDATE as a
+    Unix time)], every selectable folder, as IMAP shows it."""
+    c = IMAPClient(endpoint[0], port=endpoint[1], ssl=False, timeout=15)
+    c.normalise_times = False
+    c.login(user, password)
+    out = {}
+    for flags, _delim, name in c.list_folders():
+        if b"\\Noselect" in flags or b"\\NonExistent" in flags:
+            continue
+        c.select_folder(name, readonly=True)
+        uids = c.search()
+        data = c.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]) if uids else {}
+        out[name] = sorted((hashlib.sha256(d[b"BODY[]"]).hexdigest(),
+                            tuple(sorted(f.decode() for f in d[b"FLAGS"] if f != b"\\Recent")),
+                            int(d[b"INTERNALDATE"].timestamp())) for d in data.values())
+    c.logout()
+    return out
+
+
+def same_mail(haven_view: dict, dovecot_view: dict) -> dict:
+    """Haven's view restricted to Dovecot's folders and its own non-empty ones (a new Haven
+    account has empty Drafts, Trash, Junk, Archive of its own)."""
+    return {name: msgs for name, msgs in haven_view.items() if msgs or name in dovecot_view}
+
+
+def _cli(haven, *args, input=b""):
+    r = haven.cli(*args, input=input)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout.decode()
+
+
+@pytest.fixture(scope="module")
+def dovecot():
+    base = Path(tempfile.mkdtemp(prefix="haven-dovecot-"))
+    make_self_signed("localhost", base / "tls" / "cert.pem", base / "tls" / "key.pem")
+    inst = DovecotInstance(base=base / "dovecot", protocols=("imap",), imap_port=free_port(),
+                           imaps_port=free_port(), users={}, separator="/",
+                           tls_cert=base / "tls" / "cert.pem", tls_key=base / "tls" / "key.pem")
+    try:
+        inst.start(install=False)
+    except (RuntimeError, OSError) as e:
+        shutil.rmtree(base, ignore_errors=True)
+        why = f"Dovecot could not be started: {e}"
+        if IN_CI:
+            pytest.fail("CI=true requires Dovecot (.ci/run installs dovecot-imapd). " + why, pytrace=False)
+        pytest.skip(why + " (apt-get install dovecot-imapd)")
+    try:
+        yield inst
+    finally:
+        inst.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def trust_dovecot(dovecot, monkeypatch):
+    """``haven`` commands started from here check Dovecot's certificate against its own."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.tls_cert))
+
+
+def dovecot_user(dovecot, name: str, mail: str | None = None) -> tuple[str, str]:
+    address = f"{name}-{secrets.token_hex(3)}@example.test"
+    password = "dc-" + secrets.token_hex(6)
+    dovecot.add_user(address, password, mail=mail)
+    return address, password
+
+
+def test_pull_from_dovecot_over_imap(haven, dovecot, trust_dovecot):
+    imap = (dovecot.host, dovecot.imap_port)
+    source, source_password = dovecot_user(dovecot, "pull")
+    fill(imap, source, source_password, source)
+    target, target_password = haven.new_user("fromdovecot")
+    # STARTTLS on the IMAP port, the certificate checked (no --insecure)
+    args = ("import", target, "--imap", f"localhost:{dovecot.imap_port}", "--user", source, "--password-stdin")
+    out = _cli(haven, *args, input=source_password.encode() + b"\n")
+    assert f"{len(PLAN)} messages into 5 folders (0 already there" in out, out
+    theirs = view(imap, source, source_password)
+    assert sorted(theirs) == sorted(["INBOX", *FOLDERS])
+    ours = view(haven.imap, target, target_password)
+    assert same_mail(ours, theirs) == theirs
+
+    # more mail over there (one with the date and size of another, but another Message-ID)
+    fill(imap, source, source_password, source, plan=[("INBOX", [b"\\Seen"]), ("Archiv/2024", [b"$label2"])],
+         start=len(PLAN))
+    out = _cli(haven, *args, input=source_password.encode() + b"\n")
+    assert f"2 messages into 2 folders ({len(PLAN)} already there" in out, out
+    theirs = view(imap, source, source_password)
+    assert same_mail(view(haven.imap, target, target_password), theirs) == theirs
+
+    # implicit TLS (--tls): the same account, nothing new
+    args = ("import", target, "--imap", f"localhost:{dovecot.imaps_port}", "--tls", "--user", source,
+            "--password-stdin")
+    out = _cli(haven, *args, input=source_password.encode() + b"\n")
+    assert f"0 messages into 0 folders ({len(PLAN) + 2} already there" in out, out
+
+
+def test_import_of_a_dovecot_maildir(haven, dovecot):
+    imap = (dovecot.host, dovecot.imap_port)
+    source, source_password = dovecot_user(dovecot, "maildir")
+    fill(imap, source, source_password, source)
+    theirs = view(imap, source, source_password)  # Dovecot's own index and uidlist files are there now
+    maildir = dovecot.mail_dir / source
+    assert (maildir / "dovecot-uidlist").is_file() and (maildir / ".Archiv.2024" / "dovecot-keywords").is_file()
+    target, target_password = haven.new_user("frommaildir")
+    out = _cli(haven, "import", target, str(maildir))
+    assert f"{len(PLAN)} messages into 5 folders (0 already there" in out, out
+    assert same_mail(view(haven.imap, target, target_password), theirs) == theirs
+    out = _cli(haven, "import", target, str(maildir))
+    assert f"0 messages into 0 folders ({len(PLAN)} already there" in out, out
+
+
+def test_export_to_dovecot(haven, dovecot):
+    user, password = haven.new_user("todovecot")
+    fill(haven.imap, user, password, user)
+    haven.deliver(user, message(user, 20))  # with LMTP's Return-Path and Received lines
+    c = IMAPClient(*haven.imap, ssl=False, timeout=15)
+    c.login(user, password)
+    c.unsubscribe_folder("Junk")
+    c.subscribe_folder("Archiv/2024")
+    c.subscribe_folder("Entwürfe")
+    c.logout()
+    dest = dovecot.base / ("export-" + secrets.token_hex(3))
+    _cli(haven, "export", user, str(dest))
+    shutil.chown(dest, MAIL_USER, MAIL_USER)  # Dovecot writes its index beside the messages
+    for parent, dirs, files in os.walk(dest):
+        for name in dirs + files:
+            shutil.chown(os.path.join(parent, name), MAIL_USER, MAIL_USER)
+    dovecot.add_user(user, password, mail=f"maildir:{dest}/mail")
+
+    imap = (dovecot.host, dovecot.imap_port)
+    ours, theirs = view(haven.imap, user, password), view(imap, user, password)
+    assert theirs == ours
+    assert sum(len(msgs) for msgs in theirs.values()) == len(PLAN) + 1
+
+    def subscribed(endpoint):
+        c = IMAPClient(*endpoint, ssl=False, timeout=15)
+        c.login(user, password)
+        names = sorted(name for _f, _d, name in c.list_sub_folders())
+        c.logout()
+        return names
+    assert subscribed(imap) == subscribed(haven.imap)
