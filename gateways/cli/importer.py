@@ -106,10 +106,17 @@ async def cmd_import(store, args, raw) -> int:
 
 
 # -- mail ---------------------------------------------------------------------------------------
+#: a character Dovecot's listescape plugin (and ``haven export``) escaped in a folder name
+LISTESCAPE = re.compile(r"\\([0-9a-fA-F]{2})")
+
+
 def folder_name(maildir: str) -> str:
     """The IMAP name of a Maildir++ folder (``.A.B`` -> ``A/B``; levels modified UTF-7, a dot
-    inside a level written ``&AC4-`` as export writes it)."""
-    return "/".join(".".join(utf7.decode(part) for part in level.split("&AC4-")) for level in maildir.split("."))
+    inside a level written ``\\2e`` as export and Dovecot's listescape plugin write it, or
+    ``&AC4-`` as exports before them did)."""
+    return "/".join(LISTESCAPE.sub(lambda m: chr(int(m.group(1), 16)),
+                                   ".".join(utf7.decode(part) for part in level.split("&AC4-")))
+                    for level in maildir.split("."))
 
 
 class Target:

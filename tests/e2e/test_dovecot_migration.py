@@ -37,7 +37,7 @@ from gateways.common.tls import make_self_signed
 from tests.conftest import IN_CI, free_port
 
 #: folders made in the source account besides INBOX ("Leer" stays empty)
-FOLDERS = ["Archiv", "Archiv/2024", "Entwürfe", "Leer", "Sent"]
+FOLDERS = ["Archiv", "Archiv/2024", "Entwürfe", "Leer", "Sent", "v1.2"]
 #: (folder, flags and keywords) of each message; message i has INTERNALDATE BASE + i days i hours
 PLAN = [("INBOX", [b"\\Seen"]),
         ("INBOX", [b"\\Flagged", b"$label1"]),
@@ -47,7 +47,8 @@ PLAN = [("INBOX", [b"\\Seen"]),
         ("Archiv/2024", [b"\\Seen", b"$Junk", b"Junk"]),
         ("Archiv/2024", [b"\\Seen", b"$NotJunk", b"$label1"]),
         ("Entwürfe", [b"\\Draft"]),
-        ("Sent", [b"\\Seen", b"\\Answered"])]
+        ("Sent", [b"\\Seen", b"\\Answered"]),
+        ("v1.2", [b"\\Seen", b"$label1"])]
 BASE = datetime(2024, 3, 5, 10, 11, 12, tzinfo=timezone(timedelta(hours=1)))
 
 
@@ -114,7 +115,8 @@ def dovecot():
     make_self_signed("localhost", base / "tls" / "cert.pem", base / "tls" / "key.pem")
     inst = DovecotInstance(base=base / "dovecot", protocols=("imap",), imap_port=free_port(),
                            imaps_port=free_port(), users={}, separator="/",
-                           tls_cert=base / "tls" / "cert.pem", tls_key=base / "tls" / "key.pem")
+                           tls_cert=base / "tls" / "cert.pem", tls_key=base / "tls" / "key.pem",
+                           extra_conf="mail_plugins = $mail_plugins listescape\n")
     try:
         inst.start(install=False)
     except (RuntimeError, OSError) as e:
@@ -151,7 +153,7 @@ def test_pull_from_dovecot_over_imap(haven, dovecot, trust_dovecot):
     # STARTTLS on the IMAP port, the certificate checked (no --insecure)
     args = ("import", target, "--imap", f"localhost:{dovecot.imap_port}", "--user", source, "--password-stdin")
     out = _cli(haven, *args, input=source_password.encode() + b"\n")
-    assert f"{len(PLAN)} messages into 5 folders (0 already there" in out, out
+    assert f"{len(PLAN)} messages into 6 folders (0 already there" in out, out
     theirs = view(imap, source, source_password)
     assert sorted(theirs) == sorted(["INBOX", *FOLDERS])
     ours = view(haven.imap, target, target_password)
@@ -181,7 +183,7 @@ def test_import_of_a_dovecot_maildir(haven, dovecot):
     assert (maildir / "dovecot-uidlist").is_file() and (maildir / ".Archiv.2024" / "dovecot-keywords").is_file()
     target, target_password = haven.new_user("frommaildir")
     out = _cli(haven, "import", target, str(maildir))
-    assert f"{len(PLAN)} messages into 5 folders (0 already there" in out, out
+    assert f"{len(PLAN)} messages into 6 folders (0 already there" in out, out
     assert same_mail(view(haven.imap, target, target_password), theirs) == theirs
     out = _cli(haven, "import", target, str(maildir))
     assert f"0 messages into 0 folders ({len(PLAN)} already there" in out, out
@@ -196,6 +198,7 @@ def test_export_to_dovecot(haven, dovecot):
     c.unsubscribe_folder("Junk")
     c.subscribe_folder("Archiv/2024")
     c.subscribe_folder("Entwürfe")
+    c.subscribe_folder("v1.2")
     c.logout()
     dest = dovecot.base / ("export-" + secrets.token_hex(3))
     _cli(haven, "export", user, str(dest))
