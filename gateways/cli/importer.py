@@ -3,13 +3,15 @@ existing account.
 
 SOURCE is one of:
 - a directory written by ``haven export`` (``mail/``, ``calendars/``, ``contacts/``, ``sieve/``);
-- a Maildir++ directory (Dovecot's, with its ``dovecot-keywords`` files): INBOX at its root,
-  ``.Name`` folders beside it (docs/export.md has the naming);
+- a Maildir++ directory (Dovecot's, with its ``dovecot-keywords`` and ``subscriptions`` files):
+  INBOX at its root, ``.Name`` folders beside it (docs/export.md has the naming); a file stored
+  with bare LF line ends (Dovecot's default) comes in with CRLF, as Dovecot serves it;
 - an mbox file (one folder's worth: it goes into ``--folder``, INBOX by default), flags from its
   ``Status`` / ``X-Status`` lines, INTERNALDATE from each ``From`` line.
 
 A message already in the target folder with the same Message-ID, date and size is skipped, so
 an import can be run again (after an interrupted run, or until a cut-over) without duplicates.
+The source's subscriptions are added to the account's (never taken away).
 Calendar and address-book objects replace the one with their UID, as a client's PUT would.
 """
 
@@ -206,6 +208,30 @@ async def import_maildir(store, account, root: Path, counts: dict, progress: Pro
                         size = len(data)
                     await target.add(data, size, message_id, flags, int(stat.st_mtime), counts)
         await target.flush()
+    await subscribe(store, account, maildir_subscriptions(root))
+
+
+def maildir_subscriptions(root: Path) -> list:
+    """The folder names a Maildir's ``subscriptions`` file lists: Dovecot 2.3 writes version 2
+    (``V<TAB>2``, an empty line, then a name a line with its levels joined by TAB), older
+    Dovecots and ``haven export`` one Maildir++ name (levels joined by ``.``) a line."""
+    try:
+        lines = (root / "subscriptions").read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    if lines and lines[0].startswith("V\t"):
+        lines = [line.replace("\t", ".") for line in lines[1:]]
+    return [folder_name(line) for line in lines if line.strip()]
+
+
+async def subscribe(store, account, names) -> None:
+    """Subscribe the account to those of ``names`` that are folders of it (a subscription to a
+    folder the source did not have is left out); none is unsubscribed."""
+    for name in names:
+        try:
+            await store.set_subscribed(account.id, name, True)
+        except errors.NotFound:
+            pass
 
 
 #: a line end without its CR
@@ -320,7 +346,8 @@ async def import_imap(store, account, hostport: str, user: str, password: str, t
                                  verify)
     try:
         local = {f.special_use: f.name for f in await store.list_folders(account.id, "mail") if f.special_use}
-        for remote, name in await deferToThread(_imap_folders, client, local):
+        folders = await deferToThread(_imap_folders, client, local)
+        for remote, name in folders:
             target = Target(store, account, name)
             await target.open()
             metas = await deferToThread(_imap_metas, client, remote)
@@ -339,6 +366,9 @@ async def import_imap(store, account, hostport: str, user: str, password: str, t
                     progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
                     await target.add(data, len(data), message_id, flags, internaldate, counts)
             await target.flush()
+        local_of = dict(folders)  # LSUB has no special-use attributes: LIST's mapping
+        await subscribe(store, account, [local_of[remote] for remote in await deferToThread(_imap_subscribed, client)
+                                         if remote in local_of])
     finally:
         await deferToThread(_imap_logout, client)
 
@@ -374,6 +404,10 @@ def _imap_folders(client, local: dict) -> list:
             target = "/".join(name.split(sep)) if sep else name
         out.append((name, target))
     return out
+
+
+def _imap_subscribed(client) -> list:
+    return [name for _flags, _delimiter, name in client.list_sub_folders()]
 
 
 def _imap_metas(client, folder: str) -> list:

@@ -42,6 +42,10 @@ from tests.conftest import IN_CI, free_port
 
 #: folders made in the source account besides INBOX ("Leer" stays empty)
 FOLDERS = ["Archiv", "Archiv/2024", "Entwürfe", "Leer", "Sent", "v1.2"]
+#: the folders subscribed to there
+SUBSCRIBED = ["INBOX", "Archiv/2024", "Entwürfe", "v1.2"]
+#: the folders a new Haven account is subscribed to
+HAVEN_SUBSCRIBED = {"INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"}
 #: (folder, flags and keywords) of each message; message i has INTERNALDATE BASE + i days i hours
 PLAN = [("INBOX", [b"\\Seen"]),
         ("INBOX", [b"\\Flagged", b"$label1"]),
@@ -86,13 +90,15 @@ def message(tag: str, i: int) -> bytes:
 
 
 def fill(endpoint, user: str, password: str, tag: str, plan=PLAN, start: int = 0, folders=FOLDERS) -> None:
-    """The corpus into an account through IMAP (CREATE, APPEND with flags and a date)."""
+    """The corpus into an account through IMAP (CREATE, SUBSCRIBE, APPEND with flags and a date)."""
     c = IMAPClient(endpoint[0], port=endpoint[1], ssl=False, timeout=15)
     c.login(user, password)
     existing = {name for _f, _d, name in c.list_folders()}
     for name in folders:
         if name not in existing:
             c.create_folder(name)
+    for name in SUBSCRIBED:
+        c.subscribe_folder(name)
     for i, (folder, flags) in enumerate(plan, start):
         c.append(folder, message(tag, i), flags=flags, msg_time=BASE + timedelta(days=i, hours=i))
     c.logout()
@@ -116,6 +122,20 @@ def view(endpoint, user: str, password: str) -> dict:
                             int(d[b"INTERNALDATE"].timestamp())) for d in data.values())
     c.logout()
     return out
+
+
+def subscribed(endpoint, user: str, password: str) -> set:
+    c = IMAPClient(*endpoint, ssl=False, timeout=15)
+    c.login(user, password)
+    names = {name for _f, _d, name in c.list_sub_folders()}
+    c.logout()
+    return names
+
+
+def same_subscriptions(haven_endpoint, dovecot_endpoint, user, password, source, source_password) -> bool:
+    """Haven's account is subscribed to what the Dovecot one was, and to its own defaults."""
+    ours, theirs = subscribed(haven_endpoint, user, password), subscribed(dovecot_endpoint, source, source_password)
+    return theirs == set(SUBSCRIBED) and theirs <= ours <= theirs | HAVEN_SUBSCRIBED
 
 
 def same_mail(haven_view: dict, dovecot_view: dict) -> dict:
@@ -182,6 +202,7 @@ def test_pull_from_dovecot_over_imap(haven, dovecot, trust_dovecot):
     assert sorted(theirs) == sorted(["INBOX", *FOLDERS])
     ours = view(haven.imap, target, target_password)
     assert same_mail(ours, theirs) == theirs
+    assert same_subscriptions(haven.imap, imap, target, target_password, source, source_password)
 
     # more mail over there (one with the date and size of another, but another Message-ID)
     fill(imap, source, source_password, source, plan=[("INBOX", [b"\\Seen"]), ("Archiv/2024", [b"$label2"])],
@@ -216,6 +237,7 @@ def test_import_of_a_dovecot_maildir_then_the_rest_over_imap(haven, dovecot, tru
     out = _cli(haven, "import", target, str(maildir))
     assert f"{len(PLAN) + 1} messages into 6 folders (0 already there" in out, out
     assert same_mail(view(haven.imap, target, target_password), theirs) == theirs
+    assert same_subscriptions(haven.imap, imap, target, target_password, source, source_password)
     out = _cli(haven, "import", target, str(maildir))
     assert f"0 messages into 0 folders ({len(PLAN) + 1} already there" in out, out
 
@@ -243,9 +265,6 @@ def test_export_to_dovecot(haven, dovecot):
     c = IMAPClient(*haven.imap, ssl=False, timeout=15)
     c.login(user, password)
     c.unsubscribe_folder("Junk")
-    c.subscribe_folder("Archiv/2024")
-    c.subscribe_folder("Entwürfe")
-    c.subscribe_folder("v1.2")
     c.logout()
     dest = dovecot.base / ("export-" + secrets.token_hex(3))
     _cli(haven, "export", user, str(dest))
@@ -259,11 +278,5 @@ def test_export_to_dovecot(haven, dovecot):
     ours, theirs = view(haven.imap, user, password), view(imap, user, password)
     assert theirs == ours
     assert sum(len(msgs) for msgs in theirs.values()) == len(PLAN) + 1
-
-    def subscribed(endpoint):
-        c = IMAPClient(*endpoint, ssl=False, timeout=15)
-        c.login(user, password)
-        names = sorted(name for _f, _d, name in c.list_sub_folders())
-        c.logout()
-        return names
-    assert subscribed(imap) == subscribed(haven.imap)
+    assert subscribed(imap, user, password) == subscribed(haven.imap, user, password) == \
+        (set(SUBSCRIBED) | HAVEN_SUBSCRIBED) - {"Junk"}
