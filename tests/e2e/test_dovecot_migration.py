@@ -1,6 +1,7 @@
 """Moving a user from Dovecot to Haven and back, against a real Dovecot 2.3 (bench/dovecot.py's
-instance: IMAP only, ``/`` as hierarchy separator, STARTTLS and IMAPS with a certificate for
-``localhost`` that the ``haven`` processes trust through SSL_CERT_FILE):
+instance: IMAP only, ``/`` as hierarchy separator, the listescape plugin, a master user,
+STARTTLS and IMAPS with a certificate for ``localhost`` that the ``haven`` processes trust
+through SSL_CERT_FILE):
 
 - in over IMAP: ``haven import --imap`` of a Dovecot account filled through Dovecot's IMAP
   (nested and non-ASCII folders, an empty one, system flags, keywords, INTERNALDATEs, 8-bit
@@ -198,13 +199,14 @@ def test_pull_from_dovecot_over_imap(haven, dovecot, trust_dovecot):
     args = ("import", target, "--imap", f"localhost:{dovecot.imap_port}", "--user", source, "--password-stdin")
     out = _cli(haven, *args, input=source_password.encode() + b"\n")
     assert f"{len(PLAN)} messages into 6 folders (0 already there" in out, out
+    assert tls_logins(dovecot, source) == 1
     theirs = view(imap, source, source_password)
     assert sorted(theirs) == sorted(["INBOX", *FOLDERS])
     ours = view(haven.imap, target, target_password)
     assert same_mail(ours, theirs) == theirs
     assert same_subscriptions(haven.imap, imap, target, target_password, source, source_password)
 
-    # more mail over there (one with the date and size of another, but another Message-ID)
+    # more mail over there
     fill(imap, source, source_password, source, plan=[("INBOX", [b"\\Seen"]), ("Archiv/2024", [b"$label2"])],
          start=len(PLAN))
     out = _cli(haven, *args, input=source_password.encode() + b"\n")
@@ -217,6 +219,13 @@ def test_pull_from_dovecot_over_imap(haven, dovecot, trust_dovecot):
             f"{source}*{MASTER[0]}", "--password-stdin")
     out = _cli(haven, *args, input=MASTER[1].encode() + b"\n")
     assert f"0 messages into 0 folders ({len(PLAN) + 2} already there" in out, out
+    assert tls_logins(dovecot, source) == 3
+
+
+def tls_logins(dovecot, user: str) -> int:
+    """How many logins to ``user`` Dovecot logged as made over TLS (STARTTLS or IMAPS)."""
+    return sum(1 for line in dovecot.log().splitlines()
+               if "Login: " in line and f"user=<{user}>" in line and ", TLS" in line)
 
 
 def test_import_of_a_dovecot_maildir_then_the_rest_over_imap(haven, dovecot, trust_dovecot):
