@@ -10,8 +10,10 @@ SOURCE is one of:
   ``Status`` / ``X-Status`` lines, INTERNALDATE from each ``From`` line.
 
 A message already in the target folder with the same Message-ID, date and size is skipped, so
-an import can be run again (after an interrupted run, or until a cut-over) without duplicates.
-The source's subscriptions are added to the account's (never taken away).
+an import can be run again (after an interrupted run, or until a cut-over) without duplicates;
+over IMAP, such a message takes the flags the other server has now (read, answered, flagged
+there since the last run).  The source's subscriptions are added to the account's (never taken
+away).
 Calendar and address-book objects replace the one with their UID, as a client's PUT would.
 """
 
@@ -68,7 +70,8 @@ async def cmd_import(store, args, raw) -> int:
     account = await store.get_account(args.address)
     source = Path(args.source) if args.source else None
     progress = Progress()
-    counts = {"messages": 0, "skipped": 0, "folders": set(), "bytes": 0, "items": 0, "scripts": 0, "warnings": []}
+    counts = {"messages": 0, "skipped": 0, "flags": 0, "folders": set(), "bytes": 0, "items": 0, "scripts": 0,
+              "warnings": []}
     started = time.monotonic()
     if source is None:
         password = raw.decode("utf-8").splitlines()[0] if raw and raw.strip() else ""
@@ -99,7 +102,8 @@ async def cmd_import(store, args, raw) -> int:
     audit("import", address=account.address, source=str(source), messages=counts["messages"],
           skipped=counts["skipped"], items=counts["items"], scripts=counts["scripts"])
     print(f"imported into {account.address}: {counts['messages']} messages into {len(counts['folders'])} folders "
-          f"({counts['skipped']} already there, skipped; {counts['bytes'] / 1e6:.1f} MB in "
+          f"({counts['skipped']} already there, skipped, {counts['flags']} of them with new flags; "
+          f"{counts['bytes'] / 1e6:.1f} MB in "
           f"{time.monotonic() - started:.1f} s), {counts['items']} calendar and contact items, "
           f"{counts['scripts']} Sieve scripts")
     for warning in counts["warnings"]:
@@ -122,12 +126,14 @@ def folder_name(maildir: str) -> str:
 
 
 class Target:
-    """One folder being imported into: what is there already (Message-ID, date, size)."""
+    """One folder being imported into: what is there already (Message-ID, date, size), and
+    the UIDs and flags of those messages."""
 
     def __init__(self, store, account, name: str):
         self.store, self.account, self.name = store, account, name
         self.folder = None
         self.seen: set = set()
+        self.there: dict = {}  # key -> [(uid, flags)] of the messages in the folder before the import
         self.pending: list = []  # (bytes or open file, flags, internaldate) not stored yet
         self.pending_bytes = 0
 
@@ -141,7 +147,18 @@ class Target:
             records = await self.store.fetch_messages(self.folder.id, [m.uid for m in metas[i:i + BATCH]],
                                                       envelope=True)
             for rec in records:
-                self.seen.add(_key(rec.envelope[9] if rec.envelope else None, rec.meta.internaldate, rec.meta.size))
+                key = _key(rec.envelope[9] if rec.envelope else None, rec.meta.internaldate, rec.meta.size)
+                self.seen.add(key)
+                self.there.setdefault(key, []).append((rec.meta.uid, rec.meta.flags))
+
+    async def update_flags(self, key: tuple, flags, counts: dict) -> None:
+        """Give the messages there already with ``key`` the source's flags (replaced, as the
+        source has them now)."""
+        wanted = frozenset(f for f in flags if f != "\\Recent")
+        uids = [uid for uid, have in self.there.get(key, ()) if frozenset(have) - {"\\Recent"} != wanted]
+        if uids:
+            await self.store.store_flags(self.account.id, self.folder.id, uids, "replace", sorted(wanted))
+            counts["flags"] += len(uids)
 
     async def add(self, data, size: int, message_id, flags, internaldate: int, counts: dict) -> None:
         """Store one message unless it is there; bytes are stored in groups (one transaction
@@ -353,6 +370,8 @@ async def import_imap(store, account, hostport: str, user: str, password: str, t
             metas = await deferToThread(_imap_metas, client, remote)
             todo = [m for m in metas if _key(m[1], m[2], m[3]) not in target.seen]
             counts["skipped"] += len(metas) - len(todo)
+            for _uid, message_id, internaldate, size, flags in metas:  # read, flagged ... there since
+                await target.update_flags(_key(message_id, internaldate, size), flags, counts)
             while todo:
                 batch, size = [], 0
                 while todo and len(batch) < PULL_BATCH and (not batch or size + todo[0][3] <= PULL_BYTES):

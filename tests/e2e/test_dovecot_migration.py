@@ -206,11 +206,18 @@ def test_pull_from_dovecot_over_imap(haven, dovecot, trust_dovecot):
     assert same_mail(ours, theirs) == theirs
     assert same_subscriptions(haven.imap, imap, target, target_password, source, source_password)
 
-    # more mail over there
+    # more mail over there, and flags changed there: the new messages come, the flags follow
     fill(imap, source, source_password, source, plan=[("INBOX", [b"\\Seen"]), ("Archiv/2024", [b"$label2"])],
          start=len(PLAN))
+    c = IMAPClient(*imap, ssl=False, timeout=15)
+    c.login(source, source_password)
+    c.select_folder("INBOX")
+    first, second = sorted(c.search())[:2]
+    c.add_flags([first], [b"\\Flagged"])
+    c.set_flags([second], [b"\\Seen", b"$label9"])
+    c.logout()
     out = _cli(haven, *args, input=source_password.encode() + b"\n")
-    assert f"2 messages into 2 folders ({len(PLAN)} already there" in out, out
+    assert f"2 messages into 2 folders ({len(PLAN)} already there, skipped, 2 of them with new flags" in out, out
     theirs = view(imap, source, source_password)
     assert same_mail(view(haven.imap, target, target_password), theirs) == theirs
 
