@@ -366,16 +366,10 @@ service imap-login {{
 
 def start_dovecot(args):
     from dovecot import DovecotInstance
+    # the template's own "protocol imap" block sets 50; ours comes later and wins
     inst = DovecotInstance(base=DOVECOT_BASE, imap_port=DOVECOT_IMAP, pop3_port=DOVECOT_POP3,
-                           lmtp_port=DOVECOT_LMTP, users={USER: PASSWORD})
-    write = inst._write_files
-
-    def write_files():
-        write()
-        extra = DOVECOT_EXTRA.format(n=args.sessions, clients=args.sessions + 100)
-        # the template's own "protocol imap" block sets 50; ours comes later and wins
-        inst.conf_path.write_text(inst.conf_path.read_text() + extra)
-    inst._write_files = write_files
+                           lmtp_port=DOVECOT_LMTP, users={USER: PASSWORD},
+                           extra_conf=DOVECOT_EXTRA.format(n=args.sessions, clients=args.sessions + 100))
     was = raise_inotify(args.sessions + 1000)
     try:
         inst.start()

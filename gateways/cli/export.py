@@ -4,8 +4,8 @@ Layout (docs/export.md has it with the reasons):
 
 - ``DIR/mail/``: Maildir++ as Dovecot writes it.  INBOX is the root (``cur/``, ``new/``,
   ``tmp/``), every other folder a ``.Name`` directory beside them, levels joined by ``.``;
-  names in modified UTF-7, a ``.`` inside a level written ``&AC4-`` (its modified UTF-7 form,
-  so it reads back as a dot and not as a level).  One file a message, its bytes as stored,
+  names in modified UTF-7, a ``.`` inside a level written ``\\2e`` (so it reads back as a dot
+  and not as a level; Dovecot's listescape plugin reads it so too).  One file a message, its bytes as stored,
   in ``cur/``, named ``INTERNALDATE.M<uid>P<uidvalidity>.haven,S=<size>:2,<flags>``: the
   system flags as Maildir letters (D F R S T), keywords as letters ``a``-``z`` listed in the
   folder's ``dovecot-keywords`` (Dovecot's file; 26 at most a folder, more are reported and
@@ -44,10 +44,15 @@ def main(args) -> int:
 
 
 def maildir_name(name: str) -> str:
-    """The Maildir++ directory of an IMAP folder name ("" for INBOX)."""
+    """The Maildir++ directory of an IMAP folder name ("" for INBOX): levels in modified UTF-7
+    joined by ``.``; a ``.`` or ``\\`` inside a level, and a ``~`` starting the name, written
+    ``\\NN`` (hex) as Dovecot's listescape plugin writes them."""
     if name == "INBOX":
         return ""
-    return "." + ".".join(utf7.encode(level).replace(".", "&AC4-") for level in name.split("/"))
+    levels = [utf7.encode(level).replace("\\", "\\5c").replace(".", "\\2e") for level in name.split("/")]
+    if levels[0].startswith("~"):
+        levels[0] = "\\7e" + levels[0][1:]
+    return "." + ".".join(levels)
 
 
 def file_name(collection: str, suffix: str) -> str:
@@ -134,7 +139,7 @@ async def export_mail(store, account, root: Path, progress: Progress, hostname: 
                 counts["written"] += 1
     subscribed = await store.list_subscriptions(account.id)
     with open(root / "subscriptions", "w", encoding="utf-8") as f:
-        f.writelines(maildir_name(name)[1:] + "\n" for name in subscribed if name != "INBOX")
+        f.writelines((maildir_name(name)[1:] or "INBOX") + "\n" for name in subscribed)
     return counts
 
 

@@ -3,24 +3,31 @@ existing account.
 
 SOURCE is one of:
 - a directory written by ``haven export`` (``mail/``, ``calendars/``, ``contacts/``, ``sieve/``);
-- a Maildir++ directory (Dovecot's, with its ``dovecot-keywords`` files): INBOX at its root,
-  ``.Name`` folders beside it (docs/export.md has the naming);
+- a Maildir++ directory (Dovecot's, with its ``dovecot-keywords`` and ``subscriptions`` files):
+  INBOX at its root, ``.Name`` folders beside it (docs/export.md has the naming); a file stored
+  with bare LF line ends (Dovecot's default) comes in with CRLF, as Dovecot serves it;
 - an mbox file (one folder's worth: it goes into ``--folder``, INBOX by default), flags from its
   ``Status`` / ``X-Status`` lines, INTERNALDATE from each ``From`` line.
 
 A message already in the target folder with the same Message-ID, date and size is skipped, so
-an import can be run again (after an interrupted run, or until a cut-over) without duplicates.
+an import can be run again (after an interrupted run, or until a cut-over) without duplicates;
+over IMAP, such a message takes the flags the other server has now (read, answered, flagged
+there since the last run).  The source's subscriptions are added to the account's (never taken
+away).
 Calendar and address-book objects replace the one with their UID, as a client's PUT would.
 """
 
 from __future__ import annotations
 
 import calendar
+import contextlib
 import email.utils
 import mailbox
 import os
+import re
 import ssl
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -32,7 +39,7 @@ from twisted.internet.threads import deferToThread
 from formats import mime
 from gateways.cli.audit import audit
 from gateways.cli.dav import import_text
-from gateways.cli.export import KEYWORD_LETTERS, MAILDIR_FLAGS, Progress
+from gateways.cli.export import KEYWORD_LETTERS, MAILDIR_FLAGS, PIECE, Progress
 from gateways.cli.runner import EX_DATAERR, EX_OK, EX_USAGE, run_command
 from gateways.imap import utf7
 from store import errors
@@ -63,7 +70,8 @@ async def cmd_import(store, args, raw) -> int:
     account = await store.get_account(args.address)
     source = Path(args.source) if args.source else None
     progress = Progress()
-    counts = {"messages": 0, "skipped": 0, "folders": set(), "bytes": 0, "items": 0, "scripts": 0, "warnings": []}
+    counts = {"messages": 0, "skipped": 0, "flags": 0, "folders": set(), "bytes": 0, "items": 0, "scripts": 0,
+              "warnings": []}
     started = time.monotonic()
     if source is None:
         password = raw.decode("utf-8").splitlines()[0] if raw and raw.strip() else ""
@@ -94,7 +102,8 @@ async def cmd_import(store, args, raw) -> int:
     audit("import", address=account.address, source=str(source), messages=counts["messages"],
           skipped=counts["skipped"], items=counts["items"], scripts=counts["scripts"])
     print(f"imported into {account.address}: {counts['messages']} messages into {len(counts['folders'])} folders "
-          f"({counts['skipped']} already there, skipped; {counts['bytes'] / 1e6:.1f} MB in "
+          f"({counts['skipped']} already there, skipped, {counts['flags']} of them with new flags; "
+          f"{counts['bytes'] / 1e6:.1f} MB in "
           f"{time.monotonic() - started:.1f} s), {counts['items']} calendar and contact items, "
           f"{counts['scripts']} Sieve scripts")
     for warning in counts["warnings"]:
@@ -103,19 +112,28 @@ async def cmd_import(store, args, raw) -> int:
 
 
 # -- mail ---------------------------------------------------------------------------------------
+#: a character Dovecot's listescape plugin (and ``haven export``) escaped in a folder name
+LISTESCAPE = re.compile(r"\\([0-9a-fA-F]{2})")
+
+
 def folder_name(maildir: str) -> str:
     """The IMAP name of a Maildir++ folder (``.A.B`` -> ``A/B``; levels modified UTF-7, a dot
-    inside a level written ``&AC4-`` as export writes it)."""
-    return "/".join(".".join(utf7.decode(part) for part in level.split("&AC4-")) for level in maildir.split("."))
+    inside a level written ``\\2e`` as export and Dovecot's listescape plugin write it, or
+    ``&AC4-`` as exports before them did)."""
+    return "/".join(LISTESCAPE.sub(lambda m: chr(int(m.group(1), 16)),
+                                   ".".join(utf7.decode(part) for part in level.split("&AC4-")))
+                    for level in maildir.split("."))
 
 
 class Target:
-    """One folder being imported into: what is there already (Message-ID, date, size)."""
+    """One folder being imported into: what is there already (Message-ID, date, size), and
+    the UIDs and flags of those messages."""
 
     def __init__(self, store, account, name: str):
         self.store, self.account, self.name = store, account, name
         self.folder = None
         self.seen: set = set()
+        self.there: dict = {}  # key -> [(uid, flags)] of the messages in the folder before the import
         self.pending: list = []  # (bytes or open file, flags, internaldate) not stored yet
         self.pending_bytes = 0
 
@@ -129,7 +147,18 @@ class Target:
             records = await self.store.fetch_messages(self.folder.id, [m.uid for m in metas[i:i + BATCH]],
                                                       envelope=True)
             for rec in records:
-                self.seen.add(_key(rec.envelope[9] if rec.envelope else None, rec.meta.internaldate, rec.meta.size))
+                key = _key(rec.envelope[9] if rec.envelope else None, rec.meta.internaldate, rec.meta.size)
+                self.seen.add(key)
+                self.there.setdefault(key, []).append((rec.meta.uid, rec.meta.flags))
+
+    async def update_flags(self, key: tuple, flags, counts: dict) -> None:
+        """Give the messages there already with ``key`` the source's flags (replaced, as the
+        source has them now)."""
+        wanted = frozenset(f for f in flags if f != "\\Recent")
+        uids = [uid for uid, have in self.there.get(key, ()) if frozenset(have) - {"\\Recent"} != wanted]
+        if uids:
+            await self.store.store_flags(self.account.id, self.folder.id, uids, "replace", sorted(wanted))
+            counts["flags"] += len(uids)
 
     async def add(self, data, size: int, message_id, flags, internaldate: int, counts: dict) -> None:
         """Store one message unless it is there; bytes are stored in groups (one transaction
@@ -181,16 +210,77 @@ async def import_maildir(store, account, root: Path, counts: dict, progress: Pro
                 flags += [keywords[c] for c in info if c in keywords]
                 stat = entry.stat()
                 progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
-                with open(entry.path, "rb") as f:
-                    if stat.st_size > STREAM_OVER:  # its header now, the file handed on for the rest
-                        data = f
-                        message_id = mime.header_value(f.read(256 * 1024), "message-id")
+                with open(entry.path, "rb") as f, contextlib.ExitStack() as converted:
+                    data = f.read(STREAM_OVER + 1)
+                    lf = lf_stored(data)
+                    if len(data) > STREAM_OVER:  # its header now, the file handed on for the rest
+                        message_id = mime.header_value(crlf(data[:256 * 1024]), "message-id")
                         f.seek(0)
+                        data = converted.enter_context(tempfile.TemporaryFile()) if lf else f
+                        size = crlf_copy(f, data) if lf else stat.st_size
+                        data.seek(0)
                     else:
-                        data = f.read()
+                        data = crlf(data) if lf else data
                         message_id = mime.header_value(data, "message-id")
-                    await target.add(data, stat.st_size, message_id, flags, int(stat.st_mtime), counts)
+                        size = len(data)
+                    await target.add(data, size, message_id, flags, int(stat.st_mtime), counts)
         await target.flush()
+    await subscribe(store, account, maildir_subscriptions(root))
+
+
+def maildir_subscriptions(root: Path) -> list:
+    """The folder names a Maildir's ``subscriptions`` file lists: Dovecot 2.3 writes version 2
+    (``V<TAB>2``, an empty line, then a name a line with its levels joined by TAB), older
+    Dovecots and ``haven export`` one Maildir++ name (levels joined by ``.``) a line."""
+    try:
+        lines = (root / "subscriptions").read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    if lines and lines[0].startswith("V\t"):
+        lines = [line.replace("\t", ".") for line in lines[1:]]
+    return [folder_name(line) for line in lines if line.strip()]
+
+
+async def subscribe(store, account, names) -> None:
+    """Subscribe the account to those of ``names`` that are folders of it (a subscription to a
+    folder the source did not have is left out); none is unsubscribed."""
+    for name in names:
+        try:
+            await store.set_subscribed(account.id, name, True)
+        except errors.NotFound:
+            pass
+
+
+#: a line end without its CR
+BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def lf_stored(head: bytes) -> bool:
+    """Whether a message file keeps its lines with bare LF, as Dovecot writes Maildir files
+    (``mail_save_crlf = no``, its default) and IMAP never sends them: its first line ends so."""
+    end = head.find(b"\n")
+    return end == 0 or (end > 0 and head[end - 1:end] != b"\r")
+
+
+def crlf(data: bytes) -> bytes:
+    """The message as IMAP sends it (and Dovecot serves an LF-stored file): every bare LF a CRLF."""
+    return BARE_LF.sub(b"\r\n", data)
+
+
+def crlf_copy(src, dst) -> int:
+    """:func:`crlf` from file to file a piece at a time (a CR at the end of one piece and the LF
+    at the start of the next are one line end); returns the octets written."""
+    size, after_cr = 0, False
+    while True:
+        piece = src.read(PIECE)
+        if not piece:
+            return size
+        out = crlf(piece)
+        if after_cr and piece[:1] == b"\n":
+            out = out[1:]  # that LF had its CR, in the piece before
+        dst.write(out)
+        size += len(out)
+        after_cr = piece[-1:] == b"\r"
 
 
 async def import_mbox(store, account, path: Path, name: str, counts: dict, progress: Progress) -> None:
@@ -274,14 +364,19 @@ async def import_imap(store, account, hostport: str, user: str, password: str, t
     try:
         local = {f.special_use: f.name for f in await store.list_folders(account.id, "mail") if f.special_use}
         haven = await deferToThread(_is_haven, client)
-        for remote, name in await deferToThread(_imap_folders, client, local):
+        folders = await deferToThread(_imap_folders, client, local)
+        pulled = []
+        for remote, name in folders:
             metas = await deferToThread(_imap_metas, client, remote, haven)
             if metas is None:
                 continue  # another Haven's Recovered Items: deleted mail stays deleted
+            pulled.append((remote, name))
             target = Target(store, account, name)
             await target.open()
             todo = [m for m in metas if _key(m[1], m[2], m[3]) not in target.seen]
             counts["skipped"] += len(metas) - len(todo)
+            for _uid, message_id, internaldate, size, flags in metas:  # read, flagged ... there since
+                await target.update_flags(_key(message_id, internaldate, size), flags, counts)
             while todo:
                 batch, size = [], 0
                 while todo and len(batch) < PULL_BATCH and (not batch or size + todo[0][3] <= PULL_BYTES):
@@ -295,6 +390,9 @@ async def import_imap(store, account, hostport: str, user: str, password: str, t
                     progress.show(f"{name}: {counts['messages']} messages, {counts['bytes'] / 1e6:.1f} MB")
                     await target.add(data, len(data), message_id, flags, internaldate, counts)
             await target.flush()
+        local_of = dict(pulled)  # LSUB has no special-use attributes: LIST's mapping
+        await subscribe(store, account, [local_of[remote] for remote in await deferToThread(_imap_subscribed, client)
+                                         if remote in local_of])
     finally:
         await deferToThread(_imap_logout, client)
 
@@ -330,6 +428,10 @@ def _imap_folders(client, local: dict) -> list:
             target = "/".join(name.split(sep)) if sep else name
         out.append((name, target))
     return out
+
+
+def _imap_subscribed(client) -> list:
+    return [name for _flags, _delimiter, name in client.list_sub_folders()]
 
 
 def _is_haven(client) -> bool:
