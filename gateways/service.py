@@ -196,7 +196,8 @@ def http_mounts(ctx: GatewayContext, published=None, health=None, activesync=Non
     eas = SectionSettings("activesync", activesync)
     if eas.boolean("enabled", False):
         from gateways import activesync as eas_gateway  # only when enabled: start-up time of the CLI
-        table.append(Mount(eas_gateway.PREFIX, eas_gateway.make_endpoint(ctx.store), fold_case=True, login=True,
+        endpoint = eas_gateway.make_endpoint(ctx.store, eas_gateway.make_commands(ctx.store, activesync))
+        table.append(Mount(eas_gateway.PREFIX, endpoint, fold_case=True, login=True,
                            plaintext=eas.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES)))
     if published is not None and published.enabled:
         from gateways import autoconfig  # loaded only when [http] listens (start-up time of the CLI)

@@ -7,7 +7,10 @@ mobile, on the shared store.
   ``MS-ASProtocolVersion`` header, with the one list of supported versions and commands;
 - ``wbxml.py``: WBXML 1.3 <-> ``xml.etree.ElementTree`` with the code pages 0-25 of
   [MS-ASWBXML] (tables in ``codepages.py``); handlers and tests speak XML trees, never bytes;
-- ``hierarchy.py``: the folder hierarchy FolderSync shows and its changes.
+- ``commands.py``: a POST to its command's handler and back (the provisioning rule; Provision,
+  FolderSync, Settings so far);
+- ``hierarchy.py``: the folder hierarchy FolderSync shows and its changes;
+- ``mailitem.py``, ``syncplan.py``: a message as an EAS email item; what one mail Sync sends.
 
 The front door (gateways/http) mounts it behind its login when ``[activesync] enabled``;
 like every protocol package it knows no other gateway and no front door.
@@ -23,6 +26,7 @@ Invariants
 
 from __future__ import annotations
 
+from .commands import make_commands
 from .endpoint import PREFIX, ActiveSyncEndpoint, make_endpoint
 
-__all__ = ["PREFIX", "ActiveSyncEndpoint", "make_endpoint"]
+__all__ = ["PREFIX", "ActiveSyncEndpoint", "make_commands", "make_endpoint"]

@@ -66,9 +66,11 @@ def test_methods_paths_and_headers(eas):
     user, password = eas.new_user("methods")
     status, headers, _ = call(eas, "GET", login=(user, password))
     assert status == 405 and headers["allow"] == "OPTIONS,POST" and "ms-server-activesync" in headers
-    for path in (PATH, PATH.lower(), "/microsoft-server-activesync?Cmd=Sync&User=x&DeviceId=1&DeviceType=iPhone"):
-        status, headers, _ = call(eas, "POST", path=path, login=(user, password))
-        assert status == 501 and headers["content-length"] == str(len(_)), (path, status)
+    for path, expected in ((PATH, 400), (PATH.lower(), 400),  # no request line: Cmd, DeviceId, DeviceType
+                           ("/microsoft-server-activesync?Cmd=Frobnicate&User=x&DeviceId=1&DeviceType=iPhone", 501)):
+        status, headers, body = call(eas, "POST", path=path, login=(user, password),
+                                     headers={"MS-ASProtocolVersion": "16.1"})
+        assert status == expected and headers["content-length"] == str(len(body)), (path, status)
 
 
 def test_off_by_default(haven):

@@ -1,0 +1,382 @@
+"""The command layer: one POST from the request line and its WBXML body to a command's answer
+([MS-ASCMD]), for the account the front door logged in.
+
+    POST ?Cmd=...  ->  query.parse_request  ->  wbxml.decode  ->  the device's row
+                   ->  the provisioning rule  ->  the handler (a coroutine on the reactor)
+                   ->  wbxml.encode  ->  200 application/vnd.ms-sync.wbxml
+
+Invariants
+- A request that never reaches a handler gets an HTTP status and a log line: 400 for a bad
+  request line or body (QueryError, WbxmlError), 501 for a command not served, 449 (before
+  14.0) or the command's ``Status`` 142/144 (14.0 on) when the device must provision first.
+- Every request records its device, keyed by (account, DeviceId): the same phone on two
+  accounts is two devices.  The account served is the logged-in one; a ``User`` in the query
+  that names someone else is logged and ignored.
+- WBXML over ``INLINE_CODEC`` octets is decoded and encoded in a worker thread, never on the
+  reactor; smaller documents are cheaper to code here than to hand over.
+- A handler answers with an element (encoded here), or ``None`` for an empty 200 body.
+"""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from twisted.internet.threads import deferToThread
+
+from gateways.common.settings import SectionSettings
+from store import errors
+from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, eas_next_sync_key
+
+from . import hierarchy
+from .endpoint import CONTENT_TYPE, finish
+from .query import QueryError, UnknownCommand, parse_request, version_tuple
+from .wbxml import WbxmlError, decode, encode, qname as q
+
+log = logging.getLogger("haven.activesync")
+
+INLINE_CODEC = 16 * 1024
+PROVISIONING = ("off", "loose", "on")
+#: the code page and element of each command's request and response
+TOP = {"Sync": "AirSync", "FolderSync": "FolderHierarchy", "FolderCreate": "FolderHierarchy",
+       "FolderUpdate": "FolderHierarchy", "FolderDelete": "FolderHierarchy", "GetItemEstimate": "GetItemEstimate",
+       "MoveItems": "Move", "Ping": "Ping", "Provision": "Provision", "Settings": "Settings",
+       "ItemOperations": "ItemOperations", "SendMail": "ComposeMail", "SmartReply": "ComposeMail",
+       "SmartForward": "ComposeMail", "Search": "Search", "ResolveRecipients": "ResolveRecipients",
+       "MeetingResponse": "MeetingResponse", "ValidateCert": "ValidateCert", "Find": "Find"}
+#: commands a device may send before it is provisioned (MS-ASPROV 3.2.5.1)
+UNGUARDED = frozenset({"Provision", "Ping"})
+#: the MS-ASPROV policy type of EAS 12.0 on
+POLICY_TYPE = "MS-EAS-Provisioning-WBXML"
+#: top-level Status values ([MS-ASCMD] 2.2.2 Common Status Codes)
+DEVICE_NOT_PROVISIONED, INVALID_POLICY_KEY, REMOTE_WIPE_REQUESTED = 142, 144, 140
+SERVER_ERROR = 110
+
+
+@dataclass(frozen=True)
+class ActiveSyncConfig:
+    provisioning: str = "loose"
+
+    @classmethod
+    def from_settings(cls, settings) -> "ActiveSyncConfig":
+        s = SectionSettings("activesync", settings)
+        return cls(provisioning=s.choice("provisioning", cls.provisioning, PROVISIONING))
+
+
+@dataclass
+class Context:
+    """One command: who asks, from which device, with what."""
+    store: object
+    account: object
+    request: object  # query.EasRequest
+    device: object  # store EasDevice
+    body: Optional[ET.Element]
+    config: ActiveSyncConfig
+    user_agent: str = ""
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> tuple:
+        return version_tuple(self.request.protocol_version)
+
+
+def element(page: str, name: str, *children, text=None):
+    el = ET.Element(q(page, name))
+    if text is not None:
+        el.text = str(text) if not isinstance(text, bytes) else text
+    for child in children:
+        if child is not None:
+            el.append(child)
+    return el
+
+
+def sub(parent, page: str, name: str, text=None):
+    el = ET.SubElement(parent, q(page, name))
+    if text is not None:
+        el.text = str(text) if not isinstance(text, bytes) else text
+    return el
+
+
+def status_only(cmd: str, status: int):
+    page = TOP.get(cmd, "AirSync")
+    return element(page, cmd, element(page, "Status", text=status))
+
+
+async def _code(fn, data):
+    if len(data) > INLINE_CODEC:
+        return await deferToThread(fn, data)
+    return fn(data)
+
+
+class Commands:
+    """The endpoint's POST handler (``ActiveSyncEndpoint.handler``)."""
+
+    def __init__(self, store, config: ActiveSyncConfig = ActiveSyncConfig()):
+        self.store = store
+        self.config = config
+        self.handlers: dict = {"Provision": provision, "FolderSync": folder_sync, "Settings": settings}
+
+    async def __call__(self, request, account) -> None:
+        try:
+            req = parse_request(request.uri.partition(b"?")[2],
+                                _header(request, b"ms-asprotocolversion"), _header(request, b"x-ms-policykey"))
+        except UnknownCommand as e:
+            log.info("activesync %s: %s", account.address, e)
+            finish(request, 501, b"Not implemented\n", b"text/plain; charset=utf-8")
+            return
+        except QueryError as e:
+            log.info("activesync %s: bad request line: %s", account.address, e)
+            finish(request, 400, b"Bad request\n", b"text/plain; charset=utf-8")
+            return
+        handler = self.handlers.get(req.cmd)
+        if handler is None:
+            log.info("activesync %s: %s is not served yet", account.address, req.cmd)
+            finish(request, 501, b"Not implemented\n", b"text/plain; charset=utf-8")
+            return
+        if req.user and req.user.lower() not in (account.address, account.address.partition("@")[0]) \
+                and req.user.rpartition("\\")[2].lower() not in (account.address, account.address.partition("@")[0]):
+            log.info("activesync %s: the query names User=%s; serving the account that logged in",
+                     account.address, req.user[:100])
+        raw = request.content.read() if request.content is not None else b""
+        body = None
+        if raw:
+            try:
+                body = await _code(decode, raw)
+            except WbxmlError as e:
+                log.info("activesync %s %s: bad WBXML body: %s", account.address, req.cmd, e)
+                finish(request, 400, b"Bad request body\n", b"text/plain; charset=utf-8")
+                return
+        user_agent = (_header(request, b"user-agent") or "")[:200]
+        device = await self.store.record_device(account.id, req.device_id, req.device_type, user_agent,
+                                                req.protocol_version)
+        ctx = Context(self.store, account, req, device, body, self.config, user_agent)
+        refusal = self._guard(ctx)
+        if refusal is not None:
+            if ctx.version < (14, 0):
+                finish(request, 449, b"Provision first\n", b"text/plain; charset=utf-8")
+            else:
+                await self._answer(request, status_only(req.cmd, refusal))
+            return
+        try:
+            answer = await handler(ctx)
+        except errors.TemporaryFailure as e:
+            log.warning("activesync %s %s: %s", account.address, req.cmd, e)
+            finish(request, 503, b"Try again later\n", b"text/plain; charset=utf-8", [(b"Retry-After", b"30")])
+            return
+        await self._answer(request, answer)
+
+    def _guard(self, ctx: Context) -> Optional[int]:
+        """The Status that refuses this command until the device provisions, or None."""
+        cmd, device, mode = ctx.request.cmd, ctx.device, ctx.config.provisioning
+        if cmd in UNGUARDED or mode == "off":
+            return None
+        if device.wipe_state == "requested":
+            return REMOTE_WIPE_REQUESTED
+        key = ctx.request.policy_key
+        if mode == "loose" and not device.policy_key and not key:
+            return None  # a device that never provisioned (and says no key): let it be
+        if not key:
+            return DEVICE_NOT_PROVISIONED
+        if key != device.policy_key:
+            return INVALID_POLICY_KEY
+        return None
+
+    async def _answer(self, request, answer) -> None:
+        if answer is None:
+            finish(request, 200)
+            return
+        data = answer if isinstance(answer, bytes) else await _code(encode, answer)
+        finish(request, 200, data, CONTENT_TYPE)
+
+
+def _header(request, name: bytes) -> Optional[str]:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _text(el, page: str, name: str) -> Optional[str]:
+    found = el.find(q(page, name)) if el is not None else None
+    if found is None or found.text is None:
+        return None
+    return found.text if isinstance(found.text, str) else found.text.decode("utf-8", "replace")
+
+
+# -- Provision ([MS-ASPROV]) ---------------------------------------------------------------------
+
+#: a permissive policy: Haven asks a phone for nothing (no PIN, no encryption), so any phone can
+#: sync; the element names are [MS-ASPROV] 2.2.2.* in its order
+POLICY = (("AllowBluetooth", "2"), ("AllowBrowser", "1"), ("AllowCamera", "1"), ("AllowConsumerEmail", "1"),
+          ("AllowDesktopSync", "1"), ("AllowHTMLEmail", "1"), ("AllowInternetSharing", "1"), ("AllowIrDA", "1"),
+          ("AllowPOPIMAPEmail", "1"), ("AllowRemoteDesktop", "1"), ("AllowSimpleDevicePassword", "1"),
+          ("AllowSMIMEEncryptionAlgorithmNegotiation", "2"), ("AllowSMIMESoftCerts", "1"), ("AllowStorageCard", "1"),
+          ("AllowTextMessaging", "1"), ("AllowUnsignedApplications", "1"),
+          ("AllowUnsignedInstallationPackages", "1"), ("AllowWiFi", "1"), ("AlphanumericDevicePasswordRequired", "0"),
+          ("AttachmentsEnabled", "1"), ("DevicePasswordEnabled", "0"), ("DevicePasswordExpiration", ""),
+          ("DevicePasswordHistory", "0"), ("MaxAttachmentSize", ""), ("MaxCalendarAgeFilter", "0"),
+          ("MaxDevicePasswordFailedAttempts", ""), ("MaxEmailAgeFilter", "0"), ("MaxEmailBodyTruncationSize", "-1"),
+          ("MaxEmailHTMLBodyTruncationSize", "-1"), ("MaxInactivityTimeDeviceLock", ""),
+          ("MinDevicePasswordComplexCharacters", "1"), ("MinDevicePasswordLength", ""),
+          ("PasswordRecoveryEnabled", "0"), ("RequireDeviceEncryption", "0"), ("RequireEncryptedSMIMEMessages", "0"),
+          ("RequireEncryptionSMIMEAlgorithm", "0"), ("RequireManualSyncWhenRoaming", "0"),
+          ("RequireSignedSMIMEAlgorithm", "0"), ("RequireSignedSMIMEMessages", "0"),
+          ("RequireStorageCardEncryption", "0"))
+
+
+def policy_document():
+    doc = element("Provision", "EASProvisionDoc")
+    for name, value in POLICY:
+        sub(doc, "Provision", name, value if value != "" else None)
+    return doc
+
+
+async def provision(ctx: Context):
+    store, account, device_id = ctx.store, ctx.account, ctx.request.device_id
+    body = ctx.body
+    if body is None or body.tag != q("Provision", "Provision"):
+        return status_only("Provision", 2)  # protocol error
+    out = element("Provision", "Provision")
+    sub(out, "Provision", "Status", 1)
+    info = body.find(q("Settings", "DeviceInformation"))
+    if info is not None:
+        await _device_information(ctx, info)
+        sub(sub(out, "Settings", "DeviceInformation"), "Settings", "Status", 1)
+    wipe = body.find(q("Provision", "RemoteWipe"))
+    if wipe is not None:  # the device wiped itself (MS-ASPROV 3.1.5.1.2.1)
+        if _text(wipe, "Provision", "Status") == "1" and ctx.device.wipe_state == "requested":
+            await store.confirm_wipe(account.id, device_id)
+            log.warning("activesync %s: device %s confirmed the remote wipe", account.address, device_id)
+        return out
+    if ctx.device.wipe_state == "requested":
+        sub(out, "Provision", "RemoteWipe")
+        return out
+    policy = body.find(f"{q('Provision', 'Policies')}/{q('Provision', 'Policy')}")
+    if policy is None:
+        return out
+    kind = _text(policy, "Provision", "PolicyType")
+    answer = sub(sub(out, "Provision", "Policies"), "Provision", "Policy")
+    sub(answer, "Provision", "PolicyType", kind or "")
+    if kind != POLICY_TYPE:
+        sub(answer, "Provision", "Status", 3)  # policy type not recognized
+        return out
+    acked = _text(policy, "Provision", "PolicyKey")
+    if acked is None:  # phase one: a temporary key and the policy
+        key = await store.issue_policy_key(account.id, device_id)
+        sub(answer, "Provision", "Status", 1)
+        sub(answer, "Provision", "PolicyKey", key)
+        sub(answer, "Provision", "Data").append(policy_document())
+        return out
+    try:  # phase two: the device applied the policy; its final key (0: not the key it was given)
+        final = await store.acknowledge_policy_key(account.id, device_id, int(acked))
+    except ValueError:
+        final = 0
+    if not final:
+        log.info("activesync %s: device %s acknowledged a policy key it was not given", account.address, device_id)
+        sub(answer, "Provision", "Status", 5)  # the policy key does not match
+        return out
+    log.info("activesync %s: device %s provisioned", account.address, device_id)
+    sub(answer, "Provision", "Status", 1)
+    sub(answer, "Provision", "PolicyKey", final)
+    return out
+
+
+async def _device_information(ctx: Context, info) -> None:
+    fields = info.find(q("Settings", "Set"))
+    if fields is None:
+        return
+    model = _text(fields, "Settings", "Model")
+    os_name = _text(fields, "Settings", "OS")
+    agent = _text(fields, "Settings", "UserAgent")
+    await ctx.store.record_device(ctx.account.id, ctx.request.device_id, model=(model or "")[:100] or None,
+                                  os=(os_name or "")[:100] or None, user_agent=(agent or "")[:200] or None)
+
+
+# -- FolderSync ([MS-ASCMD] 2.2.1.5) ---------------------------------------------------------------
+
+FOLDER_SYNC_INVALID_KEY = 9
+
+
+async def folder_sync(ctx: Context):
+    body = ctx.body
+    key = _text(body, "FolderHierarchy", "SyncKey") if body is not None else None
+    if key is None:
+        return status_only("FolderSync", 10)  # malformed request
+    store, account, device_id = ctx.store, ctx.account, ctx.request.device_id
+    held: dict = {}
+    if key != EAS_INITIAL_KEY:
+        state = await store.get_sync_state(account.id, device_id, EAS_HIERARCHY)
+        if state is None or key not in (state.sync_key, state.previous_key):
+            return status_only("FolderSync", FOLDER_SYNC_INVALID_KEY)
+        if key == state.previous_key and state.last_response is not None:
+            return state.last_response  # the device never got the answer that carried sync_key
+        held = {sid: hierarchy.Entry(sid, *fields) for sid, fields in (state.snapshot or {}).items()}
+    now = hierarchy.hierarchy(await store.list_folders(account.id, "mail"))
+    adds, updates, deletes = hierarchy.changes(held, now)
+    new_key = eas_next_sync_key(key)
+    out = element("FolderHierarchy", "FolderSync")
+    sub(out, "FolderHierarchy", "Status", 1)
+    sub(out, "FolderHierarchy", "SyncKey", new_key)
+    changes = sub(out, "FolderHierarchy", "Changes")
+    sub(changes, "FolderHierarchy", "Count", len(adds) + len(updates) + len(deletes))
+    for sid in deletes:
+        sub(sub(changes, "FolderHierarchy", "Delete"), "FolderHierarchy", "ServerId", sid)
+    for kind, entries in (("Update", updates), ("Add", adds)):
+        for e in entries:
+            el = sub(changes, "FolderHierarchy", kind)
+            sub(el, "FolderHierarchy", "ServerId", e.server_id)
+            sub(el, "FolderHierarchy", "ParentId", e.parent_id)
+            sub(el, "FolderHierarchy", "DisplayName", e.display_name)
+            sub(el, "FolderHierarchy", "Type", e.type)
+    data = await _code(encode, out)
+    snapshot = {e.server_id: [e.parent_id, e.display_name, e.type] for e in now}
+    saved = await store.save_sync_state(account.id, device_id, EAS_HIERARCHY, key, new_key, 0,
+                                        held=[int(e.server_id) for e in now if e.server_id.isdigit()],
+                                        response=data, snapshot=snapshot)
+    if not saved:  # another request with this key won: this answer would leave the phone astray
+        return status_only("FolderSync", FOLDER_SYNC_INVALID_KEY)
+    return data
+
+
+# -- Settings ([MS-ASCMD] 2.2.1.18) ----------------------------------------------------------------
+
+async def settings(ctx: Context):
+    body = ctx.body
+    if body is None or body.tag != q("Settings", "Settings"):
+        return status_only("Settings", 2)
+    out = element("Settings", "Settings")
+    sub(out, "Settings", "Status", 1)
+    for child in body:
+        name = child.tag.rpartition("}")[2]
+        if name == "DeviceInformation":
+            await _device_information(ctx, child)
+            sub(sub(out, "Settings", "DeviceInformation"), "Settings", "Status", 1)
+        elif name == "UserInformation":
+            out.append(await _user_information(ctx))
+        else:  # Oof, DevicePassword, RightsManagementInformation: not offered yet
+            sub(sub(out, "Settings", name), "Settings", "Status", 2)
+    return out
+
+
+async def _user_information(ctx: Context):
+    account = ctx.account
+    aliases = [alias for alias, owner in await ctx.store.list_aliases() if owner == account.address]
+    el = element("Settings", "UserInformation")
+    sub(el, "Settings", "Status", 1)
+    get = sub(el, "Settings", "Get")
+    if ctx.version >= (14, 1):
+        acct = sub(sub(get, "Settings", "Accounts"), "Settings", "Account")
+        sub(acct, "Settings", "UserDisplayName", account.name or account.address)
+        sub(acct, "Settings", "PrimarySmtpAddress", account.address)
+        addresses = sub(acct, "Settings", "EmailAddresses")
+    else:
+        addresses = sub(get, "Settings", "EmailAddresses")
+    for address in [account.address] + aliases:
+        sub(addresses, "Settings", "SMTPAddress", address)
+    return el
+
+
+def make_commands(store, settings=None) -> Callable:
+    return Commands(store, ActiveSyncConfig.from_settings(settings))
