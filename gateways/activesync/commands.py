@@ -28,9 +28,9 @@ from twisted.internet.threads import deferToThread
 
 from gateways.common.settings import SectionSettings
 from store import errors
-from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, eas_next_sync_key
+from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import hierarchy
+from . import hierarchy, mailsync, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
@@ -74,6 +74,7 @@ class Context:
     device: object  # store EasDevice
     body: Optional[ET.Element]
     config: ActiveSyncConfig
+    raw: bytes = b""
     user_agent: str = ""
     notes: dict = field(default_factory=dict)
 
@@ -116,7 +117,7 @@ class Commands:
     def __init__(self, store, config: ActiveSyncConfig = ActiveSyncConfig()):
         self.store = store
         self.config = config
-        self.handlers: dict = {"Provision": provision, "FolderSync": folder_sync, "Settings": settings}
+        self.handlers: dict = {"Provision": provision, "FolderSync": folder_sync, "Settings": settings, "Sync": sync}
 
     async def __call__(self, request, account) -> None:
         try:
@@ -151,7 +152,7 @@ class Commands:
         user_agent = (_header(request, b"user-agent") or "")[:200]
         device = await self.store.record_device(account.id, req.device_id, req.device_type, user_agent,
                                                 req.protocol_version)
-        ctx = Context(self.store, account, req, device, body, self.config, user_agent)
+        ctx = Context(self.store, account, req, device, body, self.config, raw, user_agent)
         refusal = self._guard(ctx)
         if refusal is not None:
             if ctx.version < (14, 0):
@@ -338,6 +339,65 @@ async def folder_sync(ctx: Context):
     if not saved:  # another request with this key won: this answer would leave the phone astray
         return status_only("FolderSync", FOLDER_SYNC_INVALID_KEY)
     return data
+
+
+# -- Sync ([MS-ASCMD] 2.2.1.21) ---------------------------------------------------------------------
+
+#: collections one Sync may name (Status 15 past it)
+MAX_COLLECTIONS = 200
+SYNC_INCOMPLETE, SYNC_HIERARCHY_CHANGED, SYNC_TOO_MANY = 13, 12, 15
+
+
+async def sync(ctx: Context):
+    store, account, device_id = ctx.store, ctx.account, ctx.request.device_id
+    body = ctx.body
+    if body is None:  # an empty Sync: the last full request again ([MS-ASCMD] 2.2.1.21.1.1)
+        cached = await store.cached_device_request(account.id, device_id, "sync")
+        if cached is None:
+            return status_only("Sync", SYNC_INCOMPLETE)
+        body = await _code(decode, cached)
+        # with the keys the device holds now (the ones the last answers carried), not those of then
+        for collection in body.iter(q("AirSync", "Collection")):
+            cid, key_el = _text(collection, "AirSync", "CollectionId"), collection.find(q("AirSync", "SyncKey"))
+            state = await store.get_sync_state(account.id, device_id, int(cid)) if cid and cid.isdigit() else None
+            if state is not None and key_el is not None:
+                key_el.text = state.sync_key
+            commands = collection.find(q("AirSync", "Commands"))
+            if commands is not None:  # the phone's changes of then were applied then
+                collection.remove(commands)
+    elif body.tag != q("AirSync", "Sync"):
+        return status_only("Sync", 4)
+    collections = body.findall(f"{q('AirSync', 'Collections')}/{q('AirSync', 'Collection')}")
+    if not collections:
+        return status_only("Sync", SYNC_INCOMPLETE)
+    if len(collections) > MAX_COLLECTIONS:
+        return status_only("Sync", SYNC_TOO_MANY)
+    if ctx.raw and len(ctx.raw) <= EAS_MAX_CACHED_REQUEST:
+        await store.cache_device_request(account.id, device_id, "sync", ctx.raw)
+    folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+    overall = syncplan.window_size(_text(body, "AirSync", "WindowSize")) if body.find(q("AirSync", "WindowSize")) \
+        is not None else syncplan.MAX_WINDOW
+    out = element("AirSync", "Sync")
+    answers = sub(out, "AirSync", "Collections")
+    for collection in collections:
+        cid = _text(collection, "AirSync", "CollectionId") or ""
+        key = _text(collection, "AirSync", "SyncKey") or ""
+        folder = folders.get(cid)
+        if cid == hierarchy.OUTBOX_ID:  # always empty: nothing waits in it
+            answer = element("AirSync", "Collection")
+            sub(answer, "AirSync", "SyncKey", "1" if key == EAS_INITIAL_KEY else key)
+            sub(answer, "AirSync", "CollectionId", cid)
+            sub(answer, "AirSync", "Status", 1)
+        elif folder is None:  # gone, or not a mail folder: the phone's FolderSync tells it
+            answer = element("AirSync", "Collection")
+            sub(answer, "AirSync", "SyncKey", key or EAS_INITIAL_KEY)
+            sub(answer, "AirSync", "CollectionId", cid)
+            sub(answer, "AirSync", "Status", SYNC_HIERARCHY_CHANGED)
+        else:
+            window = min(syncplan.window_size(_text(collection, "AirSync", "WindowSize")), overall)
+            answer = await mailsync.MailSync(ctx, folder, collection, window).run()
+        answers.append(answer)
+    return out
 
 
 # -- Settings ([MS-ASCMD] 2.2.1.18) ----------------------------------------------------------------

@@ -1,0 +1,332 @@
+"""Sync of mail collections ([MS-ASCMD] 2.2.1.21): the phone's own changes applied, then what
+changed on the server sent in windows, against the ids the device holds (syncplan.py), with
+email items made by mailitem.py.
+
+Invariants
+- A collection's ServerIds are ``<folder id>:<uid>``; a UID is never reused, so a ServerId
+  names one message for good (a MOVE gives a new one).
+- SyncKey 0 (re)starts a collection: the answer carries a new key and no items; FilterType
+  and body options are kept with the state and may change with any request.
+- The previous key replays the collection's last answer exactly (the phone never got it);
+  another unknown key is Status 3, after which the phone starts again with 0.
+- The device's own changes are applied before the server's are computed and are not echoed
+  back to it (nor are its own deletes sent as deletes).
+- Delete is a soft delete; with DeletesAsMoves (the default) a delete outside the Trash is a
+  move into the ``\\Trash`` folder, as a phone's "delete" means there.
+- An item that cannot be converted is logged and skipped (it stays held, so it never blocks the
+  key); items are built in the CPU pool, never on the reactor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import xml.etree.ElementTree as ET
+
+from twisted.internet.threads import deferToThread
+
+from store import errors
+from store.interfaces import EAS_INITIAL_KEY, eas_next_sync_key
+
+from . import mailitem, syncplan
+from .mailitem import BodyPreference
+from .wbxml import decode, encode, qname as q
+
+log = logging.getLogger("haven.activesync")
+
+INVALID_KEY, PROTOCOL_ERROR, NOT_FOUND, SERVER_ERROR = 3, 4, 8, 5
+#: how many messages' raw bytes are read in one batch for an Add window
+FETCH_BATCH = 50
+
+
+def _t(el, page: str, name: str):
+    found = el.find(q(page, name)) if el is not None else None
+    if found is None:
+        return None
+    text = found.text
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else (text if text is not None else "")
+
+
+def _sub(parent, page: str, name: str, text=None):
+    el = ET.SubElement(parent, q(page, name))
+    if text is not None:
+        el.text = text if isinstance(text, (bytes, str)) else str(text)
+    return el
+
+
+def options_of(collection, stored: dict) -> dict:
+    """FilterType, BodyPreference and MIMESupport of the request's Options (those not given
+    stay as the state had them)."""
+    opts = dict(stored or {})
+    options = collection.find(q("AirSync", "Options"))
+    if options is None:
+        return opts
+    filter_type = _t(options, "AirSync", "FilterType")
+    if filter_type is not None:
+        opts["filter"] = int(filter_type) if filter_type.isdigit() else 0
+    mime_support = _t(options, "AirSync", "MIMESupport")
+    if mime_support is not None:
+        opts["mime"] = int(mime_support) if mime_support.isdigit() else 0
+    prefs = []
+    for pref in options.findall(q("AirSyncBase", "BodyPreference")):
+        kind = _t(pref, "AirSyncBase", "Type")
+        if not kind or not kind.isdigit():
+            continue
+        trunc = _t(pref, "AirSyncBase", "TruncationSize")
+        prefs.append([int(kind), int(trunc) if trunc and trunc.isdigit() else None,
+                      _t(pref, "AirSyncBase", "AllOrNone") == "1", int(_t(pref, "AirSyncBase", "Preview") or 0)
+                      if (_t(pref, "AirSyncBase", "Preview") or "").isdigit() else 0])
+    if prefs:
+        opts["body"] = prefs
+    return opts
+
+
+def body_preference(opts: dict, smime: bool = False) -> BodyPreference:
+    prefs = [BodyPreference(*p) for p in opts.get("body", ())]
+    return mailitem.choose(prefs, opts.get("mime", 0), smime)
+
+
+def server_id(folder_id: int, uid: int) -> str:
+    return f"{folder_id}:{uid}"
+
+
+def uid_of(sid: str, folder_id: int):
+    folder, _, uid = (sid or "").partition(":")
+    if folder != str(folder_id) or not uid.isdigit():
+        return None
+    return int(uid)
+
+
+class MailSync:
+    """One mail collection of one Sync request."""
+
+    def __init__(self, ctx, folder, collection, window: int):
+        self.ctx, self.folder, self.collection, self.window = ctx, folder, collection, window
+        self.store, self.account, self.device_id = ctx.store, ctx.account, ctx.request.device_id
+        self.own: dict = {}  # uid -> modseq after this device's own change
+        self.dropped: set = set()  # uids this device deleted
+
+    async def run(self):
+        """The response's Collection element."""
+        key = _t(self.collection, "AirSync", "SyncKey") or ""
+        out = self._collection_head()
+        folder_id = self.folder.id
+        if key == EAS_INITIAL_KEY:
+            state_opts = options_of(self.collection, {})
+            new_key = eas_next_sync_key(key)
+            self._finish(out, new_key, 1)
+            saved = await self.store.save_sync_state(self.account.id, self.device_id, folder_id, key, new_key, 0,
+                                                     held=(), filter_type=state_opts.get("filter", 0),
+                                                     options=state_opts, response=encode(out))
+            return out if saved else self._status(INVALID_KEY, key)
+        state = await self.store.get_sync_state(self.account.id, self.device_id, folder_id)
+        if state is None or key not in (state.sync_key, state.previous_key):
+            log.info("activesync %s: device %s sent SyncKey %r for folder %d it does not hold", self.account.address,
+                     self.device_id, key[:70], folder_id)
+            return self._status(INVALID_KEY, key)
+        if key == state.previous_key and state.last_response is not None:
+            return decode(state.last_response)  # the phone never got it
+        opts = options_of(self.collection, state.options)
+        held = set(state.held)
+        responses = await self._apply_commands(held, opts)
+        get_changes = _t(self.collection, "AirSync", "GetChanges")
+        new_key = eas_next_sync_key(key)
+        plan = None
+        if get_changes != "0":
+            folder = await self._fresh_folder()
+            live = await self.store.list_messages(folder_id)
+            live = [m for m in live if self.own.get(m.uid) != m.modseq]  # not echoed back
+            unchanged_own = {m.uid for m in live if m.uid in self.own}
+            plan = syncplan.plan(live, held, state.modseq, folder.highest_modseq, self.window,
+                                 syncplan.cutoff(opts.get("filter", 0), time.time()))
+            plan.held |= unchanged_own & held
+            held = plan.held
+        self._finish(out, new_key, 1)
+        if plan is not None and plan.more:
+            _sub(out, "AirSync", "MoreAvailable")
+        if plan is not None and plan.count:
+            await self._commands(out, plan, opts)
+        if len(responses):
+            out.append(responses)
+        modseq = plan.modseq if plan is not None else state.modseq
+        saved = await self.store.save_sync_state(self.account.id, self.device_id, folder_id, key, new_key, modseq,
+                                                 held=sorted(held), filter_type=opts.get("filter", 0), options=opts,
+                                                 response=await deferToThread(encode, out))
+        if not saved:  # a parallel request with this key won; this answer would lead the phone astray
+            return self._status(INVALID_KEY, key)
+        return out
+
+    def _collection_head(self):
+        return ET.Element(q("AirSync", "Collection"))
+
+    def _finish(self, out, key: str, status: int) -> None:
+        _sub(out, "AirSync", "SyncKey", key)
+        _sub(out, "AirSync", "CollectionId", str(self.folder.id))
+        _sub(out, "AirSync", "Status", status)
+
+    def _status(self, status: int, key: str):
+        out = self._collection_head()
+        _sub(out, "AirSync", "SyncKey", key or "0")
+        _sub(out, "AirSync", "CollectionId", str(self.folder.id))
+        _sub(out, "AirSync", "Status", status)
+        return out
+
+    async def _fresh_folder(self):
+        for f in await self.store.list_folders(self.account.id, "mail"):
+            if f.id == self.folder.id:
+                return f
+        raise errors.NotFound("the folder is gone")
+
+    # -- the phone's commands ----------------------------------------------------------------
+    async def _apply_commands(self, held: set, opts: dict):
+        responses = ET.Element(q("AirSync", "Responses"))
+        commands = self.collection.find(q("AirSync", "Commands"))
+        if commands is None:
+            return responses
+        deletes_as_moves = _t(self.collection, "AirSync", "DeletesAsMoves") != "0"
+        for cmd in commands:
+            name = cmd.tag.rpartition("}")[2]
+            sid = _t(cmd, "AirSync", "ServerId")
+            uid = uid_of(sid, self.folder.id)
+            if name == "Change":
+                status = await self._change(uid, cmd.find(q("AirSync", "ApplicationData")))
+                if status != 1:
+                    self._response(responses, "Change", sid, status)
+            elif name == "Delete":
+                status = await self._delete(uid, deletes_as_moves)
+                held.discard(uid)
+                if status != 1:
+                    self._response(responses, "Delete", sid, status)
+            elif name == "Fetch":
+                await self._fetch(responses, sid, uid, opts)
+            elif name == "Add":  # drafts (16.x) come later: refused, the phone keeps it
+                el = _sub(responses, "AirSync", "Add")
+                client_id = _t(cmd, "AirSync", "ClientId")
+                if client_id:
+                    _sub(el, "AirSync", "ClientId", client_id)
+                _sub(el, "AirSync", "Status", PROTOCOL_ERROR)
+        return responses
+
+    @staticmethod
+    def _response(responses, name: str, sid, status: int) -> None:
+        el = _sub(responses, "AirSync", name)
+        _sub(el, "AirSync", "ServerId", sid or "")
+        _sub(el, "AirSync", "Status", status)
+
+    async def _change(self, uid, data) -> int:
+        if uid is None or data is None:
+            return NOT_FOUND
+        add, remove = [], []
+        read = _t(data, "Email", "Read")
+        if read in ("0", "1"):
+            (add if read == "1" else remove).append("\\Seen")
+        flag = data.find(q("Email", "Flag"))
+        if flag is not None:
+            (add if _t(flag, "Email", "Status") == "2" else remove).append("\\Flagged")
+        cats = data.find(q("Email", "Categories"))
+        replace_keywords = None
+        if cats is not None:
+            replace_keywords = [mailitem.keyword_of((c.text or "").strip()) for c in cats if (c.text or "").strip()]
+        try:
+            metas = await self.store.fetch_messages(self.folder.id, [uid])
+            if not metas:
+                return NOT_FOUND
+            for op, flags in (("add", add), ("remove", remove)):
+                if flags:
+                    res = await self.store.store_flags(self.account.id, self.folder.id, [uid], op, flags)
+                    for m in res.updated:
+                        self.own[m.uid] = m.modseq
+            if replace_keywords is not None:
+                current = set(metas[0].meta.flags)
+                # categories are the keywords a phone shows (mailitem.categories): the others stay
+                shown = {f for f in current if f in mailitem.LABELS or not f.startswith(("\\", "$"))}
+                gone, new = shown - set(replace_keywords), set(replace_keywords) - shown
+                for op, flags in (("remove", gone), ("add", new)):
+                    if flags:
+                        res = await self.store.store_flags(self.account.id, self.folder.id, [uid], op, sorted(flags))
+                        for m in res.updated:
+                            self.own[m.uid] = m.modseq
+        except errors.InvalidInput:
+            return PROTOCOL_ERROR
+        return 1
+
+    async def _delete(self, uid, as_move: bool) -> int:
+        if uid is None:
+            return NOT_FOUND
+        trash = None
+        if as_move and self.folder.special_use != "\\Trash":
+            trash = next((f for f in await self.store.list_folders(self.account.id, "mail")
+                          if f.special_use == "\\Trash"), None)
+        if trash is not None:
+            result = await self.store.move_messages(self.account.id, self.folder.id, [uid], trash.id)
+            return 1 if result.pairs else NOT_FOUND
+        gone = await self.store.delete_messages(self.account.id, self.folder.id, [uid])
+        return 1 if gone else NOT_FOUND
+
+    async def _fetch(self, responses, sid, uid, opts: dict) -> None:
+        el = _sub(responses, "AirSync", "Fetch")
+        _sub(el, "AirSync", "ServerId", sid or "")
+        items = await self._items([uid], opts) if uid is not None else {}
+        if uid not in items:
+            _sub(el, "AirSync", "Status", NOT_FOUND)
+            return
+        _sub(el, "AirSync", "Status", 1)
+        el.append(items[uid])
+
+    # -- the server's changes -------------------------------------------------------------------
+    async def _commands(self, out, plan, opts: dict) -> None:
+        commands = _sub(out, "AirSync", "Commands")
+        for name, uids in (("Delete", plan.deletes), ("SoftDelete", plan.soft_deletes)):
+            for uid in uids:
+                _sub(_sub(commands, "AirSync", name), "AirSync", "ServerId", server_id(self.folder.id, uid))
+        for meta in plan.changes:
+            change = _sub(commands, "AirSync", "Change")
+            _sub(change, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
+            change.append(flag_data(meta.flags))
+        items = await self._items([m.uid for m in plan.adds], opts)
+        for meta in plan.adds:
+            data = items.get(meta.uid)
+            if data is None:
+                continue  # gone meanwhile, or could not be converted (logged): the next Sync deletes it
+            add = _sub(commands, "AirSync", "Add")
+            _sub(add, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
+            add.append(data)
+
+    async def _items(self, uids: list, opts: dict) -> dict:
+        """uid -> ApplicationData of each message (bodies read in batches; built off the reactor)."""
+        out = {}
+        version = float(self.ctx.request.protocol_version)
+        folder_id = self.folder.id
+        for i in range(0, len(uids), FETCH_BATCH):
+            pairs = await self.store.fetch_messages_with_bodies(folder_id, uids[i:i + FETCH_BATCH], envelope=True,
+                                                                structure=True)
+
+            def build(pairs=pairs):
+                built = {}
+                for rec, raw in pairs:
+                    try:
+                        structure = rec.structure or {}
+                        pref = body_preference(opts, mailitem.is_smime(structure))
+                        built[rec.meta.uid] = mailitem.application_data(
+                            rec.envelope, structure, raw, rec.meta.flags, rec.meta.internaldate, pref,
+                            lambda section, uid=rec.meta.uid: f"{folder_id}:{uid}:{section}", version)
+                    except Exception:
+                        log.exception("activesync: message %d:%d could not be converted; skipped", folder_id,
+                                      rec.meta.uid)
+                return built
+            out.update(await deferToThread(build))
+        return out
+
+
+def flag_data(flags):
+    """The ApplicationData of a Change: what a phone may have changed (Read, Flag, Categories)."""
+    data = ET.Element(q("AirSync", "ApplicationData"))
+    _sub(data, "Email", "Read", "1" if "\\Seen" in flags else "0")
+    flag = _sub(data, "Email", "Flag")
+    if "\\Flagged" in flags:
+        _sub(flag, "Email", "Status", "2")
+        _sub(flag, "Email", "FlagType", "Flag for follow up")
+    cats = _sub(data, "Email", "Categories")
+    for name in mailitem.categories(flags):
+        _sub(cats, "Email", "Category", name)
+    return data
