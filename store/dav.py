@@ -337,7 +337,7 @@ def _deleted(row, data=None) -> dict:
 def list_deleted_txn(txn: Txn, account_id: int, kinds=None) -> list:
     test, args = _component_test(kinds)
     rows = txn.execute(f"SELECT {_DELETED_COLS} FROM dav_items i JOIN folders f ON f.id = i.folder_id "
-                       f"WHERE i.account_id = ? AND {_RECOVERABLE} AND {test} ORDER BY i.deleted_at DESC, i.id DESC",
+                       f"WHERE i.account_id = ? AND {_RECOVERABLE} AND {test} ORDER BY i.deleted_at DESC, i.modseq DESC, i.id DESC",
                        (account_id, *args)).fetchall()
     return [_deleted(r) for r in rows]
 
@@ -349,7 +349,7 @@ def deleted_items_txn(txn: Txn, account_id: int, item_ids) -> list:
         out += txn.execute(f"SELECT {_DELETED_COLS}, i.data FROM dav_items i JOIN folders f ON f.id = i.folder_id "
                            f"WHERE i.account_id = ? AND {_RECOVERABLE} AND i.id IN {txn.in_list(part)}",
                            (account_id, *part)).fetchall()
-    return [_deleted(r[:12], r[12]) for r in sorted(out, key=lambda r: (-r[6], -r[0]))]
+    return [_deleted(r[:12], r[12]) for r in sorted(out, key=lambda r: (-r[6], -r[11], -r[0]))]
 
 
 def deleted_changes_since_txn(txn: Txn, account_id: int, kinds, since: int) -> tuple[int, int, list, list]:
