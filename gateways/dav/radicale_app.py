@@ -160,33 +160,42 @@ def _uid_hint(body: bytes):
 _WRITES = frozenset(["PUT", "DELETE", "MKCOL", "MKCALENDAR", "PROPPATCH", "MOVE", "COPY", "POST", "LOCK"])
 
 
-def _view_of(path: str, views) -> Optional[str]:
-    """The Deleted view a request path (below the DAV prefix) is in, or None."""
+def _view_of(path: str, views) -> tuple:
+    """(the Deleted view a request path below the DAV prefix is in, or None; the path's parts)."""
     parts = pathutils.strip_path(pathutils.sanitize_path(path)).split("/")
-    return views[parts[1]] if len(parts) > 1 and parts[1] in views else None
+    return (views[parts[1]] if len(parts) > 1 and parts[1] in views else None), parts
 
 
-def refuse_view_write(environ, views):
-    """The reason to refuse a write into, or a MOVE/COPY out of, a Deleted view, or None.
-    Deliberate: a MOVE out of a view is refused, not turned into a restore (a client that
-    moves shows the item gone from the view before the server agreed); a copy, which every
-    client does as a PUT into the target, restores."""
+def refuse_view_write(environ, views, dav) -> Optional[tuple]:
+    """``(status, reason)`` for a write into, or a MOVE/COPY out of, a Deleted view; None for
+    any other request.
+
+    Deliberate: a MOVE out of a view is refused, not turned into a restore: MOVE deletes its
+    source (RFC 4918 §9.9), which the view does not grant (RFC 3744 §3.10 DAV:unbind).  Clients
+    "move" between calendars as a copy (a PUT into the target, which restores) and a DELETE of
+    the source: that DELETE answers 404 once the item has left the view, which clients take as
+    done, and 403 while it is still listed."""
     method = environ.get("REQUEST_METHOD", "")
     if method not in _WRITES or not views:
         return None
-    name = _view_of(environ.get("PATH_INFO", ""), views)
+    name, parts = _view_of(environ.get("PATH_INFO", ""), views)
     if name is None and method in ("MOVE", "COPY"):
         dest = unquote(urlsplit(environ.get("HTTP_DESTINATION", "")).path)
         prefix = environ.get("SCRIPT_NAME", "").rstrip("/")
         if prefix and dest.startswith(prefix + "/"):
             dest = dest[len(prefix):]
-        name = _view_of(dest, views)
+        name = _view_of(dest, views)[0]
     if name is None:
         return None
     if method in ("MOVE", "COPY"):
-        return (f"{name} is read-only: items cannot be moved into or out of it.  To get an item back, "
-                "copy it into one of your calendars or address books (a PUT with its UID restores it).")
-    return dav_storage.READ_ONLY.format(name=name)
+        return "403 Forbidden", (f"{name} is read-only: items cannot be moved into or out of it.  To get an "
+                                 "item back, copy it into one of your calendars or address books (a PUT with "
+                                 "its UID restores it).")
+    if method == "DELETE" and len(parts) == 3 and parts[0] == environ.get("haven.user"):
+        item_id = dav_storage.view_id(parts[2])
+        if item_id is None or not dav.deleted_items(environ.get("haven.account_id"), [item_id]):
+            return "404 Not Found", f"{parts[2]} is not (any more) in {name}: restored or purged"
+    return "403 Forbidden", dav_storage.READ_ONLY.format(name=name)
 
 
 def _text_response(start_response, status: str, text: str):
@@ -198,9 +207,10 @@ def _text_response(start_response, status: str, text: str):
 class HavenDav:
     """The WSGI application: Radicale with the request's user and error bodies filled in."""
 
-    def __init__(self, app: Application, views=None):
+    def __init__(self, app: Application, views=None, dav=None):
         self.app = app
         self.views = dict(views or {})  # the Deleted views: path segment -> display name
+        self.dav = dav
 
     def __call__(self, environ, start_response):
         # PEP 3333 hands the path over as latin-1; clients send UTF-8 (Radicale's own server
@@ -211,11 +221,12 @@ class HavenDav:
         except UnicodeError:
             return _text_response(start_response, "400 Bad Request", "Bad Request: the path is not UTF-8\n")
         method = environ.get("REQUEST_METHOD", "")
-        reason = refuse_view_write(environ, self.views)
-        if reason:
+        refused = refuse_view_write(environ, self.views, self.dav)
+        if refused:
+            status, reason = refused
             log.info("refused %s %s for %s: %s", method, environ.get("PATH_INFO"), environ.get("haven.user"),
                      reason.split(":")[0])
-            return _text_response(start_response, "403 Forbidden", f"Forbidden: {reason}\n")
+            return _text_response(start_response, status, f"{status.split(' ', 1)[1]}: {reason}\n")
         if method in _ROOTS:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
@@ -293,4 +304,4 @@ def make_application(dav_access, config) -> HavenDav:
     # Radicale logs every request at INFO; Haven's own access line is enough below DEBUG.
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         radicale_logger.setLevel(logging.WARNING)
-    return HavenDav(Application(configuration), views)
+    return HavenDav(Application(configuration), views, dav_access)

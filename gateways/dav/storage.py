@@ -286,9 +286,10 @@ def _view_href(deleted: dict) -> str:
     return f"{deleted['id']}-{deleted['href']}"
 
 
-def _view_id(href: str) -> Optional[int]:
+def view_id(href: str) -> Optional[int]:
+    """The tombstone id of a Deleted view's item name, None when it is not one."""
     head, sep, _ = href.partition("-")
-    return int(head) if sep and head.isdigit() else None
+    return int(head) if sep and head.isdigit() and len(head) <= 18 else None
 
 
 class DeletedCollection(storage.BaseCollection):
@@ -369,7 +370,7 @@ class DeletedCollection(storage.BaseCollection):
 
     def get_multi(self, hrefs: Iterable[str]):
         hrefs = list(hrefs)
-        found = self._with_text([i for i in map(_view_id, hrefs) if i is not None])
+        found = self._with_text([i for i in map(view_id, hrefs) if i is not None])
         for href in hrefs:
             deleted = found.get(href)
             yield href, (self._item(deleted) if deleted is not None else None)

@@ -49,10 +49,14 @@ def test_an_event_deleted_comes_back_by_copying_it(haven, dav):
     assert changes == {view + name: 200}
 
     # a client copies it back: a PUT of its text, under a name of its own, into a calendar
+    ctag = dav.ctag(view)
     assert dav.put(dav.calendar + "copy.ics", r.text).status == 201
     assert deleted(haven, dav) == []
-    assert view_hrefs(dav, EVENTS) == {}
+    assert view_hrefs(dav, EVENTS) == {} and dav.ctag(view) != ctag
     assert dav.get(view + name).status == 404
+    # a client that "moves" deletes the source after the copy: it is gone already
+    r = dav.delete(view + name)
+    assert r.status == 404 and "restored or purged" in r.text
     assert "UID:del-lunch" in dav.get(dav.calendar + "copy.ics").text
     _, _, changes = dav.sync(view, events_token)
     assert changes == {view + name: 404}
@@ -98,6 +102,8 @@ def test_the_views_are_read_only(haven, dav):
                dav.request("MOVE", dav.calendar + "x.ics", headers={"Destination": view + "x.ics"})]
     for r in refused:
         assert r.status == 403 and "read-only" in r.text, (r.status, r.text)
+    for gone in ("99999999999999999999999-x.ics", "x.ics", "123456789-x.ics"):
+        assert dav.delete(view + gone).status == 404
     assert list(view_hrefs(dav, EVENTS)) == [name]
     assert "refused PUT" in haven.log() and "Deleted events is read-only" in haven.log()
 
