@@ -367,7 +367,8 @@ def deleted_changes_since_txn(txn: Txn, account_id: int, kinds, since: int) -> t
         f"SELECT i.id, i.href FROM dav_items i WHERE i.account_id = ? AND {_RECOVERABLE} AND i.modseq > ? AND {test}",
         (account_id, since, *args)).fetchall()]
     gone = [(r[0], _str(r[1])) for r in txn.execute(
-        f"SELECT i.id, i.href FROM dav_items i WHERE i.account_id = ? AND i.restored_modseq > ? AND {test}",
+        f"SELECT i.id, i.href FROM dav_items i WHERE i.account_id = ? AND i.deleted_at > 0 AND i.restored_modseq > ? "
+        f"AND {test}",
         (account_id, since, *args)).fetchall()]
     return current, purged, added, gone
 
