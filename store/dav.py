@@ -15,7 +15,8 @@ Invariants
 - A MOVE leaves a tombstone marked ``moved`` in the source: sync clients see the item go, and
   ``haven recover`` does not offer it (the item lives on in the target).
 - A PUT over an existing href updates the row in place (an overwrite is not a delete).
-- Every write of a live item (PUT, MOVE, whole-collection PUT, import) restores the account's
+- Every write that makes a UID live in a collection (PUT of a new item or over another UID,
+  MOVE, whole-collection PUT, import; not an edit of a live item) restores the account's
   recoverable tombstones of the same UID and kind in its own transaction: they become
   non-recoverable as ``haven recover restore`` leaves them (``moved`` set) and record
   ``restored_modseq``.  That is how a DAV client copying an item out of "Deleted events" gets
@@ -229,8 +230,9 @@ def _insert(txn: Txn, account_id: int, folder_id: int, item: NewItem, modseq: in
 
 def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tuple[DavItem, bool, int, list]:
     """Create or overwrite ``item.href``; returns (the stored item, whether it replaced one, modseq,
-    ids of the deleted items it restored: recoverable tombstones of its UID, see
-    :func:`restore_by_uid_txn`; in this transaction, so the purge cannot come between)."""
+    ids of the deleted items it restored).  A write that makes its UID live in the collection (a
+    new item, or an overwrite with another UID) restores the recoverable tombstones of that UID
+    (:func:`restore_by_uid_txn`), in this transaction, so the purge cannot come between."""
     _check_href(item.href)
     modseq = bump_modseq_txn(txn, account_id)
     txn.execute("UPDATE folders SET highest_modseq = ? WHERE id = ? AND account_id = ? AND deleted_at = 0",
@@ -238,7 +240,9 @@ def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tu
     if txn.rowcount == 0:
         raise errors.NotFound("collection no longer exists")
     now = int(time.time())
-    existing = txn.scalar("SELECT id FROM dav_items WHERE folder_id = ? AND live_href = ?", (folder_id, item.href))
+    row = txn.execute("SELECT id, uid FROM dav_items WHERE folder_id = ? AND live_href = ?",
+                      (folder_id, item.href)).fetchone()
+    existing, old_uid = (row[0], _str(row[1])) if row else (None, None)
     if existing is None:
         item_id = _insert(txn, account_id, folder_id, item, modseq, now)
     else:
@@ -254,7 +258,8 @@ def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tu
     stored = DavItem(id=item_id, folder_id=folder_id, href=item.href, uid=uid_key(item.uid), etag=item.etag,
                      component=item.component, data=item.data, dtstart=item.dtstart, dtend=item.dtend,
                      modseq=modseq, updated_at=now)
-    restored = restore_by_uid_txn(txn, account_id, item, modseq)
+    # an edit of a live item is not a restore (its UID may also be deleted from another collection)
+    restored = restore_by_uid_txn(txn, account_id, item, modseq) if old_uid != uid_key(item.uid) else []
     return stored, existing is not None, modseq, restored
 
 

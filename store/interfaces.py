@@ -697,8 +697,8 @@ class Store:
 
         What the user's "Deleted events" / "Deleted contacts" (CalDAV, CardDAV; ActiveSync
         later) show.  An item leaves the list when it is restored: by :meth:`restore_dav`, or
-        by any write of a live item with its UID and kind into a collection of the account
-        (:meth:`put_dav_item`, a DAV PUT or MOVE), and when the purge removes it."""
+        by a write that makes its UID live (again) in a collection of the account, of the same
+        kind (:meth:`put_dav_item`, a DAV PUT or MOVE), and when the purge removes it."""
         raise NotImplementedError
 
     async def deleted_dav_items(self, account_id: int, item_ids: Sequence[int]) -> list:
@@ -751,9 +751,11 @@ class Store:
     async def put_dav_item(self, account_id: int, folder_id: int, item: "NewItem") -> tuple:
         """Create or overwrite one calendar object or vCard (``item.href``).  Returns ``(stored
         DavItem, whether it replaced one)``.  Raises NotFound (collection), Exists (the UID is
-        another item's), InvalidInput (bad href).  In the same transaction, the account's
-        recoverable deleted items of the same UID and kind are restored by it (they leave
-        :meth:`list_deleted_dav`): writing an item back is how a user undoes its deletion."""
+        another item's), InvalidInput (bad href).  When the write makes the UID live in the
+        collection (a new item, or an overwrite that changes the UID; not an edit), the
+        account's recoverable deleted items of that UID and kind are restored by it in the same
+        transaction (they leave :meth:`list_deleted_dav`): writing an item back is how a user
+        undoes its deletion."""
         raise NotImplementedError
 
 

@@ -55,16 +55,20 @@ def test_listing_by_kind_and_text(store, run, account):
 
 def test_writing_the_uid_again_restores_in_the_same_transaction(store, run, account, stranger):
     cal, book = folder(store, account, "Calendar"), folder(store, account, "Contacts")
+    work = store.dav.create_collection(account.id, "work", "calendar", {}).folder.id
     store.dav.put(account.id, cal, item("a.ics", "A"))
+    store.dav.put(account.id, work, item("a-too.ics", "A"))  # one event kept in two calendars
     store.dav.delete(account.id, cal, "a.ics")
     [gone] = run(store.list_deleted_dav, account.id)
     start, purged, added, restored = run(store.deleted_dav_changes, account.id, "calendar", 0)
     assert (purged, added, restored) == (0, [(gone["id"], "a.ics")], []) and start == gone["modseq"]
 
-    # a never-deleted UID, another account's write of the UID, a vCard of the UID: no restore
+    # a never-deleted UID, another account's write of the UID, a vCard of the UID, an edit of
+    # the copy that stayed live: no restore
     store.dav.put(account.id, cal, item("b.ics", "B"))
     store.dav.put(stranger.id, folder(store, stranger, "Calendar"), item("a.ics", "A"))
     store.dav.put(account.id, book, card("a.vcf", "A"))
+    store.dav.put(account.id, work, item("a-too.ics", "A", text="edited"))
     assert run(store.list_deleted_dav, account.id) == [gone]
     assert store.dav.deleted_changes_since(account.id, "calendar", start) == (start, 0, [], [])
 
@@ -78,6 +82,15 @@ def test_writing_the_uid_again_restores_in_the_same_transaction(store, run, acco
     assert now > start and (added, restored) == ([], [(gone["id"], "a.ics")])
     assert run(store.restore_dav, account.id, [gone["id"]]) == (0, [])  # nothing left to restore
     assert [i.href for i in store.dav.all_items(other)] == ["copy.ics"]
+
+
+def test_an_overwrite_with_another_uid_restores(store, run, account):
+    cal = folder(store, account, "Calendar")
+    store.dav.put(account.id, cal, item("q.ics", "Q"))
+    store.dav.delete(account.id, cal, "q.ics")
+    store.dav.put(account.id, cal, item("slot.ics", "S"))
+    store.dav.put(account.id, cal, item("slot.ics", "Q"))
+    assert run(store.list_deleted_dav, account.id) == []
 
 
 def test_admin_restore_move_and_whole_collection_put(store, run, account):
