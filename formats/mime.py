@@ -39,7 +39,8 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 __all__ = ["analyze", "section_offsets", "header_fields", "decoded_text", "text_extent",
            "find_text", "decode_header_value", "preview", "preview_extent", "transfer_decode",
-           "UnknownEncoding", "address_forms", "MAX_DEPTH", "MAX_PARTS"]
+           "UnknownEncoding", "address_forms", "part_text", "html_to_text", "preview_part", "MAX_DEPTH",
+           "MAX_PARTS"]
 
 MAX_DEPTH = 50      # entity nesting (multipart children, message/rfc822 bodies)
 MAX_PARTS = 5000    # entities per message
@@ -844,6 +845,26 @@ def preview(raw: bytes, structure: dict) -> str:
         return text[:PREVIEW_CHARS]
     except Exception:
         return ""
+
+
+def part_text(raw: bytes, part: dict) -> str:
+    """The whole text of a leaf ``part`` of ``raw``: transfer- and charset-decoded, markup
+    kept (an HTML part stays HTML).  Never raises."""
+    try:
+        data = transfer_decode(raw[int(part["body_start"]):int(part["end"])], part.get("encoding"), strict=False)
+        return _to_text(data, _param(part.get("params") or [], "charset"))
+    except Exception:
+        return ""
+
+
+_BREAK_RE = re.compile(r"(?i)<\s*(br|/p|/div|/tr|/li|/h[1-6])\b[^>]*>")
+
+
+def html_to_text(text: str) -> str:
+    """HTML reduced to plain text for a reader: scripts, styles and the head dropped, line
+    breaks where blocks end, tags removed, entities decoded."""
+    text = _BREAK_RE.sub("\n", _BLOCK_RE.sub("", text))
+    return html.unescape(_TAG_RE.sub("", text)).strip()
 
 
 class UnknownEncoding(ValueError):

@@ -34,6 +34,8 @@ from gateways.common.clientaddr import ProxyHeaderFactory, in_networks, trusted_
 from gateways.common.connlimit import ConnectionGate, ListenerPolicy
 from gateways.common.context import GatewayContext
 from gateways.common.errors import StartupError
+from gateways.common.plaintext import PLAINTEXT_CHOICES
+from gateways.common.settings import SectionSettings
 from gateways.common.tls import ServerCertificates, TLSSources, load_certificates, make_self_signed
 from gateways.metrics import MetricsConfig
 from store.errors import SchemaOutOfDate, TemporaryFailure
@@ -181,20 +183,30 @@ def published_services(config: Config):
                               dav_path=dav.PREFIX)
 
 
-def http_mounts(ctx: GatewayContext, published=None, health=None) -> list:
+def http_mounts(ctx: GatewayContext, published=None, health=None, activesync=None) -> list:
     """The front door's mount table: CalDAV/CardDAV under /dav/ with its well-known redirects,
     and with ``published`` (``published_services``) client autoconfiguration beside them
-    when ``[autoconfig] enabled`` (and later ActiveSync); with ``health`` (a HealthCheck,
-    ``[metrics] http_healthz``) ``/healthz``."""
+    when ``[autoconfig] enabled`` (Microsoft Autodiscover among them, told of ``activesync``,
+    the ``[activesync]`` section); with ``health`` (a HealthCheck, ``[metrics] http_healthz``)
+    ``/healthz``."""
     from gateways import dav  # loaded only when [http] listens (start-up time of the CLI)
     from gateways.http import App, Mount, Redirect  # only when needed: start-up time of the `haven` command
     table = [App(dav.PREFIX, dav.make_application(ctx))] + \
         [Redirect(path, location) for path, location in dav.REDIRECTS.items()]
+    eas = SectionSettings("activesync", activesync)
+    if eas.boolean("enabled", False):
+        from gateways import activesync as eas_gateway  # only when enabled: start-up time of the CLI
+        table.append(Mount(eas_gateway.PREFIX, eas_gateway.make_endpoint(ctx.store), fold_case=True, login=True,
+                           plaintext=eas.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES)))
     if published is not None and published.enabled:
         from gateways import autoconfig  # loaded only when [http] listens (start-up time of the CLI)
         leaf = autoconfig.make_autoconfig_resource(published)
         table += [Mount(path, leaf) for path in autoconfig.PATHS]
         table.append(App(autoconfig.PROFILE_PREFIX, autoconfig.make_profile_app(published)))
+        table.append(App(autoconfig.AUTODISCOVER_PREFIX,
+                         autoconfig.make_autodiscover_app(published, eas.boolean("enabled", False),
+                                                          eas.value("public_url")),
+                         fold_case=True))
     if health is not None:
         from gateways.metrics.health import HealthResource  # only with [metrics] http_healthz
         table.append(Mount(HEALTH_PATH, HealthResource(health)))
@@ -377,7 +389,8 @@ class Service:
         from gateways.http import make_site  # loaded only when [http] listens
         ctx = self.context("http")
         health = self.health if MetricsConfig.from_settings(self.config.section("metrics")).http_healthz else None
-        site = self._counted("http", make_site(ctx, self.reactor, http_mounts(ctx, self.published, health)))
+        site = self._counted("http", make_site(ctx, self.reactor, http_mounts(ctx, self.published, health,
+                                                                                   self.config.section("activesync"))))
         site.noisy = False
         if plain:
             await self._listen_twisted("[http] listen", plain, site, section="http")

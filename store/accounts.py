@@ -77,6 +77,18 @@ def list_accounts_txn(txn: Txn) -> list:
     return [_account(r) for r in txn.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY address").fetchall()]
 
 
+def addresses_with_local_part_txn(txn: Txn, local: str) -> list:
+    """The accounts (addresses, live ones) whose address is ``local@`` some domain."""
+    local = (local or "").strip().lower()
+    if not local or "@" in local or any(c.isspace() for c in local) or len(local) > 64:
+        return []
+    # "!" escapes LIKE's wildcards: a backslash would need quoting differently per engine
+    pattern = local.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "@%"
+    rows = txn.execute("SELECT address FROM accounts WHERE address LIKE ? ESCAPE '!' AND deleted_at = 0 "
+                       "ORDER BY address LIMIT 3", (pattern,)).fetchall()
+    return [r[0] for r in rows if r[0].rpartition("@")[0] == local]
+
+
 def _lookup_login(txn: Txn, address: str):
     """(id, address, password hash, refused, name, created_at, last_login) of the account an
     address or alias names; refused: disabled or deleted (no login, no delivery)."""
@@ -239,6 +251,9 @@ class AccountsStore(StoreCore):
 
     async def list_accounts(self):
         return await self._run("list_accounts", list_accounts_txn)
+
+    async def addresses_with_local_part(self, local):
+        return await self._run("addresses_with_local_part", addresses_with_local_part_txn, local)
 
     async def get_credentials(self, address):
         try:

@@ -48,6 +48,7 @@ from store import bulk
 from store.changelog import insert_text_row_txn
 from store.core import StoreCore
 from store.engines import Txn
+from store.scope import scope_of
 from store.textindex import FIELDS, LONG_FIELDS, incomplete_row, text_index_row
 
 #: blobs indexed per transaction by the backlog builder
@@ -88,10 +89,11 @@ def text_candidates_txn(txn: Txn, folder_id: int, terms: list) -> dict:
             conds.append("(SELECT " + " OR ".join(_contains(txn, c) for c in cols)
                          + " FROM message_body b WHERE b.blob_id = m.blob_id)")
             args += [needle.encode("utf-8", "replace")] * len(cols)
-    sql = ("SELECT m.uid, t.complete FROM messages m LEFT JOIN message_text t ON t.blob_id = m.blob_id " + join
-           + "WHERE m.folder_id = ? AND m.deleted_at = 0 AND (t.complete IS NULL OR t.complete = 0 OR ("
+    scope = scope_of(txn, folder_id)
+    sql = (f"SELECT {scope.uid}, t.complete FROM messages m LEFT JOIN message_text t ON t.blob_id = m.blob_id "
+           + join + f"WHERE {scope.where} AND (t.complete IS NULL OR t.complete = 0 OR ("
            + " AND ".join(conds) + "))")
-    return {r[0]: bool(r[1]) for r in txn.execute(sql, [folder_id, *args]).fetchall()}
+    return {r[0]: bool(r[1]) for r in txn.execute(sql, [*scope.args, *args]).fetchall()}
 
 
 def backlog_txn(txn: Txn, after: int, limit: int) -> list:

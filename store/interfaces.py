@@ -48,11 +48,12 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             DeliveryResult, SieveScriptInfo, Quota, OutboundRecipient, OutboundMessage,
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
                             LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE,
-                            LAST_LOGIN_RESOLUTION)
+                            LAST_LOGIN_RESOLUTION, RECOVERY_ALL, recovery_view_id, is_recovery_view)
 
 #: the whole contract: its records (store/records.py) and its interfaces
 __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION",
-           "METADATA_MAX_ENTRIES", "METADATA_MAX_VALUE", "OUTBOUND_LEASE",
+           "METADATA_MAX_ENTRIES", "METADATA_MAX_VALUE", "OUTBOUND_LEASE", "RECOVERY_ALL",
+           "recovery_view_id", "is_recovery_view",
            "QUEUED", "SENT", "SPECIAL_USES", "SYSTEM_FLAGS", "Account", "AccountSummary", "BlockingDav",
            "ChangeEvent", "Changes", "CopyResult", "Credentials", "DavCollection", "DavItem", "Delivery",
            "DeliveryResult",
@@ -233,6 +234,11 @@ class Store:
     async def create_account(self, address: str, password_hash: Optional[str], name: Optional[str] = None) -> Account:
         """Create an account with INBOX, Drafts, Sent, Trash, Junk, Archive (special-use set), a
         default calendar ("Calendar") and address book ("Contacts").  Raises Exists, InvalidInput."""
+        raise NotImplementedError
+
+    async def addresses_with_local_part(self, local: str) -> list:
+        """The addresses of the live accounts named ``local@`` any domain (at most 3: callers
+        want to know whether exactly one is), for logins without a domain (ActiveSync)."""
         raise NotImplementedError
 
     async def get_account(self, address: str) -> Account:
@@ -685,6 +691,30 @@ class Store:
     async def restore_messages(self, account_id: int, message_ids: Sequence[int]) -> int:
         """Brings soft-deleted messages back (new UIDs; the folder is recreated if it was deleted).
         Returns how many were restored."""
+        raise NotImplementedError
+
+    # Recovery views (store/recovery.py, ids in store/scope.py): the recoverable messages as
+    # read-only folders a user opens in a client (IMAP's "Recovered Items"; meant for ActiveSync
+    # too).  A view's id goes to the folder methods above: list_messages, fetch_messages(_with_
+    # bodies), search_text, text_matches and message_previews read it; store_flags sets the
+    # tombstones' flags (no modseq); copy_messages / move_messages out of it restore into the
+    # destination (new UIDs, flags kept but \Deleted) and the messages leave the view;
+    # expunge removes the \Deleted ones for good; APPEND, COPY/MOVE into a view and
+    # delete_messages raise PermissionDenied; changes_since answers nothing (a view has no
+    # modseqs: list it again), claim_recent claims nothing.
+    async def recovery_view(self, account_id: int, origin: Optional[str] = None) -> Folder:
+        """The view of what was deleted from the folder named ``origin`` (every folder of the
+        account that had that name), or with None from every folder; ``name`` is ``origin``
+        ("" for all), ``highest_modseq`` 0, ``uidvalidity`` stable for the account.  Raises
+        NotFound when the account never had a mail folder of that name."""
+        raise NotImplementedError
+
+    async def recoverable_origins(self, account_id: int) -> list:
+        """The names of the folders that recoverable messages were deleted from, sorted."""
+        raise NotImplementedError
+
+    async def recovery_status(self, account_id: int, origin: Optional[str] = None) -> FolderStatus:
+        """:meth:`folder_status` of :meth:`recovery_view` (``recent`` 0)."""
         raise NotImplementedError
 
     async def list_deleted_dav(self, account_id: int, kinds: Optional[Sequence[str]] = None) -> list:

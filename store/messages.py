@@ -26,6 +26,8 @@ from store.flags import DELETED, MAX_KEYWORDS_LEN, decode_flags, encode_flags
 from store.folders import Restore, check_rename_txn, create_folder_txn, get_folder_by_id_txn, rename_tree_txn
 from store.interfaces import INBOX, BlobStream, Changes, CopyResult, MessageMeta, MessageRecord, StoreResult
 from store.quota import check_append_quota_txn
+from store.records import is_recovery_view as is_view
+from store.scope import Scope, scope_of
 
 log = logging.getLogger("haven.store")
 
@@ -104,8 +106,11 @@ def rename_folder_txn(txn: Txn, account_id: int, old: str, new: str) -> int:
 
 
 def list_messages_txn(txn: Txn, folder_id: int) -> list:
-    rows = txn.execute(f"SELECT {_META} FROM messages WHERE folder_id = ? AND deleted_at = 0 ORDER BY uid",
-                       (folder_id,)).fetchall()
+    """Ascending by UID; a recovery view's rows not given a UID yet come first with UID 0
+    (:class:`store.recovery.RecoveryStore` gives them one and lists again)."""
+    scope = scope_of(txn, folder_id)
+    rows = txn.execute(f"SELECT {_meta_cols(scope)} FROM messages m WHERE {scope.where} ORDER BY {scope.uid}",
+                       scope.args).fetchall()
     return [_meta(r) for r in rows]
 
 
@@ -115,13 +120,12 @@ def live_uids_txn(txn: Txn, folder_id: int) -> list:
 
 
 def fetch_messages_txn(txn: Txn, folder_id: int, uids, envelope: bool, structure: bool, header: bool) -> list:
-    cols = [_META, "blob_id", "envelope" if envelope else "NULL", "structure" if structure else "NULL",
-            "header" if header else "NULL"]
+    scope = scope_of(txn, folder_id)
+    cols = [_meta_cols(scope), "m.blob_id", "m.envelope" if envelope else "NULL",
+            "m.structure" if structure else "NULL", "m.header" if header else "NULL"]
     out = []
-    for part in _uid_chunks(txn, folder_id, uids):
-        sql, args = part
-        for r in txn.execute(f"SELECT {', '.join(cols)} FROM messages WHERE folder_id = ? AND deleted_at = 0 "
-                             f"AND {sql} ORDER BY uid", [folder_id, *args]).fetchall():
+    for sql, args in scope.chunks(txn, uids):
+        for r in txn.execute(f"SELECT {', '.join(cols)} FROM messages m WHERE {sql}", args).fetchall():
             # positional (meta, blob_id, envelope, structure, header): this runs per message
             out.append(MessageRecord(_meta(r), r[6], json.loads(r[7]) if r[7] else None,
                                      json.loads(r[8]) if r[8] else None,
@@ -130,24 +134,14 @@ def fetch_messages_txn(txn: Txn, folder_id: int, uids, envelope: bool, structure
     return out
 
 
+def _meta_cols(scope: Scope) -> str:
+    """:data:`_META` of ``messages m`` with the scope's UID column."""
+    return f"{scope.uid}, m.modseq, m.sysflags, m.keywords, m.internaldate, m.size"
+
+
 def _uid_chunks(txn: Txn, folder_id: int, uids):
-    """SQL conditions covering ``uids``: contiguous runs become BETWEEN, the rest IN lists."""
-    uids = sorted(set(int(u) for u in uids))
-    if not uids:
-        return
-    runs, start, prev = [], uids[0], uids[0]
-    for u in uids[1:]:
-        if u != prev + 1:
-            runs.append((start, prev))
-            start = u
-        prev = u
-    runs.append((start, prev))
-    singles = [a for a, b in runs if a == b]
-    ranges = [(a, b) for a, b in runs if a != b]
-    for a, b in ranges:
-        yield "uid BETWEEN ? AND ?", [a, b]
-    for part in chunks(singles, 500):
-        yield "uid IN " + txn.in_list(part), part
+    """``(condition, args)`` naming the live messages of a (real) folder among ``uids``."""
+    return Scope("folder_id = ? AND deleted_at = 0", (folder_id,), "uid").chunks(txn, uids)
 
 
 def changes_since_txn(txn: Txn, folder_id: int, modseq: int) -> Changes:
@@ -169,10 +163,10 @@ def store_flags_txn(txn: Txn, account_id: int, folder_id: int, uids, op: str, fl
     if op not in ("add", "remove", "replace"):
         raise errors.InvalidInput(f"bad flag operation {op!r}")
     bits, keywords = encode_flags(flags)
+    scope = scope_of(txn, folder_id)
     rows = []
-    for sql, args in _uid_chunks(txn, folder_id, uids):
-        rows += txn.execute(f"SELECT {_META}, id FROM messages WHERE folder_id = ? AND deleted_at = 0 AND {sql}",
-                            [folder_id, *args]).fetchall()
+    for sql, args in scope.chunks(txn, uids):
+        rows += txn.execute(f"SELECT {_meta_cols(scope)}, m.id FROM messages m WHERE {sql}", args).fetchall()
     rows.sort()
     changes, failed = [], []
     for r in rows:
@@ -192,6 +186,15 @@ def store_flags_txn(txn: Txn, account_id: int, folder_id: int, uids, op: str, fl
         if new_bits != old_bits or new_kw != kw:
             changes.append((r, new_bits, " ".join(new_kw)[:MAX_KEYWORDS_LEN]))
     updated = []
+    if changes and is_view(folder_id):
+        # a recovery view's tombstones: their flags only (they come back with them), no modseq
+        # (a view has none; the tombstone's modseq is its deletion, which the folder's sync
+        # clients were told of)
+        txn.executemany("UPDATE messages SET sysflags = ?, keywords = ? WHERE id = ?",
+                        [(b, k, r[6]) for r, b, k in changes])
+        updated = [MessageMeta(uid=r[0], modseq=r[1], flags=decode_flags(b, k), internaldate=r[4], size=r[5])
+                   for r, b, k in changes]
+        return StoreResult(updated=updated, failed=failed), None
     if changes:
         modseq = bump_modseq_txn(txn, account_id)
         txn.executemany("UPDATE messages SET sysflags = ?, keywords = ?, modseq = ? WHERE id = ?",
@@ -210,8 +213,7 @@ def copy_messages_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_fold
     rows = []
     for sql, args in _uid_chunks(txn, folder_id, uids):
         rows += txn.execute("SELECT uid, sysflags, keywords, internaldate, size, blob_id, header, envelope, "
-                            f"structure, id FROM messages WHERE folder_id = ? AND deleted_at = 0 AND {sql}",
-                            [folder_id, *args]).fetchall()
+                            f"structure, id FROM messages WHERE {sql}", args).fetchall()
     rows.sort()
     if not rows:
         return CopyResult(uidvalidity=dest.uidvalidity, pairs=[]), [], None
@@ -254,8 +256,7 @@ def delete_messages_txn(txn: Txn, account_id: int, folder_id: int, uids) -> tupl
     """Soft-delete the live messages among ``uids`` whatever their flags (POP3 DELE)."""
     rows = []
     for sql, args in _uid_chunks(txn, folder_id, uids):
-        rows += txn.execute(f"SELECT uid, id FROM messages WHERE folder_id = ? AND deleted_at = 0 AND {sql}",
-                            [folder_id, *args]).fetchall()
+        rows += txn.execute(f"SELECT uid, id FROM messages WHERE {sql}", args).fetchall()
     return _soft_delete_txn(txn, account_id, folder_id, rows)
 
 
@@ -286,32 +287,43 @@ def list_deleted_txn(txn: Txn, account_id: int) -> list:
     return out
 
 
+#: the columns of a tombstone :func:`revive_txn` copies into a live row
+REVIVE_COLS = ("m.id, m.sysflags, m.keywords, m.internaldate, m.size, m.blob_id, m.header, m.envelope, "
+               "m.structure")
+
+
+def revive_txn(txn: Txn, account_id: int, folder_id: int, rows, modseq: int) -> int:
+    """Restored messages: a live copy of each tombstone row (:data:`REVIVE_COLS`) in
+    ``folder_id``, with new UIDs in the order given and the flags it had but \\Deleted; the
+    old tombstone stays for sync clients and is no longer restorable (``deleted_at`` -1, the
+    purge removes it).  Returns the first UID."""
+    first = allocate_uids_txn(txn, folder_id, len(rows), modseq)
+    txn.executemany(
+        "INSERT INTO messages (account_id, folder_id, uid, modseq, created_modseq, sysflags, keywords, "
+        "internaldate, size, blob_id, header, envelope, structure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(account_id, folder_id, first + i, modseq, modseq, r[1] & ~DELETED, r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+         for i, r in enumerate(rows)])
+    for part in chunks([r[0] for r in rows]):
+        txn.execute("UPDATE messages SET header = NULL, structure = NULL, envelope = NULL, deleted_at = -1 "
+                    f"WHERE id IN {txn.in_list(part)}", part)
+    return first
+
+
 def restore_messages_txn(txn: Txn, account_id: int, message_ids) -> tuple[int, list]:
     """Restored messages get new UIDs (a tombstone row stays behind for sync clients).
     Returns (count, [(folder_id, modseq)])."""
     restore = Restore(txn, account_id)
     modseq = None
     for mid in message_ids:
-        row = txn.execute("SELECT m.folder_id, f.name, f.deleted_at, f.kind, m.sysflags, m.keywords, m.internaldate, "
-                          "m.size, m.blob_id, m.header, m.envelope, m.structure FROM messages m JOIN folders f "
-                          "ON f.id = m.folder_id WHERE m.id = ? AND m.account_id = ? AND m.deleted_at > 0 "
-                          "AND m.moved = 0",
-                          (mid, account_id)).fetchone()
+        row = txn.execute(f"SELECT m.folder_id, f.name, f.deleted_at, f.kind, {REVIVE_COLS} FROM messages m "
+                          "JOIN folders f ON f.id = m.folder_id WHERE m.id = ? AND m.account_id = ? "
+                          "AND m.deleted_at > 0 AND m.moved = 0", (mid, account_id)).fetchone()
         if row is None:
             continue
         if modseq is None:
             modseq = bump_modseq_txn(txn, account_id)
         folder_id = restore.home(row[0], row[1], row[3], row[2])
-        uid = allocate_uids_txn(txn, folder_id, 1)
-        txn.execute(
-            "INSERT INTO messages (account_id, folder_id, uid, modseq, created_modseq, sysflags, keywords, "
-            "internaldate, size, blob_id, header, envelope, structure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (account_id, folder_id, uid, modseq, modseq, row[4] & ~DELETED, row[5], row[6], row[7], row[8], row[9],
-             row[10], row[11]))
-        # the old tombstone must not be restored twice: it becomes a plain tombstone of the new row
-        txn.execute("UPDATE messages SET header = NULL, structure = NULL, envelope = NULL, deleted_at = ? "
-                    "WHERE id = ?", (-1, mid))
-        touch_folder_txn(txn, folder_id, modseq)
+        revive_txn(txn, account_id, folder_id, [row[4:]], modseq)
         restore.restored(folder_id, modseq)
     return restore.count, restore.touched
 
@@ -336,13 +348,13 @@ def fetch_messages_with_data_txn(txn: Txn, folder_id: int, uids, envelope: bool,
 
 def text_sources_txn(txn: Txn, folder_id: int, uids) -> list:
     """``(uid, blob_id, structure JSON or None, inline compressed bytes or None)`` of the live
-    messages among ``uids``, ascending by UID (None bytes: a blob file, or a missing blob)."""
+    messages among ``uids`` (a view's: its recoverable ones), ascending by UID (None bytes: a
+    blob file, or a missing blob)."""
+    scope = scope_of(txn, folder_id)
     out = []
-    for sql, args in _uid_chunks(txn, folder_id, uids):
-        for r in txn.execute("SELECT m.uid, m.blob_id, m.structure, b.data FROM messages m "
-                             "LEFT JOIN blobs b ON b.id = m.blob_id "
-                             f"WHERE m.folder_id = ? AND m.deleted_at = 0 AND m.{sql}",
-                             [folder_id, *args]).fetchall():
+    for sql, args in scope.chunks(txn, uids):
+        for r in txn.execute(f"SELECT {scope.uid}, m.blob_id, m.structure, b.data FROM messages m "
+                             f"LEFT JOIN blobs b ON b.id = m.blob_id WHERE {sql}", args).fetchall():
             out.append((r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None))
     out.sort(key=lambda t: t[0])
     return out

@@ -20,21 +20,21 @@ from store.blobs import BlobStore
 from store.bulk import RawCache
 from store.core import StoreCore
 from store.engines import Txn
-from store.messages import _uid_chunks
+from store.scope import scope_of
 
 
 def preview_sources_txn(txn: Txn, folder_id: int, uids) -> list:
     """``(uid, blob_id, preview or None, structure JSON, inline data)`` of the live messages
     among ``uids``; structure and data only where the preview is still to be made."""
+    scope = scope_of(txn, folder_id)
     out = []
-    for sql, args in _uid_chunks(txn, folder_id, uids):
-        for r in txn.execute("SELECT m.uid, m.blob_id, p.preview, "
+    for sql, args in scope.chunks(txn, uids):
+        for r in txn.execute(f"SELECT {scope.uid}, m.blob_id, p.preview, "
                              "CASE WHEN p.preview IS NULL THEN m.structure END, "
                              "CASE WHEN p.preview IS NULL THEN b.data END FROM messages m "
                              "LEFT JOIN blob_previews p ON p.blob_id = m.blob_id "
                              "LEFT JOIN blobs b ON b.id = m.blob_id "
-                             f"WHERE m.folder_id = ? AND m.deleted_at = 0 AND m.{sql}",
-                             [folder_id, *args]).fetchall():
+                             f"WHERE {sql}", args).fetchall():
             out.append((r[0], r[1], r[2], r[3], bytes(r[4]) if r[4] is not None else None))
     return out
 

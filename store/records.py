@@ -15,6 +15,20 @@ DELIMITER = "/"
 
 FOLDER_KINDS = ("mail", "calendar", "contacts", "tasks")
 
+#: Recovery views (store/recovery.py) have negative folder ids, never a real folder's:
+#: ``-(folder id)`` is what was deleted from that folder (and others of the account with its
+#: name), ``-(RECOVERY_ALL + account id)`` everything recoverable of the account.
+RECOVERY_ALL = 1 << 40
+
+
+def recovery_view_id(account_id: int, origin_folder_id: Optional[int] = None) -> int:
+    return -origin_folder_id if origin_folder_id is not None else -(RECOVERY_ALL + account_id)
+
+
+def is_recovery_view(folder_id: int) -> bool:
+    return folder_id < 0
+
+
 #: seconds an outbound-queue consumer owns the recipients it took before they come due again
 OUTBOUND_LEASE = 600
 #: a queued recipient's states

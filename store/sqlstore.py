@@ -6,6 +6,7 @@ calls and each a :class:`~store.core.StoreCore` (Synapse's ``DataStore`` habit):
     accounts.AccountsStore     accounts, aliases, recipients
     folders.FoldersStore       the folder tree (every kind)
     messages.MessagesStore     SELECT/FETCH/STORE/COPY/MOVE/EXPUNGE/APPEND, batched reads
+    recovery.RecoveryStore     the same on recovery views ("Recovered Items"); first, as it overrides
     fulltext.FulltextStore     the text index: search candidates, building the backlog
     delivery.DeliveryStore     the delivery pipeline (group commit, rules, quota)
     submission.SubmissionStore a message a user sends: sender, local copies, queued remote part
@@ -20,8 +21,8 @@ that every public method here is declared there).  Only ``gateways/service.py`` 
 (:func:`open_store`); everything else receives it.
 
 Module order (each imports only modules above it; no cycles, no in-function imports):
-errors, interfaces, settings, engines, idempotency, rates, flags, textindex, changelog, blobs, bus, bulk, schema,
-core, folders, quota, accounts, messages, fulltext, dav, queue, sievestore, rules, delivery, submission, lifecycle, sqlstore.
+errors, interfaces, settings, engines, scope, idempotency, rates, flags, textindex, changelog, blobs, bus, bulk, schema,
+core, folders, quota, accounts, messages, recovery, fulltext, dav, queue, sievestore, rules, delivery, submission, lifecycle, sqlstore.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from store.messages import MessagesStore
 from store.metadata import MetadataStore
 from store.previews import PreviewsStore
 from store.queue import OutboundStore
+from store.recovery import RecoveryStore
 from store.quota import QuotaStore
 from store.schema import current_version_txn, health_txn, latest_version, migrate_txn
 from store.settings import StoreSettings
@@ -49,7 +51,7 @@ from store.sievestore import SieveStore
 from store.submission import SubmissionStore
 
 
-class SqlStore(AccountsStore, FoldersStore, MessagesStore, PreviewsStore, FulltextStore, DeliveryStore,
+class SqlStore(RecoveryStore, AccountsStore, FoldersStore, MessagesStore, PreviewsStore, FulltextStore, DeliveryStore,
                SubmissionStore, OutboundStore, SieveStore, QuotaStore, DavStore, LifecycleStore, AuthFailuresStore,
                MetadataStore, BackupStore, Store):
     async def schema_version(self) -> tuple:

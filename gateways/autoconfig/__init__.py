@@ -22,17 +22,22 @@ Invariants
 - Nothing is ever published as plain text: implicit TLS or STARTTLS for mail, ``https`` for
   DAV unless plain http logins are allowed from anywhere (``published.py``).
 
-Not yet: Microsoft Autodiscover (``POST /autodiscover/autodiscover.xml``), a signed profile.
+    /autodiscover/autodiscover.xml                Microsoft Autodiscover (login; any letter case)
+
+- ``autodiscover.py``: Outlook's and ActiveSync phones' POX Autodiscover (behind the login).
+
+Not yet: a signed profile.
 """
 
 from __future__ import annotations
 
+from .autodiscover import PREFIX as AUTODISCOVER_PREFIX, make_autodiscover_app
 from .apple import CONTENT_TYPE, PROFILE_NAME, PROFILE_PREFIX, make_profile_app, mobileconfig
 from .dns import records
 from .published import MAIL_SERVICES, SECTION, Endpoint, Published, ServiceListeners, ascii_domain, publish
 from .thunderbird import PATHS, AutoconfigResource, client_config
 
-__all__ = ["CONTENT_TYPE", "PROFILE_NAME", "PROFILE_PREFIX", "make_profile_app", "mobileconfig", "records",
+__all__ = ["AUTODISCOVER_PREFIX", "make_autodiscover_app", "CONTENT_TYPE", "PROFILE_NAME", "PROFILE_PREFIX", "make_profile_app", "mobileconfig", "records",
            "MAIL_SERVICES", "SECTION", "Endpoint", "Published", "ServiceListeners", "ascii_domain", "publish",
            "PATHS", "client_config", "make_autoconfig_resource"]
 

@@ -144,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("dest", help="the backup directory (made if missing; a later run updates it)")
     bk.add_argument("--verify", action="store_true", help="check the backup in DEST: the database's integrity and "
                     "every message's bytes against its hash; exit 65 on a problem")
-    rs = sub.add_parser("restore", help="bring one account back from a backup into the running server")
+    rs = sub.add_parser("restore", help="bring one account back from a backup into the running server, or "
+                        "(without --account) every account into an empty store")
     rs.add_argument("src", help="a directory made by `haven backup`")
-    rs.add_argument("--account", required=True, help="the account to restore, as the backup names it")
+    rs.add_argument("--account", help="the account to restore, as the backup names it (default: all of them, "
+                    "into a store that has no accounts)")
     rs.add_argument("--into", help="restore into this account instead (made if missing)")
 
     dv = _group(sub, "dav", "calendars and address books (what CalDAV/CardDAV clients see)", "dav_command")

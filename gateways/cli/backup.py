@@ -1,12 +1,18 @@
-"""``haven backup DEST``, ``haven backup --verify SRC`` and ``haven restore SRC --account ADDRESS
-[--into ADDRESS]``: the whole store backed up online (store/backup.py has the format and its
-consistency), checked, and one account brought back from it into the running server.
+"""``haven backup DEST``, ``haven backup --verify SRC``, ``haven restore SRC --account ADDRESS
+[--into ADDRESS]`` and ``haven restore SRC``: the whole store backed up online (store/backup.py
+has the format and its consistency), checked, one account brought back from it into the
+running server, or every account into an empty store (a new server, on either engine).
 
 A restore copies the account's live mail (folders, bytes, flags, keywords, dates), calendars,
 address books and Sieve scripts from the backup into the target account, as ``haven import``
 does: what is there already (same Message-ID, date and size; the same object UID) is not
 duplicated, so a restore can be repeated.  The target is created (with the backed-up password)
 when it does not exist.  The other accounts are not touched.
+
+A whole restore (no ``--account``) refuses a store that has accounts (exit 65: restore them
+one by one instead); it makes every account the backup has but the deleted ones, with its
+password, name and state (a disabled one stays disabled), then its aliases, and restores each
+as above.  Soft-deleted messages are not carried over (nor are they with ``--account``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 from gateways.cli.audit import audit
 from gateways.cli.export import Progress, copy_blob
 from gateways.cli.importer import STREAM_OVER, Target
-from gateways.cli.runner import EX_DATAERR, EX_OK, run_command
+from gateways.cli.runner import EX_DATAERR, EX_OK, EX_USAGE, run_command
 from store import errors
 from store.interfaces import NewItem
 
@@ -54,11 +60,19 @@ async def cmd_restore(store, args, raw) -> int:
     from twisted.internet import reactor  # the installed one, reached late
 
     src = Path(args.src)
+    if args.into and not args.account:
+        print("haven: --into needs --account (the account to restore into it)", file=sys.stderr)
+        return EX_USAGE
     if not (src / "haven.db").is_file():
         print(f"haven: {src}: not a backup (no haven.db)", file=sys.stderr)
         return EX_DATAERR
     backup = open_backup_store(args.loaded_config, src)
     backup.start(reactor, poll=False)
+    if args.account is None:
+        try:
+            return await _restore_all(backup, store, src)
+        finally:
+            backup.stop()
     try:
         try:
             creds = await backup.get_credentials(args.account)
@@ -86,6 +100,39 @@ async def cmd_restore(store, args, raw) -> int:
     print(f"restored {source.address} from {src} into {target.address}: {counts['messages']} messages into "
           f"{len(counts['folders'])} folders ({counts['skipped']} there already), {items} calendar and contact "
           f"items, {scripts} Sieve scripts")
+    return EX_OK
+
+
+async def _restore_all(backup, store, src: Path) -> int:
+    if await store.list_accounts():
+        print("haven: this store has accounts already: a whole restore goes into an empty store "
+              "(restore accounts one by one with --account)", file=sys.stderr)
+        return EX_DATAERR
+    summaries = [s for s in await backup.list_account_summaries() if s.state != "deleted"]
+    progress = Progress()
+    totals = {"accounts": 0, "messages": 0, "items": 0, "scripts": 0}
+    for summary in summaries:
+        source = summary.account
+        creds = await backup.get_credentials(source.address)
+        target = await store.create_account(source.address, creds.password_hash, source.name)
+        if summary.state == "disabled":
+            await store.disable_account(source.address)
+        counts = {"messages": 0, "skipped": 0, "folders": set(), "bytes": 0, "warnings": []}
+        await _restore_mail(backup, store, source, target, counts, progress)
+        totals["items"] += await _restore_dav(backup, store, source, target)
+        totals["scripts"] += await _restore_sieve(backup, store, source, target)
+        totals["messages"] += counts["messages"]
+        totals["accounts"] += 1
+    live = {s.account.address for s in summaries}
+    aliases = [(alias, address) for alias, address in await backup.list_aliases() if address in live]
+    for alias, address in aliases:
+        await store.add_alias(alias, address)
+    progress.done()
+    audit("restore", src=str(src), account="*", accounts=totals["accounts"], messages=totals["messages"],
+          items=totals["items"], scripts=totals["scripts"])
+    print(f"restored {src} into this store: {totals['accounts']} accounts, {len(aliases)} aliases, "
+          f"{totals['messages']} messages, {totals['items']} calendar and contact items, {totals['scripts']} "
+          f"Sieve scripts")
     return EX_OK
 
 

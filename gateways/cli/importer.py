@@ -273,10 +273,13 @@ async def import_imap(store, account, hostport: str, user: str, password: str, t
                                  verify)
     try:
         local = {f.special_use: f.name for f in await store.list_folders(account.id, "mail") if f.special_use}
+        haven = await deferToThread(_is_haven, client)
         for remote, name in await deferToThread(_imap_folders, client, local):
+            metas = await deferToThread(_imap_metas, client, remote, haven)
+            if metas is None:
+                continue  # another Haven's Recovered Items: deleted mail stays deleted
             target = Target(store, account, name)
             await target.open()
-            metas = await deferToThread(_imap_metas, client, remote)
             todo = [m for m in metas if _key(m[1], m[2], m[3]) not in target.seen]
             counts["skipped"] += len(metas) - len(todo)
             while todo:
@@ -329,9 +332,24 @@ def _imap_folders(client, local: dict) -> list:
     return out
 
 
-def _imap_metas(client, folder: str) -> list:
-    """``[(uid, Message-ID, INTERNALDATE, size, flags)]`` of a remote folder."""
-    client.select_folder(folder, readonly=True)
+def _is_haven(client) -> bool:
+    """The server says it is Haven in its ID (RFC 2971) answer: ``(("name" "Haven" ...))``."""
+    try:
+        answer = client.id_()
+    except Exception:  # no ID over there
+        return False
+    fields = answer[0] if answer and isinstance(answer[0], (list, tuple)) else ()
+    pairs = dict(zip(fields[::2], fields[1::2]))
+    return pairs.get(b"name") == b"Haven"
+
+
+def _imap_metas(client, folder: str, haven: bool = False):
+    """``[(uid, Message-ID, INTERNALDATE, size, flags)]`` of a remote folder; None for a Haven
+    recovery mailbox (``haven``: the source is Haven, whose only mailboxes without
+    mod-sequences are those, gateways/imap/recovered.py)."""
+    info = client.select_folder(folder, readonly=True)
+    if haven and b"NOMODSEQ" in info:
+        return None
     uids = client.search("ALL")
     out = []
     for i in range(0, len(uids), 1000):

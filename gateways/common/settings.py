@@ -42,6 +42,12 @@ class SectionSettings:
         v = self._s.get(key)
         return None if v is None or str(v).strip() == "" else str(v).strip()
 
+    def text(self, key: str, default: str) -> str:
+        """The value as written (stripped); ``default`` only when the key is absent, so an
+        empty value can switch a feature off."""
+        v = self._s.get(key)
+        return default if v is None else str(v).strip()
+
     def _error(self, message: str):
         return SettingError(f"[{self.section}] {message}")
 

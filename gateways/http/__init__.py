@@ -14,7 +14,8 @@ package imports it.
 - ``site.py``: the site, its request and channel: body and header limits, idle timeout, the
   access log;
 - ``auth.py``: Basic authentication through the portal and the 401 challenge;
-- ``wsgi.py``: a WSGI application on the shared bounded thread pool (``[http] threads``);
+- ``wsgi.py``: the login gate in front of a mount, and a WSGI application on the shared
+  bounded thread pool (``[http] threads``);
 - ``mounts.py``: the mount table and the redirects.
 
 Invariants
@@ -44,7 +45,7 @@ from gateways.common.settings import SectionSettings
 
 from .mounts import App, Mount, Redirect, build_root
 from .site import HavenSite
-from .wsgi import WsgiMountResource
+from .wsgi import AccountResource, WsgiMountResource
 
 __all__ = ["App", "Mount", "Redirect", "HttpConfig", "make_site"]
 
@@ -82,7 +83,9 @@ def make_site(ctx: GatewayContext, reactor, mounts: Iterable) -> HavenSite:
         apps.append(entry)
         return WsgiMountResource(reactor, pool, entry.app, ctx.portal, login=entry.login,
                                  plaintext=config.allow_plaintext_auth)
-    root = build_root(mounts, app_resource)
+    def login_resource(entry: Mount):
+        return AccountResource(entry.resource, ctx.portal, plaintext=entry.plaintext or config.allow_plaintext_auth)
+    root = build_root(mounts, app_resource, login_resource)
     request_gate = None
     if config.max_requests_per_ip:
         request_gate = ConnectionGate("http", ListenerPolicy(max_connections_per_ip=config.max_requests_per_ip),

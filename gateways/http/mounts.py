@@ -19,17 +19,27 @@ from twisted.web import pages, resource
 
 @dataclass(frozen=True)
 class App:
-    """A WSGI application under ``prefix``; with ``login`` only for accounts the portal let in."""
+    """A WSGI application under ``prefix``; with ``login`` only for accounts the portal let in;
+    with ``fold_case`` its path matches in any letter case (Microsoft's clients write
+    ``/Autodiscover/Autodiscover.xml``, ``/autodiscover/...``)."""
     prefix: str
     app: Callable
     login: bool = True
+    fold_case: bool = False
 
 
 @dataclass(frozen=True)
 class Mount:
-    """A Twisted Web resource (made leaf or not, as it likes) under ``prefix``."""
+    """A Twisted Web resource (made leaf or not, as it likes) under ``prefix`` (``fold_case``:
+    as for :class:`App`).  With ``login``, ``resource`` is not a resource but an object whose
+    ``serve(request, account)`` answers for the account the portal let in (and whose
+    ``login_name(login)``, if it has one, maps the login a client sends); ``plaintext``
+    replaces ``[http] allow_plaintext_auth`` for it."""
     prefix: str
     resource: Any
+    fold_case: bool = False
+    login: bool = False
+    plaintext: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -70,8 +80,12 @@ class _Branch(resource.Resource):
     def __init__(self, missing: Optional[Callable[[], resource.Resource]]):
         super().__init__()
         self._missing = missing
+        self.folded: dict = {}  # lower-case name -> child, for mounts matched in any case
 
     def getChild(self, name, request):
+        child = self.folded.get(name.lower())
+        if child is not None:
+            return child
         if self._missing is None:
             return pages.notFound()  # what Resource.getChild gives, HTML-escaped (Twisted >= 22.10)
         return self._missing()
@@ -89,21 +103,24 @@ def segments(path: str) -> list:
     return [s.encode("utf-8") for s in path[1:].rstrip("/").split("/")]
 
 
-def build_root(table: Iterable, app_resource: Callable[[App], resource.Resource]) -> resource.Resource:
-    """The resource tree for ``table``; ``app_resource`` turns an :class:`App` into a resource.
-    Two entries on one path, or one below another's, is a ValueError."""
+def build_root(table: Iterable, app_resource: Callable[[App], resource.Resource],
+               login_resource: Optional[Callable[[Mount], resource.Resource]] = None) -> resource.Resource:
+    """The resource tree for ``table``; ``app_resource`` turns an :class:`App` into a resource,
+    ``login_resource`` a :class:`Mount` with ``login``.  Two entries on one path, or one below
+    another's, is a ValueError."""
     root = _Branch(None)
     taken: dict = {}
     for entry in table:
         if isinstance(entry, App):
             path, leaf = entry.prefix, app_resource(entry)
         elif isinstance(entry, Mount):
-            path, leaf = entry.prefix, entry.resource
+            path, leaf = entry.prefix, login_resource(entry) if entry.login else entry.resource
         elif isinstance(entry, Redirect):
             path, leaf = entry.path, Moved(entry.location.encode("utf-8"))
         else:
             raise TypeError(f"not a mount: {entry!r}")
-        names = segments(path)
+        fold = getattr(entry, "fold_case", False)
+        names = segments(path.lower() if fold else path)
         for n in range(1, len(names) + 1):
             other = taken.get(tuple(names[:n]))
             if other is not None:
@@ -117,6 +134,10 @@ def build_root(table: Iterable, app_resource: Callable[[App], resource.Resource]
             if child is None:
                 child = _Branch(NotFound)
                 node.putChild(name, child)
+            if fold:
+                node.folded[name] = child
             node = child
         node.putChild(names[-1], leaf)
+        if fold:
+            node.folded[names[-1]] = leaf
     return root

@@ -53,15 +53,18 @@ class BufferedWSGIResponse(_WSGIResponse):
             self.request.write(b"".join(chunks))
 
 
-class WsgiMountResource(resource.Resource):
-    """Everything under one prefix, handed to a WSGI application (after a login when asked)."""
+class LoginGate(resource.Resource):
+    """A leaf that serves an account the portal let in (or anyone, without ``login``): the
+    plaintext rule, Basic credentials, the portal, then :meth:`_start` on the reactor.
+    ``login_name``, when given, is awaited with the login a client sent and gives the one the
+    portal checks (ActiveSync's ``DOMAIN\\user``); it may raise ValueError: a 401."""
     isLeaf = True
 
-    def __init__(self, reactor, pool, app, portal, login: bool = True, plaintext: str = "loopback"):
+    def __init__(self, portal, login: bool = True, plaintext: str = "loopback", login_name=None):
         super().__init__()
-        self._reactor, self._pool, self._app, self._portal = reactor, pool, app, portal
-        self._login = login
-        self._plaintext = plaintext  # [http] allow_plaintext_auth
+        self._portal, self._login = portal, login
+        self._plaintext = plaintext  # [http] allow_plaintext_auth, or the mount's own
+        self._login_name = login_name
 
     def render(self, request):
         if not self._login:
@@ -70,7 +73,7 @@ class WsgiMountResource(resource.Resource):
         if not plaintext_allowed(self._plaintext, request.isSecure(), is_local(request.getClientAddress())):
             # RFC 7235 gives no status for "not over this channel"; 403 with the reason, and no
             # challenge, so the client does not send the password in the clear
-            log.info("%s: refused Basic authentication without TLS ([http] allow_plaintext_auth = %s)",
+            log.info("%s: refused Basic authentication without TLS (allow_plaintext_auth = %s)",
                      client_ip(request, "?"), self._plaintext)
             request.setResponseCode(403)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
@@ -83,11 +86,47 @@ class WsgiMountResource(resource.Resource):
         return server.NOT_DONE_YET
 
     async def _login_then_start(self, request, login: str, password: str) -> None:
+        if self._login_name is not None:
+            try:
+                login = await self._login_name(login)
+            except ValueError as e:
+                log.info("%s: login %r refused: %s", client_ip(request, "?"), login[:100], e)
+                login = ""  # the portal refuses it as any unknown login: the same 401 and delay
         account = await authenticate(self._portal, request, login, password)
         if account is None or request._disconnected:
             return
         request.haven_user = account.address
         self._start(request, account)
+
+    def _start(self, request, account) -> None:
+        raise NotImplementedError
+
+    def _failed(self, failure, request):
+        log.error("request failed before the application: %s", failure.getTraceback())
+        if not request.finished and not request._disconnected:
+            request.setResponseCode(500)
+            request.write(b"Internal error\n")
+            request.finish()
+
+
+class AccountResource(LoginGate):
+    """A Twisted Web mount behind the login: ``inner.serve(request, account)`` answers (it
+    finishes the request itself, at once or later); ``inner.login_name`` as for LoginGate."""
+
+    def __init__(self, inner, portal, login: bool = True, plaintext: str = "loopback"):
+        super().__init__(portal, login, plaintext, getattr(inner, "login_name", None))
+        self.inner = inner
+
+    def _start(self, request, account) -> None:
+        self.inner.serve(request, account)
+
+
+class WsgiMountResource(LoginGate):
+    """Everything under one prefix, handed to a WSGI application (after a login when asked)."""
+
+    def __init__(self, reactor, pool, app, portal, login: bool = True, plaintext: str = "loopback"):
+        super().__init__(portal, login, plaintext)
+        self._reactor, self._pool, self._app = reactor, pool, app
 
     def _start(self, request, account) -> None:
         response = BufferedWSGIResponse(self._reactor, self._pool, self._app, request)
@@ -100,10 +139,3 @@ class WsgiMountResource(resource.Resource):
             response.environ["CONTENT_LENGTH"] = str(content.tell())
             content.seek(0)
         response.start()
-
-    def _failed(self, failure, request):
-        log.error("request failed before the application: %s", failure.getTraceback())
-        if not request.finished and not request._disconnected:
-            request.setResponseCode(500)
-            request.write(b"Internal error\n")
-            request.finish()

@@ -88,10 +88,11 @@ from dataclasses import dataclass
 from twisted.internet.protocol import Factory
 
 from gateways.common.plaintext import PLAINTEXT_CHOICES
-from gateways.common.settings import SectionSettings
+from gateways.common.settings import SectionSettings, SettingError
 
 from .fetch import EnvelopeCache
 from .protocol import IMAPServer
+from .recovered import DEFAULT_NAME as DEFAULT_RECOVERED
 
 DEFAULT_MAX_MESSAGE = 50 * 1024 * 1024
 
@@ -104,6 +105,7 @@ class IMAPConfig:
     idle_timeout: float = 1800.0
     login_timeout: float = 60.0
     allow_plaintext_auth: str = "loopback"
+    recovered_items: str = DEFAULT_RECOVERED
 
     @classmethod
     def from_context(cls, ctx) -> "IMAPConfig":
@@ -117,7 +119,16 @@ class IMAPConfig:
             idle_timeout=config.duration("idle_timeout", 30.0, 0.01, unit=60),  # minutes in haven.ini
             login_timeout=config.duration("login_timeout", 60.0, 0.01),
             allow_plaintext_auth=config.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES),
+            recovered_items=_recovery_name(config),
         )
+
+
+def _recovery_name(config) -> str:
+    name = config.text("recovered_items", DEFAULT_RECOVERED).strip("/")
+    if name and (name.upper() == "INBOX" or "//" in name or any(c in name for c in "*%\"\\")
+                 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)):
+        raise SettingError(f"[imap] recovered_items: {name!r} is not a mailbox name IMAP clients can use")
+    return name
 
 
 class IMAPFactory(Factory):

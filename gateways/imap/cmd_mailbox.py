@@ -38,6 +38,7 @@ from store.interfaces import SPECIAL_USES
 
 from . import objectid, response
 from .reader import normalize_inbox
+from .recovered import RecoverySelected, is_recovery
 from .seqset import format_set
 from .session import SelectedMailbox
 from .states import AUTH, IMAPError, SELECTED
@@ -66,10 +67,33 @@ def _pattern_regex(pattern: str):
 
 class MailboxCommands:
     async def mail_folder(self, name: str):
-        folder = await self.store.get_folder(self.account.id, name)
+        """The mail folder, or the recovery mailbox (recovered.py), of that name."""
+        try:
+            folder = await self.store.get_folder(self.account.id, name)
+        except errors.NotFound:
+            view = await self.recovered.folder(self.store, self.account.id, name) \
+                if self.recovered.covers(name) else None
+            if view is None:
+                raise
+            return view
         if folder.kind != "mail":
             raise errors.NotFound("No such mailbox")
         return folder
+
+    async def target_folder(self, name: str):
+        """The destination of APPEND, COPY or MOVE: a mail folder, never a recovery mailbox."""
+        folder = await self.mail_folder(name)
+        if is_recovery(folder):
+            raise IMAPError("NO", "Recovered messages are read-only; copy or move them out to restore them",
+                            "CANNOT")
+        return folder
+
+    async def _refuse_recovery_name(self, name: str) -> None:
+        """CREATE, DELETE, RENAME of a recovery mailbox name: NO [CANNOT] (RFC 5530)."""
+        if self.recovered.covers(name) and self.recovered.root and \
+                await self.recovered.folder(self.store, self.account.id, self.recovered.root) is not None:
+            raise IMAPError("NO", f"{self.recovered.root} holds recoverable messages and cannot be changed",
+                            "CANNOT")
 
     def deselect(self, notify: bool) -> None:
         if self.selected is not None and notify:
@@ -89,8 +113,11 @@ class MailboxCommands:
             self.condstore = True  # RFC 7162 §3.1.8
         folder = await self.mail_folder(args["mailbox"])
         metas = await self.store.list_messages(folder.id)
-        sel = SelectedMailbox(folder, readonly, metas, track_recent=not self.rev2)
-        if not self.rev2:  # IMAP4rev2 has no \Recent: nothing to claim (RFC 9051 §2.3.2, session.py)
+        if is_recovery(folder):
+            sel = RecoverySelected(folder, readonly, metas)
+        else:
+            sel = SelectedMailbox(folder, readonly, metas, track_recent=not self.rev2)
+        if not self.rev2 and not sel.view:  # IMAP4rev2 has no \Recent: nothing to claim (RFC 9051 §2.3.2, session.py)
             if readonly:
                 sel.unclaimed_above(folder.recent_uid)  # EXAMINE claims nothing (RFC 3501 §6.3.2)
             else:
@@ -106,12 +133,15 @@ class MailboxCommands:
                     break
         out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % folder.uidvalidity)
         out.append(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % uidnext)
-        out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(folder.highest_modseq, 1))
+        if sel.view:  # RFC 7162 §3.1.2.2: a mailbox without persistent mod-sequences
+            out.append(b"* OK [NOMODSEQ] Sorry, this mailbox format has no modseqs\r\n")
+        else:
+            out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % max(folder.highest_modseq, 1))
         out.append(b"* OK [MAILBOXID (%s)] Ok\r\n" % objectid.mailbox_id(folder.id).encode())  # RFC 8474 §4.2
         if self.rev2:
             out.append(self._select_list_line(folder.name, args["spelled"]))
         self.write(b"".join(out))
-        if q is not None and q["uidvalidity"] == folder.uidvalidity:
+        if q is not None and q["uidvalidity"] == folder.uidvalidity and not sel.view:
             await self._qresync(sel, q)
         self.selected = sel
         self.state = SELECTED
@@ -166,6 +196,7 @@ class MailboxCommands:
         name = cmd.args["mailbox"].rstrip("/")  # RFC 3501 §6.3.3: trailing delimiter
         if not name or "//" in name:
             raise IMAPError("NO", "Invalid mailbox name", "CANNOT")
+        await self._refuse_recovery_name(name)
         if name == "INBOX":
             raise IMAPError("NO", "INBOX always exists", "ALREADYEXISTS")
         special = None
@@ -189,6 +220,7 @@ class MailboxCommands:
         name = cmd.args["mailbox"]
         if name == "INBOX":
             raise IMAPError("NO", "INBOX cannot be deleted", "CANNOT")
+        await self._refuse_recovery_name(name)
         try:
             folder = await self.mail_folder(name)
         except errors.NotFound:
@@ -211,6 +243,8 @@ class MailboxCommands:
             raise IMAPError("NO", "Invalid mailbox name", "CANNOT")
         if new == "INBOX":
             raise IMAPError("NO", "INBOX already exists", "ALREADYEXISTS")
+        await self._refuse_recovery_name(old)
+        await self._refuse_recovery_name(new)
         await self.mail_folder(old)
         if old == new:
             raise IMAPError("NO", "Mailbox already exists", "ALREADYEXISTS")
@@ -243,6 +277,8 @@ class MailboxCommands:
             self.write(b'* LIST (\\Noselect) "/" ""\r\n')
             return None
         folders = await self.store.list_folders(self.account.id)
+        views = await self.recovered.listed(self.store, self.account.id, {f.name for f in folders})
+        folders += views
         by_name = {f.name: f for f in folders}
         subscribed_only = "SUBSCRIBED" in select  # LIST (SUBSCRIBED) and LSUB
         special_only = "SPECIAL-USE" in select
@@ -251,6 +287,8 @@ class MailboxCommands:
         show_subscribed = verb == b"LIST" and (subscribed_only or "SUBSCRIBED" in returns)
         subs = set(await self.store.list_subscriptions(self.account.id)) \
             if subscribed_only or show_subscribed else set()
+        if subscribed_only or show_subscribed:
+            subs.update(f.name for f in views)  # always shown as subscribed (recovered.py)
         # RFC 5258 §3.1: SUBSCRIBED selects the subscribed names, those without a mailbox included
         selected = set(subs) if subscribed_only else set(by_name)
         if special_only:  # RFC 6154 §3
@@ -328,7 +366,12 @@ class MailboxCommands:
         await self._status(cmd.args["mailbox"], cmd.args["items"])
 
     async def _status(self, name: str, items: list) -> None:
-        st = await self.store.folder_status(self.account.id, name)
+        try:
+            st = await self.store.folder_status(self.account.id, name)
+        except errors.NotFound:
+            if await self.recovered.folder(self.store, self.account.id, name) is None:
+                raise
+            st = await self.recovered.status(self.store, self.account.id, name)
         folder = st.folder
         if folder.kind != "mail":
             raise errors.NotFound("No such mailbox")
@@ -346,7 +389,7 @@ class MailboxCommands:
                 v = st.unseen
             elif item == "HIGHESTMODSEQ":
                 self.condstore = True  # RFC 7162 §3.1.8: STATUS HIGHESTMODSEQ enables CONDSTORE
-                v = max(folder.highest_modseq, 1)
+                v = max(folder.highest_modseq, 1) if not is_recovery(folder) else 0  # 0: no modseqs (§3.1.2.2)
             elif item == "SIZE":
                 v = st.size
             elif item == "DELETED":
@@ -380,7 +423,7 @@ class MailboxCommands:
                 raise IMAPError("NO", "Message too big", "TOOBIG")
             if not size:
                 raise IMAPError("NO", "Empty message", "CANNOT")
-        folder = await self.mail_folder(args["mailbox"])
+        folder = await self.target_folder(args["mailbox"])
         batch = []
         for msg in messages:
             raw = msg["message"]

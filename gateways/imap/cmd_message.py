@@ -71,8 +71,9 @@ class MessageCommands:
         if cmd.uid and "UID" not in names:
             items.insert(0, FetchItem("UID"))  # RFC 3501 §6.4.8
         if changedsince is not None or "MODSEQ" in names:
+            sel.modseqs_needed()
             self.condstore = True  # RFC 7162 §3.1.4
-        if "MODSEQ" not in names and (changedsince is not None or (self.condstore and "FLAGS" in names)):
+        if "MODSEQ" not in names and not sel.view and (changedsince is not None or (self.condstore and "FLAGS" in names)):
             # RFC 7162 §3.1.4.1 (CHANGEDSINCE implies MODSEQ) and §3.1.2 (once CONDSTORE is
             # enabled, FETCH responses that carry FLAGS carry MODSEQ too)
             items.append(FetchItem("MODSEQ"))
@@ -302,6 +303,7 @@ class MessageCommands:
         flags = [f for f in args["flags"] if f != "\\Recent"]
         unchanged = args["unchangedsince"]
         if unchanged is not None:
+            sel.modseqs_needed()
             self.condstore = True  # RFC 7162 §3.1.3
         if not uids:
             return None
@@ -325,7 +327,7 @@ class MessageCommands:
                 continue
             if cmd.uid:
                 items.insert(0, b"UID %d" % uid)
-            if self.condstore:
+            if self.condstore and not sel.view:
                 items.append(b"MODSEQ (%d)" % meta.modseq)
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
         self.write(b"".join(out))
@@ -356,6 +358,7 @@ class MessageCommands:
         node = self.search_program(cmd)  # SEARCHRES "$" (cmd_sort.py)
         modseq = uses_modseq(node)
         if modseq:
+            sel.modseqs_needed()
             self.condstore = True
         ctx = Context(sel.count, sel.uids[-1] if sel.uids else 0, sel.recent)
         return await run_search(self.store, sel.folder.id, list(sel.uids), sel.metas, node, ctx), modseq
@@ -364,12 +367,12 @@ class MessageCommands:
     async def do_COPY(self, cmd):
         sel = self.selected
         uids = sel.resolve(cmd.args["set"], cmd.uid)
-        dest = await self.mail_folder(cmd.args["mailbox"])
+        dest = await self.target_folder(cmd.args["mailbox"])
         if not uids:
             return None
         res = await self.store.copy_messages(self.account.id, sel.folder.id, uids, dest.id)
-        if dest.id == sel.folder.id:
-            sel.dirty = True
+        if dest.id == sel.folder.id or sel.view:
+            sel.dirty = True  # the copies come as EXISTS; restored ones leave a recovery mailbox
         if not res.pairs:
             return None
         src = [p[0] for p in res.pairs]
@@ -381,7 +384,7 @@ class MessageCommands:
         self._writable()
         sel = self.selected
         uids = sel.resolve(cmd.args["set"], cmd.uid)
-        dest = await self.mail_folder(cmd.args["mailbox"])
+        dest = await self.target_folder(cmd.args["mailbox"])
         if not uids:
             return None
         res = await self.store.move_messages(self.account.id, sel.folder.id, uids, dest.id)

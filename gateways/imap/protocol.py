@@ -42,6 +42,7 @@ from .compress import CompressCommands
 from .fetch import EnvelopeCache
 from .framing import Continue, Frame, Framer, Rejected, command_name
 from .parser import ParseError, parse_command
+from .recovered import DEFAULT_NAME as DEFAULT_RECOVERED, RecoveredItems
 from .searchres import saving_command
 from .seqset import SeqSetError
 from .states import AUTH, NOT_AUTH, SELECTED, STATES, IMAPError
@@ -102,6 +103,7 @@ class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, M
         self.utf8 = False  # RFC 6855 UTF8=ACCEPT enabled
         self.rev2 = False  # ENABLE IMAP4rev2 (RFC 9051): the session speaks IMAP4rev2
         self.idling = False
+        self.recovered = RecoveredItems(getattr(config, "recovered_items", DEFAULT_RECOVERED))
         self._unsubscribe = None
         self.command_tag: Optional[str] = None  # the tag of the command being run
         self.after_reply = None  # called right after the tagged reply (STARTTLS)
@@ -312,10 +314,12 @@ class IMAPServer(CompressCommands, PlaintextPolicy, LineSession, AuthCommands, M
     def on_change(self, event) -> None:
         """Push bus callback (reactor thread; must not raise)."""
         sel = self.selected
-        if sel is None or (event.folder_id is not None and event.folder_id != sel.folder.id):
+        if sel is None or not sel.wants(event):
             return
         sel.mark_dirty()
-        if self.idling:
+        if self.idling and sel.view:
+            feed_for(self.store).sync_alone(self)  # a recovery mailbox lists itself again
+        elif self.idling:
             # RFC 2177: tell an idling client at once; one query for all the sessions waiting
             # on the folder, answered to each in one loop (watch.py)
             feed_for(self.store).push(self)

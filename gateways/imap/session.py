@@ -44,6 +44,7 @@ from store import errors
 from . import response
 from .searchres import SAVED
 from .seqset import SequenceSet, format_set
+from .states import IMAPError
 from .watch import feed_for
 
 RECENT = frozenset({"\\Recent"})
@@ -53,6 +54,9 @@ SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 class SelectedMailbox:
+    #: a recovery mailbox (gateways/imap/recovered.py): no modseqs, no \\Recent
+    view = False
+
     def __init__(self, folder, readonly: bool, metas: list, track_recent: bool = True):
         self.folder = folder
         self.readonly = readonly
@@ -196,6 +200,16 @@ class SelectedMailbox:
         return b"".join(b"* %d EXPUNGE\r\n" % s for s in seqs)
 
     # -- changes by others ---------------------------------------------------------------
+    def modseqs_needed(self) -> None:
+        """A command uses mod-sequences (FETCH MODSEQ or CHANGEDSINCE, STORE UNCHANGEDSINCE,
+        SEARCH MODSEQ): BAD in a mailbox that has none (RFC 7162 §3.1.2.2)."""
+        if self.view:
+            raise IMAPError("BAD", "This mailbox has no mod-sequences (NOMODSEQ)")
+
+    def wants(self, event) -> bool:
+        """Whether a push event (``ChangeEvent``) may change this mailbox."""
+        return event.folder_id is None or event.folder_id == self.folder.id
+
     def mark_dirty(self) -> None:
         """The push bus said the folder changed: the next sync asks the store."""
         self.dirty = True
@@ -211,14 +225,19 @@ class SelectedMailbox:
             changes = None
             if self.dirty or force:
                 self.dirty = False
-                # one query for every session asking the same this turn (watch.py)
-                changes = await feed_for(store).changes_since(self.folder.id, self.highest_modseq)
-                await self.claim_new(store, changes)
+                changes = await self.changes(store)
             data = self.report(changes, allow_expunge, condstore, qresync)
             if data:
                 write(data)
         finally:
             self.lock.release()
+
+    async def changes(self, store):
+        """What changed since ``highest_modseq``: one query for every session asking the same
+        this turn (watch.py), after claiming what is new as \\Recent."""
+        changes = await feed_for(store).changes_since(self.folder.id, self.highest_modseq)
+        await self.claim_new(store, changes)
+        return changes
 
     def report(self, changes, allow_expunge: bool, condstore: bool, qresync: bool) -> bytes:
         """The responses for ``changes`` (None: none fetched) and, with ``allow_expunge``, for

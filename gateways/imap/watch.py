@@ -167,14 +167,14 @@ class ChangeFeed:
                     continue
                 data = sel.pushed(changes, modseq, mark, top, session.condstore, session.qresync)
                 if data is None:
-                    self._sync_alone(session)
+                    self.sync_alone(session)
                 elif data:
                     session.write(data)
             except Exception:  # one session's bug is its own (as when each synced alone)
                 log.exception("imap %s: idle report failed", getattr(session, "peer", "?"))
 
     @staticmethod
-    def _sync_alone(session) -> None:
+    def sync_alone(session) -> None:
         Deferred.fromCoroutine(session.sync()).addErrback(lambda f: log.error("idle sync: %s", f.value))
 
     # -- claim_recent ----------------------------------------------------------------------

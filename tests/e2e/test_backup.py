@@ -73,3 +73,37 @@ def test_backup_under_load_then_restore_an_account(haven, tmp_path):
     assert r.returncode == 65 and b"blob " in r.stderr, (r.stdout, r.stderr)
     r = haven.cli("restore", str(dest), "--account", "nobody@example.test")
     assert r.returncode == 65 and b"has no account nobody@example.test" in r.stderr
+
+
+def test_whole_restore_into_an_empty_store_on_either_engine(haven, haven_factory, engine, tmp_path):
+    """A new server (here: this engine, from a backup of the module's server on its own engine)
+    gets every account back: passwords, names, states, aliases, mail, calendars, scripts."""
+    user, password = haven.new_user("whole")
+    c = IMAPClient(haven.imap[0], port=haven.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.append("Archive", b"From: w@example.org\r\nMessage-ID: <w1@example.org>\r\n\r\nkept\r\n", flags=[b"$Work"])
+    c.logout()
+    _calendar_contacts_and_script(haven, user, tmp_path, ["Whole"], "Whole Card")
+    alias = "alias-of-" + user
+    haven.cli("alias", "add", alias, user, check=True)
+    off, _off_pw = haven.new_user("whole-off")
+    haven.cli("user", "disable", off, check=True)
+    gone, _gone_pw = haven.new_user("whole-gone")
+    haven.cli("user", "del", gone, check=True)
+    dest = tmp_path / "backup"
+    _cli(haven, "backup", str(dest))
+
+    fresh = haven_factory(engine)
+    r = fresh.cli("restore", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert b" aliases, " in r.stdout and b"accounts" in r.stdout, r.stdout
+    assert _account_view(fresh, user, password) == _account_view(haven, user, password)  # the same password
+    listing = fresh.cli("user", "list").stdout.decode()
+    assert off in listing and gone not in listing
+    assert any(off in line and "disabled" in line for line in listing.splitlines()), listing
+    assert alias.encode() in fresh.cli("alias", "list").stdout
+    # a second whole restore finds accounts there: refused, nothing touched
+    r = fresh.cli("restore", str(dest))
+    assert r.returncode == 65 and b"has accounts already" in r.stderr
+    r = fresh.cli("restore", str(dest), "--into", "x@example.test")
+    assert r.returncode == 64

@@ -190,3 +190,19 @@ def test_no_alias_for_a_deleted_account(store, run, account):
     run(store.restore_account, "life@example.test")
     run(store.add_alias, "late@example.test", "life@example.test")
     assert run(store.resolve_recipient, "late@example.test").address == "life@example.test"
+
+
+def test_addresses_with_local_part(store, run, account):
+    run(store.create_account, "twin@one.example", "x", None)
+    run(store.create_account, "twin@two.example", "x", None)
+    run(store.create_account, "a_b@one.example", "x", None)
+    run(store.create_account, "axb@one.example", "x", None)
+    assert run(store.addresses_with_local_part, "life") == ["life@example.test"]
+    assert run(store.addresses_with_local_part, "LIFE ") == ["life@example.test"]
+    assert run(store.addresses_with_local_part, "twin") == ["twin@one.example", "twin@two.example"]
+    assert run(store.addresses_with_local_part, "a_b") == ["a_b@one.example"]  # _ is no wildcard
+    assert run(store.addresses_with_local_part, "a%") == []
+    for bad in ("", "life@example.test", "a b", "x" * 65):
+        assert run(store.addresses_with_local_part, bad) == []
+    run(store.mark_account_deleted, "life@example.test")
+    assert run(store.addresses_with_local_part, "life") == []

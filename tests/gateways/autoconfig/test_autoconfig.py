@@ -337,3 +337,99 @@ def test_dns_records_needs_no_running_server_and_says_when_the_hostname_is_unusa
         assert records[("_imap._tcp.example.org.", "SRV")] == ["0 0 0 ."]  # [imap] listen is on loopback
     finally:
         server.close()
+
+
+# -- Microsoft Autodiscover -------------------------------------------------------------------
+
+AD_NS = "{http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006}"
+MOBILESYNC = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
+OUTLOOK = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+
+
+def autodiscover_request(address: str, schema: str) -> bytes:
+    family = "mobilesync" if "mobilesync" in schema else "outlook"
+    return (f'<?xml version="1.0" encoding="utf-8"?>\r\n<Autodiscover xmlns="http://schemas.microsoft.com/'
+            f'exchange/autodiscover/{family}/requestschema/2006"><Request><EMailAddress>{address}</EMailAddress>'
+            f'<AcceptableResponseSchema>{schema}</AcceptableResponseSchema></Request></Autodiscover>').encode()
+
+
+def post(server, path, body: bytes, headers=None):
+    conn = http.client.HTTPConnection(*server.http, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "text/xml", **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def _texts(root, ns: str) -> dict:
+    return {el.tag.replace(ns, ""): el.text for el in root.iter() if el.text and el.text.strip()}
+
+
+def test_autodiscover_outlook_gets_the_published_servers(served):
+    p = served.ports
+    address, password = served.new_user("outlook")
+    for path in ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml", "/AUTODISCOVER/autodiscover.XML"):
+        status, headers, body = post(served, path, autodiscover_request(address, OUTLOOK), basic(address, password))
+        assert status == 200 and headers["content-type"].startswith("text/xml"), (path, status, body)
+        root = ET.fromstring(body)
+        assert root.tag == AD_NS + "Autodiscover"
+        ns = "{%s}" % OUTLOOK
+        protocols = {pr.findtext(ns + "Type"): {c.tag.replace(ns, ""): c.text for c in pr}
+                     for pr in root.iter(ns + "Protocol")}
+        assert set(protocols) == {"IMAP", "SMTP"}  # no POP3 listener published in this setup
+        assert (protocols["IMAP"]["Server"], protocols["IMAP"]["Port"], protocols["IMAP"]["Encryption"]) == \
+            (HOST, str(p["imaps"]), "SSL")
+        assert (protocols["SMTP"]["Port"], protocols["SMTP"]["LoginName"]) == (str(p["submissions"]), address)
+        assert password.encode() not in body
+
+
+def test_autodiscover_needs_a_login_and_answers_only_for_it(served):
+    address, password = served.new_user("ad")
+    status, headers, _ = post(served, "/autodiscover/autodiscover.xml", autodiscover_request(address, OUTLOOK))
+    assert status == 401 and headers["www-authenticate"].startswith("Basic")
+    assert post(served, "/autodiscover/autodiscover.xml", autodiscover_request(address, OUTLOOK),
+                basic(address, "wrong"))[0] == 401
+    other, _ = served.new_user("ad-other")
+    status, _, body = post(served, "/autodiscover/autodiscover.xml", autodiscover_request(other, MOBILESYNC),
+                           basic(address, password))
+    assert status == 200 and other.encode() not in body  # about the account that logged in, only
+    # ActiveSync is off by default: a phone is told it is not offered (it asks for settings)
+    assert _texts(ET.fromstring(body), AD_NS)["ErrorCode"] == "601"
+
+
+@pytest.mark.parametrize("body", [b"", b"not xml", b"<Other/>",
+                                  b'<!DOCTYPE a [<!ENTITY b "c">]><Autodiscover>&b;</Autodiscover>',
+                                  b"<Autodiscover>" * 5000])
+def test_autodiscover_bad_requests_get_an_error_document(served, body):
+    address, password = served.new_user("adbad")
+    status, _, answer = post(served, "/autodiscover/autodiscover.xml", body, basic(address, password))
+    assert status == 200, answer
+    assert _texts(ET.fromstring(answer), AD_NS)["ErrorCode"] == "600"
+
+
+def test_autodiscover_methods_and_schemas(served):
+    address, password = served.new_user("admeth")
+    assert get(served, "/autodiscover/autodiscover.xml", basic(address, password))[0] == 405
+    status, _, answer = post(served, "/autodiscover/autodiscover.xml",
+                             autodiscover_request(address, "http://example.org/other/schema"),
+                             basic(address, password))
+    assert status == 200 and _texts(ET.fromstring(answer), AD_NS)["ErrorCode"] == "601"
+    assert post(served, "/autodiscover/other.xml", b"", basic(address, password))[0] == 404
+
+
+def test_autodiscover_tells_a_phone_the_activesync_url(tmp_path_factory):
+    server = HavenServer(tmp_path_factory.mktemp("haven-eas-ad"), "sqlite", {
+        "activesync.enabled": "yes", "activesync.public_url": "https://eas.example.net/Microsoft-Server-ActiveSync"})
+    server.start()
+    try:
+        address, password = server.new_user("phone")
+        status, _, body = post(server, "/Autodiscover/Autodiscover.xml", autodiscover_request(address, MOBILESYNC),
+                               basic(address, password))
+        assert status == 200, body
+        texts = _texts(ET.fromstring(body), "{%s}" % MOBILESYNC)
+        assert texts["Type"] == "MobileSync" and texts["EMailAddress"] == address
+        assert texts["Url"] == texts["Name"] == "https://eas.example.net/Microsoft-Server-ActiveSync"
+    finally:
+        server.close()
