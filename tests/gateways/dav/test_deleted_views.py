@@ -106,6 +106,9 @@ def test_the_views_are_read_only(haven, dav):
         assert dav.delete(view + gone).status == 404
     assert list(view_hrefs(dav, EVENTS)) == [name]
     assert "refused PUT" in haven.log() and "Deleted events is read-only" in haven.log()
+    # names beginning with a dot are the server's: no real collection can take one
+    r = dav.mkcalendar(dav.coll(".mine"))
+    assert r.status == 400 and "reserved" in r.text, (r.status, r.text)
 
 
 def test_other_accounts_never_show_and_purge_empties(haven, dav, other):
@@ -161,3 +164,18 @@ def test_switched_off_views_are_gone(haven_factory, engine):
     assert names == {"Calendar", "Contacts", "Papierkorb"}
     assert user.propfind(user.coll(EVENTS)).status == 404
     assert user.propfind(user.coll(CONTACTS)).status == 207
+
+
+def test_one_name_deleted_from_two_calendars_twice_listed(haven, dav):
+    assert dav.mkcalendar(dav.coll("work")).status == 201
+    for coll, uid in ((dav.calendar, "del-same-1"), (dav.coll("work"), "del-same-2")):
+        assert dav.put(coll + "same.ics", event(uid)).status == 201
+        assert dav.delete(coll + "same.ics").status in (200, 204)
+    names = view_hrefs(dav, EVENTS)
+    assert len(names) == 2 and all(n.endswith("-same.ics") for n in names)
+    uids = {dav.get(dav.coll(EVENTS) + n).text.split("UID:")[1].split("\r\n")[0] for n in names}
+    assert uids == {"del-same-1", "del-same-2"}
+    # deleting the collection lists its items too
+    assert dav.put(dav.coll("work") + "w.ics", event("del-in-work")).status == 201
+    assert dav.delete(dav.coll("work")).status in (200, 204)
+    assert len(view_hrefs(dav, EVENTS)) == 3
