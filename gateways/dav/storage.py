@@ -280,10 +280,10 @@ READ_ONLY = ("{name} is read-only: it lists what was deleted.  To get an item ba
               "write it with the same UID) into one of your calendars or address books.")
 
 
-def _view_href(deleted: dict) -> str:
+def _view_href(item_id: int, href: str) -> str:
     # two deleted items of one href (from different collections, or deleted twice) differ by
     # their tombstone id, which stays the same until the purge
-    return f"{deleted['id']}-{deleted['href']}"
+    return f"{item_id}-{href}"
 
 
 def view_id(href: str) -> Optional[int]:
@@ -356,7 +356,7 @@ class DeletedCollection(storage.BaseCollection):
     def _item(self, deleted: dict, texts: Optional[_Texts] = None) -> radicale_item.Item:
         is_card = deleted["component"] == "VCARD"
         uid = deleted["uid"]
-        fields = dict(collection=self, href=_view_href(deleted), last_modified=_http_date(deleted["deleted_at"]),
+        fields = dict(collection=self, href=_view_href(deleted["id"], deleted["href"]), last_modified=_http_date(deleted["deleted_at"]),
                       etag=deleted["etag"], uid=None if uid.startswith("sha256:") else uid,
                       name="VCARD" if is_card else "VCALENDAR", component_name="" if is_card else deleted["component"],
                       time_range=(deleted["dtstart"], deleted["dtend"]))
@@ -365,7 +365,7 @@ class DeletedCollection(storage.BaseCollection):
         return LazyItem(texts, **fields)
 
     def _with_text(self, ids) -> dict:
-        return {_view_href(d): d for d in self._storage.dav.deleted_items(self.account_id, ids)
+        return {_view_href(d["id"], d["href"]): d for d in self._storage.dav.deleted_items(self.account_id, ids)
                 if d["kind"] == self.kind}
 
     def get_multi(self, hrefs: Iterable[str]):
@@ -393,9 +393,9 @@ class DeletedCollection(storage.BaseCollection):
             raise ValueError(f"sync token {old_token!r} is too old or unknown")  # RFC 6578 §3.2
         token = f"{_DELETED_SYNC}{self.kind}:{current}"
         if not old_token:
-            return token, [_view_href(d) for d in self._deleted()]
+            return token, [_view_href(d["id"], d["href"]) for d in self._deleted()]
         # restored items are reported gone (404: get_multi no longer finds them)
-        return token, [f"{i}-{h}" for i, h in added + gone]
+        return token, [_view_href(i, h) for i, h in added + gone]
 
 
 _FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400,
