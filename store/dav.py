@@ -15,12 +15,19 @@ Invariants
 - A MOVE leaves a tombstone marked ``moved`` in the source: sync clients see the item go, and
   ``haven recover`` does not offer it (the item lives on in the target).
 - A PUT over an existing href updates the row in place (an overwrite is not a delete).
+- Every write that makes a UID live in a collection (PUT of a new item or over another UID,
+  MOVE, whole-collection PUT, import; not an edit of a live item) restores the account's
+  recoverable tombstones of the same UID and kind in its own transaction: they become
+  non-recoverable as ``haven recover restore`` leaves them (``moved`` set) and record
+  ``restored_modseq``.  That is how a DAV client copying an item out of "Deleted events" gets
+  it back; a UID that was never deleted costs one indexed lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from typing import Iterable, Optional
@@ -31,6 +38,8 @@ from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
 from store.folders import Restore, create_folder_txn, folder_from_row, normalize_name, tombstone_time_txn
 from store.interfaces import DAV_KINDS, BlockingDav, DavCollection, DavItem, NewItem  # noqa: F401  (re-exported)
+
+log = logging.getLogger("haven.dav")
 
 _FOLDER_COLS = "f.id, f.account_id, f.name, f.kind, f.special_use, f.subscribed, f.uidvalidity, f.uidnext, " \
                "f.highest_modseq"
@@ -99,6 +108,9 @@ def create_collection_txn(txn: Txn, account_id: int, name: str, kind: str, props
         raise errors.InvalidInput(f"not a calendar or address book kind: {kind!r}")
     if normalize_name(name) != name or "/" in name:
         raise errors.InvalidInput(f"invalid collection name {name!r}")
+    if name.startswith(RESERVED_PREFIX):
+        raise errors.InvalidInput(f"collection names beginning with {RESERVED_PREFIX!r} are reserved for the "
+                                  "server's own views (Deleted events, Deleted contacts)")
     folder = create_folder_txn(txn, account_id, name, kind, None)
     txn.execute("INSERT INTO dav_collections (folder_id, account_id, props) VALUES (?, ?, ?)",
                 (folder.id, account_id, json.dumps(props, sort_keys=True)))
@@ -139,6 +151,7 @@ def replace_items_txn(txn: Txn, account_id: int, folder_id: int, items: list) ->
                 "WHERE folder_id = ? AND deleted_at = 0", (now, modseq, folder_id))
     for item in items:
         _insert(txn, account_id, folder_id, item, modseq, now)
+        restore_by_uid_txn(txn, account_id, item, modseq)
     return modseq
 
 
@@ -215,8 +228,11 @@ def _insert(txn: Txn, account_id: int, folder_id: int, item: NewItem, modseq: in
     return txn.lastrowid
 
 
-def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tuple[DavItem, bool, int]:
-    """Create or overwrite ``item.href``; returns (the stored item, whether it replaced one, modseq)."""
+def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tuple[DavItem, bool, int, list]:
+    """Create or overwrite ``item.href``; returns (the stored item, whether it replaced one, modseq,
+    ids of the deleted items it restored).  A write that makes its UID live in the collection (a
+    new item, or an overwrite with another UID) restores the recoverable tombstones of that UID
+    (:func:`restore_by_uid_txn`), in this transaction, so the purge cannot come between."""
     _check_href(item.href)
     modseq = bump_modseq_txn(txn, account_id)
     txn.execute("UPDATE folders SET highest_modseq = ? WHERE id = ? AND account_id = ? AND deleted_at = 0",
@@ -224,7 +240,9 @@ def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tu
     if txn.rowcount == 0:
         raise errors.NotFound("collection no longer exists")
     now = int(time.time())
-    existing = txn.scalar("SELECT id FROM dav_items WHERE folder_id = ? AND live_href = ?", (folder_id, item.href))
+    row = txn.execute("SELECT id, uid FROM dav_items WHERE folder_id = ? AND live_href = ?",
+                      (folder_id, item.href)).fetchone()
+    existing, old_uid = (row[0], _str(row[1])) if row else (None, None)
     if existing is None:
         item_id = _insert(txn, account_id, folder_id, item, modseq, now)
     else:
@@ -240,7 +258,9 @@ def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tu
     stored = DavItem(id=item_id, folder_id=folder_id, href=item.href, uid=uid_key(item.uid), etag=item.etag,
                      component=item.component, data=item.data, dtstart=item.dtstart, dtend=item.dtend,
                      modseq=modseq, updated_at=now)
-    return stored, existing is not None, modseq
+    # an edit of a live item is not a restore (its UID may also be deleted from another collection)
+    restored = restore_by_uid_txn(txn, account_id, item, modseq) if old_uid != uid_key(item.uid) else []
+    return stored, existing is not None, modseq, restored
 
 
 def delete_item_txn(txn: Txn, account_id: int, folder_id: int, href: str, moved: bool = False) -> int:
@@ -269,7 +289,7 @@ def move_item_txn(txn: Txn, account_id: int, src_folder_id: int, href: str, dst_
             delete_item_txn(txn, account_id, dst_folder_id, dst_href, moved=True)
     moved = NewItem(href=dst_href, uid=src.uid, etag=src.etag, component=src.component, data=src.data,
                     dtstart=src.dtstart, dtend=src.dtend)
-    _item_row, _replaced, modseq = put_item_txn(txn, account_id, dst_folder_id, moved)
+    _item_row, _replaced, modseq, _restored = put_item_txn(txn, account_id, dst_folder_id, moved)
     return modseq
 
 
@@ -286,13 +306,97 @@ def changes_since_txn(txn: Txn, folder_id: int, since: int) -> tuple[int, int, l
 
 
 # -- recovery and purge ------------------------------------------------------------------------
+#
+# The recoverable items of an account (``deleted_at > 0 AND moved = 0``) are what ``haven
+# recover`` lists and what the user sees in the DAV views "Deleted events" / "Deleted contacts"
+# (split by component: VCARD or not).  The views' sync state is the account's modseq: a
+# deletion stamps the tombstone, a restore stamps ``restored_modseq``, a purge stamps
+# ``accounts.dav_deleted_purged`` (tokens below it are too old).
 
-def list_deleted_txn(txn: Txn, account_id: int) -> list:
-    rows = txn.execute("SELECT i.id, f.name, i.href, i.component, i.uid, i.deleted_at, i.size FROM dav_items i "
-                       "JOIN folders f ON f.id = i.folder_id WHERE i.account_id = ? AND i.deleted_at > 0 "
-                       "AND i.moved = 0 ORDER BY i.deleted_at DESC, i.id", (account_id,)).fetchall()
-    return [{"id": r[0], "folder": r[1], "href": _str(r[2]), "component": r[3], "uid": _str(r[4]), "deleted_at": r[5],
-             "size": r[6]} for r in rows]
+#: DAV collection names with this prefix are the server's (the Deleted views of the CalDAV
+#: gateway use ".deleted-events" and ".deleted-contacts"); no collection of the store has one
+RESERVED_PREFIX = "."
+#: which deleted items a view holds: calendar objects (events, to-dos, journals) or vCards
+DELETED_KINDS = ("calendar", "contacts")
+_RECOVERABLE = "i.deleted_at > 0 AND i.moved = 0"
+_DELETED_COLS = "i.id, f.name, f.kind, i.href, i.component, i.uid, i.deleted_at, i.size, i.etag, i.dtstart, " \
+                "i.dtend, i.modseq"
+
+
+def _component_test(kinds) -> tuple:
+    """SQL on ``i.component`` for the deleted items of ``kinds`` (None: all)."""
+    kinds = set(kinds or DELETED_KINDS)
+    if not kinds <= set(DELETED_KINDS):
+        raise errors.InvalidInput(f"deleted items are of kinds {DELETED_KINDS}, not {sorted(kinds)}")
+    if kinds == set(DELETED_KINDS):
+        return "1 = 1", ()
+    return ("i.component = ?" if kinds == {"contacts"} else "i.component <> ?"), ("VCARD",)
+
+
+def _deleted(row, data=None) -> dict:
+    return {"id": row[0], "folder": row[1], "kind": "contacts" if row[4] == "VCARD" else "calendar",
+            "href": _str(row[3]), "component": row[4], "uid": _str(row[5]), "deleted_at": row[6], "size": row[7],
+            "etag": row[8], "dtstart": row[9], "dtend": row[10], "modseq": row[11], "data": data}
+
+
+def list_deleted_txn(txn: Txn, account_id: int, kinds=None) -> list:
+    test, args = _component_test(kinds)
+    rows = txn.execute(f"SELECT {_DELETED_COLS} FROM dav_items i JOIN folders f ON f.id = i.folder_id "
+                       f"WHERE i.account_id = ? AND {_RECOVERABLE} AND {test} ORDER BY i.deleted_at DESC, i.modseq DESC, i.id DESC",
+                       (account_id, *args)).fetchall()
+    return [_deleted(r) for r in rows]
+
+
+def deleted_items_txn(txn: Txn, account_id: int, item_ids) -> list:
+    """The recoverable items among ``item_ids``, with their text (others are left out)."""
+    out = []
+    for part in chunks(list(dict.fromkeys(item_ids))):
+        out += txn.execute(f"SELECT {_DELETED_COLS}, i.data FROM dav_items i JOIN folders f ON f.id = i.folder_id "
+                           f"WHERE i.account_id = ? AND {_RECOVERABLE} AND i.id IN {txn.in_list(part)}",
+                           (account_id, *part)).fetchall()
+    return [_deleted(r[:12], r[12]) for r in sorted(out, key=lambda r: (-r[6], -r[11], -r[0]))]
+
+
+def deleted_changes_since_txn(txn: Txn, account_id: int, kinds, since: int) -> tuple[int, int, list, list]:
+    """(the view's modseq now, the modseq below which tokens are too old, (id, href) of
+    recoverable items deleted after ``since``, (id, href) of items restored after ``since``)."""
+    test, args = _component_test(kinds)
+    purged = txn.scalar("SELECT dav_deleted_purged FROM accounts WHERE id = ?", (account_id,))
+    if purged is None:
+        raise errors.NotFound("no such account")
+    row = txn.execute(f"SELECT MAX(CASE WHEN {_RECOVERABLE} THEN i.modseq ELSE 0 END), MAX(i.restored_modseq) "
+                      f"FROM dav_items i WHERE i.account_id = ? AND i.deleted_at > 0 AND {test}",
+                      (account_id, *args)).fetchone()
+    current = max(row[0] or 0, row[1] or 0, purged)
+    added = [(r[0], _str(r[1])) for r in txn.execute(
+        f"SELECT i.id, i.href FROM dav_items i WHERE i.account_id = ? AND {_RECOVERABLE} AND i.modseq > ? AND {test}",
+        (account_id, since, *args)).fetchall()]
+    gone = [(r[0], _str(r[1])) for r in txn.execute(
+        f"SELECT i.id, i.href FROM dav_items i WHERE i.account_id = ? AND i.deleted_at > 0 AND i.restored_modseq > ? "
+        f"AND {test}",
+        (account_id, since, *args)).fetchall()]
+    return current, purged, added, gone
+
+
+def _mark_restored_txn(txn: Txn, tombstone_ids, modseq: int) -> None:
+    """The tombstone stays for sync clients (they saw the item go), no longer recoverable."""
+    for part in chunks(list(tombstone_ids)):
+        txn.execute(f"UPDATE dav_items SET moved = 1, restored_modseq = ? WHERE id IN {txn.in_list(part)}",
+                    (modseq, *part))
+
+
+def restore_by_uid_txn(txn: Txn, account_id: int, item: NewItem, modseq: int) -> list:
+    """A live ``item`` was just written: the account's recoverable tombstones of its UID and of
+    its kind (calendar objects or vCards) are restored by it.  Returns their ids (usually none:
+    one indexed lookup)."""
+    key = uid_key(item.uid)
+    if not key:
+        return []
+    test, args = _component_test(["contacts" if item.component == "VCARD" else "calendar"])
+    ids = [r[0] for r in txn.execute(f"SELECT i.id FROM dav_items i WHERE i.account_id = ? AND i.uid = ? "
+                                     f"AND {_RECOVERABLE} AND {test}", (account_id, key, *args)).fetchall()]
+    _mark_restored_txn(txn, ids, modseq)
+    return ids
 
 
 def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, list]:
@@ -322,8 +426,7 @@ def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, l
         item = NewItem(href=row[4], uid=row[5], etag=row[6], component=row[7], data=row[8],
                        dtstart=row[9], dtend=row[10])
         _insert(txn, account_id, folder_id, item, modseq, int(time.time()))
-        # the tombstone stays for sync clients (they saw the item go), no longer restorable
-        txn.execute("UPDATE dav_items SET moved = 1 WHERE id = ?", (item_id,))
+        _mark_restored_txn(txn, [item_id], modseq)
         restore.restored(folder_id, modseq)
     return restore.count, restore.touched, restore.refused
 
@@ -347,6 +450,10 @@ def purge_txn(txn: Txn, cutoff: int) -> int:
                         (folder_id, account_id, modseq))
     for part in chunks([r[0] for r in rows]):
         txn.execute(f"DELETE FROM dav_items WHERE id IN {txn.in_list(part)}", part)
+    # the deleted-items views of these accounts changed: older sync tokens of them are too old
+    for account_id in sorted({r[1] for r in rows}):
+        txn.execute("UPDATE accounts SET dav_deleted_purged = ? WHERE id = ?",
+                    (bump_modseq_txn(txn, account_id), account_id))
     return sum(r[4] for r in rows)  # a moved item's tombstone is not a deletion
 
 
@@ -443,8 +550,11 @@ class DavAccess(BlockingDav):
         return self._read("dav_has_uid", has_uid_txn, folder_id, uid)
 
     def put(self, account_id: int, folder_id: int, item: NewItem) -> tuple:
-        stored, replaced, modseq = self._run("dav_put", put_item_txn, account_id, folder_id, item)
+        stored, replaced, modseq, restored = self._run("dav_put", put_item_txn, account_id, folder_id, item)
         self._published(account_id, folder_id, modseq)
+        if restored:
+            log.info("dav: account %d restored deleted item(s) %s by writing UID %r into folder %d",
+                     account_id, restored, item.uid, folder_id)
         return stored, replaced
 
     def delete(self, account_id: int, folder_id: int, href: str) -> int:
@@ -458,6 +568,15 @@ class DavAccess(BlockingDav):
 
     def changes_since(self, folder_id: int, since: int) -> tuple:
         return self._read("dav_changes", changes_since_txn, folder_id, since)
+
+    def deleted(self, account_id: int, kind: str) -> list:
+        return self._read("dav_deleted", list_deleted_txn, account_id, [kind])
+
+    def deleted_items(self, account_id: int, item_ids) -> list:
+        return self._read("dav_deleted_items", deleted_items_txn, account_id, list(item_ids))
+
+    def deleted_changes_since(self, account_id: int, kind: str, since: int) -> tuple:
+        return self._read("dav_deleted_changes", deleted_changes_since_txn, account_id, [kind], since)
 
 
 class DavStore(StoreCore):
@@ -475,6 +594,6 @@ class DavStore(StoreCore):
         return await self._run("list_dav_items", list_items_txn, folder_id, with_data)
 
     async def put_dav_item(self, account_id, folder_id, item: NewItem):
-        stored, replaced, modseq = await self._run("put_dav_item", put_item_txn, account_id, folder_id, item)
+        stored, replaced, modseq, _restored = await self._run("put_dav_item", put_item_txn, account_id, folder_id, item)
         self._publish(account_id, folder_id, modseq, "dav")
         return stored, replaced

@@ -723,9 +723,31 @@ class Store:
         """:meth:`folder_status` of :meth:`recovery_view` (``recent`` 0)."""
         raise NotImplementedError
 
-    async def list_deleted_dav(self, account_id: int) -> list:
-        """Soft-deleted calendar objects and vCards: dicts with id, folder, href, component,
-        uid, deleted_at, size."""
+    async def list_deleted_dav(self, account_id: int, kinds: Optional[Sequence[str]] = None) -> list:
+        """Recoverable (soft-deleted, not moved, not restored) calendar objects and vCards, the
+        newest deletion first: dicts with id (the tombstone's, stable until the purge), folder
+        (the collection's name), kind (``"calendar"``: events, to-dos, journals of calendars
+        and task lists; ``"contacts"``: vCards), href, component, uid, deleted_at, size, etag,
+        dtstart, dtend, modseq (of the deletion) and data (None here).  ``kinds``: a subset of
+        ``("calendar", "contacts")``, None for both; another value raises InvalidInput.
+
+        What the user's "Deleted events" / "Deleted contacts" (CalDAV, CardDAV; ActiveSync
+        later) show.  An item leaves the list when it is restored: by :meth:`restore_dav`, or
+        by a write that makes its UID live (again) in a collection of the account, of the same
+        kind (:meth:`put_dav_item`, a DAV PUT or MOVE), and when the purge removes it."""
+        raise NotImplementedError
+
+    async def deleted_dav_items(self, account_id: int, item_ids: Sequence[int]) -> list:
+        """The recoverable items among ``item_ids`` as :meth:`list_deleted_dav` lists them, with
+        ``data`` (their iCalendar/vCard text); ids that are not (any more) are left out."""
+        raise NotImplementedError
+
+    async def deleted_dav_changes(self, account_id: int, kind: str, since: int) -> tuple:
+        """The sync state of one kind's deleted items (RFC 6578 for the DAV views, a SyncKey for
+        ActiveSync): ``(modseq now, purged, [(id, href) deleted after since], [(id, href)
+        restored after since])``.  ``since`` below ``purged`` (the purge removed tombstones after it was
+        handed out) cannot be answered incrementally: the client starts over.  The modseq now
+        changes with every deletion, restore and purge of the account's items of that kind."""
         raise NotImplementedError
 
     async def restore_dav(self, account_id: int, item_ids: Sequence[int]) -> tuple:
@@ -765,7 +787,11 @@ class Store:
     async def put_dav_item(self, account_id: int, folder_id: int, item: "NewItem") -> tuple:
         """Create or overwrite one calendar object or vCard (``item.href``).  Returns ``(stored
         DavItem, whether it replaced one)``.  Raises NotFound (collection), Exists (the UID is
-        another item's), InvalidInput (bad href)."""
+        another item's), InvalidInput (bad href).  When the write makes the UID live in the
+        collection (a new item, or an overwrite that changes the UID; not an edit), the
+        account's recoverable deleted items of that UID and kind are restored by it in the same
+        transaction (they leave :meth:`list_deleted_dav`): writing an item back is how a user
+        undoes its deletion."""
         raise NotImplementedError
 
     # -- ActiveSync: devices, sync states, client ids (store/activesync.py) -------------------
@@ -907,7 +933,8 @@ class BlockingDav:
         raise NotImplementedError
 
     def create_collection(self, account_id: int, name: str, kind: str, props: dict) -> DavCollection:
-        """Raises Exists, InvalidInput (kind not in DAV_KINDS, a name with a slash)."""
+        """Raises Exists, InvalidInput (kind not in DAV_KINDS, a name with a slash, a name
+        beginning with ``.``: those are reserved for the server's own views)."""
         raise NotImplementedError
 
     def set_props(self, account_id: int, folder_id: int, props: dict) -> int:
@@ -951,4 +978,17 @@ class BlockingDav:
     def changes_since(self, folder_id: int, since: int) -> tuple:
         """``(the collection's modseq now, the highest modseq the purge removed, [hrefs changed
         after since])``; a ``since`` below the purged modseq cannot be answered exactly."""
+        raise NotImplementedError
+
+    # the user's view of deleted items (Store.list_deleted_dav and friends, for one kind)
+    def deleted(self, account_id: int, kind: str) -> list:
+        """:meth:`Store.list_deleted_dav` of one kind (``data`` None)."""
+        raise NotImplementedError
+
+    def deleted_items(self, account_id: int, item_ids) -> list:
+        """:meth:`Store.deleted_dav_items`."""
+        raise NotImplementedError
+
+    def deleted_changes_since(self, account_id: int, kind: str, since: int) -> tuple:
+        """:meth:`Store.deleted_dav_changes`."""
         raise NotImplementedError

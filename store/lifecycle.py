@@ -93,8 +93,14 @@ class LifecycleStore(StoreCore):
             self._publish(account_id, folder_id, modseq)
         return count
 
-    async def list_deleted_dav(self, account_id):
-        return await self._run("list_deleted_dav", dav.list_deleted_txn, account_id)
+    async def list_deleted_dav(self, account_id, kinds=None):
+        return await self._run("list_deleted_dav", dav.list_deleted_txn, account_id, kinds)
+
+    async def deleted_dav_items(self, account_id, item_ids):
+        return await self._run("deleted_dav_items", dav.deleted_items_txn, account_id, list(item_ids))
+
+    async def deleted_dav_changes(self, account_id, kind, since):
+        return await self._run("deleted_dav_changes", dav.deleted_changes_since_txn, account_id, [kind], since)
 
     async def restore_dav(self, account_id, item_ids) -> tuple:
         """(restored count, reasons for the ones that could not come back)."""

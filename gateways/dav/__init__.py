@@ -38,14 +38,24 @@ class DavConfig:
     max_request_size: int = 10485760  # Radicale's own check of the body it reads
     max_item_size: int = 2097152
     max_occurrences: int = 10000  # 0: no bound
+    #: display names of the Deleted views; empty switches one off
+    deleted_events: str = "Deleted events"
+    deleted_contacts: str = "Deleted contacts"
 
     @classmethod
     def from_settings(cls, settings: Optional[Mapping[str, str]]) -> "DavConfig":
         """DAV's keys of ``[http]``; a bad value stops start-up naming the key."""
         s = SectionSettings(SECTION, settings)
+
+        def name(key: str, default: str) -> str:
+            # unlike other keys, present but empty means "off", not "the default"
+            value = (settings or {}).get(key)
+            return default if value is None else str(value).strip()
         return cls(max_request_size=s.number("max_request_size", cls.max_request_size, int, 1),
                    max_item_size=s.number("max_item_size", cls.max_item_size, int, 1),
-                   max_occurrences=s.number("max_occurrences", cls.max_occurrences, int, 0))
+                   max_occurrences=s.number("max_occurrences", cls.max_occurrences, int, 0),
+                   deleted_events=name("deleted_events", cls.deleted_events),
+                   deleted_contacts=name("deleted_contacts", cls.deleted_contacts))
 
 
 def make_application(ctx: GatewayContext):

@@ -5,7 +5,10 @@ through Haven's portal like every other gateway (throttling, failure delay, no h
 reactor).  The front door puts the account's address into the WSGI environ as ``haven.user``;
 no request header can produce that key.  Radicale's auth plugin below only accepts that
 address, and its rights plugin lets a user reach nothing but their own principal and the
-calendars and address books directly under it.
+calendars and address books directly under it.  The Deleted views (``.deleted-events``,
+``.deleted-contacts``) are read-only: Radicale gets "r" for them, so it advertises only
+DAV:read (RFC 3744 §5.4 current-user-privilege-set) and clients show them read-only; a write
+into or out of them is answered 403 with the reason by the wrapper before Radicale sees it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import io
 import logging
 import re
 import threading
+from typing import Optional
+from urllib.parse import unquote, urlsplit
 from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as DefusedET
@@ -46,7 +51,10 @@ class Auth(radicale_auth.BaseAuth):
 
 class Rights(radicale_rights.BaseRights):
     """Like Radicale's owner_only, narrowed: the principal is read-only (it holds no items and
-    cannot be deleted), and only calendars and address books can be made under it."""
+    cannot be deleted), and only calendars and address books can be made under it; the Deleted
+    views (``read_only``) are read-only."""
+
+    read_only: frozenset = frozenset()
 
     def authorization(self, user: str, user_groups, path: str) -> str:
         if not user:
@@ -60,7 +68,7 @@ class Rights(radicale_rights.BaseRights):
         if len(parts) == 1:
             return "R"
         if len(parts) == 2:
-            return "rw"
+            return "r" if parts[1] in self.read_only else "rw"
         return ""
 
 
@@ -148,6 +156,48 @@ def _uid_hint(body: bytes):
         return None
 
 
+#: methods that change what they name (RFC 4918 §9; RFC 4791 §5.3.1; RFC 6352 §6.3.1)
+_WRITES = frozenset(["PUT", "DELETE", "MKCOL", "MKCALENDAR", "PROPPATCH", "MOVE", "COPY", "POST", "LOCK"])
+
+
+def _view_of(path: str, views) -> tuple:
+    """(the Deleted view a request path below the DAV prefix is in, or None; the path's parts)."""
+    parts = pathutils.strip_path(pathutils.sanitize_path(path)).split("/")
+    return (views[parts[1]] if len(parts) > 1 and parts[1] in views else None), parts
+
+
+def refuse_view_write(environ, views, dav) -> Optional[tuple]:
+    """``(status, reason)`` for a write into, or a MOVE/COPY out of, a Deleted view; None for
+    any other request.
+
+    Deliberate: a MOVE out of a view is refused, not turned into a restore: MOVE deletes its
+    source (RFC 4918 §9.9), which the view does not grant (RFC 3744 §3.10 DAV:unbind).  Clients
+    "move" between calendars as a copy (a PUT into the target, which restores) and a DELETE of
+    the source: that DELETE answers 404 once the item has left the view, which clients take as
+    done, and 403 while it is still listed."""
+    method = environ.get("REQUEST_METHOD", "")
+    if method not in _WRITES or not views:
+        return None
+    name, parts = _view_of(environ.get("PATH_INFO", ""), views)
+    if name is None and method in ("MOVE", "COPY"):
+        dest = unquote(urlsplit(environ.get("HTTP_DESTINATION", "")).path)
+        prefix = environ.get("SCRIPT_NAME", "").rstrip("/")
+        if prefix and dest.startswith(prefix + "/"):
+            dest = dest[len(prefix):]
+        name = _view_of(dest, views)[0]
+    if name is None:
+        return None
+    if method in ("MOVE", "COPY"):
+        return "403 Forbidden", (f"{name} is read-only: items cannot be moved into or out of it.  To get an "
+                                 "item back, copy it into one of your calendars or address books (a PUT with "
+                                 "its UID restores it).")
+    if method == "DELETE" and len(parts) == 3 and parts[0] == environ.get("haven.user"):
+        item_id = dav_storage.view_id(parts[2])
+        if item_id is None or not dav.deleted_items(environ.get("haven.account_id"), [item_id]):
+            return "404 Not Found", f"{parts[2]} is not (any more) in {name}: restored or purged"
+    return "403 Forbidden", dav_storage.READ_ONLY.format(name=name)
+
+
 def _text_response(start_response, status: str, text: str):
     body = text.encode("utf-8", "replace")
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
@@ -157,8 +207,10 @@ def _text_response(start_response, status: str, text: str):
 class HavenDav:
     """The WSGI application: Radicale with the request's user and error bodies filled in."""
 
-    def __init__(self, app: Application):
+    def __init__(self, app: Application, views=None, dav=None):
         self.app = app
+        self.views = dict(views or {})  # the Deleted views: path segment -> display name
+        self.dav = dav
 
     def __call__(self, environ, start_response):
         # PEP 3333 hands the path over as latin-1; clients send UTF-8 (Radicale's own server
@@ -169,6 +221,12 @@ class HavenDav:
         except UnicodeError:
             return _text_response(start_response, "400 Bad Request", "Bad Request: the path is not UTF-8\n")
         method = environ.get("REQUEST_METHOD", "")
+        refused = refuse_view_write(environ, self.views, self.dav)
+        if refused:
+            status, reason = refused
+            log.info("refused %s %s for %s: %s", method, environ.get("PATH_INFO"), environ.get("haven.user"),
+                     reason.split(":")[0])
+            return _text_response(start_response, status, f"{status.split(' ', 1)[1]}: {reason}\n")
         if method in _ROOTS:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
@@ -221,6 +279,10 @@ def make_application(dav_access, config) -> HavenDav:
     (a :class:`gateways.dav.DavConfig`)."""
     vtimezone.install()
     vobject_speed.install()
+    views = {segment: name for segment, name in ((".deleted-events", config.deleted_events),
+                                                 (".deleted-contacts", config.deleted_contacts)) if name}
+    assert set(views) <= set(dav_storage.DELETED_VIEWS)
+    rights = type("Rights", (Rights,), {"read_only": frozenset(views)})
     configuration = radicale_config.load()
     configuration.update({
         "server": {
@@ -230,8 +292,8 @@ def make_application(dav_access, config) -> HavenDav:
             "delay_on_error": "0",
         },
         "auth": {"type": Auth, "delay": "0", "realm": "Haven", "cache_logins": "False"},
-        "rights": {"type": Rights},
-        "storage": {"type": lambda c: dav_storage.Storage(c, dav_access)},
+        "rights": {"type": rights},
+        "storage": {"type": lambda c: dav_storage.Storage(c, dav_access, views)},
         "web": {"type": "none"},
         "hook": {"type": "none"},
         "logging": {"mask_passwords": "True", "bad_put_request_content": "False"},
@@ -242,4 +304,4 @@ def make_application(dav_access, config) -> HavenDav:
     # Radicale logs every request at INFO; Haven's own access line is enough below DEBUG.
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         radicale_logger.setLevel(logging.WARNING)
-    return HavenDav(Application(configuration))
+    return HavenDav(Application(configuration), views, dav_access)

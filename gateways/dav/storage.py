@@ -11,9 +11,18 @@ The tree Radicale sees::
     "<address>"                      the principal of an account (exists when the account does)
     "<address>/<folder>"             a folder of kind calendar, tasks or contacts
     "<address>/<folder>/<href>"      one calendar object or vCard
+    "<address>/.deleted-events"      the account's recoverable calendar objects (a calendar)
+    "<address>/.deleted-contacts"    the account's recoverable vCards (an address book)
+    "<address>/.deleted-*/<id>-<href>"  one of them: the tombstone's id, then its own href
 
 Deliberate limits: collections exist only directly under a principal and are always calendars
 or address books (plain WebDAV collections are refused); the principal itself holds no items.
+
+The Deleted views (:class:`DeletedCollection`) are read-only (the rights plugin grants "r",
+the WSGI wrapper refuses writes with a reason first).  Their names begin with a dot, which the
+store reserves: no real collection can be called so.  An item leaves them when a live item of
+its UID is written into a real collection of the account (the store restores it in that
+PUT's transaction): a client "copying" an event out of "Deleted events" restores it.
 """
 
 from __future__ import annotations
@@ -70,15 +79,16 @@ def note_failure(reason: str, temporary: bool = False) -> None:
 
 class _Texts:
     """Lazily loads the text of a listing's items in one query, the first time one is needed
-    (a PROPFIND for ETags needs none; a GET of the whole collection needs them all)."""
+    (a PROPFIND for ETags needs none; a GET of the whole collection needs them all).
+    ``load()`` returns {href: text}."""
 
-    def __init__(self, dav, folder_id: int, hrefs: list):
-        self._dav, self._folder_id, self._hrefs = dav, folder_id, hrefs
+    def __init__(self, load):
+        self._load = load
         self._texts: Optional[dict] = None
 
     def get(self, href: str) -> str:
         if self._texts is None:
-            self._texts = {i.href: i.data for i in self._dav.items(self._folder_id, self._hrefs)}
+            self._texts = self._load()
         text = self._texts.get(href)
         if text is None:
             raise RuntimeError(f"item {href} disappeared during the request")
@@ -186,7 +196,8 @@ class Collection(storage.BaseCollection):
         if self.coll is None:
             return
         listing = self._storage.dav.all_items(self.folder_id, with_data=False)
-        texts = _Texts(self._storage.dav, self.folder_id, [i.href for i in listing])
+        dav, folder_id, hrefs = self._storage.dav, self.folder_id, [i.href for i in listing]
+        texts = _Texts(lambda: {i.href: i.data for i in dav.items(folder_id, hrefs)})
         for stored in listing:
             yield self._item(stored, texts)
 
@@ -259,6 +270,132 @@ class Collection(storage.BaseCollection):
         if not old_token:
             hrefs = [i.href for i in self._storage.dav.all_items(self.folder_id, with_data=False)]
         return token, hrefs
+
+
+#: the Deleted views: path segment -> the kind of deleted items it holds ([http] deleted_events,
+#: deleted_contacts name them for the user)
+DELETED_VIEWS = {".deleted-events": "calendar", ".deleted-contacts": "contacts"}
+_DELETED_SYNC = SYNC_PREFIX + "deleted-"
+READ_ONLY = ("{name} is read-only: it lists what was deleted.  To get an item back, copy it (or "
+              "write it with the same UID) into one of your calendars or address books.")
+
+
+def _view_href(item_id: int, href: str) -> str:
+    # two deleted items of one href (from different collections, or deleted twice) differ by
+    # their tombstone id, which stays the same until the purge
+    return f"{item_id}-{href}"
+
+
+def view_id(href: str) -> Optional[int]:
+    """The tombstone id of a Deleted view's item name, None when it is not one."""
+    head, sep, _ = href.partition("-")
+    return int(head) if sep and head.isdigit() and len(head) <= 18 else None
+
+
+class DeletedCollection(storage.BaseCollection):
+    """An account's recoverable calendar objects or vCards as a read-only calendar or address
+    book.  Its CTag and sync token come from the store's deleted-items state (RFC 6578): they
+    change with every deletion, restore and purge of the account's items of this kind."""
+
+    def __init__(self, store: "Storage", principal: str, account_id: int, segment: str, name: str):
+        self._storage, self.account_id, self._name = store, account_id, name
+        self._path = f"{principal}/{segment}"
+        self.kind = DELETED_VIEWS[segment]
+        self._listing: Optional[list] = None
+        self._state: Optional[tuple] = None
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def _deleted(self) -> list:
+        if self._listing is None:
+            self._listing = self._storage.dav.deleted(self.account_id, self.kind)
+        return self._listing
+
+    def _changes(self, since: int) -> tuple:
+        return self._storage.dav.deleted_changes_since(self.account_id, self.kind, since)
+
+    @property
+    def etag(self) -> str:
+        if self._state is None:
+            self._state = self._changes(2 ** 62)
+        return '"deleted-%d"' % self._state[0]
+
+    @property
+    def last_modified(self) -> str:
+        return _http_date(max((d["deleted_at"] for d in self._deleted()), default=0))
+
+    def get_meta(self, key: Optional[str] = None):
+        # RFC 4791 §5.2.3 / RFC 6352 §6.2.1: what the client shows; the component set lets a
+        # client offer VTODOs of deleted task lists too
+        meta = {"tag": DAV_KINDS[self.kind], "D:displayname": self._name}
+        if self.kind == "calendar":
+            meta["C:supported-calendar-component-set"] = "VEVENT,VTODO,VJOURNAL"
+            meta["C:calendar-description"] = READ_ONLY.format(name=self._name)
+        else:
+            meta["CR:addressbook-description"] = READ_ONLY.format(name=self._name)
+        return meta if key is None else meta.get(key)
+
+    def _refuse(self, what: str):
+        note_failure(f"{what}: " + READ_ONLY.format(name=self._name))
+        raise ValueError(f"{self._name} is read-only")
+
+    def set_meta(self, props) -> None:
+        self._refuse("properties cannot be changed")
+
+    def upload(self, href: str, item):
+        self._refuse("nothing can be written here")
+
+    def delete(self, href: Optional[str] = None) -> None:
+        self._refuse("nothing can be deleted here")
+
+    def has_uid(self, uid: str) -> bool:
+        return False
+
+    def _item(self, deleted: dict, texts: Optional[_Texts] = None) -> radicale_item.Item:
+        is_card = deleted["component"] == "VCARD"
+        uid = deleted["uid"]
+        fields = dict(collection=self, href=_view_href(deleted["id"], deleted["href"]), last_modified=_http_date(deleted["deleted_at"]),
+                      etag=deleted["etag"], uid=None if uid.startswith("sha256:") else uid,
+                      name="VCARD" if is_card else "VCALENDAR", component_name="" if is_card else deleted["component"],
+                      time_range=(deleted["dtstart"], deleted["dtend"]))
+        if deleted["data"] is not None:
+            return radicale_item.Item(text=deleted["data"], **fields)
+        return LazyItem(texts, **fields)
+
+    def _with_text(self, ids) -> dict:
+        return {_view_href(d["id"], d["href"]): d for d in self._storage.dav.deleted_items(self.account_id, ids)
+                if d["kind"] == self.kind}
+
+    def get_multi(self, hrefs: Iterable[str]):
+        hrefs = list(hrefs)
+        found = self._with_text([i for i in map(view_id, hrefs) if i is not None])
+        for href in hrefs:
+            deleted = found.get(href)
+            yield href, (self._item(deleted) if deleted is not None else None)
+
+    def get_all(self) -> Iterator[radicale_item.Item]:
+        listing = self._deleted()
+        texts = _Texts(lambda: {h: d["data"] for h, d in self._with_text([d["id"] for d in listing]).items()})
+        for deleted in listing:
+            yield self._item(deleted, texts)
+
+    def sync(self, old_token: str = ""):
+        since = 0
+        if old_token:
+            prefix, _, modseq = old_token.rpartition(":")
+            if prefix != _DELETED_SYNC + self.kind or not modseq.isdigit():
+                raise ValueError(f"sync token {old_token!r} is not of this collection")
+            since = int(modseq)
+        current, purged, added, gone = self._changes(since)
+        if old_token and not (purged <= since <= current):
+            raise ValueError(f"sync token {old_token!r} is too old or unknown")  # RFC 6578 §3.2
+        token = f"{_DELETED_SYNC}{self.kind}:{current}"
+        if not old_token:
+            return token, [_view_href(d["id"], d["href"]) for d in self._deleted()]
+        # restored items are reported gone (404: get_multi no longer finds them)
+        return token, [_view_href(i, h) for i, h in added + gone]
 
 
 _FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400,
@@ -338,10 +475,12 @@ class Storage(storage.BaseStorage):
     # characters Radicale calls problematic.
     _supports_unicode = True
 
-    def __init__(self, configuration, dav=None):
+    def __init__(self, configuration, dav=None, views: Optional[Mapping[str, str]] = None):
         super().__init__(configuration)
         self.dav = dav
         self.max_occurrences = configuration.get("server", "max_vevent_rrule_occurrence")
+        #: the Deleted views switched on: path segment -> display name
+        self.views = dict(views or {})
 
     # -- lookup ----------------------------------------------------------------------------
     def discover(self, path: str, depth: str = "0", child_context_manager=None,
@@ -354,7 +493,7 @@ class Storage(storage.BaseStorage):
         if len(parts) > 3:
             return
         try:
-            account_id, coll, stored = self._resolve(parts)
+            account_id, coll, stored = self._resolve(parts[:1] if parts[1:2] and parts[1] in self.views else parts)
         except errors.InvalidInput:
             return
         if account_id is None:
@@ -365,6 +504,17 @@ class Storage(storage.BaseStorage):
             if depth != "0":
                 for c in self.dav.collections(account_id):
                     yield Collection(self, f"{principal}/{c.folder.name}", account_id, c)
+                for segment, name in self.views.items():
+                    yield DeletedCollection(self, principal, account_id, segment, name)
+            return
+        if parts[1] in self.views:
+            view = DeletedCollection(self, principal, account_id, parts[1], self.views[parts[1]])
+            if len(parts) == 3:
+                yield from (item for _, item in view.get_multi(parts[2:]) if item is not None)
+            else:
+                yield view
+                if depth != "0":
+                    yield from view.get_all()
             return
         if coll is None:
             return
@@ -450,6 +600,9 @@ class Storage(storage.BaseStorage):
 
     def move(self, item: radicale_item.Item, to_collection: storage.BaseCollection, to_href: str) -> None:
         src = item.collection
+        if isinstance(src, DeletedCollection) or isinstance(to_collection, DeletedCollection):
+            # the WSGI wrapper refuses these first; the rights plugin too
+            (src if isinstance(src, DeletedCollection) else to_collection)._refuse("nothing can be moved")
         assert isinstance(src, Collection) and isinstance(to_collection, Collection)
         if src.account_id != to_collection.account_id:
             raise ValueError("items move only between collections of one account")

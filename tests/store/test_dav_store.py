@@ -86,11 +86,16 @@ def test_sync_changes_delete_and_restore(store, run, account, calendar):
     assert [i.href for i in store.dav.all_items(fid)] == ["b.ics", "c.ics"]
     with pytest.raises(errors.NotFound):
         store.dav.delete(account.id, fid, "a.ics")
-    # the href and UID are free again while the tombstone waits
+    # the href and UID are free again while the tombstone waits; writing the UID again is
+    # the item coming back: the tombstone is no longer recoverable
+    assert [d["uid"] for d in run(store.list_deleted_dav, account.id)] == ["A"]
     store.dav.put(account.id, fid, item("a.ics", "A"))
+    assert run(store.list_deleted_dav, account.id) == []
+    store.dav.delete(account.id, fid, "a.ics")
+    store.dav.put(account.id, fid, item("a.ics", "A2"))
     store.dav.delete(account.id, fid, "a.ics")
     deleted = run(store.list_deleted_dav, account.id)
-    assert [d["href"] for d in deleted] == ["a.ics", "a.ics"]
+    assert [(d["href"], d["uid"]) for d in deleted] == [("a.ics", "A2"), ("a.ics", "A")]
     count, refused = run(store.restore_dav, account.id, [deleted[0]["id"]])
     assert (count, refused) == (1, [])
     count, refused = run(store.restore_dav, account.id, [deleted[1]["id"]])

@@ -35,7 +35,7 @@ def test_discovery_from_the_server_url_only(haven, dav, start):
         assert path_of(principal.calendar_home_set.url) == f"/dav/{user}/"
         calendars = principal.calendars()
         assert [(path_of(cal.url), cal.get_display_name()) for cal in calendars] == \
-            [(f"/dav/{user}/Calendar/", "Calendar")]
+            [(f"/dav/{user}/Calendar/", "Calendar"), (f"/dav/{user}/.deleted-events/", "Deleted events")]
 
 
 def test_calendar_lifecycle_through_the_library(haven, dav):
@@ -50,7 +50,7 @@ def test_calendar_lifecycle_through_the_library(haven, dav):
                                cdav.CalendarDescription("Where I go")])
         props = travel.get_properties([dav_el.DisplayName(), ical.CalendarColor(), cdav.CalendarDescription()])
         assert set(props.values()) == {"Trips", "#336699FF", "Where I go"}
-        assert {cal.get_display_name() for cal in principal.calendars()} == {"Calendar", "Trips"}
+        assert {cal.get_display_name() for cal in principal.calendars()} == {"Calendar", "Trips", "Deleted events"}
 
         flight = travel.save_event(event("lib-flight", start="20250601T080000Z", end="20250601T100000Z",
                                          summary="Flight"))
@@ -72,7 +72,7 @@ def test_calendar_lifecycle_through_the_library(haven, dav):
             travel.event_by_uid("lib-flight")
 
         travel.delete()
-        assert [cal.get_display_name() for cal in principal.calendars()] == ["Calendar"]
+        assert [cal.get_display_name() for cal in principal.calendars()] == ["Calendar", "Deleted events"]
     assert Dav(haven, user, password).propfind(f"/dav/{user}/travel/").status == 404
 
 

@@ -161,7 +161,7 @@ def test_puts_outside_a_calendar_or_address_book_are_refused(dav):
         dav.contacts + "sub/x.vcf",
     )}
     assert all(400 <= status < 500 for status in answers.values()), answers
-    assert set(dav.propfind(dav.principal, depth="1").entries()) == {dav.principal, dav.calendar, dav.contacts}
+    assert set(dav.propfind(dav.principal, depth="1").entries()) == {dav.principal, dav.calendar, dav.contacts, *dav.deleted_views}
     assert dav.etags(dav.calendar) == {}
 
 
@@ -170,7 +170,7 @@ def test_put_of_an_event_directly_under_the_principal_is_refused(dav):
     must not turn into a new calendar named ``x.ics`` either)."""
     r = dav.put(dav.principal + "x.ics", event("under-principal"))
     assert 400 <= r.status < 500, (r.status, r.text)
-    assert set(dav.propfind(dav.principal, depth="1").entries()) == {dav.principal, dav.calendar, dav.contacts}
+    assert set(dav.propfind(dav.principal, depth="1").entries()) == {dav.principal, dav.calendar, dav.contacts, *dav.deleted_views}
 
 
 def test_only_calendars_and_address_books_can_be_made(dav):
@@ -190,7 +190,7 @@ def test_only_calendars_and_address_books_can_be_made(dav):
     }
     assert all(400 <= status < 500 for status in answers.values()), answers
     assert answers["MKCOL"] == 403 and answers["extended MKCOL of a plain collection"] == 403
-    assert set(dav.propfind(dav.principal, depth="1").entries()) == {dav.principal, dav.calendar, dav.contacts}
+    assert set(dav.propfind(dav.principal, depth="1").entries()) == {dav.principal, dav.calendar, dav.contacts, *dav.deleted_views}
 
 
 def test_bad_resource_names_are_refused(dav):

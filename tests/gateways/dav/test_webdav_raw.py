@@ -40,7 +40,7 @@ def test_discovery_current_user_principal_and_home_sets(dav):
     assert me.child_hrefs("CR:addressbook-home-set") == [dav.principal]
 
     listing = dav.propfind(dav.principal, ("D:resourcetype", "D:displayname"), depth="1").entries()
-    assert set(listing) == {dav.principal, dav.calendar, dav.contacts}
+    assert set(listing) == {dav.principal, dav.calendar, dav.contacts, *dav.deleted_views}
     assert listing[dav.calendar].resourcetypes() == {clark("C:calendar"), clark("D:collection")}
     assert listing[dav.contacts].resourcetypes() == {clark("CR:addressbook"), clark("D:collection")}
     assert listing[dav.calendar].text("D:displayname") == "Calendar"

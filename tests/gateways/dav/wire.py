@@ -117,6 +117,11 @@ class Dav:
     def contacts(self) -> str:
         return self.coll("Contacts")
 
+    @property
+    def deleted_views(self) -> tuple:
+        """The read-only "Deleted events" and "Deleted contacts" every account has."""
+        return self.coll(".deleted-events"), self.coll(".deleted-contacts")
+
     def request(self, method: str, path: str, body=b"", headers: dict | None = None, auth: bool = True,
                 timeout: float | None = None) -> Response:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)

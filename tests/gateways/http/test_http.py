@@ -357,6 +357,11 @@ def test_settings_read_like_before_and_bad_values_name_the_key():
     assert HttpConfig.from_settings({"threads": "3", "max_request_size": "100", "idle_timeout": "2.5"}) == \
         HttpConfig(3, 100, 2.5)
     assert DavConfig.from_settings({"max_occurrences": "0"}).max_occurrences == 0
+    # the Deleted views' names: the bundled ones by default, present but empty switches one off
+    assert (DavConfig.from_settings(section).deleted_events, DavConfig.from_settings({}).deleted_contacts) == \
+        ("Deleted events", "Deleted contacts")
+    off = DavConfig.from_settings({"deleted_events": "", "deleted_contacts": " Trash "})
+    assert (off.deleted_events, off.deleted_contacts) == ("", "Trash")
     for parse, key, value in ((HttpConfig.from_settings, "threads", "many"),
                               (HttpConfig.from_settings, "threads", "0"),
                               (HttpConfig.from_settings, "max_request_size", "10M"),
