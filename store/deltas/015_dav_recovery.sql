@@ -1,4 +1,4 @@
--- Haven schema, delta 14: the user's own view of deleted calendar objects and vCards
+-- Haven schema, delta 15: the user's own view of deleted calendar objects and vCards
 -- (CalDAV "Deleted events", CardDAV "Deleted contacts", later ActiveSync).
 -- restored_modseq: the modseq at which a recoverable tombstone was restored (0: never); the
 -- view reports it gone from then on.  accounts.dav_deleted_purged: the modseq the purge
