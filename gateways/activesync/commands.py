@@ -30,10 +30,11 @@ from gateways.common.settings import SectionSettings
 from store import errors
 from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import hierarchy, mailsync, syncplan
+from . import hierarchy, mailsync, ping, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
+from .xmlutil import element, sub, text
 
 log = logging.getLogger("haven.activesync")
 
@@ -47,7 +48,7 @@ TOP = {"Sync": "AirSync", "FolderSync": "FolderHierarchy", "FolderCreate": "Fold
        "SmartForward": "ComposeMail", "Search": "Search", "ResolveRecipients": "ResolveRecipients",
        "MeetingResponse": "MeetingResponse", "ValidateCert": "ValidateCert", "Find": "Find"}
 #: commands a device may send before it is provisioned (MS-ASPROV 3.2.5.1)
-UNGUARDED = frozenset({"Provision", "Ping"})
+UNGUARDED = frozenset({"Provision"})
 #: the MS-ASPROV policy type of EAS 12.0 on
 POLICY_TYPE = "MS-EAS-Provisioning-WBXML"
 #: top-level Status values ([MS-ASCMD] 2.2.2 Common Status Codes)
@@ -58,11 +59,17 @@ SERVER_ERROR = 110
 @dataclass(frozen=True)
 class ActiveSyncConfig:
     provisioning: str = "loose"
+    min_heartbeat: int = 60
+    max_heartbeat: int = 3540
+    max_folders: int = 300
 
     @classmethod
     def from_settings(cls, settings) -> "ActiveSyncConfig":
         s = SectionSettings("activesync", settings)
-        return cls(provisioning=s.choice("provisioning", cls.provisioning, PROVISIONING))
+        return cls(provisioning=s.choice("provisioning", cls.provisioning, PROVISIONING),
+                   min_heartbeat=s.number("min_heartbeat", cls.min_heartbeat, int, 1),
+                   max_heartbeat=s.number("max_heartbeat", cls.max_heartbeat, int, 1),
+                   max_folders=s.number("max_folders", cls.max_folders, int, 1))
 
 
 @dataclass
@@ -76,28 +83,12 @@ class Context:
     config: ActiveSyncConfig
     raw: bytes = b""
     user_agent: str = ""
+    http: object = None  # the Twisted request (a parked Ping ends when the phone goes away)
     notes: dict = field(default_factory=dict)
 
     @property
     def version(self) -> tuple:
         return version_tuple(self.request.protocol_version)
-
-
-def element(page: str, name: str, *children, text=None):
-    el = ET.Element(q(page, name))
-    if text is not None:
-        el.text = str(text) if not isinstance(text, bytes) else text
-    for child in children:
-        if child is not None:
-            el.append(child)
-    return el
-
-
-def sub(parent, page: str, name: str, text=None):
-    el = ET.SubElement(parent, q(page, name))
-    if text is not None:
-        el.text = str(text) if not isinstance(text, bytes) else text
-    return el
 
 
 def status_only(cmd: str, status: int):
@@ -117,7 +108,9 @@ class Commands:
     def __init__(self, store, config: ActiveSyncConfig = ActiveSyncConfig()):
         self.store = store
         self.config = config
-        self.handlers: dict = {"Provision": provision, "FolderSync": folder_sync, "Settings": settings, "Sync": sync}
+        self.pings = ping.PingHub()
+        self.handlers: dict = {"Provision": provision, "FolderSync": folder_sync, "Settings": settings, "Sync": sync,
+                               "Ping": lambda ctx: ping.ping(ctx, self.pings, ctx.http)}
 
     async def __call__(self, request, account) -> None:
         try:
@@ -152,7 +145,7 @@ class Commands:
         user_agent = (_header(request, b"user-agent") or "")[:200]
         device = await self.store.record_device(account.id, req.device_id, req.device_type, user_agent,
                                                 req.protocol_version)
-        ctx = Context(self.store, account, req, device, body, self.config, raw, user_agent)
+        ctx = Context(self.store, account, req, device, body, self.config, raw, user_agent, http=request)
         refusal = self._guard(ctx)
         if refusal is not None:
             if ctx.version < (14, 0):
@@ -199,13 +192,6 @@ def _header(request, name: bytes) -> Optional[str]:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-def _text(el, page: str, name: str) -> Optional[str]:
-    found = el.find(q(page, name)) if el is not None else None
-    if found is None or found.text is None:
-        return None
-    return found.text if isinstance(found.text, str) else found.text.decode("utf-8", "replace")
-
-
 # -- Provision ([MS-ASPROV]) ---------------------------------------------------------------------
 
 #: a permissive policy: Haven asks a phone for nothing (no PIN, no encryption), so any phone can
@@ -247,7 +233,7 @@ async def provision(ctx: Context):
         sub(sub(out, "Settings", "DeviceInformation"), "Settings", "Status", 1)
     wipe = body.find(q("Provision", "RemoteWipe"))
     if wipe is not None:  # the device wiped itself (MS-ASPROV 3.1.5.1.2.1)
-        if _text(wipe, "Provision", "Status") == "1" and ctx.device.wipe_state == "requested":
+        if text(wipe, "Provision", "Status") == "1" and ctx.device.wipe_state == "requested":
             await store.confirm_wipe(account.id, device_id)
             log.warning("activesync %s: device %s confirmed the remote wipe", account.address, device_id)
         return out
@@ -257,14 +243,14 @@ async def provision(ctx: Context):
     policy = body.find(f"{q('Provision', 'Policies')}/{q('Provision', 'Policy')}")
     if policy is None:
         return out
-    kind = _text(policy, "Provision", "PolicyType")
+    kind = text(policy, "Provision", "PolicyType")
     answer = sub(sub(out, "Provision", "Policies"), "Provision", "Policy")
     sub(answer, "Provision", "PolicyType", kind or "")
     if kind != POLICY_TYPE:
         sub(answer, "Provision", "Status", 3)  # policy type not recognized
         return out
-    acked = _text(policy, "Provision", "PolicyKey")
-    if acked is None:  # phase one: a temporary key and the policy
+    acked = text(policy, "Provision", "PolicyKey")
+    if not acked:  # phase one: a temporary key and the policy
         key = await store.issue_policy_key(account.id, device_id)
         sub(answer, "Provision", "Status", 1)
         sub(answer, "Provision", "PolicyKey", key)
@@ -288,9 +274,9 @@ async def _device_information(ctx: Context, info) -> None:
     fields = info.find(q("Settings", "Set"))
     if fields is None:
         return
-    model = _text(fields, "Settings", "Model")
-    os_name = _text(fields, "Settings", "OS")
-    agent = _text(fields, "Settings", "UserAgent")
+    model = text(fields, "Settings", "Model")
+    os_name = text(fields, "Settings", "OS")
+    agent = text(fields, "Settings", "UserAgent")
     await ctx.store.record_device(ctx.account.id, ctx.request.device_id, model=(model or "")[:100] or None,
                                   os=(os_name or "")[:100] or None, user_agent=(agent or "")[:200] or None)
 
@@ -302,7 +288,7 @@ FOLDER_SYNC_INVALID_KEY = 9
 
 async def folder_sync(ctx: Context):
     body = ctx.body
-    key = _text(body, "FolderHierarchy", "SyncKey") if body is not None else None
+    key = text(body, "FolderHierarchy", "SyncKey") if body is not None else None
     if key is None:
         return status_only("FolderSync", 10)  # malformed request
     store, account, device_id = ctx.store, ctx.account, ctx.request.device_id
@@ -358,7 +344,7 @@ async def sync(ctx: Context):
         body = await _code(decode, cached)
         # with the keys the device holds now (the ones the last answers carried), not those of then
         for collection in body.iter(q("AirSync", "Collection")):
-            cid, key_el = _text(collection, "AirSync", "CollectionId"), collection.find(q("AirSync", "SyncKey"))
+            cid, key_el = text(collection, "AirSync", "CollectionId"), collection.find(q("AirSync", "SyncKey"))
             state = await store.get_sync_state(account.id, device_id, int(cid)) if cid and cid.isdigit() else None
             if state is not None and key_el is not None:
                 key_el.text = state.sync_key
@@ -375,13 +361,13 @@ async def sync(ctx: Context):
     if ctx.raw and len(ctx.raw) <= EAS_MAX_CACHED_REQUEST:
         await store.cache_device_request(account.id, device_id, "sync", ctx.raw)
     folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
-    overall = syncplan.window_size(_text(body, "AirSync", "WindowSize")) if body.find(q("AirSync", "WindowSize")) \
+    overall = syncplan.window_size(text(body, "AirSync", "WindowSize")) if body.find(q("AirSync", "WindowSize")) \
         is not None else syncplan.MAX_WINDOW
     out = element("AirSync", "Sync")
     answers = sub(out, "AirSync", "Collections")
     for collection in collections:
-        cid = _text(collection, "AirSync", "CollectionId") or ""
-        key = _text(collection, "AirSync", "SyncKey") or ""
+        cid = text(collection, "AirSync", "CollectionId") or ""
+        key = text(collection, "AirSync", "SyncKey") or ""
         folder = folders.get(cid)
         if cid == hierarchy.OUTBOX_ID:  # always empty: nothing waits in it
             answer = element("AirSync", "Collection")
@@ -394,7 +380,7 @@ async def sync(ctx: Context):
             sub(answer, "AirSync", "CollectionId", cid)
             sub(answer, "AirSync", "Status", SYNC_HIERARCHY_CHANGED)
         else:
-            window = min(syncplan.window_size(_text(collection, "AirSync", "WindowSize")), overall)
+            window = min(syncplan.window_size(text(collection, "AirSync", "WindowSize")), overall)
             answer = await mailsync.MailSync(ctx, folder, collection, window).run()
         answers.append(answer)
     return out

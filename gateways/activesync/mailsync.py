@@ -31,27 +31,13 @@ from store.interfaces import EAS_INITIAL_KEY, eas_next_sync_key
 from . import mailitem, syncplan
 from .mailitem import BodyPreference
 from .wbxml import decode, encode, qname as q
+from .xmlutil import sub, text
 
 log = logging.getLogger("haven.activesync")
 
 INVALID_KEY, PROTOCOL_ERROR, NOT_FOUND, SERVER_ERROR = 3, 4, 8, 5
 #: how many messages' raw bytes are read in one batch for an Add window
 FETCH_BATCH = 50
-
-
-def _t(el, page: str, name: str):
-    found = el.find(q(page, name)) if el is not None else None
-    if found is None:
-        return None
-    text = found.text
-    return text.decode("utf-8", "replace") if isinstance(text, bytes) else (text if text is not None else "")
-
-
-def _sub(parent, page: str, name: str, text=None):
-    el = ET.SubElement(parent, q(page, name))
-    if text is not None:
-        el.text = text if isinstance(text, (bytes, str)) else str(text)
-    return el
 
 
 def options_of(collection, stored: dict) -> dict:
@@ -61,21 +47,21 @@ def options_of(collection, stored: dict) -> dict:
     options = collection.find(q("AirSync", "Options"))
     if options is None:
         return opts
-    filter_type = _t(options, "AirSync", "FilterType")
+    filter_type = text(options, "AirSync", "FilterType")
     if filter_type is not None:
         opts["filter"] = int(filter_type) if filter_type.isdigit() else 0
-    mime_support = _t(options, "AirSync", "MIMESupport")
+    mime_support = text(options, "AirSync", "MIMESupport")
     if mime_support is not None:
         opts["mime"] = int(mime_support) if mime_support.isdigit() else 0
     prefs = []
     for pref in options.findall(q("AirSyncBase", "BodyPreference")):
-        kind = _t(pref, "AirSyncBase", "Type")
+        kind = text(pref, "AirSyncBase", "Type")
         if not kind or not kind.isdigit():
             continue
-        trunc = _t(pref, "AirSyncBase", "TruncationSize")
+        trunc = text(pref, "AirSyncBase", "TruncationSize")
         prefs.append([int(kind), int(trunc) if trunc and trunc.isdigit() else None,
-                      _t(pref, "AirSyncBase", "AllOrNone") == "1", int(_t(pref, "AirSyncBase", "Preview") or 0)
-                      if (_t(pref, "AirSyncBase", "Preview") or "").isdigit() else 0])
+                      text(pref, "AirSyncBase", "AllOrNone") == "1", int(text(pref, "AirSyncBase", "Preview") or 0)
+                      if (text(pref, "AirSyncBase", "Preview") or "").isdigit() else 0])
     if prefs:
         opts["body"] = prefs
     return opts
@@ -108,7 +94,7 @@ class MailSync:
 
     async def run(self):
         """The response's Collection element."""
-        key = _t(self.collection, "AirSync", "SyncKey") or ""
+        key = text(self.collection, "AirSync", "SyncKey") or ""
         out = self._collection_head()
         folder_id = self.folder.id
         if key == EAS_INITIAL_KEY:
@@ -129,7 +115,7 @@ class MailSync:
         opts = options_of(self.collection, state.options)
         held = set(state.held)
         responses = await self._apply_commands(held, opts)
-        get_changes = _t(self.collection, "AirSync", "GetChanges")
+        get_changes = text(self.collection, "AirSync", "GetChanges")
         new_key = eas_next_sync_key(key)
         plan = None
         if get_changes != "0":
@@ -143,7 +129,7 @@ class MailSync:
             held = plan.held
         self._finish(out, new_key, 1)
         if plan is not None and plan.more:
-            _sub(out, "AirSync", "MoreAvailable")
+            sub(out, "AirSync", "MoreAvailable")
         if plan is not None and plan.count:
             await self._commands(out, plan, opts)
         if len(responses):
@@ -160,15 +146,15 @@ class MailSync:
         return ET.Element(q("AirSync", "Collection"))
 
     def _finish(self, out, key: str, status: int) -> None:
-        _sub(out, "AirSync", "SyncKey", key)
-        _sub(out, "AirSync", "CollectionId", str(self.folder.id))
-        _sub(out, "AirSync", "Status", status)
+        sub(out, "AirSync", "SyncKey", key)
+        sub(out, "AirSync", "CollectionId", str(self.folder.id))
+        sub(out, "AirSync", "Status", status)
 
     def _status(self, status: int, key: str):
         out = self._collection_head()
-        _sub(out, "AirSync", "SyncKey", key or "0")
-        _sub(out, "AirSync", "CollectionId", str(self.folder.id))
-        _sub(out, "AirSync", "Status", status)
+        sub(out, "AirSync", "SyncKey", key or "0")
+        sub(out, "AirSync", "CollectionId", str(self.folder.id))
+        sub(out, "AirSync", "Status", status)
         return out
 
     async def _fresh_folder(self):
@@ -183,10 +169,10 @@ class MailSync:
         commands = self.collection.find(q("AirSync", "Commands"))
         if commands is None:
             return responses
-        deletes_as_moves = _t(self.collection, "AirSync", "DeletesAsMoves") != "0"
+        deletes_as_moves = text(self.collection, "AirSync", "DeletesAsMoves") != "0"
         for cmd in commands:
             name = cmd.tag.rpartition("}")[2]
-            sid = _t(cmd, "AirSync", "ServerId")
+            sid = text(cmd, "AirSync", "ServerId")
             uid = uid_of(sid, self.folder.id)
             if name == "Change":
                 status = await self._change(uid, cmd.find(q("AirSync", "ApplicationData")))
@@ -200,29 +186,29 @@ class MailSync:
             elif name == "Fetch":
                 await self._fetch(responses, sid, uid, opts)
             elif name == "Add":  # drafts (16.x) come later: refused, the phone keeps it
-                el = _sub(responses, "AirSync", "Add")
-                client_id = _t(cmd, "AirSync", "ClientId")
+                el = sub(responses, "AirSync", "Add")
+                client_id = text(cmd, "AirSync", "ClientId")
                 if client_id:
-                    _sub(el, "AirSync", "ClientId", client_id)
-                _sub(el, "AirSync", "Status", PROTOCOL_ERROR)
+                    sub(el, "AirSync", "ClientId", client_id)
+                sub(el, "AirSync", "Status", PROTOCOL_ERROR)
         return responses
 
     @staticmethod
     def _response(responses, name: str, sid, status: int) -> None:
-        el = _sub(responses, "AirSync", name)
-        _sub(el, "AirSync", "ServerId", sid or "")
-        _sub(el, "AirSync", "Status", status)
+        el = sub(responses, "AirSync", name)
+        sub(el, "AirSync", "ServerId", sid or "")
+        sub(el, "AirSync", "Status", status)
 
     async def _change(self, uid, data) -> int:
         if uid is None or data is None:
             return NOT_FOUND
         add, remove = [], []
-        read = _t(data, "Email", "Read")
+        read = text(data, "Email", "Read")
         if read in ("0", "1"):
             (add if read == "1" else remove).append("\\Seen")
         flag = data.find(q("Email", "Flag"))
         if flag is not None:
-            (add if _t(flag, "Email", "Status") == "2" else remove).append("\\Flagged")
+            (add if text(flag, "Email", "Status") == "2" else remove).append("\\Flagged")
         cats = data.find(q("Email", "Categories"))
         replace_keywords = None
         if cats is not None:
@@ -264,32 +250,32 @@ class MailSync:
         return 1 if gone else NOT_FOUND
 
     async def _fetch(self, responses, sid, uid, opts: dict) -> None:
-        el = _sub(responses, "AirSync", "Fetch")
-        _sub(el, "AirSync", "ServerId", sid or "")
+        el = sub(responses, "AirSync", "Fetch")
+        sub(el, "AirSync", "ServerId", sid or "")
         items = await self._items([uid], opts) if uid is not None else {}
         if uid not in items:
-            _sub(el, "AirSync", "Status", NOT_FOUND)
+            sub(el, "AirSync", "Status", NOT_FOUND)
             return
-        _sub(el, "AirSync", "Status", 1)
+        sub(el, "AirSync", "Status", 1)
         el.append(items[uid])
 
     # -- the server's changes -------------------------------------------------------------------
     async def _commands(self, out, plan, opts: dict) -> None:
-        commands = _sub(out, "AirSync", "Commands")
+        commands = sub(out, "AirSync", "Commands")
         for name, uids in (("Delete", plan.deletes), ("SoftDelete", plan.soft_deletes)):
             for uid in uids:
-                _sub(_sub(commands, "AirSync", name), "AirSync", "ServerId", server_id(self.folder.id, uid))
+                sub(sub(commands, "AirSync", name), "AirSync", "ServerId", server_id(self.folder.id, uid))
         for meta in plan.changes:
-            change = _sub(commands, "AirSync", "Change")
-            _sub(change, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
+            change = sub(commands, "AirSync", "Change")
+            sub(change, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
             change.append(flag_data(meta.flags))
         items = await self._items([m.uid for m in plan.adds], opts)
         for meta in plan.adds:
             data = items.get(meta.uid)
             if data is None:
                 continue  # gone meanwhile, or could not be converted (logged): the next Sync deletes it
-            add = _sub(commands, "AirSync", "Add")
-            _sub(add, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
+            add = sub(commands, "AirSync", "Add")
+            sub(add, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
             add.append(data)
 
     async def _items(self, uids: list, opts: dict) -> dict:
@@ -321,12 +307,12 @@ class MailSync:
 def flag_data(flags):
     """The ApplicationData of a Change: what a phone may have changed (Read, Flag, Categories)."""
     data = ET.Element(q("AirSync", "ApplicationData"))
-    _sub(data, "Email", "Read", "1" if "\\Seen" in flags else "0")
-    flag = _sub(data, "Email", "Flag")
+    sub(data, "Email", "Read", "1" if "\\Seen" in flags else "0")
+    flag = sub(data, "Email", "Flag")
     if "\\Flagged" in flags:
-        _sub(flag, "Email", "Status", "2")
-        _sub(flag, "Email", "FlagType", "Flag for follow up")
-    cats = _sub(data, "Email", "Categories")
+        sub(flag, "Email", "Status", "2")
+        sub(flag, "Email", "FlagType", "Flag for follow up")
+    cats = sub(data, "Email", "Categories")
     for name in mailitem.categories(flags):
-        _sub(cats, "Email", "Category", name)
+        sub(cats, "Email", "Category", name)
     return data

@@ -1,0 +1,181 @@
+"""Ping ([MS-ASCMD] 2.2.1.13): push for phones.  A Ping names folders and a heartbeat; the
+answer comes as soon as one of them has something the phone has not synced (Status 2 with the
+folders), or when the heartbeat ends with nothing (Status 1).
+
+Invariants
+- A parked Ping holds no thread and queries nothing while its account is quiet: it waits on the
+  push bus (store/bus.py), as IDLE does, and asks the store only when an event of its account
+  arrives (``folder_id`` None, from the poller or another node, counts for every folder).
+- "Something not synced" is the folder's modseq above the one the device's sync state reached
+  (or no state yet).  The device's own Sync moves its state past its own changes, and an event
+  is looked at a moment after it arrives, so a phone's own change does not wake its own Ping.
+- One live Ping per device: a newer one ends the older with Status 1 at once.
+- An empty Ping repeats the device's last one (interval and folders); without one it is
+  Status 3.  Out-of-range heartbeats are Status 5 with the limit, too many folders Status 6 with
+  the maximum, an unknown folder Status 7 (the phone runs FolderSync).
+- A parked request is not cut by ``[http] idle_timeout`` (Twisted suspends the channel's idle
+  timer while a request is being answered); a phone that goes away ends its Ping at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from twisted.internet import defer
+
+from store.interfaces import EAS_MAX_CACHED_REQUEST
+
+from . import hierarchy
+from .wbxml import decode, qname as q
+from .xmlutil import element, sub, text
+
+log = logging.getLogger("haven.activesync")
+
+CHANGES, NO_CHANGES, MISSING, SYNTAX, BAD_HEARTBEAT, TOO_MANY_FOLDERS, FOLDER_SYNC_NEEDED = 2, 1, 3, 4, 5, 6, 7
+#: how long after an event the folders are looked at (the device's own Sync saves its state)
+SETTLE = 0.2
+
+
+def _reactor():
+    from twisted.internet import reactor  # the installed one, reached late
+    return reactor
+
+
+class Parked:
+    """One waiting Ping."""
+
+    def __init__(self, folder_ids: set):
+        self.folder_ids = folder_ids
+        self.done: defer.Deferred = defer.Deferred()
+        self.checking = False
+
+    def end(self, result) -> None:
+        if not self.done.called:
+            self.done.callback(result)
+
+
+class PingHub:
+    """The parked Pings of this process, one per (account, device)."""
+
+    def __init__(self):
+        self.parked: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.parked)
+
+
+async def pending(ctx, folder_ids) -> list:
+    """The folders of ``folder_ids`` (store ids) with changes the device has not synced."""
+    store, account, device_id = ctx.store, ctx.account, ctx.request.device_id
+    highest = {f.id: f.highest_modseq for f in await store.list_folders(account.id, "mail")}
+    out = []
+    for fid in sorted(folder_ids):
+        if fid not in highest:
+            continue
+        state = await store.get_sync_state(account.id, device_id, fid)
+        if state is None or highest[fid] > state.modseq:
+            out.append(fid)
+    return out
+
+
+def answer(status: int, folders=(), limit: Optional[int] = None, limit_name: str = ""):
+    out = element("Ping", "Ping")
+    sub(out, "Ping", "Status", status)
+    if folders:
+        el = sub(out, "Ping", "Folders")
+        for fid in folders:
+            sub(el, "Ping", "Folder", fid)
+    if limit is not None:
+        sub(out, "Ping", limit_name, limit)
+    return out
+
+
+async def ping(ctx, hub: PingHub, http_request=None):
+    config, store, account, device_id = ctx.config, ctx.store, ctx.account, ctx.request.device_id
+    body = ctx.body
+    if body is None:
+        cached = await store.cached_device_request(account.id, device_id, "ping")
+        if cached is None:
+            return answer(MISSING)
+        body = decode(cached)
+    elif body.tag != q("Ping", "Ping"):
+        return answer(SYNTAX)
+    interval = text(body, "Ping", "HeartbeatInterval")
+    folders_el = body.find(q("Ping", "Folders"))
+    cached = None
+    if interval is None or folders_el is None:  # a partial Ping: the rest from the last one
+        cached_raw = await store.cached_device_request(account.id, device_id, "ping")
+        cached = decode(cached_raw) if cached_raw else None
+        if cached is None:
+            return answer(MISSING)
+        interval = interval if interval is not None else text(cached, "Ping", "HeartbeatInterval")
+        folders_el = folders_el if folders_el is not None else cached.find(q("Ping", "Folders"))
+    if interval is None or not interval.isdigit() or folders_el is None:
+        return answer(SYNTAX)
+    seconds = int(interval)
+    if seconds < config.min_heartbeat:
+        return answer(BAD_HEARTBEAT, limit=config.min_heartbeat, limit_name="HeartbeatInterval")
+    if seconds > config.max_heartbeat:
+        return answer(BAD_HEARTBEAT, limit=config.max_heartbeat, limit_name="HeartbeatInterval")
+    ids = []
+    for folder in folders_el.findall(q("Ping", "Folder")):
+        fid = text(folder, "Ping", "Id")
+        if fid is None:
+            return answer(SYNTAX)
+        ids.append(fid)
+    if len(ids) > config.max_folders:
+        return answer(TOO_MANY_FOLDERS, limit=config.max_folders, limit_name="MaxFolders")
+    known = {str(f.id) for f in await store.list_folders(account.id, "mail")}
+    unknown = [fid for fid in ids if fid not in known and fid != hierarchy.OUTBOX_ID]
+    if unknown:
+        log.info("activesync %s: device %s pings folders it does not know: %s", account.address, device_id,
+                 ",".join(unknown[:5]))
+        return answer(FOLDER_SYNC_NEEDED)
+    if ctx.body is not None and ctx.raw and len(ctx.raw) <= EAS_MAX_CACHED_REQUEST and \
+            text(ctx.body, "Ping", "HeartbeatInterval") is not None and ctx.body.find(q("Ping", "Folders")) is not None:
+        await store.cache_device_request(account.id, device_id, "ping", ctx.raw)
+    watched = {int(fid) for fid in ids if fid.isdigit()}
+    ready = await pending(ctx, watched)
+    if ready:
+        return answer(CHANGES, ready)
+    return await park(ctx, hub, watched, seconds, http_request)
+
+
+async def park(ctx, hub: PingHub, watched: set, seconds: int, http_request=None):
+    account, device_id = ctx.account, ctx.request.device_id
+    key = (account.id, device_id)
+    older = hub.parked.get(key)
+    if older is not None:
+        older.end(None)  # a newer Ping of the device ends it (Status 1)
+    me = hub.parked[key] = Parked(watched)
+    reactor = _reactor()
+
+    def look() -> None:
+        me.checking = False
+        if me.done.called:
+            return
+        d = defer.ensureDeferred(pending(ctx, watched))
+        d.addCallback(lambda ready: me.end(ready) if ready else None)
+        d.addErrback(lambda f: log.warning("activesync %s: ping check failed: %s", account.address, f.value))
+
+    def on_change(event) -> None:
+        if me.done.called or me.checking:
+            return
+        if event.folder_id is None or event.folder_id in watched:
+            me.checking = True
+            reactor.callLater(SETTLE, look)
+
+    unsubscribe = ctx.store.bus.subscribe(account.id, on_change)
+    timer = reactor.callLater(seconds, me.end, None)
+    if http_request is not None:
+        http_request.notifyFinish().addBoth(lambda _r: me.end(None))
+    try:
+        ready = await me.done
+    finally:
+        unsubscribe()
+        if timer.active():
+            timer.cancel()
+        if hub.parked.get(key) is me:
+            del hub.parked[key]
+    return answer(CHANGES, ready) if ready else answer(NO_CHANGES)
