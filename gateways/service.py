@@ -196,7 +196,9 @@ def http_mounts(ctx: GatewayContext, published=None, health=None, activesync=Non
     eas = SectionSettings("activesync", activesync)
     if eas.boolean("enabled", False):
         from gateways import activesync as eas_gateway  # only when enabled: start-up time of the CLI
-        endpoint = eas_gateway.make_endpoint(ctx.store, eas_gateway.make_commands(ctx.store, activesync))
+        commands = eas_gateway.make_commands(ctx.store, activesync,
+                                             int((ctx.limits or {}).get("max_message_size") or 50 << 20))
+        endpoint = eas_gateway.make_endpoint(ctx.store, commands)
         table.append(Mount(eas_gateway.PREFIX, endpoint, fold_case=True, login=True,
                            plaintext=eas.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES)))
     if published is not None and published.enabled:

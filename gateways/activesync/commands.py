@@ -30,7 +30,7 @@ from gateways.common.settings import SectionSettings
 from store import errors
 from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import hierarchy, mailsync, ping, syncplan
+from . import compose, hierarchy, mailsync, ping, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
@@ -105,12 +105,15 @@ async def _code(fn, data):
 class Commands:
     """The endpoint's POST handler (``ActiveSyncEndpoint.handler``)."""
 
-    def __init__(self, store, config: ActiveSyncConfig = ActiveSyncConfig()):
+    def __init__(self, store, config: ActiveSyncConfig = ActiveSyncConfig(), max_message_size: int = 50 << 20):
         self.store = store
         self.config = config
+        mail = compose.Compose(max_message_size)
         self.pings = ping.PingHub()
         self.handlers: dict = {"Provision": provision, "FolderSync": folder_sync, "Settings": settings, "Sync": sync,
-                               "Ping": lambda ctx: ping.ping(ctx, self.pings, ctx.http)}
+                               "Ping": lambda ctx: ping.ping(ctx, self.pings, ctx.http),
+                               "SendMail": mail.send_mail, "SmartReply": mail.smart_reply,
+                               "SmartForward": mail.smart_forward}
 
     async def __call__(self, request, account) -> None:
         try:
@@ -135,7 +138,8 @@ class Commands:
                      account.address, req.user[:100])
         raw = request.content.read() if request.content is not None else b""
         body = None
-        if raw:
+        rfc822 = (_header(request, b"content-type") or "").lower().startswith("message/rfc822")
+        if raw and not rfc822:  # SendMail & co. may send the message itself (MS-ASCMD 2.2.1.17)
             try:
                 body = await _code(decode, raw)
             except WbxmlError as e:
@@ -424,5 +428,5 @@ async def _user_information(ctx: Context):
     return el
 
 
-def make_commands(store, settings=None) -> Callable:
-    return Commands(store, ActiveSyncConfig.from_settings(settings))
+def make_commands(store, settings=None, max_message_size: int = 50 << 20) -> Callable:
+    return Commands(store, ActiveSyncConfig.from_settings(settings), max_message_size)
