@@ -289,6 +289,21 @@ def save_sync_state_txn(txn: Txn, account_id: int, device_id: str, collection_id
     return txn.rowcount == 1
 
 
+def adjust_held_txn(txn: Txn, account_id: int, device_id: str, collection_id: int, add, remove) -> bool:
+    """Add ids to and remove ids from the held ids of a state, its keys unchanged (the device
+    moved items itself: MoveItems).  False when the device has no state of the collection."""
+    row = _device_row_txn(txn, account_id, device_id)
+    found = txn.execute("SELECT held FROM eas_sync_states WHERE device = ? AND collection_id = ?",
+                        (row, collection_id)).fetchone()
+    if found is None:
+        return False
+    held = (set(decode_held(found[0])) | set(add)) - set(remove)
+    blob, count = encode_held(held)
+    txn.execute("UPDATE eas_sync_states SET held = ?, held_count = ? WHERE device = ? AND collection_id = ?",
+                (blob, count, row, collection_id))
+    return True
+
+
 def drop_collections_txn(txn: Txn, folder_ids) -> None:
     """Forget the sync states and client ids of folders that are gone for good (the purge)."""
     for part in chunks(list(folder_ids)):
@@ -414,6 +429,10 @@ class ActiveSyncStore(StoreCore):
                                device_id, int(collection_id), str(expected_key), new_key, int(modseq), packed,
                                filter_type, options_json, None if response is None else bytes(response),
                                int(time.time()), snapshot_blob)
+
+    async def adjust_held_ids(self, account_id, device_id, collection_id, add=(), remove=()) -> bool:
+        return await self._run("adjust_held_ids", adjust_held_txn, account_id, device_id, int(collection_id),
+                               [int(i) for i in add], [int(i) for i in remove])
 
     async def server_id_for_client_id(self, account_id, device_id, collection_id, client_id) -> Optional[str]:
         return await self._run("server_id_for_client_id", server_id_for_client_id_txn, account_id, device_id,

@@ -861,6 +861,14 @@ class Store:
         """The device's state of the collection, None when it has none (it must start with 0)."""
         raise NotImplementedError
 
+    async def adjust_held_ids(self, account_id: int, device_id: str, collection_id: int, add: Iterable[int] = (),
+                              remove: Iterable[int] = ()) -> bool:
+        """Add to and remove from the ids the device holds of a collection, its SyncKeys left
+        as they are: what the device did itself (MoveItems: the source item is gone from it,
+        the destination one is already there, so no Sync sends it back).  False when the device
+        has no state of the collection (nothing to adjust)."""
+        raise NotImplementedError
+
     async def save_sync_state(self, account_id: int, device_id: str, collection_id: int, expected_key: str,
                               new_key: str, modseq: int, held: Optional[Iterable[int]] = None,
                               filter_type: Optional[int] = None, options: Optional[Mapping] = None,

@@ -30,7 +30,7 @@ from gateways.common.settings import SectionSettings
 from store import errors
 from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import compose, hierarchy, mailsync, ping, syncplan
+from . import compose, hierarchy, items, mailsync, ping, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
@@ -113,7 +113,8 @@ class Commands:
         self.handlers: dict = {"Provision": provision, "FolderSync": folder_sync, "Settings": settings, "Sync": sync,
                                "Ping": lambda ctx: ping.ping(ctx, self.pings, ctx.http),
                                "SendMail": mail.send_mail, "SmartReply": mail.smart_reply,
-                               "SmartForward": mail.smart_forward}
+                               "SmartForward": mail.smart_forward, "MoveItems": items.move_items,
+                               "GetItemEstimate": items.get_item_estimate, "ItemOperations": items.item_operations}
 
     async def __call__(self, request, account) -> None:
         try:

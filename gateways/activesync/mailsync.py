@@ -252,7 +252,7 @@ class MailSync:
     async def _fetch(self, responses, sid, uid, opts: dict) -> None:
         el = sub(responses, "AirSync", "Fetch")
         sub(el, "AirSync", "ServerId", sid or "")
-        items = await self._items([uid], opts) if uid is not None else {}
+        items = await self.items([uid], opts) if uid is not None else {}
         if uid not in items:
             sub(el, "AirSync", "Status", NOT_FOUND)
             return
@@ -269,7 +269,7 @@ class MailSync:
             change = sub(commands, "AirSync", "Change")
             sub(change, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
             change.append(flag_data(meta.flags))
-        items = await self._items([m.uid for m in plan.adds], opts)
+        items = await self.items([m.uid for m in plan.adds], opts)
         for meta in plan.adds:
             data = items.get(meta.uid)
             if data is None:
@@ -278,7 +278,7 @@ class MailSync:
             sub(add, "AirSync", "ServerId", server_id(self.folder.id, meta.uid))
             add.append(data)
 
-    async def _items(self, uids: list, opts: dict) -> dict:
+    async def items(self, uids: list, opts: dict) -> dict:
         """uid -> ApplicationData of each message (bodies read in batches; built off the reactor)."""
         out = {}
         version = float(self.ctx.request.protocol_version)

@@ -418,3 +418,14 @@ def test_a_snapshot_keeps_what_ids_cannot_tell(store, run, account, device):
             snapshot={"big": "x" * EAS_MAX_SNAPSHOT})
     start(store, run, account, inbox.id)
     assert run(store.get_sync_state, account.id, PHONE, inbox.id).snapshot is None
+
+
+def test_adjust_held_ids_keeps_the_keys(store, run, account):
+    inbox = run(store.get_folder, account.id, INBOX)
+    run(store.record_device, account.id, "ADJUST1", device_type="iPhone")
+    assert run(store.adjust_held_ids, account.id, "ADJUST1", inbox.id, add=[5]) is False  # no state yet
+    key = eas_next_sync_key("0")
+    assert run(store.save_sync_state, account.id, "ADJUST1", inbox.id, "0", key, 7, held=[1, 2, 3])
+    assert run(store.adjust_held_ids, account.id, "ADJUST1", inbox.id, add=[9], remove=[2]) is True
+    state = run(store.get_sync_state, account.id, "ADJUST1", inbox.id)
+    assert (state.held, state.sync_key, state.modseq) == ((1, 3, 9), key, 7)

@@ -1,0 +1,124 @@
+"""MoveItems, GetItemEstimate and ItemOperations over real HTTP against `haven serve` on both
+engines."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from imapclient import IMAPClient
+
+from tests.conftest import ENGINES, HavenServer, require_engine
+from tests.gateways.activesync.client import find, findall
+from tests.gateways.activesync.test_sync import MSG, Phone
+
+PDF = b"%PDF-1.4 " + bytes(range(256)) * 4
+WITH_FILE = (b"From: s@example.org\r\nTo: u@example.test\r\nSubject: with a file\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+             b"--b\r\nContent-Type: application/pdf; name=report.pdf\r\nContent-Disposition: attachment; "
+             b"filename=report.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+             + base64.encodebytes(PDF).replace(b"\n", b"\r\n") + b"--b--\r\n")
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def eas(request, tmp_path_factory):
+    require_engine(request.param)
+    server = HavenServer(tmp_path_factory.mktemp(f"haven-easitems-{request.param}"), request.param,
+                         {"activesync.enabled": "yes"})
+    server.start()
+    yield server
+    server.close()
+
+
+def synced(eas, name, device, *subjects):
+    user, password = eas.new_user(name)
+    for s in subjects:
+        eas.deliver(user, MSG % (user.encode(), s, s, s))
+    phone = Phone(eas, user, password, device=device)
+    phone.sync("INBOX")
+    coll = phone.sync("INBOX")
+    sids = {find(a, "AirSync:ApplicationData/Email:Subject"): find(a, "AirSync:ServerId")
+            for a in findall(coll, "AirSync:Commands/AirSync:Add")}
+    return user, password, phone, sids
+
+
+def test_move_items(eas):
+    user, password, phone, sids = synced(eas, "mover", "ApplMOVE01", b"a", b"b")
+    phone.sync("Archive")
+    phone.sync("Archive")
+    inbox, archive = phone.folders["INBOX"], phone.folders["Archive"]
+    status, answer = phone.client.post("MoveItems", f"""<MoveItems xmlns="Move">
+        <Move><SrcMsgId>{sids["a"]}</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>{archive}</DstFldId></Move>
+        <Move><SrcMsgId>{inbox}:999999</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>{archive}</DstFldId></Move>
+        <Move><SrcMsgId>{sids["b"]}</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>424242</DstFldId></Move>
+        <Move><SrcMsgId>{sids["b"]}</SrcMsgId><SrcFldId>{inbox}</SrcFldId><DstFldId>{inbox}</DstFldId></Move>
+        </MoveItems>""")
+    responses = findall(answer, "Move:Response")
+    assert [find(r, "Move:Status") for r in responses] == ["3", "1", "2", "4"]
+    dst = find(responses[0], "Move:DstMsgId")
+    assert dst.startswith(f"{archive}:")
+    # the phone moved it itself: no Delete from INBOX, no Add in Archive
+    assert findall(phone.sync("INBOX"), "AirSync:Commands/AirSync:Delete") == []
+    assert findall(phone.sync("Archive"), "AirSync:Commands/AirSync:Add") == []
+    c = IMAPClient(eas.imap[0], port=eas.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.select_folder("Archive")
+    assert [v[b"ENVELOPE"].subject for v in c.fetch(c.search(), ["ENVELOPE"]).values()] == [b"a"]
+    c.logout()
+    assert b"\ta\n" not in eas.cli("recover", "list", user).stdout + b"\n"  # a move, not a delete
+
+
+def test_get_item_estimate(eas):
+    user, password, phone, _sids = synced(eas, "estimate", "ApplEST01", b"x")
+    for n in range(3):
+        eas.deliver(user, MSG % (user.encode(), b"n%d" % n, b"n%d" % n, b"n"))
+    inbox = phone.folders["INBOX"]
+    doc = (f'<GetItemEstimate xmlns="GetItemEstimate" xmlns:a="AirSync"><Collections>'
+           f'<Collection><a:SyncKey>{phone.keys["INBOX"]}</a:SyncKey><CollectionId>{inbox}</CollectionId>'
+           f'</Collection><Collection><a:SyncKey>1</a:SyncKey><CollectionId>{phone.folders["Sent"]}</CollectionId>'
+           f'</Collection></Collections></GetItemEstimate>')
+    status, answer = phone.client.post("GetItemEstimate", doc)
+    [mine, sent] = findall(answer, "GetItemEstimate:Response")
+    assert find(mine, "GetItemEstimate:Status") == "1"
+    assert find(mine, "GetItemEstimate:Collection/GetItemEstimate:Estimate") == "3"
+    assert find(sent, "GetItemEstimate:Status") == "4"  # never synced
+
+
+def test_item_operations_fetch_and_empty(eas):
+    user, password = eas.new_user("ops")
+    eas.deliver(user, WITH_FILE)
+    phone = Phone(eas, user, password, device="ApplOPS01")
+    phone.sync("INBOX")
+    coll = phone.sync("INBOX")
+    [add] = findall(coll, "AirSync:Commands/AirSync:Add")
+    [att] = findall(add, "AirSync:ApplicationData/AirSyncBase:Attachments/AirSyncBase:Attachment")
+    assert find(att, "AirSyncBase:DisplayName") == "report.pdf"
+    ref = find(att, "AirSyncBase:FileReference")
+    doc = (f'<ItemOperations xmlns="ItemOperations" xmlns:b="AirSyncBase"><Fetch><Store>Mailbox</Store>'
+           f'<b:FileReference>{ref}</b:FileReference></Fetch></ItemOperations>')
+    status, answer = phone.client.post("ItemOperations", doc)
+    fetch = answer.find("{ItemOperations}Response/{ItemOperations}Fetch")
+    assert find(fetch, "ItemOperations:Status") == "1"
+    assert find(fetch, "ItemOperations:Properties/AirSyncBase:ContentType") == "application/pdf"
+    assert base64.b64decode(find(fetch, "ItemOperations:Properties/ItemOperations:Data")) == PDF
+    ranged = doc.replace("</Fetch>", "<Options><Range>0-8</Range></Options></Fetch>")
+    fetch = phone.client.post("ItemOperations", ranged)[1].find("{ItemOperations}Response/{ItemOperations}Fetch")
+    assert base64.b64decode(find(fetch, "ItemOperations:Properties/ItemOperations:Data")) == PDF[:9]
+    bad = doc.replace(ref, ref.rsplit(":", 1)[0] + ":9")
+    fetch = phone.client.post("ItemOperations", bad)[1].find("{ItemOperations}Response/{ItemOperations}Fetch")
+    assert find(fetch, "ItemOperations:Status") == "15"
+    sid, inbox = find(add, "AirSync:ServerId"), phone.folders["INBOX"]
+    doc = (f'<ItemOperations xmlns="ItemOperations" xmlns:a="AirSync" xmlns:b="AirSyncBase"><Fetch><Store>Mailbox'
+           f'</Store><a:CollectionId>{inbox}</a:CollectionId><a:ServerId>{sid}</a:ServerId><Options>'
+           f'<a:MIMESupport>2</a:MIMESupport><b:BodyPreference><b:Type>4</b:Type></b:BodyPreference></Options>'
+           f'</Fetch></ItemOperations>')
+    fetch = phone.client.post("ItemOperations", doc)[1].find("{ItemOperations}Response/{ItemOperations}Fetch")
+    assert find(fetch, "ItemOperations:Status") == "1"
+    data = fetch.find("{ItemOperations}Properties/{AirSyncBase}Body/{AirSyncBase}Data").text
+    assert data.endswith(WITH_FILE)
+    doc = (f'<ItemOperations xmlns="ItemOperations" xmlns:a="AirSync"><EmptyFolderContents>'
+           f'<a:CollectionId>{inbox}</a:CollectionId></EmptyFolderContents></ItemOperations>')
+    empty = phone.client.post("ItemOperations", doc)[1].find("{ItemOperations}Response/{ItemOperations}EmptyFolderContents")
+    assert find(empty, "ItemOperations:Status") == "1"
+    assert b"with a file" in eas.cli("recover", "list", user).stdout  # soft: recoverable
+    assert [find(d, "AirSync:ServerId") for d in findall(phone.sync("INBOX"), "AirSync:Commands/AirSync:Delete")] == [sid]
