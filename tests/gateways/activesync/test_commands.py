@@ -7,24 +7,16 @@ from __future__ import annotations
 import base64
 import struct
 
-import pytest
 from imapclient import IMAPClient
 
 from gateways.activesync.wbxml import decode, encode
-from tests.conftest import ENGINES, HavenServer, require_engine, run_on_reactor
+from tests.conftest import HavenServer, run_on_reactor
 from tests.gateways.activesync.client import EasClient, X, find, findall
 
 FOLDER_SYNC = '<FolderSync xmlns="FolderHierarchy"><SyncKey>%s</SyncKey></FolderSync>'
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def eas(request, tmp_path_factory):
-    require_engine(request.param)
-    server = HavenServer(tmp_path_factory.mktemp(f"haven-eas-{request.param}"), request.param,
-                         {"activesync.enabled": "yes", "activesync.provisioning": "on"})
-    server.start()
-    yield server
-    server.close()
+EAS_SETTINGS = {"activesync.provisioning": "on"}
 
 
 def folders(answer) -> dict:

@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from imapclient import IMAPClient
 
-from tests.conftest import ENGINES, HavenServer, require_engine
 from tests.gateways.activesync.client import X, EasClient, find
 from tests.gateways.activesync.test_sync import MSG, Phone
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def eas(request, sink, tmp_path_factory):
-    require_engine(request.param)
-    server = HavenServer(tmp_path_factory.mktemp(f"haven-eascompose-{request.param}"), request.param,
-                         {"activesync.enabled": "yes", "submission.relay": sink.address,
-                          "submission.queue_interval": "0.3", "server.max_message_size": "200000"})
-    server.start()
-    yield server
-    server.close()
+EAS_SETTINGS = {"submission.queue_interval": "0.3", "server.max_message_size": "200000"}
+EAS_RELAY = True
 
 
 def send_doc(cmd, raw: bytes, client_id="c1", save=True, extra=""):

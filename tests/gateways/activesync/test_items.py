@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 
-import pytest
 from imapclient import IMAPClient
 
-from tests.conftest import ENGINES, HavenServer, require_engine
 from tests.gateways.activesync.client import find, findall
 from tests.gateways.activesync.test_sync import MSG, Phone
 
@@ -18,16 +16,6 @@ WITH_FILE = (b"From: s@example.org\r\nTo: u@example.test\r\nSubject: with a file
              b"--b\r\nContent-Type: application/pdf; name=report.pdf\r\nContent-Disposition: attachment; "
              b"filename=report.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
              + base64.encodebytes(PDF).replace(b"\n", b"\r\n") + b"--b--\r\n")
-
-
-@pytest.fixture(scope="module", params=ENGINES)
-def eas(request, tmp_path_factory):
-    require_engine(request.param)
-    server = HavenServer(tmp_path_factory.mktemp(f"haven-easitems-{request.param}"), request.param,
-                         {"activesync.enabled": "yes"})
-    server.start()
-    yield server
-    server.close()
 
 
 def synced(eas, name, device, *subjects):

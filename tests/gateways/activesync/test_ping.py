@@ -7,23 +7,13 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 
-from tests.conftest import ENGINES, HavenServer, require_engine
 from tests.gateways.activesync.client import EasClient, find, findall
 from tests.gateways.activesync.test_sync import MSG, Phone
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def eas(request, tmp_path_factory):
-    require_engine(request.param)
-    server = HavenServer(tmp_path_factory.mktemp(f"haven-easping-{request.param}"), request.param,
-                         {"activesync.enabled": "yes", "activesync.min_heartbeat": "1",
-                          "activesync.max_heartbeat": "30", "activesync.max_folders": "3",
-                          "http.idle_timeout": "1"})  # a parked Ping outlives the idle timeout
-    server.start()
-    yield server
-    server.close()
+EAS_SETTINGS = {"activesync.min_heartbeat": "1", "activesync.max_heartbeat": "30", "activesync.max_folders": "3",
+                "http.idle_timeout": "1"}  # a parked Ping outlives the idle timeout
 
 
 def ping_doc(seconds, *ids):

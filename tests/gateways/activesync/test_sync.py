@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import datetime
 
-import pytest
 from imapclient import IMAPClient
 
-from tests.conftest import ENGINES, HavenServer, require_engine
 from tests.gateways.activesync.client import EasClient, find, findall
 
 MSG = (b"From: Sender <s@example.org>\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@example.org>\r\n"
        b"Content-Type: text/plain; charset=utf-8\r\n\r\nbody of %s\r\n")
-
-
-@pytest.fixture(scope="module", params=ENGINES)
-def eas(request, tmp_path_factory):
-    require_engine(request.param)
-    server = HavenServer(tmp_path_factory.mktemp(f"haven-eassync-{request.param}"), request.param,
-                         {"activesync.enabled": "yes"})
-    server.start()
-    yield server
-    server.close()
 
 
 def sync_doc(key, cid, window=None, options="", commands="", extra=""):
