@@ -194,7 +194,7 @@ def http_mounts(ctx: GatewayContext, published=None, health=None, activesync=Non
     table = [App(dav.PREFIX, dav.make_application(ctx))] + \
         [Redirect(path, location) for path, location in dav.REDIRECTS.items()]
     eas = SectionSettings("activesync", activesync)
-    if eas.boolean("enabled", False):
+    if eas.boolean("enabled", True):
         from gateways import activesync as eas_gateway  # only when enabled: start-up time of the CLI
         commands = eas_gateway.make_commands(ctx.store, activesync,
                                              int((ctx.limits or {}).get("max_message_size") or 50 << 20))
@@ -207,7 +207,7 @@ def http_mounts(ctx: GatewayContext, published=None, health=None, activesync=Non
         table += [Mount(path, leaf) for path in autoconfig.PATHS]
         table.append(App(autoconfig.PROFILE_PREFIX, autoconfig.make_profile_app(published)))
         table.append(App(autoconfig.AUTODISCOVER_PREFIX,
-                         autoconfig.make_autodiscover_app(published, eas.boolean("enabled", False),
+                         autoconfig.make_autodiscover_app(published, eas.boolean("enabled", True),
                                                           eas.value("public_url")),
                          fold_case=True))
     if health is not None:

@@ -114,7 +114,9 @@ class Commands:
                                "Ping": lambda ctx: ping.ping(ctx, self.pings, ctx.http),
                                "SendMail": mail.send_mail, "SmartReply": mail.smart_reply,
                                "SmartForward": mail.smart_forward, "MoveItems": items.move_items,
-                               "GetItemEstimate": items.get_item_estimate, "ItemOperations": items.item_operations}
+                               "GetItemEstimate": items.get_item_estimate, "ItemOperations": items.item_operations,
+                               "FolderCreate": folder_create, "FolderUpdate": folder_update,
+                               "FolderDelete": folder_delete}
 
     async def __call__(self, request, account) -> None:
         try:
@@ -330,6 +332,90 @@ async def folder_sync(ctx: Context):
     if not saved:  # another request with this key won: this answer would leave the phone astray
         return status_only("FolderSync", FOLDER_SYNC_INVALID_KEY)
     return data
+
+
+# -- FolderCreate, FolderUpdate, FolderDelete ([MS-ASCMD] 2.2.1.2, 2.2.1.4, 2.2.1.3) -----------------
+
+FOLDER_EXISTS, FOLDER_SPECIAL, FOLDER_MISSING, PARENT_MISSING, FOLDER_SERVER_ERROR, FOLDER_MALFORMED = 2, 3, 4, 5, 6, 10
+
+
+async def folder_create(ctx: Context):
+    return await _folder_change(ctx, "FolderCreate")
+
+
+async def folder_update(ctx: Context):
+    return await _folder_change(ctx, "FolderUpdate")
+
+
+async def folder_delete(ctx: Context):
+    return await _folder_change(ctx, "FolderDelete")
+
+
+async def _folder_change(ctx: Context, cmd: str):
+    """A change of the tree the phone made itself: done in the store, then the hierarchy state
+    moves to a new key whose snapshot already has it (the next FolderSync does not send it back)."""
+    store, account, device_id, body = ctx.store, ctx.account, ctx.request.device_id, ctx.body
+    key = text(body, "FolderHierarchy", "SyncKey") if body is not None else None
+    if key is None or body.tag != q("FolderHierarchy", cmd):
+        return status_only(cmd, FOLDER_MALFORMED)
+    state = await store.get_sync_state(account.id, device_id, EAS_HIERARCHY)
+    if state is None or key != state.sync_key:
+        return status_only(cmd, FOLDER_SYNC_INVALID_KEY)
+    folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+    server_id = text(body, "FolderHierarchy", "ServerId")
+    parent_id = text(body, "FolderHierarchy", "ParentId")
+    name = (text(body, "FolderHierarchy", "DisplayName") or "").strip()
+    if cmd != "FolderDelete":
+        if not name or "/" in name:
+            return status_only(cmd, FOLDER_MALFORMED)
+        if parent_id not in (None, hierarchy.ROOT) and parent_id not in folders:
+            return status_only(cmd, PARENT_MISSING)
+        path = name if parent_id in (None, hierarchy.ROOT) else f"{folders[parent_id].name}/{name}"
+    out = element("FolderHierarchy", cmd)
+    try:
+        if cmd == "FolderCreate":
+            if (text(body, "FolderHierarchy", "Type") or "12") not in ("1", "12"):
+                return status_only(cmd, FOLDER_MALFORMED)  # calendars and contacts come with part 2
+            created = await store.create_folder(account.id, path, "mail")
+            server_id = str(created.id)
+        else:
+            folder = folders.get(server_id or "")
+            if folder is None:
+                return status_only(cmd, FOLDER_MISSING)
+            if folder.name == "INBOX" or folder.special_use:
+                return status_only(cmd, FOLDER_SPECIAL)
+            if cmd == "FolderUpdate":
+                await store.rename_folder(account.id, folder.name, path)
+            else:  # with the folders below it, as Exchange does (IMAP's DELETE would leave them)
+                below = sorted((f.name for f in folders.values() if f.name.startswith(folder.name + "/")),
+                               key=lambda n: -n.count("/"))
+                for name in below + [folder.name]:
+                    await store.delete_folder(account.id, name)
+    except errors.Exists:
+        return status_only(cmd, FOLDER_EXISTS)
+    except (errors.InvalidInput, errors.NotFound, errors.PermissionDenied) as e:
+        log.info("activesync %s: %s refused: %s", account.address, cmd, e)
+        return status_only(cmd, FOLDER_SERVER_ERROR)
+    now = hierarchy.hierarchy(await store.list_folders(account.id, "mail"))
+    new_key = eas_next_sync_key(key)
+    snapshot = dict(state.snapshot or {})
+    current = {e.server_id: e for e in now}
+    for sid in [server_id] + [e.server_id for e in now if e.parent_id == server_id]:
+        if sid in current:  # the folder and its children as they are now (a rename moves them)
+            e = current[sid]
+            snapshot[sid] = [e.parent_id, e.display_name, e.type]
+        else:
+            snapshot.pop(sid, None)
+    for sid in list(snapshot):
+        if sid not in current and cmd == "FolderDelete":
+            snapshot.pop(sid)  # the children went with it
+    sub(out, "FolderHierarchy", "Status", 1)
+    sub(out, "FolderHierarchy", "SyncKey", new_key)
+    if cmd == "FolderCreate":
+        sub(out, "FolderHierarchy", "ServerId", server_id)
+    saved = await store.save_sync_state(account.id, device_id, EAS_HIERARCHY, key, new_key, 0, snapshot=snapshot,
+                                        response=await _code(encode, out))
+    return out if saved else status_only(cmd, FOLDER_SYNC_INVALID_KEY)
 
 
 # -- Sync ([MS-ASCMD] 2.2.1.21) ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import xml.etree.ElementTree as ET
 
 from imapclient import IMAPClient
 
@@ -158,3 +159,46 @@ def test_loose_and_off(tmp_path_factory):
             assert find(phone.post("FolderSync", FOLDER_SYNC % "0")[1], "FolderHierarchy:Status") == expected
         finally:
             server.close()
+
+
+def test_folder_create_update_delete(eas):
+    user, password = eas.new_user("tree")
+    phone = EasClient(eas, user, password, device_id="ApplTREE01")
+    phone.provision()
+    status, first = phone.post("FolderSync", FOLDER_SYNC % "0")
+    key = find(first, "FolderHierarchy:SyncKey")
+    tree = folders(first)
+
+    def change(cmd, inner):
+        nonlocal key
+        status, answer = phone.post(cmd, f'<{cmd} xmlns="FolderHierarchy"><SyncKey>{key}</SyncKey>{inner}</{cmd}>')
+        if find(answer, "FolderHierarchy:Status") == "1":
+            key = find(answer, "FolderHierarchy:SyncKey")
+        return answer
+
+    made = change("FolderCreate", "<ParentId>0</ParentId><DisplayName>Receipts</DisplayName><Type>12</Type>")
+    assert find(made, "FolderHierarchy:Status") == "1"
+    rid = find(made, "FolderHierarchy:ServerId")
+    sub_made = change("FolderCreate", f"<ParentId>{rid}</ParentId><DisplayName>2026</DisplayName><Type>12</Type>")
+    assert find(sub_made, "FolderHierarchy:Status") == "1"
+    assert find(change("FolderCreate", "<ParentId>0</ParentId><DisplayName>Receipts</DisplayName><Type>12</Type>"),
+                "FolderHierarchy:Status") == "2"  # exists
+    assert find(change("FolderUpdate", f"<ServerId>{rid}</ServerId><ParentId>0</ParentId>"
+                                       "<DisplayName>Bills</DisplayName>"), "FolderHierarchy:Status") == "1"
+    assert find(change("FolderUpdate", f"<ServerId>{tree['INBOX'][0]}</ServerId><ParentId>0</ParentId>"
+                                       "<DisplayName>Nope</DisplayName>"), "FolderHierarchy:Status") == "3"
+    c = IMAPClient(eas.imap[0], port=eas.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    names = {name for _f, _d, name in c.list_folders()}
+    assert {"Bills", "Bills/2026"} <= names and "Receipts" not in names
+    c.logout()
+    # the phone made these changes itself: the next FolderSync has nothing for it
+    status, answer = phone.post("FolderSync", FOLDER_SYNC % key)
+    assert find(answer, "FolderHierarchy:Changes/FolderHierarchy:Count") == "0", answer
+    key = find(answer, "FolderHierarchy:SyncKey")
+    assert find(change("FolderDelete", f"<ServerId>{rid}</ServerId>"), "FolderHierarchy:Status") == "1"
+    status, answer = phone.post("FolderSync", FOLDER_SYNC % key)
+    assert find(answer, "FolderHierarchy:Changes/FolderHierarchy:Count") == "0", ET.tostring(answer)
+    status, answer = phone.post("FolderDelete", '<FolderDelete xmlns="FolderHierarchy"><SyncKey>stale</SyncKey>'
+                                                f'<ServerId>{rid}</ServerId></FolderDelete>')
+    assert find(answer, "FolderHierarchy:Status") == "9"

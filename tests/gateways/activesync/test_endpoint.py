@@ -73,8 +73,9 @@ def test_methods_paths_and_headers(eas):
         assert status == expected and headers["content-length"] == str(len(body)), (path, status)
 
 
-def test_off_by_default(haven):
-    assert call(haven, "OPTIONS")[0] == 404
+def test_switched_off(haven_factory):
+    server = haven_factory("sqlite", **{"activesync.enabled": "no"})
+    assert call(server, "OPTIONS")[0] == 404
 
 
 @pytest.mark.parametrize("allow", ["loopback", "yes"])

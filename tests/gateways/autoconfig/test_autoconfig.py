@@ -395,8 +395,20 @@ def test_autodiscover_needs_a_login_and_answers_only_for_it(served):
     status, _, body = post(served, "/autodiscover/autodiscover.xml", autodiscover_request(other, MOBILESYNC),
                            basic(address, password))
     assert status == 200 and other.encode() not in body  # about the account that logged in, only
-    # ActiveSync is off by default: a phone is told it is not offered (it asks for settings)
-    assert _texts(ET.fromstring(body), AD_NS)["ErrorCode"] == "601"
+    assert _texts(ET.fromstring(body), "{%s}" % MOBILESYNC)["EMailAddress"] == address
+
+
+def test_autodiscover_without_activesync(tmp_path_factory):
+    server = HavenServer(tmp_path_factory.mktemp("haven-no-eas"), "sqlite", {"activesync.enabled": "no"})
+    server.start()
+    try:
+        address, password = server.new_user("noeas")
+        status, _, body = post(server, "/autodiscover/autodiscover.xml", autodiscover_request(address, MOBILESYNC),
+                               basic(address, password))
+        # a phone is told ActiveSync is not offered here (it asks for IMAP settings instead)
+        assert status == 200 and _texts(ET.fromstring(body), AD_NS)["ErrorCode"] == "601"
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("body", [b"", b"not xml", b"<Other/>",
