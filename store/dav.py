@@ -2,7 +2,8 @@
 :class:`DavAccess` that the CalDAV/CardDAV gateway (Radicale's worker threads) uses.
 
 The store keeps what it is given: raw iCalendar/vCard text with the href, UID, ETag, component
-name and time bounds the gateway computed.  It never parses calendar data itself.
+name and time bounds the gateway computed.  It never parses calendar data itself; the one
+comparison it makes of two texts (is a new item a copy of a deleted one?) is formats.davtext's.
 
 Invariants
 - Every change bumps the account's modseq and sets it on the item row and as the folder's
@@ -20,7 +21,9 @@ Invariants
   recoverable tombstones of the same UID and kind in its own transaction: they become
   non-recoverable as ``haven recover restore`` leaves them (``moved`` set) and record
   ``restored_modseq``.  That is how a DAV client copying an item out of "Deleted events" gets
-  it back; a UID that was never deleted costs one indexed lookup.
+  it back; a UID that was never deleted costs one indexed lookup.  A client that copies under a
+  new UID (Thunderbird's copy and paste) restores the newest deleted item whose text is the same
+  but for the UID and stamps, among those of the same component and time span.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import threading
 import time
 from typing import Iterable, Optional
 
+from formats.davtext import content_key
 from store import errors
 from store.changelog import bump_modseq_txn
 from store.core import StoreCore
@@ -395,8 +399,27 @@ def restore_by_uid_txn(txn: Txn, account_id: int, item: NewItem, modseq: int) ->
     test, args = _component_test(["contacts" if item.component == "VCARD" else "calendar"])
     ids = [r[0] for r in txn.execute(f"SELECT i.id FROM dav_items i WHERE i.account_id = ? AND i.uid = ? "
                                      f"AND {_RECOVERABLE} AND {test}", (account_id, key, *args)).fetchall()]
+    if not ids:  # a copy under a new UID (Thunderbird's copy and paste): the same text otherwise
+        ids = _copied_from_txn(txn, account_id, item, test, args)
     _mark_restored_txn(txn, ids, modseq)
     return ids
+
+
+#: how many deleted items of the same time span are compared with a new one (newest first)
+COPY_CANDIDATES = 50
+
+
+def _copied_from_txn(txn: Txn, account_id: int, item: NewItem, test: str, args: tuple) -> list:
+    """The one recoverable item (newest deletion first) whose text is ``item``'s but for the UID
+    and stamps (formats.davtext), among those of the same component and time span."""
+    wanted = content_key(item.data)
+    if not wanted:
+        return []
+    rows = txn.execute(f"SELECT i.id, i.data FROM dav_items i WHERE i.account_id = ? AND {_RECOVERABLE} AND {test} "
+                       "AND i.component = ? AND i.dtstart = ? AND i.dtend = ? ORDER BY i.deleted_at DESC, i.id DESC "
+                       f"LIMIT {COPY_CANDIDATES}",
+                       (account_id, *args, item.component, item.dtstart, item.dtend)).fetchall()
+    return next(([r[0]] for r in rows if content_key(_str(r[1]) or "") == wanted), [])
 
 
 def restore_items_txn(txn: Txn, account_id: int, item_ids) -> tuple[int, list, list]:

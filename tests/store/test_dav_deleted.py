@@ -129,3 +129,29 @@ def test_purge_empties_and_invalidates_tokens(store, run, account, stranger):
 def test_names_with_a_leading_dot_are_reserved(store, account):
     with pytest.raises(errors.InvalidInput, match="reserved"):
         store.dav.create_collection(account.id, ".deleted-events", "calendar", {})
+
+
+EVENT = ("BEGIN:VCALENDAR\r\nPRODID:-//Mozilla.org//NONSGML Mozilla Calendar V1.1//EN\r\nBEGIN:VEVENT\r\n"
+         "UID:{uid}\r\nDTSTAMP:{stamp}\r\nSUMMARY:Dentist\r\n appointment\r\nLOCATION:Main St\r\n"
+         "DTSTART:20261210T100000Z\r\nDTEND:20261210T110000Z\r\nX-MOZ-GENERATION:{gen}\r\nEND:VEVENT\r\n"
+         "END:VCALENDAR\r\n")
+
+
+def test_a_copy_under_a_new_uid_restores_the_deleted_one(store, run, account):
+    """Thunderbird's copy and paste out of "Deleted events" writes the event under a new UID."""
+    cal = folder(store, account, "Calendar")
+    store.dav.put(account.id, cal, item("a.ics", "A", text=EVENT.format(uid="A", stamp="20261201T000000Z", gen=1)))
+    store.dav.put(account.id, cal, item("other.ics", "O", text=EVENT.format(uid="O", stamp="1", gen=1)
+                                        .replace("Dentist", "Barber")))
+    store.dav.delete(account.id, cal, "a.ics")
+    store.dav.delete(account.id, cal, "other.ics")
+    assert sorted(d["uid"] for d in run(store.list_deleted_dav, account.id)) == ["A", "O"]
+    # another event at the same time restores nothing
+    store.dav.put(account.id, cal, item("new.ics", "N", text=EVENT.format(uid="N", stamp="2", gen=1)
+                                        .replace("Dentist", "Lunch")))
+    assert sorted(d["uid"] for d in run(store.list_deleted_dav, account.id)) == ["A", "O"]
+    # the copy: new UID, new stamps, the properties in another order
+    copy = EVENT.format(uid="COPY", stamp="20261206T120000Z", gen=3).replace(
+        "LOCATION:Main St\r\n", "").replace("SUMMARY:", "LOCATION:Main St\r\nSUMMARY:")
+    store.dav.put(account.id, cal, item("copy.ics", "COPY", text=copy))
+    assert [d["uid"] for d in run(store.list_deleted_dav, account.id)] == ["O"]
