@@ -160,12 +160,19 @@ class Commands:
             else:
                 await self._answer(request, status_only(req.cmd, refusal))
             return
+        key = (account.id, req.device_id)
+        own = req.cmd != "Ping"
+        if own:  # its parked Ping looks at events of this time when it is done (ping.py)
+            self.pings.begin(key)
         try:
             answer = await handler(ctx)
         except errors.TemporaryFailure as e:
             log.warning("activesync %s %s: %s", account.address, req.cmd, e)
             finish(request, 503, b"Try again later\n", b"text/plain; charset=utf-8", [(b"Retry-After", b"30")])
             return
+        finally:
+            if own:
+                self.pings.end(key)
         await self._answer(request, answer)
 
     def _guard(self, ctx: Context) -> Optional[int]:

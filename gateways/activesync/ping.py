@@ -7,8 +7,10 @@ Invariants
   push bus (store/bus.py), as IDLE does, and asks the store only when an event of its account
   arrives (``folder_id`` None, from the poller or another node, counts for every folder).
 - "Something not synced" is the folder's modseq above the one the device's sync state reached
-  (or no state yet).  The device's own Sync moves its state past its own changes, and an event
-  is looked at a moment after it arrives, so a phone's own change does not wake its own Ping.
+  (or no state yet).  The device's own Sync moves its state past its own changes; an event that
+  comes while a request of the same device is being answered is looked at when that request is
+  done (PingHub.busy), so a phone's own change does not wake its own Ping, and any other event
+  is looked at at once.
 - One live Ping per device: a newer one ends the older with Status 1 at once.
 - An empty Ping repeats the device's last one (interval and folders); without one it is
   Status 3.  Out-of-range heartbeats are Status 5 with the limit, too many folders Status 6 with
@@ -33,8 +35,6 @@ from .xmlutil import element, sub, text
 log = logging.getLogger("haven.activesync")
 
 CHANGES, NO_CHANGES, MISSING, SYNTAX, BAD_HEARTBEAT, TOO_MANY_FOLDERS, FOLDER_SYNC_NEEDED = 2, 1, 3, 4, 5, 6, 7
-#: how long after an event the folders are looked at (the device's own Sync saves its state)
-SETTLE = 0.2
 
 
 def _reactor():
@@ -49,6 +49,8 @@ class Parked:
         self.folder_ids = folder_ids
         self.done: defer.Deferred = defer.Deferred()
         self.checking = False
+        self.recheck = False  # an event came while the device had a request in progress
+        self.look = None
 
     def end(self, result) -> None:
         if not self.done.called:
@@ -56,13 +58,29 @@ class Parked:
 
 
 class PingHub:
-    """The parked Pings of this process, one per (account, device)."""
+    """The parked Pings of this process, one per (account, device), and the devices with a
+    request (other than their Ping) being answered."""
 
     def __init__(self):
         self.parked: dict = {}
+        self.busy: dict = {}
 
     def __len__(self) -> int:
         return len(self.parked)
+
+    def begin(self, key) -> None:
+        self.busy[key] = self.busy.get(key, 0) + 1
+
+    def end(self, key) -> None:
+        left = self.busy.get(key, 0) - 1
+        if left > 0:
+            self.busy[key] = left
+            return
+        self.busy.pop(key, None)
+        parked = self.parked.get(key)
+        if parked is not None and parked.recheck and parked.look is not None:
+            parked.recheck = False
+            parked.look()
 
 
 async def pending(ctx, folder_ids) -> list:
@@ -155,6 +173,9 @@ async def park(ctx, hub: PingHub, watched: set, seconds: int, http_request=None)
         me.checking = False
         if me.done.called:
             return
+        if hub.busy.get(key):  # the device's own request may be what changed: when it is done
+            me.recheck = True
+            return
         d = defer.ensureDeferred(pending(ctx, watched))
         d.addCallback(lambda ready: me.end(ready) if ready else None)
         d.addErrback(lambda f: log.warning("activesync %s: ping check failed: %s", account.address, f.value))
@@ -164,8 +185,9 @@ async def park(ctx, hub: PingHub, watched: set, seconds: int, http_request=None)
             return
         if event.folder_id is None or event.folder_id in watched:
             me.checking = True
-            reactor.callLater(SETTLE, look)
+            reactor.callLater(0, look)  # after the publishing code returns
 
+    me.look = look
     unsubscribe = ctx.store.bus.subscribe(account.id, on_change)
     timer = reactor.callLater(seconds, me.end, None)
     if http_request is not None:

@@ -176,3 +176,33 @@ def test_empty_sync_reuses_the_last_request(eas):
     [coll] = findall(answer, "AirSync:Collections/AirSync:Collection")
     assert status == 200 and find(coll, "AirSync:Status") == "1" and subjects(coll) == ["later"]
     assert find(coll, "AirSync:SyncKey") != phone.keys["INBOX"]
+
+
+def test_a_phone_delete_is_an_imap_expunge_and_recoverable(eas):
+    user, password = eas.new_user("phonedel")
+    for s in (b"keep", b"gone"):
+        eas.deliver(user, MSG % (user.encode(), s, s, s))
+    phone = Phone(eas, user, password, device="ApplDEL01")
+    phone.sync("INBOX")
+    coll = phone.sync("INBOX")
+    sids = {find(a, "AirSync:ApplicationData/Email:Subject"): find(a, "AirSync:ServerId")
+            for a in commands(coll, "Add")}
+    c = IMAPClient(eas.imap[0], port=eas.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.enable("QRESYNC")
+    c.select_folder("INBOX")
+    gone_uid = int(sids["gone"].partition(":")[2])
+    # DeletesAsMoves 0: a delete for good (soft: recoverable), not a move into Trash
+    phone.sync("INBOX", commands=f"<Delete><ServerId>{sids['gone']}</ServerId></Delete>",
+               extra="<DeletesAsMoves>0</DeletesAsMoves>")
+    responses = c.noop()[1]
+    assert any(r[0] == b"VANISHED" or (len(r) > 1 and r[1] == b"EXPUNGE") for r in responses) or \
+        gone_uid not in c.search(), responses
+    assert gone_uid not in c.search()
+    c.select_folder("Trash")
+    assert c.search() == []
+    c.logout()
+    [row] = [line.split("\t") for line in eas.cli("recover", "list", user).stdout.decode().splitlines()
+             if line.endswith("gone")]
+    assert eas.cli("recover", "restore", user, row[0]).returncode == 0
+    assert subjects(phone.sync("INBOX")) == ["gone"]

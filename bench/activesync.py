@@ -1,0 +1,149 @@
+"""ActiveSync: the initial Sync of the corpus as a phone does it, and how fast a Ping wakes.
+
+    python bench/activesync.py                  # Haven on SQLite, the 2,000-message corpus
+    python bench/activesync.py --count 500 --rounds 10
+    python bench/activesync.py --mariadb        # on MariaDB (127.0.0.1:3306, root)
+
+Starts a throwaway Haven (``haven.py``: HTTP 28080, LMTP 28424, ``/var/tmp/haven-bench/
+haven-eas``), delivers the seeded corpus (``corpus.py``) over LMTP, then, as one iPhone-shaped
+device (EAS 16.1, WBXML over HTTP on loopback, Basic login):
+
+1. FolderSync, Sync of INBOX with key 0, then Syncs in windows of 100 with iOS's options (all
+   dates, BodyPreference HTML truncated at 200,000 octets, MIMESupport 0) until no
+   MoreAvailable: the time of each window and in all;
+2. ``--rounds`` times: a Ping on INBOX (heartbeat 300 s) is parked, one message is delivered
+   over LMTP, and the time from the LMTP ``250`` to the Ping's answer is taken; a Sync then
+   takes the message (not timed).
+
+Prints a markdown table; bench/README.md ("ActiveSync") has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import smtplib
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateways.activesync.wbxml import decode, encode  # noqa: E402
+
+USER, PASSWORD = "eas@example.test", "benchpass"
+BASE = Path("/var/tmp/haven-bench/haven-eas")
+HTTP_PORT, LMTP_PORT, IMAP_PORT = 28080, 28424, 28143
+OPTIONS = ("<Options><FilterType>0</FilterType><MIMESupport>0</MIMESupport><b:BodyPreference><b:Type>2</b:Type>"
+           "<b:TruncationSize>200000</b:TruncationSize></b:BodyPreference></Options>")
+
+
+def post(cmd: str, xml: str, device: str = "ApplBENCH0001") -> ET.Element:
+    conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=600)
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    conn.request("POST", f"/Microsoft-Server-ActiveSync?Cmd={cmd}&User={USER}&DeviceId={device}&DeviceType=iPhone",
+                 body=encode(ET.fromstring(xml)), headers={"Authorization": "Basic " + auth,
+                                                           "MS-ASProtocolVersion": "16.1",
+                                                           "Content-Type": "application/vnd.ms-sync.wbxml"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    if resp.status != 200:
+        raise RuntimeError(f"{cmd}: HTTP {resp.status}")
+    return decode(data)
+
+
+def text(el, path: str):
+    for step in path.split("/"):
+        page, _, name = step.partition(":")
+        el = el.find("{%s}%s" % (page, name)) if el is not None else None
+    return None if el is None else el.text
+
+
+def sync(key: str, cid: str, window: int = 100):
+    xml = (f'<Sync xmlns="AirSync" xmlns:b="AirSyncBase"><Collections><Collection><SyncKey>{key}</SyncKey>'
+           f'<CollectionId>{cid}</CollectionId><WindowSize>{window}</WindowSize>{OPTIONS}</Collection>'
+           f'</Collections></Sync>')
+    coll = post("Sync", xml).find("{AirSync}Collections/{AirSync}Collection")
+    adds = len(coll.findall("{AirSync}Commands/{AirSync}Add"))
+    return text(coll, "AirSync:SyncKey"), adds, coll.find("{AirSync}MoreAvailable") is not None
+
+
+def deliver(lmtp: smtplib.LMTP, raw: bytes) -> float:
+    """Sends one message; the time its 250 arrived."""
+    lmtp.sendmail("bench@example.org", [USER], raw)
+    return time.monotonic()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--mariadb", nargs="?", const="mysql://root@127.0.0.1:3306/haven_bench_eas", default=None)
+    args = ap.parse_args()
+    from corpus import generate
+    from haven import HavenInstance
+    overrides = {"activesync.enabled": "yes", "lmtp.max_connections": "0"}
+    if args.mariadb:
+        name = args.mariadb.rsplit("/", 1)[1]
+        subprocess.run(["mariadb", "-h127.0.0.1", "-uroot", "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE "
+                        f"{name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"], check=True)
+        overrides["store.url"] = args.mariadb
+    inst = HavenInstance(base=BASE, imap_port=IMAP_PORT, lmtp_port=LMTP_PORT, pop3_port=None, http_port=HTTP_PORT,
+                         users={USER: PASSWORD}, overrides=overrides)
+    inst.start()
+    try:
+        messages = generate(args.count)
+        lmtp = smtplib.LMTP("127.0.0.1", LMTP_PORT)
+        for raw in messages:
+            lmtp.sendmail("bench@example.org", [USER], raw)
+        print(f"delivered {len(messages)} messages ({sum(map(len, messages)) / 1e6:.1f} MB)", file=sys.stderr)
+        tree = post("FolderSync", '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>')
+        inbox = next(text(a, "FolderHierarchy:ServerId") for a in tree.iter("{FolderHierarchy}Add")
+                     if text(a, "FolderHierarchy:DisplayName") == "INBOX")
+        key, _adds, _more = sync("0", inbox)
+        windows, total_adds = [], 0
+        started = time.monotonic()
+        more = True
+        while more:
+            t0 = time.monotonic()
+            key, adds, more = sync(key, inbox)
+            windows.append(time.monotonic() - t0)
+            total_adds += adds
+        total = time.monotonic() - started
+        latencies = []
+        for i in range(args.rounds):
+            box = {}
+            ping = ('<Ping xmlns="Ping"><HeartbeatInterval>300</HeartbeatInterval><Folders><Folder>'
+                    f'<Id>{inbox}</Id><Class>Email</Class></Folder></Folders></Ping>')
+            t = threading.Thread(target=lambda: box.update(answer=post("Ping", ping), at=time.monotonic()))
+            t.start()
+            time.sleep(0.5)
+            sent = deliver(lmtp, b"From: b@example.org\r\nSubject: ping %d\r\n\r\nwake up\r\n" % i)
+            t.join(30)
+            if text(box.get("answer"), "Ping:Status") != "2":
+                raise RuntimeError(f"round {i}: Ping answered {text(box.get('answer'), 'Ping:Status')}")
+            latencies.append(box["at"] - sent)
+            key, _adds, _more = sync(key, inbox)
+        lmtp.quit()
+    finally:
+        inst.stop()
+    store = "MariaDB" if args.mariadb else "SQLite"
+    print(f"| ActiveSync, Haven on {store}, {args.count} messages | figure |")
+    print("|---|---|")
+    print(f"| initial Sync, {len(windows)} windows of 100 ({total_adds} items) | {total:.2f} s |")
+    print(f"| slowest window / median window | {max(windows) * 1000:.0f} ms / "
+          f"{statistics.median(windows) * 1000:.0f} ms |")
+    print(f"| Ping wake-up after the LMTP 250, {len(latencies)} rounds: median / max | "
+          f"{statistics.median(latencies) * 1000:.1f} ms / {max(latencies) * 1000:.1f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
