@@ -8,6 +8,7 @@ import threading
 
 from imapclient import IMAPClient
 
+from tests.conftest import ENGINES, mariadb_available
 from tests.e2e.test_export import _account_view, _calendar_contacts_and_script, _cli
 
 
@@ -75,9 +76,12 @@ def test_backup_under_load_then_restore_an_account(haven, tmp_path):
     assert r.returncode == 65 and b"has no account nobody@example.test" in r.stderr
 
 
-def test_whole_restore_into_an_empty_store_on_either_engine(haven, haven_factory, engine, tmp_path):
-    """A new server (here: this engine, from a backup of the module's server on its own engine)
-    gets every account back: passwords, names, states, aliases, mail, calendars, scripts."""
+def test_whole_restore_into_an_empty_store_on_either_engine(haven, haven_factory, tmp_path):
+    """A new server on the other engine (when it is there; else the same) gets every account of
+    the module's server back: passwords, names, states, aliases, mail, calendars, scripts."""
+    engine = {"sqlite": "mariadb", "mariadb": "sqlite"}[haven.engine]
+    if engine not in ENGINES or (engine == "mariadb" and not mariadb_available()):
+        engine = haven.engine
     user, password = haven.new_user("whole")
     c = IMAPClient(haven.imap[0], port=haven.imap[1], ssl=False, timeout=15)
     c.login(user, password)
