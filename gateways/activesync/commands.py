@@ -153,6 +153,7 @@ class Commands:
         device = await self.store.record_device(account.id, req.device_id, req.device_type, user_agent,
                                                 req.protocol_version)
         ctx = Context(self.store, account, req, device, body, self.config, raw, user_agent, http=request)
+        ctx.notes["pings"] = self.pings
         refusal = self._guard(ctx)
         if refusal is not None:
             if ctx.version < (14, 0):
@@ -459,6 +460,22 @@ async def sync(ctx: Context):
     if ctx.raw and len(ctx.raw) <= EAS_MAX_CACHED_REQUEST:
         await store.cache_device_request(account.id, device_id, "sync", ctx.raw)
     folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+    wait = _wait_seconds(body, ctx)
+    if isinstance(wait, ET.Element):
+        return wait  # Status 14: out of range
+    if wait and await _quiet(ctx, collections, folders):
+        # a hanging Sync ([MS-ASCMD] 2.2.3.198, 2.2.3.79.2): nothing to send now; wait for a change
+        # as a Ping does; with none, an empty answer leaves every SyncKey as it was
+        hub, key = ctx.notes["pings"], (account.id, device_id)
+        hub.end(key)  # waiting, this request changes nothing a Ping of the device should ignore
+        try:
+            ready = await ping.wait_for(ctx, hub, {int(c) for c in _collection_ids(collections) if c.isdigit()}, wait,
+                                        ctx.http)
+        finally:
+            hub.begin(key)
+        if not ready:
+            return None
+        folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
     overall = syncplan.window_size(text(body, "AirSync", "WindowSize")) if body.find(q("AirSync", "WindowSize")) \
         is not None else syncplan.MAX_WINDOW
     out = element("AirSync", "Sync")
@@ -482,6 +499,49 @@ async def sync(ctx: Context):
             answer = await mailsync.MailSync(ctx, folder, collection, window).run()
         answers.append(answer)
     return out
+
+
+SYNC_BAD_WAIT = 14
+
+
+def _collection_ids(collections) -> list:
+    return [text(c, "AirSync", "CollectionId") or "" for c in collections]
+
+
+def _wait_seconds(body, ctx):
+    """Seconds a Sync may wait for changes (``Wait`` minutes 1-59, or ``HeartbeatInterval``
+    seconds within the Ping limits); 0 for none; Status 14 with the limit when out of range."""
+    minutes, heartbeat = text(body, "AirSync", "Wait"), text(body, "AirSync", "HeartbeatInterval")
+    if minutes is not None:
+        if not minutes.isdigit() or not 1 <= int(minutes) <= 59:
+            limit = 1 if not minutes.isdigit() or int(minutes) < 1 else 59
+            return element("AirSync", "Sync", element("AirSync", "Status", text=SYNC_BAD_WAIT),
+                           element("AirSync", "Limit", text=limit))
+        return int(minutes) * 60
+    if heartbeat is not None:
+        config = ctx.config
+        if not heartbeat.isdigit() or not config.min_heartbeat <= int(heartbeat) <= config.max_heartbeat:
+            limit = config.min_heartbeat if not heartbeat.isdigit() or int(heartbeat) < config.min_heartbeat \
+                else config.max_heartbeat
+            return element("AirSync", "Sync", element("AirSync", "Status", text=SYNC_BAD_WAIT),
+                           element("AirSync", "Limit", text=limit))
+        return int(heartbeat)
+    return 0
+
+
+async def _quiet(ctx, collections, folders: dict) -> bool:
+    """Nothing for any collection now: no command of the phone's, no new key, no change."""
+    for c in collections:
+        cid, key = text(c, "AirSync", "CollectionId") or "", text(c, "AirSync", "SyncKey") or ""
+        if cid not in folders or key == EAS_INITIAL_KEY or c.find(q("AirSync", "Commands")) is not None \
+                or text(c, "AirSync", "GetChanges") == "0":
+            return False
+        state = await ctx.store.get_sync_state(ctx.account.id, ctx.request.device_id, int(cid))
+        if state is None or key != state.sync_key:
+            return False  # a replay or an unknown key: answered at once
+        if await mailsync.pending_count(ctx, folders[cid], state, window=1):
+            return False
+    return True
 
 
 # -- Settings ([MS-ASCMD] 2.2.1.18) ----------------------------------------------------------------

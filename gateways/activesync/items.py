@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 
 from twisted.internet.threads import deferToThread
 
 from formats import mime
 from store import errors
 
-from . import mailsync, syncplan
+from . import mailsync
 from .xmlutil import element, sub, text
 
 log = logging.getLogger("haven.activesync")
@@ -99,15 +98,11 @@ async def get_item_estimate(ctx):
             continue
         options = coll.find("{AirSync}Options")
         filter_type = text(options, "AirSync", "FilterType") if options is not None else None
-        if filter_type is None:
-            filter_type = str(state.options.get("filter", state.filter_type))
-        live = await store.list_messages(folder.id)
-        plan = syncplan.plan(live, set(state.held), state.modseq, folder.highest_modseq, 1 << 30,
-                             syncplan.cutoff(filter_type, time.time()))
+        count = await mailsync.pending_count(ctx, folder, state, filter_type)
         sub(response, "GetItemEstimate", "Status", 1)
         c = sub(response, "GetItemEstimate", "Collection")
         sub(c, "GetItemEstimate", "CollectionId", cid)
-        sub(c, "GetItemEstimate", "Estimate", plan.count)
+        sub(c, "GetItemEstimate", "Estimate", count)
     return out
 
 

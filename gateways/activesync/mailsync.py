@@ -83,6 +83,17 @@ def uid_of(sid: str, folder_id: int):
     return int(uid)
 
 
+async def pending_count(ctx, folder, state, filter_type=None, window: int = 1 << 30) -> int:
+    """How many commands the next Sync of ``folder`` would send the device (at most ``window``),
+    from its sync ``state``, changing nothing."""
+    if filter_type is None:
+        filter_type = state.options.get("filter", state.filter_type)
+    live = await ctx.store.list_messages(folder.id)
+    plan = syncplan.plan(live, set(state.held), state.modseq, folder.highest_modseq, window,
+                         syncplan.cutoff(filter_type, time.time()))
+    return plan.count
+
+
 class MailSync:
     """One mail collection of one Sync request."""
 

@@ -161,11 +161,19 @@ async def ping(ctx, hub: PingHub, http_request=None):
 
 
 async def park(ctx, hub: PingHub, watched: set, seconds: int, http_request=None):
+    ready = await wait_for(ctx, hub, watched, seconds, http_request)
+    return answer(CHANGES, ready) if ready else answer(NO_CHANGES)
+
+
+async def wait_for(ctx, hub: PingHub, watched: set, seconds: float, http_request=None) -> list:
+    """Wait until a folder of ``watched`` has changes the device has not synced (their ids), or
+    ``seconds`` pass, the phone goes away or a newer Ping or hanging Sync of the device comes
+    (an empty list).  Ping and the hanging Sync (``Wait``) both wait here."""
     account, device_id = ctx.account, ctx.request.device_id
     key = (account.id, device_id)
     older = hub.parked.get(key)
     if older is not None:
-        older.end(None)  # a newer Ping of the device ends it (Status 1)
+        older.end(None)  # a newer Ping (or hanging Sync) of the device ends it
     me = hub.parked[key] = Parked(watched)
     reactor = _reactor()
 
@@ -200,4 +208,4 @@ async def park(ctx, hub: PingHub, watched: set, seconds: int, http_request=None)
             timer.cancel()
         if hub.parked.get(key) is me:
             del hub.parked[key]
-    return answer(CHANGES, ready) if ready else answer(NO_CHANGES)
+    return ready or []

@@ -9,7 +9,7 @@ import time
 
 
 from tests.gateways.activesync.client import EasClient, find, findall
-from tests.gateways.activesync.test_sync import MSG, Phone
+from tests.gateways.activesync.test_sync import MSG, Phone, sync_doc
 
 
 EAS_SETTINGS = {"activesync.min_heartbeat": "1", "activesync.max_heartbeat": "30", "activesync.max_folders": "3",
@@ -108,3 +108,40 @@ def test_empty_ping_and_limits(eas):
     assert find(answer, "Ping:Status") == "2" and [f.text for f in findall(answer, "Ping:Folders/Ping:Folder")] == [inbox]
     status, answer = phone.client.post("Ping", '<Ping xmlns="Ping"><HeartbeatInterval>2</HeartbeatInterval></Ping>')
     assert find(answer, "Ping:Status") == "2"  # folders from the last one
+
+
+def test_hanging_sync(eas):
+    user, phone = synced_phone(eas, "hanging", "ApplHANG01")
+    inbox = phone.folders["INBOX"]
+    key = phone.keys["INBOX"]
+
+    def hanging(seconds, key=key, commands=""):
+        doc = sync_doc(key, inbox, commands=commands).replace("</Collections>",
+                                                              f"</Collections><HeartbeatInterval>{seconds}"
+                                                              "</HeartbeatInterval>")
+        return phone.client.post("Sync", doc)
+
+    # nothing new: it waits, then answers empty and the key stays the phone's
+    t, box = in_background(lambda: hanging(2))
+    t.join(10)
+    status, answer = box["result"]
+    assert status == 200 and answer is None and 1.8 < box["took"] < 6
+    # a delivery while it waits: the answer carries it at once
+    t, box = in_background(lambda: hanging(20))
+    time.sleep(0.8)
+    assert t.is_alive()
+    eas.deliver(user, MSG % (user.encode(), b"hang", b"hang1", b"hang"))
+    t.join(10)
+    status, answer = box["result"]
+    [coll] = findall(answer, "AirSync:Collections/AirSync:Collection")
+    assert [find(a, "AirSync:ApplicationData/Email:Subject")
+            for a in findall(coll, "AirSync:Commands/AirSync:Add")] == ["hang"] and box["took"] < 5
+    new_key = find(coll, "AirSync:SyncKey")
+    # out of range: Status 14 with the limit
+    for value, limit in (("0", "1"), ("100", "30")):
+        status, answer = phone.client.post("Sync", sync_doc(new_key, inbox).replace(
+            "</Collections>", f"</Collections><HeartbeatInterval>{value}</HeartbeatInterval>"))
+        assert (find(answer, "AirSync:Status"), find(answer, "AirSync:Limit")) == ("14", limit)
+    status, answer = phone.client.post("Sync", sync_doc(new_key, inbox).replace(
+        "</Collections>", "</Collections><Wait>0</Wait>"))
+    assert find(answer, "AirSync:Status") == "14"
