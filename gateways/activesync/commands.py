@@ -436,29 +436,29 @@ SYNC_INCOMPLETE, SYNC_HIERARCHY_CHANGED, SYNC_TOO_MANY = 13, 12, 15
 async def sync(ctx: Context):
     store, account, device_id = ctx.store, ctx.account, ctx.request.device_id
     body = ctx.body
-    if body is None:  # an empty Sync: the last full request again ([MS-ASCMD] 2.2.1.21.1.1)
+    if body is not None and body.tag != q("AirSync", "Sync"):
+        return status_only("Sync", 4)
+    partial = body is not None and body.find(q("AirSync", "Partial")) is not None
+    to_cache = ctx.raw if body is not None and not partial else None
+    if body is None or partial:
+        # an empty Sync is the last full request again; a Partial one names only what differs
+        # from it ([MS-ASCMD] 2.2.1.21.1.1, 2.2.3.128)
         cached = await store.cached_device_request(account.id, device_id, "sync")
         if cached is None:
             return status_only("Sync", SYNC_INCOMPLETE)
-        body = await _code(decode, cached)
-        # with the keys the device holds now (the ones the last answers carried), not those of then
-        for collection in body.iter(q("AirSync", "Collection")):
-            cid, key_el = text(collection, "AirSync", "CollectionId"), collection.find(q("AirSync", "SyncKey"))
-            state = await store.get_sync_state(account.id, device_id, int(cid)) if cid and cid.isdigit() else None
-            if state is not None and key_el is not None:
-                key_el.text = state.sync_key
-            commands = collection.find(q("AirSync", "Commands"))
-            if commands is not None:  # the phone's changes of then were applied then
-                collection.remove(commands)
-    elif body.tag != q("AirSync", "Sync"):
-        return status_only("Sync", 4)
+        base = await _code(decode, cached)
+        await _current_keys(ctx, base)
+        if partial:
+            base = _merged(base, body)
+            to_cache = await _code(encode, base)
+        body = base
     collections = body.findall(f"{q('AirSync', 'Collections')}/{q('AirSync', 'Collection')}")
     if not collections:
         return status_only("Sync", SYNC_INCOMPLETE)
     if len(collections) > MAX_COLLECTIONS:
         return status_only("Sync", SYNC_TOO_MANY)
-    if ctx.raw and len(ctx.raw) <= EAS_MAX_CACHED_REQUEST:
-        await store.cache_device_request(account.id, device_id, "sync", ctx.raw)
+    if to_cache and len(to_cache) <= EAS_MAX_CACHED_REQUEST:
+        await store.cache_device_request(account.id, device_id, "sync", to_cache)
     folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
     wait = _wait_seconds(body, ctx)
     if isinstance(wait, ET.Element):
@@ -502,6 +502,40 @@ async def sync(ctx: Context):
 
 
 SYNC_BAD_WAIT = 14
+
+
+async def _current_keys(ctx, request) -> None:
+    """A cached request made current: each collection with the key the device holds now (the
+    one the last answer carried), without the phone's commands of then (they were applied)."""
+    for collection in request.iter(q("AirSync", "Collection")):
+        cid, key_el = text(collection, "AirSync", "CollectionId"), collection.find(q("AirSync", "SyncKey"))
+        state = await ctx.store.get_sync_state(ctx.account.id, ctx.request.device_id, int(cid)) \
+            if cid and cid.isdigit() else None
+        if state is not None and key_el is not None:
+            key_el.text = state.sync_key
+        commands = collection.find(q("AirSync", "Commands"))
+        if commands is not None:
+            collection.remove(commands)
+
+
+def _merged(base, partial):
+    """The cached request with the Partial one's collections (by CollectionId) and its Wait,
+    HeartbeatInterval and WindowSize put in."""
+    out = element("AirSync", "Sync")
+    given = {text(c, "AirSync", "CollectionId"): c
+             for c in partial.findall(f"{q('AirSync', 'Collections')}/{q('AirSync', 'Collection')}")}
+    collections = sub(out, "AirSync", "Collections")
+    for c in base.findall(f"{q('AirSync', 'Collections')}/{q('AirSync', 'Collection')}"):
+        collections.append(given.pop(text(c, "AirSync", "CollectionId"), c))
+    for c in given.values():
+        collections.append(c)
+    for name in ("Wait", "HeartbeatInterval", "WindowSize"):
+        el = partial.find(q("AirSync", name))
+        if el is None:
+            el = base.find(q("AirSync", name))
+        if el is not None:
+            out.append(el)
+    return out
 
 
 def _collection_ids(collections) -> list:

@@ -206,3 +206,29 @@ def test_a_phone_delete_is_an_imap_expunge_and_recoverable(eas):
              if line.endswith("gone")]
     assert eas.cli("recover", "restore", user, row[0]).returncode == 0
     assert subjects(phone.sync("INBOX")) == ["gone"]
+
+
+def test_partial_sync_fills_in_from_the_last_request(eas):
+    user, password = eas.new_user("partial")
+    phone = Phone(eas, user, password, device="ApplPART01")
+    inbox, sent = phone.folders["INBOX"], phone.folders["Sent"]
+
+    def both(k1, k2, partial=""):
+        return ('<Sync xmlns="AirSync"><Collections>'
+                f"<Collection><SyncKey>{k1}</SyncKey><CollectionId>{inbox}</CollectionId></Collection>"
+                f"<Collection><SyncKey>{k2}</SyncKey><CollectionId>{sent}</CollectionId></Collection>"
+                f"</Collections>{partial}</Sync>")
+
+    def keys(answer):
+        return {find(c, "AirSync:CollectionId"): (find(c, "AirSync:SyncKey"), c)
+                for c in findall(answer, "AirSync:Collections/AirSync:Collection")}
+    got = keys(phone.client.post("Sync", both("0", "0"))[1])
+    got = keys(phone.client.post("Sync", both(got[inbox][0], got[sent][0]))[1])  # the full request, cached
+    eas.deliver(user, MSG % (user.encode(), b"partly", b"partly1", b"partly"))
+    doc = ('<Sync xmlns="AirSync"><Collections>'
+           f"<Collection><SyncKey>{got[sent][0]}</SyncKey><CollectionId>{sent}</CollectionId></Collection>"
+           "</Collections><Partial/></Sync>")
+    status, answer = phone.client.post("Sync", doc)
+    after = keys(answer)
+    assert set(after) == {inbox, sent}  # INBOX from the cached request, with the key it holds now
+    assert subjects(after[inbox][1]) == ["partly"]
