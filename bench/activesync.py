@@ -13,7 +13,10 @@ device (EAS 16.1, WBXML over HTTP on loopback, Basic login):
    MoreAvailable: the time of each window and in all;
 2. ``--rounds`` times: a Ping on INBOX (heartbeat 300 s) is parked, one message is delivered
    over LMTP, and the time from the LMTP ``250`` to the Ping's answer is taken; a Sync then
-   takes the message (not timed).
+   takes the message (not timed);
+3. with ``--pings N`` (default 1,000): N more devices of the account sync INBOX and park a
+   Ping each (N connections); the server's PSS before and after gives the cost of a parked
+   Ping; one delivery then wakes them all, timed until the last answer.
 
 Prints a markdown table; bench/README.md ("ActiveSync") has the figures.
 """
@@ -86,10 +89,12 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--mariadb", nargs="?", const="mysql://root@127.0.0.1:3306/haven_bench_eas", default=None)
+    ap.add_argument("--pings", type=int, default=1000, help="parked Pings for the memory figure (0: none)")
     args = ap.parse_args()
     from corpus import generate
     from haven import HavenInstance
-    overrides = {"activesync.enabled": "yes", "lmtp.max_connections": "0"}
+    overrides = {"activesync.enabled": "yes", "lmtp.max_connections": "0", "http.max_connections": "0",
+                 "http.max_connections_per_ip": "0", "http.max_requests_per_ip": "0"}
     if args.mariadb:
         name = args.mariadb.rsplit("/", 1)[1]
         subprocess.run(["mariadb", "-h127.0.0.1", "-uroot", "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE "
@@ -131,6 +136,7 @@ def main() -> int:
                 raise RuntimeError(f"round {i}: Ping answered {text(box.get('answer'), 'Ping:Status')}")
             latencies.append(box["at"] - sent)
             key, _adds, _more = sync(key, inbox)
+        parked = many_pings(inst.proc.pid, lmtp, inbox, args.pings) if args.pings else None
         lmtp.quit()
     finally:
         inst.stop()
@@ -142,7 +148,53 @@ def main() -> int:
           f"{statistics.median(windows) * 1000:.0f} ms |")
     print(f"| Ping wake-up after the LMTP 250, {len(latencies)} rounds: median / max | "
           f"{statistics.median(latencies) * 1000:.1f} ms / {max(latencies) * 1000:.1f} ms |")
+    if parked:
+        print(f"| {args.pings} parked Pings: server PSS per Ping / RSS per Ping | {parked[0]:.1f} KiB / "
+              f"{parked[1]:.1f} KiB |")
+        print(f"| {args.pings} parked Pings: all answered after one delivery | {parked[2] * 1000:.0f} ms |")
     return 0
+
+
+def memory_kib(pid: int) -> tuple:
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def many_pings(pid: int, lmtp, inbox: str, n: int) -> tuple:
+    """(PSS KiB per parked Ping, RSS KiB per parked Ping, seconds until all answered a delivery)."""
+    devices = [f"ApplMANY{i:05d}" for i in range(n)]
+    for device in devices:  # each syncs INBOX once, so a Ping of it waits
+        post("FolderSync", '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>', device)
+        coll = post("Sync", f'<Sync xmlns="AirSync"><Collections><Collection><SyncKey>0</SyncKey>'
+                            f'<CollectionId>{inbox}</CollectionId></Collection></Collections></Sync>', device)
+        key = text(coll.find("{AirSync}Collections/{AirSync}Collection"), "AirSync:SyncKey")
+        post("Sync", f'<Sync xmlns="AirSync"><Collections><Collection><SyncKey>{key}</SyncKey><CollectionId>{inbox}'
+                     f'</CollectionId><WindowSize>512</WindowSize></Collection></Collections></Sync>', device)
+    time.sleep(1)
+    rss0, pss0 = memory_kib(pid)
+    ping = ('<Ping xmlns="Ping"><HeartbeatInterval>600</HeartbeatInterval><Folders><Folder>'
+            f'<Id>{inbox}</Id><Class>Email</Class></Folder></Folders></Ping>')
+    answered = []
+    threading.stack_size(256 * 1024)
+    threads = [threading.Thread(target=lambda d=d: answered.append((post("Ping", ping, d), time.monotonic())))
+               for d in devices]
+    for t in threads:
+        t.start()
+    time.sleep(max(3, n / 200))
+    rss1, pss1 = memory_kib(pid)
+    if answered:
+        raise RuntimeError(f"{len(answered)} Pings answered before the delivery")
+    sent = deliver(lmtp, b"From: b@example.org\r\nSubject: all of you\r\n\r\nwake up\r\n")
+    for t in threads:
+        t.join(60)
+    if len(answered) != n or any(text(a, "Ping:Status") != "2" for a, _t in answered):
+        raise RuntimeError(f"{len(answered)} of {n} Pings answered with changes")
+    return (pss1 - pss0) / n, (rss1 - rss0) / n, max(t for _a, t in answered) - sent
 
 
 if __name__ == "__main__":

@@ -289,6 +289,21 @@ def save_sync_state_txn(txn: Txn, account_id: int, device_id: str, collection_id
     return txn.rowcount == 1
 
 
+def sync_modseqs_txn(txn: Txn, account_id: int, collection_ids) -> dict:
+    """``{(device id, collection id): modseq reached}`` of every device of the account that has
+    a state of one of ``collection_ids`` (what parked Pings compare with the folders' modseqs)."""
+    out = {}
+    for part in chunks(sorted(set(int(c) for c in collection_ids))):
+        for device_id, collection_id, modseq in txn.execute(
+                "SELECT d.device_id, s.collection_id, s.modseq FROM eas_sync_states s JOIN eas_devices d "
+                f"ON d.id = s.device WHERE s.account_id = ? AND s.collection_id IN {txn.in_list(part)}",
+                (account_id, *part)).fetchall():
+            if isinstance(device_id, (bytes, bytearray)):  # a {name} column: VARBINARY on MariaDB
+                device_id = bytes(device_id).decode("utf-8")
+            out[(device_id, int(collection_id))] = int(modseq)
+    return out
+
+
 def adjust_held_txn(txn: Txn, account_id: int, device_id: str, collection_id: int, add, remove) -> bool:
     """Add ids to and remove ids from the held ids of a state, its keys unchanged (the device
     moved items itself: MoveItems).  False when the device has no state of the collection."""
@@ -429,6 +444,9 @@ class ActiveSyncStore(StoreCore):
                                device_id, int(collection_id), str(expected_key), new_key, int(modseq), packed,
                                filter_type, options_json, None if response is None else bytes(response),
                                int(time.time()), snapshot_blob)
+
+    async def sync_modseqs(self, account_id, collection_ids) -> dict:
+        return await self._run("sync_modseqs", sync_modseqs_txn, account_id, list(collection_ids))
 
     async def adjust_held_ids(self, account_id, device_id, collection_id, add=(), remove=()) -> bool:
         return await self._run("adjust_held_ids", adjust_held_txn, account_id, device_id, int(collection_id),

@@ -861,6 +861,11 @@ class Store:
         """The device's state of the collection, None when it has none (it must start with 0)."""
         raise NotImplementedError
 
+    async def sync_modseqs(self, account_id: int, collection_ids: Iterable[int]) -> dict:
+        """``{(device id, collection id): modseq reached}`` for every device of the account with a
+        state of one of ``collection_ids``: one query for all the parked Pings of an account."""
+        raise NotImplementedError
+
     async def adjust_held_ids(self, account_id: int, device_id: str, collection_id: int, add: Iterable[int] = (),
                               remove: Iterable[int] = ()) -> bool:
         """Add to and remove from the ids the device holds of a collection, its SyncKeys left

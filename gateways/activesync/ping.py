@@ -64,6 +64,32 @@ class PingHub:
     def __init__(self):
         self.parked: dict = {}
         self.busy: dict = {}
+        self._due: dict = {}  # account id -> {(account, device): (Parked, ctx)} to look at this turn
+
+    def check(self, ctx, parked: "Parked") -> None:
+        """Look at ``parked``'s folders soon: the Pings of one account due in one reactor turn
+        share two queries (its folders, every device's modseqs), however many they are."""
+        if not self._due:
+            _reactor().callLater(0, self._flush)
+        self._due.setdefault(ctx.account.id, {})[(ctx.account.id, ctx.request.device_id)] = (parked, ctx)
+
+    def _flush(self) -> None:
+        due, self._due = self._due, {}
+        for account_id, entries in due.items():
+            d = defer.ensureDeferred(self._look(account_id, entries))
+            d.addErrback(lambda f, a=account_id: log.warning("activesync: ping check of account %d failed: %s",
+                                                               a, f.value))
+
+    async def _look(self, account_id: int, entries: dict) -> None:
+        store = next(iter(entries.values()))[1].store
+        highest = {f.id: f.highest_modseq for f in await store.list_folders(account_id, "mail")}
+        watched = set().union(*(parked.folder_ids for parked, _ctx in entries.values()))
+        reached = await store.sync_modseqs(account_id, watched & set(highest))
+        for (_account, device_id), (parked, _ctx) in entries.items():
+            ready = [f for f in sorted(parked.folder_ids)
+                     if f in highest and highest[f] > reached.get((device_id, f), -1)]
+            if ready:
+                parked.end(ready)
 
     def __len__(self) -> int:
         return len(self.parked)
@@ -184,9 +210,7 @@ async def wait_for(ctx, hub: PingHub, watched: set, seconds: float, http_request
         if hub.busy.get(key):  # the device's own request may be what changed: when it is done
             me.recheck = True
             return
-        d = defer.ensureDeferred(pending(ctx, watched))
-        d.addCallback(lambda ready: me.end(ready) if ready else None)
-        d.addErrback(lambda f: log.warning("activesync %s: ping check failed: %s", account.address, f.value))
+        hub.check(ctx, me)
 
     def on_change(event) -> None:
         if me.done.called or me.checking:

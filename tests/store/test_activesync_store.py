@@ -429,3 +429,14 @@ def test_adjust_held_ids_keeps_the_keys(store, run, account):
     assert run(store.adjust_held_ids, account.id, "ADJUST1", inbox.id, add=[9], remove=[2]) is True
     state = run(store.get_sync_state, account.id, "ADJUST1", inbox.id)
     assert (state.held, state.sync_key, state.modseq) == ((1, 3, 9), key, 7)
+
+
+def test_sync_modseqs_of_every_device(store, run, account):
+    inbox = run(store.get_folder, account.id, INBOX)
+    other = run(store.create_account, "someone-else@example.test", "x", None)
+    for device, modseq in (("DEV-A", 5), ("DEV-B", 9)):
+        run(store.record_device, account.id, device, device_type="iPhone")
+        assert run(store.save_sync_state, account.id, device, inbox.id, "0", eas_next_sync_key("0"), modseq)
+    run(store.record_device, other.id, "DEV-A", device_type="iPhone")
+    assert run(store.sync_modseqs, account.id, [inbox.id, 424242]) == {("DEV-A", inbox.id): 5, ("DEV-B", inbox.id): 9}
+    assert run(store.sync_modseqs, other.id, [inbox.id]) == {}
