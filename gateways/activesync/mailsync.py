@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import time
 import xml.etree.ElementTree as ET
+from email.message import EmailMessage
+from email.utils import formatdate
 
 from twisted.internet.threads import deferToThread
 
@@ -35,7 +37,7 @@ from .xmlutil import sub, text
 
 log = logging.getLogger("haven.activesync")
 
-INVALID_KEY, PROTOCOL_ERROR, NOT_FOUND, SERVER_ERROR = 3, 4, 8, 5
+INVALID_KEY, PROTOCOL_ERROR, NOT_FOUND, SERVER_ERROR, CONVERSION_ERROR = 3, 4, 8, 5, 6
 #: how many messages' raw bytes are read in one batch for an Add window
 FETCH_BATCH = 50
 
@@ -196,13 +198,38 @@ class MailSync:
                     self._response(responses, "Delete", sid, status)
             elif name == "Fetch":
                 await self._fetch(responses, sid, uid, opts)
-            elif name == "Add":  # drafts (16.x) come later: refused, the phone keeps it
+            elif name == "Add":  # a draft (16.x)
                 el = sub(responses, "AirSync", "Add")
                 client_id = text(cmd, "AirSync", "ClientId")
                 if client_id:
                     sub(el, "AirSync", "ClientId", client_id)
-                sub(el, "AirSync", "Status", PROTOCOL_ERROR)
+                status, new_sid = await self._add_draft(client_id, cmd.find(q("AirSync", "ApplicationData")), held)
+                if new_sid:
+                    sub(el, "AirSync", "ServerId", new_sid)
+                sub(el, "AirSync", "Status", status)
         return responses
+
+    async def _add_draft(self, client_id, data, held: set) -> tuple:
+        """A draft the phone saved ([MS-ASCMD] 2.2.3.7.2; EAS 16.0 on, in the Drafts folder only):
+        made into a message and appended, held by the device from now on.  ``(status, ServerId)``."""
+        if self.folder.special_use != "\\Drafts" or self.ctx.version < (16, 0) or data is None:
+            return CONVERSION_ERROR, None
+        if data.find(q("AirSyncBase", "Attachments")) is not None:
+            return CONVERSION_ERROR, None  # drafts with attachments are not taken (yet): never half of one
+        store, account, device_id = self.store, self.account, self.device_id
+        if client_id:
+            known = await store.server_id_for_client_id(account.id, device_id, self.folder.id, client_id)
+            if known:
+                return 1, known
+        raw = draft_message(data, account.address)
+        _validity, uid = await store.append_message(account.id, self.folder.id, raw, ["\\Draft", "\\Seen"])
+        for rec in await store.fetch_messages(self.folder.id, [uid]):
+            self.own[uid] = rec.meta.modseq  # not sent back as a change
+        held.add(uid)
+        sid = server_id(self.folder.id, uid)
+        if client_id:
+            await store.remember_client_id(account.id, device_id, self.folder.id, client_id, sid)
+        return 1, sid
 
     @staticmethod
     def _response(responses, name: str, sid, status: int) -> None:
@@ -213,6 +240,10 @@ class MailSync:
     async def _change(self, uid, data) -> int:
         if uid is None or data is None:
             return NOT_FOUND
+        if self.folder.special_use == "\\Drafts" and self.ctx.version >= (16, 0) and any(
+                data.find(q(page, name)) is not None for page, name in
+                (("Email", "To"), ("Email", "Subject"), ("AirSyncBase", "Body"), ("Email", "Cc"))):
+            return await self._replace_draft(uid, data)
         add, remove = [], []
         read = text(data, "Email", "Read")
         if read in ("0", "1"):
@@ -245,6 +276,18 @@ class MailSync:
                             self.own[m.uid] = m.modseq
         except errors.InvalidInput:
             return PROTOCOL_ERROR
+        return 1
+
+    async def _replace_draft(self, uid: int, data) -> int:
+        """An edited draft: the new text is a new message, the old one goes; the next Sync tells
+        the phone (a Delete of the old ServerId, an Add of the new), so its ids stay true."""
+        if data.find(q("AirSyncBase", "Attachments")) is not None:
+            return CONVERSION_ERROR
+        if not await self.store.fetch_messages(self.folder.id, [uid]):
+            return NOT_FOUND
+        await self.store.append_message(self.account.id, self.folder.id, draft_message(data, self.account.address),
+                                        ["\\Draft", "\\Seen"])
+        await self.store.delete_messages(self.account.id, self.folder.id, [uid])
         return 1
 
     async def _delete(self, uid, as_move: bool) -> int:
@@ -313,6 +356,27 @@ class MailSync:
                 return built
             out.update(await deferToThread(build))
         return out
+
+
+def draft_message(data, address: str) -> bytes:
+    """A draft's ApplicationData (To, Cc, Bcc, Subject, Importance, the body as text or HTML)
+    as an RFC 5322 message from ``address``."""
+    msg = EmailMessage()
+    msg["From"] = address
+    for name in ("To", "Cc", "Bcc"):
+        value = text(data, "Email", name)
+        if value:
+            msg[name] = value
+    msg["Subject"] = text(data, "Email", "Subject") or ""
+    msg["Date"] = formatdate(localtime=False)
+    importance = text(data, "Email", "Importance")
+    if importance in ("0", "2"):
+        msg["Importance"] = "low" if importance == "0" else "high"
+    body = data.find(q("AirSyncBase", "Body"))
+    content = text(body, "AirSyncBase", "Data") if body is not None else ""
+    kind = text(body, "AirSyncBase", "Type") if body is not None else "1"
+    msg.set_content(content or "", subtype="html" if kind == "2" else "plain")
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
 def flag_data(flags):

@@ -232,3 +232,40 @@ def test_partial_sync_fills_in_from_the_last_request(eas):
     after = keys(answer)
     assert set(after) == {inbox, sent}  # INBOX from the cached request, with the key it holds now
     assert subjects(after[inbox][1]) == ["partly"]
+
+
+def test_drafts_of_a_16_phone(eas):
+    user, password = eas.new_user("drafter")
+    phone = Phone(eas, user, password, device="ApplDRAFT1")
+    phone.sync("Drafts")
+    phone.sync("Drafts")
+    add = ("<Add><ClientId>d1</ClientId><ApplicationData><e:To>friend@example.org</e:To>"
+           "<e:Subject>half written</e:Subject><b:Body><b:Type>1</b:Type><b:Data>first words</b:Data></b:Body>"
+           "</ApplicationData></Add>")
+    coll = phone.sync("Drafts", commands=add)
+    [resp] = findall(coll, "AirSync:Responses/AirSync:Add")
+    assert find(resp, "AirSync:Status") == "1" and find(resp, "AirSync:ClientId") == "d1"
+    sid = find(resp, "AirSync:ServerId")
+    assert commands(coll, "Add") == []  # not sent back
+    again = phone.sync("Drafts", commands=add)  # the same ClientId: the same draft, once
+    assert find(findall(again, "AirSync:Responses/AirSync:Add")[0], "AirSync:ServerId") == sid
+    c = IMAPClient(eas.imap[0], port=eas.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.select_folder("Drafts")
+    [(uid, data)] = c.fetch(c.search(), ["BODY.PEEK[]", "FLAGS"]).items()
+    assert b"first words" in data[b"BODY[]"] and b"To: friend@example.org" in data[b"BODY[]"]
+    assert b"\\Draft" in data[b"FLAGS"]
+    # edited on the phone: the new text replaces it; the next Sync swaps the ids
+    coll = phone.sync("Drafts", commands=f"<Change><ServerId>{sid}</ServerId><ApplicationData>"
+                                         "<e:Subject>done</e:Subject><b:Body><b:Type>1</b:Type><b:Data>all the words"
+                                         "</b:Data></b:Body></ApplicationData></Change>")
+    assert [find(d, "AirSync:ServerId") for d in commands(coll, "Delete")] == [sid]
+    assert subjects(coll) == ["done"]
+    c.select_folder("Drafts")
+    bodies = [v[b"BODY[]"] for v in c.fetch(c.search(), ["BODY.PEEK[]"]).values()]
+    assert len(bodies) == 1 and b"all the words" in bodies[0]
+    c.logout()
+    # not in INBOX
+    phone.sync("INBOX")
+    coll = phone.sync("INBOX", commands=add.replace("d1", "d2"))
+    assert find(findall(coll, "AirSync:Responses/AirSync:Add")[0], "AirSync:Status") == "6"
