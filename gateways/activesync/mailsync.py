@@ -37,7 +37,7 @@ from .xmlutil import sub, text
 
 log = logging.getLogger("haven.activesync")
 
-INVALID_KEY, PROTOCOL_ERROR, NOT_FOUND, SERVER_ERROR, CONVERSION_ERROR = 3, 4, 8, 5, 6
+INVALID_KEY, PROTOCOL_ERROR, NOT_FOUND, SERVER_ERROR, CONVERSION_ERROR, CONFLICT = 3, 4, 8, 5, 6, 7
 #: how many messages' raw bytes are read in one batch for an Add window
 FETCH_BATCH = 50
 
@@ -103,6 +103,7 @@ class MailSync:
         self.ctx, self.folder, self.collection, self.window = ctx, folder, collection, window
         self.store, self.account, self.device_id = ctx.store, ctx.account, ctx.request.device_id
         self.own: dict = {}  # uid -> modseq after this device's own change
+        self.reached = 0  # the modseq the device had seen changes up to
         self.dropped: set = set()  # uids this device deleted
 
     async def run(self):
@@ -127,6 +128,7 @@ class MailSync:
             return decode(state.last_response)  # the phone never got it
         opts = options_of(self.collection, state.options)
         held = set(state.held)
+        self.reached = state.modseq
         responses = await self._apply_commands(held, opts)
         get_changes = text(self.collection, "AirSync", "GetChanges")
         new_key = eas_next_sync_key(key)
@@ -259,6 +261,12 @@ class MailSync:
             metas = await self.store.fetch_messages(self.folder.id, [uid])
             if not metas:
                 return NOT_FOUND
+            # changed here too since the phone's last Sync: the server's version wins unless the
+            # phone asked otherwise (Options/Conflict 0); it is sent to the phone as a Change
+            if metas[0].meta.modseq > self.reached and uid not in self.own and text(
+                    self.collection.find(q("AirSync", "Options")),
+                                                           "AirSync", "Conflict") != "0":
+                return CONFLICT
             for op, flags in (("add", add), ("remove", remove)):
                 if flags:
                     res = await self.store.store_flags(self.account.id, self.folder.id, [uid], op, flags)

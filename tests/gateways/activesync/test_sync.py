@@ -269,3 +269,27 @@ def test_drafts_of_a_16_phone(eas):
     phone.sync("INBOX")
     coll = phone.sync("INBOX", commands=add.replace("d1", "d2"))
     assert find(findall(coll, "AirSync:Responses/AirSync:Add")[0], "AirSync:Status") == "6"
+
+
+def test_a_conflict_is_won_by_the_server_unless_the_phone_says(eas):
+    user, password = eas.new_user("conflict")
+    eas.deliver(user, MSG % (user.encode(), b"both", b"both1", b"x"))
+    phone = Phone(eas, user, password, device="ApplCONF01")
+    phone.sync("INBOX")
+    sid = find(commands(phone.sync("INBOX"), "Add")[0], "AirSync:ServerId")
+    c = IMAPClient(eas.imap[0], port=eas.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.select_folder("INBOX")
+    c.add_flags(c.search(), [b"\\Flagged"])  # changed here meanwhile
+    change = (f"<Change><ServerId>{sid}</ServerId><ApplicationData><e:Read>1</e:Read></ApplicationData></Change>")
+    coll = phone.sync("INBOX", commands=change)
+    [resp] = findall(coll, "AirSync:Responses/AirSync:Change")
+    assert find(resp, "AirSync:Status") == "7"  # the server's version wins, and is sent
+    [sent] = commands(coll, "Change")
+    assert find(sent, "AirSync:ApplicationData/Email:Flag/Email:Status") == "2"
+    assert b"\\Seen" not in c.get_flags(c.search())[c.search()[0]]
+    c.add_flags(c.search(), [b"$label1"])
+    coll = phone.sync("INBOX", commands=change, options="<Conflict>0</Conflict>" + HTML_OPTS)  # the phone wins
+    assert findall(coll, "AirSync:Responses/AirSync:Change") == []
+    assert b"\\Seen" in c.get_flags(c.search())[c.search()[0]]
+    c.logout()
