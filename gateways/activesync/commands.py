@@ -20,6 +20,7 @@ Invariants
 from __future__ import annotations
 
 import logging
+import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -154,6 +155,9 @@ class Commands:
                                                 req.protocol_version)
         ctx = Context(self.store, account, req, device, body, self.config, raw, user_agent, http=request)
         ctx.notes["pings"] = self.pings
+        # MS-ASCMD 2.2.1.10: ItemOperations may answer in parts (the base64 query's option, or
+        # the MS-ASAcceptMultiPart header of the plain form)
+        ctx.notes["multipart"] = req.accept_multipart or (_header(request, b"ms-asacceptmultipart") or "") == "T"
         refusal = self._guard(ctx)
         if refusal is not None:
             if ctx.version < (14, 0):
@@ -174,7 +178,7 @@ class Commands:
         finally:
             if own:
                 self.pings.end(key)
-        await self._answer(request, answer)
+        await self._answer(request, answer, ctx.notes.get("parts"))
 
     def _guard(self, ctx: Context) -> Optional[int]:
         """The Status that refuses this command until the device provisions, or None."""
@@ -192,12 +196,29 @@ class Commands:
             return INVALID_POLICY_KEY
         return None
 
-    async def _answer(self, request, answer) -> None:
+    async def _answer(self, request, answer, parts=None) -> None:
         if answer is None:
             finish(request, 200)
             return
         data = answer if isinstance(answer, bytes) else await _code(encode, answer)
+        if parts:
+            finish(request, 200, multipart([data] + parts), MULTIPART)
+            return
         finish(request, 200, data, CONTENT_TYPE)
+
+
+MULTIPART = b"application/vnd.ms-sync.multipart"
+
+
+def multipart(parts: list) -> bytes:
+    """[MS-ASCMD] 2.2.2.10.1 (MultiPartResponse): the number of parts, then each part's offset
+    and length (32-bit little-endian), then the parts; the first is the WBXML answer."""
+    head = 4 + 8 * len(parts)
+    table, offset = [struct.pack("<i", len(parts))], head
+    for part in parts:
+        table.append(struct.pack("<ii", offset, len(part)))
+        offset += len(part)
+    return b"".join(table) + b"".join(parts)
 
 
 def _header(request, name: bytes) -> Optional[str]:

@@ -161,7 +161,11 @@ async def _fetch(ctx, op):
         sub(el, "AirSyncBase", "FileReference", file_ref)
         props = sub(el, "ItemOperations", "Properties")
         sub(props, "AirSyncBase", "ContentType", content_type)
-        if status == OPS_OK:  # base64 text (2.2.3.39.1); a multipart answer (not offered yet) would be raw
+        if status == OPS_OK and ctx.notes.get("multipart"):  # the octets in a part of their own
+            parts = ctx.notes.setdefault("parts", [])
+            parts.append(data)
+            sub(props, "ItemOperations", "Part", len(parts))
+        elif status == OPS_OK:  # base64 text (2.2.3.39.1)
             sub(props, "ItemOperations", "Data", base64.b64encode(data).decode("ascii"))
         return el
     if server is None or collection is None or not collection.isdigit():

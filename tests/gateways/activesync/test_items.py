@@ -4,10 +4,12 @@ engines."""
 from __future__ import annotations
 
 import base64
+import struct
 
 from imapclient import IMAPClient
 
-from tests.gateways.activesync.client import find, findall
+from gateways.activesync.wbxml import decode, encode
+from tests.gateways.activesync.client import X, find, findall
 from tests.gateways.activesync.test_sync import MSG, Phone
 
 PDF = b"%PDF-1.4 " + bytes(range(256)) * 4
@@ -110,3 +112,23 @@ def test_item_operations_fetch_and_empty(eas):
     assert find(empty, "ItemOperations:Status") == "1"
     assert b"with a file" in eas.cli("recover", "list", user).stdout  # soft: recoverable
     assert [find(d, "AirSync:ServerId") for d in findall(phone.sync("INBOX"), "AirSync:Commands/AirSync:Delete")] == [sid]
+
+
+def test_item_operations_multipart(eas):
+    user, password = eas.new_user("multipart")
+    eas.deliver(user, WITH_FILE)
+    phone = Phone(eas, user, password, device="ApplOPS02")
+    phone.sync("INBOX")
+    [add] = findall(phone.sync("INBOX"), "AirSync:Commands/AirSync:Add")
+    [att] = findall(add, "AirSync:ApplicationData/AirSyncBase:Attachments/AirSyncBase:Attachment")
+    doc = (f'<ItemOperations xmlns="ItemOperations" xmlns:b="AirSyncBase"><Fetch><Store>Mailbox</Store>'
+           f'<b:FileReference>{find(att, "AirSyncBase:FileReference")}</b:FileReference></Fetch></ItemOperations>')
+    status, headers, body = phone.client.raw("POST", phone.client.query("ItemOperations"), encode(X(doc)),
+                                             headers={"MS-ASAcceptMultiPart": "T"})
+    assert status == 200 and headers["content-type"] == "application/vnd.ms-sync.multipart"
+    (count,) = struct.unpack_from("<i", body, 0)
+    spans = [struct.unpack_from("<ii", body, 4 + 8 * i) for i in range(count)]
+    parts = [body[o:o + n] for o, n in spans]
+    assert count == 2 and parts[1] == PDF
+    fetch = decode(parts[0]).find("{ItemOperations}Response/{ItemOperations}Fetch")
+    assert find(fetch, "ItemOperations:Properties/ItemOperations:Part") == "1"
