@@ -24,7 +24,7 @@ from twisted.internet.threads import deferToThread
 from formats import mime
 from store import errors
 
-from . import mailsync
+from . import mailitem, mailsync
 from .xmlutil import element, sub, text
 
 log = logging.getLogger("haven.activesync")
@@ -124,6 +124,8 @@ async def item_operations(ctx):
             responses.append(await _fetch(ctx, op))
         elif name == "EmptyFolderContents":
             responses.append(await _empty(ctx, op))
+        elif name == "Move":
+            responses.append(await _move_conversation(ctx, op))
         else:
             el = sub(responses, "ItemOperations", name)
             sub(el, "ItemOperations", "Status", OPS_PROTOCOL)
@@ -233,6 +235,42 @@ def attachment(raw: bytes, structure, section: str):
     if part.get("type") != "message":
         data = mime.transfer_decode(data, part.get("encoding"), strict=False)
     return f"{part.get('type')}/{part.get('subtype')}", data
+
+
+#: headers read per query when looking for a conversation's messages
+HEADER_BATCH = 500
+
+
+async def _move_conversation(ctx, op):
+    """ItemOperations Move ([MS-ASCMD] 2.2.3.113.1): every message of a conversation (by the
+    ConversationId the email items carry) into a folder, from every folder but Sent and Trash."""
+    store, account = ctx.store, ctx.account
+    el = element("ItemOperations", "Move")
+    conv_el = op.find("{ItemOperations}ConversationId")
+    conv = conv_el.text if conv_el is not None else None
+    if isinstance(conv, str):
+        conv = conv.encode("latin-1", "replace")
+    dst = text(op, "ItemOperations", "DstFldId") or ""
+    folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+    if not conv or dst not in folders:
+        sub(el, "ItemOperations", "Status", OPS_PROTOCOL if not conv else OPS_NOT_FOUND)
+        return el
+    moved = 0
+    for fid, folder in folders.items():
+        if fid == dst or folder.special_use in ("\\Sent", "\\Trash"):
+            continue
+        uids = [m.uid for m in await store.list_messages(folder.id)]
+        matching = []
+        for i in range(0, len(uids), HEADER_BATCH):
+            recs = await store.fetch_messages(folder.id, uids[i:i + HEADER_BATCH], header=True)
+            matching += [r.meta.uid for r in recs if mailitem.conversation_id(r.header or b"") == conv]
+        if matching:
+            result = await store.move_messages(account.id, folder.id, matching, int(dst))
+            moved += len(result.pairs)
+    log.info("activesync %s: conversation moved (%d messages)", account.address, moved)
+    sub(el, "ItemOperations", "Status", OPS_OK)
+    sub(el, "ItemOperations", "ConversationId", conv)
+    return el
 
 
 async def _empty(ctx, op):

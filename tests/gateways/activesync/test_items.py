@@ -132,3 +132,31 @@ def test_item_operations_multipart(eas):
     assert count == 2 and parts[1] == PDF
     fetch = decode(parts[0]).find("{ItemOperations}Response/{ItemOperations}Fetch")
     assert find(fetch, "ItemOperations:Properties/ItemOperations:Part") == "1"
+
+
+def test_item_operations_moves_a_conversation(eas):
+    user, password = eas.new_user("conversation")
+    root = b"From: a@example.org\r\nSubject: plan\r\nMessage-ID: <root@example.org>\r\n\r\nstart\r\n"
+    reply = (b"From: b@example.org\r\nSubject: Re: plan\r\nMessage-ID: <r1@example.org>\r\n"
+             b"In-Reply-To: <root@example.org>\r\nReferences: <root@example.org>\r\n\r\nreply\r\n")
+    other = b"From: c@example.org\r\nSubject: other\r\nMessage-ID: <other@example.org>\r\n\r\nnot it\r\n"
+    for raw in (root, reply, other):
+        eas.deliver(user, raw)
+    phone = Phone(eas, user, password, device="ApplCONV01")
+    phone.sync("INBOX")
+    adds = findall(phone.sync("INBOX"), "AirSync:Commands/AirSync:Add")
+    conv = next(a for a in adds if find(a, "AirSync:ApplicationData/Email:Subject") == "Re: plan").find(
+        "{AirSync}ApplicationData/{Email2}ConversationId").text
+    doc = X(f'<ItemOperations xmlns="ItemOperations"><Move><ConversationId/><DstFldId>{phone.folders["Archive"]}'
+            f'</DstFldId></Move></ItemOperations>')
+    doc.find("{ItemOperations}Move/{ItemOperations}ConversationId").text = conv
+    status, answer = phone.client.post("ItemOperations", doc)
+    move = answer.find("{ItemOperations}Response/{ItemOperations}Move")
+    assert find(move, "ItemOperations:Status") == "1"
+    c = IMAPClient(eas.imap[0], port=eas.imap[1], ssl=False, timeout=15)
+    c.login(user, password)
+    c.select_folder("Archive")
+    assert sorted(v[b"ENVELOPE"].subject for v in c.fetch(c.search(), ["ENVELOPE"]).values()) == [b"Re: plan", b"plan"]
+    c.select_folder("INBOX")
+    assert [v[b"ENVELOPE"].subject for v in c.fetch(c.search(), ["ENVELOPE"]).values()] == [b"other"]
+    c.logout()
