@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import xml.etree.ElementTree as ET
 
 from imapclient import IMAPClient
 
@@ -160,3 +161,26 @@ def test_item_operations_moves_a_conversation(eas):
     c.select_folder("INBOX")
     assert [v[b"ENVELOPE"].subject for v in c.fetch(c.search(), ["ENVELOPE"]).values()] == [b"other"]
     c.logout()
+
+
+def test_ids_of_another_account_are_not_found(eas):
+    _u, _p, mine, sids = synced(eas, "owner", "ApplMINE01", b"private")
+    user, password = eas.new_user("intruder")
+    thief = Phone(eas, user, password, device="ApplTHIEF1")
+    inbox = mine.folders["INBOX"]
+    sid = sids["private"]
+    # Sync of the other's folder: not one of this account's (the phone should FolderSync)
+    status, answer = thief.client.post("Sync", '<Sync xmlns="AirSync"><Collections><Collection><SyncKey>0</SyncKey>'
+                                               f'<CollectionId>{inbox}</CollectionId></Collection></Collections></Sync>')
+    assert find(answer, "AirSync:Collections/AirSync:Collection/AirSync:Status") == "12"
+    status, answer = thief.client.post("MoveItems", f'<MoveItems xmlns="Move"><Move><SrcMsgId>{sid}</SrcMsgId>'
+                                                    f'<SrcFldId>{inbox}</SrcFldId><DstFldId>{thief.folders["INBOX"]}'
+                                                    '</DstFldId></Move></MoveItems>')
+    assert find(answer, "Move:Response/Move:Status") == "1"
+    status, answer = thief.client.post("ItemOperations", (
+        '<ItemOperations xmlns="ItemOperations" xmlns:a="AirSync" xmlns:b="AirSyncBase"><Fetch><Store>Mailbox</Store>'
+        f'<b:FileReference>{sid}:1</b:FileReference></Fetch><Fetch><Store>Mailbox</Store><a:CollectionId>{inbox}'
+        f'</a:CollectionId><a:ServerId>{sid}</a:ServerId></Fetch></ItemOperations>'))
+    fetches = findall(answer, "ItemOperations:Response/ItemOperations:Fetch")
+    assert [find(f, "ItemOperations:Status") for f in fetches] == ["15", "6"]
+    assert b"private" not in ET.tostring(answer)
