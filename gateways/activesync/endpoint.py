@@ -62,6 +62,12 @@ class ActiveSyncEndpoint:
         #: ``await handler(request, account)`` answers a POST (the command layer); None: 501
         self.handler = handler
 
+    def commands(self) -> list:
+        """The commands this server answers, in the protocol's order: what OPTIONS offers (a
+        phone does not try one that is not listed, e.g. Search for the address book)."""
+        served = getattr(self.handler, "handlers", None)
+        return [c for c in COMMANDS if served is None or c in served]
+
     async def login_name(self, login: str) -> str:
         """MS-ASHTTP 2.2.1.1.2.1 (Authorization): phones send ``DOMAIN\\user``, an address, or a
         bare user name."""
@@ -83,7 +89,7 @@ class ActiveSyncEndpoint:
             # MS-ASHTTP 2.2.2.1.1.1: what this server speaks, asked before the first command
             finish(request, 200, headers=[(b"Allow", b"OPTIONS,POST"), (b"Public", b"OPTIONS,POST"),
                                           (b"MS-ASProtocolVersions", ",".join(VERSIONS).encode()),
-                                          (b"MS-ASProtocolCommands", ",".join(COMMANDS).encode())])
+                                          (b"MS-ASProtocolCommands", ",".join(self.commands()).encode())])
             return
         if method != b"POST":
             finish(request, 405, b"ActiveSync takes OPTIONS and POST\n", b"text/plain; charset=utf-8",
