@@ -8,7 +8,7 @@ when delivered, 67 (EX_NOUSER) for an unknown recipient, 75 (EX_TEMPFAIL) on a t
 Layout: this module parses; ``runner`` holds what every store command shares (reactor, config,
 logging, the store opened for one coroutine, exit codes, password hashing off the reactor); one
 module per command group (``serve``, ``db``, ``users``, ``aliases``, ``deliver``, ``recover``,
-``dav``, ``sieve``, ``queue``, ``authcmd``, ``configcmd``, ``dnscmd``) runs its commands.  A
+``dav``, ``sieve``, ``queue``, ``authcmd``, ``configcmd``, ``dnscmd``, ``devices``) runs its commands.  A
 command module is imported only when its command runs, so ``haven --help`` and a mistyped command
 load neither Twisted nor the store, and ``haven user add`` loads neither the gateways nor
 Radicale.  A new command group is a new module and a line in COMMANDS.
@@ -200,6 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
                                        "mail domain, zone-file style, from the configuration")
     dr.add_argument("domain")
 
+    dev = _group(sub, "device", "ActiveSync devices (phones): list them, wipe a lost one, forget one", "device_command")
+    dl = dev.add_parser("list", help="every device (of ADDRESS): account, device id, type, model, OS, protocol, "
+                                     "policy, wipe state, last seen (tab-separated)")
+    dl.add_argument("address", nargs="?")
+    dw = dev.add_parser("wipe", help="ask the device to erase itself at its next connection (a lost phone)")
+    dw.add_argument("address")
+    dw.add_argument("device_id", metavar="DEVICE_ID")
+    dw.add_argument("--cancel", action="store_true", help="take back a wipe the device has not done yet")
+    dd = dev.add_parser("delete", help="forget a device and its sync state (it starts over)")
+    dd.add_argument("address")
+    dd.add_argument("device_id", metavar="DEVICE_ID")
+
     q = _group(sub, "queue", "the outbound queue of SMTP submission (mail waiting for [submission] relay)",
                "queue_command")
     q.add_parser("list", help="list queued messages, their recipients, attempts and last errors")
@@ -222,7 +234,7 @@ def _recover_id(value: str):
 COMMANDS = {"serve": "serve", "db": "db", "user": "users", "alias": "aliases", "deliver": "deliver",
             "purge": "recover", "recover": "recover", "dav": "dav", "sieve": "sieve", "queue": "queue",
             "auth": "authcmd", "config": "configcmd", "dns": "dnscmd", "export": "export",
-            "import": "importer", "backup": "backup", "restore": "backup"}
+            "import": "importer", "backup": "backup", "restore": "backup", "device": "devices"}
 """command -> the module of this package that runs it (``main(args) -> exit code``), imported
 only when its command runs: ``haven --help`` loads neither Twisted nor the store."""
 
