@@ -79,7 +79,7 @@ _DEVICE_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")
 #: the informational fields and their column widths (longer values are cut)
 _INFO = {"device_type": 128, "model": 255, "os": 255, "user_agent": 255, "protocol_version": 16}
 _DEVICE_COLS = ("account_id, device_id, device_type, model, os, user_agent, protocol_version, policy_key, "
-                "pending_policy_key, wipe_requested_at, wipe_done_at, first_seen, last_seen")
+                "pending_policy_key, wipe_requested_at, wipe_done_at, first_seen, last_seen, wipe_account_only")
 _REQUESTS = {"ping": "ping_request", "sync": "sync_request"}
 _HELD_VERSION = b"\x01"
 
@@ -120,7 +120,8 @@ def _device(row) -> EasDevice:
     account_id, device_id, *rest = row
     if isinstance(device_id, (bytes, bytearray)):  # a {name} column: VARBINARY on MariaDB
         device_id = bytes(device_id).decode("utf-8")
-    return EasDevice(account_id, device_id, *rest)
+    *rest, account_only = rest
+    return EasDevice(account_id, device_id, *rest, wipe_account_only=bool(account_only))
 
 
 def _device_row_txn(txn: Txn, account_id: int, device_id: str) -> int:
@@ -191,9 +192,10 @@ def acknowledge_policy_key_txn(txn: Txn, account_id: int, device_id: str, pendin
     return final if txn.scalar("SELECT policy_key FROM eas_devices WHERE id = ?", (row,)) == final else 0
 
 
-def request_wipe_txn(txn: Txn, account_id: int, device_id: str, now: int) -> None:
+def request_wipe_txn(txn: Txn, account_id: int, device_id: str, now: int, account_only: bool = False) -> None:
     row = _device_row_txn(txn, account_id, device_id)
-    txn.execute("UPDATE eas_devices SET wipe_requested_at = ?, wipe_done_at = 0 WHERE id = ?", (now, row))
+    txn.execute("UPDATE eas_devices SET wipe_requested_at = ?, wipe_done_at = 0, wipe_account_only = ? WHERE id = ?",
+                (now, 1 if account_only else 0, row))
 
 
 def confirm_wipe_txn(txn: Txn, account_id: int, device_id: str, now: int) -> None:
@@ -205,7 +207,8 @@ def confirm_wipe_txn(txn: Txn, account_id: int, device_id: str, now: int) -> Non
 
 def clear_wipe_txn(txn: Txn, account_id: int, device_id: str) -> None:
     row = _device_row_txn(txn, account_id, device_id)
-    txn.execute("UPDATE eas_devices SET wipe_requested_at = 0, wipe_done_at = 0 WHERE id = ?", (row,))
+    txn.execute("UPDATE eas_devices SET wipe_requested_at = 0, wipe_done_at = 0, wipe_account_only = 0 WHERE id = ?",
+                (row,))
 
 
 def cache_request_txn(txn: Txn, account_id: int, device_id: str, kind: str, data: Optional[bytes]) -> None:
@@ -400,8 +403,8 @@ class ActiveSyncStore(StoreCore):
         return await self._run("acknowledge_policy_key", acknowledge_policy_key_txn, account_id, device_id,
                                int(pending_key), _policy_key())
 
-    async def request_wipe(self, account_id, device_id) -> None:
-        await self._run("request_wipe", request_wipe_txn, account_id, device_id, int(time.time()))
+    async def request_wipe(self, account_id, device_id, account_only=False) -> None:
+        await self._run("request_wipe", request_wipe_txn, account_id, device_id, int(time.time()), bool(account_only))
 
     async def confirm_wipe(self, account_id, device_id) -> None:
         await self._run("confirm_wipe", confirm_wipe_txn, account_id, device_id, int(time.time()))

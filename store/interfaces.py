@@ -833,8 +833,9 @@ class Store:
         nothing changes (issue a new one)."""
         raise NotImplementedError
 
-    async def request_wipe(self, account_id: int, device_id: str) -> None:
-        """Mark the device to be wiped (``wipe_state`` "requested", a done mark is cleared)."""
+    async def request_wipe(self, account_id: int, device_id: str, account_only: bool = False) -> None:
+        """Mark the device to be wiped (``wipe_state`` "requested", a done mark is cleared);
+        ``account_only``: EAS 16.1's wipe of this account's data only (``wipe_account_only``)."""
         raise NotImplementedError
 
     async def confirm_wipe(self, account_id: int, device_id: str) -> None:

@@ -398,6 +398,8 @@ class EasDevice:
     wipe_done_at: int = 0
     first_seen: int = 0
     last_seen: int = 0
+    #: the wipe requested is EAS 16.1's account-only one (the phone keeps the rest of itself)
+    wipe_account_only: bool = False
 
     @property
     def wipe_state(self) -> str:

@@ -268,13 +268,16 @@ async def provision(ctx: Context):
         await _device_information(ctx, info)
         sub(sub(out, "Settings", "DeviceInformation"), "Settings", "Status", 1)
     wipe = body.find(q("Provision", "RemoteWipe"))
-    if wipe is not None:  # the device wiped itself (MS-ASPROV 3.1.5.1.2.1)
+    if wipe is None:
+        wipe = body.find(q("Provision", "AccountOnlyRemoteWipe"))
+    if wipe is not None:  # the device wiped itself, or this account (MS-ASPROV 3.1.5.1.2.1)
         if text(wipe, "Provision", "Status") == "1" and ctx.device.wipe_state == "requested":
             await store.confirm_wipe(account.id, device_id)
             log.warning("activesync %s: device %s confirmed the remote wipe", account.address, device_id)
         return out
     if ctx.device.wipe_state == "requested":
-        sub(out, "Provision", "RemoteWipe")
+        # an account-only wipe is only ever sent as such (16.1): never as a wipe of the whole phone
+        sub(out, "Provision", "AccountOnlyRemoteWipe" if ctx.device.wipe_account_only else "RemoteWipe")
         return out
     policy = body.find(f"{q('Provision', 'Policies')}/{q('Provision', 'Policy')}")
     if policy is None:

@@ -19,6 +19,16 @@ def _when(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
+def _version(value: str) -> tuple:
+    major, _, minor = (value or "0.0").partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
+
+
+def _wipe(device) -> str:
+    state = device.wipe_state
+    return f"{state} (account only)" if device.wipe_account_only and state != "none" else state
+
+
 def _policy(device) -> str:
     if device.policy_key:
         return "provisioned"
@@ -33,7 +43,7 @@ async def cmd_device(store, args, raw) -> int:
                    if d.account_id in address_of]
         for d in devices:
             print("\t".join([address_of[d.account_id], d.device_id, d.device_type or "-", d.model or "-",
-                             d.os or "-", d.protocol_version or "-", _policy(d), d.wipe_state,
+                             d.os or "-", d.protocol_version or "-", _policy(d), _wipe(d),
                              _when(d.last_seen)]))
         if not devices and sys.stdout.isatty():
             print("no devices", file=sys.stderr)
@@ -49,10 +59,17 @@ async def cmd_device(store, args, raw) -> int:
             await store.clear_wipe(account.id, device.device_id)
             audit("device.wipe", address=account.address, device=device.device_id, cancel="yes")
             print(f"{device.device_id} of {account.address}: wipe cancelled")
+        elif args.account_only and _version(device.protocol_version) < (16, 1):
+            print(f"haven: {device.device_id} speaks ActiveSync {device.protocol_version or '(unknown)'}: an "
+                  f"account-only wipe needs 16.1; wipe it whole (without --account-only) or not at all",
+                  file=sys.stderr)
+            return EX_DATAERR
         else:
-            await store.request_wipe(account.id, device.device_id)
-            audit("device.wipe", address=account.address, device=device.device_id)
-            print(f"{device.device_id} of {account.address}: it erases itself at its next connection "
+            await store.request_wipe(account.id, device.device_id, account_only=args.account_only)
+            audit("device.wipe", address=account.address, device=device.device_id,
+                  account_only="yes" if args.account_only else None)
+            what = "this account's data" if args.account_only else "itself"
+            print(f"{device.device_id} of {account.address}: it erases {what} at its next connection "
                   f"(`haven device list` shows done once it confirmed)")
     else:
         await store.delete_device(account.id, device.device_id)

@@ -319,14 +319,14 @@ def test_a_purged_folder_takes_its_states_along(store, run, account, device, bac
 
 
 def test_delta_014_applies_on_an_existing_store(store, run, account, backstage):
-    """A store at delta 13 and below (as before) with accounts and mail: the delta adds the
-    tables, the accounts get devices at once."""
+    """A store without the ActiveSync tables (as before delta 14) with accounts and mail: the
+    deltas add them (14, and 16's column of them), the accounts get devices at once."""
     inbox = run(store.get_folder, account.id, INBOX)
     run(store.append_message, account.id, inbox.id, MSG % 1)
     for table in ("eas_client_ids", "eas_sync_states", "eas_devices"):
         backstage.execute(f"DROP TABLE {table}")
-    backstage.execute("DELETE FROM applied_schema_deltas WHERE version = 14")
-    assert run(store.migrate) == ["014_activesync"]
+    backstage.execute("DELETE FROM applied_schema_deltas WHERE version IN (14, 16)")
+    assert run(store.migrate) == ["014_activesync", "016_activesync_account_wipe"]
     assert run(store.list_devices) == []
     run(store.record_device, account.id, PHONE, device_type="iPhone")
     start(store, run, account, inbox.id, held=[1])
@@ -440,3 +440,16 @@ def test_sync_modseqs_of_every_device(store, run, account):
     run(store.record_device, other.id, "DEV-A", device_type="iPhone")
     assert run(store.sync_modseqs, account.id, [inbox.id, 424242]) == {("DEV-A", inbox.id): 5, ("DEV-B", inbox.id): 9}
     assert run(store.sync_modseqs, other.id, [inbox.id]) == {}
+
+
+def test_account_only_wipe_is_kept_and_cleared(store, run, account):
+    run(store.record_device, account.id, "WIPE16", device_type="iPhone", protocol_version="16.1")
+    run(store.request_wipe, account.id, "WIPE16", account_only=True)
+    device = run(store.get_device, account.id, "WIPE16")
+    assert (device.wipe_state, device.wipe_account_only) == ("requested", True)
+    run(store.request_wipe, account.id, "WIPE16")  # a whole wipe asked after: no longer account-only
+    assert run(store.get_device, account.id, "WIPE16").wipe_account_only is False
+    run(store.request_wipe, account.id, "WIPE16", account_only=True)
+    run(store.clear_wipe, account.id, "WIPE16")
+    device = run(store.get_device, account.id, "WIPE16")
+    assert (device.wipe_state, device.wipe_account_only) == ("none", False)

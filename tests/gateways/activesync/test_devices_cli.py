@@ -39,3 +39,23 @@ def test_list_wipe_and_delete(eas):
     assert eas.cli("device", "list", user).stdout == b""
     r = eas.cli("device", "wipe", user, "NOSUCHDEVICE")
     assert r.returncode == 65 and b"has no device NOSUCHDEVICE" in r.stderr
+
+
+def test_account_only_wipe(eas):
+    user, password = eas.new_user("accountwipe")
+    phone = EasClient(eas, user, password, device_id="ApplACCT01", version="16.1")
+    phone.provision()
+    older = EasClient(eas, user, password, device_id="ApplOLD01", version="14.1")
+    older.provision()
+    r = eas.cli("device", "wipe", user, "ApplOLD01", "--account-only")
+    assert r.returncode == 65 and b"needs 16.1" in r.stderr  # never a whole wipe instead
+    assert eas.cli("device", "wipe", user, "ApplACCT01", "--account-only").returncode == 0
+    rows = {line.split("\t")[1]: line.split("\t") for line in eas.cli("device", "list", user).stdout.decode().splitlines()}
+    assert rows["ApplACCT01"][7] == "requested (account only)" and rows["ApplOLD01"][7] == "none"
+    status, answer = phone.post("Provision", '<Provision xmlns="Provision"><Policies><Policy><PolicyType>'
+                                             'MS-EAS-Provisioning-WBXML</PolicyType></Policy></Policies></Provision>')
+    assert answer.find("{Provision}AccountOnlyRemoteWipe") is not None and answer.find("{Provision}RemoteWipe") is None
+    phone.post("Provision", '<Provision xmlns="Provision"><AccountOnlyRemoteWipe><Status>1</Status>'
+                            '</AccountOnlyRemoteWipe></Provision>')
+    rows = {line.split("\t")[1]: line.split("\t") for line in eas.cli("device", "list", user).stdout.decode().splitlines()}
+    assert rows["ApplACCT01"][7] == "done (account only)"
