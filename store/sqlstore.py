@@ -22,7 +22,7 @@ that every public method here is declared there).  Only ``gateways/service.py`` 
 (:func:`open_store`); everything else receives it.
 
 Module order (each imports only modules above it; no cycles, no in-function imports):
-errors, interfaces, settings, engines, scope, idempotency, rates, flags, textindex, changelog, blobs, bus, bulk, schema,
+errors, handles, interfaces, settings, engines, scope, idempotency, rates, flags, textindex, changelog, blobs, bus, bulk, schema,
 core, folders, quota, accounts, messages, recovery, fulltext, dav, queue, sievestore, rules, delivery, submission,
 activesync, lifecycle, sqlstore.
 """
