@@ -87,7 +87,7 @@ def origins_txn(txn: Txn, account_id: int) -> list:
                                             (account_id,)).fetchall())
 
 
-def _account_of(txn: Txn, scope_args: tuple) -> int:
+def _account_of(scope_args: tuple) -> int:
     return int(scope_args[0])  # every view scope starts with its account (store.scope.scope_of)
 
 
@@ -95,7 +95,7 @@ def restore_into_txn(txn: Txn, account_id: int, folder_id: int, uids, dest_folde
     """COPY/MOVE out of a view: the tombstones among ``uids`` come back into the destination in
     view-UID order.  Returns ``(CopyResult, modseq or None)``."""
     scope = scope_of(txn, folder_id)
-    if _account_of(txn, scope.args) != account_id:
+    if _account_of(scope.args) != account_id:
         raise errors.NotFound("no such folder")
     if is_view(dest_folder_id):
         raise errors.PermissionDenied("Recovered messages cannot be copied into a recovery folder")
@@ -120,7 +120,7 @@ def purge_view_txn(txn: Txn, account_id: int, folder_id: int, uids) -> tuple[lis
     when given) and the blobs nothing else references.  Returns ``(view UIDs removed, blob
     ids to delete after the commit, the account's modseq for the push event)``."""
     scope = scope_of(txn, folder_id)
-    if _account_of(txn, scope.args) != account_id:
+    if _account_of(scope.args) != account_id:
         raise errors.NotFound("no such folder")
     rows = txn.execute(f"SELECT {scope.uid}, m.id, m.blob_id FROM messages m WHERE {scope.where} "
                        f"AND m.sysflags & {DELETED} <> 0", scope.args).fetchall()
@@ -166,7 +166,7 @@ class RecoveryStore(MessagesStore):
 
     @staticmethod
     def _assign_for(txn: Txn, folder_id: int) -> None:
-        assign_txn(txn, _account_of(txn, scope_of(txn, folder_id).args))
+        assign_txn(txn, _account_of(scope_of(txn, folder_id).args))
 
     async def changes_since(self, folder_id, modseq):
         if is_view(folder_id):

@@ -520,7 +520,8 @@ async def sync(ctx: Context):
             sub(answer, "AirSync", "Status", SYNC_HIERARCHY_CHANGED)
         else:
             window = min(syncplan.window_size(text(collection, "AirSync", "WindowSize")), overall)
-            answer = await mailsync.MailSync(ctx, folder, collection, window).run()
+            trash = next((f for f in folders.values() if f.special_use == "\\Trash"), None)
+            answer = await mailsync.MailSync(ctx, folder, collection, window, trash).run()
         answers.append(answer)
     return out
 

@@ -99,12 +99,13 @@ async def pending_count(ctx, folder, state, filter_type=None, window: int = 1 <<
 class MailSync:
     """One mail collection of one Sync request."""
 
-    def __init__(self, ctx, folder, collection, window: int):
+    def __init__(self, ctx, folder, collection, window: int, trash=None):
+        """``trash``: the account's \\Trash folder (where DeletesAsMoves puts a phone's deletes)."""
         self.ctx, self.folder, self.collection, self.window = ctx, folder, collection, window
         self.store, self.account, self.device_id = ctx.store, ctx.account, ctx.request.device_id
+        self.trash = trash
         self.own: dict = {}  # uid -> modseq after this device's own change
         self.reached = 0  # the modseq the device had seen changes up to
-        self.dropped: set = set()  # uids this device deleted
 
     async def run(self):
         """The response's Collection element."""
@@ -173,9 +174,17 @@ class MailSync:
         return out
 
     async def _fresh_folder(self):
-        for f in await self.store.list_folders(self.account.id, "mail"):
-            if f.id == self.folder.id:
-                return f
+        """The folder as it is now (its modseq after the phone's own changes): one row by name,
+        or, renamed meanwhile, found by id."""
+        try:
+            folder = await self.store.get_folder(self.account.id, self.folder.name)
+            if folder.id == self.folder.id:
+                return folder
+        except errors.NotFound:
+            pass
+        for folder in await self.store.list_folders(self.account.id, "mail"):
+            if folder.id == self.folder.id:
+                return folder
         raise errors.NotFound("the folder is gone")
 
     # -- the phone's commands ----------------------------------------------------------------
@@ -301,10 +310,7 @@ class MailSync:
     async def _delete(self, uid, as_move: bool) -> int:
         if uid is None:
             return NOT_FOUND
-        trash = None
-        if as_move and self.folder.special_use != "\\Trash":
-            trash = next((f for f in await self.store.list_folders(self.account.id, "mail")
-                          if f.special_use == "\\Trash"), None)
+        trash = self.trash if as_move and self.folder.special_use != "\\Trash" else None
         if trash is not None:
             result = await self.store.move_messages(self.account.id, self.folder.id, [uid], trash.id)
             return 1 if result.pairs else NOT_FOUND

@@ -82,12 +82,10 @@ class PingHub:
 
     async def _look(self, account_id: int, entries: dict) -> None:
         store = next(iter(entries.values()))[1].store
-        highest = {f.id: f.highest_modseq for f in await store.list_folders(account_id, "mail")}
         watched = set().union(*(parked.folder_ids for parked, _ctx in entries.values()))
-        reached = await store.sync_modseqs(account_id, watched & set(highest))
+        found = await changed(store, account_id, [device for _account, device in entries], watched)
         for (_account, device_id), (parked, _ctx) in entries.items():
-            ready = [f for f in sorted(parked.folder_ids)
-                     if f in highest and highest[f] > reached.get((device_id, f), -1)]
+            ready = [f for f in found[device_id] if f in parked.folder_ids]
             if ready:
                 parked.end(ready)
 
@@ -109,18 +107,20 @@ class PingHub:
             parked.look()
 
 
+async def changed(store, account_id: int, device_ids, folder_ids) -> dict:
+    """device id -> the folders of ``folder_ids`` (ascending) whose modseq is above the one the
+    device's sync state reached (or that it has no state of): two queries for any number of
+    devices of the account."""
+    highest = {f.id: f.highest_modseq for f in await store.list_folders(account_id, "mail")}
+    wanted = sorted(set(folder_ids) & set(highest))
+    reached = await store.sync_modseqs(account_id, wanted) if wanted else {}
+    return {device: [f for f in wanted if highest[f] > reached.get((device, f), -1)] for device in device_ids}
+
+
 async def pending(ctx, folder_ids) -> list:
     """The folders of ``folder_ids`` (store ids) with changes the device has not synced."""
-    store, account, device_id = ctx.store, ctx.account, ctx.request.device_id
-    highest = {f.id: f.highest_modseq for f in await store.list_folders(account.id, "mail")}
-    out = []
-    for fid in sorted(folder_ids):
-        if fid not in highest:
-            continue
-        state = await store.get_sync_state(account.id, device_id, fid)
-        if state is None or highest[fid] > state.modseq:
-            out.append(fid)
-    return out
+    device_id = ctx.request.device_id
+    return (await changed(ctx.store, ctx.account.id, [device_id], folder_ids))[device_id]
 
 
 def answer(status: int, folders=(), limit: Optional[int] = None, limit_name: str = ""):

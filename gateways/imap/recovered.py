@@ -87,7 +87,7 @@ class RecoveredItems:
         the children of the levels above those that are folders of ``folders`` (the names of
         the account's folders; other levels LIST shows as it shows any level without a
         mailbox).  Their ids are the root's: LIST only names them."""
-        if not self.root or await self._shadowed(store, account_id):
+        if not self.root or self.root in folders:  # a real folder of that name wins
             return []
         root = await store.recovery_view(account_id, None)
         names = set()

@@ -86,3 +86,13 @@ class EasClient:
         self.policy_key = find(answer, "Provision:Policies/Provision:Policy/Provision:PolicyKey")
         assert self.policy_key and self.policy_key != temp
         return self.policy_key
+
+
+def started(server, name: str, device_id: str, **kw):
+    """A new account's phone, provisioned, after its first FolderSync:
+    ``(address, password, EasClient, the FolderSync answer, its SyncKey)``."""
+    user, password = server.new_user(name)
+    phone = EasClient(server, user, password, device_id=device_id, **kw)
+    phone.provision()
+    _status, answer = phone.post("FolderSync", '<FolderSync xmlns="FolderHierarchy"><SyncKey>0</SyncKey></FolderSync>')
+    return user, password, phone, answer, find(answer, "FolderHierarchy:SyncKey")

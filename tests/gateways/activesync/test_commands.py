@@ -12,7 +12,7 @@ from imapclient import IMAPClient
 
 from gateways.activesync.wbxml import decode, encode
 from tests.conftest import HavenServer, run_on_reactor
-from tests.gateways.activesync.client import EasClient, X, find, findall
+from tests.gateways.activesync.client import EasClient, X, find, findall, started
 
 FOLDER_SYNC = '<FolderSync xmlns="FolderHierarchy"><SyncKey>%s</SyncKey></FolderSync>'
 
@@ -62,11 +62,7 @@ def test_an_iphone_starts(eas):
 
 
 def test_folder_sync_deltas_and_keys(eas):
-    user, password = eas.new_user("deltas")
-    phone = EasClient(eas, user, password, device_id="ANDROIDc1234")
-    phone.provision()
-    status, first = phone.post("FolderSync", FOLDER_SYNC % "0")
-    key1 = find(first, "FolderHierarchy:SyncKey")
+    user, password, phone, first, key1 = started(eas, "deltas", "ANDROIDc1234")
     c = IMAPClient(eas.imap[0], port=eas.imap[1], ssl=False, timeout=15)
     c.login(user, password)
     c.create_folder("Projects")
@@ -162,11 +158,7 @@ def test_loose_and_off(tmp_path_factory):
 
 
 def test_folder_create_update_delete(eas):
-    user, password = eas.new_user("tree")
-    phone = EasClient(eas, user, password, device_id="ApplTREE01")
-    phone.provision()
-    status, first = phone.post("FolderSync", FOLDER_SYNC % "0")
-    key = find(first, "FolderHierarchy:SyncKey")
+    user, password, phone, first, key = started(eas, "tree", "ApplTREE01")
     tree = folders(first)
 
     def change(cmd, inner):

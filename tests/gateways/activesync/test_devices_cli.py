@@ -3,17 +3,13 @@ the phone carries out, cancelling one, forgetting a device."""
 
 from __future__ import annotations
 
-from tests.gateways.activesync.client import EasClient, find
+from tests.gateways.activesync.client import EasClient, find, started
 
 FOLDER_SYNC = '<FolderSync xmlns="FolderHierarchy"><SyncKey>%s</SyncKey></FolderSync>'
 
 
 def test_list_wipe_and_delete(eas):
-    user, password = eas.new_user("lost")
-    phone = EasClient(eas, user, password, device_id="ApplLOST01")
-    phone.provision()
-    status, answer = phone.post("FolderSync", FOLDER_SYNC % "0")
-    key = find(answer, "FolderHierarchy:SyncKey")
+    user, _password, phone, _answer, key = started(eas, "lost", "ApplLOST01")
     listing = eas.cli("device", "list", user)
     assert listing.returncode == 0
     [row] = [line.split("\t") for line in listing.stdout.decode().splitlines()]
