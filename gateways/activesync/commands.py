@@ -136,8 +136,7 @@ class Commands:
             log.info("activesync %s: %s is not served yet", account.address, req.cmd)
             finish(request, 501, b"Not implemented\n", b"text/plain; charset=utf-8")
             return
-        if req.user and req.user.lower() not in (account.address, account.address.partition("@")[0]) \
-                and req.user.rpartition("\\")[2].lower() not in (account.address, account.address.partition("@")[0]):
+        if req.user and req.user.rpartition("\\")[2].lower() not in (account.address, account.address.partition("@")[0]):
             log.info("activesync %s: the query names User=%s; serving the account that logged in",
                      account.address, req.user[:100])
         raw = request.content.read() if request.content is not None else b""
