@@ -54,7 +54,7 @@ async def import_text(store, config, account, coll, text: bytes) -> tuple:
     """Store every object of an .ics or .vcf file's ``text`` in the collection ``coll`` exactly
     as a client's PUT of it would (an object whose UID is there replaces it): ``(created,
     replaced)``.  ValueError or UnicodeDecodeError when the text is not valid."""
-    from gateways.dav.items import parse_objects, rows_for  # Radicale and vobject: only imports need them
+    from gateways.common.davitems import parse_objects, rows_for  # Radicale and vobject: only imports need them
     items = parse_objects(text.decode("utf-8"), coll.folder.kind, f"{account.address}/{coll.folder.name}",
                           max_item_size=config.getint("http", "max_item_size"),
                           max_occurrences=config.getint("http", "max_occurrences"))

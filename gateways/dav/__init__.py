@@ -6,7 +6,7 @@ door's mount table (gateways/http knows no DAV, and this package knows no front 
 - ``radicale_app.py``: Radicale's configuration, its auth and rights plugins, the WSGI wrapper;
 - ``storage.py``: Radicale's storage plugin over ``store.dav`` (folders of kind calendar,
   tasks and contacts; items with indexed time bounds; sync tokens from the store's modseq);
-- ``items.py``: turning iCalendar/vCard text into store rows outside Radicale (the CLI).
+- ``../common/davitems.py``: iCalendar/vCard text into store rows (shared with ActiveSync and the CLI).
 
 Invariants
 - Every request reaching the application was authenticated by the front door, which puts the

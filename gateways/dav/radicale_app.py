@@ -29,9 +29,9 @@ from radicale import pathutils
 from radicale import rights as radicale_rights
 from radicale.app import Application
 
-from gateways.dav import vobject_speed, vtimezone
+from gateways.common import vobject_speed, vtimezone
+from gateways.common.davitems import check_component_nesting
 from gateways.dav import storage as dav_storage
-from gateways.dav.items import check_component_nesting
 
 log = logging.getLogger("haven.dav")
 

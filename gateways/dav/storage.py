@@ -28,10 +28,8 @@ PUT's transaction): a client "copying" an event out of "Deleted events" restores
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import threading
-import uuid
 from email.utils import formatdate
 from typing import Iterable, Iterator, Mapping, Optional
 
@@ -39,8 +37,9 @@ from radicale import item as radicale_item
 from radicale import pathutils, storage
 from radicale.item import filter as radicale_filter
 
+from gateways.common.davitems import check_kind, href_for, new_item
 from store import errors
-from store.interfaces import DAV_KINDS, FOLDER_KINDS, NewItem
+from store.interfaces import DAV_KINDS, FOLDER_KINDS
 
 log = logging.getLogger("haven.dav")
 
@@ -398,78 +397,6 @@ class DeletedCollection(storage.BaseCollection):
         return token, [_view_href(i, h) for i, h in added + gone]
 
 
-_FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400,
-                 "MONTHLY": 28 * 86400, "YEARLY": 365 * 86400}
-
-
-def check_recurrence(item: radicale_item.Item, max_occurrences: int) -> None:
-    """Bounds what a recurrence can cost a later query (Radicale walks occurrences from DTSTART
-    to match a time range, and expands them for ``<expand>``):
-
-    - a rule with UNTIL may produce at most ``max_occurrences`` occurrences (Radicale's own
-      check estimates from FREQ alone and misses BYHOUR/BYMINUTE/BYSECOND expansion);
-    - an endless rule may produce at most a tenth of that in its first year (1000 with the
-      default: a daily event has 365, an hourly one 8760).
-
-    Deliberate deviation: RFC 5545 allows any rule, but no calendar client creates an endless
-    event more frequent than that, and one event every second kept a worker busy for minutes.
-    Counting stops at the limit, so the check itself is bounded."""
-    if item.name != "VCALENDAR" or max_occurrences <= 0:
-        return
-    per_year = max(1, max_occurrences // 10)
-    for component in item.vobject_item.components():
-        for rule in component.contents.get("rrule", []):
-            parts = dict(p.partition("=")[::2] for p in str(rule.value).upper().split(";") if "=" in p)
-            if "COUNT" in parts:
-                continue  # Radicale refuses COUNT above max_occurrences
-            try:
-                interval = max(1, int(parts.get("INTERVAL", "1")))
-            except ValueError:
-                raise ValueError(f"invalid INTERVAL in recurrence rule {rule.value!r}") from None
-            endless = "UNTIL" not in parts
-            limit = per_year if endless else max_occurrences
-            step = _FREQ_SECONDS.get(parts.get("FREQ", ""), 0) * interval
-            if endless and step and 365 * 86400 / step > limit:
-                raise ValueError(f"the endless recurrence rule {rule.value!r} repeats more than {limit} "
-                                 "times a year; give it a COUNT or UNTIL")
-            if _occurrences_exceed(component, limit, one_year=endless):
-                raise ValueError(f"the recurrence rule {rule.value!r} repeats more than {limit} times"
-                                 + (" a year" if endless else ""))
-
-
-def _occurrences_exceed(component, limit: int, one_year: bool) -> bool:
-    try:
-        occurrences = iter(component.getrruleset(addRDate=True))
-        first = next(occurrences, None)
-        if first is None:
-            return False
-        end = first + datetime.timedelta(days=366)
-        for count, when in enumerate(occurrences, start=2):
-            if one_year and when >= end:
-                return False
-            if count > limit:
-                return True
-    except (ValueError, TypeError, OverflowError) as e:
-        raise ValueError(f"cannot interpret the recurrence: {e}") from None
-    return False
-
-
-def check_kind(item: radicale_item.Item, kind: str) -> None:
-    """Events and to-dos go into calendars, vCards into address books."""
-    want = "VCARD" if DAV_KINDS[kind] == "VADDRESSBOOK" else "VCALENDAR"
-    if item.name != want:
-        raise ValueError(f"a {item.name or 'component'} does not belong into a {kind} collection")
-
-
-def new_item(href: str, item: radicale_item.Item, max_occurrences: int = 0):
-    """The store's row for a Radicale item (already parsed and checked by Radicale)."""
-    check_recurrence(item, max_occurrences)
-    start, end = item.time_range
-    return NewItem(href=href, uid=item.uid or "", etag=item.etag,
-                   component=item.component_name or item.name or "VCARD", data=item.serialize(),
-                   dtstart=start, dtend=end)
-
-
 class Storage(storage.BaseStorage):
     # Radicale's own path checks: names may be Unicode (the store keeps UTF-8), but not the
     # characters Radicale calls problematic.
@@ -625,15 +552,3 @@ class Storage(storage.BaseStorage):
 
     def verify(self) -> bool:
         return True
-
-
-def href_for(item: radicale_item.Item, used: set) -> str:
-    """A resource name for an item of a whole-collection PUT: its UID when that is a safe
-    name, a random one otherwise."""
-    ext = ".vcf" if item.name == "VCARD" else ".ics"
-    uid = item.uid or ""
-    name = uid + ext
-    if not uid or not pathutils.is_safe_filesystem_path_component(name) or len(name) > 255 or name in used:
-        name = str(uuid.uuid4()) + ext
-    used.add(name)
-    return name

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from gateways.dav.items import parse_objects
+from gateways.common.davitems import parse_objects
 from tests.fuzz import cases
 from .wire import event, vcard, vevent
 

@@ -1,4 +1,4 @@
-"""gateways/dav/vobject_speed.py: every fast path gives what vobject's own function gives."""
+"""gateways/common/vobject_speed.py: every fast path gives what vobject's own function gives."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import pytest
 import vobject
 
-from gateways.dav import vobject_speed as V
+from gateways.common import vobject_speed as V
 
 ALPHABET = "abc XYZ019,;:\\nN\"é€😀\t-"
 

@@ -1,4 +1,4 @@
-"""The shared VTIMEZONE parse (gateways/dav/vtimezone.py): one zone object per distinct text,
+"""The shared VTIMEZONE parse (gateways/common/vtimezone.py): one zone object per distinct text,
 and local times still convert by the zone that was sent."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import datetime
 
 import vobject
 
-from gateways.dav import vtimezone
+from gateways.common import vtimezone
 
 ZONE = """BEGIN:VTIMEZONE\r\nTZID:{tzid}\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:{off}\r\n\
 TZOFFSETTO:{off}\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"""
