@@ -232,20 +232,34 @@ def _insert(txn: Txn, account_id: int, folder_id: int, item: NewItem, modseq: in
     return txn.lastrowid
 
 
-def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tuple[DavItem, bool, int, list]:
+def _check_expected(row, expect: Optional[str], href: str) -> None:
+    """The condition of a conditional write (``expect``: None none, "" the href must not be
+    live, else the ETag the live item must have), against the row read in the transaction."""
+    if expect is None:
+        return
+    if expect == "" and row is not None:
+        raise errors.Conflict(f"{href} was created meanwhile")
+    if expect != "" and (row is None or row[-1] != expect):
+        raise errors.Conflict(f"{href} was changed or deleted meanwhile")
+
+
+def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem,
+                 expect: Optional[str] = None) -> tuple[DavItem, bool, int, list]:
     """Create or overwrite ``item.href``; returns (the stored item, whether it replaced one, modseq,
     ids of the deleted items it restored).  A write that makes its UID live in the collection (a
     new item, or an overwrite with another UID) restores the recoverable tombstones of that UID
-    (:func:`restore_by_uid_txn`), in this transaction, so the purge cannot come between."""
+    (:func:`restore_by_uid_txn`), in this transaction, so the purge cannot come between.
+    ``expect``: see :func:`_check_expected` (Conflict when it does not hold)."""
     _check_href(item.href)
+    row = txn.execute("SELECT id, uid, etag FROM dav_items WHERE folder_id = ? AND live_href = ?",
+                      (folder_id, item.href)).fetchone()
+    _check_expected(row, expect, item.href)
     modseq = bump_modseq_txn(txn, account_id)
     txn.execute("UPDATE folders SET highest_modseq = ? WHERE id = ? AND account_id = ? AND deleted_at = 0",
                 (modseq, folder_id, account_id))
     if txn.rowcount == 0:
         raise errors.NotFound("collection no longer exists")
     now = int(time.time())
-    row = txn.execute("SELECT id, uid FROM dav_items WHERE folder_id = ? AND live_href = ?",
-                      (folder_id, item.href)).fetchone()
     existing, old_uid = (row[0], _str(row[1])) if row else (None, None)
     if existing is None:
         item_id = _insert(txn, account_id, folder_id, item, modseq, now)
@@ -267,11 +281,17 @@ def put_item_txn(txn: Txn, account_id: int, folder_id: int, item: NewItem) -> tu
     return stored, existing is not None, modseq, restored
 
 
-def delete_item_txn(txn: Txn, account_id: int, folder_id: int, href: str, moved: bool = False) -> int:
-    item_id = txn.scalar("SELECT id FROM dav_items WHERE folder_id = ? AND live_href = ? AND account_id = ?",
-                         (folder_id, href, account_id))
-    if item_id is None:
+def delete_item_txn(txn: Txn, account_id: int, folder_id: int, href: str, moved: bool = False,
+                    expect: Optional[str] = None) -> int:
+    """Soft delete (a tombstone); ``expect``: the ETag the item must still have (Conflict)."""
+    row = txn.execute("SELECT id, etag FROM dav_items WHERE folder_id = ? AND live_href = ? AND account_id = ?",
+                      (folder_id, href, account_id)).fetchone()
+    if row is None:
+        if expect:
+            raise errors.Conflict(f"{href} was deleted meanwhile")
         raise errors.NotFound(f"no item {href}")
+    _check_expected(row, expect, href)
+    item_id = row[0]
     modseq = _bump(txn, account_id, folder_id)
     txn.execute("UPDATE dav_items SET deleted_at = ?, modseq = ?, live_href = NULL, live_uid = NULL, moved = ? "
                 "WHERE id = ?", (int(time.time()), modseq, 1 if moved else 0, item_id))
@@ -307,6 +327,41 @@ def changes_since_txn(txn: Txn, folder_id: int, since: int) -> tuple[int, int, l
     hrefs = [_str(r[0]) for r in txn.execute("SELECT DISTINCT href FROM dav_items WHERE folder_id = ? AND modseq > ? "
                                        "AND deleted_at >= 0", (folder_id, since)).fetchall()]
     return row[0], row[1], hrefs
+
+
+def items_by_id_txn(txn: Txn, account_id: int, item_ids, with_data: bool = True) -> list:
+    """The account's live items among ``item_ids`` (others, and ids of other accounts, left out)."""
+    cols = _ITEM_COLS if with_data else _ITEM_META_COLS
+    out = []
+    for part in chunks(sorted(set(int(i) for i in item_ids))):
+        out += txn.execute(f"SELECT {cols} FROM dav_items WHERE account_id = ? AND deleted_at = 0 AND id IN "
+                           f"{txn.in_list(part)}", (account_id, *part)).fetchall()
+    return [_item(r) for r in out]
+
+
+def item_changes_txn(txn: Txn, account_id: int, folder_id: int, since: int) -> tuple[int, int, list, list]:
+    """(the folder's modseq now, the highest modseq the purge removed, ids of live items changed
+    or made after ``since``, ids of items deleted or moved away after ``since``)."""
+    row = txn.execute("SELECT f.highest_modseq, COALESCE(c.purged_modseq, 0) FROM folders f LEFT JOIN "
+                      "dav_collections c ON c.folder_id = f.id WHERE f.id = ? AND f.account_id = ? "
+                      "AND f.deleted_at = 0", (folder_id, account_id)).fetchone()
+    if row is None:
+        raise errors.NotFound("collection no longer exists")
+    changed, deleted = [], []
+    for item_id, deleted_at in txn.execute("SELECT id, deleted_at FROM dav_items WHERE folder_id = ? AND modseq > ? "
+                                           "AND deleted_at >= 0 ORDER BY modseq, id", (folder_id, since)).fetchall():
+        (deleted if deleted_at else changed).append(item_id)
+    return row[0], row[1], changed, deleted
+
+
+def components_txn(txn: Txn, account_id: int) -> dict:
+    """{folder id: set of the components its live items have} of the account's collections
+    that hold any."""
+    out: dict = {}
+    for folder_id, component in txn.execute("SELECT DISTINCT folder_id, component FROM dav_items "
+                                            "WHERE account_id = ? AND deleted_at = 0", (account_id,)).fetchall():
+        out.setdefault(folder_id, set()).add(component)
+    return out
 
 
 # -- recovery and purge ------------------------------------------------------------------------
@@ -572,17 +627,17 @@ class DavAccess(BlockingDav):
     def has_uid(self, folder_id: int, uid: str) -> bool:
         return self._read("dav_has_uid", has_uid_txn, folder_id, uid)
 
-    def put(self, account_id: int, folder_id: int, item: NewItem) -> tuple:
-        stored, replaced, modseq, restored = self._run("dav_put", put_item_txn, account_id, folder_id, item)
+    def put(self, account_id: int, folder_id: int, item: NewItem, expect: Optional[str] = None) -> tuple:
+        stored, replaced, modseq, restored = self._run("dav_put", put_item_txn, account_id, folder_id, item, expect)
         self._published(account_id, folder_id, modseq)
         if restored:
             log.info("dav: account %d restored deleted item(s) %s by writing UID %r into folder %d",
                      account_id, restored, item.uid, folder_id)
         return stored, replaced
 
-    def delete(self, account_id: int, folder_id: int, href: str) -> int:
+    def delete(self, account_id: int, folder_id: int, href: str, expect: Optional[str] = None) -> int:
         return self._published(account_id, folder_id,
-                               self._run("dav_delete", delete_item_txn, account_id, folder_id, href))
+                               self._run("dav_delete", delete_item_txn, account_id, folder_id, href, False, expect))
 
     def move(self, account_id: int, src_folder_id: int, href: str, dst_folder_id: int, dst_href: str) -> int:
         modseq = self._run("dav_move", move_item_txn, account_id, src_folder_id, href, dst_folder_id, dst_href)
@@ -616,7 +671,29 @@ class DavStore(StoreCore):
     async def list_dav_items(self, folder_id, with_data=False):
         return await self._run("list_dav_items", list_items_txn, folder_id, with_data)
 
-    async def put_dav_item(self, account_id, folder_id, item: NewItem):
-        stored, replaced, modseq, _restored = await self._run("put_dav_item", put_item_txn, account_id, folder_id, item)
+    async def put_dav_item(self, account_id, folder_id, item: NewItem, expect=None):
+        stored, replaced, modseq, _restored = await self._run("put_dav_item", put_item_txn, account_id, folder_id,
+                                                              item, expect)
         self._publish(account_id, folder_id, modseq, "dav")
         return stored, replaced
+
+    async def delete_dav_item(self, account_id, folder_id, href, expect=None):
+        modseq = await self._run("delete_dav_item", delete_item_txn, account_id, folder_id, href, False, expect)
+        self._publish(account_id, folder_id, modseq, "dav")
+        return modseq
+
+    async def move_dav_item(self, account_id, src_folder_id, href, dst_folder_id, dst_href):
+        modseq = await self._run("move_dav_item", move_item_txn, account_id, src_folder_id, href, dst_folder_id,
+                                 dst_href)
+        self._publish(account_id, src_folder_id, modseq, "dav")
+        self._publish(account_id, dst_folder_id, modseq, "dav")
+        return modseq
+
+    async def dav_items_by_id(self, account_id, item_ids, with_data=True):
+        return await self._run("dav_items_by_id", items_by_id_txn, account_id, list(item_ids), with_data)
+
+    async def dav_changes(self, account_id, folder_id, since):
+        return await self._run("dav_changes", item_changes_txn, account_id, folder_id, since)
+
+    async def dav_components(self, account_id):
+        return await self._run("dav_components", components_txn, account_id)

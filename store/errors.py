@@ -19,6 +19,11 @@ class Exists(StoreError):
     """Something with that name already exists."""
 
 
+class Conflict(StoreError):
+    """A conditional write lost: the item is no longer what the writer read (another client
+    changed or deleted it meanwhile, or created it)."""
+
+
 class Expunged(StoreError):
     """The message was expunged (soft-deleted) by another session meanwhile."""
 

@@ -649,14 +649,49 @@ class Store:
         """Live :class:`DavItem` of a collection (``data`` None unless ``with_data``)."""
         raise NotImplementedError
 
-    async def put_dav_item(self, account_id: int, folder_id: int, item: "NewItem") -> tuple:
+    async def put_dav_item(self, account_id: int, folder_id: int, item: "NewItem",
+                           expect: Optional[str] = None) -> tuple:
         """Create or overwrite one calendar object or vCard (``item.href``).  Returns ``(stored
         DavItem, whether it replaced one)``.  Raises NotFound (collection), Exists (the UID is
         another item's), InvalidInput (bad href).  When the write makes the UID live in the
         collection (a new item, or an overwrite that changes the UID; not an edit), the
         account's recoverable deleted items of that UID and kind are restored by it in the same
         transaction (they leave :meth:`list_deleted_dav`): writing an item back is how a user
-        undoes its deletion."""
+        undoes its deletion.
+
+        ``expect`` makes the write conditional, checked in its transaction: ``""`` the href must
+        not be live (a create), an ETag the live item must still have it (an edit of what the
+        writer read); Conflict when not, nothing written.  CalDAV's If-Match / If-None-Match
+        and ActiveSync's Change use it, so an edit racing another client's is refused, never
+        lost.  Publishes ``kind="dav"`` on the push bus (as every DAV write below)."""
+        raise NotImplementedError
+
+    async def delete_dav_item(self, account_id: int, folder_id: int, href: str,
+                              expect: Optional[str] = None) -> int:
+        """Soft-delete the live item ``href`` (a tombstone ``haven recover`` offers); returns the
+        modseq.  NotFound when it is not live; ``expect``: the ETag it must still have (Conflict)."""
+        raise NotImplementedError
+
+    async def move_dav_item(self, account_id: int, src_folder_id: int, href: str, dst_folder_id: int,
+                            dst_href: str) -> int:
+        """Move a live item to another collection of the account (overwriting ``dst_href``); the
+        source keeps a tombstone marked moved (not recoverable).  Returns the modseq."""
+        raise NotImplementedError
+
+    async def dav_items_by_id(self, account_id: int, item_ids: Sequence[int], with_data: bool = True) -> list:
+        """The account's live :class:`DavItem` among ``item_ids``, with their text unless told
+        otherwise; deleted items and ids of other accounts are left out."""
+        raise NotImplementedError
+
+    async def dav_changes(self, account_id: int, folder_id: int, since: int) -> tuple:
+        """``(the collection's modseq now, the highest modseq the purge removed, [ids of live
+        items changed or made after since], [ids of items deleted or moved away after since])``,
+        oldest change first.  NotFound for a collection that is gone or another account's."""
+        raise NotImplementedError
+
+    async def dav_components(self, account_id: int) -> dict:
+        """``{folder id: {components of its live items}}`` ("VEVENT", "VTODO", "VCARD", ...) of
+        the account's collections that hold any."""
         raise NotImplementedError
 
     # -- ActiveSync: devices, sync states, client ids (store/activesync.py) -------------------

@@ -251,7 +251,8 @@ class HavenDav:
                 return _text_response(start_response, "400 Bad Request", f"Bad Request: {reason}\n")
             uid_hint = _uid_hint(body)
         _request.user = environ.get("haven.user")
-        dav_storage.begin_request(_request.user, environ.get("haven.account_id"), uid_hint)
+        dav_storage.begin_request(_request.user, environ.get("haven.account_id"), uid_hint,
+                                  bool(environ.get("HTTP_IF_MATCH") or environ.get("HTTP_IF_NONE_MATCH")))
         captured: list = []
 
         def capture(status, headers, exc_info=None):
@@ -263,6 +264,11 @@ class HavenDav:
         if code >= 500 and dav_storage.failure.temporary:
             status, body = "503 Service Unavailable", [b"The store is busy; try again shortly.\n"]
             headers = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5")]
+        elif code == 400 and reason and dav_storage.failure.precondition:
+            # another client's write came between Radicale's precondition check and the store's
+            # transaction (RFC 9110 §13.1.1: the condition no longer holds)
+            status, body = "412 Precondition Failed", [f"Precondition Failed: {reason}\n".encode("utf-8", "replace")]
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
         elif code == 400 and reason:
             body = [f"Bad Request: {reason}\n".encode("utf-8", "replace")]
             headers = [("Content-Type", "text/plain; charset=utf-8")]

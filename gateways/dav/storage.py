@@ -57,13 +57,15 @@ failure = threading.local()
 request = threading.local()
 
 
-def begin_request(user, account_id, uid_hint=None) -> None:
+def begin_request(user, account_id, uid_hint=None, conditional: bool = False) -> None:
     """``uid_hint``: the UID a PUT body appears to carry; the item lookup then also checks it,
     so Radicale's UID check of a new item needs no second query (a wrong hint only costs
-    that query)."""
+    that query).  ``conditional``: the request has If-Match or If-None-Match (its write is
+    then conditional in the store too, see :func:`_seen`)."""
     request.user, request.account_id, request.collections = user, account_id, {}
-    request.uid_hint, request.uid_taken = uid_hint, None
-    failure.reason, failure.temporary = None, False
+    request.conditional = conditional
+    request.uid_hint, request.uid_taken, request.seen = uid_hint, None, {}
+    failure.reason, failure.temporary, failure.precondition = None, False, False
 
 
 def _forget() -> None:
@@ -71,9 +73,20 @@ def _forget() -> None:
     request.uid_taken = None
 
 
-def note_failure(reason: str, temporary: bool = False) -> None:
+def note_failure(reason: str, temporary: bool = False, precondition: bool = False) -> None:
+    """``precondition``: the store refused a conditional write (412, not 400)."""
     failure.reason = reason
     failure.temporary = temporary
+    failure.precondition = precondition
+
+
+def _seen(folder_id: int, href: str) -> Optional[str]:
+    """The ETag this request read for the item ("" when it was absent; None when it never
+    looked): the condition of its write, so another client's write between Radicale's
+    If-Match check and the store's transaction is a Conflict, not a lost update."""
+    if not getattr(request, "conditional", False):
+        return None  # the client asked for an overwrite whatever is there
+    return (getattr(request, "seen", None) or {}).get((folder_id, href))
 
 
 class _Texts:
@@ -230,7 +243,10 @@ class Collection(storage.BaseCollection):
             raise
         _forget()
         try:
-            stored, _replaced = self._storage.dav.put(self.account_id, self.folder_id, new)
+            stored, _replaced = self._storage.dav.put(self.account_id, self.folder_id, new, _seen(self.folder_id, href))
+        except errors.Conflict as e:
+            note_failure(str(e), precondition=True)
+            raise ValueError(str(e)) from None
         except (errors.Exists, errors.InvalidInput, errors.NotFound) as e:
             note_failure(str(e))
             raise ValueError(str(e)) from None
@@ -246,7 +262,11 @@ class Collection(storage.BaseCollection):
         if href is None:
             self._storage.dav.delete_collection(self.account_id, self.folder_id)
         else:
-            self._storage.dav.delete(self.account_id, self.folder_id, href)
+            try:
+                self._storage.dav.delete(self.account_id, self.folder_id, href, _seen(self.folder_id, href))
+            except errors.Conflict as e:
+                note_failure(str(e), precondition=True)
+                raise ValueError(str(e)) from None
 
     # -- sync (RFC 6578) -------------------------------------------------------------------
     def sync(self, old_token: str = ""):
@@ -447,6 +467,10 @@ class Storage(storage.BaseStorage):
             return
         collection = Collection(self, f"{principal}/{coll.folder.name}", account_id, coll)
         if len(parts) == 3:
+            # what the request saw: a write of this href later in it is conditional on it
+            # (an If-Match Radicale checked against this ETag holds in the store's transaction)
+            request.seen = getattr(request, "seen", None) or {}
+            request.seen[(coll.folder.id, parts[2])] = stored.etag if stored is not None else ""
             if stored is not None:
                 yield collection._item(stored)
             return

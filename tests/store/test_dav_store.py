@@ -151,3 +151,62 @@ def test_a_collection_deleted_twice_within_a_second(store, account):
         store.dav.delete_collection(account.id, coll.folder.id)
     with pytest.raises(errors.NotFound):
         store.dav.collection(account.id, "flip")
+
+
+def test_conditional_writes_and_deletes(store, run, account, calendar):
+    """An edit names the ETag it read; another writer's change in between is a Conflict and
+    nothing is written (CalDAV If-Match and ActiveSync Change both use it)."""
+    fid = calendar.folder.id
+    first, _ = run(store.put_dav_item, account.id, fid, item("c.ics", "C"), "")
+    with pytest.raises(errors.Conflict):  # a create of an href that is live
+        run(store.put_dav_item, account.id, fid, item("c.ics", "C", text="BEGIN:VCALENDAR\r\nX:1\r\nEND:VCALENDAR\r\n"), "")
+    edited, replaced = run(store.put_dav_item, account.id, fid, item("c.ics", "C", start=5), first.etag)
+    assert replaced and edited.etag == first.etag and edited.dtstart == 5  # same text length, same test ETag
+    other = item("c.ics", "C", text="BEGIN:VCALENDAR\r\nX-OTHER:1\r\nEND:VCALENDAR\r\n")
+    run(store.put_dav_item, account.id, fid, other)  # unconditional: another client's edit
+    with pytest.raises(errors.Conflict):
+        run(store.put_dav_item, account.id, fid, item("c.ics", "C", start=9), first.etag)
+    assert store.dav.items(fid, ["c.ics"])[0].data == other.data  # the loser wrote nothing
+    with pytest.raises(errors.Conflict):
+        run(store.delete_dav_item, account.id, fid, "c.ics", first.etag)
+    run(store.delete_dav_item, account.id, fid, "c.ics", other.etag)
+    with pytest.raises(errors.Conflict):  # deleted meanwhile: an edit of it is a conflict too
+        run(store.put_dav_item, account.id, fid, item("c.ics", "C"), other.etag)
+    with pytest.raises(errors.Conflict):
+        run(store.delete_dav_item, account.id, fid, "c.ics", other.etag)
+    with pytest.raises(errors.NotFound):
+        run(store.delete_dav_item, account.id, fid, "c.ics")
+    assert [d["uid"] for d in run(store.list_deleted_dav, account.id)] == ["C"]  # recoverable
+    # the blocking facade takes the same condition
+    store.dav.put(account.id, fid, item("d.ics", "D"), "")
+    with pytest.raises(errors.Conflict):
+        store.dav.put(account.id, fid, item("d.ics", "D"), '"stale"')
+
+
+def test_items_by_id_changes_and_components(store, run, account, calendar):
+    fid = calendar.folder.id
+    stranger = run(store.create_account, "mallory@example.test", "x", "M")
+    theirs = store.dav.collection(stranger.id, "Calendar")
+    a, _ = run(store.put_dav_item, account.id, fid, item("a.ics", "A"))
+    b, _ = run(store.put_dav_item, account.id, fid, item("b.ics", "B", component="VTODO"))
+    t, _ = run(store.put_dav_item, stranger.id, theirs.folder.id, item("t.ics", "T"))
+    modseq, purged, changed, deleted = run(store.dav_changes, account.id, fid, 0)
+    assert (purged, changed, deleted) == (0, [a.id, b.id], [])
+    found = run(store.dav_items_by_id, account.id, [b.id, a.id, t.id, 10 ** 9])
+    assert sorted(i.href for i in found) == ["a.ics", "b.ics"] and all(i.data for i in found)
+    assert all(i.data is None for i in run(store.dav_items_by_id, account.id, [a.id], False))
+    contacts = store.dav.collection(account.id, "Contacts")
+    run(store.put_dav_item, account.id, contacts.folder.id, item("v.vcf", "V", component="VCARD"))
+    assert run(store.dav_components, account.id) == {fid: {"VEVENT", "VTODO"}, contacts.folder.id: {"VCARD"}}
+    run(store.put_dav_item, account.id, fid, item("a.ics", "A", start=7))
+    run(store.delete_dav_item, account.id, fid, "b.ics")
+    now, _, changed, deleted = run(store.dav_changes, account.id, fid, modseq)
+    assert now > modseq and (changed, deleted) == ([a.id], [b.id])
+    assert run(store.dav_items_by_id, account.id, [b.id]) == []
+    other = store.dav.create_collection(account.id, "other", "calendar", {})
+    run(store.move_dav_item, account.id, fid, "a.ics", other.folder.id, "a.ics")
+    assert run(store.dav_changes, account.id, fid, now)[2:] == ([], [a.id])
+    assert [i.href for i in store.dav.all_items(other.folder.id)] == ["a.ics"]
+    with pytest.raises(errors.NotFound):  # another account's collection
+        run(store.dav_changes, account.id, theirs.folder.id, 0)
+    assert run(store.dav_components, account.id) == {other.folder.id: {"VEVENT"}, contacts.folder.id: {"VCARD"}}
