@@ -24,7 +24,7 @@ from twisted.internet.threads import deferToThread
 from formats import mime
 from store import errors
 
-from . import mailitem, mailsync
+from . import collsync, mailitem, mailsync
 from .xmlutil import element, sub, text
 
 log = logging.getLogger("haven.activesync")
@@ -178,7 +178,7 @@ async def _fetch(ctx, op):
     if uid is None or int(collection) not in folders:
         sub(el, "ItemOperations", "Status", OPS_NOT_FOUND)
         return el
-    opts = mailsync.options_of(op, {}) if options is None else _fetch_options(options)
+    opts = collsync.options_of(op, {}) if options is None else _fetch_options(options)
     sync = mailsync.MailSync(ctx, folders[int(collection)], op, 1)
     items = await sync.items([uid], opts)
     if uid not in items:
@@ -200,7 +200,7 @@ def _fetch_options(options) -> dict:
     inner = sub(wrapper, "AirSync", "Options")
     for child in options:
         inner.append(child)
-    return mailsync.options_of(wrapper, {})
+    return collsync.options_of(wrapper, {})
 
 
 def _range(data: bytes, requested):

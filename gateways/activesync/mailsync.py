@@ -3,14 +3,9 @@ changed on the server sent in windows, against the ids the device holds (syncpla
 email items made by mailitem.py.
 
 Invariants
+- The sync-key protocol, the phone's changes first and never echoed back: collsync.py.
 - A collection's ServerIds are ``<folder id>:<uid>``; a UID is never reused, so a ServerId
   names one message for good (a MOVE gives a new one).
-- SyncKey 0 (re)starts a collection: the answer carries a new key and no items; FilterType
-  and body options are kept with the state and may change with any request.
-- The previous key replays the collection's last answer exactly (the phone never got it);
-  another unknown key is Status 3, after which the phone starts again with 0.
-- The device's own changes are applied before the server's are computed and are not echoed
-  back to it (nor are its own deletes sent as deletes).
 - Delete is a soft delete; with DeletesAsMoves (the default) a delete outside the Trash is a
   move into the ``\\Trash`` folder, as a phone's "delete" means there.
 - An item that cannot be converted is logged and skipped (it stays held, so it never blocks the
@@ -28,45 +23,17 @@ from email.utils import formatdate
 from twisted.internet.threads import deferToThread
 
 from store import errors
-from store.interfaces import EAS_INITIAL_KEY, eas_next_sync_key
 
 from . import mailitem, syncplan
+from .collsync import CONFLICT, CONVERSION_ERROR, NOT_FOUND, PROTOCOL_ERROR, CollectionSync
 from .mailitem import BodyPreference
-from .wbxml import decode, encode, qname as q
+from .wbxml import qname as q
 from .xmlutil import sub, text
 
 log = logging.getLogger("haven.activesync")
 
-INVALID_KEY, PROTOCOL_ERROR, NOT_FOUND, SERVER_ERROR, CONVERSION_ERROR, CONFLICT = 3, 4, 8, 5, 6, 7
 #: how many messages' raw bytes are read in one batch for an Add window
 FETCH_BATCH = 50
-
-
-def options_of(collection, stored: dict) -> dict:
-    """FilterType, BodyPreference and MIMESupport of the request's Options (those not given
-    stay as the state had them)."""
-    opts = dict(stored or {})
-    options = collection.find(q("AirSync", "Options"))
-    if options is None:
-        return opts
-    filter_type = text(options, "AirSync", "FilterType")
-    if filter_type is not None:
-        opts["filter"] = int(filter_type) if filter_type.isdigit() else 0
-    mime_support = text(options, "AirSync", "MIMESupport")
-    if mime_support is not None:
-        opts["mime"] = int(mime_support) if mime_support.isdigit() else 0
-    prefs = []
-    for pref in options.findall(q("AirSyncBase", "BodyPreference")):
-        kind = text(pref, "AirSyncBase", "Type")
-        if not kind or not kind.isdigit():
-            continue
-        trunc = text(pref, "AirSyncBase", "TruncationSize")
-        prefs.append([int(kind), int(trunc) if trunc and trunc.isdigit() else None,
-                      text(pref, "AirSyncBase", "AllOrNone") == "1", int(text(pref, "AirSyncBase", "Preview") or 0)
-                      if (text(pref, "AirSyncBase", "Preview") or "").isdigit() else 0])
-    if prefs:
-        opts["body"] = prefs
-    return opts
 
 
 def body_preference(opts: dict, smime: bool = False) -> BodyPreference:
@@ -96,82 +63,21 @@ async def pending_count(ctx, folder, state, filter_type=None, window: int = 1 <<
     return plan.count
 
 
-class MailSync:
+class MailSync(CollectionSync):
     """One mail collection of one Sync request."""
 
     def __init__(self, ctx, folder, collection, window: int, trash=None):
         """``trash``: the account's \\Trash folder (where DeletesAsMoves puts a phone's deletes)."""
-        self.ctx, self.folder, self.collection, self.window = ctx, folder, collection, window
-        self.store, self.account, self.device_id = ctx.store, ctx.account, ctx.request.device_id
+        super().__init__(ctx, str(folder.id), folder.id, collection, window)
+        self.folder = folder
         self.trash = trash
-        self.own: dict = {}  # uid -> modseq after this device's own change
-        self.reached = 0  # the modseq the device had seen changes up to
 
-    async def run(self):
-        """The response's Collection element."""
-        key = text(self.collection, "AirSync", "SyncKey") or ""
-        out = self._collection_head()
-        folder_id = self.folder.id
-        if key == EAS_INITIAL_KEY:
-            state_opts = options_of(self.collection, {})
-            new_key = eas_next_sync_key(key)
-            self._finish(out, new_key, 1)
-            saved = await self.store.save_sync_state(self.account.id, self.device_id, folder_id, key, new_key, 0,
-                                                     held=(), filter_type=state_opts.get("filter", 0),
-                                                     options=state_opts, response=encode(out))
-            return out if saved else self._status(INVALID_KEY, key)
-        state = await self.store.get_sync_state(self.account.id, self.device_id, folder_id)
-        if state is None or key not in (state.sync_key, state.previous_key):
-            log.info("activesync %s: device %s sent SyncKey %r for folder %d it does not hold", self.account.address,
-                     self.device_id, key[:70], folder_id)
-            return self._status(INVALID_KEY, key)
-        if key == state.previous_key and state.last_response is not None:
-            return decode(state.last_response)  # the phone never got it
-        opts = options_of(self.collection, state.options)
-        held = set(state.held)
-        self.reached = state.modseq
-        responses = await self._apply_commands(held, opts)
-        get_changes = text(self.collection, "AirSync", "GetChanges")
-        new_key = eas_next_sync_key(key)
-        plan = None
-        if get_changes != "0":
-            folder = await self._fresh_folder()
-            live = await self.store.list_messages(folder_id)
-            live = [m for m in live if self.own.get(m.uid) != m.modseq]  # not echoed back
-            unchanged_own = {m.uid for m in live if m.uid in self.own}
-            plan = syncplan.plan(live, held, state.modseq, folder.highest_modseq, self.window,
-                                 syncplan.cutoff(opts.get("filter", 0), time.time()))
-            plan.held |= unchanged_own & held
-            held = plan.held
-        self._finish(out, new_key, 1)
-        if plan is not None and plan.more:
-            sub(out, "AirSync", "MoreAvailable")
-        if plan is not None and plan.count:
-            await self._commands(out, plan, opts)
-        if len(responses):
-            out.append(responses)
-        modseq = plan.modseq if plan is not None else state.modseq
-        saved = await self.store.save_sync_state(self.account.id, self.device_id, folder_id, key, new_key, modseq,
-                                                 held=sorted(held), filter_type=opts.get("filter", 0), options=opts,
-                                                 response=await deferToThread(encode, out))
-        if not saved:  # a parallel request with this key won; this answer would lead the phone astray
-            return self._status(INVALID_KEY, key)
-        return out
+    async def _live(self, opts: dict) -> tuple:
+        folder = await self._fresh_folder()
+        return await self.store.list_messages(self.folder.id), folder.highest_modseq
 
-    def _collection_head(self):
-        return ET.Element(q("AirSync", "Collection"))
-
-    def _finish(self, out, key: str, status: int) -> None:
-        sub(out, "AirSync", "SyncKey", key)
-        sub(out, "AirSync", "CollectionId", str(self.folder.id))
-        sub(out, "AirSync", "Status", status)
-
-    def _status(self, status: int, key: str):
-        out = self._collection_head()
-        sub(out, "AirSync", "SyncKey", key or "0")
-        sub(out, "AirSync", "CollectionId", str(self.folder.id))
-        sub(out, "AirSync", "Status", status)
-        return out
+    def _cutoff(self, opts: dict) -> int:
+        return syncplan.cutoff(opts.get("filter", 0), time.time())
 
     async def _fresh_folder(self):
         """The folder as it is now (its modseq after the phone's own changes): one row by name,
@@ -242,12 +148,6 @@ class MailSync:
             await store.remember_client_id(account.id, device_id, self.folder.id, client_id, sid)
         return 1, sid
 
-    @staticmethod
-    def _response(responses, name: str, sid, status: int) -> None:
-        el = sub(responses, "AirSync", name)
-        sub(el, "AirSync", "ServerId", sid or "")
-        sub(el, "AirSync", "Status", status)
-
     async def _change(self, uid, data) -> int:
         if uid is None or data is None:
             return NOT_FOUND
@@ -270,11 +170,8 @@ class MailSync:
             metas = await self.store.fetch_messages(self.folder.id, [uid])
             if not metas:
                 return NOT_FOUND
-            # changed here too since the phone's last Sync: the server's version wins unless the
-            # phone asked otherwise (Options/Conflict 0); it is sent to the phone as a Change
-            if metas[0].meta.modseq > self.reached and uid not in self.own and text(
-                    self.collection.find(q("AirSync", "Options")),
-                                                           "AirSync", "Conflict") != "0":
+            # changed here too since the phone's last Sync: the server's version wins
+            if self._conflict_wins(metas[0].meta.modseq, uid):
                 return CONFLICT
             for op, flags in (("add", add), ("remove", remove)):
                 if flags:
