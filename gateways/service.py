@@ -196,8 +196,10 @@ def http_mounts(ctx: GatewayContext, published=None, health=None, activesync=Non
     eas = SectionSettings("activesync", activesync)
     if eas.boolean("enabled", True):
         from gateways import activesync as eas_gateway  # only when enabled: start-up time of the CLI
+        limits = dav.DavConfig.from_settings(ctx.settings)  # a phone's event is stored as a CalDAV PUT's
         commands = eas_gateway.make_commands(ctx.store, activesync,
-                                             int((ctx.limits or {}).get("max_message_size") or 50 << 20))
+                                             int((ctx.limits or {}).get("max_message_size") or 50 << 20),
+                                             limits.max_item_size, limits.max_occurrences)
         endpoint = eas_gateway.make_endpoint(ctx.store, commands)
         table.append(Mount(eas_gateway.PREFIX, endpoint, fold_case=True, login=True,
                            plaintext=eas.choice("allow_plaintext_auth", "loopback", PLAINTEXT_CHOICES)))

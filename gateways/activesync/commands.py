@@ -31,7 +31,7 @@ from gateways.common.settings import SectionSettings
 from store import errors
 from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import compose, hierarchy, items, mailsync, ping, syncplan
+from . import compose, hierarchy, items, mailsync, pimfolders, pimsync, ping, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
@@ -63,14 +63,18 @@ class ActiveSyncConfig:
     min_heartbeat: int = 60
     max_heartbeat: int = 3540
     max_folders: int = 300
+    #: the limits of a calendar object or vCard, as for a CalDAV PUT ([http] max_item_size, max_occurrences)
+    max_item_size: int = 2097152
+    max_occurrences: int = 10000
 
     @classmethod
-    def from_settings(cls, settings) -> "ActiveSyncConfig":
+    def from_settings(cls, settings, max_item_size: int = 2097152, max_occurrences: int = 10000) -> "ActiveSyncConfig":
         s = SectionSettings("activesync", settings)
         return cls(provisioning=s.choice("provisioning", cls.provisioning, PROVISIONING),
                    min_heartbeat=s.number("min_heartbeat", cls.min_heartbeat, int, 1),
                    max_heartbeat=s.number("max_heartbeat", cls.max_heartbeat, int, 1),
-                   max_folders=s.number("max_folders", cls.max_folders, int, 1))
+                   max_folders=s.number("max_folders", cls.max_folders, int, 1),
+                   max_item_size=max_item_size, max_occurrences=max_occurrences)
 
 
 @dataclass
@@ -324,6 +328,14 @@ async def _device_information(ctx: Context, info) -> None:
 FOLDER_SYNC_INVALID_KEY = 9
 
 
+async def tree(ctx) -> list:
+    """The phone's folder tree now: mail folders (hierarchy.py), then calendars, address books
+    and task lists (pimfolders.py)."""
+    mail = hierarchy.hierarchy(await ctx.store.list_folders(ctx.account.id, "mail"))
+    pim = await pimfolders.load(ctx.store, ctx.account.id)
+    return mail + [hierarchy.Entry(p.server_id, hierarchy.ROOT, p.display_name, p.type) for p in pim.values()]
+
+
 async def folder_sync(ctx: Context):
     body = ctx.body
     key = text(body, "FolderHierarchy", "SyncKey") if body is not None else None
@@ -338,7 +350,7 @@ async def folder_sync(ctx: Context):
         if key == state.previous_key and state.last_response is not None:
             return state.last_response  # the device never got the answer that carried sync_key
         held = {sid: hierarchy.Entry(sid, *fields) for sid, fields in (state.snapshot or {}).items()}
-    now = hierarchy.hierarchy(await store.list_folders(account.id, "mail"))
+    now = await tree(ctx)
     adds, updates, deletes = hierarchy.changes(held, now)
     new_key = eas_next_sync_key(key)
     out = element("FolderHierarchy", "FolderSync")
@@ -427,7 +439,7 @@ async def _folder_change(ctx: Context, cmd: str):
     except (errors.InvalidInput, errors.NotFound, errors.PermissionDenied) as e:
         log.info("activesync %s: %s refused: %s", account.address, cmd, e)
         return status_only(cmd, FOLDER_SERVER_ERROR)
-    now = hierarchy.hierarchy(await store.list_folders(account.id, "mail"))
+    now = await tree(ctx)
     new_key = eas_next_sync_key(key)
     snapshot = dict(state.snapshot or {})
     current = {e.server_id: e for e in now}
@@ -483,22 +495,23 @@ async def sync(ctx: Context):
     if to_cache and len(to_cache) <= EAS_MAX_CACHED_REQUEST:
         await store.cache_device_request(account.id, device_id, "sync", to_cache)
     folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+    pim = await pimfolders.load(store, account.id)
     wait = _wait_seconds(body, ctx)
     if isinstance(wait, ET.Element):
         return wait  # Status 14: out of range
-    if wait and await _quiet(ctx, collections, folders):
+    if wait and await _quiet(ctx, collections, folders, pim):
         # a hanging Sync ([MS-ASCMD] 2.2.3.198, 2.2.3.79.2): nothing to send now; wait for a change
         # as a Ping does; with none, an empty answer leaves every SyncKey as it was
         hub, key = ctx.notes["pings"], (account.id, device_id)
         hub.end(key)  # waiting, this request changes nothing a Ping of the device should ignore
         try:
-            ready = await ping.wait_for(ctx, hub, {int(c) for c in _collection_ids(collections) if c.isdigit()}, wait,
-                                        ctx.http)
+            ready = await ping.wait_for(ctx, hub, set(_collection_ids(collections)), wait, ctx.http)
         finally:
             hub.begin(key)
         if not ready:
             return None
         folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+        pim = await pimfolders.load(store, account.id)
     overall = syncplan.window_size(text(body, "AirSync", "WindowSize")) if body.find(q("AirSync", "WindowSize")) \
         is not None else syncplan.MAX_WINDOW
     out = element("AirSync", "Sync")
@@ -512,7 +525,10 @@ async def sync(ctx: Context):
             sub(answer, "AirSync", "SyncKey", "1" if key == EAS_INITIAL_KEY else key)
             sub(answer, "AirSync", "CollectionId", cid)
             sub(answer, "AirSync", "Status", 1)
-        elif folder is None:  # gone, or not a mail folder: the phone's FolderSync tells it
+        elif cid in pim:
+            window = min(syncplan.window_size(text(collection, "AirSync", "WindowSize")), overall)
+            answer = await pimsync.PimSync(ctx, pim[cid], collection, window).run()
+        elif folder is None:  # gone: the phone's FolderSync tells it
             answer = element("AirSync", "Collection")
             sub(answer, "AirSync", "SyncKey", key or EAS_INITIAL_KEY)
             sub(answer, "AirSync", "CollectionId", cid)
@@ -533,8 +549,9 @@ async def _current_keys(ctx, request) -> None:
     one the last answer carried), without the phone's commands of then (they were applied)."""
     for collection in request.iter(q("AirSync", "Collection")):
         cid, key_el = text(collection, "AirSync", "CollectionId"), collection.find(q("AirSync", "SyncKey"))
-        state = await ctx.store.get_sync_state(ctx.account.id, ctx.request.device_id, int(cid)) \
-            if cid and cid.isdigit() else None
+        sid = pimfolders.state_id(cid or "")
+        state = await ctx.store.get_sync_state(ctx.account.id, ctx.request.device_id, sid) \
+            if sid is not None else None
         if state is not None and key_el is not None:
             key_el.text = state.sync_key
         commands = collection.find(q("AirSync", "Commands"))
@@ -587,17 +604,20 @@ def _wait_seconds(body, ctx):
     return 0
 
 
-async def _quiet(ctx, collections, folders: dict) -> bool:
+async def _quiet(ctx, collections, folders: dict, pim: dict) -> bool:
     """Nothing for any collection now: no command of the phone's, no new key, no change."""
     for c in collections:
         cid, key = text(c, "AirSync", "CollectionId") or "", text(c, "AirSync", "SyncKey") or ""
-        if cid not in folders or key == EAS_INITIAL_KEY or c.find(q("AirSync", "Commands")) is not None \
-                or text(c, "AirSync", "GetChanges") == "0":
+        if (cid not in folders and cid not in pim) or key == EAS_INITIAL_KEY \
+                or c.find(q("AirSync", "Commands")) is not None or text(c, "AirSync", "GetChanges") == "0":
             return False
-        state = await ctx.store.get_sync_state(ctx.account.id, ctx.request.device_id, int(cid))
+        state = await ctx.store.get_sync_state(ctx.account.id, ctx.request.device_id, pimfolders.state_id(cid))
         if state is None or key != state.sync_key:
             return False  # a replay or an unknown key: answered at once
-        if await mailsync.pending_count(ctx, folders[cid], state, window=1):
+        if cid in pim:
+            if await pimsync.PimSync(ctx, pim[cid], c, 1).pending(state, window=1):
+                return False
+        elif await mailsync.pending_count(ctx, folders[cid], state, window=1):
             return False
     return True
 
@@ -640,5 +660,6 @@ async def _user_information(ctx: Context):
     return el
 
 
-def make_commands(store, settings=None, max_message_size: int = 50 << 20) -> Callable:
-    return Commands(store, ActiveSyncConfig.from_settings(settings), max_message_size)
+def make_commands(store, settings=None, max_message_size: int = 50 << 20, max_item_size: int = 2097152,
+                  max_occurrences: int = 10000) -> Callable:
+    return Commands(store, ActiveSyncConfig.from_settings(settings, max_item_size, max_occurrences), max_message_size)

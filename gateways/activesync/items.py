@@ -17,6 +17,7 @@ Invariants
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 
 from twisted.internet.threads import deferToThread
@@ -24,7 +25,7 @@ from twisted.internet.threads import deferToThread
 from formats import mime
 from store import errors
 
-from . import collsync, mailitem, mailsync
+from . import collsync, mailitem, mailsync, pimfolders, pimsync
 from .xmlutil import element, sub, text
 
 log = logging.getLogger("haven.activesync")
@@ -83,13 +84,15 @@ async def get_item_estimate(ctx):
     if body is None or body.tag != "{GetItemEstimate}GetItemEstimate":
         return element("GetItemEstimate", "GetItemEstimate", element("GetItemEstimate", "Status", text=2))
     folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+    pim = await pimfolders.load(store, account.id)
     out = element("GetItemEstimate", "GetItemEstimate")
     for coll in body.iter("{GetItemEstimate}Collection"):
         cid = text(coll, "GetItemEstimate", "CollectionId") or text(coll, "AirSync", "CollectionId") or ""
         key = text(coll, "AirSync", "SyncKey")
         response = sub(out, "GetItemEstimate", "Response")
-        folder = folders.get(cid)
-        state = await store.get_sync_state(account.id, device_id, int(cid)) if folder is not None else None
+        folder = folders.get(cid) or pim.get(cid)
+        state = await store.get_sync_state(account.id, device_id, pimfolders.state_id(cid)) \
+            if folder is not None else None
         if folder is None:
             sub(response, "GetItemEstimate", "Status", 2)  # a collection it does not know
             continue
@@ -98,7 +101,13 @@ async def get_item_estimate(ctx):
             continue
         options = coll.find("{AirSync}Options")
         filter_type = text(options, "AirSync", "FilterType") if options is not None else None
-        count = await mailsync.pending_count(ctx, folder, state, filter_type)
+        if cid in pim:
+            if filter_type is not None:
+                state = dataclasses.replace(state, options={**state.options, "filter": int(filter_type or 0)
+                                                            if filter_type.isdigit() else 0})
+            count = await pimsync.PimSync(ctx, folder, coll, 1).pending(state)
+        else:
+            count = await mailsync.pending_count(ctx, folder, state, filter_type)
         sub(response, "GetItemEstimate", "Status", 1)
         c = sub(response, "GetItemEstimate", "Collection")
         sub(c, "GetItemEstimate", "CollectionId", cid)

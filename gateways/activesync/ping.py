@@ -28,7 +28,7 @@ from twisted.internet import defer
 
 from store.interfaces import EAS_MAX_CACHED_REQUEST
 
-from . import hierarchy
+from . import hierarchy, pimfolders
 from .wbxml import decode, qname as q
 from .xmlutil import element, sub, text
 
@@ -107,20 +107,23 @@ class PingHub:
             parked.look()
 
 
-async def changed(store, account_id: int, device_ids, folder_ids) -> dict:
-    """device id -> the folders of ``folder_ids`` (ascending) whose modseq is above the one the
-    device's sync state reached (or that it has no state of): two queries for any number of
-    devices of the account."""
-    highest = {f.id: f.highest_modseq for f in await store.list_folders(account_id, "mail")}
-    wanted = sorted(set(folder_ids) & set(highest))
-    reached = await store.sync_modseqs(account_id, wanted) if wanted else {}
-    return {device: [f for f in wanted if highest[f] > reached.get((device, f), -1)] for device in device_ids}
+async def changed(store, account_id: int, device_ids, server_ids) -> dict:
+    """device id -> the folders of ``server_ids`` (ServerIds, ascending) whose modseq is above the
+    one the device's sync state reached (or that it has no state of): two queries for any number
+    of devices of the account.  A calendar's task view is its calendar's folder with a state of
+    its own (pimfolders.py)."""
+    highest = {f.id: f.highest_modseq for f in await store.list_folders(account_id, None)}
+    wanted = sorted((sid, pimfolders.folder_id(sid), pimfolders.state_id(sid)) for sid in set(server_ids)
+                    if pimfolders.folder_id(sid) in highest)
+    reached = await store.sync_modseqs(account_id, [s for _sid, _f, s in wanted]) if wanted else {}
+    return {device: [sid for sid, f, s in wanted if highest[f] > reached.get((device, s), -1)]
+            for device in device_ids}
 
 
-async def pending(ctx, folder_ids) -> list:
-    """The folders of ``folder_ids`` (store ids) with changes the device has not synced."""
+async def pending(ctx, server_ids) -> list:
+    """The folders of ``server_ids`` with changes the device has not synced."""
     device_id = ctx.request.device_id
-    return (await changed(ctx.store, ctx.account.id, [device_id], folder_ids))[device_id]
+    return (await changed(ctx.store, ctx.account.id, [device_id], server_ids))[device_id]
 
 
 def answer(status: int, folders=(), limit: Optional[int] = None, limit_name: str = ""):
@@ -170,7 +173,8 @@ async def ping(ctx, hub: PingHub, http_request=None):
         ids.append(fid)
     if len(ids) > config.max_folders:
         return answer(TOO_MANY_FOLDERS, limit=config.max_folders, limit_name="MaxFolders")
-    known = {str(f.id) for f in await store.list_folders(account.id, "mail")}
+    known = {str(f.id) for f in await store.list_folders(account.id, "mail")} | \
+        set(await pimfolders.load(store, account.id))
     unknown = [fid for fid in ids if fid not in known and fid != hierarchy.OUTBOX_ID]
     if unknown:
         log.info("activesync %s: device %s pings folders it does not know: %s", account.address, device_id,
@@ -179,7 +183,7 @@ async def ping(ctx, hub: PingHub, http_request=None):
     if ctx.body is not None and ctx.raw and len(ctx.raw) <= EAS_MAX_CACHED_REQUEST and \
             text(ctx.body, "Ping", "HeartbeatInterval") is not None and ctx.body.find(q("Ping", "Folders")) is not None:
         await store.cache_device_request(account.id, device_id, "ping", ctx.raw)
-    watched = {int(fid) for fid in ids if fid.isdigit()}
+    watched = {fid for fid in ids if fid != hierarchy.OUTBOX_ID}
     ready = await pending(ctx, watched)
     if ready:
         return answer(CHANGES, ready)
@@ -201,6 +205,7 @@ async def wait_for(ctx, hub: PingHub, watched: set, seconds: float, http_request
     if older is not None:
         older.end(None)  # a newer Ping (or hanging Sync) of the device ends it
     me = hub.parked[key] = Parked(watched)
+    folders = {pimfolders.folder_id(sid) for sid in watched}
     reactor = _reactor()
 
     def look() -> None:
@@ -215,7 +220,7 @@ async def wait_for(ctx, hub: PingHub, watched: set, seconds: float, http_request
     def on_change(event) -> None:
         if me.done.called or me.checking:
             return
-        if event.folder_id is None or event.folder_id in watched:
+        if event.folder_id is None or event.folder_id in folders:
             me.checking = True
             reactor.callLater(0, look)  # after the publishing code returns
 
