@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     dw.add_argument("--cancel", action="store_true", help="take back a wipe the device has not done yet")
     dw.add_argument("--account-only", action="store_true", help="erase this account's data only, not the "
                     "whole phone (EAS 16.1 devices)")
-    dd = dev.add_parser("delete", help="forget a device and its sync state (it starts over)")
+    dd = dev.add_parser("remove", aliases=["delete"], help="forget a device and its sync state (it starts over)")
     dd.add_argument("address")
     dd.add_argument("device_id", metavar="DEVICE_ID")
 

@@ -73,7 +73,7 @@ async def cmd_device(store, args, raw) -> int:
                   f"(`haven device list` shows done once it confirmed)")
     else:
         await store.delete_device(account.id, device.device_id)
-        audit("device.delete", address=account.address, device=device.device_id)
+        audit("device.remove", address=account.address, device=device.device_id)
         print(f"{device.device_id} of {account.address}: forgotten (it must set the account up again or "
               f"start over from a full sync)")
     return EX_OK

@@ -31,9 +31,11 @@ def test_list_wipe_and_delete(eas):
     [row] = [line.split("\t") for line in eas.cli("device", "list", user).stdout.decode().splitlines()]
     assert row[7] == "done"
     # forgotten: its state is gone with it
-    assert eas.cli("device", "delete", user, "ApplLOST01").returncode == 0
+    assert eas.cli("device", "remove", user, "ApplLOST01").returncode == 0
     assert eas.cli("device", "list", user).stdout == b""
     r = eas.cli("device", "wipe", user, "NOSUCHDEVICE")
+    assert r.returncode == 65 and b"has no device NOSUCHDEVICE" in r.stderr
+    r = eas.cli("device", "delete", user, "NOSUCHDEVICE")  # the older name of remove
     assert r.returncode == 65 and b"has no device NOSUCHDEVICE" in r.stderr
 
 
