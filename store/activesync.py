@@ -69,6 +69,7 @@ from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
 from store.idempotency import new_key as new_attempt_key, once_txn
 from store.records import (EAS_CLIENT_ID_LIFETIME, EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_LAST_SEEN_RESOLUTION,
+                           EAS_TASK_VIEW,
                            EAS_MAX_CACHED_REQUEST, EAS_MAX_HELD, EAS_MAX_OPTIONS, EAS_MAX_RESPONSE, EAS_MAX_SNAPSHOT,
                            EasDevice, EasSyncState)
 
@@ -324,7 +325,8 @@ def adjust_held_txn(txn: Txn, account_id: int, device_id: str, collection_id: in
 
 def drop_collections_txn(txn: Txn, folder_ids) -> None:
     """Forget the sync states and client ids of folders that are gone for good (the purge)."""
-    for part in chunks(list(folder_ids)):
+    ids = list(folder_ids)
+    for part in chunks(ids + [i + EAS_TASK_VIEW for i in ids]):  # a calendar's task view goes with it
         txn.execute(f"DELETE FROM eas_sync_states WHERE collection_id IN {txn.in_list(part)}", part)
         txn.execute(f"DELETE FROM eas_client_ids WHERE collection_id IN {txn.in_list(part)}", part)
 

@@ -48,7 +48,8 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             PurgeReport, SubmissionResult, DAV_KINDS, DavItem, DavCollection, NewItem,
                             LoginState, LoginFailures, METADATA_MAX_ENTRIES, METADATA_MAX_VALUE,
                             LAST_LOGIN_RESOLUTION, RECOVERY_ALL, recovery_view_id, is_recovery_view,
-                            EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, EAS_MAX_RESPONSE, EAS_MAX_HELD,
+                            EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_TASK_VIEW, EAS_MAX_CACHED_REQUEST, EAS_MAX_RESPONSE,
+                            EAS_MAX_HELD,
                             EAS_MAX_OPTIONS, EAS_MAX_SNAPSHOT, EAS_CLIENT_ID_LIFETIME, EAS_LAST_SEEN_RESOLUTION,
                             EasDevice, EasSyncState, eas_next_sync_key)
 
@@ -63,7 +64,7 @@ __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX
            "NewItem", "OutboundMessage", "OutboundRecipient", "PurgeReport", "PushBus", "Quota", "Recipient",
            "SieveScriptInfo", "Store", "StoreObserver", "DELIVERY_OUTCOMES", "StoreResult", "Submission",
            "SubmissionResult", "as_future",
-           "EAS_CLIENT_ID_LIFETIME", "EAS_HIERARCHY", "EAS_INITIAL_KEY", "EAS_LAST_SEEN_RESOLUTION",
+           "EAS_CLIENT_ID_LIFETIME", "EAS_HIERARCHY", "EAS_INITIAL_KEY", "EAS_TASK_VIEW", "EAS_LAST_SEEN_RESOLUTION",
            "EAS_MAX_CACHED_REQUEST", "EAS_MAX_HELD", "EAS_MAX_OPTIONS", "EAS_MAX_RESPONSE", "EAS_MAX_SNAPSHOT",
            "EasDevice", "EasSyncState", "eas_next_sync_key"]
 
@@ -699,8 +700,9 @@ class Store:
     # method below but record_device and list_devices raises NotFound for a device never
     # recorded, and InvalidInput for a DeviceId that is not 1 to 128 characters without control
     # characters (compared exactly).  A collection id is a folder's id (mail, calendar, contacts,
-    # tasks) or EAS_HIERARCHY (0) for FolderSync.  Deleting an account removes its devices,
-    # states and client ids; a soft-deleted account keeps them until the purge.
+    # tasks; a calendar's task view: its id + EAS_TASK_VIEW) or EAS_HIERARCHY (0) for FolderSync.
+    # Deleting an account removes its devices, states and client ids; a soft-deleted account keeps
+    # them until the purge.
     async def record_device(self, account_id: int, device_id: str, device_type: Optional[str] = None,
                             user_agent: Optional[str] = None, protocol_version: Optional[str] = None,
                             model: Optional[str] = None, os: Optional[str] = None) -> EasDevice:

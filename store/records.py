@@ -361,6 +361,9 @@ METADATA_MAX_ENTRIES = 100
 
 #: the collection id of a device's folder hierarchy (FolderSync) among its sync states
 EAS_HIERARCHY = 0
+#: a calendar's to-dos are a second ActiveSync collection of the folder (its task view): its sync
+#: state and client ids are kept under the folder's id plus this
+EAS_TASK_VIEW = 1 << 40
 #: the SyncKey a device sends to start over (MS-ASCMD: FolderSync and Sync with SyncKey 0)
 EAS_INITIAL_KEY = "0"
 #: octets of a cached Ping or Sync request the store keeps (a bigger one is not cached: TooBig)

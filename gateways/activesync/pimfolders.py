@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from store.interfaces import EAS_TASK_VIEW
+
 #: the sync state id of a calendar's task view is its folder id plus this (ids stay far below)
-TASK_VIEW = 1 << 40
+TASK_VIEW = EAS_TASK_VIEW
 TASK_PREFIX = "t"
 DEFAULT_TASKS, DEFAULT_CALENDAR, DEFAULT_CONTACTS = 7, 8, 9
 USER_TASKS, USER_CALENDAR, USER_CONTACTS = 15, 13, 14
