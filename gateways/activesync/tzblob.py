@@ -167,8 +167,9 @@ def zone_of(tz: tzinfo, year: int) -> Zone:
 
 
 def tzid_for(tz: tzinfo) -> str:
-    """The TZID to write in iCalendar for ``tz``: its IANA key, a RuleZone's name, "UTC"."""
-    key = getattr(tz, "key", None) or getattr(tz, "zone", None)
+    """The TZID to write in iCalendar for ``tz``: its IANA key (or the TZID of a zone read from
+    a VTIMEZONE), a RuleZone's name, "UTC"."""
+    key = getattr(tz, "key", None) or getattr(tz, "zone", None) or getattr(tz, "_tzid", None)
     if isinstance(key, str) and key:
         return key
     if isinstance(tz, RuleZone):
@@ -276,6 +277,21 @@ def decode(b64) -> tzinfo:
         offset = timedelta(minutes=zone.std_offset)
         return timezone(offset, zone.std_name) if zone.std_name else timezone(offset)
     return RuleZone(zone)
+
+
+def canonical(tz: tzinfo, tzid: Optional[str] = None) -> tzinfo:
+    """The IANA zone ``tzid`` names (an IANA key or a Windows name) when it has ``tz``'s rules
+    this year, else ``tz``: Outlook's "Eastern Standard Time" VTIMEZONE becomes America/New_York."""
+    candidate = _named(tzid or tzid_for(tz))
+    if candidate is None or isinstance(tz, zoneinfo.ZoneInfo):
+        return tz
+    year = date.today().year
+    try:
+        if zone_of(candidate, year).signature(year) == zone_of(tz, year).signature(year):
+            return candidate
+    except (ValueError, OverflowError):
+        pass
+    return tz
 
 
 def _named(name: str) -> Optional[tzinfo]:
