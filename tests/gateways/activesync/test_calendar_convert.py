@@ -488,3 +488,62 @@ def test_utc_writes_utc_and_floating_is_read_as_utc():
     moved = calendar.from_eas(app((calendar.CAL, "EndTime", "20260601T120000Z")), floating, V141, "u", set())
     master = event(moved)[0]
     assert "DURATION" not in master and master.decoded("DTEND") == datetime(2026, 6, 1, 12, tzinfo=timezone.utc)
+
+
+# -- recurrence rules ------------------------------------------------------------------------------------------
+
+BERLIN_START = datetime(2026, 3, 10, 9, tzinfo=ZoneInfo("Europe/Berlin"))  # a Tuesday
+
+
+@pytest.mark.parametrize("rule,fields", [
+    ("FREQ=DAILY;COUNT=10", {"Type": "0", "Occurrences": "10", "Interval": "1"}),
+    ("FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR", {"Type": "1", "DayOfWeek": "62", "FirstDayOfWeek": "1"}),
+    ("FREQ=WEEKLY;INTERVAL=2;WKST=SU", {"Type": "1", "Interval": "2", "DayOfWeek": "4", "FirstDayOfWeek": "0"}),
+    ("FREQ=MONTHLY", {"Type": "2", "DayOfMonth": "10", "CalendarType": "0"}),
+    ("FREQ=MONTHLY;BYDAY=2TU", {"Type": "3", "WeekOfMonth": "2", "DayOfWeek": "4"}),
+    ("FREQ=MONTHLY;BYDAY=-1FR", {"Type": "3", "WeekOfMonth": "5", "DayOfWeek": "32"}),
+    ("FREQ=MONTHLY;BYMONTHDAY=-1", {"Type": "3", "WeekOfMonth": "5", "DayOfWeek": "127"}),
+    ("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=1", {"Type": "3", "WeekOfMonth": "1", "DayOfWeek": "62"}),
+    ("FREQ=YEARLY", {"Type": "5", "MonthOfYear": "3", "DayOfMonth": "10"}),
+    ("FREQ=YEARLY;BYMONTH=11;BYDAY=4TH", {"Type": "6", "MonthOfYear": "11", "WeekOfMonth": "4", "DayOfWeek": "16"}),
+    ("FREQ=WEEKLY;UNTIL=20260601", {"Type": "1", "Until": "20260601T070000Z"}),
+])
+def test_rules_activesync_can_say(rule, fields):
+    from gateways.activesync import recurrence
+    el = wire(recurrence.to_eas(icalendar.vRecur.from_ical(rule), BERLIN_START, "Calendar", V141))
+    got = {child.tag.split("}")[1]: child.text for child in el}
+    assert {k: got.get(k) for k in fields} == fields
+    back = recurrence.from_eas(el, BERLIN_START, BERLIN_START.tzinfo)
+    again = recurrence.to_eas(back, BERLIN_START, "Calendar", V141)
+    assert {child.tag: child.text for child in again} == {child.tag: child.text for child in el}
+
+
+@pytest.mark.parametrize("rule", [
+    "FREQ=HOURLY", "FREQ=DAILY;BYHOUR=9,17", "FREQ=MONTHLY;BYMONTHDAY=1,15", "FREQ=MONTHLY;BYDAY=1MO,3MO",
+    "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=1,-1", "FREQ=YEARLY;BYWEEKNO=20", "FREQ=YEARLY;BYMONTH=1,7",
+    "FREQ=MONTHLY;BYDAY=2MO;BYMONTHDAY=8", "FREQ=WEEKLY;BYDAY=1MO", "FREQ=DAILY;INTERVAL=2;BYDAY=MO",
+    "FREQ=MONTHLY;BYDAY=3MO;INTERVAL=1000",
+])
+def test_rules_activesync_cannot_say(rule):
+    from gateways.activesync import recurrence
+    assert recurrence.to_eas(icalendar.vRecur.from_ical(rule), BERLIN_START, "Calendar", V141) is None
+
+
+def test_tasks_page_rule_and_first_day_of_week_only_from_14_1():
+    from gateways.activesync import recurrence
+    rule = icalendar.vRecur.from_ical("FREQ=WEEKLY;UNTIL=20260601T070000Z")
+    el = wire(recurrence.to_eas(rule, BERLIN_START, "Tasks", V141))
+    assert [c.tag for c in el] == [q("Tasks", n) for n in ("Type", "Start", "Until", "Interval", "DayOfWeek",
+                                                           "FirstDayOfWeek")]
+    assert el.find(q("Tasks", "Until")).text == "2026-06-01T07:00:00.000Z"
+    assert el.find(q("Tasks", "Start")).text == "2026-03-10T08:00:00.000Z"
+    old = recurrence.to_eas(rule, BERLIN_START, "Calendar", V14)
+    assert old.find(q("Calendar", "FirstDayOfWeek")) is None
+    assert recurrence.from_eas(el, BERLIN_START).to_ical() == b"FREQ=WEEKLY;UNTIL=20260601T070000Z;BYDAY=TU"
+
+
+def test_all_day_until_is_a_date():
+    from gateways.activesync import recurrence
+    el = app((calendar.CAL, "Recurrence", [(calendar.CAL, "Type", "0"), (calendar.CAL, "Until", "20260331T220000Z")]))
+    rule = recurrence.from_eas(el.find(q("Calendar", "Recurrence")), date(2026, 3, 1), ZoneInfo("Europe/Berlin"))
+    assert rule["UNTIL"] == date(2026, 4, 1) or rule["UNTIL"] == [date(2026, 4, 1)]
