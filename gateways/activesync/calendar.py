@@ -1,0 +1,930 @@
+"""Events between a stored iCalendar object and ActiveSync ``ApplicationData`` of the Calendar
+class ([MS-ASCAL] 2.2.2, with [MS-ASAIRS] Body, Location and InstanceId), both directions.
+
+One stored object is a VCALENDAR holding one UID: the master VEVENT, its RECURRENCE-ID overrides
+and the VTIMEZONEs they use.  Pure and synchronous (icalendar parsing is CPU work: the Sync
+engine runs these in its worker pool).
+
+Invariants
+- ``to_eas`` sends what EAS can carry: times in UTC with the zone as a Timezone blob (all-day
+  events: midnight in the event's zone, UTC for floating dates), the first display/audio alarm
+  with a relative trigger as Reminder, BusyStatus from X-MICROSOFT-CDO-BUSYSTATUS else TRANSP,
+  attendees with their status and type, the rule when EAS can express it (see recurrence.py),
+  EXDATEs and cancelled overrides as deleted Exceptions, other overrides as Exceptions with the
+  fields that differ from the master.  14.x names an exception by ExceptionStartTime, 16.x by
+  airsyncbase:InstanceId (both Compact DateTime, [MS-ASDTYPE] 2.7.2).
+- ``from_eas`` merges onto the stored text and never loses what EAS cannot carry: properties it
+  does not map (X-, ATTACH, URL, SEQUENCE...), VALARMs after the first, attendee parameters the
+  phone did not change, an RRULE EAS cannot express when the phone sends no Recurrence.  A
+  field the phone sends with the value we would have sent leaves the stored property as it was.
+  An absent field is removed only when ghosting allows it (``supported`` None, or naming the
+  field); an absent Body, Timezone, organizer or Exceptions element always keeps what is stored.
+  Exceptions sent replace the overrides and EXDATEs they name; others stay.
+- Bad input raises :class:`ConversionError` (unreadable iCalendar, a to-do where an event is
+  expected, bad dates, EndTime before StartTime, Until before the start, a garbage Timezone), and
+  nothing is half-applied: the stored text is only ever replaced by a whole new one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import xml.etree.ElementTree as ET
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Callable, Iterable, Optional
+
+import icalendar
+from icalendar.prop import vCalAddress, vRecur
+
+from formats import mime
+
+from . import recurrence, tzblob
+from .mailitem import BodyPreference, truncate
+from .pim import ConversionError
+from .wbxml import qname as q
+from .xmlutil import element, sub, text
+
+log = logging.getLogger(__name__)
+
+PRODID = "-//Haven//ActiveSync//EN"
+CAL, BASE, SYNC = "Calendar", "AirSyncBase", "AirSync"
+BUSY = {"FREE": 0, "TENTATIVE": 1, "BUSY": 2, "OOF": 3, "WORKINGELSEWHERE": 4}
+BUSY_NAMES = {v: k for k, v in BUSY.items()}
+SENSITIVITY = {"PUBLIC": 0, "PERSONAL": 1, "PRIVATE": 2, "CONFIDENTIAL": 3}
+SENSITIVITY_NAMES = {0: "PUBLIC", 1: "PRIVATE", 2: "PRIVATE", 3: "CONFIDENTIAL"}
+PARTSTAT = {"TENTATIVE": 2, "ACCEPTED": 3, "DECLINED": 4, "NEEDS-ACTION": 5}
+PARTSTAT_NAMES = {2: "TENTATIVE", 3: "ACCEPTED", 4: "DECLINED", 5: "NEEDS-ACTION"}
+REQUIRED, OPTIONAL, RESOURCE = 1, 2, 3
+
+
+# -- shared with tasks.py: parsing, body, categories, sensitivity, alarms, ghosting -----------------------
+
+def parse(text_: str) -> icalendar.Calendar:
+    try:
+        cal = icalendar.Calendar.from_ical(text_)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise ConversionError(f"stored iCalendar cannot be read: {exc}") from None
+    if not isinstance(cal, icalendar.Calendar):
+        raise ConversionError("stored text is not a VCALENDAR")
+    return cal
+
+
+def new_calendar() -> icalendar.Calendar:
+    cal = icalendar.Calendar()
+    cal.add("PRODID", PRODID)
+    cal.add("VERSION", "2.0")
+    return cal
+
+
+def decoded(comp, name: str):
+    """The decoded value of a property, None when absent or unreadable."""
+    if name not in comp:
+        return None
+    try:
+        return comp.decoded(name)
+    except (ValueError, TypeError, KeyError):
+        raise ConversionError(f"{name} of {comp.name} cannot be read") from None
+
+
+def when(comp, name: str):
+    """A date or date-time property, None when absent; ConversionError when it is neither."""
+    value = decoded(comp, name)
+    if value is not None and not isinstance(value, date):
+        raise ConversionError(f"{name} of {comp.name} is not a date: {str(value)[:40]!r}")
+    return value
+
+
+def plain(comp, name: str) -> Optional[str]:
+    value = comp.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = value[0]
+    return str(value)
+
+
+def body_element(description: str, pref: Optional[BodyPreference]) -> ET.Element:
+    """airsyncbase:Body in plain text, truncated as ``pref`` asks ([MS-ASAIRS] 2.2.2.9)."""
+    full = description.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    data, truncated = truncate(full, pref.truncation if pref else None)
+    el = element(BASE, "Body")
+    sub(el, BASE, "Type", "1")
+    sub(el, BASE, "EstimatedDataSize", str(len(full)))
+    sub(el, BASE, "Truncated", "1" if truncated else "0")
+    if not (truncated and pref is not None and pref.all_or_none):
+        sub(el, BASE, "Data", data.decode("utf-8", "replace"))
+    return el
+
+
+def body_of(data) -> Optional[str]:
+    """The text of a request's airsyncbase:Body (HTML reduced to text), None without one."""
+    body = data.find(q(BASE, "Body"))
+    if body is None:
+        return None
+    content = text(body, BASE, "Data") or ""
+    if (text(body, BASE, "Type") or "1").strip() == "2":
+        content = mime.html_to_text(content)
+    return content.replace("\r\n", "\n")
+
+
+def set_text(comp, name: str, value: Optional[str]) -> None:
+    """Set (or with None/"" remove) a text property, leaving it alone when it already says so."""
+    current = plain(comp, name)
+    if (current or "") == (value or "").strip("\0"):
+        return
+    comp.pop(name, None)
+    if value:
+        comp.add(name, value)
+
+
+def categories_of(comp) -> list:
+    out = []
+    found = comp.get("CATEGORIES")
+    for prop in found if isinstance(found, list) else ([found] if found is not None else []):
+        out.extend(str(c) for c in getattr(prop, "cats", []) if str(c))
+    return out
+
+
+def categories_element(page: str, cats: Iterable[str]):
+    el = element(page, "Categories")
+    for cat in cats:
+        sub(el, page, "Category", cat)
+    return el
+
+
+def set_categories(comp, page: str, data) -> None:
+    el = data.find(q(page, "Categories"))
+    cats = [c.text if isinstance(c.text, str) else (c.text or b"").decode("utf-8", "replace")
+            for c in (el if el is not None else ()) if c.tag == q(page, "Category")]
+    cats = [c for c in cats if c]
+    if cats == categories_of(comp):
+        return
+    comp.pop("CATEGORIES", None)
+    if cats:
+        comp.add("CATEGORIES", cats)
+
+
+def sensitivity_of(comp) -> int:
+    return SENSITIVITY.get((plain(comp, "CLASS") or "PUBLIC").upper(), 2)
+
+
+def set_sensitivity(comp, value: Optional[int]) -> None:
+    if value is None:
+        comp.pop("CLASS", None)
+    elif value != sensitivity_of(comp):
+        comp.pop("CLASS", None)
+        comp.add("CLASS", SENSITIVITY_NAMES[value])
+
+
+def number(data, page: str, name: str, allowed: Iterable[int]) -> Optional[int]:
+    """An integer element of a request, None when absent; ConversionError outside ``allowed``."""
+    raw = text(data, page, name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConversionError(f"{name}: {raw!r} is not a number") from None
+    if value not in allowed:
+        raise ConversionError(f"{name}: {value} is not allowed")
+    return value
+
+
+def first_alarm(comp, relative: bool = True):
+    """The first VALARM shown to the user (DISPLAY/AUDIO, or no ACTION) with a relative
+    (``relative``) or absolute trigger; None without one."""
+    for alarm in comp.subcomponents:
+        if alarm.name != "VALARM":
+            continue
+        action = (plain(alarm, "ACTION") or "DISPLAY").upper()
+        if action not in ("DISPLAY", "AUDIO"):
+            continue
+        try:
+            trigger = alarm.decoded("TRIGGER")
+        except (KeyError, ValueError, TypeError):
+            continue
+        if isinstance(trigger, timedelta) == relative:
+            return alarm
+    return None
+
+
+def new_alarm(trigger, description: str):
+    alarm = icalendar.Alarm()
+    alarm.add("ACTION", "DISPLAY")
+    alarm.add("DESCRIPTION", description or "Reminder")
+    alarm.add("TRIGGER", trigger)
+    return alarm
+
+
+def ghoster(supported: Optional[set]) -> Callable[[str, str], bool]:
+    """Whether an absent ``page:name`` field means "removed" ([MS-ASCMD] 2.2.3.168 Supported)."""
+    def ghost(page: str, name: str) -> bool:
+        return supported is None or q(page, name) in supported
+    return ghost
+
+
+def serialize(cal: icalendar.Calendar) -> str:
+    return cal.to_ical().decode("utf-8")
+
+
+def ensure_timezones(cal: icalendar.Calendar) -> None:
+    """A VTIMEZONE for every TZID used (the stored ones kept; ours made from the zone object)."""
+    have = {str(tz.get("TZID")) for tz in cal.walk("VTIMEZONE")}
+    needed: dict = {}
+    for comp in cal.subcomponents:
+        if comp.name == "VTIMEZONE":
+            continue
+        for name in ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "EXDATE", "RDATE"):
+            props = comp.get(name)
+            for prop in props if isinstance(props, list) else ([props] if props is not None else []):
+                tzid = prop.params.get("TZID") if hasattr(prop, "params") else None
+                values = [d.dt for d in prop.dts] if hasattr(prop, "dts") else [getattr(prop, "dt", None)]
+                for value in values:
+                    if tzid and tzid not in have and isinstance(value, datetime) and value.tzinfo:
+                        needed.setdefault(tzid, (value.tzinfo, value.year))
+    for tzid, (tz, year) in needed.items():
+        vtz = tzblob.vtimezone(tz, year)
+        vtz["TZID"] = tzid
+        cal.subcomponents.insert(0, vtz)
+
+
+def local(value: datetime, tz: Optional[tzinfo]):
+    """``value`` (aware) as the property value to write in ``tz``: UTC stays UTC."""
+    if tz is None or tzblob.tzid_for(tz) in ("UTC", "Etc/UTC"):
+        return value.astimezone(timezone.utc)
+    return value.astimezone(tz)
+
+
+def set_time(comp, name: str, value) -> None:
+    comp.pop(name, None)
+    comp.add(name, value)
+    if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        tzid = tzblob.tzid_for(value.tzinfo)
+        if tzid not in ("UTC", "Etc/UTC"):
+            comp[name].params["TZID"] = tzid
+        else:
+            comp[name].params.pop("TZID", None)
+
+
+# -- the stored object ------------------------------------------------------------------------------------
+
+def rid_key(value) -> str:
+    """One spelling of a RECURRENCE-ID/EXDATE/InstanceId for comparing them."""
+    if isinstance(value, datetime):
+        return recurrence.compact(value)
+    return value.strftime("%Y%m%d")
+
+
+class Event:
+    """The parts of one stored event object."""
+
+    def __init__(self, cal: icalendar.Calendar):
+        self.cal = cal
+        events = [c for c in cal.subcomponents if c.name == "VEVENT"]
+        if not events:
+            if any(c.name == "VTODO" for c in cal.subcomponents):
+                raise ConversionError("a to-do, not an event (wrong collection)")
+            raise ConversionError("no VEVENT in the object")
+        masters = [e for e in events if "RECURRENCE-ID" not in e]
+        self.master = masters[0] if masters else events[0]
+        self.overrides = {rid_key(when(e, "RECURRENCE-ID")): e for e in events
+                          if e is not self.master and "RECURRENCE-ID" in e}
+        start = when(self.master, "DTSTART")
+        if start is None:
+            raise ConversionError("the event has no DTSTART")
+        self.allday = not isinstance(start, datetime)
+        self.tz = self.zone_of(start)
+
+    def zone_of(self, start) -> tzinfo:
+        if isinstance(start, datetime) and start.tzinfo is not None:
+            return tzblob.canonical(start.tzinfo, self.master["DTSTART"].params.get("TZID"))
+        name = plain(self.cal, "X-WR-TIMEZONE")
+        if name:
+            try:
+                return tzblob.zoneinfo.ZoneInfo(name)
+            except (ValueError, tzblob.zoneinfo.ZoneInfoNotFoundError):
+                pass
+        return timezone.utc
+
+    def exdates(self) -> list:
+        found = self.master.get("EXDATE")
+        out = []
+        for prop in found if isinstance(found, list) else ([found] if found is not None else []):
+            out.extend(d.dt for d in prop.dts)
+        return out
+
+
+def span(comp, tz: tzinfo) -> tuple:
+    """``(start, end)`` of a VEVENT as aware datetimes (dates at midnight in ``tz``)."""
+    start = when(comp, "DTSTART")
+    end = when(comp, "DTEND")
+    if end is None:
+        duration = decoded(comp, "DURATION")
+        if duration is not None:
+            end = start + duration
+        else:
+            end = start + timedelta(days=1) if not isinstance(start, datetime) else start
+    return _aware(start, tz), _aware(end, tz)
+
+
+def _aware(value, tz: tzinfo) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=tz)
+    return value if value.tzinfo is not None else value.replace(tzinfo=tz)
+
+
+def _email(address) -> str:
+    value = str(address)
+    return value[7:] if value.lower().startswith("mailto:") else value
+
+
+def attendees_of(comp) -> list:
+    found = comp.get("ATTENDEE")
+    return found if isinstance(found, list) else ([found] if found is not None else [])
+
+
+def _attendee_type(prop) -> int:
+    if str(prop.params.get("CUTYPE", "")).upper() in ("RESOURCE", "ROOM"):
+        return RESOURCE
+    if str(prop.params.get("ROLE", "")).upper() in ("OPT-PARTICIPANT", "NON-PARTICIPANT"):
+        return OPTIONAL
+    return REQUIRED
+
+
+def _attendees(comp) -> tuple:
+    """``((email, name, status, type), ...)`` of the attendees EAS can carry."""
+    out = []
+    for prop in attendees_of(comp):
+        email = _email(prop)
+        if "@" not in email:
+            continue
+        out.append((email, str(prop.params.get("CN", "")),
+                    PARTSTAT.get(str(prop.params.get("PARTSTAT", "NEEDS-ACTION")).upper(), 0), _attendee_type(prop)))
+    return tuple(out)
+
+
+def _organizer(comp) -> tuple:
+    prop = comp.get("ORGANIZER")
+    if prop is None:
+        return ("", "")
+    return (_email(prop), str(prop.params.get("CN", "")))
+
+
+def _is_mine(comp, me: Optional[set]) -> bool:
+    email = _organizer(comp)[0]
+    return not email or me is None or email.lower() in me
+
+
+# -- to EAS -----------------------------------------------------------------------------------------------
+
+def _reminder(comp) -> Optional[int]:
+    alarm = first_alarm(comp)
+    if alarm is None:
+        return None
+    related = str(alarm["TRIGGER"].params.get("RELATED", "START")).upper()
+    trigger = alarm.decoded("TRIGGER")
+    if related != "START" or trigger > timedelta(0):
+        return None
+    return int(-trigger.total_seconds() // 60)
+
+
+def _busy(comp) -> int:
+    cdo = (plain(comp, "X-MICROSOFT-CDO-BUSYSTATUS") or "").upper()
+    if cdo in BUSY:
+        return BUSY[cdo]
+    if (plain(comp, "TRANSP") or "").upper() == "TRANSPARENT":
+        return 0
+    if (plain(comp, "STATUS") or "").upper() == "TENTATIVE":
+        return 1
+    return 2
+
+
+def _meeting_status(comp, me: Optional[set]) -> int:
+    if not _attendees(comp):
+        return 0
+    cancelled = (plain(comp, "STATUS") or "").upper() == "CANCELLED"
+    if _is_mine(comp, me):
+        return 5 if cancelled else 1
+    return 7 if cancelled else 3
+
+
+def _response_type(comp, me: Optional[set]) -> int:
+    if _is_mine(comp, me):
+        return 1
+    for email, _name, status, _type in _attendees(comp):
+        if email.lower() in (me or ()):
+            return status
+    return 0
+
+
+def fields(comp, tz: tzinfo, allday: bool, me: Optional[set]) -> dict:
+    """The EAS values of one VEVENT (master or override), for sending and for comparing."""
+    start, end = span(comp, tz)
+    out = {"AllDayEvent": "1" if allday else "0", "StartTime": recurrence.compact(start),
+           "EndTime": recurrence.compact(end), "BusyStatus": str(_busy(comp)),
+           "Sensitivity": str(sensitivity_of(comp)), "MeetingStatus": str(_meeting_status(comp, me))}
+    for name, prop in (("Subject", "SUMMARY"), ("Location", "LOCATION"), ("Body", "DESCRIPTION")):
+        value = plain(comp, prop)
+        if value:
+            out[name] = value
+    reminder = _reminder(comp)
+    if reminder is not None:
+        out["Reminder"] = str(reminder)
+    out["Categories"] = tuple(categories_of(comp))
+    out["Attendees"] = _attendees(comp)
+    return out
+
+
+def _location(parent, value: str, version: tuple) -> None:
+    if version >= (16, 0):
+        loc = sub(parent, BASE, "Location")
+        sub(loc, BASE, "DisplayName", value)
+    else:
+        sub(parent, CAL, "Location", value)
+
+
+def _attendees_element(attendees: tuple, version: tuple):
+    el = element(CAL, "Attendees")
+    for email, name, status, kind in attendees:
+        att = sub(el, CAL, "Attendee")
+        sub(att, CAL, "Email", email)
+        sub(att, CAL, "Name", name or email)
+        sub(att, CAL, "AttendeeStatus", str(status))
+        sub(att, CAL, "AttendeeType", str(kind))
+    return el
+
+
+def _emit(parent, values: dict, version: tuple, body: Optional[BodyPreference], only: Optional[set] = None):
+    """The simple fields of ``values`` (in [MS-ASCAL] order), all or those named in ``only``."""
+    def wanted(name):
+        return (only is None or name in only) and name in values
+    for name in ("AllDayEvent", "BusyStatus"):
+        if wanted(name):
+            sub(parent, CAL, name, values[name])
+    if wanted("Body"):
+        parent.append(body_element(values["Body"], body))
+    for name in ("EndTime",):
+        if wanted(name):
+            sub(parent, CAL, name, values[name])
+    if wanted("Location"):
+        _location(parent, values["Location"], version)
+    for name in ("Reminder", "Sensitivity", "Subject", "StartTime"):
+        if wanted(name):
+            sub(parent, CAL, name, values[name])
+    if wanted("Categories") and (values["Categories"] or only is not None):
+        parent.append(categories_element(CAL, values["Categories"]))
+
+
+def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me: Optional[Iterable[str]] = None):
+    """The AirSync ApplicationData of a stored event object (see the module's invariants).
+    ``me``: the account's addresses (who organizes; None: the account organizes every event)."""
+    cal = parse(text_)
+    ev = Event(cal)
+    mine = {m.lower() for m in me} if me is not None else None
+    master, tz = ev.master, ev.tz
+    start = span(master, tz)[0]
+    data = element(SYNC, "ApplicationData")
+    sub(data, CAL, "Timezone", tzblob.encode(tz, start.year))
+    values = fields(master, tz, ev.allday, mine)
+    stamp = decoded(master, "DTSTAMP") or datetime.now(timezone.utc)
+    sub(data, CAL, "DtStamp", recurrence.compact(stamp))
+    organizer = _organizer(master)
+    if organizer[0]:
+        if organizer[1]:
+            sub(data, CAL, "OrganizerName", organizer[1])
+        sub(data, CAL, "OrganizerEmail", organizer[0])
+    _emit(data, values, version, body)
+    sub(data, CAL, "UID", plain(master, "UID") or "")
+    sub(data, CAL, "MeetingStatus", values["MeetingStatus"])
+    if values["Attendees"]:
+        data.append(_attendees_element(values["Attendees"], version))
+    rule = _rule(master)
+    if rule is not None:
+        el = recurrence.to_eas(rule, decoded(master, "DTSTART"), CAL, version)
+        if el is not None:
+            data.append(el)
+            exceptions = _exceptions(ev, values, version, body, mine)
+            if len(exceptions):
+                data.append(exceptions)
+        else:
+            log.info("event %s: RRULE %s cannot be said in ActiveSync, sent without it",
+                     plain(master, "UID"), rule.to_ical().decode())
+    if values["Attendees"]:
+        rsvp = any(str(p.params.get("RSVP", "")).upper() == "TRUE" for p in attendees_of(master))
+        sub(data, CAL, "ResponseRequested", "1" if rsvp else "0")
+        sub(data, CAL, "ResponseType", str(_response_type(master, mine)))
+    disallow = (plain(master, "X-MICROSOFT-DISALLOW-COUNTER") or "").upper() == "TRUE"
+    sub(data, CAL, "DisallowNewTimeProposal", "1" if disallow else "0")
+    return data
+
+
+def _rule(comp) -> Optional[vRecur]:
+    rules = comp.get("RRULE")
+    if rules is None or (isinstance(rules, list) and len(rules) != 1):
+        return None
+    return rules[0] if isinstance(rules, list) else rules
+
+
+def _name_instance(parent, rid, tz: tzinfo, version: tuple) -> None:
+    value = recurrence.compact(_aware(rid, tz))
+    if version >= (16, 0):
+        sub(parent, BASE, "InstanceId", value)
+    else:
+        sub(parent, CAL, "ExceptionStartTime", value)
+
+
+def _exceptions(ev: Event, master_values: dict, version: tuple, body, mine) -> ET.Element:
+    el = element(CAL, "Exceptions")
+    done = set()
+    for rid in ev.exdates():
+        key = rid_key(_aware(rid, ev.tz) if not ev.allday else rid)
+        if key in done:
+            continue
+        done.add(key)
+        exc = sub(el, CAL, "Exception")
+        sub(exc, CAL, "Deleted", "1")
+        _name_instance(exc, rid, ev.tz, version)
+    for key, override in ev.overrides.items():
+        if key in done:
+            continue
+        rid = decoded(override, "RECURRENCE-ID")
+        exc = sub(el, CAL, "Exception")
+        if (plain(override, "STATUS") or "").upper() == "CANCELLED":
+            sub(exc, CAL, "Deleted", "1")
+            _name_instance(exc, rid, ev.tz, version)
+            continue
+        _name_instance(exc, rid, ev.tz, version)
+        values = fields(override, ev.tz, not isinstance(decoded(override, "DTSTART"), datetime), mine)
+        differ = {k for k, v in values.items() if master_values.get(k) != v} | {"StartTime", "EndTime"}
+        _emit(exc, values, version, body, differ - {"Attendees", "MeetingStatus"})
+        if "MeetingStatus" in differ:
+            sub(exc, CAL, "MeetingStatus", values["MeetingStatus"])
+        if "Attendees" in differ and values["Attendees"]:
+            exc.append(_attendees_element(values["Attendees"], version))
+    return el
+
+
+# -- from EAS ---------------------------------------------------------------------------------------------
+
+def _location_of(data) -> Optional[str]:
+    base = data.find(q(BASE, "Location"))
+    if base is not None:
+        return text(base, BASE, "DisplayName") or ""
+    return text(data, CAL, "Location")
+
+
+class _Apply:
+    """Writes the fields of one request element (the item, an Exception, an instance change)
+    onto one VEVENT."""
+
+    def __init__(self, comp, tz: tzinfo, allday: bool, ghost: Callable[[str, str], bool], version: tuple):
+        self.comp, self.tz, self.allday, self.ghost, self.version = comp, tz, allday, ghost, version
+
+    def times(self, data, new: bool) -> bool:
+        """Whether the times changed."""
+        comp = self.comp
+        raw_start, raw_end = text(data, CAL, "StartTime"), text(data, CAL, "EndTime")
+        flag = number(data, CAL, "AllDayEvent", (0, 1))
+        allday = self.allday if flag is None else bool(flag)
+        if raw_start is None and raw_end is None and flag is None:
+            if new:
+                raise ConversionError("a new event without StartTime")
+            return False
+        old_start, old_end = span(comp, self.tz) if "DTSTART" in comp else (None, None)
+        start = self._utc(raw_start, "StartTime") if raw_start is not None else old_start
+        if raw_end is not None:
+            end = self._utc(raw_end, "EndTime")
+        elif old_start is not None:
+            end = start + (old_end - old_start)  # moved: the same length
+        else:
+            end = None
+        if start is None:
+            raise ConversionError("an event without StartTime")
+        if end is None:
+            end = start + (timedelta(days=1) if allday else timedelta(0))
+        if end < start:
+            raise ConversionError("EndTime before StartTime")
+        same = (old_start == start and old_end == end and allday == self.allday)
+        if same and "DTSTART" in comp:
+            return False
+        if allday:
+            first = start.astimezone(self.tz).date()
+            last_local = end.astimezone(self.tz)
+            last = last_local.date() + (timedelta(days=1) if last_local.time() != datetime.min.time() else timedelta(0))
+            set_time(comp, "DTSTART", first)
+            set_time(comp, "DTEND", max(last, first + timedelta(days=1)))
+        else:
+            set_time(comp, "DTSTART", local(start, self.tz))
+            set_time(comp, "DTEND", local(end, self.tz))
+        comp.pop("DURATION", None)
+        self.allday = allday
+        return True
+
+    def _utc(self, raw: str, what: str) -> datetime:
+        raw = raw.strip()
+        if raw and not raw.endswith("Z"):  # some phones write local time for all-day events
+            return recurrence.parse_utc(raw + "Z", what).replace(tzinfo=self.tz)
+        return recurrence.parse_utc(raw, what)
+
+    def simple(self, data, inherit=None) -> None:
+        """Subject, Location, Body, Reminder, BusyStatus, Sensitivity, Categories, Attendees.
+        ``inherit``: the master (an Exception's absent fields are the master's)."""
+        comp = self.comp
+        for name, prop, value in (("Subject", "SUMMARY", text(data, CAL, "Subject")),
+                                  ("Location", "LOCATION", _location_of(data))):
+            if value is not None:
+                set_text(comp, prop, value)
+            elif inherit is not None:
+                set_text(comp, prop, plain(inherit, prop))
+            elif self.ghost(BASE if name == "Location" and self.version >= (16, 0) else CAL, name):
+                comp.pop(prop, None)
+        body = body_of(data)
+        if body is not None:
+            set_text(comp, "DESCRIPTION", body)
+        self.reminder(number(data, CAL, "Reminder", range(0, 1_000_000)),
+                      inherit if inherit is not None else (None if self.ghost(CAL, "Reminder") else comp))
+        busy = number(data, CAL, "BusyStatus", range(0, 5))
+        if busy is not None or inherit is not None or self.ghost(CAL, "BusyStatus"):
+            self.busy(busy if busy is not None else (_busy(inherit) if inherit is not None else 2))
+        sens = number(data, CAL, "Sensitivity", range(0, 4))
+        if sens is not None:
+            set_sensitivity(comp, sens)
+        elif inherit is not None:
+            set_sensitivity(comp, sensitivity_of(inherit))
+        elif self.ghost(CAL, "Sensitivity"):
+            set_sensitivity(comp, None)
+        if data.find(q(CAL, "Categories")) is not None or (inherit is None and self.ghost(CAL, "Categories")):
+            set_categories(comp, CAL, data)
+        attendees = data.find(q(CAL, "Attendees"))
+        if attendees is not None or (inherit is None and self.ghost(CAL, "Attendees")):
+            self.attendees(attendees)
+
+    def reminder(self, minutes: Optional[int], keep) -> None:
+        """Set the first relative alarm to ``minutes``; None: that of ``keep`` (None: remove)."""
+        comp = self.comp
+        alarm = first_alarm(comp)
+        if minutes is None:
+            if keep is comp:
+                return
+            source = _reminder(keep) if keep is not None else None
+            if source is None:
+                if alarm is not None:
+                    comp.subcomponents.remove(alarm)
+                return
+            minutes = source
+        trigger = timedelta(minutes=-minutes)
+        if alarm is not None and _reminder(comp) == minutes:
+            return
+        if alarm is not None:
+            alarm.pop("TRIGGER")
+            alarm.add("TRIGGER", trigger)
+        else:
+            comp.add_component(new_alarm(trigger, plain(comp, "SUMMARY") or "Reminder"))
+
+    def busy(self, value: int) -> None:
+        comp = self.comp
+        if _busy(comp) == value:
+            return
+        set_text(comp, "TRANSP", "TRANSPARENT" if value == 0 else "OPAQUE")
+        if value in (1, 3, 4) or "X-MICROSOFT-CDO-BUSYSTATUS" in comp:
+            set_text(comp, "X-MICROSOFT-CDO-BUSYSTATUS", BUSY_NAMES[value])
+
+    def attendees(self, el) -> None:
+        comp = self.comp
+        stored = {_email(p).lower(): p for p in attendees_of(comp)}
+        keep_other = [p for p in attendees_of(comp) if "@" not in _email(p)]
+        out = []
+        for att in (el if el is not None else ()):
+            email = (text(att, CAL, "Email") or "").strip()
+            if "@" not in email:
+                raise ConversionError(f"Attendee without an e-mail address: {email!r}")
+            name = text(att, CAL, "Name")
+            status = number(att, CAL, "AttendeeStatus", (0, 2, 3, 4, 5))
+            kind = number(att, CAL, "AttendeeType", (1, 2, 3))
+            prop = stored.get(email.lower())
+            if prop is None:
+                prop = vCalAddress("mailto:" + email)
+                prop.params["ROLE"] = "REQ-PARTICIPANT"
+                prop.params["PARTSTAT"] = "NEEDS-ACTION"
+                prop.params["RSVP"] = "TRUE"
+            else:
+                prop = copy.deepcopy(prop)
+            if name and name != email and name != prop.params.get("CN"):
+                prop.params["CN"] = name
+            if status is not None and status != 0 and PARTSTAT.get(
+                    str(prop.params.get("PARTSTAT", "NEEDS-ACTION")).upper(), 0) != status:
+                prop.params["PARTSTAT"] = PARTSTAT_NAMES[status]
+            if kind is not None and kind != _attendee_type(prop):
+                prop.params.pop("CUTYPE", None)
+                if kind == RESOURCE:
+                    prop.params["CUTYPE"] = "RESOURCE"
+                    prop.params["ROLE"] = "NON-PARTICIPANT"
+                else:
+                    prop.params["ROLE"] = "OPT-PARTICIPANT" if kind == OPTIONAL else "REQ-PARTICIPANT"
+            out.append(prop)
+        comp.pop("ATTENDEE", None)
+        for prop in keep_other + out:
+            comp.add("ATTENDEE", prop)
+
+    def organizer(self, data) -> None:
+        email, name = text(data, CAL, "OrganizerEmail"), text(data, CAL, "OrganizerName")
+        if not email:
+            return
+        current = self.comp.get("ORGANIZER")
+        if current is not None and _email(current).lower() == email.lower():
+            if name and current.params.get("CN") != name:
+                current.params["CN"] = name
+            return
+        prop = vCalAddress("mailto:" + email)
+        if name:
+            prop.params["CN"] = name
+        self.comp.pop("ORGANIZER", None)
+        self.comp.add("ORGANIZER", prop)
+
+    def status(self, data) -> None:
+        status = number(data, CAL, "MeetingStatus", (0, 1, 3, 5, 7, 9, 11, 13, 15))
+        if status is None:
+            return
+        cancelled = bool(status & 4)
+        current = (plain(self.comp, "STATUS") or "").upper()
+        if cancelled and current != "CANCELLED":
+            set_text(self.comp, "STATUS", "CANCELLED")
+        elif not cancelled and current == "CANCELLED":
+            set_text(self.comp, "STATUS", "CONFIRMED")
+
+
+def _stamp(comp, data) -> None:
+    raw = text(data, CAL, "DtStamp")
+    stamp = recurrence.parse_utc(raw, "DtStamp") if raw else datetime.now(timezone.utc).replace(microsecond=0)
+    set_time(comp, "DTSTAMP", stamp)
+    if "LAST-MODIFIED" in comp:
+        set_time(comp, "LAST-MODIFIED", datetime.now(timezone.utc).replace(microsecond=0))
+
+
+def _zone(data, fallback: tzinfo) -> tzinfo:
+    blob = text(data, CAL, "Timezone")
+    return tzblob.decode(blob) if blob else fallback
+
+
+def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: Optional[set] = None) -> str:
+    """The new full iCalendar text of an event: ``data`` (AirSync ApplicationData) merged onto
+    ``stored`` (None: a new event with ``uid`` unless ``data`` names its own UID/ClientUid)."""
+    ghost = ghoster(supported)
+    if stored is None:
+        cal = new_calendar()
+        master = icalendar.Event()
+        given = text(data, CAL, "ClientUid") if version >= (16, 0) else None
+        master.add("UID", (given or text(data, CAL, "UID") or uid).strip() or uid)
+        cal.add_component(master)
+        tz, allday, new = _zone(data, timezone.utc), False, True
+    else:
+        cal = parse(stored)
+        ev = Event(cal)
+        master, tz, allday, new = ev.master, _zone(data, ev.tz), ev.allday, False
+    before = master.to_ical()
+    apply = _Apply(master, tz, allday, ghost, version)
+    if not new and tz != ev.tz and "DTSTART" in master and not allday:
+        # the phone moved the event to another zone: rewrite the times in it
+        start, end = span(master, ev.tz)
+        set_time(master, "DTSTART", local(start, tz))
+        set_time(master, "DTEND", local(end, tz))
+        master.pop("DURATION", None)
+    moved = apply.times(data, new)
+    apply.simple(data)
+    apply.organizer(data)
+    apply.status(data)
+    disallow = number(data, CAL, "DisallowNewTimeProposal", (0, 1))
+    if disallow is not None and disallow != ((plain(master, "X-MICROSOFT-DISALLOW-COUNTER") or "").upper() == "TRUE"):
+        set_text(master, "X-MICROSOFT-DISALLOW-COUNTER", "TRUE" if disallow else "FALSE")
+    _recurrence(cal, master, data, apply, version, ghost, moved)
+    if new or master.to_ical() != before:
+        _stamp(master, data)
+    ensure_timezones(cal)
+    return serialize(cal)
+
+
+def _recurrence(cal, master, data, apply: _Apply, version: tuple, ghost, moved: bool) -> None:
+    el = data.find(q(CAL, "Recurrence"))
+    start = decoded(master, "DTSTART")
+    current = _rule(master)
+    if el is not None:
+        rule = recurrence.from_eas(el, start, apply.tz)
+        if current is None or _rule_fields(current, start, version) != _rule_fields(rule, start, version):
+            master.pop("RRULE", None)
+            master.add("RRULE", rule)
+            if version >= (16, 0) and current is not None:
+                _drop_exceptions(cal, master)  # [MS-ASCAL] 2.2.2.22: a new pattern drops them
+    elif current is not None and ghost(CAL, "Recurrence") and \
+            recurrence.to_eas(current, start, CAL, version) is not None:
+        _drop_series(cal, master)
+        return
+    elif moved and version >= (16, 0) and current is not None:
+        _drop_exceptions(cal, master)  # [MS-ASCAL] 2.2.2.22: so do new series times
+    exceptions = data.find(q(CAL, "Exceptions"))
+    if exceptions is not None and "RRULE" in master:
+        ev = Event(cal)
+        for exc in exceptions:
+            if exc.tag == q(CAL, "Exception"):
+                raw = text(exc, BASE, "InstanceId") or text(exc, CAL, "ExceptionStartTime")
+                if not raw:
+                    raise ConversionError("an Exception without ExceptionStartTime/InstanceId")
+                if number(exc, CAL, "Deleted", (0, 1)) == 1:
+                    _delete(cal, ev, raw)
+                else:
+                    _override(cal, ev, raw, exc, version, ghoster(set()))
+                ev = Event(cal)
+
+
+def _rule_fields(rule, start, version) -> Optional[bytes]:
+    el = recurrence.to_eas(rule, start, CAL, version)
+    return ET.tostring(el) if el is not None else None
+
+
+def _drop_series(cal, master) -> None:
+    master.pop("RRULE", None)
+    _drop_exceptions(cal, master)
+
+
+def _drop_exceptions(cal, master) -> None:
+    for name in ("EXDATE", "RDATE"):
+        master.pop(name, None)
+    cal.subcomponents[:] = [c for c in cal.subcomponents if not (c.name == "VEVENT" and "RECURRENCE-ID" in c)]
+
+
+# -- one occurrence ---------------------------------------------------------------------------------------
+
+def _instance(ev: Event, raw: str):
+    """The RECURRENCE-ID value (in the master's type and zone) of an InstanceId/ExceptionStartTime."""
+    moment = recurrence.parse_utc(raw, "InstanceId")
+    if ev.allday:
+        return moment.astimezone(ev.tz).date()
+    return local(moment, ev.tz)
+
+
+def _delete(cal, ev: Event, raw: str) -> None:
+    rid = _instance(ev, raw)
+    key = rid_key(rid)
+    cal.subcomponents[:] = [c for c in cal.subcomponents if not (
+        c.name == "VEVENT" and "RECURRENCE-ID" in c and rid_key(decoded(c, "RECURRENCE-ID")) == key)]
+    if any(rid_key(_aware(d, ev.tz) if not ev.allday else d) == key for d in ev.exdates()):
+        return
+    ev.master.add("EXDATE", [rid])
+    if isinstance(rid, datetime):
+        tzid = tzblob.tzid_for(rid.tzinfo)
+        added = ev.master["EXDATE"][-1] if isinstance(ev.master["EXDATE"], list) else ev.master["EXDATE"]
+        if tzid not in ("UTC", "Etc/UTC"):
+            added.params["TZID"] = tzid
+
+
+def _override(cal, ev: Event, raw: str, data, version: tuple, ghost) -> None:
+    rid = _instance(ev, raw)
+    key = rid_key(rid)
+    existing = ev.overrides.get(key)
+    if existing is None:
+        comp = copy.deepcopy(ev.master)
+        for name in ("RRULE", "EXDATE", "RDATE"):
+            comp.pop(name, None)
+        set_time(comp, "RECURRENCE-ID", rid)
+        # the occurrence's own times: the master's shifted to it
+        start, end = span(ev.master, ev.tz)
+        occurrence = _aware(rid, ev.tz)
+        if ev.allday:
+            set_time(comp, "DTSTART", rid)
+            set_time(comp, "DTEND", rid + (end - start))
+        else:
+            set_time(comp, "DTSTART", local(occurrence, ev.tz))
+            set_time(comp, "DTEND", local(occurrence + (end - start), ev.tz))
+        comp.pop("DURATION", None)
+        cal.add_component(comp)
+    else:
+        comp = existing
+    before = comp.to_ical() if existing is not None else None
+    apply = _Apply(comp, ev.tz, ev.allday, ghost, version)
+    apply.times(data, False)
+    apply.simple(data, inherit=ev.master)
+    apply.status(data)
+    if comp.to_ical() != before:
+        _stamp(comp, data)
+
+
+def change_instance(stored: str, instance_id: str, data, version: tuple, supported: Optional[set] = None) -> str:
+    """16.x: a Change of one occurrence (airsyncbase:InstanceId): its RECURRENCE-ID override
+    added or replaced; the fields absent from ``data`` are the master's."""
+    cal = parse(stored)
+    ev = Event(cal)
+    if _rule(ev.master) is None and "RDATE" not in ev.master and "RRULE" not in ev.master:
+        raise ConversionError("InstanceId of an event that does not recur")
+    _override(cal, ev, instance_id, data, version, ghoster(supported))
+    ensure_timezones(cal)
+    return serialize(cal)
+
+
+def delete_instance(stored: str, instance_id: str) -> str:
+    """16.x: a Delete of one occurrence: an EXDATE, its override dropped."""
+    cal = parse(stored)
+    ev = Event(cal)
+    if "RRULE" not in ev.master and "RDATE" not in ev.master:
+        raise ConversionError("InstanceId of an event that does not recur")
+    _delete(cal, ev, instance_id)
+    ensure_timezones(cal)
+    return serialize(cal)
