@@ -110,10 +110,11 @@ class CollectionSync:
         plan = None
         if get_changes != "0":
             live, highest = await self._live(opts)
-            live = [m for m in live if self.own.get(m.uid) != m.modseq]  # not echoed back
-            unchanged_own = {m.uid for m in live if m.uid in self.own}
+            # not echoed back: an item as the device's own change left it is unchanged for it (it
+            # stays live and held, so neither a Change nor a Delete; changed again since, it is sent)
+            live = [syncplan.Unchanged(m.uid, 0, m.internaldate) if self.own.get(m.uid) == m.modseq else m
+                    for m in live]
             plan = syncplan.plan(live, held, state.modseq, highest, self.window, self._cutoff(opts))
-            plan.held |= unchanged_own & held
             held = plan.held
         self._finish(out, new_key, 1)
         if plan is not None and plan.more:

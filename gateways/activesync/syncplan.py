@@ -47,6 +47,14 @@ def cutoff(filter_type, now: float) -> int:
     return int(now - seconds) if seconds else 0
 
 
+@dataclass(frozen=True)
+class Unchanged:
+    """An item as the device's own change left it: live, never a Change (modseq 0)."""
+    uid: int
+    modseq: int
+    internaldate: int
+
+
 @dataclass
 class Plan:
     deletes: list = field(default_factory=list)  # UIDs

@@ -180,9 +180,15 @@ def test_an_event_both_ways_with_push(eas):
                                 "TRIGGER:-PT1H\r\nEND:VALARM\r\nEND:VEVENT")
     obj.save()
     phone.sync_all(cal)
-    phone.sync(cal, f'<Change><ServerId>{sid}</ServerId>{event_data("Dentist (phone)", "20261210T100000Z", "20261210T110000Z")}</Change>')
+    change = event_data("Dentist (phone)", "20261210T100000Z", "20261210T110000Z", "<c:Reminder>10</c:Reminder>")
+    phone.sync(cal, f'<Change><ServerId>{sid}</ServerId>{change}</Change>')
     text = calendar.event_by_uid("phone-uid-1").data
     assert "SUMMARY:Dentist (phone)" in text and "X-HAVEN-TEST:kept" in text and text.count("BEGIN:VALARM") == 2
+    # without Reminder (and no Supported: the phone handles every field) the first alarm goes,
+    # the second one, which EAS cannot carry, stays
+    phone.sync(cal, f'<Change><ServerId>{sid}</ServerId>{change.replace("<c:Reminder>10</c:Reminder>", "")}</Change>')
+    text = calendar.event_by_uid("phone-uid-1").data
+    assert text.count("BEGIN:VALARM") == 1 and "TRIGGER:-PT1H" in text
     # a CalDAV delete is a Delete
     calendar.event_by_uid("phone-uid-1").delete()
     assert list(phone.sync_all(cal)["Delete"]) == [sid]
