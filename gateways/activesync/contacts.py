@@ -704,7 +704,8 @@ def _merge_addresses(m: _Merge) -> None:
         elif prop is not None:
             _set(prop, vobject.vcard.Address(**parts))
         else:
-            _add(m.card, "ADR", vobject.vcard.Address(**parts), ({"Business": "WORK", "Home": "HOME"}.get(kind, "OTHER"),))
+            _add(m.card, "ADR", vobject.vcard.Address(**parts),
+                 ({"Business": "WORK", "Home": "HOME"}.get(kind, "OTHER"),))
 
 
 def _merge_ims(m: _Merge) -> None:
