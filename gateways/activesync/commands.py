@@ -31,7 +31,7 @@ from gateways.common.settings import SectionSettings
 from store import errors
 from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import compose, hierarchy, items, mailsync, pimfolders, pimsync, ping, syncplan
+from . import compose, hierarchy, items, mailsync, pimfolders, pimsync, ping, search, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
@@ -121,7 +121,8 @@ class Commands:
                                "SmartForward": mail.smart_forward, "MoveItems": items.move_items,
                                "GetItemEstimate": items.get_item_estimate, "ItemOperations": items.item_operations,
                                "FolderCreate": folder_create, "FolderUpdate": folder_update,
-                               "FolderDelete": folder_delete}
+                               "FolderDelete": folder_delete, "Search": search.search, "Find": search.find,
+                               "ResolveRecipients": search.resolve_recipients}
 
     async def __call__(self, request, account) -> None:
         try:

@@ -184,9 +184,13 @@ class Compose:
         """(folder id, raw bytes, uid) of the Source of a Smart* command, or None."""
         folder_id = text(source, "ComposeMail", "FolderId") if source is not None else None
         item_id = text(source, "ComposeMail", "ItemId") if source is not None else None
-        if folder_id is None:  # 14.0 and older name it in the query
+        long_id = text(source, "ComposeMail", "LongId") if source is not None else None
+        if folder_id is None and long_id is None:  # 14.0 and older name it in the query
             folder_id = ctx.request.parameters.get("CollectionId")
             item_id = ctx.request.parameters.get("ItemId")
+            long_id = ctx.request.parameters.get("LongId") if folder_id is None else None
+        if folder_id is None and long_id:  # a Search result's LongId is the message's ServerId
+            folder_id, item_id = long_id.partition(":")[0], long_id
         if not folder_id or not item_id or not folder_id.isdigit():
             return None
         folder, _, uid = item_id.partition(":")

@@ -9,6 +9,8 @@ Invariants
   source as a Delete).
 - GetItemEstimate counts what syncplan would send (deletes, changes, adds within the filter),
   from the device's state, without changing it.
+- A Fetch names a message by CollectionId and ServerId, or by a Search result's LongId (the
+  same ``<folder id>:<uid>``).
 - A FileReference is ``<folder id>:<uid>:<IMAP section>`` (mailitem.py); the attachment comes
   transfer-decoded, with its Content-Type, whole or the requested Range.
 - EmptyFolderContents soft-deletes every message of the folder (recoverable as any delete).
@@ -179,6 +181,9 @@ async def _fetch(ctx, op):
         elif status == OPS_OK:  # base64 text (2.2.3.39.1)
             sub(props, "ItemOperations", "Data", base64.b64encode(data).decode("ascii"))
         return el
+    long_id = text(op, "Search", "LongId")
+    if long_id is not None and server is None:  # a Search result's: the message's ServerId (search.py)
+        server, collection = long_id, long_id.partition(":")[0]
     if server is None or collection is None or not collection.isdigit():
         sub(el, "ItemOperations", "Status", OPS_PROTOCOL)
         return el
@@ -187,15 +192,18 @@ async def _fetch(ctx, op):
     if uid is None or int(collection) not in folders:
         sub(el, "ItemOperations", "Status", OPS_NOT_FOUND)
         return el
-    opts = collsync.options_of(op, {}) if options is None else _fetch_options(options)
+    opts = collsync.options_of(op, {}) if options is None else fetch_options(options)
     sync = mailsync.MailSync(ctx, folders[int(collection)], op, 1)
     items = await sync.items([uid], opts)
     if uid not in items:
         sub(el, "ItemOperations", "Status", OPS_NOT_FOUND)
         return el
     sub(el, "ItemOperations", "Status", OPS_OK)
-    sub(el, "AirSync", "CollectionId", collection)
-    sub(el, "AirSync", "ServerId", server)
+    if long_id is not None:
+        sub(el, "Search", "LongId", long_id)
+    else:
+        sub(el, "AirSync", "CollectionId", collection)
+        sub(el, "AirSync", "ServerId", server)
     sub(el, "AirSync", "Class", "Email")
     props = sub(el, "ItemOperations", "Properties")
     for child in list(items[uid]):
@@ -203,7 +211,7 @@ async def _fetch(ctx, op):
     return el
 
 
-def _fetch_options(options) -> dict:
+def fetch_options(options) -> dict:
     """An ItemOperations Fetch's Options as mailsync's state options (BodyPreference, MIMESupport)."""
     wrapper = element("AirSync", "Collection")
     inner = sub(wrapper, "AirSync", "Options")

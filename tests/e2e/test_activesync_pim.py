@@ -209,7 +209,7 @@ def test_a_14_1_phone_adds_and_edits_and_a_race_is_a_conflict(eas):
     coll = phone.sync(cal, f'<Change><ServerId>{sid}</ServerId>{event_data("Standup (phone)", "20261211T080000Z", "20261211T081500Z")}</Change>')
     assert [find(r, "AirSync:Status") for r in responses(coll, "Change")] == ["7"]
     # ... and the server's version comes to it as a Change
-    assert find(findall(coll, "AirSync:Commands/AirSync:Change")[0], "Calendar:Subject") == "Standup (DAV)"
+    assert find(findall(coll, "AirSync:Commands/AirSync:Change")[0], "AirSync:ApplicationData/Calendar:Subject") == "Standup (DAV)"
     assert "Standup (DAV)" in calendar.event_by_uid("uid-141").data
 
 

@@ -40,8 +40,9 @@ def test_options_tells_versions_and_commands(eas):
     assert status == 200 and body == b""
     assert headers["ms-asprotocolversions"] == "14.0,14.1,16.0,16.1"
     commands = headers["ms-asprotocolcommands"].split(",")
-    assert {"Sync", "FolderSync", "Provision", "Ping", "SendMail", "ItemOperations"} <= set(commands)
-    assert "Search" not in commands and "GetAttachment" not in commands  # only what is served
+    assert {"Sync", "FolderSync", "Provision", "Ping", "SendMail", "ItemOperations", "Search", "Find",
+            "ResolveRecipients"} <= set(commands)
+    assert "ValidateCert" not in commands and "GetAttachment" not in commands  # only what is served
     assert headers["ms-server-activesync"] and headers["content-length"] == "0"
     assert "POST" in headers["allow"]
 
