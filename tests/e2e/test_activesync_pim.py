@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+import xml.etree.ElementTree as ET
 from zoneinfo import ZoneInfo
 
 import caldav
@@ -264,12 +265,12 @@ def test_a_contact_and_a_task_both_ways(eas):
     adds = phone.sync_all(contacts)["Add"]
     [(sid, data)] = adds.items()
     assert find(data, "Contacts:FirstName") == "Ada" and find(data, "Contacts:Email1Address").endswith("ada@example.org")
-    phone.sync(contacts, f"<Change><ServerId>{sid}</ServerId><ApplicationData><k:FirstName>Augusta Ada</k:FirstName>"
-                         "<k:LastName>Lovelace</k:LastName><k:Email1Address>ada@example.org</k:Email1Address>"
-                         "<k:MobilePhoneNumber>+1 555 0001</k:MobilePhoneNumber></ApplicationData></Change>",
-               )
+    # the phone sends back what it got, with the first name changed (as phones do)
+    data.find("{Contacts}FirstName").text = "Augusta Ada"
+    phone.sync(contacts, f"<Change><ServerId>{sid}</ServerId>{ET.tostring(data).decode()}</Change>")
     text = dav.get(dav.contacts + "card-1.vcf").text
-    assert "Augusta Ada" in text and "X-HAVEN-TEST:kept" in text and "+1 555 0004" in text
+    assert "Augusta Ada" in text and "X-HAVEN-TEST:kept" in text
+    assert all(n in text for n in ("+1 555 0001", "+1 555 0002", "+1 555 0003", "+1 555 0004"))
     # a contact made on the phone is a vCard 3.0 for CardDAV clients
     coll = phone.sync(contacts, "<Add><ClientId>k1</ClientId><ApplicationData><k:FirstName>Grace</k:FirstName>"
                                 "<k:LastName>Hopper</k:LastName><k:Email1Address>grace@example.org</k:Email1Address>"
