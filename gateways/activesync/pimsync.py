@@ -123,13 +123,21 @@ class PimSync(CollectionSync):
         if instance_id is not None:
             body = self.conv.change_instance(stored.data, instance_id, data, version, supported)
         else:
-            body = self.conv.from_eas(data, stored.data if stored is not None else None, version, uid, supported)
+            extra = {"me": self.account.address} if self.pim.klass == "Calendar" else {}
+            body = self.conv.from_eas(data, stored.data if stored is not None else None, version, uid, supported,
+                                      **extra)
         config = self.ctx.config
         new = item_for(body, self.folder.kind, f"{self.account.address}/{self.folder.name}", href,
                        config.max_item_size, config.max_occurrences)
         if new.component != self.pim.component:
             raise ValueError(f"a {new.component} does not belong into a {self.pim.klass} folder")
         return new
+
+    async def _addresses(self) -> set:
+        """The account's address and aliases: an ATTENDEE or ORGANIZER with one of them is the
+        user (MeetingStatus, ResponseType)."""
+        aliases = [alias for alias, owner in await self.store.list_aliases() if owner == self.account.address]
+        return {self.account.address, *aliases}
 
     # -- the phone's commands ----------------------------------------------------------------
     async def _apply_commands(self, held: set, opts: dict):
@@ -273,6 +281,7 @@ class PimSync(CollectionSync):
         converted off the reactor)."""
         out: dict = {}
         version, pref = self.ctx.version, body_preference(opts)
+        extra = {"me": await self._addresses()} if self.pim.klass == "Calendar" else {}
         for i in range(0, len(item_ids), FETCH_BATCH):
             batch = [s for s in await self.store.dav_items_by_id(self.account.id, item_ids[i:i + FETCH_BATCH])
                      if s.folder_id == self.folder.id and s.component == self.pim.component]
@@ -281,7 +290,7 @@ class PimSync(CollectionSync):
                 built = {}
                 for stored in batch:
                     try:
-                        built[stored.id] = self.conv.to_eas(stored.data, version, pref)
+                        built[stored.id] = self.conv.to_eas(stored.data, version, pref, **extra)
                     except Exception as e:
                         log.warning("activesync: %s item %d (%s) cannot be converted; skipped: %s", self.pim.klass,
                                     stored.id, stored.href, e)
