@@ -7,8 +7,9 @@ engine runs these in its worker pool).
 
 Invariants
 - ``to_eas`` sends what EAS can carry: times in UTC with the zone as a Timezone blob (all-day
-  events: midnight in the event's zone, UTC for floating dates), the first display/audio alarm
-  with a relative trigger as Reminder, BusyStatus from X-MICROSOFT-CDO-BUSYSTATUS else TRANSP,
+  and floating events: in X-WR-TIMEZONE, else the caller's ``zone``, else UTC), the first
+  display/audio alarm with a relative trigger as Reminder, BusyStatus from
+  X-MICROSOFT-CDO-BUSYSTATUS else TRANSP,
   attendees with their status and type, the rule when EAS can express it (see recurrence.py),
   EXDATEs and cancelled overrides as deleted Exceptions, other overrides as Exceptions with the
   fields that differ from the master.  14.x names an exception by ExceptionStartTime, 16.x by
@@ -30,6 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import xml.etree.ElementTree as ET
+import zoneinfo
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Callable, Iterable, Optional
 
@@ -130,7 +132,7 @@ def body_of(data) -> Optional[str]:
 def set_text(comp, name: str, value: Optional[str]) -> None:
     """Set (or with None/"" remove) a text property, leaving it alone when it already says so."""
     current = plain(comp, name)
-    if (current or "") == (value or "").strip("\0"):
+    if (current or "") == (value or ""):
         return
     comp.pop(name, None)
     if value:
@@ -278,8 +280,8 @@ def rid_key(value) -> str:
 class Event:
     """The parts of one stored event object."""
 
-    def __init__(self, cal: icalendar.Calendar):
-        self.cal = cal
+    def __init__(self, cal: icalendar.Calendar, fallback: tzinfo = timezone.utc):
+        self.cal, self.fallback = cal, fallback
         events = [c for c in cal.subcomponents if c.name == "VEVENT"]
         if not events:
             if any(c.name == "VTODO" for c in cal.subcomponents):
@@ -301,10 +303,10 @@ class Event:
         name = plain(self.cal, "X-WR-TIMEZONE")
         if name:
             try:
-                return tzblob.zoneinfo.ZoneInfo(name)
-            except (ValueError, tzblob.zoneinfo.ZoneInfoNotFoundError):
+                return zoneinfo.ZoneInfo(name)
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
                 pass
-        return timezone.utc
+        return self.fallback
 
     def exdates(self) -> list:
         found = self.master.get("EXDATE")
@@ -475,11 +477,13 @@ def _emit(parent, values: dict, version: tuple, body: Optional[BodyPreference], 
         parent.append(categories_element(CAL, values["Categories"]))
 
 
-def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me: Optional[Iterable[str]] = None):
+def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me: Optional[Iterable[str]] = None,
+           zone: Optional[tzinfo] = None):
     """The AirSync ApplicationData of a stored event object (see the module's invariants).
-    ``me``: the account's addresses (who organizes; None: the account organizes every event)."""
+    ``me``: the account's addresses (who organizes; None: the account organizes every event);
+    ``zone``: the zone of all-day and floating events without X-WR-TIMEZONE (default UTC)."""
     cal = parse(text_)
-    ev = Event(cal)
+    ev = Event(cal, zone or timezone.utc)
     mine = {m.lower() for m in me} if me is not None else None
     master, tz = ev.master, ev.tz
     start = span(master, tz)[0]

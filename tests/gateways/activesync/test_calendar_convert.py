@@ -547,3 +547,13 @@ def test_all_day_until_is_a_date():
     el = app((calendar.CAL, "Recurrence", [(calendar.CAL, "Type", "0"), (calendar.CAL, "Until", "20260331T220000Z")]))
     rule = recurrence.from_eas(el.find(q("Calendar", "Recurrence")), date(2026, 3, 1), ZoneInfo("Europe/Berlin"))
     assert rule["UNTIL"] == date(2026, 4, 1) or rule["UNTIL"] == [date(2026, 4, 1)]
+
+
+def test_all_day_in_the_callers_zone():
+    got = flat(calendar.to_eas(sample("thunderbird-allday.ics"), V141, zone=ZoneInfo("America/New_York")))
+    assert got["Calendar:StartTime"] == "20260525T040000Z" and got["Calendar:EndTime"] == "20260527T040000Z"
+    assert tzblob.tzid_for(tzblob.decode(got["Calendar:Timezone"])) == "America/New_York"
+    merged = calendar.from_eas(app(*[(calendar.CAL, k.split(":")[1], v) for k, v in got.items() if "[" not in k]),
+                               sample("thunderbird-allday.ics"), V141, "u", None)
+    master = event(merged)[0]
+    assert master.decoded("DTSTART") == date(2026, 5, 25) and master.decoded("DTEND") == date(2026, 5, 27)
