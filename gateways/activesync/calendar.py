@@ -504,7 +504,7 @@ def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me
         data.append(_attendees_element(values["Attendees"], version))
     rule = _rule(master)
     if rule is not None:
-        el = recurrence.to_eas(rule, decoded(master, "DTSTART"), CAL, version)
+        el = recurrence.to_eas(rule, start, CAL, version)
         if el is not None:
             data.append(el)
             exceptions = _exceptions(ev, values, version, body, mine)

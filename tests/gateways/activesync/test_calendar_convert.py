@@ -557,3 +557,12 @@ def test_all_day_in_the_callers_zone():
                                sample("thunderbird-allday.ics"), V141, "u", None)
     master = event(merged)[0]
     assert master.decoded("DTSTART") == date(2026, 5, 25) and master.decoded("DTEND") == date(2026, 5, 27)
+
+
+def test_all_day_until_covers_the_last_day_in_the_callers_zone():
+    text = sample("thunderbird-allday.ics").replace("RRULE:FREQ=YEARLY", "RRULE:FREQ=YEARLY;UNTIL=20280525")
+    got = flat(calendar.to_eas(text, V141, zone=ZoneInfo("America/New_York")))
+    assert got["Calendar:Recurrence[1]/Calendar:Until"] == "20280525T040000Z"  # the last one's start
+    merged = calendar.from_eas(wire(calendar.to_eas(text, V141, zone=ZoneInfo("America/New_York"))), text, V141,
+                               "u", None)
+    assert "UNTIL=20280525;" in event(merged)[0]["RRULE"].to_ical().decode() + ";"
