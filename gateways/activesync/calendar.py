@@ -9,18 +9,22 @@ Invariants
 - ``to_eas`` sends what EAS can carry: times in UTC with the zone as a Timezone blob (all-day
   and floating events: in X-WR-TIMEZONE, else the caller's ``zone``, else UTC), the first
   display/audio alarm with a relative trigger as Reminder, BusyStatus from
-  X-MICROSOFT-CDO-BUSYSTATUS else TRANSP,
-  attendees with their status and type, the rule when EAS can express it (see recurrence.py),
-  EXDATEs and cancelled overrides as deleted Exceptions, other overrides as Exceptions with the
-  fields that differ from the master.  14.x names an exception by ExceptionStartTime, 16.x by
-  airsyncbase:InstanceId (both Compact DateTime, [MS-ASDTYPE] 2.7.2).
+  X-MICROSOFT-CDO-BUSYSTATUS else TRANSP, attendees with their status and type, MeetingStatus
+  and ResponseType from who organizes (``me``, the account's addresses), the rule when EAS can
+  express it (see recurrence.py), EXDATEs and cancelled overrides as deleted Exceptions, other
+  overrides as Exceptions with the fields that differ from the master.  14.x names an
+  exception by ExceptionStartTime, 16.x by airsyncbase:InstanceId (both Compact DateTime,
+  [MS-ASDTYPE] 2.7.2; the extended ``2026-03-04T08:30:00.000Z`` spelling is read too).
 - ``from_eas`` merges onto the stored text and never loses what EAS cannot carry: properties it
   does not map (X-, ATTACH, URL, SEQUENCE...), VALARMs after the first, attendee parameters the
   phone did not change, an RRULE EAS cannot express when the phone sends no Recurrence.  A
   field the phone sends with the value we would have sent leaves the stored property as it was.
   An absent field is removed only when ghosting allows it (``supported`` None, or naming the
   field); an absent Body, Timezone, organizer or Exceptions element always keeps what is stored.
-  Exceptions sent replace the overrides and EXDATEs they name; others stay.
+  Exceptions sent replace the overrides and EXDATEs they name; others stay.  In 16.x a new
+  pattern or new series times drop the exceptions ([MS-ASCAL] 2.2.2.22); one occurrence is
+  changed by ``change_instance`` and deleted by ``delete_instance``.  Resending unchanged data
+  leaves every component as it was (DTSTAMP included).
 - Bad input raises :class:`ConversionError` (unreadable iCalendar, a to-do where an event is
   expected, bad dates, EndTime before StartTime, Until before the start, a garbage Timezone), and
   nothing is half-applied: the stored text is only ever replaced by a whole new one.
@@ -730,8 +734,10 @@ class _Apply:
         for prop in keep_other + out:
             comp.add("ATTENDEE", prop)
 
-    def organizer(self, data) -> None:
+    def organizer(self, data, me: Optional[str] = None) -> None:
         email, name = text(data, CAL, "OrganizerEmail"), text(data, CAL, "OrganizerName")
+        if not email and me and "ORGANIZER" not in self.comp and attendees_of(self.comp):
+            email = me  # a meeting the phone's user just made: theirs
         if not email:
             return
         current = self.comp.get("ORGANIZER")
@@ -770,9 +776,11 @@ def _zone(data, fallback: tzinfo) -> tzinfo:
     return tzblob.decode(blob) if blob else fallback
 
 
-def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: Optional[set] = None) -> str:
+def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: Optional[set] = None,
+             me: Optional[str] = None) -> str:
     """The new full iCalendar text of an event: ``data`` (AirSync ApplicationData) merged onto
-    ``stored`` (None: a new event with ``uid`` unless ``data`` names its own UID/ClientUid)."""
+    ``stored`` (None: a new event with ``uid`` unless ``data`` names its own UID/ClientUid).
+    ``me``: the account's address, the ORGANIZER of a meeting that has attendees and none."""
     ghost = ghoster(supported)
     if stored is None:
         cal = new_calendar()
@@ -795,7 +803,7 @@ def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: O
         master.pop("DURATION", None)
     moved = apply.times(data, new)
     apply.simple(data)
-    apply.organizer(data)
+    apply.organizer(data, me)
     apply.status(data)
     disallow = number(data, CAL, "DisallowNewTimeProposal", (0, 1))
     if disallow is not None and disallow != ((plain(master, "X-MICROSOFT-DISALLOW-COUNTER") or "").upper() == "TRUE"):

@@ -566,3 +566,12 @@ def test_all_day_until_covers_the_last_day_in_the_callers_zone():
     merged = calendar.from_eas(wire(calendar.to_eas(text, V141, zone=ZoneInfo("America/New_York"))), text, V141,
                                "u", None)
     assert "UNTIL=20280525;" in event(merged)[0]["RRULE"].to_ical().decode() + ";"
+
+
+def test_new_meeting_gets_the_account_as_organizer():
+    data = _phone_event(V161)
+    master = event(calendar.from_eas(data, None, V161, "u", None, me="ann@example.test"))[0]
+    assert str(master["ORGANIZER"]) == "mailto:ann@example.test"
+    assert "ORGANIZER" not in event(calendar.from_eas(data, None, V161, "u", None))[0]
+    got = flat(calendar.to_eas(calendar.from_eas(data, None, V161, "u", None, me="ann@example.test"), V161, me=ME))
+    assert got["Calendar:MeetingStatus"] == "1" and got["Calendar:OrganizerEmail"] == "ann@example.test"
