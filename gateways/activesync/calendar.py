@@ -16,7 +16,8 @@ Invariants
   exception by ExceptionStartTime, 16.x by airsyncbase:InstanceId (both Compact DateTime,
   [MS-ASDTYPE] 2.7.2; the extended ``2026-03-04T08:30:00.000Z`` spelling is read too).
 - ``from_eas`` merges onto the stored text and never loses what EAS cannot carry: properties it
-  does not map (X-, ATTACH, URL, SEQUENCE...), VALARMs after the first, attendee parameters the
+  does not map (X-, ATTACH, URL, SEQUENCE...), every VALARM but the one sent as Reminder (the
+  first display/audio alarm before the start, relative to it), attendee parameters the
   phone did not change, an RRULE EAS cannot express when the phone sends no Recurrence.  A
   field the phone sends with the value we would have sent leaves the stored property as it was.
   An absent field is removed only when ghosting allows it (``supported`` None, or naming the
@@ -196,9 +197,9 @@ def number(data, page: str, name: str, allowed: Iterable[int]) -> Optional[int]:
     return value
 
 
-def first_alarm(comp, relative: bool = True):
+def first_alarm(comp, relative: bool = True, accept=None):
     """The first VALARM shown to the user (DISPLAY/AUDIO, or no ACTION) with a relative
-    (``relative``) or absolute trigger; None without one."""
+    (``relative``) or absolute trigger (that ``accept(alarm, trigger)``); None without one."""
     for alarm in comp.subcomponents:
         if alarm.name != "VALARM":
             continue
@@ -209,7 +210,7 @@ def first_alarm(comp, relative: bool = True):
             trigger = alarm.decoded("TRIGGER")
         except (KeyError, ValueError, TypeError):
             continue
-        if isinstance(trigger, timedelta) == relative:
+        if isinstance(trigger, timedelta) == relative and (accept is None or accept(alarm, trigger)):
             return alarm
     return None
 
@@ -383,15 +384,18 @@ def _is_mine(comp, me: Optional[set]) -> bool:
 
 # -- to EAS -----------------------------------------------------------------------------------------------
 
+def _before_start(alarm, trigger: timedelta) -> bool:
+    related = str(alarm["TRIGGER"].params.get("RELATED", "START")).upper()
+    return related == "START" and trigger <= timedelta(0)
+
+
 def _reminder(comp) -> Optional[int]:
-    alarm = first_alarm(comp)
+    """Minutes before the start of the first alarm EAS can carry (relative to the start, not
+    after it)."""
+    alarm = first_alarm(comp, accept=_before_start)
     if alarm is None:
         return None
-    related = str(alarm["TRIGGER"].params.get("RELATED", "START")).upper()
-    trigger = alarm.decoded("TRIGGER")
-    if related != "START" or trigger > timedelta(0):
-        return None
-    return int(-trigger.total_seconds() // 60)
+    return int(-alarm.decoded("TRIGGER").total_seconds() // 60)
 
 
 def _busy(comp) -> int:
@@ -668,21 +672,22 @@ class _Apply:
             self.attendees(attendees)
 
     def reminder(self, minutes: Optional[int], keep) -> None:
-        """Set the first relative alarm to ``minutes``; None: that of ``keep`` (None: remove)."""
+        """Set the alarm sent as Reminder to ``minutes``; None: that of ``keep`` (None: remove).
+        An alarm EAS cannot say (after the start, relative to the end) is never touched."""
         comp = self.comp
-        alarm = first_alarm(comp)
+        current = _reminder(comp)
+        alarm = first_alarm(comp, accept=_before_start)
         if minutes is None:
             if keep is comp:
                 return
-            source = _reminder(keep) if keep is not None else None
-            if source is None:
+            minutes = _reminder(keep) if keep is not None else None
+            if minutes is None:
                 if alarm is not None:
                     comp.subcomponents.remove(alarm)
                 return
-            minutes = source
-        trigger = timedelta(minutes=-minutes)
-        if alarm is not None and _reminder(comp) == minutes:
+        if current == minutes:
             return
+        trigger = timedelta(minutes=-minutes)
         if alarm is not None:
             alarm.pop("TRIGGER")
             alarm.add("TRIGGER", trigger)

@@ -575,3 +575,16 @@ def test_new_meeting_gets_the_account_as_organizer():
     assert "ORGANIZER" not in event(calendar.from_eas(data, None, V161, "u", None))[0]
     got = flat(calendar.to_eas(calendar.from_eas(data, None, V161, "u", None, me="ann@example.test"), V161, me=ME))
     assert got["Calendar:MeetingStatus"] == "1" and got["Calendar:OrganizerEmail"] == "ann@example.test"
+
+
+def test_alarm_activesync_cannot_say_is_never_touched():
+    stored = sample("apple-sydney.ics").replace("TRIGGER:-PT30M", "TRIGGER;RELATED=END:-PT5M")
+    sent = wire(calendar.to_eas(stored, V141))
+    assert sent.find(q("Calendar", "Reminder")) is not None  # the 2-hour one
+    assert flat(sent)["Calendar:Reminder"] == "120"
+    sent.remove(sent.find(q("Calendar", "Reminder")))
+    master = event(calendar.from_eas(sent, stored, V141, "u", None))[0]
+    assert [str(a["TRIGGER"].to_ical(), "ascii") for a in master.walk("VALARM")] == ["-PT5M"]
+    master = event(calendar.from_eas(app((calendar.CAL, "Reminder", "7")), stored, V141, "u", set()))[0]
+    assert sorted(a.decoded("TRIGGER") for a in master.walk("VALARM")) == [timedelta(minutes=-7),
+                                                                         timedelta(minutes=-5)]
