@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import xml.etree.ElementTree as ET
 import zoneinfo
+from collections import OrderedDict
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Callable, Iterable, Optional
 
@@ -304,7 +306,7 @@ class Event:
 
     def zone_of(self, start) -> tzinfo:
         if isinstance(start, datetime) and start.tzinfo is not None:
-            return tzblob.canonical(start.tzinfo, self.master["DTSTART"].params.get("TZID"))
+            return _stored_zone(self.cal, start.tzinfo, self.master["DTSTART"].params.get("TZID"))
         name = plain(self.cal, "X-WR-TIMEZONE")
         if name:
             try:
@@ -319,6 +321,32 @@ class Event:
         for prop in found if isinstance(found, list) else ([found] if found is not None else []):
             out.extend(d.dt for d in prop.dts)
         return out
+
+
+_ZONES: "OrderedDict[tuple, tzinfo]" = OrderedDict()
+_ZONES_LOCK = threading.Lock()
+MAX_ZONES = 256
+
+
+def _stored_zone(cal, tz: tzinfo, tzid: Optional[str]) -> tzinfo:
+    """The zone of a stored event: the IANA zone its TZID and VTIMEZONE stand for, else a fast
+    copy of the VTIMEZONE's current rules; cached on the VTIMEZONE's text (one per calendar
+    client and zone, shared by the worker threads)."""
+    if isinstance(tz, zoneinfo.ZoneInfo) or tz is timezone.utc:
+        return tz
+    vtz = next((c for c in cal.walk("VTIMEZONE") if str(c.get("TZID")) == tzid), None)
+    key = (tzid, vtz.to_ical() if vtz is not None else b"")
+    with _ZONES_LOCK:
+        found = _ZONES.get(key)
+        if found is not None:
+            _ZONES.move_to_end(key)
+            return found
+    found = tzblob.frozen(tzblob.canonical(tz, tzid), date.today().year)
+    with _ZONES_LOCK:
+        _ZONES[key] = found
+        while len(_ZONES) > MAX_ZONES:
+            _ZONES.popitem(last=False)
+    return found
 
 
 def span(comp, tz: tzinfo) -> tuple:
@@ -496,7 +524,9 @@ def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me
     master, tz = ev.master, ev.tz
     start = span(master, tz)[0]
     data = element(SYNC, "ApplicationData")
-    sub(data, CAL, "Timezone", tzblob.encode(tz, start.year))
+    # a series uses this year's rules (a 2005 New York series recurs under the 2007 DST law)
+    year = max(start.year, date.today().year) if "RRULE" in master else start.year
+    sub(data, CAL, "Timezone", tzblob.encode(tz, year))
     values = fields(master, tz, ev.allday, mine)
     stamp = decoded(master, "DTSTAMP") or datetime.now(timezone.utc)
     sub(data, CAL, "DtStamp", recurrence.compact(stamp))
@@ -776,9 +806,17 @@ def _stamp(comp, data) -> None:
         set_time(comp, "LAST-MODIFIED", datetime.now(timezone.utc).replace(microsecond=0))
 
 
-def _zone(data, fallback: tzinfo) -> tzinfo:
+def _zone(data, stored: tzinfo) -> tzinfo:
+    """The phone's zone; the stored one when it has the same rules (a resent blob of a zone
+    that is no IANA zone, or another name for it, moves nothing)."""
     blob = text(data, CAL, "Timezone")
-    return tzblob.decode(blob) if blob else fallback
+    if not blob:
+        return stored
+    tz = tzblob.decode(blob)
+    year = date.today().year
+    if tz != stored and tzblob.zone_of(tz, year).signature(year) == tzblob.zone_of(stored, year).signature(year):
+        return stored
+    return tz
 
 
 def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: Optional[set] = None,

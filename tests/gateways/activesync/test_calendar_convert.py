@@ -189,7 +189,13 @@ def test_unreadable_or_wrong_objects(name, why):
 # -- stored -> EAS -> stored: a phone resending what it got --------------------------------------------
 
 SAMPLES = ["google-recurring-meeting.ics", "outlook-new-york.ics", "apple-sydney.ics", "thunderbird-allday.ics",
-           "thunderbird-hourly.ics"]
+           "thunderbird-hourly.ics", "custom-zone"]
+
+
+def sample_or_variant(name: str) -> str:
+    if name == "custom-zone":  # a VTIMEZONE of Berlin's rules under a name no zone database has
+        return sample("google-recurring-meeting.ics").replace("Europe/Berlin", "My Office Time")
+    return sample(name)
 
 
 def _supported_all():
@@ -201,7 +207,7 @@ def _supported_all():
 @pytest.mark.parametrize("version", [V141, V161])
 @pytest.mark.parametrize("supported", [None, "all", "none"])
 def test_resend_keeps_everything(name, version, supported):
-    stored = sample(name)
+    stored = sample_or_variant(name)
     sent = wire(calendar.to_eas(stored, version, me=ME))
     sup = None if supported is None else (_supported_all() if supported == "all" else set())
     merged = calendar.from_eas(sent, stored, version, "ignored", sup)
@@ -588,3 +594,13 @@ def test_alarm_activesync_cannot_say_is_never_touched():
     master = event(calendar.from_eas(app((calendar.CAL, "Reminder", "7")), stored, V141, "u", set()))[0]
     assert sorted(a.decoded("TRIGGER") for a in master.walk("VALARM")) == [timedelta(minutes=-7),
                                                                          timedelta(minutes=-5)]
+
+
+def test_old_series_gets_todays_zone_rules():
+    old = sample("outlook-new-york.ics").replace("20260305T", "20050303T")
+    single = old.replace("RRULE:FREQ=MONTHLY;COUNT=12;BYDAY=1TH\r\n", "").replace(
+        "RRULE:FREQ=MONTHLY;COUNT=12;BYDAY=1TH\n", "")
+    series_blob = tzblob.unpack(base64.b64decode(flat(calendar.to_eas(old, V141))["Calendar:Timezone"]))
+    single_blob = tzblob.unpack(base64.b64decode(flat(calendar.to_eas(single, V141))["Calendar:Timezone"]))
+    assert series_blob.to_dst.month == 3 and series_blob.to_std.month == 11  # since 2007
+    assert single_blob.to_dst.month == 4 and single_blob.to_std.month == 10  # 2005's law
