@@ -7,19 +7,25 @@ engine runs these in its worker pool).
 
 Invariants
 - ``to_eas`` sends what EAS can carry: times in UTC with the zone as a Timezone blob (all-day
-  events: midnight in the event's zone, UTC for floating dates), the first display/audio alarm
-  with a relative trigger as Reminder, BusyStatus from X-MICROSOFT-CDO-BUSYSTATUS else TRANSP,
-  attendees with their status and type, the rule when EAS can express it (see recurrence.py),
-  EXDATEs and cancelled overrides as deleted Exceptions, other overrides as Exceptions with the
-  fields that differ from the master.  14.x names an exception by ExceptionStartTime, 16.x by
-  airsyncbase:InstanceId (both Compact DateTime, [MS-ASDTYPE] 2.7.2).
+  and floating events: in X-WR-TIMEZONE, else the caller's ``zone``, else UTC), the first
+  display/audio alarm with a relative trigger as Reminder, BusyStatus from
+  X-MICROSOFT-CDO-BUSYSTATUS else TRANSP, attendees with their status and type, MeetingStatus
+  and ResponseType from who organizes (``me``, the account's addresses), the rule when EAS can
+  express it (see recurrence.py), EXDATEs and cancelled overrides as deleted Exceptions, other
+  overrides as Exceptions with the fields that differ from the master.  14.x names an
+  exception by ExceptionStartTime, 16.x by airsyncbase:InstanceId (both Compact DateTime,
+  [MS-ASDTYPE] 2.7.2; the extended ``2026-03-04T08:30:00.000Z`` spelling is read too).
 - ``from_eas`` merges onto the stored text and never loses what EAS cannot carry: properties it
-  does not map (X-, ATTACH, URL, SEQUENCE...), VALARMs after the first, attendee parameters the
+  does not map (X-, ATTACH, URL, SEQUENCE...), every VALARM but the one sent as Reminder (the
+  first display/audio alarm before the start, relative to it), attendee parameters the
   phone did not change, an RRULE EAS cannot express when the phone sends no Recurrence.  A
   field the phone sends with the value we would have sent leaves the stored property as it was.
   An absent field is removed only when ghosting allows it (``supported`` None, or naming the
   field); an absent Body, Timezone, organizer or Exceptions element always keeps what is stored.
-  Exceptions sent replace the overrides and EXDATEs they name; others stay.
+  Exceptions sent replace the overrides and EXDATEs they name; others stay.  In 16.x a new
+  pattern or new series times drop the exceptions ([MS-ASCAL] 2.2.2.22); one occurrence is
+  changed by ``change_instance`` and deleted by ``delete_instance``.  Resending unchanged data
+  leaves every component as it was (DTSTAMP included).
 - Bad input raises :class:`ConversionError` (unreadable iCalendar, a to-do where an event is
   expected, bad dates, EndTime before StartTime, Until before the start, a garbage Timezone), and
   nothing is half-applied: the stored text is only ever replaced by a whole new one.
@@ -29,7 +35,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import xml.etree.ElementTree as ET
+import zoneinfo
+from collections import OrderedDict
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Callable, Iterable, Optional
 
@@ -130,7 +139,7 @@ def body_of(data) -> Optional[str]:
 def set_text(comp, name: str, value: Optional[str]) -> None:
     """Set (or with None/"" remove) a text property, leaving it alone when it already says so."""
     current = plain(comp, name)
-    if (current or "") == (value or "").strip("\0"):
+    if (current or "") == (value or ""):
         return
     comp.pop(name, None)
     if value:
@@ -190,9 +199,9 @@ def number(data, page: str, name: str, allowed: Iterable[int]) -> Optional[int]:
     return value
 
 
-def first_alarm(comp, relative: bool = True):
+def first_alarm(comp, relative: bool = True, accept=None):
     """The first VALARM shown to the user (DISPLAY/AUDIO, or no ACTION) with a relative
-    (``relative``) or absolute trigger; None without one."""
+    (``relative``) or absolute trigger (that ``accept(alarm, trigger)``); None without one."""
     for alarm in comp.subcomponents:
         if alarm.name != "VALARM":
             continue
@@ -203,7 +212,7 @@ def first_alarm(comp, relative: bool = True):
             trigger = alarm.decoded("TRIGGER")
         except (KeyError, ValueError, TypeError):
             continue
-        if isinstance(trigger, timedelta) == relative:
+        if isinstance(trigger, timedelta) == relative and (accept is None or accept(alarm, trigger)):
             return alarm
     return None
 
@@ -278,8 +287,8 @@ def rid_key(value) -> str:
 class Event:
     """The parts of one stored event object."""
 
-    def __init__(self, cal: icalendar.Calendar):
-        self.cal = cal
+    def __init__(self, cal: icalendar.Calendar, fallback: tzinfo = timezone.utc):
+        self.cal, self.fallback = cal, fallback
         events = [c for c in cal.subcomponents if c.name == "VEVENT"]
         if not events:
             if any(c.name == "VTODO" for c in cal.subcomponents):
@@ -297,14 +306,14 @@ class Event:
 
     def zone_of(self, start) -> tzinfo:
         if isinstance(start, datetime) and start.tzinfo is not None:
-            return tzblob.canonical(start.tzinfo, self.master["DTSTART"].params.get("TZID"))
+            return _stored_zone(self.cal, start.tzinfo, self.master["DTSTART"].params.get("TZID"))
         name = plain(self.cal, "X-WR-TIMEZONE")
         if name:
             try:
-                return tzblob.zoneinfo.ZoneInfo(name)
-            except (ValueError, tzblob.zoneinfo.ZoneInfoNotFoundError):
+                return zoneinfo.ZoneInfo(name)
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
                 pass
-        return timezone.utc
+        return self.fallback
 
     def exdates(self) -> list:
         found = self.master.get("EXDATE")
@@ -312,6 +321,32 @@ class Event:
         for prop in found if isinstance(found, list) else ([found] if found is not None else []):
             out.extend(d.dt for d in prop.dts)
         return out
+
+
+_ZONES: "OrderedDict[tuple, tzinfo]" = OrderedDict()
+_ZONES_LOCK = threading.Lock()
+MAX_ZONES = 256
+
+
+def _stored_zone(cal, tz: tzinfo, tzid: Optional[str]) -> tzinfo:
+    """The zone of a stored event: the IANA zone its TZID and VTIMEZONE stand for, else a fast
+    copy of the VTIMEZONE's current rules; cached on the VTIMEZONE's text (one per calendar
+    client and zone, shared by the worker threads)."""
+    if isinstance(tz, zoneinfo.ZoneInfo) or tz is timezone.utc:
+        return tz
+    vtz = next((c for c in cal.walk("VTIMEZONE") if str(c.get("TZID")) == tzid), None)
+    key = (tzid, vtz.to_ical() if vtz is not None else b"")
+    with _ZONES_LOCK:
+        found = _ZONES.get(key)
+        if found is not None:
+            _ZONES.move_to_end(key)
+            return found
+    found = tzblob.frozen(tzblob.canonical(tz, tzid), date.today().year)
+    with _ZONES_LOCK:
+        _ZONES[key] = found
+        while len(_ZONES) > MAX_ZONES:
+            _ZONES.popitem(last=False)
+    return found
 
 
 def span(comp, tz: tzinfo) -> tuple:
@@ -377,15 +412,18 @@ def _is_mine(comp, me: Optional[set]) -> bool:
 
 # -- to EAS -----------------------------------------------------------------------------------------------
 
+def _before_start(alarm, trigger: timedelta) -> bool:
+    related = str(alarm["TRIGGER"].params.get("RELATED", "START")).upper()
+    return related == "START" and trigger <= timedelta(0)
+
+
 def _reminder(comp) -> Optional[int]:
-    alarm = first_alarm(comp)
+    """Minutes before the start of the first alarm EAS can carry (relative to the start, not
+    after it)."""
+    alarm = first_alarm(comp, accept=_before_start)
     if alarm is None:
         return None
-    related = str(alarm["TRIGGER"].params.get("RELATED", "START")).upper()
-    trigger = alarm.decoded("TRIGGER")
-    if related != "START" or trigger > timedelta(0):
-        return None
-    return int(-trigger.total_seconds() // 60)
+    return int(-alarm.decoded("TRIGGER").total_seconds() // 60)
 
 
 def _busy(comp) -> int:
@@ -475,16 +513,20 @@ def _emit(parent, values: dict, version: tuple, body: Optional[BodyPreference], 
         parent.append(categories_element(CAL, values["Categories"]))
 
 
-def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me: Optional[Iterable[str]] = None):
+def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me: Optional[Iterable[str]] = None,
+           zone: Optional[tzinfo] = None):
     """The AirSync ApplicationData of a stored event object (see the module's invariants).
-    ``me``: the account's addresses (who organizes; None: the account organizes every event)."""
+    ``me``: the account's addresses (who organizes; None: the account organizes every event);
+    ``zone``: the zone of all-day and floating events without X-WR-TIMEZONE (default UTC)."""
     cal = parse(text_)
-    ev = Event(cal)
+    ev = Event(cal, zone or timezone.utc)
     mine = {m.lower() for m in me} if me is not None else None
     master, tz = ev.master, ev.tz
     start = span(master, tz)[0]
     data = element(SYNC, "ApplicationData")
-    sub(data, CAL, "Timezone", tzblob.encode(tz, start.year))
+    # a series uses this year's rules (a 2005 New York series recurs under the 2007 DST law)
+    year = max(start.year, date.today().year) if "RRULE" in master else start.year
+    sub(data, CAL, "Timezone", tzblob.encode(tz, year))
     values = fields(master, tz, ev.allday, mine)
     stamp = decoded(master, "DTSTAMP") or datetime.now(timezone.utc)
     sub(data, CAL, "DtStamp", recurrence.compact(stamp))
@@ -500,7 +542,7 @@ def to_eas(text_: str, version: tuple, body: Optional[BodyPreference] = None, me
         data.append(_attendees_element(values["Attendees"], version))
     rule = _rule(master)
     if rule is not None:
-        el = recurrence.to_eas(rule, decoded(master, "DTSTART"), CAL, version)
+        el = recurrence.to_eas(rule, start, CAL, version)
         if el is not None:
             data.append(el)
             exceptions = _exceptions(ev, values, version, body, mine)
@@ -660,21 +702,22 @@ class _Apply:
             self.attendees(attendees)
 
     def reminder(self, minutes: Optional[int], keep) -> None:
-        """Set the first relative alarm to ``minutes``; None: that of ``keep`` (None: remove)."""
+        """Set the alarm sent as Reminder to ``minutes``; None: that of ``keep`` (None: remove).
+        An alarm EAS cannot say (after the start, relative to the end) is never touched."""
         comp = self.comp
-        alarm = first_alarm(comp)
+        current = _reminder(comp)
+        alarm = first_alarm(comp, accept=_before_start)
         if minutes is None:
             if keep is comp:
                 return
-            source = _reminder(keep) if keep is not None else None
-            if source is None:
+            minutes = _reminder(keep) if keep is not None else None
+            if minutes is None:
                 if alarm is not None:
                     comp.subcomponents.remove(alarm)
                 return
-            minutes = source
-        trigger = timedelta(minutes=-minutes)
-        if alarm is not None and _reminder(comp) == minutes:
+        if current == minutes:
             return
+        trigger = timedelta(minutes=-minutes)
         if alarm is not None:
             alarm.pop("TRIGGER")
             alarm.add("TRIGGER", trigger)
@@ -726,8 +769,10 @@ class _Apply:
         for prop in keep_other + out:
             comp.add("ATTENDEE", prop)
 
-    def organizer(self, data) -> None:
+    def organizer(self, data, me: Optional[str] = None) -> None:
         email, name = text(data, CAL, "OrganizerEmail"), text(data, CAL, "OrganizerName")
+        if not email and me and "ORGANIZER" not in self.comp and attendees_of(self.comp):
+            email = me  # a meeting the phone's user just made: theirs
         if not email:
             return
         current = self.comp.get("ORGANIZER")
@@ -761,14 +806,24 @@ def _stamp(comp, data) -> None:
         set_time(comp, "LAST-MODIFIED", datetime.now(timezone.utc).replace(microsecond=0))
 
 
-def _zone(data, fallback: tzinfo) -> tzinfo:
+def _zone(data, stored: tzinfo) -> tzinfo:
+    """The phone's zone; the stored one when it has the same rules (a resent blob of a zone
+    that is no IANA zone, or another name for it, moves nothing)."""
     blob = text(data, CAL, "Timezone")
-    return tzblob.decode(blob) if blob else fallback
+    if not blob:
+        return stored
+    tz = tzblob.decode(blob)
+    year = date.today().year
+    if tz != stored and tzblob.zone_of(tz, year).signature(year) == tzblob.zone_of(stored, year).signature(year):
+        return stored
+    return tz
 
 
-def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: Optional[set] = None) -> str:
+def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: Optional[set] = None,
+             me: Optional[str] = None) -> str:
     """The new full iCalendar text of an event: ``data`` (AirSync ApplicationData) merged onto
-    ``stored`` (None: a new event with ``uid`` unless ``data`` names its own UID/ClientUid)."""
+    ``stored`` (None: a new event with ``uid`` unless ``data`` names its own UID/ClientUid).
+    ``me``: the account's address, the ORGANIZER of a meeting that has attendees and none."""
     ghost = ghoster(supported)
     if stored is None:
         cal = new_calendar()
@@ -791,7 +846,7 @@ def from_eas(data, stored: Optional[str], version: tuple, uid: str, supported: O
         master.pop("DURATION", None)
     moved = apply.times(data, new)
     apply.simple(data)
-    apply.organizer(data)
+    apply.organizer(data, me)
     apply.status(data)
     disallow = number(data, CAL, "DisallowNewTimeProposal", (0, 1))
     if disallow is not None and disallow != ((plain(master, "X-MICROSOFT-DISALLOW-COUNTER") or "").upper() == "TRUE"):

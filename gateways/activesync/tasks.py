@@ -235,7 +235,7 @@ def _reminder_field(todo, data, ghost) -> None:
             first.add("TRIGGER", moment)
         else:
             todo.add_component(new_alarm(moment, plain(todo, "SUMMARY") or "Reminder"))
-    elif first is not None and (flag == 0 or flag is None):
+    elif first is not None and current is not None and (flag == 0 or flag is None):
         todo.subcomponents.remove(first)
 
 

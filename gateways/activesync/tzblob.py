@@ -294,6 +294,18 @@ def canonical(tz: tzinfo, tzid: Optional[str] = None) -> tzinfo:
     return tz
 
 
+def frozen(tz: tzinfo, year: int) -> tzinfo:
+    """``tz`` itself when it is an IANA zone, else a fast zone with its rules of ``year`` (a
+    zone read from a VTIMEZONE may walk its rules from 1601 for every conversion)."""
+    if isinstance(tz, (zoneinfo.ZoneInfo, RuleZone, timezone)):
+        return tz
+    zone = zone_of(tz, year)
+    zone = Zone(zone.std_offset, zone.dst_delta, zone.to_dst, zone.to_std, tzid_for(tz), zone.dst_name)
+    if zone.to_dst is None:
+        return timezone(timedelta(minutes=zone.std_offset), zone.std_name)
+    return RuleZone(zone)
+
+
 def _named(name: str) -> Optional[tzinfo]:
     if not name:
         return None

@@ -189,7 +189,13 @@ def test_unreadable_or_wrong_objects(name, why):
 # -- stored -> EAS -> stored: a phone resending what it got --------------------------------------------
 
 SAMPLES = ["google-recurring-meeting.ics", "outlook-new-york.ics", "apple-sydney.ics", "thunderbird-allday.ics",
-           "thunderbird-hourly.ics"]
+           "thunderbird-hourly.ics", "custom-zone"]
+
+
+def sample_or_variant(name: str) -> str:
+    if name == "custom-zone":  # a VTIMEZONE of Berlin's rules under a name no zone database has
+        return sample("google-recurring-meeting.ics").replace("Europe/Berlin", "My Office Time")
+    return sample(name)
 
 
 def _supported_all():
@@ -201,7 +207,7 @@ def _supported_all():
 @pytest.mark.parametrize("version", [V141, V161])
 @pytest.mark.parametrize("supported", [None, "all", "none"])
 def test_resend_keeps_everything(name, version, supported):
-    stored = sample(name)
+    stored = sample_or_variant(name)
     sent = wire(calendar.to_eas(stored, version, me=ME))
     sup = None if supported is None else (_supported_all() if supported == "all" else set())
     merged = calendar.from_eas(sent, stored, version, "ignored", sup)
@@ -547,3 +553,54 @@ def test_all_day_until_is_a_date():
     el = app((calendar.CAL, "Recurrence", [(calendar.CAL, "Type", "0"), (calendar.CAL, "Until", "20260331T220000Z")]))
     rule = recurrence.from_eas(el.find(q("Calendar", "Recurrence")), date(2026, 3, 1), ZoneInfo("Europe/Berlin"))
     assert rule["UNTIL"] == date(2026, 4, 1) or rule["UNTIL"] == [date(2026, 4, 1)]
+
+
+def test_all_day_in_the_callers_zone():
+    got = flat(calendar.to_eas(sample("thunderbird-allday.ics"), V141, zone=ZoneInfo("America/New_York")))
+    assert got["Calendar:StartTime"] == "20260525T040000Z" and got["Calendar:EndTime"] == "20260527T040000Z"
+    assert tzblob.tzid_for(tzblob.decode(got["Calendar:Timezone"])) == "America/New_York"
+    merged = calendar.from_eas(app(*[(calendar.CAL, k.split(":")[1], v) for k, v in got.items() if "[" not in k]),
+                               sample("thunderbird-allday.ics"), V141, "u", None)
+    master = event(merged)[0]
+    assert master.decoded("DTSTART") == date(2026, 5, 25) and master.decoded("DTEND") == date(2026, 5, 27)
+
+
+def test_all_day_until_covers_the_last_day_in_the_callers_zone():
+    text = sample("thunderbird-allday.ics").replace("RRULE:FREQ=YEARLY", "RRULE:FREQ=YEARLY;UNTIL=20280525")
+    got = flat(calendar.to_eas(text, V141, zone=ZoneInfo("America/New_York")))
+    assert got["Calendar:Recurrence[1]/Calendar:Until"] == "20280525T040000Z"  # the last one's start
+    merged = calendar.from_eas(wire(calendar.to_eas(text, V141, zone=ZoneInfo("America/New_York"))), text, V141,
+                               "u", None)
+    assert "UNTIL=20280525;" in event(merged)[0]["RRULE"].to_ical().decode() + ";"
+
+
+def test_new_meeting_gets_the_account_as_organizer():
+    data = _phone_event(V161)
+    master = event(calendar.from_eas(data, None, V161, "u", None, me="ann@example.test"))[0]
+    assert str(master["ORGANIZER"]) == "mailto:ann@example.test"
+    assert "ORGANIZER" not in event(calendar.from_eas(data, None, V161, "u", None))[0]
+    got = flat(calendar.to_eas(calendar.from_eas(data, None, V161, "u", None, me="ann@example.test"), V161, me=ME))
+    assert got["Calendar:MeetingStatus"] == "1" and got["Calendar:OrganizerEmail"] == "ann@example.test"
+
+
+def test_alarm_activesync_cannot_say_is_never_touched():
+    stored = sample("apple-sydney.ics").replace("TRIGGER:-PT30M", "TRIGGER;RELATED=END:-PT5M")
+    sent = wire(calendar.to_eas(stored, V141))
+    assert sent.find(q("Calendar", "Reminder")) is not None  # the 2-hour one
+    assert flat(sent)["Calendar:Reminder"] == "120"
+    sent.remove(sent.find(q("Calendar", "Reminder")))
+    master = event(calendar.from_eas(sent, stored, V141, "u", None))[0]
+    assert [str(a["TRIGGER"].to_ical(), "ascii") for a in master.walk("VALARM")] == ["-PT5M"]
+    master = event(calendar.from_eas(app((calendar.CAL, "Reminder", "7")), stored, V141, "u", set()))[0]
+    assert sorted(a.decoded("TRIGGER") for a in master.walk("VALARM")) == [timedelta(minutes=-7),
+                                                                         timedelta(minutes=-5)]
+
+
+def test_old_series_gets_todays_zone_rules():
+    old = sample("outlook-new-york.ics").replace("20260305T", "20050303T")
+    single = old.replace("RRULE:FREQ=MONTHLY;COUNT=12;BYDAY=1TH\r\n", "").replace(
+        "RRULE:FREQ=MONTHLY;COUNT=12;BYDAY=1TH\n", "")
+    series_blob = tzblob.unpack(base64.b64decode(flat(calendar.to_eas(old, V141))["Calendar:Timezone"]))
+    single_blob = tzblob.unpack(base64.b64decode(flat(calendar.to_eas(single, V141))["Calendar:Timezone"]))
+    assert series_blob.to_dst.month == 3 and series_blob.to_std.month == 11  # since 2007
+    assert single_blob.to_dst.month == 4 and single_blob.to_std.month == 10  # 2005's law

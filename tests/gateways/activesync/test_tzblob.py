@@ -172,3 +172,14 @@ def test_zone_from_a_parsed_vtimezone_encodes_like_the_real_one():
     tz = cal.walk("VEVENT")[0].decoded("DTSTART").tzinfo
     ours = tzblob.zone_of(tz, 2026).signature(2026)
     assert ours == tzblob.zone_of(ZoneInfo("America/New_York"), 2026).signature(2026)
+
+
+def test_blob_through_wbxml():
+    from gateways.activesync import wbxml
+    from gateways.activesync.xmlutil import element
+    el = element("Calendar", "Timezone", text=tzblob.encode(ZoneInfo("Australia/Sydney"), 2026))
+    back = wbxml.decode(wbxml.encode(el))
+    assert back.tag == "{Calendar}Timezone"
+    assert tzblob.tzid_for(tzblob.decode(back.text)) == "Australia/Sydney"
+    opaque = element("Calendar", "Timezone", text=base64.b64encode(tzblob.pack(tzblob.zone_of(ZoneInfo("UTC"), 2026))))
+    assert tzblob.tzid_for(tzblob.decode(wbxml.decode(wbxml.encode(opaque)).text)) == "UTC"
