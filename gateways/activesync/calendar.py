@@ -15,6 +15,8 @@ Invariants
   overrides as Exceptions with the fields that differ from the master.  14.x names an
   exception by ExceptionStartTime, 16.x by airsyncbase:InstanceId (both Compact DateTime,
   [MS-ASDTYPE] 2.7.2; the extended ``2026-03-04T08:30:00.000Z`` spelling is read too).
+  Location is Calendar:Location in 14.x, airsyncbase:Location (DisplayName, GEO as Latitude/
+  Longitude) in 16.x.
 - ``from_eas`` merges onto the stored text and never loses what EAS cannot carry: properties it
   does not map (X-, ATTACH, URL, SEQUENCE...), every VALARM but the one sent as Reminder (the
   first display/audio alarm before the start, relative to it), attendee parameters the
