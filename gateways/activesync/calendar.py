@@ -15,6 +15,8 @@ Invariants
   overrides as Exceptions with the fields that differ from the master.  14.x names an
   exception by ExceptionStartTime, 16.x by airsyncbase:InstanceId (both Compact DateTime,
   [MS-ASDTYPE] 2.7.2; the extended ``2026-03-04T08:30:00.000Z`` spelling is read too).
+  Location is Calendar:Location in 14.x, airsyncbase:Location (DisplayName, GEO as Latitude/
+  Longitude) in 16.x.
 - ``from_eas`` merges onto the stored text and never loses what EAS cannot carry: properties it
   does not map (X-, ATTACH, URL, SEQUENCE...), every VALARM but the one sent as Reminder (the
   first display/audio alarm before the start, relative to it), attendee parameters the
@@ -468,15 +470,28 @@ def fields(comp, tz: tzinfo, allday: bool, me: Optional[set]) -> dict:
     reminder = _reminder(comp)
     if reminder is not None:
         out["Reminder"] = str(reminder)
+    geo = _geo(comp)
+    if geo is not None:
+        out["Geo"] = geo
     out["Categories"] = tuple(categories_of(comp))
     out["Attendees"] = _attendees(comp)
     return out
 
 
-def _location(parent, value: str, version: tuple) -> None:
-    if version >= (16, 0):
+def _geo(comp) -> Optional[tuple]:
+    geo = comp.get("GEO")
+    if geo is None or not hasattr(geo, "latitude"):
+        return None
+    return (repr(float(geo.latitude)), repr(float(geo.longitude)))
+
+
+def _location(parent, value: str, version: tuple, geo: Optional[tuple] = None) -> None:
+    if version >= (16, 0):  # [MS-ASAIRS] 2.2.2.28: DisplayName, then the coordinates
         loc = sub(parent, BASE, "Location")
         sub(loc, BASE, "DisplayName", value)
+        if geo is not None:
+            sub(loc, BASE, "Latitude", geo[0])
+            sub(loc, BASE, "Longitude", geo[1])
     else:
         sub(parent, CAL, "Location", value)
 
@@ -505,7 +520,7 @@ def _emit(parent, values: dict, version: tuple, body: Optional[BodyPreference], 
         if wanted(name):
             sub(parent, CAL, name, values[name])
     if wanted("Location"):
-        _location(parent, values["Location"], version)
+        _location(parent, values["Location"], version, values.get("Geo"))
     for name in ("Reminder", "Sensitivity", "Subject", "StartTime"):
         if wanted(name):
             sub(parent, CAL, name, values[name])
@@ -680,6 +695,7 @@ class _Apply:
                 set_text(comp, prop, plain(inherit, prop))
             elif self.ghost(BASE if name == "Location" and self.version >= (16, 0) else CAL, name):
                 comp.pop(prop, None)
+        self.geo(data)
         body = body_of(data)
         if body is not None:
             set_text(comp, "DESCRIPTION", body)
@@ -700,6 +716,24 @@ class _Apply:
         attendees = data.find(q(CAL, "Attendees"))
         if attendees is not None or (inherit is None and self.ghost(CAL, "Attendees")):
             self.attendees(attendees)
+
+    def geo(self, data) -> None:
+        """16.x Location coordinates as GEO (absent ones keep what is stored)."""
+        loc = data.find(q(BASE, "Location"))
+        lat, lon = (text(loc, BASE, "Latitude"), text(loc, BASE, "Longitude")) if loc is not None else (None, None)
+        if not lat or not lon:
+            return
+        try:
+            point = (float(lat), float(lon))
+        except ValueError:
+            raise ConversionError(f"Location coordinates {lat!r}, {lon!r} are not numbers") from None
+        if not (-90 <= point[0] <= 90 and -180 <= point[1] <= 180):
+            raise ConversionError(f"Location coordinates {point} are out of range")
+        current = _geo(self.comp)
+        if current is not None and (float(current[0]), float(current[1])) == point:
+            return
+        self.comp.pop("GEO", None)
+        self.comp.add("GEO", point)
 
     def reminder(self, minutes: Optional[int], keep) -> None:
         """Set the alarm sent as Reminder to ``minutes``; None: that of ``keep`` (None: remove).

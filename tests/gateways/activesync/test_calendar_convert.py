@@ -604,3 +604,22 @@ def test_old_series_gets_todays_zone_rules():
     single_blob = tzblob.unpack(base64.b64decode(flat(calendar.to_eas(single, V141))["Calendar:Timezone"]))
     assert series_blob.to_dst.month == 3 and series_blob.to_std.month == 11  # since 2007
     assert single_blob.to_dst.month == 4 and single_blob.to_std.month == 10  # 2005's law
+
+
+def test_16_location_coordinates_are_geo():
+    stored = sample("apple-sydney.ics").replace("URL;VALUE=URI", "GEO:-33.894;151.274\r\nURL;VALUE=URI")
+    got = flat(wire(calendar.to_eas(stored, V161)))
+    assert got["AirSyncBase:Location[1]/AirSyncBase:Latitude"] == "-33.894"
+    assert got["AirSyncBase:Location[1]/AirSyncBase:Longitude"] == "151.274"
+    assert "AirSyncBase:Location[1]/AirSyncBase:Latitude" not in flat(calendar.to_eas(sample("apple-sydney.ics"), V161))
+    same = calendar.from_eas(wire(calendar.to_eas(stored, V161)), stored, V161, "u", None)
+    assert event(same)[0].to_ical() == event(stored)[0].to_ical()
+    moved = app(("AirSyncBase", "Location", [("AirSyncBase", "DisplayName", "Opera House"),
+                                             ("AirSyncBase", "Latitude", "-33.8568"),
+                                             ("AirSyncBase", "Longitude", "151.2153")]), version=V161)
+    master = event(calendar.from_eas(moved, stored, V161, "u", set()))[0]
+    assert str(master["LOCATION"]) == "Opera House"
+    assert (master["GEO"].latitude, master["GEO"].longitude) == (-33.8568, 151.2153)
+    with pytest.raises(ConversionError, match="coordinates"):
+        calendar.from_eas(app(("AirSyncBase", "Location", [("AirSyncBase", "Latitude", "north"),
+                                                            ("AirSyncBase", "Longitude", "1")])), stored, V161, "u", None)
