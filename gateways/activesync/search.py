@@ -453,7 +453,8 @@ def _read_cards(texts: list) -> list:
     for data in texts:
         try:
             card = contacts.parse(data)
-        except contacts.ConversionError:
+        except contacts.ConversionError as e:
+            log.info("activesync: a card is left out of recipient resolution: %s", e)
             continue
         fields = contacts.read_fields(card, 0)
         addresses = [fields[k] for k in contacts.EMAILS if k in fields]
@@ -537,7 +538,7 @@ async def resolve_recipients(ctx):
                 sub(availability, "ResolveRecipients", "MergedFreeBusy",
                     await free_busy(ctx.store, c.account_id, *span) if c.account_id else
                     "4" * _slots(*span))
-            if certificates:
+            if certificates and status == RESOLVED:  # 2.2.3.145: none for suggestions
                 certs = sub(recipient, "ResolveRecipients", "Certificates")
                 sub(certs, "ResolveRecipients", "Status", NO_CERTIFICATE)
                 sub(certs, "ResolveRecipients", "CertificateCount", 0)
@@ -577,7 +578,7 @@ async def free_busy(store, account_id: int, start: int, end: int) -> str:
     if calendar is None:
         return "4" * _slots(start, end)
     texts = [i.data for i in await store.list_dav_items(calendar.id, with_data=True)
-             if i.data and i.component == "VEVENT" and i.dtstart < end and i.dtend > start]
+             if i.data and i.component == "VEVENT" and (not i.dtend or (i.dtstart < end and i.dtend > start))]
     return await deferToThread(merged_free_busy, texts, start, end)
 
 
