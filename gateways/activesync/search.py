@@ -13,7 +13,8 @@ names a user types into To resolved to addresses, with free/busy times.
   with its subfolders under ``DeepTraversal``) or all mail folders, within ``GreaterThan`` /
   ``LessThan`` of ``DateReceived``; newest first.  A result's ``LongId`` is the message's mail
   ServerId ``<folder id>:<uid>``: ItemOperations Fetch and SmartReply/SmartForward take it as
-  they take a ServerId.
+  they take a ServerId.  Results are computed anew for every request (no server-side result
+  set: ``RebuildResults`` changes nothing, a next Range sees the mailbox as it is then).
 - ResolveRecipients: a To that is an address resolves to the local account or alias of that
   exact address (any domain served here), else to a contact of the user's address books with
   that e-mail; a name resolves to the GAL entries and contacts it starts (as GAL matching).  One
@@ -267,7 +268,7 @@ async def _with_words(store, folder_id: int, metas: list, words: list) -> list:
     for i in range(0, len(metas), TEXT_BATCH):
         batch = metas[i:i + TEXT_BATCH]
         records = await store.fetch_messages(folder_id, [m.uid for m in batch], envelope=True)
-        heads = {r.meta.uid: _header_text(r.envelope) for r in records}
+        heads = await deferToThread(lambda records=records: {r.meta.uid: _header_text(r.envelope) for r in records})
         need = {m.uid for m in batch if m.uid in heads and not all(w in heads[m.uid] for w in words)}
         hits = await store.search_text(folder_id, sorted(need), words) if need else {}
         for m in batch:
