@@ -10,7 +10,9 @@ mobile, on the shared store.
 - ``commands.py``: a POST to its command's handler and back (the provisioning rule; Provision,
   FolderSync, Settings so far);
 - ``hierarchy.py``: the folder hierarchy FolderSync shows and its changes;
-- ``mailitem.py``, ``syncplan.py``: a message as an EAS email item; what one mail Sync sends.
+- ``mailitem.py``, ``syncplan.py``: a message as an EAS email item; what one mail Sync sends;
+- ``contacts.py``: a stored vCard as an EAS contact and back (``pim.ConversionError``);
+- ``search.py``: Search and Find (GAL, mailbox), ResolveRecipients with free/busy.
 
 The front door (gateways/http) mounts it behind its login when ``[activesync] enabled``;
 like every protocol package it knows no other gateway and no front door.

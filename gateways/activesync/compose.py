@@ -10,6 +10,8 @@ Invariants
 - ``SaveInSentItems`` (or the query's ``SaveInSent=T``) appends the message, read, to the
   account's ``\\Sent`` folder: phones expect the server to do it (unlike IMAP clients, which
   save their own copy; SMTP submission never does).
+- The original of a Smart* (FolderId/ItemId, a Search result's LongId, or the query's
+  CollectionId/ItemId/LongId) must be in one of the account's own folders.
 - Smart* without ``ReplaceMime`` add the original: a forward gets it attached (message/rfc822),
   a reply quotes its text under the phone's; the source message gets ``\\Answered`` or
   ``$Forwarded``.
@@ -196,6 +198,8 @@ class Compose:
         folder, _, uid = item_id.partition(":")
         if folder != folder_id or not uid.isdigit():
             return None
+        if int(folder_id) not in {f.id for f in await ctx.store.list_folders(ctx.account.id, "mail")}:
+            return None  # not a folder of this account's
         pairs = await ctx.store.fetch_messages_with_bodies(int(folder_id), [int(uid)])
         if not pairs:
             return None

@@ -13,7 +13,8 @@ names a user types into To resolved to addresses, with free/busy times.
   with its subfolders under ``DeepTraversal``) or all mail folders, within ``GreaterThan`` /
   ``LessThan`` of ``DateReceived``; newest first.  A result's ``LongId`` is the message's mail
   ServerId ``<folder id>:<uid>``: ItemOperations Fetch and SmartReply/SmartForward take it as
-  they take a ServerId.
+  they take a ServerId.  Results are computed anew for every request (no server-side result
+  set: ``RebuildResults`` changes nothing, a next Range sees the mailbox as it is then).
 - ResolveRecipients: a To that is an address resolves to the local account or alias of that
   exact address (any domain served here), else to a contact of the user's address books with
   that e-mail; a name resolves to the GAL entries and contacts it starts (as GAL matching).  One
@@ -267,7 +268,7 @@ async def _with_words(store, folder_id: int, metas: list, words: list) -> list:
     for i in range(0, len(metas), TEXT_BATCH):
         batch = metas[i:i + TEXT_BATCH]
         records = await store.fetch_messages(folder_id, [m.uid for m in batch], envelope=True)
-        heads = {r.meta.uid: _header_text(r.envelope) for r in records}
+        heads = await deferToThread(lambda records=records: {r.meta.uid: _header_text(r.envelope) for r in records})
         need = {m.uid for m in batch if m.uid in heads and not all(w in heads[m.uid] for w in words)}
         hits = await store.search_text(folder_id, sorted(need), words) if need else {}
         for m in batch:
@@ -453,7 +454,8 @@ def _read_cards(texts: list) -> list:
     for data in texts:
         try:
             card = contacts.parse(data)
-        except contacts.ConversionError:
+        except contacts.ConversionError as e:
+            log.info("activesync: a card is left out of recipient resolution: %s", e)
             continue
         fields = contacts.read_fields(card, 0)
         addresses = [fields[k] for k in contacts.EMAILS if k in fields]
@@ -537,7 +539,7 @@ async def resolve_recipients(ctx):
                 sub(availability, "ResolveRecipients", "MergedFreeBusy",
                     await free_busy(ctx.store, c.account_id, *span) if c.account_id else
                     "4" * _slots(*span))
-            if certificates:
+            if certificates and status == RESOLVED:  # 2.2.3.145: none for suggestions
                 certs = sub(recipient, "ResolveRecipients", "Certificates")
                 sub(certs, "ResolveRecipients", "Status", NO_CERTIFICATE)
                 sub(certs, "ResolveRecipients", "CertificateCount", 0)
@@ -577,7 +579,7 @@ async def free_busy(store, account_id: int, start: int, end: int) -> str:
     if calendar is None:
         return "4" * _slots(start, end)
     texts = [i.data for i in await store.list_dav_items(calendar.id, with_data=True)
-             if i.data and i.component == "VEVENT" and i.dtstart < end and i.dtend > start]
+             if i.data and i.component == "VEVENT" and (not i.dtend or (i.dtstart < end and i.dtend > start))]
     return await deferToThread(merged_free_busy, texts, start, end)
 
 

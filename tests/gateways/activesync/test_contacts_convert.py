@@ -181,7 +181,7 @@ EVERYTHING = dict(
     BusinessAddressState="IL", BusinessAddressPostalCode="62701", BusinessAddressCountry="USA",
     HomeAddressStreet="2 Elm", HomeAddressCity="Shelbyville", HomeAddressState="IL", HomeAddressPostalCode="62565",
     HomeAddressCountry="USA", OtherAddressStreet="3 Oak", OtherAddressCity="Ogdenville",
-    OtherAddressPostalCode="1", OtherAddressCountry="USA", Birthday="1980-04-30T22:00:00.000Z",
+    OtherAddressState="XX", OtherAddressPostalCode="1", OtherAddressCountry="USA", Birthday="1980-04-30T22:00:00.000Z",
     Anniversary="2005-06-18T00:00:00.000Z", Categories=["Work", "VIP"], Children=["Tom", "Tina"],
     Picture=base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(100)).decode(), Body="Line one\nLine two",
     Contacts2_NickName="Johnny", Contacts2_ManagerName="Mr. Burns", Contacts2_CompanyMainPhone="+1 12",

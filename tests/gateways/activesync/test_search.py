@@ -143,6 +143,10 @@ def test_mailbox_search_then_fetch_and_forward_by_long_id(eas):
     assert status == 200 and answer is None
     got = _wait_for(eas, friend, friend_pw)
     assert b"look at this" in got and b"message/rfc822" in got and b"stripes everywhere" in got
+    # another account's LongId names nothing of the friend's: no original to forward
+    el.find("{ComposeMail}ClientId").text = "f2"
+    status, answer = EasClient(eas, friend, friend_pw, device_id="ApplOTHER01").post("SmartForward", el)
+    assert status == 200 and find(answer, "ComposeMail:Status") == "150"
 
 
 def _wait_for(eas, user, password) -> bytes:
