@@ -61,10 +61,11 @@ import re
 import secrets
 import sys
 import time
+import uuid
 import zlib
 from typing import Iterable, Optional
 
-from store import errors
+from store import dav, errors
 from store.core import StoreCore
 from store.engines import IntegrityError, Txn, chunks
 from store.idempotency import new_key as new_attempt_key, once_txn
@@ -359,6 +360,37 @@ def remember_client_id_txn(txn: Txn, account_id: int, device_id: str, collection
                       (row, collection_id, client_id))
 
 
+def add_dav_items_txn(txn: Txn, account_id: int, device_id: str, collection_id: int, folder_id: int,
+                      adds: list, now: int) -> tuple:
+    """A phone's Adds to a DAV collection in one transaction: ``adds`` is [(ClientId or None,
+    NewItem)], the answer ``(modseq or 0, [(ServerId or None, the reason it is None, the
+    item's modseq when this wrote it, else 0)])``.  A
+    ClientId already answered gets its ServerId again (nothing written); a new item is created
+    conditionally (``expect=""``): when its name is taken another name is given, when its UID
+    is another item's it is refused.  What one item does never undoes another's."""
+    out, modseq = [], 0
+    for client_id, item in adds:
+        if client_id:
+            known = server_id_for_client_id_txn(txn, account_id, device_id, collection_id, client_id)
+            if known:
+                out.append((known, None, 0))
+                continue
+        try:
+            try:
+                stored, _replaced, modseq, _restored = dav.put_item_txn(txn, account_id, folder_id, item, "")
+            except errors.Conflict:  # "<UID>.ics" is another item's name
+                ext = item.href.rpartition(".")[2]
+                item = dataclasses.replace(item, href=f"{uuid.uuid4()}.{ext}")
+                stored, _replaced, modseq, _restored = dav.put_item_txn(txn, account_id, folder_id, item, "")
+        except (errors.Exists, errors.InvalidInput, errors.NotFound) as e:
+            out.append((None, str(e), 0))
+            continue
+        if client_id:
+            remember_client_id_txn(txn, account_id, device_id, collection_id, client_id, str(stored.id), now)
+        out.append((str(stored.id), None, stored.modseq))
+    return modseq, out
+
+
 def prune_client_ids_txn(txn: Txn, now: int) -> int:
     txn.execute("DELETE FROM eas_client_ids WHERE created_at < ?", (now - EAS_CLIENT_ID_LIFETIME,))
     return txn.rowcount
@@ -460,6 +492,13 @@ class ActiveSyncStore(StoreCore):
     async def server_id_for_client_id(self, account_id, device_id, collection_id, client_id) -> Optional[str]:
         return await self._run("server_id_for_client_id", server_id_for_client_id_txn, account_id, device_id,
                                int(collection_id), client_id)
+
+    async def add_dav_items(self, account_id, device_id, collection_id, folder_id, adds) -> list:
+        modseq, out = await self._run("add_dav_items", add_dav_items_txn, account_id, device_id, int(collection_id),
+                                      folder_id, list(adds), int(time.time()))
+        if modseq:
+            self._publish(account_id, folder_id, modseq, "dav")
+        return out
 
     async def remember_client_id(self, account_id, device_id, collection_id, client_id, server_id) -> str:
         return await self._run("remember_client_id", remember_client_id_txn, account_id, device_id,

@@ -798,6 +798,18 @@ class Store:
         EAS_MAX_HELD, EAS_MAX_OPTIONS or EAS_MAX_SNAPSHOT; nothing is written)."""
         raise NotImplementedError
 
+    async def add_dav_items(self, account_id: int, device_id: str, collection_id: int, folder_id: int,
+                            adds: Sequence) -> list:
+        """A phone's Adds to a calendar, task list or address book, in one transaction: ``adds``
+        is ``[(ClientId or None, NewItem)]``, the answer one ``(ServerId or None, reason, the
+        modseq it was written with or 0)`` each.
+        A ClientId answered before (within EAS_CLIENT_ID_LIFETIME) gets its ServerId again and
+        nothing is written; a new item is stored as :meth:`put_dav_item` with ``expect=""``
+        stores it (under another name when its own is taken), its ServerId (the item id) then
+        remembered for the ClientId; an item whose UID is another live item's, or that is
+        refused otherwise, gets None and the reason.  Publishes ``kind="dav"`` once."""
+        raise NotImplementedError
+
     async def server_id_for_client_id(self, account_id: int, device_id: str, collection_id: int,
                                       client_id: str) -> Optional[str]:
         """The ServerId an Add (or, collection 0, a SendMail) with this ClientId made, or None:

@@ -495,8 +495,7 @@ async def sync(ctx: Context):
         return status_only("Sync", SYNC_TOO_MANY)
     if to_cache and len(to_cache) <= EAS_MAX_CACHED_REQUEST:
         await store.cache_device_request(account.id, device_id, "sync", to_cache)
-    folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
-    pim = await pimfolders.load(store, account.id)
+    folders, pim = await _collections(store, account.id)
     wait = _wait_seconds(body, ctx)
     if isinstance(wait, ET.Element):
         return wait  # Status 14: out of range
@@ -511,8 +510,7 @@ async def sync(ctx: Context):
             hub.begin(key)
         if not ready:
             return None
-        folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
-        pim = await pimfolders.load(store, account.id)
+        folders, pim = await _collections(store, account.id)
     overall = syncplan.window_size(text(body, "AirSync", "WindowSize")) if body.find(q("AirSync", "WindowSize")) \
         is not None else syncplan.MAX_WINDOW
     out = element("AirSync", "Sync")
@@ -543,6 +541,12 @@ async def sync(ctx: Context):
 
 
 SYNC_BAD_WAIT = 14
+
+
+async def _collections(store, account_id: int) -> tuple:
+    """(ServerId -> mail Folder, ServerId -> pimfolders.PimFolder) from one folder listing."""
+    every = await store.list_folders(account_id, None)
+    return {str(f.id): f for f in every if f.kind == "mail"}, pimfolders.views(every)
 
 
 async def _current_keys(ctx, request) -> None:

@@ -85,8 +85,9 @@ async def get_item_estimate(ctx):
     body = ctx.body
     if body is None or body.tag != "{GetItemEstimate}GetItemEstimate":
         return element("GetItemEstimate", "GetItemEstimate", element("GetItemEstimate", "Status", text=2))
-    folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
-    pim = await pimfolders.load(store, account.id)
+    every = await store.list_folders(account.id, None)
+    folders = {str(f.id): f for f in every if f.kind == "mail"}
+    pim = pimfolders.views(every)
     out = element("GetItemEstimate", "GetItemEstimate")
     for coll in body.iter("{GetItemEstimate}Collection"):
         cid = text(coll, "GetItemEstimate", "CollectionId") or text(coll, "AirSync", "CollectionId") or ""

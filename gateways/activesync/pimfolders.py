@@ -109,6 +109,25 @@ def pim_folders(collections, components: dict) -> list:
     return out
 
 
+def views(folders) -> dict:
+    """ServerId -> :class:`PimFolder` of every calendar, address book and task list among
+    ``folders`` (store Folder records of any kind), and of every calendar's task view, without
+    FolderSync's types and names: what Sync, Ping and GetItemEstimate need to know of a ServerId
+    (its folder and class), from the one folder listing they read anyway."""
+    out = {}
+    for f in folders:
+        klass = _CLASS.get(f.kind)
+        if klass is None or f.name.startswith("."):
+            continue
+        out[str(f.id)] = PimFolder(str(f.id), f, klass, 0, f.name)
+        if f.kind == "calendar":
+            out[TASK_PREFIX + str(f.id)] = PimFolder(TASK_PREFIX + str(f.id), f, "Tasks", 0, f.name)
+    return out
+
+
+_CLASS = {"calendar": "Calendar", "contacts": "Contacts", "tasks": "Tasks"}
+
+
 async def load(store, account_id: int) -> dict:
     """ServerId -> :class:`PimFolder` of the account, as it is now (two queries)."""
     collections = await store.list_dav_collections(account_id)

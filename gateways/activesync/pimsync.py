@@ -26,7 +26,6 @@ Invariants
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 import time
@@ -145,21 +144,23 @@ class PimSync(CollectionSync):
         commands = self.collection.find(q("AirSync", "Commands"))
         if commands is None:
             return responses
+        adds: list = []  # a run of Adds is stored in one transaction
         for cmd in commands:
             name = cmd.tag.rpartition("}")[2]
             sid = text(cmd, "AirSync", "ServerId")
             item_id = int(sid) if sid and sid.isdigit() else None
-            instance_id = text(cmd, "AirSyncBase", "InstanceId")
+            instance_id = text(cmd, "AirSync", "InstanceId") or text(cmd, "AirSyncBase", "InstanceId")
             if name == "Add":
                 el = sub(responses, "AirSync", "Add")
                 client_id = text(cmd, "AirSync", "ClientId")
                 if client_id:
                     sub(el, "AirSync", "ClientId", client_id)
-                status, new_sid = await self._add(client_id, cmd.find(q("AirSync", "ApplicationData")), held, opts)
-                if new_sid:
-                    sub(el, "AirSync", "ServerId", new_sid)
-                sub(el, "AirSync", "Status", status)
-            elif name == "Change":
+                adds.append((el, client_id, cmd.find(q("AirSync", "ApplicationData"))))
+                continue
+            if adds:
+                await self._add(adds, held, opts)
+                adds = []
+            if name == "Change":
                 status = await self._change(item_id, cmd.find(q("AirSync", "ApplicationData")), instance_id, opts)
                 if status != 1:
                     self._response(responses, "Change", sid, status)
@@ -174,39 +175,43 @@ class PimSync(CollectionSync):
                 sub(el, "AirSync", "Status", 1 if item_id in found else NOT_FOUND)
                 if item_id in found:
                     el.append(found[item_id])
+        if adds:
+            await self._add(adds, held, opts)
         return responses
 
-    async def _add(self, client_id, data, held: set, opts: dict) -> tuple:
+    async def _add(self, adds: list, held: set, opts: dict) -> None:
+        """A run of Adds (``[(response element, ClientId, ApplicationData)]``): converted in one
+        go off the reactor, stored in one transaction, each answered with its ServerId and Status."""
         store, account = self.store, self.account
-        if data is None:
-            return CONVERSION_ERROR, None
-        if client_id:
-            known = await store.server_id_for_client_id(account.id, self.device_id, self.state_id, client_id)
-            if known:
-                return 1, known
-        try:
-            new = await deferToThread(self._prepare, data, None, str(uuid.uuid4()).upper(), opts)
-        except ValueError as e:
-            log.info("activesync %s: device %s sent a %s item that cannot be stored: %s", account.address,
-                     self.device_id, self.pim.klass, e)
-            return CONVERSION_ERROR, None
-        try:
-            try:
-                stored, _replaced = await store.put_dav_item(account.id, self.folder.id, new, "")
-            except errors.Conflict:  # "<UID>.ics" is another item's name: a name of its own
-                ext = new.href.rpartition(".")[2]
-                new = dataclasses.replace(new, href=f"{uuid.uuid4()}.{ext}")
-                stored, _replaced = await store.put_dav_item(account.id, self.folder.id, new, "")
-        except (errors.Exists, errors.InvalidInput) as e:
-            log.info("activesync %s: device %s added a %s item that cannot be stored: %s", account.address,
-                     self.device_id, self.pim.klass, e)
-            return CONVERSION_ERROR, None
-        self.own[stored.id] = stored.modseq
-        held.add(stored.id)
-        sid = str(stored.id)
-        if client_id:
-            await store.remember_client_id(account.id, self.device_id, self.state_id, client_id, sid)
-        return 1, sid
+
+        def convert():
+            out = []
+            for _el, client_id, data in adds:
+                try:
+                    if data is None:
+                        raise ValueError("no ApplicationData")
+                    out.append((client_id, self._prepare(data, None, str(uuid.uuid4()).upper(), opts)))
+                except ValueError as e:
+                    log.info("activesync %s: device %s sent a %s item that cannot be stored: %s", account.address,
+                             self.device_id, self.pim.klass, e)
+                    out.append((client_id, None))
+            return out
+        converted = await deferToThread(convert)
+        results = iter(await store.add_dav_items(account.id, self.device_id, self.state_id, self.folder.id,
+                                                 [c for c in converted if c[1] is not None]))
+        for (el, _client_id, _data), (_cid, new) in zip(adds, converted):
+            sid, reason, modseq = next(results) if new is not None else (None, "not converted", 0)
+            if sid is None:
+                if new is not None:
+                    log.info("activesync %s: device %s added a %s item that cannot be stored: %s", account.address,
+                             self.device_id, self.pim.klass, reason)
+                sub(el, "AirSync", "Status", CONVERSION_ERROR)
+                continue
+            held.add(int(sid))
+            if modseq:
+                self.own[int(sid)] = modseq
+            sub(el, "AirSync", "ServerId", sid)
+            sub(el, "AirSync", "Status", 1)
 
     async def _change(self, item_id, data, instance_id, opts: dict) -> int:
         stored = await self._stored(item_id)

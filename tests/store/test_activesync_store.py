@@ -386,6 +386,33 @@ def test_a_calendar_is_a_collection_too(store, run, account, device):
     assert run(store.get_sync_state, account.id, PHONE, EAS_HIERARCHY).sync_key == hierarchy
 
 
+def test_a_phones_adds_in_one_transaction(store, run, account, device, backstage):
+    """add_dav_items: new items stored and their ClientIds remembered, a repeated ClientId
+    answered without a write, a taken name renamed, a taken UID refused without undoing the rest."""
+    calendar = store.dav.collection(account.id, "Calendar")
+    fid = calendar.folder.id
+
+    def event(uid, href=None):
+        return NewItem(href=href or f"{uid}.ics", uid=uid, etag=f'"{uid}"', component="VEVENT",
+                       data=f"BEGIN:VCALENDAR\r\nX-UID:{uid}\r\nEND:VCALENDAR\r\n", dtstart=1000, dtend=2000)
+    store.dav.put(account.id, fid, event("other", href="taken.ics"))
+    before = run(store.dav_changes, account.id, fid, 0)[0]
+    out = run(store.add_dav_items, account.id, PHONE, fid, fid,
+              [("c1", event("A")), (None, event("B", href="taken.ics")), ("c3", event("other")), ("c4", event("D"))])
+    (a, none_a, ma), (b, none_b, mb), (refused, why, zero), (d, _n, md) = out
+    assert None is none_a is none_b and refused is None and "other" in why and zero == 0
+    items = {i.uid: i for i in run(store.list_dav_items, fid)}
+    assert {items["A"].id, items["B"].id, items["D"].id} == {int(a), int(b), int(d)}
+    assert items["B"].href != "taken.ics" and items["B"].href.endswith(".ics")  # given a name of its own
+    assert before < ma < mb < md == items["D"].modseq
+    assert run(store.server_id_for_client_id, account.id, PHONE, fid, "c4") == d
+    assert run(store.server_id_for_client_id, account.id, PHONE, fid, "c3") is None
+    again = run(store.add_dav_items, account.id, PHONE, fid, fid, [("c1", event("A2"))])
+    assert again == [(a, None, 0)] and "A2" not in {i.uid for i in run(store.list_dav_items, fid)}
+    with pytest.raises(errors.NotFound):  # another device's Adds need their device recorded
+        run(store.add_dav_items, account.id, "ApplNOBODY", fid, fid, [("x", event("X"))])
+
+
 def test_concurrent_start_overs_leave_one_state(store, run, account, device):
     """Several SyncKey 0 requests of one collection at once: none fails, and the state left is
     one that a caller was told it saved."""
