@@ -1,0 +1,118 @@
+"""Invitations as ActiveSync shows them ([MS-ASEMAIL] 2.2.2.48 MeetingRequest): the message class,
+the meeting's fields per protocol version, the Global Object ID, recurrences; ordinary messages
+and broken calendars stay ordinary messages."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from datetime import datetime
+from pathlib import Path
+
+from formats import mime
+from gateways.activesync import meeting
+from gateways.activesync.mailitem import PLAIN, BodyPreference, application_data
+from gateways.activesync.wbxml import decode, encode
+from tests.gateways.activesync.client import find
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "meetings"
+
+
+def load(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def item(raw: bytes, version: float = 16.1):
+    a = mime.analyze(raw)
+    data = application_data(a["envelope"], a["structure"], raw, frozenset(), 1796520000, BodyPreference(PLAIN),
+                            lambda section: f"7:42:{section}", version)
+    return decode(encode(data))  # as the phone reads it: every element has a token
+
+
+def test_request_in_alternative_part_with_attachment():
+    data = item(load("thunderbird-request.eml"), 14.1)
+    assert find(data, "Email:MessageClass") == meeting.REQUEST_CLASS
+    assert find(data, "Email:ContentClass") == meeting.CONTENT_CLASS
+    req = "Email:MeetingRequest/Email:"
+    assert find(data, req + "StartTime") == "2026-12-14T09:00:00.000Z"  # 10:00 Berlin
+    assert find(data, req + "EndTime") == "2026-12-14T10:00:00.000Z"
+    assert find(data, req + "DtStamp") == "2026-12-01T09:00:00.000Z"
+    assert find(data, req + "AllDayEvent") == "0" and find(data, req + "InstanceType") == "0"
+    assert find(data, req + "Location") == "Room 4" and find(data, req + "Organizer") == "olga@example.net"
+    assert find(data, req + "Reminder") == "15" and find(data, req + "ResponseRequested") == "1"
+    assert find(data, req + "BusyStatus") == "2" and find(data, req + "Sensitivity") == "0"
+    assert find(data, "Email:MeetingRequest/Email2:MeetingMessageType") == "1"
+    assert find(data, req + "Recurrences") is None and find(data, req + "RecurrenceId") is None
+    goid = base64.b64decode(find(data, req + "GlobalObjId"))
+    uid = b"c3f1a9e2-4b7d-4e61-9a55-planning"
+    assert goid[:16] == meeting.GOID_PREFIX and goid[16:20] == bytes(4)
+    assert goid[36:40] == struct.pack("<I", 12 + len(uid) + 1) and goid[40:] == b"vCal-Uid\x01\x00\x00\x00" + uid + b"\0"
+    tz = meeting.tzblob.decode(find(data, req + "TimeZone"))
+    assert tz.utcoffset(datetime(2026, 12, 14, 10)).total_seconds() == 3600
+    # the MeetingRequest follows the MessageClass ([MS-ASEMAIL] order, as Exchange sends it)
+    names = [el.tag.rpartition("}")[2] for el in data]
+    assert names[names.index("MessageClass") + 1] == "MeetingRequest"
+
+
+def test_versions_shape_location_and_message_type():
+    raw = load("thunderbird-request.eml")
+    v16 = item(raw, 16.1)
+    assert find(v16, "Email:MeetingRequest/Email:Location") is None
+    assert find(v16, "Email:MeetingRequest/AirSyncBase:Location/AirSyncBase:DisplayName") == "Room 4"
+    v14 = item(raw, 14.0)
+    assert find(v14, "Email:MeetingRequest/Email2:MeetingMessageType") is None
+    assert find(v14, "Email:MeetingRequest/Email:DisallowNewTimeProposal") == "0"
+
+
+def test_recurring_request():
+    data = item(load("thunderbird-recurring-request.eml"))
+    rec = "Email:MeetingRequest/Email:Recurrences/Email:Recurrence/Email:"
+    assert find(data, "Email:MeetingRequest/Email:InstanceType") == "1"
+    assert find(data, rec + "Type") == "1" and find(data, rec + "Interval") == "1"
+    assert find(data, rec + "Occurrences") == "10" and find(data, rec + "DayOfWeek") == str(2 | 8)
+
+
+def test_cancel_reply_and_whole_body_outlook():
+    cancel = item(load("thunderbird-cancel.eml"))
+    assert find(cancel, "Email:MessageClass") == meeting.CANCELED_CLASS
+    assert find(cancel, "Email:MeetingRequest/Email2:MeetingMessageType") == "0"
+    reply = item(load("reply-declined.eml"))
+    assert find(reply, "Email:MessageClass") == "IPM.Schedule.Meeting.Resp.Neg"
+    assert find(reply, "Email:MeetingRequest/Email:StartTime") is None
+    outlook = item(load("outlook-body-request.eml"))
+    assert find(outlook, "Email:MessageClass") == meeting.REQUEST_CLASS  # METHOD from the MIME parameter
+    assert find(outlook, "Email:MeetingRequest/Email:BusyStatus") == "1"
+    assert find(outlook, "Email:MeetingRequest/Email:Sensitivity") == "2"
+    goid = base64.b64decode(find(outlook, "Email:MeetingRequest/Email:GlobalObjId"))
+    assert goid.hex().upper() == "040000008200E00074C5B7101A82E00800000000B0E1D2C3A4B5D901000000000000000010000000" \
+                                 "A1B2C3D4E5F60718293A4B5C6D7E8F90"
+
+
+def test_ordinary_and_broken_messages_stay_notes():
+    plain = b"From: a@example.org\r\nTo: b@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
+    assert find(item(plain), "Email:MessageClass") == "IPM.Note"
+    broken = (b"From: a@example.org\r\nTo: b@example.test\r\nSubject: bad\r\nMIME-Version: 1.0\r\n"
+              b"Content-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nnot ical\r\n")
+    data = item(broken)
+    assert find(data, "Email:MessageClass") == "IPM.Note" and find(data, "Email:MeetingRequest/Email:StartTime") is None
+    publish = load("thunderbird-request.eml").replace(b"METHOD:REQUEST", b"METHOD:PUBLISH").replace(
+        b"method=REQUEST", b"method=PUBLISH")
+    assert find(item(publish), "Email:MessageClass") == "IPM.Note"
+
+
+def test_global_obj_id_of_an_exception_carries_its_date():
+    goid = meeting.global_obj_id("abc", datetime(2027, 3, 25).date())
+    assert goid[16:20] == bytes([0x07, 0xEB, 3, 25])
+    assert meeting.global_obj_id("abc")[20:] == goid[20:]
+
+
+def test_recurrence_rules():
+    start = datetime(2026, 12, 8, 10)  # a Tuesday
+    fields = dict(meeting.recurrence_fields({"FREQ": ["MONTHLY"], "BYDAY": ["-1FR"]}, start))
+    assert fields == {"Type": 3, "Interval": 1, "DayOfWeek": 32, "WeekOfMonth": 5}
+    fields = dict(meeting.recurrence_fields({"FREQ": ["YEARLY"], "INTERVAL": [2]}, start))
+    assert fields == {"Type": 5, "Interval": 2, "DayOfMonth": 8, "MonthOfYear": 12}
+    fields = dict(meeting.recurrence_fields({"FREQ": ["DAILY"], "UNTIL": [datetime(2027, 1, 1, 9)]}, start))
+    assert fields == {"Type": 0, "Interval": 1, "Until": "2027-01-01T09:00:00.000Z"}
+    assert dict(meeting.recurrence_fields({"FREQ": ["WEEKLY"]}, start))["DayOfWeek"] == 4
+    assert meeting.recurrence_fields({"FREQ": ["HOURLY"]}, start) is None
