@@ -49,6 +49,7 @@ def test_request_in_alternative_part_with_attachment():
     assert goid[36:40] == struct.pack("<I", 12 + len(uid) + 1) and goid[40:] == b"vCal-Uid\x01\x00\x00\x00" + uid + b"\0"
     tz = meeting.tzblob.decode(find(data, req + "TimeZone"))
     assert tz.utcoffset(datetime(2026, 12, 14, 10)).total_seconds() == 3600
+    assert tz.utcoffset(datetime(2027, 7, 1, 10)).total_seconds() == 7200  # with its summer time
     # the MeetingRequest follows the MessageClass ([MS-ASEMAIL] order, as Exchange sends it)
     names = [el.tag.rpartition("}")[2] for el in data]
     assert names[names.index("MessageClass") + 1] == "MeetingRequest"
