@@ -41,7 +41,7 @@ import icalendar
 
 from formats import mime
 
-from . import tzblob
+from . import recurrence, tzblob
 from .wbxml import qname as q
 
 log = logging.getLogger("haven.activesync")
@@ -60,10 +60,6 @@ SENSITIVITY = {"PUBLIC": "0", "PRIVATE": "2", "CONFIDENTIAL": "3"}
 BUSY_STATUS = {"FREE": "0", "TENTATIVE": "1", "BUSY": "2", "OOF": "3", "WORKINGELSEWHERE": "4"}
 #: [MS-ASEMAIL] 2.2.2.47 MeetingMessageType
 INITIAL_REQUEST, FULL_UPDATE, UNSPECIFIED = 1, 2, 0
-#: [MS-ASEMAIL] 2.2.2.25 DayOfWeek bits, by RFC 5545 weekday
-DAY_BITS = {"SU": 1, "MO": 2, "TU": 4, "WE": 8, "TH": 16, "FR": 32, "SA": 64}
-#: [MS-ASEMAIL] 2.2.2.80 Recurrence Type
-DAILY, WEEKLY, MONTHLY, MONTHLY_NTH, YEARLY, YEARLY_NTH = 0, 1, 2, 3, 5, 6
 
 
 @dataclass(frozen=True)
@@ -232,75 +228,30 @@ def _text(parent, page: str, name: str, value) -> None:
 
 # -- recurrence ----------------------------------------------------------------------------------
 
-def _weekday(spec: str) -> tuple:
-    """``"2TU"`` -> ``(2, "TU")``; ``"TU"`` -> ``(0, "TU")``."""
-    spec = str(spec).strip().upper()
-    day, number = spec[-2:], spec[:-2]
-    try:
-        return int(number) if number not in ("", "+") else 0, day
-    except ValueError:
-        return 0, day
+#: [MS-ASEMAIL] 2.2.2.60: the Email page's Recurrence, in its order (the last three on Email2)
+EMAIL_ORDER = ("Type", "Interval", "Until", "Occurrences", "WeekOfMonth", "DayOfMonth", "DayOfWeek", "MonthOfYear",
+               "CalendarType", "IsLeapMonth", "FirstDayOfWeek")
+EMAIL2 = frozenset({"CalendarType", "IsLeapMonth", "FirstDayOfWeek"})
 
 
-def recurrence_fields(rule, start: datetime) -> Optional[list]:
-    """``[(name, value), ...]`` of an Email:Recurrence from an RRULE (its dict of lists) and the
-    event's local start, in [MS-ASEMAIL] order, or None for a rule EAS cannot say."""
-    def first(name, default=None):
-        value = rule.get(name)
-        return (value[0] if isinstance(value, list) and value else value) if value is not None else default
-    freq = str(first("FREQ", "")).upper()
-    days = [_weekday(d) for d in (rule.get("BYDAY") or [])]
-    setpos = first("BYSETPOS")
-    mask = sum(DAY_BITS.get(d, 0) for _n, d in days)
-    nth = next((n for n, _d in days if n), 0) or (int(setpos) if setpos is not None else 0)
-    week = 5 if nth < 0 else nth
-    if freq == "DAILY":
-        kind, fields = (WEEKLY, [("DayOfWeek", mask)]) if mask else (DAILY, [])
-    elif freq == "WEEKLY":
-        kind = WEEKLY
-        fields = [("DayOfWeek", mask or DAY_BITS[("MO", "TU", "WE", "TH", "FR", "SA", "SU")[start.weekday()]])]
-    elif freq == "MONTHLY":
-        if days and week:
-            kind, fields = MONTHLY_NTH, [("DayOfWeek", mask), ("WeekOfMonth", week)]
-        else:
-            kind, fields = MONTHLY, [("DayOfMonth", int(first("BYMONTHDAY", start.day)))]
-    elif freq == "YEARLY":
-        month = int(first("BYMONTH", start.month))
-        if days and week:
-            kind, fields = YEARLY_NTH, [("DayOfWeek", mask), ("WeekOfMonth", week), ("MonthOfYear", month)]
-        else:
-            kind, fields = YEARLY, [("DayOfMonth", int(first("BYMONTHDAY", start.day))), ("MonthOfYear", month)]
-    else:
-        return None
-    out = [("Type", kind), ("Interval", int(first("INTERVAL", 1)))]
-    until = first("UNTIL")
-    if until is not None:
-        out.append(("Until", utc_text(as_utc(until))))
-    if first("COUNT") is not None:
-        out.append(("Occurrences", int(first("COUNT"))))
-    return out + fields
-
-
-def recurrences(event):
-    """The Email:Recurrences element of a recurring VEVENT, or None."""
+def recurrences(event, version: float = 16.1):
+    """The Email:Recurrences element of a recurring VEVENT, or None (no RRULE, or one EAS cannot
+    say): recurrence.py's Calendar Recurrence with the Email pages' names and order."""
     rule = event.get("RRULE")
     start = _decoded(event, "DTSTART")
     if rule is None or start is None:
         return None
     if isinstance(rule, list):
         rule = rule[0]
-    local = start if isinstance(start, datetime) else datetime.combine(start, dtime(0))
-    try:
-        fields = recurrence_fields(dict(rule), local)
-    except (ValueError, TypeError, KeyError) as e:
-        log.info("activesync: an invitation's RRULE cannot be shown: %s", e)
+    calendar_rec = recurrence.to_eas(rule, start, "Calendar", (int(version), round(version % 1 * 10)))
+    if calendar_rec is None:
         return None
-    if fields is None:
-        return None
+    fields = {child.tag.rpartition("}")[2]: child.text for child in calendar_rec}
     el = ET.Element(q("Email", "Recurrences"))
     rec = ET.SubElement(el, q("Email", "Recurrence"))
-    for name, value in fields:
-        _text(rec, "Email", name, value)
+    for name in EMAIL_ORDER:
+        if name in fields:
+            _text(rec, "Email2" if name in EMAIL2 else "Email", name, fields[name])
     return el
 
 
@@ -341,7 +292,7 @@ def meeting_request(inv: Invitation, version: float = 16.1):
         _text(el, "Email", "Reminder", minutes)
     rsvp = any(str(a.params.get("RSVP", "")).upper() == "TRUE" for a in attendees(event))
     _text(el, "Email", "ResponseRequested", "1" if rsvp and inv.method == "REQUEST" else "0")
-    rec = recurrences(event) if recurrence_id is None else None
+    rec = recurrences(event, version) if recurrence_id is None else None
     if rec is not None:
         el.append(rec)
     _text(el, "Email", "Sensitivity", SENSITIVITY.get(str(event.get("CLASS", "PUBLIC")).upper(), "0"))

@@ -8,6 +8,9 @@ import base64
 import struct
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import icalendar
 
 from formats import mime
 from gateways.activesync import meeting
@@ -107,13 +110,25 @@ def test_global_obj_id_of_an_exception_carries_its_date():
     assert meeting.global_obj_id("abc")[20:] == goid[20:]
 
 
-def test_recurrence_rules():
-    start = datetime(2026, 12, 8, 10)  # a Tuesday
-    fields = dict(meeting.recurrence_fields({"FREQ": ["MONTHLY"], "BYDAY": ["-1FR"]}, start))
-    assert fields == {"Type": 3, "Interval": 1, "DayOfWeek": 32, "WeekOfMonth": 5}
-    fields = dict(meeting.recurrence_fields({"FREQ": ["YEARLY"], "INTERVAL": [2]}, start))
-    assert fields == {"Type": 5, "Interval": 2, "DayOfMonth": 8, "MonthOfYear": 12}
-    fields = dict(meeting.recurrence_fields({"FREQ": ["DAILY"], "UNTIL": [datetime(2027, 1, 1, 9)]}, start))
-    assert fields == {"Type": 0, "Interval": 1, "Until": "2027-01-01T09:00:00.000Z"}
-    assert dict(meeting.recurrence_fields({"FREQ": ["WEEKLY"]}, start))["DayOfWeek"] == 4
-    assert meeting.recurrence_fields({"FREQ": ["HOURLY"]}, start) is None
+def _rec(rule: str, version: float = 16.1):
+    event = icalendar.Event()
+    event.add("DTSTART", datetime(2026, 12, 8, 10, tzinfo=ZoneInfo("Europe/Berlin")))  # a Tuesday
+    event.add("RRULE", icalendar.vRecur.from_ical(rule))
+    el = meeting.recurrences(event, version)
+    if el is None:
+        return None
+    [rec] = decode(encode(el))
+    return [(child.tag, child.text) for child in rec]
+
+
+def test_recurrences_on_the_email_pages():
+    assert _rec("FREQ=MONTHLY;BYDAY=-1FR;UNTIL=20270601T000000Z", 14.0) == [
+        ("{Email}Type", "3"), ("{Email}Interval", "1"), ("{Email}Until", "20270601T000000Z"),
+        ("{Email}WeekOfMonth", "5"), ("{Email}DayOfWeek", "32"), ("{Email2}CalendarType", "0")]
+    assert _rec("FREQ=YEARLY;INTERVAL=2") == [("{Email}Type", "5"), ("{Email}Interval", "2"),
+                                              ("{Email}DayOfMonth", "8"), ("{Email}MonthOfYear", "12"),
+                                              ("{Email2}CalendarType", "0")]
+    assert _rec("FREQ=WEEKLY;COUNT=3", 14.1) == [("{Email}Type", "1"), ("{Email}Interval", "1"),
+                                                 ("{Email}Occurrences", "3"), ("{Email}DayOfWeek", "4"),
+                                                 ("{Email2}FirstDayOfWeek", "1")]
+    assert _rec("FREQ=HOURLY") is None  # not a rule EAS can say: no Recurrences
