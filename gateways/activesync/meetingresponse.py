@@ -281,9 +281,15 @@ async def meeting_response(ctx):
             log.info("activesync %s: MeetingResponse %s: %s", ctx.account.address, (request_id or "")[:80], e)
             sub(result, "MeetingResponse", "Status", e.status)
             continue
+        except errors.TemporaryFailure:
+            raise  # 503 with Retry-After (commands.py): the phone tries again
         except errors.StoreError as e:
             log.warning("activesync %s: MeetingResponse %s failed: %s", ctx.account.address,
                         (request_id or "")[:80], e)
+            sub(result, "MeetingResponse", "Status", SERVER_ERROR)
+            continue
+        except Exception:  # a calendar object no code path expected: the phone gets Status 4, not a 500
+            log.exception("activesync %s: MeetingResponse %s failed", ctx.account.address, (request_id or "")[:80])
             sub(result, "MeetingResponse", "Status", SERVER_ERROR)
             continue
         sub(result, "MeetingResponse", "Status", OK)

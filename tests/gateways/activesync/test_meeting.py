@@ -5,6 +5,7 @@ and broken calendars stay ordinary messages."""
 from __future__ import annotations
 
 import base64
+import email
 import struct
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from formats import mime
-from gateways.activesync import meeting
+from gateways.activesync import meeting, meetingresponse
 from gateways.activesync.mailitem import PLAIN, BodyPreference, application_data
 from gateways.activesync.wbxml import decode, encode
 from tests.gateways.activesync.client import find
@@ -132,3 +133,62 @@ def test_recurrences_on_the_email_pages():
                                                  ("{Email}Occurrences", "3"), ("{Email}DayOfWeek", "4"),
                                                  ("{Email2}FirstDayOfWeek", "1")]
     assert _rec("FREQ=HOURLY") is None  # not a rule EAS can say: no Recurrences
+
+
+# -- MeetingResponse's calendar work (meetingresponse.py, pure) ------------------------------------
+
+OWN = frozenset({"attendee@example.test"})
+
+
+def invitation_of(name: str, change=lambda raw: raw):
+    raw = change(load(name))
+    return meeting.invitation(raw, mime.analyze(raw)["structure"])
+
+
+def test_respond_stores_the_invitation_without_method_and_updates_it():
+    text, answered = meetingresponse.respond(None, invitation_of("thunderbird-request.eml"), "ACCEPTED", OWN,
+                                             "attendee@example.test", None)
+    cal = icalendar.Calendar.from_ical(text)
+    [event] = cal.walk("VEVENT")
+    assert "METHOD" not in cal and cal.walk("VTIMEZONE") and answered["UID"] == event["UID"]
+    [mine] = [a for a in event["ATTENDEE"] if str(a) == "mailto:attendee@example.test"]
+    assert mine.params["PARTSTAT"] == "ACCEPTED" and "RSVP" not in mine.params
+    # an update (SEQUENCE 2, a new room) replaces the stored event; the answer is set on it
+    update = invitation_of("thunderbird-request.eml", lambda raw: raw.replace(b"SEQUENCE:0", b"SEQUENCE:2")
+                           .replace(b"Room 4", b"Room 9"))
+    text, _ = meetingresponse.respond(text, update, "TENTATIVE", OWN, "attendee@example.test", None)
+    [event] = icalendar.Calendar.from_ical(text).walk("VEVENT")
+    assert str(event["LOCATION"]) == "Room 9" and "PARTSTAT=TENTATIVE" in event.to_ical().decode().replace("\r\n ", "")
+
+
+def test_respond_adds_the_user_when_not_invited_by_name():
+    text, _ = meetingresponse.respond(None, invitation_of("thunderbird-request.eml"), "DECLINED",
+                                      frozenset({"team@example.test"}), "team@example.test", None)
+    assert "PARTSTAT=DECLINED:mailto:team@example.test" in text.replace("\r\n ", "")
+
+
+def test_cancel_of_one_occurrence_is_an_exdate():
+    stored, _ = meetingresponse.respond(None, invitation_of("thunderbird-recurring-request.eml"), "ACCEPTED", OWN,
+                                        "attendee@example.test", None)
+    cancel = invitation_of("thunderbird-recurring-request.eml", lambda raw: raw.replace(b"METHOD:REQUEST",
+                           b"METHOD:CANCEL").replace(b"RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10\r\n",
+                                                     b"RECURRENCE-ID;TZID=Europe/Berlin:20261216T100000\r\n"))
+    text, answered = meetingresponse.respond(stored, cancel, "ACCEPTED", OWN, "attendee@example.test", None)
+    [event] = icalendar.Calendar.from_ical(text).walk("VEVENT")
+    assert answered is None and "EXDATE;TZID=Europe/Berlin:20261216T100000" in text
+    whole = invitation_of("thunderbird-cancel.eml")
+    assert meetingresponse.respond(stored, whole, "ACCEPTED", OWN, "attendee@example.test", None) == (None, None)
+
+
+def test_reply_names_only_the_user():
+    _, event = meetingresponse.respond(None, invitation_of("thunderbird-request.eml"), "ACCEPTED", OWN,
+                                       "attendee@example.test", None)
+    organizer, raw = meetingresponse.reply_message(event, "ACCEPTED", OWN, "attendee@example.test", "Ann", "",
+                                                   datetime(2026, 12, 5, tzinfo=ZoneInfo("UTC")))
+    assert organizer == "olga@example.net"
+    [part] = [p for p in email.message_from_bytes(raw).walk() if p.get_content_type() == "text/calendar"]
+    assert part.get_param("method") == "REPLY"
+    reply = icalendar.Calendar.from_ical(part.get_payload(decode=True))
+    [event] = reply.walk("VEVENT")
+    assert reply["METHOD"] == "REPLY" and str(event["ATTENDEE"]) == "mailto:attendee@example.test"
+    assert event["SEQUENCE"] == 0 and event.decoded("DTSTART") == datetime(2026, 12, 14, 9, tzinfo=ZoneInfo("UTC"))
