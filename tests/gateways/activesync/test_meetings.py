@@ -10,7 +10,11 @@ import base64
 import secrets
 import time
 
+from datetime import datetime, timedelta
+
 import caldav
+
+from gateways.activesync import meeting, tzblob
 
 from tests.gateways.activesync.client import find, findall
 from tests.gateways.activesync.test_meeting import load
@@ -81,9 +85,11 @@ def test_accept_in_16_1_stores_the_event_and_sends_the_reply(eas, sink):
     data = item.find("{AirSync}ApplicationData")
     assert find(data, "Email:MessageClass") == "IPM.Schedule.Meeting.Request"
     assert find(data, "Email:MeetingRequest/Email:StartTime") == "2026-12-14T09:00:00.000Z"
-    assert find(data, "Email:MeetingRequest/Email:TimeZone")
+    zone = tzblob.decode(find(data, "Email:MeetingRequest/Email:TimeZone"))
+    assert zone.utcoffset(datetime(2026, 12, 14, 10)) == timedelta(hours=1)
+    assert zone.utcoffset(datetime(2027, 7, 1, 10)) == timedelta(hours=2)  # Berlin's rules, summer time too
     assert find(data, "Email:MeetingRequest/AirSyncBase:Location/AirSyncBase:DisplayName") == "Room 4"
-    assert uid.encode() in base64.b64decode(find(data, "Email:MeetingRequest/Email:GlobalObjId"))
+    assert base64.b64decode(find(data, "Email:MeetingRequest/Email:GlobalObjId")) == meeting.global_obj_id(uid)
     sid = find(item, "AirSync:ServerId")
     result = respond(phone, 1, phone.folders["INBOX"], sid, "<SendResponse><b:Body><b:Type>1</b:Type>"
                      "<b:Data>See you there</b:Data></b:Body></SendResponse>")

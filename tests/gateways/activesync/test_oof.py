@@ -108,6 +108,7 @@ def test_replies_once_per_sender_never_to_lists(eas, sink):
     eas.deliver(user, mail(user, stranger, "Question again"), sender=stranger)  # answered already
     eas.deliver(user, mail(user, lister, "Digest", b"List-Id: <news.example.net>\r\n"), sender=lister)
     eas.deliver(user, mail(user, lister, "Bulk", b"Precedence: bulk\r\n"), sender=lister)
+    eas.deliver(user, mail(user, lister, "Robot", b"Auto-Submitted: auto-generated\r\n"), sender=lister)
     time.sleep(1.5)  # the queue runs every 0.3 s
     assert len(sink.for_rcpt(stranger)) == 1 and sink.for_rcpt(lister) == []
     # a new period (off, then on again): the sender is answered again
