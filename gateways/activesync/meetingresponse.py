@@ -5,7 +5,9 @@ the way a CalDAV client does it, and, from 16.0 when the phone asks, the iTIP RE
 
 Invariants
 - The event lives in the account's default calendar (the calendar collection named
-  ``Calendar``, else its first one), found by UID; an invitation whose UID is not there yet is
+  ``Calendar``, else its first one), found by UID; it is read, answered and written back in a
+  worker thread under the account's DAV write lock (the one a CalDAV PUT of the user takes), so
+  a PUT at the same moment is never lost; an invitation whose UID is not there yet is
   stored from its VEVENTs with METHOD taken out, as a CalDAV PUT of ``<uid>.ics`` would store it
   (Radicale's checks, the same ETag and time bounds).  A newer invitation (higher or equal
   SEQUENCE) replaces the stored VEVENT it updates.
@@ -328,25 +330,18 @@ class MeetingResponder:
             inv, uid = None, None
         else:
             raise Refused(MAILBOX_ERROR, f"no item {request_id[:80]!r} in collection {collection_id}")
-        existing = await self._stored(calendar.folder.id, uid, None if uid is not None else int(request_id))
-        if inv is None and existing is None:
-            raise Refused(MAILBOX_ERROR, f"no calendar item {request_id[:40]}")
-        stored_text = existing.data if existing is not None else None
-        try:
-            new_text, answered = await deferToThread(respond, stored_text, inv, partstat, own, self.account.address,
-                                                     instance)
-        except ValueError as e:
-            raise Refused(INVALID, str(e)) from None
-        calendar_id = await self._write(calendar, existing, new_text, uid or (existing.uid if existing else ""))
+        calendar_id, answered, removed = await deferToThread(
+            self._update_calendar, calendar, uid, None if uid is not None else int(request_id), inv, partstat, own,
+            instance)
         if mail is not None:
             await self.store.delete_messages(self.account.id, mail[0], [mail[1]])
         if answered is not None and self.ctx.version >= (16, 0) \
                 and req.find(q("MeetingResponse", "SendResponse")) is not None:
             await self._send_reply(answered, partstat, own)
         log.info("activesync %s: meeting %s %s%s", self.account.address, (uid or request_id)[:80],
-                 "removed" if new_text is None else partstat.lower(),
+                 "removed" if removed else partstat.lower(),
                  f" (occurrence {instance:%Y-%m-%dT%H:%M:%SZ})" if instance else "")
-        return calendar_id if partstat != "DECLINED" else None
+        return calendar_id if partstat != "DECLINED" and not removed else None
 
     async def _own_addresses(self) -> frozenset:
         aliases = [alias for alias, owner in await self.store.list_aliases() if owner == self.account.address]
@@ -372,33 +367,41 @@ class MeetingResponder:
             raise Refused(INVALID, f"message {request_id[:80]} is not a meeting request")
         return folder_id, int(uid), inv
 
-    async def _stored(self, folder_id: int, uid: Optional[str], item_id: Optional[int]):
-        """The live DavItem (with its data) of ``uid`` or of the id ``item_id``, or None."""
-        for item in await self.store.list_dav_items(folder_id):
-            if (uid is not None and item.uid == uid) or (item_id is not None and item.id == item_id):
-                found = await deferToThread(self.store.dav.items, folder_id, [item.href])
-                return found[0] if found else None
-        return None
-
-    async def _write(self, calendar, existing, new_text: Optional[str], uid: str) -> Optional[str]:
-        """Store ``new_text`` as the event (None: remove it); the stored item's id as a string."""
-        account_id, folder_id = self.account.id, calendar.folder.id
-        if new_text is None:
-            if existing is not None:
-                await deferToThread(self.store.dav.delete, account_id, folder_id, existing.href)
-            return None
-        path = f"{self.account.address}/{calendar.folder.name}"
-        try:
-            rows = await deferToThread(calendar_rows, new_text, path, {uid: existing.href} if existing else {})
-        except ValueError as e:
-            raise Refused(INVALID, f"the event cannot be stored: {e}") from None
-        stored = None
-        for _href, row in rows:
+    def _update_calendar(self, calendar, uid: Optional[str], item_id: Optional[int], inv, partstat: str,
+                         own: frozenset, instance: Optional[datetime]) -> tuple:
+        """Worker thread: read, answer and write the event under the account's DAV write lock
+        (a CalDAV PUT of the same user waits, so neither change is lost).  ``(CalendarId or
+        None, the VEVENT answered or None, whether the event was removed)``."""
+        dav, account_id, folder_id = self.store.dav, self.account.id, calendar.folder.id
+        with dav.write_lock(self.account.address):
+            found = next((i for i in dav.all_items(folder_id, with_data=False)
+                          if (uid is not None and i.uid == uid) or (item_id is not None and i.id == item_id)), None)
+            existing = dav.items(folder_id, [found.href]) if found is not None else []
+            existing = existing[0] if existing else None
+            if inv is None and existing is None:
+                raise Refused(MAILBOX_ERROR, f"no calendar item {item_id}")
             try:
-                stored, _replaced = await self.store.put_dav_item(account_id, folder_id, row)
-            except (errors.Exists, errors.InvalidInput) as e:
-                raise Refused(SERVER_ERROR, f"the event cannot be stored: {e}") from None
-        return str(stored.id) if stored is not None else None
+                new_text, answered = respond(existing.data if existing else None, inv, partstat, own,
+                                             self.account.address, instance)
+            except ValueError as e:
+                raise Refused(INVALID, str(e)) from None
+            if new_text is None:
+                if existing is not None:
+                    dav.delete(account_id, folder_id, existing.href)
+                return None, None, True
+            uid = uid or existing.uid
+            try:
+                rows = calendar_rows(new_text, f"{self.account.address}/{calendar.folder.name}",
+                                     {uid: existing.href} if existing else {})
+            except ValueError as e:
+                raise Refused(INVALID, f"the event cannot be stored: {e}") from None
+            stored = None
+            for _href, row in rows:
+                try:
+                    stored, _replaced = dav.put(account_id, folder_id, row)
+                except (errors.Exists, errors.InvalidInput) as e:
+                    raise Refused(SERVER_ERROR, f"the event cannot be stored: {e}") from None
+            return (str(stored.id) if stored is not None else None), answered, False
 
     async def _send_reply(self, event, partstat: str, own: frozenset) -> None:
         send = self.request.find(q("MeetingResponse", "SendResponse"))
