@@ -4,13 +4,15 @@ the way a CalDAV client does it, and, from 16.0 when the phone asks, the iTIP RE
 §3.2.3) sent to the organizer.
 
 Invariants
-- The event lives in the account's default calendar (the calendar collection named
-  ``Calendar``, else its first one), found by UID; it is read, answered and written back in a
-  worker thread under the account's DAV write lock (the one a CalDAV PUT of the user takes), so
-  a PUT at the same moment is never lost; an invitation whose UID is not there yet is
-  stored from its VEVENTs with METHOD taken out, as a CalDAV PUT of ``<uid>.ics`` would store it
-  (Radicale's checks, the same ETag and time bounds).  A newer invitation (higher or equal
-  SEQUENCE) replaces the stored VEVENT it updates.
+- The event of an invitation lives in the account's default calendar (pimfolders.py: the
+  calendar collection named ``Calendar``, else the oldest), found by UID; a calendar item is
+  named by its calendar's and its own ServerId (folder id, item id).  It is read, answered and
+  written back conditionally on the ETag read (put_dav_item / delete_dav_item ``expect``), so a
+  client writing at the same moment is never overwritten: the response is made again on what
+  it wrote.  An invitation whose UID is not there yet is stored from its VEVENTs with METHOD
+  taken out, as a CalDAV PUT of ``<uid>.ics`` would store it (gateways/common/davitems.py:
+  Radicale's checks, the same ETag and time bounds, ``[http]`` limits).  A newer invitation
+  (higher or equal SEQUENCE) replaces the stored VEVENT it updates.
 - The response sets the PARTSTAT of the user's own ATTENDEE (the account's address or an alias;
   added when the invitation does not name the user) on every VEVENT of the item, or, with an
   ``InstanceId``, on that occurrence only (a RECURRENCE-ID override made from the master when
@@ -41,7 +43,9 @@ from twisted.internet.threads import deferToThread
 
 from store import errors
 
-from . import meeting
+from gateways.common.davitems import item_for
+
+from . import meeting, pimfolders
 from .wbxml import qname as q
 from .xmlutil import element, sub, text
 
@@ -50,7 +54,8 @@ log = logging.getLogger("haven.activesync")
 OK, INVALID, MAILBOX_ERROR, SERVER_ERROR = 1, 2, 3, 4
 PARTSTAT = {"1": "ACCEPTED", "2": "TENTATIVE", "3": "DECLINED"}
 VERB = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
-DEFAULT_CALENDAR = "Calendar"
+#: reads and conditional writes of one response before it gives up (Status 4)
+WRITE_ATTEMPTS = 3
 PRODID = "-//Haven//ActiveSync//EN"
 
 
@@ -315,24 +320,26 @@ class MeetingResponder:
         request_id = text(req, "MeetingResponse", "RequestId") or ""
         if partstat is None:
             raise Refused(INVALID, "UserResponse is not 1, 2 or 3")
-        if not collection_id.isdigit() or not request_id:
+        if not collection_id or not request_id:
             raise Refused(INVALID, "no CollectionId and RequestId (a Search LongId is not taken)")
         instance = _instance(text(req, "MeetingResponse", "InstanceId")) if self.ctx.version >= (16, 0) else None
         own = await self._own_addresses()
-        calendar = await self._default_calendar()
+        calendars = [p for p in (await pimfolders.load(self.store, self.account.id)).values() if p.klass == "Calendar"]
         mail = None
-        mail_folders = {f.id for f in await self.store.list_folders(self.account.id, "mail")}
-        if int(collection_id) in mail_folders:
+        mail_folders = {str(f.id) for f in await self.store.list_folders(self.account.id, "mail")}
+        if collection_id in mail_folders:
             mail = await self._invitation(int(collection_id), request_id)
-            inv = mail[2]
-            uid = inv.uid
-        elif int(collection_id) == calendar.folder.id and request_id.isdigit():
-            inv, uid = None, None
+            inv, uid, item_id = mail[2], mail[2].uid, None
+            calendar = next((p for p in calendars if p.type == pimfolders.DEFAULT_CALENDAR), None)
+            if calendar is None:
+                raise Refused(MAILBOX_ERROR, "the account has no calendar")
         else:
-            raise Refused(MAILBOX_ERROR, f"no item {request_id[:80]!r} in collection {collection_id}")
-        calendar_id, answered, removed = await deferToThread(
-            self._update_calendar, calendar, uid, None if uid is not None else int(request_id), inv, partstat, own,
-            instance)
+            calendar = next((p for p in calendars if p.server_id == collection_id), None)
+            if calendar is None or not request_id.isdigit():
+                raise Refused(MAILBOX_ERROR, f"no item {request_id[:80]!r} in collection {collection_id}")
+            inv, uid, item_id = None, None, int(request_id)
+        calendar_id, answered, removed = await self._update_calendar(calendar.folder, uid, item_id, inv, partstat,
+                                                                     own, instance)
         if mail is not None:
             await self.store.delete_messages(self.account.id, mail[0], [mail[1]])
         if answered is not None and self.ctx.version >= (16, 0) \
@@ -346,12 +353,6 @@ class MeetingResponder:
     async def _own_addresses(self) -> frozenset:
         aliases = [alias for alias, owner in await self.store.list_aliases() if owner == self.account.address]
         return frozenset(a.lower() for a in [self.account.address] + aliases)
-
-    async def _default_calendar(self):
-        calendars = [c for c in await self.store.list_dav_collections(self.account.id) if c.folder.kind == "calendar"]
-        if not calendars:
-            raise Refused(MAILBOX_ERROR, "the account has no calendar")
-        return next((c for c in calendars if c.folder.name == DEFAULT_CALENDAR), calendars[0])
 
     async def _invitation(self, folder_id: int, request_id: str) -> tuple:
         """``(folder id, uid, Invitation)`` of the mail ServerId ``request_id``."""
@@ -367,41 +368,45 @@ class MeetingResponder:
             raise Refused(INVALID, f"message {request_id[:80]} is not a meeting request")
         return folder_id, int(uid), inv
 
-    def _update_calendar(self, calendar, uid: Optional[str], item_id: Optional[int], inv, partstat: str,
-                         own: frozenset, instance: Optional[datetime]) -> tuple:
-        """Worker thread: read, answer and write the event under the account's DAV write lock
-        (a CalDAV PUT of the same user waits, so neither change is lost).  ``(CalendarId or
+    async def _stored(self, folder_id: int, uid: Optional[str], item_id: Optional[int]):
+        """The live DavItem (with its text) of ``uid`` or of the id ``item_id`` in the folder, or None."""
+        if item_id is None:
+            item_id = next((i.id for i in await self.store.list_dav_items(folder_id) if i.uid == uid), None)
+        found = await self.store.dav_items_by_id(self.account.id, [item_id]) if item_id is not None else []
+        return next((i for i in found if i.folder_id == folder_id), None)
+
+    async def _update_calendar(self, folder, uid: Optional[str], item_id: Optional[int], inv, partstat: str,
+                               own: frozenset, instance: Optional[datetime]) -> tuple:
+        """Read, answer and write back the event, the write conditional on what was read (a
+        client that wrote meanwhile: read again and answer on its version).  ``(CalendarId or
         None, the VEVENT answered or None, whether the event was removed)``."""
-        dav, account_id, folder_id = self.store.dav, self.account.id, calendar.folder.id
-        with dav.write_lock(self.account.address):
-            found = next((i for i in dav.all_items(folder_id, with_data=False)
-                          if (uid is not None and i.uid == uid) or (item_id is not None and i.id == item_id)), None)
-            existing = dav.items(folder_id, [found.href]) if found is not None else []
-            existing = existing[0] if existing else None
+        store, account_id, config = self.store, self.account.id, self.ctx.config
+        for _attempt in range(WRITE_ATTEMPTS):
+            existing = await self._stored(folder.id, uid, item_id)
             if inv is None and existing is None:
                 raise Refused(MAILBOX_ERROR, f"no calendar item {item_id}")
             try:
-                new_text, answered = respond(existing.data if existing else None, inv, partstat, own,
-                                             self.account.address, instance)
+                new_text, answered = await deferToThread(respond, existing.data if existing else None, inv, partstat,
+                                                         own, self.account.address, instance)
+                if new_text is not None:
+                    row = await deferToThread(item_for, new_text, folder.kind, f"{self.account.address}/{folder.name}",
+                                              existing.href if existing else "", config.max_item_size,
+                                              config.max_occurrences)
             except ValueError as e:
-                raise Refused(INVALID, str(e)) from None
-            if new_text is None:
-                if existing is not None:
-                    dav.delete(account_id, folder_id, existing.href)
-                return None, None, True
-            uid = uid or existing.uid
+                raise Refused(INVALID, f"the event cannot be answered: {e}") from None
             try:
-                rows = calendar_rows(new_text, f"{self.account.address}/{calendar.folder.name}",
-                                     {uid: existing.href} if existing else {})
-            except ValueError as e:
-                raise Refused(INVALID, f"the event cannot be stored: {e}") from None
-            stored = None
-            for _href, row in rows:
-                try:
-                    stored, _replaced = dav.put(account_id, folder_id, row)
-                except (errors.Exists, errors.InvalidInput) as e:
-                    raise Refused(SERVER_ERROR, f"the event cannot be stored: {e}") from None
-            return (str(stored.id) if stored is not None else None), answered, False
+                if new_text is None:
+                    if existing is not None:
+                        await store.delete_dav_item(account_id, folder.id, existing.href, expect=existing.etag)
+                    return None, None, True
+                stored, _replaced = await store.put_dav_item(account_id, folder.id, row,
+                                                             expect=existing.etag if existing else "")
+                return str(stored.id), answered, False
+            except (errors.Conflict, errors.NotFound):
+                continue  # another client wrote or removed it meanwhile
+            except (errors.Exists, errors.InvalidInput) as e:
+                raise Refused(SERVER_ERROR, f"the event cannot be stored: {e}") from None
+        raise Refused(SERVER_ERROR, "the event kept changing under the response")
 
     async def _send_reply(self, event, partstat: str, own: frozenset) -> None:
         send = self.request.find(q("MeetingResponse", "SendResponse"))
@@ -420,11 +425,3 @@ class MeetingResponder:
             return
         if result.refused is not None:
             log.warning("activesync %s: the meeting reply to %s was refused", self.account.address, organizer)
-
-
-def calendar_rows(text: str, collection_path: str, existing_by_uid: dict) -> list:
-    """``[(href, NewItem)]`` of a calendar object, made as a CalDAV PUT (``haven dav import``)
-    makes it."""
-    from gateways.dav.items import parse_objects, rows_for  # Radicale and vobject: loaded when needed
-    return rows_for(parse_objects(text, "calendar", collection_path), existing_by_uid)
-
