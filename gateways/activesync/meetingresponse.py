@@ -25,6 +25,8 @@ Invariants
   the phone sends the reply itself, so nothing is sent.  It names the user's ATTENDEE only, with
   the event's UID, SEQUENCE and RECURRENCE-ID.  A reply that cannot leave is logged; the
   calendar change stands.
+- The invitation is named by its mail ServerId (CollectionId + RequestId) or by the LongId of
+  a Search result (the same ServerId, search.py).
 - Status per request: 1 done, 2 invalid request (no such response, not an invitation, a
   malformed id), 3 mailbox error (the item or the default calendar is not found), 4 server
   error; bad input is logged, never an exception.
@@ -320,8 +322,11 @@ class MeetingResponder:
         request_id = text(req, "MeetingResponse", "RequestId") or ""
         if partstat is None:
             raise Refused(INVALID, "UserResponse is not 1, 2 or 3")
+        long_id = text(req, "Search", "LongId")
+        if long_id and not collection_id:  # a Search result: its LongId is the mail ServerId (search.py)
+            collection_id, request_id = long_id.partition(":")[0], long_id
         if not collection_id or not request_id:
-            raise Refused(INVALID, "no CollectionId and RequestId (a Search LongId is not taken)")
+            raise Refused(INVALID, "neither CollectionId and RequestId nor a LongId")
         instance = _instance(text(req, "MeetingResponse", "InstanceId")) if self.ctx.version >= (16, 0) else None
         own = await self._own_addresses()
         calendars = [p for p in (await pimfolders.load(self.store, self.account.id)).values() if p.klass == "Calendar"]

@@ -170,7 +170,10 @@ def test_cancel_removes_the_event(eas):
     invite(eas, user, CANCEL, uid, organizer)
     cancel = inbox_items(phone)["Cancelled: Planning meeting"]
     assert find(cancel, "AirSync:ApplicationData/Email:MessageClass") == "IPM.Schedule.Meeting.Canceled"
-    result = respond(phone, 1, phone.folders["INBOX"], find(cancel, "AirSync:ServerId"))
+    status, answer = phone.client.post("MeetingResponse", f"""<MeetingResponse xmlns="MeetingResponse"
+        xmlns:s="Search"><Request><UserResponse>1</UserResponse><s:LongId>{find(cancel, "AirSync:ServerId")}</s:LongId>
+        </Request></MeetingResponse>""")  # as found by Search: its LongId
+    [result] = findall(answer, "MeetingResponse:Result")
     assert find(result, "MeetingResponse:Status") == "1" and find(result, "MeetingResponse:CalendarId") is None
     assert calendar_event(eas, user, password, uid) is None
 
