@@ -23,7 +23,8 @@ Invariants
 - Element sets follow the protocol version: ``Email:Location`` up to 14.1,
   ``AirSyncBase:Location`` from 16.0; ``DisallowNewTimeProposal`` from 14.0;
   ``Email2:MeetingMessageType`` from 14.1.
-- Never raises for a stored message: a value that cannot be read is left out.
+- Never raises for a stored message: a value that cannot be read is left out, and an
+  invitation that cannot be shown at all leaves the message an ordinary one (logged).
 """
 
 from __future__ import annotations
@@ -336,10 +337,14 @@ def annotate(data, raw: bytes, structure: dict, version: float) -> None:
     cls = data.find(q("Email", "MessageClass"))
     if cls is None:
         return
+    try:
+        request = meeting_request(inv, version)
+    except Exception:  # a value no reader above expected: the message is still shown, as a note
+        log.exception("activesync: an invitation (UID %r) cannot be shown as a meeting request", inv.uid[:100])
+        return
     cls.text = message_class(inv)
     content = data.find(q("Email", "ContentClass"))
     if content is not None:
         content.text = CONTENT_CLASS
-    request = meeting_request(inv, version)
     if request is not None:
         data.insert(list(data).index(cls) + 1, request)
