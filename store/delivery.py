@@ -5,7 +5,7 @@ on its own, then commit the body once for all of them).
 Steps (see :mod:`store.rules` for the plan):
 
 - **resolve** at RCPT (:func:`resolve_for_delivery_txn`): the recipient, its account's
-  ``rules_version`` and whether it has an active Sieve script;
+  ``rules_version`` and whether it has rules (an active Sieve script, an out-of-office);
 - **plan**: the junk test and the compiled script (cached per account under
   ``rules_version``) give each recipient a :class:`~store.rules.Plan`;
 - **apply** (:func:`deliver_txn`): quota gate, the message rows, redirects and vacation
@@ -46,7 +46,7 @@ from store.queue import enqueue_txn
 from store.quota import quota_gate_txn, quota_warning
 from store.rules import JUNK, Copy, Outgoing, Plan, is_junk, make_plan
 from store.settings import StoreSettings
-from store.sievestore import active_script_txn, compile_script
+from store.sievestore import active_script_txn, compile_script, known_sender_txn
 
 log = logging.getLogger("haven.delivery")
 
@@ -56,22 +56,26 @@ SCRIPT_CACHE_SIZE = 4096
 
 # -- resolve (at RCPT) ----------------------------------------------------------------------
 
+#: an account's rules: its active Sieve script, its out-of-office replies when not off
+_RULES_JOIN = ("LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 "
+               "LEFT JOIN out_of_office o ON o.account_id = a.id AND o.state <> 0 ")
+
+
 def resolve_for_delivery_txn(txn: Txn, original: str) -> tuple:
-    """``(Recipient, rules_version, has_active_script)``: one statement when the address is an
-    account's own (the common case), else :func:`resolve_recipient_txn`'s aliases and
-    sub-addresses and a second one."""
+    """``(Recipient, rules_version, has_rules)`` (an active script or an out-of-office): one
+    statement when the address is an account's own (the common case), else
+    :func:`resolve_recipient_txn`'s aliases and sub-addresses and a second one."""
     address = normalize_address(original)
-    row = txn.execute("SELECT a.id, a.address, a.disabled <> 0 OR a.deleted_at <> 0, a.rules_version, s.id "
-                      "FROM accounts a LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 "
-                      "WHERE a.address = ?",
+    row = txn.execute("SELECT a.id, a.address, a.disabled <> 0 OR a.deleted_at <> 0, a.rules_version, s.id, "
+                      "o.account_id FROM accounts a " + _RULES_JOIN + "WHERE a.address = ?",
                       (address,)).fetchone()
     if row is not None and not row[2]:
         return Recipient(account_id=row[0], address=row[1], original=original, detail=None), row[3] or 0, \
-            row[4] is not None
+            row[4] is not None or row[5] is not None
     rcpt = resolve_recipient_txn(txn, original)
-    row = txn.execute("SELECT a.rules_version, s.id FROM accounts a LEFT JOIN sieve_scripts s "
-                      "ON s.account_id = a.id AND s.active = 1 WHERE a.id = ?", (rcpt.account_id,)).fetchone()
-    return rcpt, (row[0] or 0) if row else 0, bool(row and row[1] is not None)
+    row = txn.execute("SELECT a.rules_version, s.id, o.account_id FROM accounts a " + _RULES_JOIN + "WHERE a.id = ?",
+                      (rcpt.account_id,)).fetchone()
+    return rcpt, (row[0] or 0) if row else 0, bool(row and (row[1] is not None or row[2] is not None))
 
 
 # -- apply (DB pool, one transaction for the whole delivery) --------------------------------
@@ -288,7 +292,7 @@ class DeliveryStore(StoreCore):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._scripts: dict = {}  # account_id -> (rules_version, compiled script or None, addresses)
+        self._scripts: dict = {}  # account_id -> (rules_version, compiled script or None, addresses, oof)
         self._pending_deliveries: list = []  # (recipients, msg, raw, plans, waiter), under _pending_lock
         self._pending_lock = threading.Lock()
         self._committing = False  # a _commit_pending is queued or running
@@ -375,11 +379,12 @@ class DeliveryStore(StoreCore):
         return rows
 
     async def _compiled_script(self, account_id: int, version: int):
-        """``(compiled script or None, the account's addresses)`` for ``rules_version``."""
+        """``(compiled script or None, the account's addresses, OutOfOffice or None)`` for
+        ``rules_version``."""
         cached = self._scripts.get(account_id)
         if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
-        version, text, addresses = await self._run("active_script", active_script_txn, account_id)
+            return cached[1:]
+        version, text, addresses, oof = await self._run("active_script", active_script_txn, account_id)
         script = None
         if text is not None:
             try:
@@ -391,8 +396,8 @@ class DeliveryStore(StoreCore):
                           "delivering to INBOX", account_id, e)
         if len(self._scripts) >= SCRIPT_CACHE_SIZE:
             self._scripts.pop(next(iter(self._scripts)))
-        self._scripts[account_id] = (version, script, addresses)
-        return script, addresses
+        self._scripts[account_id] = (version, script, addresses, oof)
+        return script, addresses, oof
 
     async def _plan_delivery(self, raw: bytes, mail_from: str, recipients: list, states: list,
                             junk: bool):
@@ -401,10 +406,16 @@ class DeliveryStore(StoreCore):
         simply gets one copy in the INBOX (no script, not junk)."""
         settings = self.rule_settings
         scripts = {}
-        for rcpt, (version, has_script) in zip(recipients, states):
-            if has_script and rcpt.account_id not in scripts:
-                scripts[rcpt.account_id] = await self._compiled_script(rcpt.account_id, version)
-        if not any(s[0] is not None for s in scripts.values()) and not junk:
+        known = {}  # account_id -> the sender is in its address books (for its out-of-office)
+        sender = (mail_from or "").strip().strip("<>").lower()
+        for rcpt, (version, has_rules) in zip(recipients, states):
+            if has_rules and rcpt.account_id not in scripts:
+                scripts[rcpt.account_id] = rules = await self._compiled_script(rcpt.account_id, version)
+                if rules[2] is not None and rules[2].active(time.time()) and "@" in sender \
+                        and sender.rpartition("@")[2] != rcpt.address.rpartition("@")[2]:
+                    known[rcpt.account_id] = await self._run("known_sender", known_sender_txn, rcpt.account_id,
+                                                             sender)
+        if not any(s[0] is not None or s[2] is not None for s in scripts.values()) and not junk:
             # the common case, without a thread hop for small messages (the scan is bounded)
             if len(raw) <= 65536:
                 junk = is_junk(raw, settings.junk_headers)
@@ -415,8 +426,9 @@ class DeliveryStore(StoreCore):
 
         def plan_one(rcpt, junk_now, now):
             try:
-                return make_plan(raw, mail_from, rcpt, *scripts.get(rcpt.account_id, (None, ())), junk_now,
-                                 settings, self._prepare, now)
+                script, addresses, oof = scripts.get(rcpt.account_id, (None, (), None))
+                return make_plan(raw, mail_from, rcpt, script, addresses, junk_now, settings, self._prepare, now,
+                                 oof, known.get(rcpt.account_id, False))
             except Exception as e:  # a message is never lost to its rules: INBOX, and a log line
                 log.exception("rules of <%s> failed; delivering to INBOX", rcpt.address)
                 return Plan(stores=[Copy(INBOX)], notes=[f"rules failed: {type(e).__name__}: {e}"])
@@ -448,21 +460,21 @@ class SqlDelivery(Delivery):
         self.store = store
         self.mail_from = mail_from
         self.recipients: list[Recipient] = []
-        self.states: list = []  # (rules_version, has_active_script) per recipient
+        self.states: list = []  # (rules_version, has_rules) per recipient
         #: whether a refused RCPT counts as a delivery outcome (not for a submission, whose
         #: "unknown" recipients may be remote ones)
         self.observe_refusals = True
 
     async def add_recipient(self, address: str) -> Recipient:
         try:
-            rcpt, version, has_script = await self.store._run("resolve_recipient", resolve_for_delivery_txn,
+            rcpt, version, has_rules = await self.store._run("resolve_recipient", resolve_for_delivery_txn,
                                                               address)
         except (errors.NotFound, errors.TemporaryFailure) as e:
             if self.observe_refusals:
                 self.store._observe_delivery(_outcome(e))
             raise
         self.recipients.append(rcpt)
-        self.states.append((version, has_script))
+        self.states.append((version, has_rules))
         return rcpt
 
     async def commit(self, raw, junk: bool = False) -> list:

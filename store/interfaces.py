@@ -51,7 +51,8 @@ from store.records import (SYSTEM_FLAGS, SPECIAL_USES, INBOX, DELIMITER, FOLDER_
                             EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_TASK_VIEW, EAS_MAX_CACHED_REQUEST, EAS_MAX_RESPONSE,
                             EAS_MAX_HELD,
                             EAS_MAX_OPTIONS, EAS_MAX_SNAPSHOT, EAS_CLIENT_ID_LIFETIME, EAS_LAST_SEEN_RESOLUTION,
-                            EasDevice, EasSyncState, eas_next_sync_key)
+                            EasDevice, EasSyncState, eas_next_sync_key, OOF_OFF, OOF_ON, OOF_SCHEDULED,
+                            OOF_MAX_MESSAGE, OofReply, OutOfOffice)
 
 #: the whole contract: its records (store/records.py) and its interfaces
 __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX", "LAST_LOGIN_RESOLUTION",
@@ -66,7 +67,8 @@ __all__ = ["DAV_KINDS", "DELIMITER", "EXPIRED", "FAILED", "FOLDER_KINDS", "INBOX
            "SubmissionResult", "as_future",
            "EAS_CLIENT_ID_LIFETIME", "EAS_HIERARCHY", "EAS_INITIAL_KEY", "EAS_TASK_VIEW", "EAS_LAST_SEEN_RESOLUTION",
            "EAS_MAX_CACHED_REQUEST", "EAS_MAX_HELD", "EAS_MAX_OPTIONS", "EAS_MAX_RESPONSE", "EAS_MAX_SNAPSHOT",
-           "EasDevice", "EasSyncState", "eas_next_sync_key"]
+           "EasDevice", "EasSyncState", "eas_next_sync_key",
+           "OOF_OFF", "OOF_ON", "OOF_SCHEDULED", "OOF_MAX_MESSAGE", "OofReply", "OutOfOffice"]
 
 
 class Store:
@@ -541,6 +543,23 @@ class Store:
 
     async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
         """Keeps the active mark.  Raises NotFound, Exists, InvalidInput (bad name)."""
+        raise NotImplementedError
+
+    # -- out of office (ActiveSync Settings Oof; replies made by store/rules.py) ---------------
+    # While an account's OutOfOffice is active, every delivery to it is answered as a Sieve
+    # vacation is (RFC 5230/3834: never a list, bulk, automatic or junk message, nor the user's
+    # own; one reply per sender per period), after the account's own script ran (a script's own
+    # vacation reply takes its place).  A sender of the account's domain is internal.
+    async def get_out_of_office(self, account_id: int) -> OutOfOffice:
+        """The account's settings (all off when never set).  Raises NotFound (no such account)."""
+        raise NotImplementedError
+
+    async def set_out_of_office(self, account_id: int, oof: OutOfOffice) -> OutOfOffice:
+        """Replace the account's settings; returns them as stored.  A new period (``since`` =
+        now, so every sender is answered again) begins when the state, start or end changes;
+        a change of the messages alone keeps it.  Delivery uses them from the next message on.
+        Raises NotFound, InvalidInput (an unknown state, a schedule whose end is not after its
+        start), TooBig (a message over OOF_MAX_MESSAGE octets)."""
         raise NotImplementedError
 
     # -- quotas (Zarafa's warn / soft / hard) ----------------------------------------------

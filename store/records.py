@@ -205,6 +205,45 @@ class SieveScriptInfo:
     size: int  # octets of the UTF-8 text
 
 
+#: OutOfOffice.state: no replies, replies now, replies from ``start_at`` until ``end_at``
+OOF_OFF, OOF_ON, OOF_SCHEDULED = 0, 1, 2
+#: the longest out-of-office message kept (octets of UTF-8)
+OOF_MAX_MESSAGE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class OofReply:
+    """The automatic reply for one audience of an :class:`OutOfOffice`."""
+    enabled: bool = False
+    message: str = ""
+    html: bool = False  # the message is HTML (else plain text)
+
+
+@dataclass(frozen=True)
+class OutOfOffice:
+    """An account's out-of-office replies (ActiveSync Settings Oof, [MS-ASCMD] 2.2.3.119).
+    ``internal`` answers senders of the account's own domain; the others answer senders found in
+    the account's address books (``external_known``) or not (``external_unknown``).  ``since``
+    (set by the store) is when the current period began: each sender is answered once per period."""
+    state: int = OOF_OFF
+    start_at: int = 0  # Unix times, for OOF_SCHEDULED
+    end_at: int = 0
+    internal: OofReply = OofReply()
+    external_known: OofReply = OofReply()
+    external_unknown: OofReply = OofReply()
+    since: int = 0
+
+    def active(self, now: float) -> bool:
+        if self.state == OOF_ON:
+            return True
+        return self.state == OOF_SCHEDULED and self.start_at <= now < self.end_at
+
+    def reply_for(self, internal: bool, known: bool) -> Optional[OofReply]:
+        """The reply a sender gets (None: none), by where it writes from."""
+        reply = self.internal if internal else self.external_known if known else self.external_unknown
+        return reply if reply.enabled and reply.message.strip() else None
+
+
 @dataclass(frozen=True)
 class Quota:
     """An account's usage and effective limits, in bytes; a limit of 0 means unlimited.

@@ -3,11 +3,11 @@
 The delivery pipeline (:mod:`store.delivery`) runs in three steps per message:
 
 1. **resolve** (DB pool, at RCPT): the recipient plus its account's ``rules_version`` and
-   whether it has an active script;
-2. **plan** (:func:`make_plan`, this module; only when a recipient has a script or the message
+   whether it has rules (an active script, an out-of-office);
+2. **plan** (:func:`make_plan`, this module; only when a recipient has rules or the message
    is junk; on the DB thread just before the transaction for a message stored inline, in the
    CPU pool with the blob write for a bigger one): the junk header test, then the recipient's
-   Sieve script, turned into a :class:`Plan`: where copies go with which flags, what to
+   Sieve script and out-of-office, turned into a :class:`Plan`: where copies go with which flags, what to
    reject, redirect or reply.  Outgoing messages (redirects, vacation replies) are built and
    their blobs written here, through the ``prepare`` function the caller hands in;
 3. **apply** (DB pool, in the same transaction as every other row of the delivery,
@@ -23,6 +23,12 @@ Invariants
 - Junk (the configured header test, or ``haven deliver -j``) files into the special-use Junk
   folder and the user's script does not run for it (like a global ``sieve_before`` script that
   ends in ``stop``): no vacation reply ever answers spam.
+- An active out-of-office (:class:`~store.interfaces.OutOfOffice`) answers after the user's
+  script ran, as a vacation action would, by the same rules (RFC 5230 §4.5-4.7, RFC 3834: no
+  reply to a list, bulk or automatic message, a bounce, a mailer, the user's own address, nor
+  to mail that does not name the user) and the same memory (one reply per sender per period);
+  a vacation reply of the script takes its place, and a reject leaves none.  A sender of the
+  account's domain is internal.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from formats import sieve
-from store.interfaces import INBOX, Recipient
+from formats.sieve import vacation as sieve_vacation
+from store.interfaces import INBOX, OOF_ON, OutOfOffice, Recipient
 from store.settings import RuleSettings
 
 log = logging.getLogger("haven.rules")
@@ -135,16 +142,27 @@ def _strip_return_path(raw: bytes) -> bytes:
 
 
 def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tuple, junk: bool,
-              settings: RuleSettings, prepare: Callable, now: float) -> Plan:
+              settings: RuleSettings, prepare: Callable, now: float, oof: Optional[OutOfOffice] = None,
+              known: bool = False) -> Plan:
     """The rules' verdict for one recipient.  ``script`` is a compiled Sieve script or None;
-    ``prepare(raw)`` writes a blob and returns its PreparedMessage (for outgoing messages)."""
+    ``prepare(raw)`` writes a blob and returns its PreparedMessage (for outgoing messages);
+    ``oof`` the account's out-of-office settings (None: off), ``known`` whether the sender is in
+    the account's address books."""
     plan = Plan()
     if junk:
         plan.stores.append(Copy(JUNK))
         return plan
     if script is None:
         plan.stores.append(Copy(INBOX))
-        return plan
+    else:
+        _run_script(plan, raw, mail_from, rcpt, script, addresses, settings, prepare, now)
+    if oof is not None and plan.reject is None and not any(o.kind == "vacation" for o in plan.outgoing):
+        _out_of_office(plan, oof, raw, mail_from, rcpt, addresses, settings, prepare, now, known)
+    return plan
+
+
+def _run_script(plan: Plan, raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tuple,
+                settings: RuleSettings, prepare: Callable, now: float) -> None:
     message = sieve.Message(raw, envelope_from=mail_from or "", envelope_to=rcpt.original,
                             user_addresses=addresses)
     result = sieve.run(script, message)
@@ -176,7 +194,6 @@ def make_plan(raw: bytes, mail_from: str, rcpt: Recipient, script, addresses: tu
     if plan.reject is not None:
         plan.stores = []
         plan.outgoing = []
-    return plan
 
 
 def _vacation(plan: Plan, action, raw: bytes, rcpt: Recipient, settings: RuleSettings, prepare, now) -> None:
@@ -190,3 +207,36 @@ def _vacation(plan: Plan, action, raw: bytes, rcpt: Recipient, settings: RuleSet
                                   vacation_seconds=max(1, int(action.seconds))))
 
 
+
+
+#: how long a sender stays answered while an out-of-office without an end is on
+OOF_OPEN_PERIOD = 365 * 86400
+
+
+def _out_of_office(plan: Plan, oof: OutOfOffice, raw: bytes, mail_from: str, rcpt: Recipient, addresses: tuple,
+                   settings: RuleSettings, prepare: Callable, now: float, known: bool) -> None:
+    """The out-of-office reply to this message, when one is due: an Outgoing vacation reply."""
+    if not oof.active(now):
+        return
+    sender = (mail_from or "").strip().strip("<>")
+    head = header_section(raw)
+    own = frozenset(a.lower() for a in addresses) | {rcpt.address.lower()}
+    why = sieve_vacation.refusal(sender, lambda name: _header_values(head, name), own)
+    if why:
+        plan.notes.append("out of office: no reply: " + why)
+        return
+    internal = sender.rpartition("@")[2].lower() == rcpt.address.rpartition("@")[2].lower()
+    reply = oof.reply_for(internal, known)
+    if reply is None:
+        plan.notes.append("out of office: no reply for this sender")
+        return
+    audience = "internal" if internal else "known" if known else "unknown"
+    text = reply.message.replace("\r\n", "\n")
+    action = sieve.Vacation(reason=("Content-Type: text/html; charset=utf-8\n\n" + text) if reply.html else text,
+                            handle=f"out-of-office {oof.since} {audience}", mime=reply.html, recipient=sender)
+    message = sieve.build_vacation_reply(action, raw, rcpt.address, settings.hostname, now)
+    to = sender.lower()
+    seconds = int(oof.end_at - now) if oof.state != OOF_ON else OOF_OPEN_PERIOD
+    key = hashlib.sha256(f"{action.handle}\0{to}".encode("utf-8")).hexdigest()
+    plan.outgoing.append(Outgoing("vacation", "", to, prepare(message), vacation_key=key,
+                                  vacation_seconds=max(1, seconds)))

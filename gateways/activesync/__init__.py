@@ -12,7 +12,10 @@ mobile, on the shared store.
 - ``hierarchy.py``: the folder hierarchy FolderSync shows and its changes;
 - ``mailitem.py``, ``syncplan.py``: a message as an EAS email item; what one mail Sync sends;
 - ``contacts.py``: a stored vCard as an EAS contact and back (``pim.ConversionError``);
-- ``search.py``: Search and Find (GAL, mailbox), ResolveRecipients with free/busy.
+- ``search.py``: Search and Find (GAL, mailbox), ResolveRecipients with free/busy;
+- ``meeting.py``: an invitation in a message as a meeting request ([MS-ASEMAIL] MeetingRequest);
+  ``meetingresponse.py``: the MeetingResponse command into the default calendar;
+- ``oof.py``: Settings Oof, the out-of-office replies the store sends at delivery.
 
 The front door (gateways/http) mounts it behind its login when ``[activesync] enabled``;
 like every protocol package it knows no other gateway and no front door.

@@ -31,7 +31,7 @@ from gateways.common.settings import SectionSettings
 from store import errors
 from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import compose, hierarchy, items, mailsync, pimfolders, pimsync, ping, search, syncplan
+from . import compose, hierarchy, items, mailsync, meetingresponse, oof, pimfolders, pimsync, ping, search, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
@@ -122,7 +122,8 @@ class Commands:
                                "GetItemEstimate": items.get_item_estimate, "ItemOperations": items.item_operations,
                                "FolderCreate": folder_create, "FolderUpdate": folder_update,
                                "FolderDelete": folder_delete, "Search": search.search, "Find": search.find,
-                               "ResolveRecipients": search.resolve_recipients}
+                               "ResolveRecipients": search.resolve_recipients,
+                               "MeetingResponse": meetingresponse.meeting_response}
 
     async def __call__(self, request, account) -> None:
         try:
@@ -642,7 +643,9 @@ async def settings(ctx: Context):
             sub(sub(out, "Settings", "DeviceInformation"), "Settings", "Status", 1)
         elif name == "UserInformation":
             out.append(await _user_information(ctx))
-        else:  # Oof, DevicePassword, RightsManagementInformation: not offered yet
+        elif name == "Oof":
+            out.append(await oof.settings_oof(ctx, child))
+        else:  # DevicePassword, RightsManagementInformation: not offered yet
             sub(sub(out, "Settings", name), "Settings", "Status", 2)
     return out
 

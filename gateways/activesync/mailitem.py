@@ -34,6 +34,7 @@ from urllib.parse import unquote
 
 from formats import mime
 
+from . import meeting
 from .wbxml import qname as q
 
 PLAIN, HTML, RTF, MIME = 1, 2, 3, 4
@@ -342,4 +343,5 @@ def application_data(envelope, structure: dict, raw: bytes, flags, internaldate:
         cats = _add(data, "Email", "Categories")
         for name in names:
             _add(cats, "Email", "Category", name)
+    meeting.annotate(data, raw, structure, version)  # an invitation, cancellation or reply
     return data
