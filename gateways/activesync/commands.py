@@ -420,11 +420,18 @@ async def _folder_change(ctx: Context, cmd: str):
     try:
         if cmd == "FolderCreate":
             if (text(body, "FolderHierarchy", "Type") or "12") not in ("1", "12"):
-                return status_only(cmd, FOLDER_MALFORMED)  # calendars and contacts come with part 2
+                # calendars, address books and task lists are made by CalDAV/CardDAV clients
+                # (their properties, components and sharing are theirs to set)
+                log.info("activesync %s: FolderCreate of type %s refused", account.address,
+                         text(body, "FolderHierarchy", "Type"))
+                return status_only(cmd, FOLDER_SERVER_ERROR)
             created = await store.create_folder(account.id, path, "mail")
             server_id = str(created.id)
         else:
             folder = folders.get(server_id or "")
+            if folder is None and pimfolders.state_id(server_id or "") is not None and \
+                    pimfolders.folder_id(server_id) in {f.id for f in await store.list_folders(account.id, None)}:
+                return status_only(cmd, FOLDER_SPECIAL)  # a calendar or address book: CalDAV/CardDAV's to change
             if folder is None:
                 return status_only(cmd, FOLDER_MISSING)
             if folder.name == "INBOX" or folder.special_use:

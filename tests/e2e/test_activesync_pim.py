@@ -127,6 +127,15 @@ def test_the_tree_has_calendar_contacts_and_tasks(eas):
             for a in findall(answer, "FolderHierarchy:Changes/FolderHierarchy:Add")]
     deletes = [find(d, "FolderHierarchy:ServerId") for d in findall(answer, "FolderHierarchy:Changes/FolderHierarchy:Delete")]
     assert adds == [("todo", "7")] and deletes == [tasks]
+    # calendars are made, renamed and deleted by CalDAV clients, not from the phone
+    phone.folder_key = find(answer, "FolderHierarchy:SyncKey")
+    _s, made = phone.client.post("FolderCreate", f'<FolderCreate xmlns="FolderHierarchy"><SyncKey>{phone.folder_key}'
+                                                 '</SyncKey><ParentId>0</ParentId><DisplayName>Trips</DisplayName>'
+                                                 '<Type>13</Type></FolderCreate>')
+    _s, gone = phone.client.post("FolderDelete", f'<FolderDelete xmlns="FolderHierarchy"><SyncKey>{phone.folder_key}'
+                                                 f'</SyncKey><ServerId>{calendar}</ServerId></FolderDelete>')
+    assert (find(made, "FolderHierarchy:Status"), find(gone, "FolderHierarchy:Status")) == ("6", "3")
+    assert phone.caldav_calendar().events() == []  # still there
 
 
 def test_an_event_both_ways_with_push(eas):
