@@ -193,9 +193,11 @@ def set_oof_txn(txn: Txn, account_id: int, oof: OutOfOffice, now: int) -> OutOfO
 
 def known_sender_txn(txn: Txn, account_id: int, address: str) -> bool:
     """Whether ``address`` is in one of the account's address books (a vCard's EMAIL)."""
+    address = address.lower()
     pattern = "%" + address.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+    # LOWER: MariaDB compares the text column by its binary collation (Ada@Example.org is the same address)
     rows = txn.execute("SELECT data FROM dav_items WHERE account_id = ? AND component = 'VCARD' AND deleted_at = 0 "
-                       "AND data LIKE ? ESCAPE '!' LIMIT 50", (account_id, pattern)).fetchall()
+                       "AND LOWER(data) LIKE ? ESCAPE '!' LIMIT 50", (account_id, pattern)).fetchall()
     needle = address.lower()
     for (data,) in rows:
         for line in _s(data).replace("\r\n ", "").replace("\n ", "").splitlines():

@@ -29,7 +29,7 @@ from typing import Optional
 import icalendar
 
 from . import recurrence
-from .calendar import (body_element, body_of, categories_element, categories_of, ensure_timezones, first_alarm,
+from .icalitem import (body_element, body_of, categories_element, categories_of, ensure_timezones, first_alarm,
                        ghoster, new_alarm, new_calendar, number, parse, plain, sensitivity_of, serialize,
                        set_categories, set_sensitivity, set_text, set_time, when)
 from .mailitem import BodyPreference

@@ -326,7 +326,9 @@ def test_a_phone_delete_is_recoverable_and_comes_back(eas):
     event_data("Garbage zone", "20261210T090000Z", "20261210T100000Z").replace(BERLIN, "AAAA!!"),
     event_data("Too often", "20261210T090000Z", "20261210T100000Z",
                "<c:Recurrence><c:Type>0</c:Type><c:Occurrences>999999</c:Occurrences></c:Recurrence>"),
-], ids=["dates", "end-before-start", "until-before-start", "timezone", "occurrences"])
+    event_data("Too big", "20261210T090000Z", "20261210T100000Z",
+               f"<b:Body><b:Type>1</b:Type><b:Data>{'x' * (2 * 1024 * 1024 + 10)}</b:Data></b:Body>"),
+], ids=["dates", "end-before-start", "until-before-start", "timezone", "occurrences", "max-item-size"])
 def test_bad_application_data_is_status_6_and_stores_nothing(eas, bad):
     phone = Phone(eas, "pimbad")
     cal = phone.of_type(8)
@@ -334,3 +336,73 @@ def test_bad_application_data_is_status_6_and_stores_nothing(eas, bad):
     coll = phone.sync(cal, f"<Add><ClientId>b</ClientId>{bad}</Add>")
     assert [find(r, "AirSync:Status") for r in responses(coll)] == ["6"]
     assert phone.caldav_calendar().events() == []
+
+
+def _ics(uid: str, start: datetime.datetime, summary: str, component: str = "VEVENT", extra: str = "") -> str:
+    stamp = f"{start:%Y%m%dT%H%M%SZ}"
+    when = (f"DTSTART:{stamp}\r\nDTEND:{start + datetime.timedelta(hours=1):%Y%m%dT%H%M%SZ}\r\n"
+            if component == "VEVENT" else f"DUE:{stamp}\r\n")
+    return (f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:{component}\r\nUID:{uid}\r\n"
+            f"DTSTAMP:20260101T000000Z\r\n{when}SUMMARY:{summary}\r\n{extra}END:{component}\r\nEND:VCALENDAR\r\n")
+
+
+def test_another_accounts_items_are_not_found(eas):
+    mine, theirs = Phone(eas, "pimmine"), Phone(eas, "pimtheirs")
+    cal = theirs.of_type(8)
+    theirs.sync_all(cal)
+    data = event_data("Private", "20261214T090000Z", "20261214T100000Z", uid="private-1")
+    sid = find(responses(theirs.sync(cal, f"<Add><ClientId>p</ClientId>{data}</Add>"))[0], "AirSync:ServerId")
+    my_cal = mine.of_type(8)
+    mine.sync_all(my_cal)
+    coll = mine.sync(my_cal, f"<Change><ServerId>{sid}</ServerId>{data.replace('Private', 'Mine now')}</Change>"
+                             f"<Delete><ServerId>{sid}</ServerId></Delete><Fetch><ServerId>{sid}</ServerId></Fetch>")
+    assert [find(r, "AirSync:Status") for r in responses(coll, "Change") + responses(coll, "Delete")
+            + responses(coll, "Fetch")] == ["8", "8", "8"]
+    text = theirs.caldav_calendar().event_by_uid("private-1").data
+    assert "SUMMARY:Private" in text  # untouched
+    # a GetItemEstimate counts what the next Sync brings
+    dav = theirs.dav()
+    assert dav.put(dav.calendar + "more.ics", _ics("more", datetime.datetime(2026, 12, 20, 9, tzinfo=datetime.timezone.utc),
+                                                   "More")).status == 201
+    _s, estimate = theirs.client.post("GetItemEstimate", f'<GetItemEstimate xmlns="GetItemEstimate" xmlns:a="AirSync">'
+                                                         f'<Collections><Collection><a:SyncKey>{theirs.keys[cal]}'
+                                                         f'</a:SyncKey><CollectionId>{cal}</CollectionId></Collection>'
+                                                         '</Collections></GetItemEstimate>')
+    assert find(estimate, "GetItemEstimate:Response/GetItemEstimate:Collection/GetItemEstimate:Estimate") == "1"
+
+
+def test_filters_and_an_unreadable_item(eas, run):
+    from store.interfaces import NewItem
+    phone = Phone(eas, "pimfilter")
+    cal, tasks = phone.of_type(8), phone.of_type(7)
+    dav = phone.dav()
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    assert dav.put(dav.calendar + "old.ics", _ics("old", now - datetime.timedelta(days=90), "Old")).status == 201
+    assert dav.put(dav.calendar + "soon.ics", _ics("soon", now + datetime.timedelta(days=1), "Soon")).status == 201
+    two_weeks = "<Options><FilterType>4</FilterType></Options>"
+    got = phone.sync_all(cal, options=two_weeks)["Add"]
+    assert [find(d, "Calendar:Subject") for d in got.values()] == ["Soon"]
+    [soon] = got
+    # moved out of the window by a CalDAV client: gone from the phone, not from the server
+    assert dav.put(dav.calendar + "soon.ics", _ics("soon", now - datetime.timedelta(days=60), "Soon")).status == 204
+    assert list(phone.sync_all(cal, options=two_weeks)["SoftDelete"]) == [soon]
+    # a stored object no converter can read (imported from elsewhere): logged and skipped
+    store = eas.admin_store()
+    account = run(store.get_account, phone.user)
+    calendar = run(store.list_dav_collections, account.id)
+    folder = next(c.folder for c in calendar if c.folder.name == "Calendar")
+    run(store.put_dav_item, account.id, folder.id, NewItem(
+        href="broken.ics", uid="broken", etag='"broken"', component="VEVENT",
+        data="BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:garbage\r\n", dtstart=int(now.timestamp()),
+        dtend=int(now.timestamp()) + 3600))
+    assert dav.put(dav.calendar + "next.ics", _ics("next", now + datetime.timedelta(days=2), "Next")).status == 201
+    got = phone.sync_all(cal, options=two_weeks)
+    assert [find(d, "Calendar:Subject") for d in got["Add"].values()] == ["Next"]
+    # to-dos: FilterType 8 sends the incomplete ones; one completed over CalDAV leaves the phone
+    assert dav.put(dav.calendar + "t1.ics", _ics("t1", now, "Open", "VTODO")).status == 201
+    assert dav.put(dav.calendar + "t2.ics", _ics("t2", now, "Done", "VTODO", "STATUS:COMPLETED\r\n")).status == 201
+    incomplete = "<Options><FilterType>8</FilterType></Options>"
+    got = phone.sync_all(tasks, options=incomplete)["Add"]
+    assert [find(d, "Tasks:Subject") for d in got.values()] == ["Open"]
+    assert dav.put(dav.calendar + "t1.ics", _ics("t1", now, "Open", "VTODO", "STATUS:COMPLETED\r\n")).status == 204
+    assert list(phone.sync_all(tasks, options=incomplete)["SoftDelete"]) == list(got)

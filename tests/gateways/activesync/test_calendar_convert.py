@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from gateways.activesync import calendar, tzblob, wbxml
+from gateways.activesync import calendar, icalitem, tzblob, wbxml
 from gateways.activesync.mailitem import BodyPreference
 from gateways.activesync.pim import ConversionError
 from gateways.activesync.wbxml import qname as q
@@ -345,7 +345,7 @@ def test_new_event_from_a_phone_comes_back_the_same(version):
     data = _phone_event(version)
     text = calendar.from_eas(data, None, version, "server-uid", None)
     cal = icalendar.Calendar.from_ical(text)
-    assert str(cal["PRODID"]) == calendar.PRODID and [c.name for c in cal.subcomponents] == ["VTIMEZONE", "VEVENT"]
+    assert str(cal["PRODID"]) == icalitem.PRODID and [c.name for c in cal.subcomponents] == ["VTIMEZONE", "VEVENT"]
     master = cal.walk("VEVENT")[0]
     assert str(master["UID"]) == "phone-uid-1"
     assert master.decoded("DTSTART") == datetime(2026, 4, 10, 11, 30, tzinfo=ZoneInfo("Europe/Berlin"))
