@@ -19,8 +19,10 @@ Invariants
 
 from __future__ import annotations
 
+import importlib
 import logging
 import struct
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -31,7 +33,7 @@ from gateways.common.settings import SectionSettings
 from store import errors
 from store.interfaces import EAS_HIERARCHY, EAS_INITIAL_KEY, EAS_MAX_CACHED_REQUEST, eas_next_sync_key
 
-from . import compose, hierarchy, items, mailsync, meetingresponse, oof, pimfolders, pimsync, ping, search, syncplan
+from . import compose, hierarchy, items, mailsync, oof, pimfolders, pimsync, ping, syncplan
 from .endpoint import CONTENT_TYPE, finish
 from .query import QueryError, UnknownCommand, parse_request, version_tuple
 from .wbxml import WbxmlError, decode, encode, qname as q
@@ -96,6 +98,20 @@ class Context:
         return version_tuple(self.request.protocol_version)
 
 
+def later(module: str, name: str) -> Callable:
+    """The handler ``name`` of ``module``, imported by its first request, in a worker thread:
+    its iCalendar and vCard libraries are not loaded at start-up by a server that never
+    answers a Search or a MeetingResponse, and never on the reactor."""
+    path = f"{__package__}.{module}"
+
+    async def handler(ctx):
+        loaded = sys.modules.get(path)
+        if loaded is None:
+            loaded = await deferToThread(importlib.import_module, path)
+        return await getattr(loaded, name)(ctx)
+    return handler
+
+
 def status_only(cmd: str, status: int):
     page = TOP.get(cmd, "AirSync")
     return element(page, cmd, element(page, "Status", text=status))
@@ -121,9 +137,10 @@ class Commands:
                                "SmartForward": mail.smart_forward, "MoveItems": items.move_items,
                                "GetItemEstimate": items.get_item_estimate, "ItemOperations": items.item_operations,
                                "FolderCreate": folder_create, "FolderUpdate": folder_update,
-                               "FolderDelete": folder_delete, "Search": search.search, "Find": search.find,
-                               "ResolveRecipients": search.resolve_recipients,
-                               "MeetingResponse": meetingresponse.meeting_response}
+                               "FolderDelete": folder_delete, "Search": later("search", "search"),
+                               "Find": later("search", "find"),
+                               "ResolveRecipients": later("search", "resolve_recipients"),
+                               "MeetingResponse": later("meetingresponse", "meeting_response")}
 
     async def __call__(self, request, account) -> None:
         try:

@@ -34,7 +34,6 @@ from urllib.parse import unquote
 
 from formats import mime
 
-from . import meeting
 from .wbxml import qname as q
 
 PLAIN, HTML, RTF, MIME = 1, 2, 3, 4
@@ -343,5 +342,19 @@ def application_data(envelope, structure: dict, raw: bytes, flags, internaldate:
         cats = _add(data, "Email", "Categories")
         for name in names:
             _add(cats, "Email", "Category", name)
-    meeting.annotate(data, raw, structure, version)  # an invitation, cancellation or reply
+    if calendar_part(structure) is not None:  # an invitation, cancellation or reply
+        from . import meeting  # iCalendar's parser: loaded by the first invitation, not at start-up
+        meeting.annotate(data, raw, structure, version)
     return data
+
+
+#: the types of an iTIP part (RFC 6047), read by meeting.py
+CALENDAR_TYPES = frozenset({("text", "calendar"), ("application", "ics")})
+
+
+def calendar_part(structure: dict) -> Optional[dict]:
+    """The first ``text/calendar`` or ``application/ics`` leaf (not inside an attached message)."""
+    for _path, part in _leaves(structure or {}):
+        if (part.get("type"), part.get("subtype")) in CALENDAR_TYPES:
+            return part
+    return None

@@ -43,13 +43,13 @@ import icalendar
 from formats import mime
 
 from . import recurrence, tzblob
+from .mailitem import calendar_part  # (mailitem loads this module lazily: no cycle)
 from .wbxml import qname as q
 
 log = logging.getLogger("haven.activesync")
 
 #: an iTIP part larger than this is not read (a phone gets an ordinary message)
 MAX_ICS = 1 << 20
-CALENDAR_TYPES = frozenset({("text", "calendar"), ("application", "ics")})
 REQUEST_CLASS = "IPM.Schedule.Meeting.Request"
 CANCELED_CLASS = "IPM.Schedule.Meeting.Canceled"
 REPLY_CLASS = {"ACCEPTED": "IPM.Schedule.Meeting.Resp.Pos", "DECLINED": "IPM.Schedule.Meeting.Resp.Neg",
@@ -76,23 +76,6 @@ class Invitation:
 
 
 # -- finding it ----------------------------------------------------------------------------------
-
-def _leaves(structure: dict):
-    parts = structure.get("parts")
-    if parts:
-        for part in parts:
-            yield from _leaves(part)
-    else:
-        yield structure
-
-
-def calendar_part(structure: dict) -> Optional[dict]:
-    """The first ``text/calendar`` or ``application/ics`` leaf (not inside an attached message)."""
-    for part in _leaves(structure or {}):
-        if (part.get("type"), part.get("subtype")) in CALENDAR_TYPES:
-            return part
-    return None
-
 
 def _param(part: dict, name: str) -> Optional[str]:
     for key, value in part.get("params") or ():

@@ -75,7 +75,12 @@ class PimSync(CollectionSync):
         super().__init__(ctx, pim.server_id, pim.state_id, collection, window)
         self.pim = pim
         self.folder = pim.folder
-        self.conv = converter(pim.klass)
+
+    @property
+    def conv(self):
+        """The converting module (calendar.py, tasks.py, contacts.py), imported by the first
+        item it converts: read only in worker threads, never on the reactor."""
+        return converter(self.pim.klass)
 
     # -- what the items are -----------------------------------------------------------------
     async def _live(self, opts: dict) -> tuple:
@@ -248,7 +253,7 @@ class PimSync(CollectionSync):
             return NOT_FOUND
         if instance_id is not None:  # one occurrence (16.x): an exception of the series
             try:
-                body = await deferToThread(self.conv.delete_instance, stored.data, instance_id)
+                body = await deferToThread(lambda: self.conv.delete_instance(stored.data, instance_id))
                 config = self.ctx.config
                 new = await deferToThread(item_for, body, self.folder.kind,
                                           f"{self.account.address}/{self.folder.name}", stored.href,
