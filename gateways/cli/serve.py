@@ -128,7 +128,7 @@ def demo_banner(config, address: str, password) -> str:
         lines.append(f"  calendars and contacts (CalDAV/CardDAV): http://{http.host}:{http.port}/  "
                      "(enter this URL and the login above in Thunderbird, DAVx5, iOS, ...)")
         if config.getbool("activesync", "enabled"):
-            lines.append(f"  phones (Exchange ActiveSync, mail): server {http.host}:{http.port}, no TLS on loopback "
+            lines.append(f"  phones (Exchange ActiveSync: mail, calendar, contacts, tasks): server {http.host}:{http.port}, no TLS on loopback "
                          "(a phone on the network needs [http] tls_listen)")
     if imap and imap.kind == "tcp":
         lines.append(f"  try:  curl -s --url 'imap://{imap.host}:{imap.port}/INBOX' --user '{address}:{password}'"
