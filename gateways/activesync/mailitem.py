@@ -34,6 +34,7 @@ from urllib.parse import unquote
 
 from formats import mime
 
+from .itip import calendar_part
 from .wbxml import qname as q
 
 PLAIN, HTML, RTF, MIME = 1, 2, 3, 4
@@ -347,14 +348,3 @@ def application_data(envelope, structure: dict, raw: bytes, flags, internaldate:
         meeting.annotate(data, raw, structure, version)
     return data
 
-
-#: the types of an iTIP part (RFC 6047), read by meeting.py
-CALENDAR_TYPES = frozenset({("text", "calendar"), ("application", "ics")})
-
-
-def calendar_part(structure: dict) -> Optional[dict]:
-    """The first ``text/calendar`` or ``application/ics`` leaf (not inside an attached message)."""
-    for _path, part in _leaves(structure or {}):
-        if (part.get("type"), part.get("subtype")) in CALENDAR_TYPES:
-            return part
-    return None

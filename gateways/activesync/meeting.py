@@ -43,7 +43,7 @@ import icalendar
 from formats import mime
 
 from . import recurrence, tzblob
-from .mailitem import calendar_part  # (mailitem loads this module lazily: no cycle)
+from .itip import calendar_part
 from .wbxml import qname as q
 
 log = logging.getLogger("haven.activesync")
