@@ -48,9 +48,9 @@ import icalendar
 from icalendar.prop import vCalAddress, vRecur
 
 from . import recurrence, tzblob
-from .icalitem import (parse, new_calendar, decoded, when, plain, body_element, body_of, set_text, categories_of,
-                       categories_element, set_categories, sensitivity_of, set_sensitivity, number, first_alarm,
-                       new_alarm, ghoster, serialize, ensure_timezones, local, set_time)
+from .icalitem import (body_element, body_of, categories_element, categories_of, decoded, ensure_timezones,
+                       first_alarm, ghoster, local, new_alarm, new_calendar, number, parse, plain, sensitivity_of,
+                       serialize, series, set_categories, set_sensitivity, set_text, set_time, when)
 from .mailitem import BodyPreference
 from .pim import ConversionError
 from .wbxml import qname as q
@@ -80,13 +80,7 @@ class Event:
 
     def __init__(self, cal: icalendar.Calendar, fallback: tzinfo = timezone.utc):
         self.cal, self.fallback = cal, fallback
-        events = [c for c in cal.subcomponents if c.name == "VEVENT"]
-        if not events:
-            if any(c.name == "VTODO" for c in cal.subcomponents):
-                raise ConversionError("a to-do, not an event (wrong collection)")
-            raise ConversionError("no VEVENT in the object")
-        masters = [e for e in events if "RECURRENCE-ID" not in e]
-        self.master = masters[0] if masters else events[0]
+        events, self.master = series(cal, "VEVENT", "VTODO", ("an event", "a to-do"))
         self.overrides = {rid_key(when(e, "RECURRENCE-ID")): e for e in events
                           if e is not self.master and "RECURRENCE-ID" in e}
         start = when(self.master, "DTSTART")

@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 
 from twisted.internet.threads import deferToThread
 
+from store import errors
 from store.interfaces import EAS_INITIAL_KEY, eas_next_sync_key
 
 from . import syncplan
@@ -72,9 +73,10 @@ class CollectionSync:
     - ``_apply_commands(held, opts)``: the phone's commands, returning the Responses element;
     - ``_commands(out, plan, opts)``: the server's changes of a :class:`syncplan.Plan`."""
 
-    def __init__(self, ctx, server_id: str, state_id: int, collection, window: int):
-        self.ctx, self.server_id, self.state_id, self.collection, self.window = \
-            ctx, server_id, state_id, collection, window
+    def __init__(self, ctx, server_id: str, state_id: int, folder, collection, window: int):
+        """``folder``: the store Folder the collection shows."""
+        self.ctx, self.server_id, self.state_id, self.folder, self.collection, self.window = \
+            ctx, server_id, state_id, folder, collection, window
         self.store, self.account, self.device_id = ctx.store, ctx.account, ctx.request.device_id
         self.own: dict = {}  # item id -> modseq after this device's own change
         self.reached = 0  # the modseq the device had seen changes up to
@@ -137,6 +139,20 @@ class CollectionSync:
         opts = state.options or {}
         live, highest = await self._live(opts)
         return syncplan.plan(live, set(state.held), state.modseq, highest, window, self._cutoff(opts)).count
+
+    async def _fresh_folder(self):
+        """The folder as it is now (its modseq after the phone's own changes): one row by name,
+        or, renamed meanwhile, found by id."""
+        try:
+            folder = await self.store.get_folder(self.account.id, self.folder.name)
+            if folder.id == self.folder.id:
+                return folder
+        except errors.NotFound:
+            pass
+        for folder in await self.store.list_folders(self.account.id, self.folder.kind):
+            if folder.id == self.folder.id:
+                return folder
+        raise errors.NotFound("the folder is gone")
 
     def _finish(self, out, key: str, status: int) -> None:
         sub(out, "AirSync", "SyncKey", key)

@@ -423,7 +423,7 @@ async def _folder_change(ctx: Context, cmd: str):
     state = await store.get_sync_state(account.id, device_id, EAS_HIERARCHY)
     if state is None or key != state.sync_key:
         return status_only(cmd, FOLDER_SYNC_INVALID_KEY)
-    folders = {str(f.id): f for f in await store.list_folders(account.id, "mail")}
+    folders, pim = await pimfolders.collections(store, account.id)
     server_id = text(body, "FolderHierarchy", "ServerId")
     parent_id = text(body, "FolderHierarchy", "ParentId")
     name = (text(body, "FolderHierarchy", "DisplayName") or "").strip()
@@ -446,8 +446,7 @@ async def _folder_change(ctx: Context, cmd: str):
             server_id = str(created.id)
         else:
             folder = folders.get(server_id or "")
-            if folder is None and pimfolders.state_id(server_id or "") is not None and \
-                    pimfolders.folder_id(server_id) in {f.id for f in await store.list_folders(account.id, None)}:
+            if (server_id or "") in pim:
                 return status_only(cmd, FOLDER_SPECIAL)  # a calendar or address book: CalDAV/CardDAV's to change
             if folder is None:
                 return status_only(cmd, FOLDER_MISSING)
@@ -520,7 +519,7 @@ async def sync(ctx: Context):
         return status_only("Sync", SYNC_TOO_MANY)
     if to_cache and len(to_cache) <= EAS_MAX_CACHED_REQUEST:
         await store.cache_device_request(account.id, device_id, "sync", to_cache)
-    folders, pim = await _collections(store, account.id)
+    folders, pim = await pimfolders.collections(store, account.id)
     wait = _wait_seconds(body, ctx)
     if isinstance(wait, ET.Element):
         return wait  # Status 14: out of range
@@ -535,7 +534,7 @@ async def sync(ctx: Context):
             hub.begin(key)
         if not ready:
             return None
-        folders, pim = await _collections(store, account.id)
+        folders, pim = await pimfolders.collections(store, account.id)
     overall = syncplan.window_size(text(body, "AirSync", "WindowSize")) if body.find(q("AirSync", "WindowSize")) \
         is not None else syncplan.MAX_WINDOW
     out = element("AirSync", "Sync")
@@ -566,12 +565,6 @@ async def sync(ctx: Context):
 
 
 SYNC_BAD_WAIT = 14
-
-
-async def _collections(store, account_id: int) -> tuple:
-    """(ServerId -> mail Folder, ServerId -> pimfolders.PimFolder) from one folder listing."""
-    every = await store.list_folders(account_id, None)
-    return {str(f.id): f for f in every if f.kind == "mail"}, pimfolders.views(every)
 
 
 async def _current_keys(ctx, request) -> None:

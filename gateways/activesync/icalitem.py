@@ -36,6 +36,19 @@ def parse(text_: str) -> icalendar.Calendar:
     return cal
 
 
+def series(cal: icalendar.Calendar, name: str, other: str, what: str) -> tuple:
+    """``(every component called name, the master)`` of one stored object: the master is the one
+    without RECURRENCE-ID (else the first).  ConversionError when there is none (``what`` says
+    which, and a component ``other`` instead means the wrong collection)."""
+    found = [c for c in cal.subcomponents if c.name == name]
+    if not found:
+        if any(c.name == other for c in cal.subcomponents):
+            raise ConversionError(f"{what[1]}, not {what[0]} (wrong collection)")
+        raise ConversionError(f"no {name} in the object")
+    masters = [c for c in found if "RECURRENCE-ID" not in c]
+    return found, masters[0] if masters else found[0]
+
+
 def new_calendar() -> icalendar.Calendar:
     cal = icalendar.Calendar()
     cal.add("PRODID", PRODID)

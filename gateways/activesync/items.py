@@ -85,9 +85,7 @@ async def get_item_estimate(ctx):
     body = ctx.body
     if body is None or body.tag != "{GetItemEstimate}GetItemEstimate":
         return element("GetItemEstimate", "GetItemEstimate", element("GetItemEstimate", "Status", text=2))
-    every = await store.list_folders(account.id, None)
-    folders = {str(f.id): f for f in every if f.kind == "mail"}
-    pim = pimfolders.views(every)
+    folders, pim = await pimfolders.collections(store, account.id)
     out = element("GetItemEstimate", "GetItemEstimate")
     for coll in body.iter("{GetItemEstimate}Collection"):
         cid = text(coll, "GetItemEstimate", "CollectionId") or text(coll, "AirSync", "CollectionId") or ""

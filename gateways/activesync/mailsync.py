@@ -68,8 +68,7 @@ class MailSync(CollectionSync):
 
     def __init__(self, ctx, folder, collection, window: int, trash=None):
         """``trash``: the account's \\Trash folder (where DeletesAsMoves puts a phone's deletes)."""
-        super().__init__(ctx, str(folder.id), folder.id, collection, window)
-        self.folder = folder
+        super().__init__(ctx, str(folder.id), folder.id, folder, collection, window)
         self.trash = trash
 
     async def _live(self, opts: dict) -> tuple:
@@ -78,20 +77,6 @@ class MailSync(CollectionSync):
 
     def _cutoff(self, opts: dict) -> int:
         return syncplan.cutoff(opts.get("filter", 0), time.time())
-
-    async def _fresh_folder(self):
-        """The folder as it is now (its modseq after the phone's own changes): one row by name,
-        or, renamed meanwhile, found by id."""
-        try:
-            folder = await self.store.get_folder(self.account.id, self.folder.name)
-            if folder.id == self.folder.id:
-                return folder
-        except errors.NotFound:
-            pass
-        for folder in await self.store.list_folders(self.account.id, "mail"):
-            if folder.id == self.folder.id:
-                return folder
-        raise errors.NotFound("the folder is gone")
 
     # -- the phone's commands ----------------------------------------------------------------
     async def _apply_commands(self, held: set, opts: dict):

@@ -128,6 +128,13 @@ def views(folders) -> dict:
 _CLASS = {"calendar": "Calendar", "contacts": "Contacts", "tasks": "Tasks"}
 
 
+async def collections(store, account_id: int) -> tuple:
+    """``(ServerId -> mail Folder, ServerId -> PimFolder (:func:`views`))`` of the account, from
+    one folder listing: what Sync, Ping, GetItemEstimate and the folder commands look ids up in."""
+    every = await store.list_folders(account_id, None)
+    return {str(f.id): f for f in every if f.kind == "mail"}, views(every)
+
+
 async def load(store, account_id: int) -> dict:
     """ServerId -> :class:`PimFolder` of the account, as it is now (two queries)."""
     collections = await store.list_dav_collections(account_id)

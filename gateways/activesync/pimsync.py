@@ -72,9 +72,8 @@ class PimSync(CollectionSync):
 
     def __init__(self, ctx, pim, collection, window: int):
         """``pim``: a pimfolders.PimFolder."""
-        super().__init__(ctx, pim.server_id, pim.state_id, collection, window)
+        super().__init__(ctx, pim.server_id, pim.state_id, pim.folder, collection, window)
         self.pim = pim
-        self.folder = pim.folder
 
     @property
     def conv(self):
@@ -84,7 +83,7 @@ class PimSync(CollectionSync):
 
     # -- what the items are -----------------------------------------------------------------
     async def _live(self, opts: dict) -> tuple:
-        highest = (await self.store.dav_changes(self.account.id, self.folder.id, _ALWAYS))[0]
+        highest = (await self._fresh_folder()).highest_modseq
         incomplete_only = self.pim.klass == "Tasks" and opts.get("filter") == INCOMPLETE_TASKS
         items = [i for i in await self.store.list_dav_items(self.folder.id, with_data=incomplete_only)
                  if i.component == self.pim.component]
@@ -130,6 +129,10 @@ class PimSync(CollectionSync):
             extra = {"me": self.account.address} if self.pim.klass == "Calendar" else {}
             body = self.conv.from_eas(data, stored.data if stored is not None else None, version, uid, supported,
                                       **extra)
+        return self._row(body, href)
+
+    def _row(self, body: str, href: str = ""):
+        """The store's row of an object's new text, as a CalDAV PUT of it would make it."""
         config = self.ctx.config
         new = item_for(body, self.folder.kind, f"{self.account.address}/{self.folder.name}", href,
                        config.max_item_size, config.max_occurrences)
@@ -253,11 +256,8 @@ class PimSync(CollectionSync):
             return NOT_FOUND
         if instance_id is not None:  # one occurrence (16.x): an exception of the series
             try:
-                body = await deferToThread(lambda: self.conv.delete_instance(stored.data, instance_id))
-                config = self.ctx.config
-                new = await deferToThread(item_for, body, self.folder.kind,
-                                          f"{self.account.address}/{self.folder.name}", stored.href,
-                                          config.max_item_size, config.max_occurrences)
+                new = await deferToThread(
+                    lambda: self._row(self.conv.delete_instance(stored.data, instance_id), stored.href))
             except (ValueError, AttributeError) as e:
                 log.info("activesync %s: occurrence %r of item %d not deleted: %s", self.account.address,
                          instance_id, item_id, e)

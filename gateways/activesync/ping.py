@@ -173,8 +173,8 @@ async def ping(ctx, hub: PingHub, http_request=None):
         ids.append(fid)
     if len(ids) > config.max_folders:
         return answer(TOO_MANY_FOLDERS, limit=config.max_folders, limit_name="MaxFolders")
-    every = await store.list_folders(account.id, None)
-    known = {str(f.id) for f in every if f.kind == "mail"} | set(pimfolders.views(every))
+    mail, pim = await pimfolders.collections(store, account.id)
+    known = set(mail) | set(pim)
     unknown = [fid for fid in ids if fid not in known and fid != hierarchy.OUTBOX_ID]
     if unknown:
         log.info("activesync %s: device %s pings folders it does not know: %s", account.address, device_id,

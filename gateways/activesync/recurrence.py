@@ -143,6 +143,15 @@ def _nth(rule: vRecur, fields: dict) -> bool:
     return True
 
 
+def _month_day(rule: vRecur, start) -> int:
+    """The one day of the month a rule names (BYMONTHDAY, else DTSTART's); a day counted from
+    the month's end (negative) EAS cannot say."""
+    day = int(_one(rule, "BYMONTHDAY") or start.day)
+    if not 1 <= day <= 31:
+        raise _Inexpressible(f"BYMONTHDAY {day}")
+    return day
+
+
 def _fields(rule: vRecur, start) -> dict:
     unknown = {k.upper() for k in rule} - _SUPPORTED_PARTS
     if unknown:
@@ -176,10 +185,7 @@ def _fields(rule: vRecur, start) -> dict:
         if _nth(rule, fields):
             fields["Type"] = MONTHLY_NTH
         else:
-            day = int(_one(rule, "BYMONTHDAY") or start.day)
-            if not 1 <= day <= 31:
-                raise _Inexpressible(f"BYMONTHDAY {day}")
-            fields.update(Type=MONTHLY, DayOfMonth=day)
+            fields.update(Type=MONTHLY, DayOfMonth=_month_day(rule, start))
     elif freq == "YEARLY":
         fields["MonthOfYear"] = int(month or start.month)
         if _nth(rule, fields):
@@ -187,10 +193,7 @@ def _fields(rule: vRecur, start) -> dict:
                 raise _Inexpressible("the last day of a month, yearly")
             fields["Type"] = YEARLY_NTH
         else:
-            day = int(_one(rule, "BYMONTHDAY") or start.day)
-            if not 1 <= day <= 31:
-                raise _Inexpressible(f"BYMONTHDAY {day}")
-            fields.update(Type=YEARLY, DayOfMonth=day)
+            fields.update(Type=YEARLY, DayOfMonth=_month_day(rule, start))
     else:
         raise _Inexpressible(f"FREQ={freq}")
     count, until = _one(rule, "COUNT"), _one(rule, "UNTIL")

@@ -30,7 +30,7 @@ import icalendar
 
 from . import recurrence
 from .icalitem import (body_element, body_of, categories_element, categories_of, ensure_timezones, first_alarm,
-                       ghoster, new_alarm, new_calendar, number, parse, plain, sensitivity_of, serialize,
+                       ghoster, new_alarm, new_calendar, number, parse, plain, sensitivity_of, serialize, series,
                        set_categories, set_sensitivity, set_text, set_time, when)
 from .mailitem import BodyPreference
 from .pim import ConversionError
@@ -45,13 +45,7 @@ _PRIORITY = {HIGH: 1, NORMAL: 5, LOW: 9}
 
 
 def _todo(cal: icalendar.Calendar):
-    todos = [c for c in cal.subcomponents if c.name == "VTODO"]
-    if not todos:
-        if any(c.name == "VEVENT" for c in cal.subcomponents):
-            raise ConversionError("an event, not a to-do (wrong collection)")
-        raise ConversionError("no VTODO in the object")
-    masters = [t for t in todos if "RECURRENCE-ID" not in t]
-    return masters[0] if masters else todos[0]
+    return series(cal, "VTODO", "VEVENT", ("a to-do", "an event"))[1]
 
 
 def importance_of(todo) -> int:
