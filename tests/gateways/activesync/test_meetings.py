@@ -41,6 +41,16 @@ def setup(server, name, version="16.1"):
     return user, password, phone, organizer
 
 
+def invited(server, name, template, subject, prefix="planning", version="16.1"):
+    """A new account's phone, provisioned, with the invitation ``template`` (of a new UID) in its
+    Inbox: ``(user, password, phone, organizer, uid, the invitation's Add)``."""
+    user, password, phone, organizer = setup(server, name, version)
+    uid = f"{prefix}-" + secrets.token_hex(4)
+    invite(server, user, template, uid, organizer)
+    phone.sync("INBOX", options=MR_OPTS)
+    return user, password, phone, organizer, uid, inbox_items(phone)[subject]
+
+
 def inbox_items(phone):
     coll = phone.sync("INBOX", options=MR_OPTS)
     return {find(a, "AirSync:ApplicationData/Email:Subject"): a for a in findall(coll, "AirSync:Commands/AirSync:Add")}
@@ -77,11 +87,7 @@ def partstats(cal, user):
 
 
 def test_accept_in_16_1_stores_the_event_and_sends_the_reply(eas, sink):
-    user, password, phone, organizer = setup(eas, "accept")
-    uid = "planning-" + secrets.token_hex(4)
-    invite(eas, user, REQUEST, uid, organizer)
-    phone.sync("INBOX", options=MR_OPTS)
-    item = inbox_items(phone)["Invitation: Planning meeting"]
+    user, password, phone, organizer, uid, item = invited(eas, "accept", REQUEST, "Invitation: Planning meeting")
     data = item.find("{AirSync}ApplicationData")
     assert find(data, "Email:MessageClass") == "IPM.Schedule.Meeting.Request"
     assert find(data, "Email:MeetingRequest/Email:StartTime") == "2026-12-14T09:00:00.000Z"
@@ -110,11 +116,8 @@ def test_accept_in_16_1_stores_the_event_and_sends_the_reply(eas, sink):
 
 
 def test_14_1_decline_keeps_the_event_and_sends_nothing(eas, sink):
-    user, password, phone, organizer = setup(eas, "decline", "14.1")
-    uid = "planning-" + secrets.token_hex(4)
-    invite(eas, user, REQUEST, uid, organizer)
-    phone.sync("INBOX", options=MR_OPTS)
-    item = inbox_items(phone)["Invitation: Planning meeting"]
+    user, password, phone, organizer, uid, item = invited(eas, "decline", REQUEST, "Invitation: Planning meeting",
+                                                          version="14.1")
     data = item.find("{AirSync}ApplicationData")
     assert find(data, "Email:MeetingRequest/Email:Location") == "Room 4"
     assert find(data, "Email:MeetingRequest/Email2:MeetingMessageType") == "1"
@@ -126,11 +129,8 @@ def test_14_1_decline_keeps_the_event_and_sends_nothing(eas, sink):
 
 
 def test_one_occurrence_by_instance_id_then_a_change_of_mind(eas, sink):
-    user, password, phone, organizer = setup(eas, "occurrence")
-    uid = "weekly-" + secrets.token_hex(4)
-    invite(eas, user, RECURRING, uid, organizer)
-    phone.sync("INBOX", options=MR_OPTS)
-    item = inbox_items(phone)["Invitation: Weekly sync"]
+    user, password, phone, organizer, uid, item = invited(eas, "occurrence", RECURRING, "Invitation: Weekly sync",
+                                                          "weekly")
     data = item.find("{AirSync}ApplicationData")
     assert find(data, "Email:MeetingRequest/Email:Recurrences/Email:Recurrence/Email:Type") == "1"
     result = respond(phone, 2, phone.folders["INBOX"], find(item, "AirSync:ServerId"),
@@ -159,11 +159,7 @@ def _calendar_folder(server, user) -> str:
 
 
 def test_cancel_removes_the_event(eas):
-    user, password, phone, organizer = setup(eas, "cancel")
-    uid = "planning-" + secrets.token_hex(4)
-    invite(eas, user, REQUEST, uid, organizer)
-    phone.sync("INBOX", options=MR_OPTS)
-    item = inbox_items(phone)["Invitation: Planning meeting"]
+    user, password, phone, organizer, uid, item = invited(eas, "cancel", REQUEST, "Invitation: Planning meeting")
     assert find(respond(phone, 1, phone.folders["INBOX"], find(item, "AirSync:ServerId")),
                 "MeetingResponse:Status") == "1"
     assert calendar_event(eas, user, password, uid) is not None

@@ -16,50 +16,49 @@ EVENT = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r
          "DTSTART:20260301T100000Z\r\nDTEND:20260301T110000Z\r\nSUMMARY:{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
 
 
-@pytest.mark.parametrize("conditional", [True, False])
-def test_put_loses_to_a_write_between_check_and_store(store, run, conditional):
-    account = run(store.create_account, "rita@example.test", "pw", "Rita")
+def raced(store, run, name: str, conditional: bool = True):
+    """A stored event read by a CalDAV request as Radicale reads it before a write (its path
+    discovered), then edited by another writer: ``(account, folder id, the plugin, the item's
+    collection path, the first version)``."""
+    account = run(store.create_account, f"{name}@example.test", "pw", name.title())
     cal = store.dav.collection(account.id, "Calendar")
-    path = f"/{account.address}/Calendar/race.ics"
-    first = item_for(EVENT.format("first"), "calendar", path.rpartition("/")[0].strip("/"), "race.ics")
+    coll = f"{account.address}/Calendar"
+    first = item_for(EVENT.format("first"), "calendar", coll, "race.ics")
     store.dav.put(account.id, cal.folder.id, first)
     plugin = dav_storage.Storage.__new__(dav_storage.Storage)
     plugin.dav, plugin.max_occurrences, plugin.views = store.dav, 10000, {}
     dav_storage.begin_request(account.address, account.id, conditional=conditional)
-    seen = list(plugin.discover(path))  # what Radicale reads and checks If-Match against
+    seen = list(plugin.discover(f"/{coll}/race.ics"))  # what Radicale reads and checks If-Match against
     assert [i.etag for i in seen] == [first.etag]
+    return account, cal.folder.id, plugin, coll, first
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_put_loses_to_a_write_between_check_and_store(store, run, conditional):
+    account, folder_id, plugin, coll, first = raced(store, run, "rita", conditional)
     # another writer (a phone over ActiveSync) edits the event now
-    theirs = item_for(EVENT.format("the phone's"), "calendar", path.rpartition("/")[0].strip("/"), "race.ics")
-    run(store.put_dav_item, account.id, cal.folder.id, theirs, first.etag)
-    collection = next(plugin.discover(f"/{account.address}/Calendar/"))
-    mine = radicale_item.Item(text=EVENT.format("mine"), collection_path=path.rpartition("/")[0].strip("/"))
+    theirs = item_for(EVENT.format("the phone's"), "calendar", coll, "race.ics")
+    run(store.put_dav_item, account.id, folder_id, theirs, first.etag)
+    collection = next(plugin.discover(f"/{coll}/"))
+    mine = radicale_item.Item(text=EVENT.format("mine"), collection_path=coll)
     if conditional:
         with pytest.raises(ValueError):
             collection.upload("race.ics", mine)
         assert dav_storage.failure.precondition  # the WSGI wrapper answers 412
-        assert "the phone's" in store.dav.items(cal.folder.id, ["race.ics"])[0].data
+        assert "the phone's" in store.dav.items(folder_id, ["race.ics"])[0].data
     else:  # no If-Match: the client asked to overwrite whatever is there
         collection.upload("race.ics", mine)
-        assert "mine" in store.dav.items(cal.folder.id, ["race.ics"])[0].data
+        assert "mine" in store.dav.items(folder_id, ["race.ics"])[0].data
     dav_storage.begin_request(None, None)
 
 
 def test_delete_loses_to_an_edit_between_check_and_store(store, run):
-    account = run(store.create_account, "dora@example.test", "pw", "Dora")
-    cal = store.dav.collection(account.id, "Calendar")
-    path = f"/{account.address}/Calendar/race.ics"
-    first = item_for(EVENT.format("first"), "calendar", path.rpartition("/")[0].strip("/"), "race.ics")
-    store.dav.put(account.id, cal.folder.id, first)
-    plugin = dav_storage.Storage.__new__(dav_storage.Storage)
-    plugin.dav, plugin.max_occurrences, plugin.views = store.dav, 10000, {}
-    dav_storage.begin_request(account.address, account.id, conditional=True)
-    list(plugin.discover(path))
-    run(store.put_dav_item, account.id, cal.folder.id,
-        item_for(EVENT.format("edited"), "calendar", path.rpartition("/")[0].strip("/"), "race.ics"))
-    collection = next(plugin.discover(f"/{account.address}/Calendar/"))
+    account, folder_id, plugin, coll, _first = raced(store, run, "dora")
+    run(store.put_dav_item, account.id, folder_id, item_for(EVENT.format("edited"), "calendar", coll, "race.ics"))
+    collection = next(plugin.discover(f"/{coll}/"))
     with pytest.raises(ValueError):
         collection.delete("race.ics")
-    assert store.dav.items(cal.folder.id, ["race.ics"])  # still there
+    assert store.dav.items(folder_id, ["race.ics"])  # still there
     with pytest.raises(errors.NotFound):
-        store.dav.delete(account.id, cal.folder.id, "gone.ics")
+        store.dav.delete(account.id, folder_id, "gone.ics")
     dav_storage.begin_request(None, None)
