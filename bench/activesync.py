@@ -63,10 +63,28 @@ def post(cmd: str, xml: str, device: str = "ApplBENCH0001") -> ET.Element:
 
 
 def text(el, path: str):
+    """The text at ``path`` (``page:name`` steps) of a decoded answer, or None."""
     for step in path.split("/"):
         page, _, name = step.partition(":")
         el = el.find("{%s}%s" % (page, name)) if el is not None else None
-    return None if el is None else el.text
+    return None if el is None else (el.text.decode() if isinstance(el.text, bytes) else el.text)
+
+
+def start_haven(base: Path, http_port: int, lmtp_port: int, imap_port: int, users: dict, mariadb=None):
+    """A throwaway Haven with ActiveSync on and the connection limits off, on SQLite or (``mariadb``:
+    its URL) on a database made anew; started."""
+    from haven import HavenInstance
+    overrides = {"activesync.enabled": "yes", "lmtp.max_connections": "0", "http.max_connections": "0",
+                 "http.max_connections_per_ip": "0", "http.max_requests_per_ip": "0"}
+    if mariadb:
+        name = mariadb.rsplit("/", 1)[1]
+        subprocess.run(["mariadb", "-h127.0.0.1", "-uroot", "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE "
+                        f"{name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"], check=True)
+        overrides["store.url"] = mariadb
+    inst = HavenInstance(base=base, imap_port=imap_port, lmtp_port=lmtp_port, pop3_port=None, http_port=http_port,
+                         users=users, overrides=overrides)
+    inst.start()
+    return inst
 
 
 def sync(key: str, cid: str, window: int = 100):
@@ -92,17 +110,7 @@ def main() -> int:
     ap.add_argument("--pings", type=int, default=1000, help="parked Pings for the memory figure (0: none)")
     args = ap.parse_args()
     from corpus import generate
-    from haven import HavenInstance
-    overrides = {"activesync.enabled": "yes", "lmtp.max_connections": "0", "http.max_connections": "0",
-                 "http.max_connections_per_ip": "0", "http.max_requests_per_ip": "0"}
-    if args.mariadb:
-        name = args.mariadb.rsplit("/", 1)[1]
-        subprocess.run(["mariadb", "-h127.0.0.1", "-uroot", "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE "
-                        f"{name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"], check=True)
-        overrides["store.url"] = args.mariadb
-    inst = HavenInstance(base=BASE, imap_port=IMAP_PORT, lmtp_port=LMTP_PORT, pop3_port=None, http_port=HTTP_PORT,
-                         users={USER: PASSWORD}, overrides=overrides)
-    inst.start()
+    inst = start_haven(BASE, HTTP_PORT, LMTP_PORT, IMAP_PORT, {USER: PASSWORD}, args.mariadb)
     try:
         messages = generate(args.count)
         lmtp = smtplib.LMTP("127.0.0.1", LMTP_PORT)

@@ -29,7 +29,6 @@ import argparse
 import base64
 import http.client
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -41,6 +40,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from activesync import start_haven, text  # noqa: E402  (bench/activesync.py)
 from gateways.activesync import tzblob  # noqa: E402
 from gateways.activesync.wbxml import decode, encode  # noqa: E402
 
@@ -71,13 +71,6 @@ class Http:
         if status != 200:
             raise RuntimeError(f"{cmd}: HTTP {status}")
         return decode(data)
-
-
-def text(el, path: str):
-    for step in path.split("/"):
-        page, _, name = step.partition(":")
-        el = el.find("{%s}%s" % (page, name)) if el is not None else None
-    return None if el is None else (el.text.decode() if isinstance(el.text, bytes) else el.text)
 
 
 def sync(h: Http, key: str, cid: str, commands: str = "", window: int = 100) -> tuple:
@@ -155,17 +148,7 @@ def main() -> int:
     ap.add_argument("--mariadb", nargs="?", const="mysql://root@127.0.0.1:3306/haven_bench_eas_pim", default=None)
     args = ap.parse_args()
     from davbench import generate
-    from haven import HavenInstance
-    overrides = {"activesync.enabled": "yes", "http.max_connections": "0", "http.max_connections_per_ip": "0",
-                 "http.max_requests_per_ip": "0"}
-    if args.mariadb:
-        name = args.mariadb.rsplit("/", 1)[1]
-        subprocess.run(["mariadb", "-h127.0.0.1", "-uroot", "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE "
-                        f"{name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"], check=True)
-        overrides["store.url"] = args.mariadb
-    inst = HavenInstance(base=BASE, imap_port=IMAP_PORT, lmtp_port=LMTP_PORT, pop3_port=None, http_port=HTTP_PORT,
-                         users={USER: PASSWORD}, overrides=overrides)
-    inst.start()
+    inst = start_haven(BASE, HTTP_PORT, LMTP_PORT, IMAP_PORT, {USER: PASSWORD}, args.mariadb)
     rows = []
     try:
         h = Http()

@@ -12,7 +12,8 @@ from gateways.common.davitems import item_for
 from gateways.dav import storage as dav_storage
 from store import errors
 
-EVENT = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:race\r\nDTSTAMP:20260101T000000Z\r\n"
+EVENT = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:race\r\n"
+         "DTSTAMP:20260101T000000Z\r\n"
          "DTSTART:20260301T100000Z\r\nDTEND:20260301T110000Z\r\nSUMMARY:{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
 
 
